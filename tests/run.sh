@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# tests/run.sh BUILD_DIR - runs the unit tests and every integration script, then prints
+# one total line "N passed, N failed" (exit 1 on any failure).
+set -u
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+passed=0; failed=0
+
+out=$("$build/test_unit" 2>&1 | tee /dev/stderr | tail -n 1)
+if [[ $out =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1])); failed=$((failed + BASH_REMATCH[2]))
+else
+    echo "FAIL unit test binary did not finish (last line: $out)" >&2; failed=$((failed + 1))
+fi
+
+for t in "$here"/integration/*.sh; do
+    [ -e "$t" ] || continue
+    name=$(basename "$t" .sh)
+    log=$(mktemp)
+    if MMRM="$build/mmrm" bash "$t" >"$log" 2>&1; then
+        echo "PASS $name"; passed=$((passed + 1))
+    else
+        echo "FAIL $name"; sed 's/^/    /' "$log" | tail -n 30; failed=$((failed + 1))
+    fi
+    rm -f "$log"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
