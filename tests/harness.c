@@ -130,7 +130,7 @@ int grad_check(const char *what, LossFn loss, void *ctx, float *x, const float *
                            what, rel, tol);
     double worst = 0; size_t wk = 0;
     for (size_t k = 0; k < m; k++) {
-        double e = fabs(analytic[idx[k]] - fd[k]) / (tol * (fabs(fd[k]) + 0.05 * rms) + 1e-4);
+        double e = fabs(analytic[idx[k]] - fd[k]) / (tol * fabs(fd[k]) + 0.1 * rms + 1e-4);
         if (!(e <= worst)) { worst = e; wk = k; }
     }
     if (m)

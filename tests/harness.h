@@ -50,7 +50,9 @@ int expect_same(const char *what, const float *a, const float *b, size_t n,
  * loss(ctx) recomputes the scalar loss (in double) from the current inputs. The check
  * perturbs x[i] by +-h (h = 1e-3 * max(1, |x[i]|)), forms the central difference and
  * compares it with analytic[i] norm-wise: ||a - fd|| <= tol * max(||fd||, 1e-3), and
- * elementwise with |a - fd| <= tol * (|fd| + 0.05 * rms(fd)) + 1e-4 (reports the worst).
+ * elementwise with |a - fd| <= tol * |fd| + 0.1 * rms(fd) + 1e-4 (reports the worst): the
+ * finite difference of a float forward carries absolute noise of about
+ * |L| * 6e-8 / h, so the elementwise bound catches a wrong element, not small noise.
  * For n > 300 a fixed-seed sample of 300 indices is checked. */
 typedef double (*LossFn)(void *ctx);
 int grad_check(const char *what, LossFn loss, void *ctx, float *x, const float *analytic,

@@ -1,0 +1,202 @@
+/* autograd.c - graph context, tape, backward and recompute segments (autograd.h). */
+#include "runtime/autograd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/error.h"
+
+const KernelOps *kernels_for(Device d) {
+    if (d == DEV_CPU) return &kernels_cpu;
+    MMRM_FATAL("no %s kernels in this build: rebuild with `make cuda` on a machine with the "
+               "CUDA toolkit, or run with device = cpu", device_name(d));
+}
+
+void graph_init(Graph *g, Device d, size_t arena_bytes, uint64_t seed) {
+    memset(g, 0, sizeof *g);
+    g->device = d;
+    g->K = kernels_for(d);
+    arena_init(&g->act, d, arena_bytes);
+    arena_init(&g->meta, DEV_CPU, 1 << 20);
+    g->tape_cap = 256;
+    g->tape = xmalloc(g->tape_cap * sizeof *g->tape);
+    g->grad_enabled = 1;
+    g->dropout = rng_make(seed, 0x64726f70 /* "drop" */);
+}
+
+void graph_free(Graph *g) {
+    arena_free(&g->act);
+    arena_free(&g->meta);
+    free(g->tape);
+    memset(g, 0, sizeof *g);
+}
+
+void graph_reset(Graph *g) {
+    g->ntape = 0;
+    arena_reset(&g->act);
+    arena_reset(&g->meta);
+}
+
+int graph_set_grad(Graph *g, int enabled) {
+    int prev = g->grad_enabled;
+    g->grad_enabled = enabled;
+    return prev;
+}
+
+void *graph_scratch(Graph *g, size_t bytes) { return arena_alloc(&g->meta, bytes); }
+
+static Tensor *new_tensor(Graph *g, const char *name, int ndim, const int *shape) {
+    Tensor *t = arena_alloc(&g->meta, sizeof *t);
+    memset(t, 0, sizeof *t);
+    tensor_set_shape(t, name, ndim, shape);
+    t->dtype = DT_F32;
+    t->device = g->device;
+    return t;
+}
+
+Tensor *graph_tensor(Graph *g, const char *name, int ndim, const int *shape) {
+    Tensor *t = new_tensor(g, name, ndim, shape);
+    t->data = arena_alloc(&g->act, t->numel * sizeof(float));
+    return t;
+}
+
+Tensor *graph_zeros(Graph *g, const char *name, int ndim, const int *shape) {
+    Tensor *t = new_tensor(g, name, ndim, shape);
+    t->data = arena_calloc(&g->act, t->numel * sizeof(float));
+    return t;
+}
+
+float *graph_grad(Graph *g, Tensor *t) {
+    if (!t->grad) {
+        MMRM_CHECK(!t->is_param, "parameter %s has no gradient buffer (frozen?)", t->name);
+        t->grad = arena_calloc(&g->act, t->numel * sizeof(float));
+    }
+    return t->grad;
+}
+
+TapeEntry *graph_record(Graph *g, const char *op, BackwardFn bw, Tensor **in, int nin,
+                        Tensor **out, int nout) {
+    if (!g->grad_enabled) return NULL;
+    int any = 0;
+    for (int i = 0; i < nin; i++) any |= in[i] && in[i]->requires_grad;
+    if (!any) return NULL;
+    MMRM_CHECK(nin <= TAPE_MAX_IN && nout <= TAPE_MAX_OUT, "op %s: too many tensors", op);
+    if (g->ntape == g->tape_cap) {
+        g->tape_cap *= 2;
+        g->tape = xrealloc(g->tape, g->tape_cap * sizeof *g->tape);
+    }
+    TapeEntry *e = &g->tape[g->ntape++];
+    memset(e, 0, sizeof *e);
+    e->op = op;
+    e->backward = bw;
+    e->nin = nin;
+    e->nout = nout;
+    for (int i = 0; i < nin; i++) e->in[i] = in[i];
+    for (int i = 0; i < nout; i++) {
+        e->out[i] = out[i];
+        out[i]->requires_grad = 1;
+    }
+    return e;
+}
+
+/* Entries [lo, hi] in reverse; an entry none of whose outputs received a gradient is
+ * skipped. Indices, not pointers: a recompute segment appends to (and may move) the tape. */
+static void run_backward(Graph *g, int hi, int lo) {
+    for (int i = hi; i >= lo; i--) {
+        TapeEntry *e = &g->tape[i];
+        int live = 0;
+        for (int k = 0; k < e->nout; k++) live |= e->out[k]->grad != NULL;
+        if (live) e->backward(g, e);
+    }
+}
+
+void graph_backward(Graph *g, Tensor *root) {
+    MMRM_CHECK(root->numel == 1, "backward from %s: the root must be a scalar (has %zu elements)",
+               root->name, root->numel);
+    MMRM_CHECK(root->requires_grad, "backward from %s: nothing it depends on requires grad",
+               root->name);
+    MMRM_CHECK(root->device == DEV_CPU, "backward root on %s is not supported in this build",
+               device_name(root->device));
+    graph_grad(g, root)[0] = 1.0f;
+    run_backward(g, g->ntape - 1, 0);
+}
+
+void graph_backward_from(Graph *g, Tensor *t, const float *dout) {
+    MMRM_CHECK(t->requires_grad, "backward from %s: nothing it depends on requires grad", t->name);
+    device_memcpy(g->device, graph_grad(g, t), dout, t->numel * sizeof(float));
+    run_backward(g, g->ntape - 1, 0);
+}
+
+/* ---------------------------------------------------------------- recompute */
+
+typedef struct {
+    SegmentFn fn;
+    void *ctx;
+    uint64_t dropout_counter; /* at segment start, so the replay draws the same masks */
+} SegmentCtx;
+
+static void segment_backward(Graph *g, TapeEntry *e) {
+    /* copy what we need: the tape may be reallocated by the replay */
+    SegmentCtx sc = *(SegmentCtx *)e->ctx;
+    int nin = e->nin, nout = e->nout;
+    Tensor *in[TAPE_MAX_IN], *out[TAPE_MAX_OUT], *re[TAPE_MAX_OUT];
+    memcpy(in, e->in, sizeof in);
+    memcpy(out, e->out, sizeof out);
+    /* input grads must outlive the replay's scratch, so they come from below the mark */
+    for (int i = 0; i < nin; i++)
+        if (in[i] && in[i]->requires_grad && !in[i]->is_param) graph_grad(g, in[i]);
+    size_t mark_act = arena_mark(&g->act), mark_meta = arena_mark(&g->meta);
+    int t0 = g->ntape;
+    uint64_t saved = g->dropout.counter;
+    g->dropout.counter = sc.dropout_counter;
+    int prev = graph_set_grad(g, 1);
+    sc.fn(g, sc.ctx, in, nin, re, nout);
+    graph_set_grad(g, prev);
+    g->dropout.counter = saved;
+    for (int i = 0; i < nout; i++) {
+        MMRM_CHECK(tensor_same_shape(re[i], out[i]),
+                   "recompute segment output %d changed shape between forward and replay", i);
+        re[i]->grad = out[i]->grad;
+    }
+    run_backward(g, g->ntape - 1, t0);
+    g->ntape = t0;
+    arena_release(&g->act, mark_act);
+    arena_release(&g->meta, mark_meta);
+}
+
+void graph_checkpoint(Graph *g, SegmentFn fn, const void *ctx, size_t ctx_bytes, Tensor **in,
+                      int nin, Tensor **out, int nout) {
+    void *own = graph_scratch(g, ctx_bytes);
+    memcpy(own, ctx, ctx_bytes);
+    int any = 0;
+    for (int i = 0; i < nin; i++) any |= in[i] && in[i]->requires_grad;
+    if (!g->recompute || !g->grad_enabled || !any) {
+        fn(g, own, in, nin, out, nout);
+        return;
+    }
+    MMRM_CHECK(nin <= TAPE_MAX_IN && nout <= TAPE_MAX_OUT, "recompute segment: too many tensors");
+    SegmentCtx *sc = graph_scratch(g, sizeof *sc);
+    sc->fn = fn;
+    sc->ctx = own;
+    sc->dropout_counter = g->dropout.counter;
+    size_t mark = arena_mark(&g->act);
+    int prev = graph_set_grad(g, 0);
+    fn(g, own, in, nin, out, nout);
+    graph_set_grad(g, prev);
+    /* keep only the outputs that the segment allocated; inputs passed through stay put */
+    void *ptrs[TAPE_MAX_OUT];
+    size_t bytes[TAPE_MAX_OUT];
+    int idx[TAPE_MAX_OUT], n = 0;
+    for (int i = 0; i < nout; i++) {
+        char *d = out[i]->data;
+        if (mark != ARENA_NO_MARK && d >= g->act.base + mark && d < g->act.base + g->act.used) {
+            ptrs[n] = d;
+            bytes[n] = out[i]->numel * dtype_size(out[i]->dtype);
+            idx[n++] = i;
+        }
+    }
+    arena_compact(&g->act, mark, ptrs, bytes, n);
+    for (int k = 0; k < n; k++) out[idx[k]]->data = ptrs[k];
+    TapeEntry *e = graph_record(g, "checkpoint", segment_backward, in, nin, out, nout);
+    e->ctx = sc;
+}

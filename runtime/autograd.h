@@ -1,0 +1,90 @@
+/* autograd.h - the graph context, the tape, backward and recompute segments.
+ *
+ * A Graph carries what every op needs: the op table of its device, the activation
+ * arena (tensor data), a host arena for metadata (Tensor structs, saved op state), the
+ * tape, grad mode and a dropout RNG stream. Ops (runtime/ops.h) allocate their outputs
+ * from the arena and, while grad is enabled and an input requires grad, append a tape
+ * entry. graph_backward walks the tape in reverse and accumulates into .grad:
+ * parameters' grads are views of the flat grad buffer, activations' grads are
+ * allocated (zeroed) from the arena on first use. graph_reset ends a step.
+ *
+ * Recompute segments (activation checkpointing): graph_checkpoint runs a segment
+ * function with grad disabled, keeps only its outputs (the arena is compacted back to
+ * where the segment started) and records one entry; backward re-runs the segment with
+ * grad enabled and the same dropout counters, then backpropagates through it. The
+ * kernels are deterministic, so gradients are bitwise those of a run without recompute.
+ */
+#ifndef MMRM_AUTOGRAD_H
+#define MMRM_AUTOGRAD_H
+
+#include "kernels/kernels.h"
+#include "runtime/memory.h"
+#include "runtime/rng.h"
+#include "runtime/tensor.h"
+
+#define TAPE_MAX_IN 6
+#define TAPE_MAX_OUT 4
+
+typedef struct Graph Graph;
+typedef struct TapeEntry TapeEntry;
+typedef void (*BackwardFn)(Graph *g, TapeEntry *e);
+
+struct TapeEntry {
+    const char *op;
+    BackwardFn backward;
+    Tensor *in[TAPE_MAX_IN];
+    Tensor *out[TAPE_MAX_OUT];
+    int nin, nout;
+    void *ctx; /* op-specific saved state, in the host arena */
+};
+
+struct Graph {
+    Device device;
+    const KernelOps *K;
+    Arena act;       /* tensor data and activation grads, on the device */
+    Arena meta;      /* Tensor structs and saved op state, on the host */
+    TapeEntry *tape;
+    int ntape, tape_cap;
+    int grad_enabled;
+    int training;    /* drop_path is active only while training */
+    int recompute;   /* graph_checkpoint recomputes (else it runs the segment inline) */
+    Rng dropout;     /* counter advances by one per drawn mask element */
+};
+
+/* The op table for a device; fatal with a hint when the build lacks that backend. */
+const KernelOps *kernels_for(Device d);
+
+void graph_init(Graph *g, Device d, size_t arena_bytes, uint64_t seed);
+void graph_free(Graph *g);
+/* End of step: drops the tape and every activation (parameters are untouched). */
+void graph_reset(Graph *g);
+/* Previous grad mode is returned so callers can restore it. */
+int graph_set_grad(Graph *g, int enabled);
+
+/* New activation tensor from the arena (uninitialised, or zeroed with _zeros). */
+Tensor *graph_tensor(Graph *g, const char *name, int ndim, const int *shape);
+Tensor *graph_zeros(Graph *g, const char *name, int ndim, const int *shape);
+/* Scratch from the host/meta arena for op state (lives until graph_reset). */
+void *graph_scratch(Graph *g, size_t bytes);
+/* The gradient buffer of t, allocated and zeroed on first use. */
+float *graph_grad(Graph *g, Tensor *t);
+
+/* Appends a tape entry when grad is enabled and some input requires grad; marks the
+ * outputs as requiring grad. Returns the entry (to attach ctx) or NULL. */
+TapeEntry *graph_record(Graph *g, const char *op, BackwardFn bw, Tensor **in, int nin,
+                        Tensor **out, int nout);
+
+/* Backpropagates from a scalar root (numel 1) with d(root) = 1. */
+void graph_backward(Graph *g, Tensor *root);
+/* Backpropagates from any output with a given gradient dout (t->numel floats, on the
+ * graph's device), e.g. to test a sub-network or to continue from a pipeline stage. */
+void graph_backward_from(Graph *g, Tensor *t, const float *dout);
+
+typedef void (*SegmentFn)(Graph *g, void *ctx, Tensor **in, int nin, Tensor **out, int nout);
+/* Runs fn(in) -> out as a recompute segment (see above). nin <= TAPE_MAX_IN,
+ * nout <= TAPE_MAX_OUT. The ctx_bytes at ctx are copied, so the caller's ctx may be a
+ * local; whatever it points to must live until backward. */
+void graph_checkpoint(Graph *g, SegmentFn fn, const void *ctx, size_t ctx_bytes, Tensor **in,
+                      int nin, Tensor **out, int nout);
+
+#endif

@@ -1,0 +1,86 @@
+/* memory.h - planned memory: the activation arena and the flat parameter store.
+ *
+ * Arena: a bump allocator reset at every step. It never frees piecemeal; a step that
+ * needs more than the current block chains overflow blocks, and the next reset replaces
+ * them all by one block of the high-water size, so from the second step on a step
+ * performs no allocation at all. mark/release give stack-like scratch (recompute
+ * segments free their recomputed activations that way).
+ *
+ * ParamStore: parameters are declared by name, shape, group and decay flag, then
+ * laid out once in ONE contiguous buffer ordered [trainable, decayed | trainable, not
+ * decayed | frozen]. Gradients, AdamW moments and fp32 master weights cover the trainable
+ * prefix with the same offsets, so one collective reduces all gradients, ZeRO sharding is
+ * slicing, and frozen parameters own no gradient or optimizer memory at all.
+ */
+#ifndef MMRM_MEMORY_H
+#define MMRM_MEMORY_H
+
+#include <stddef.h>
+
+#include "runtime/tensor.h"
+
+typedef struct ArenaBlock ArenaBlock;
+typedef struct Arena {
+    Device device;
+    char *base;          /* the main block */
+    size_t cap, used;    /* bytes */
+    ArenaBlock *overflow;/* chained blocks of this step (first steps only) */
+    size_t overflow_used;/* bytes handed out from overflow blocks */
+    size_t peak;         /* high-water mark of used + overflow_used since init */
+    size_t n_grow;       /* how many times reset had to grow the main block */
+} Arena;
+
+void arena_init(Arena *a, Device d, size_t initial_bytes);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t bytes);       /* 64-byte aligned, uninitialised */
+void *arena_calloc(Arena *a, size_t bytes);      /* zeroed */
+void arena_reset(Arena *a);                      /* end of step */
+#define ARENA_NO_MARK ((size_t)-1)
+size_t arena_mark(const Arena *a);
+/* Frees everything allocated after the mark. While the arena is overflowing (first
+ * steps) it keeps everything instead; reset then grows the main block. */
+void arena_release(Arena *a, size_t mark);
+/* Compacts the allocations above the mark: moves the given live ones (pointers into
+ * the main block above the mark, any order, at most 16) down to the mark, frees the
+ * rest, and returns their new addresses in place. Recompute segments keep their
+ * outputs this way. A no-op while overflowing, like release. */
+void arena_compact(Arena *a, size_t mark, void **ptrs, const size_t *bytes, int n);
+
+/* parameter groups, so training can freeze by group */
+typedef enum { PG_VISION = 0, PG_CONNECTOR, PG_LLM, PG_HEAD, PG_OTHER, PG_COUNT } ParamGroup;
+const char *param_group_name(ParamGroup g);
+
+typedef struct ParamStore {
+    Device device;
+    Tensor *params;  /* n entries, in declaration order */
+    int n, cap;
+    int group_frozen[PG_COUNT];
+    int finalized;
+    float *data;     /* (numel) all parameters */
+    size_t numel;
+    size_t n_trainable;  /* length of the trainable prefix */
+    size_t n_decay;      /* length of its decayed part (the first n_decay elements) */
+    float *grad;     /* (n_trainable) or NULL when nothing trains */
+    float *m, *v;    /* (n_trainable) AdamW moments, after params_alloc_optimizer */
+    float *master;   /* (n_trainable) fp32 master weights for bf16 runs; NULL on the CPU */
+    ParamGroup *group;  /* per param */
+    unsigned char *decay;
+} ParamStore;
+
+void params_init(ParamStore *s, Device d);
+void params_free(ParamStore *s);
+/* Declares a parameter; returns its index. decay: weight decay applies (false for
+ * biases and norm weights, the HF convention). */
+int params_add(ParamStore *s, const char *name, ParamGroup g, int decay, int ndim,
+               const int *shape);
+void params_freeze_group(ParamStore *s, ParamGroup g, int frozen);
+/* Lays out the buffers (data zeroed, grads zeroed). After this, params[i] is final. */
+void params_finalize(ParamStore *s);
+void params_alloc_optimizer(ParamStore *s);
+Tensor *params_get(ParamStore *s, int i);
+Tensor *params_find(ParamStore *s, const char *name); /* NULL if absent */
+void params_zero_grad(ParamStore *s);
+size_t params_count_group(const ParamStore *s, ParamGroup g);
+size_t params_bytes(const ParamStore *s); /* params + grads + moments + master */
+
+#endif

@@ -1,0 +1,50 @@
+/* ops.h - differentiable ops: the network code calls these, never the kernels.
+ *
+ * Each op checks shapes (fatal with both shapes named), allocates its output from the
+ * graph's arena, calls the device's kernel and, when grad is enabled and an input
+ * requires grad, records its backward on the tape. Integer inputs (ids, positions,
+ * lengths) are host arrays; the op copies what it keeps.
+ * Shapes: B batch, T tokens, C channels, NH/KV heads, HD head dim, P pairs.
+ */
+#ifndef MMRM_OPS_H
+#define MMRM_OPS_H
+
+#include "runtime/autograd.h"
+
+/* y = x . w^T + b; x (..., C), w (OC, ...) with numel OC*C (a conv weight works), b (OC) */
+Tensor *op_linear(Graph *g, Tensor *x, Tensor *w, Tensor *b);
+/* (B, T, C) rows of table (V, C); every id is checked against V */
+Tensor *op_embedding(Graph *g, Tensor *table, const int *ids, int B, int T);
+Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *w, Tensor *b, float eps); /* over last dim */
+Tensor *op_rmsnorm(Graph *g, Tensor *x, Tensor *w, float eps);
+Tensor *op_gelu(Graph *g, Tensor *x);
+Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up); /* silu(gate) * up */
+/* x (B, T, NH, HD); pos (B*T) */
+Tensor *op_rope(Graph *g, Tensor *x, const int *pos, float theta);
+/* q (B, T, NH, HD), k/v (B, T, KV, HD), lengths (B) -> (B, T, NH, HD) */
+Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths, int causal);
+/* img (B, CH, H, W), w (C, CH, p, p), b (C) -> (B, (H/p)*(W/p), C); patches row-major */
+Tensor *op_patch_embed(Graph *g, Tensor *img, Tensor *w, Tensor *b);
+/* (B, G*G, C) -> (B, (G/2)^2, 4C), pixel shuffle v2 */
+Tensor *op_pixel_shuffle(Graph *g, Tensor *x);
+Tensor *op_add(Graph *g, Tensor *a, Tensor *b);
+Tensor *op_channel_scale(Graph *g, Tensor *x, Tensor *scale); /* x (..., C) * scale (C) */
+/* x (B, ...): whole samples dropped with probability rate while training; identity
+ * (the same tensor) when not training or rate == 0 */
+Tensor *op_drop_path(Graph *g, Tensor *x, float rate);
+Tensor *op_reshape(Graph *g, Tensor *x, int ndim, const int *shape); /* same numel */
+
+/* mean(softplus(-(rc - rr - margin))); margin (P) host array or NULL. losses_out, if not
+ * NULL, receives the per-pair losses (P). Returns the scalar loss (1). */
+Tensor *op_bt_loss(Graph *g, Tensor *rc, Tensor *rr, const float *margin, Tensor **losses_out);
+
+typedef struct ShortcutLoss {
+    Tensor *loss;           /* (1) mean(w*Lm + Lb) */
+    Tensor *w, *lm, *lb;    /* (P) for logging */
+} ShortcutLoss;
+/* the shortcut-aware objective of spec/algorithm.md on main (mc, mr) and bias (bc, br)
+ * rewards, each (P) */
+ShortcutLoss op_shortcut_loss(Graph *g, Tensor *mc, Tensor *mr, Tensor *bc, Tensor *br,
+                              float eps);
+
+#endif

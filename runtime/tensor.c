@@ -1,0 +1,104 @@
+/* tensor.c - tensor metadata, bf16 conversion and device memory. */
+#include "runtime/tensor.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/error.h"
+
+size_t dtype_size(DType dt) { return dt == DT_BF16 ? 2 : 4; }
+const char *dtype_name(DType dt) { return dt == DT_BF16 ? "bf16" : dt == DT_I32 ? "i32" : "f32"; }
+const char *device_name(Device d) { return d == DEV_CUDA ? "cuda" : "cpu"; }
+
+void tensor_set_shape(Tensor *t, const char *name, int ndim, const int *shape) {
+    MMRM_CHECK(ndim >= 1 && ndim <= TENSOR_MAX_DIMS, "tensor %s: rank %d is outside 1..%d",
+               name ? name : "?", ndim, TENSOR_MAX_DIMS);
+    snprintf(t->name, sizeof t->name, "%s", name ? name : "");
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < TENSOR_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
+    for (int i = 0; i < ndim; i++) {
+        MMRM_CHECK(shape[i] >= 0, "tensor %s: dimension %d is negative (%d)", t->name, i, shape[i]);
+        t->numel *= (size_t)shape[i];
+    }
+}
+
+int tensor_same_shape(const Tensor *a, const Tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+const char *tensor_describe(const Tensor *t, char *buf, size_t len) {
+    int o = snprintf(buf, len, "%s (", t->name[0] ? t->name : "<unnamed>");
+    for (int i = 0; i < t->ndim && o > 0 && (size_t)o < len; i++)
+        o += snprintf(buf + o, len - o, i ? ", %d" : "%d", t->shape[i]);
+    if (o > 0 && (size_t)o < len)
+        snprintf(buf + o, len - o, ") %s %s", dtype_name(t->dtype), device_name(t->device));
+    return buf;
+}
+
+uint16_t bf16_from_f32(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float f32_from_bf16(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void bf16_to_f32_array(float *dst, const uint16_t *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = f32_from_bf16(src[i]);
+}
+
+void f32_to_bf16_array(uint16_t *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_from_f32(src[i]);
+}
+
+int device_cuda_compiled(void) {
+#ifdef MMRM_CUDA
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static void require_cpu(Device d, const char *what) {
+    MMRM_CHECK(d == DEV_CPU,
+               "%s on device %s: this build has only the CPU backend (rebuild with `make cuda`)",
+               what, device_name(d));
+}
+
+void *device_alloc(Device d, size_t bytes) {
+    require_cpu(d, "device_alloc");
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) MMRM_FATAL("out of memory allocating %.1f MiB on the CPU", bytes / 1048576.0);
+    return p;
+}
+
+void device_free(Device d, void *p) {
+    require_cpu(d, "device_free");
+    free(p);
+}
+
+void device_memset0(Device d, void *p, size_t bytes) {
+    require_cpu(d, "device_memset0");
+    memset(p, 0, bytes);
+}
+
+void device_memcpy(Device d, void *dst, const void *src, size_t bytes) {
+    require_cpu(d, "device_memcpy");
+    memmove(dst, src, bytes);
+}

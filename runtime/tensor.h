@@ -1,0 +1,59 @@
+/* tensor.h - tensors, dtypes and devices.
+ *
+ * A Tensor is a named, contiguous view of up to 4 dims onto memory it does not own
+ * (a flat parameter buffer, the activation arena, a file mapping). Its gradient, when
+ * it has one, is a buffer of the same shape in fp32. Devices: cpu now; cuda admitted by
+ * the same fields (data then points to device memory, and the op table is chosen by
+ * device in runtime/autograd.c).
+ */
+#ifndef MMRM_TENSOR_H
+#define MMRM_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TENSOR_MAX_DIMS 4
+#define TENSOR_NAME_LEN 112
+
+typedef enum { DT_F32 = 0, DT_BF16 = 1, DT_I32 = 2 } DType; /* i32: ids, positions, lengths */
+typedef enum { DEV_CPU = 0, DEV_CUDA = 1 } Device;
+
+typedef struct Tensor {
+    char name[TENSOR_NAME_LEN];
+    DType dtype;
+    Device device;
+    int ndim;
+    int shape[TENSOR_MAX_DIMS];
+    size_t numel;
+    void *data;
+    float *grad;       /* fp32, same shape; NULL until needed (activations) or never (frozen) */
+    int requires_grad; /* receives a gradient in backward */
+    int is_param;      /* lives in a ParamStore (its grad is a view of the flat grad buffer) */
+} Tensor;
+
+size_t dtype_size(DType dt);
+const char *dtype_name(DType dt);
+const char *device_name(Device d);
+
+/* Fills shape/ndim/numel/name of t (data untouched). Fatal on a bad rank or dimension. */
+void tensor_set_shape(Tensor *t, const char *name, int ndim, const int *shape);
+int tensor_same_shape(const Tensor *a, const Tensor *b);
+/* "name (2, 3, 4) f32 cpu" into buf, for error messages */
+const char *tensor_describe(const Tensor *t, char *buf, size_t len);
+static inline float *tensor_f32(const Tensor *t) { return (float *)t->data; }
+
+/* bf16 storage: round-to-nearest-even from f32 (NaN stays NaN), exact widening back. */
+uint16_t bf16_from_f32(float f);
+float f32_from_bf16(uint16_t b);
+void bf16_to_f32_array(float *dst, const uint16_t *src, size_t n);
+void f32_to_bf16_array(uint16_t *dst, const float *src, size_t n);
+
+/* device memory (64-byte aligned on the CPU); fatal with the size on failure */
+void *device_alloc(Device d, size_t bytes);
+void device_free(Device d, void *p);
+void device_memset0(Device d, void *p, size_t bytes);
+void device_memcpy(Device d, void *dst, const void *src, size_t bytes); /* same device */
+/* whether this build carries the CUDA backend */
+int device_cuda_compiled(void);
+
+#endif
