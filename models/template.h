@@ -1,0 +1,67 @@
+/* template.h - the chat templates that turn (prompt, response, image) into model input ids.
+ *
+ * Both templates produce the text of the data spec (no newline after <|im_end|>):
+ *   <|im_start|>system\n{SYS}<|im_end|><|im_start|>user\n{USER}<|im_end|>
+ *   <|im_start|>assistant\n{RESPONSE}<|im_end|>
+ * with USER = "<image>\n" + prompt when there is an image (n_image_tokens > 0) and
+ * USER = prompt without one. The first "<image>" then becomes
+ * "<img>" + "<IMG_CONTEXT>" x n_image_tokens + "</img>" (n_image_tokens = 256 x tiles).
+ * - internlm2-chat strips leading/trailing whitespace of each message as Python's
+ *   str.strip() does (after "<image>\n" is prepended, so only the prompt's trailing
+ *   whitespace goes) and the tokenizer prepends <s>.
+ * - Hermes-2 strips nothing and adds no BOS.
+ * The BOS comes from the tokenizer (its add_bos), as in the reference; a tokenizer whose
+ * add_bos contradicts the template is an error, never a silent change of the input.
+ * No EOS is appended; the reward is read at the final <|im_end|>. An empty (or, after
+ * stripping, blank) message keeps its <|im_end|>, where the reference's conversation code
+ * would drop it, so that the reward position never moves.
+ *
+ * Truncation at max_length keeps the reference's right truncation of the response but
+ * always ends on <|im_end|>, so the reward is read at the same kind of token: the response
+ * tokens are cut and <|im_end|> is appended. A sample is rejected (the caller skips and
+ * counts it) when max_length would cut into the image block, or when the system and user
+ * turns, the assistant header, one response token and <|im_end|> do not fit.
+ */
+#ifndef MMRM_TEMPLATE_H
+#define MMRM_TEMPLATE_H
+
+#include "models/tokenizer.h"
+
+typedef enum { TEMPLATE_INTERNLM2_CHAT, TEMPLATE_HERMES_2 } TemplateKind;
+
+/* template_encode's results below 0 */
+enum {
+    TEMPLATE_ERROR = -1,           /* bad arguments or tokenizer: mmrm_last_error() says why */
+    TEMPLATE_IMAGE_CUT = -2,       /* max_length would cut into the image block */
+    TEMPLATE_NO_ROOM = -3,         /* no room left for any response token */
+    TEMPLATE_IMAGE_TOKEN_TEXT = -4 /* the text itself holds <IMG_CONTEXT>: the count of image
+                                    * positions would not match the image features */
+};
+
+typedef struct {
+    int full_length;    /* tokens before truncation */
+    int image_start;    /* index of <img>; -1 without an image */
+    int response_start; /* index of the first response token = length of the prefix that
+                         * every response to this prompt shares */
+    int truncated;      /* response tokens dropped to fit max_length */
+} TemplateInfo;
+
+/* 0, or -1 with an error listing the valid names ("internlm2-chat", "Hermes-2") */
+int template_parse(const char *name, TemplateKind *out);
+const char *template_name(TemplateKind kind);
+
+/* the exact text before tokenisation, image block expanded (free() it) */
+char *template_text(TemplateKind kind, const char *prompt, const char *response,
+                    int n_image_tokens);
+
+/* Writes the ids of the templated sample (at most max_length of them, into ids_out of room
+ * cap) and returns their number, or a TEMPLATE_* code < 0; every rejection also sets
+ * mmrm_last_error(). info (may be NULL) is filled for every result but TEMPLATE_ERROR. */
+int template_encode(const Tokenizer *tok, TemplateKind kind, const char *prompt,
+                    const char *response, int n_image_tokens, int max_length, int *ids_out,
+                    int cap, TemplateInfo *info);
+
+/* a short phrase for a TEMPLATE_* code, for skip counters ("image block cut by max_length") */
+const char *template_status_str(int code);
+
+#endif

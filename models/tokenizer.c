@@ -1,0 +1,425 @@
+/* tokenizer.c - the tokenizer interface: the shared special-token layer, the byte-level
+ * kind, and loading/saving the tokenizer file of a model directory (JSON via cJSON). */
+#include "models/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/error.h"
+
+#define BYTE_VOCAB 256
+
+static const char *const g_byte_specials[] = {
+    "<s>",   "</s>",   "<|im_start|>", "<|im_end|>", "<img>",  "</img>", "<IMG_CONTEXT>",
+    "<quad>", "</quad>", "<ref>",        "</ref>",     "<box>",  "</box>", "<pad>",
+};
+enum { BYTE_N_SPECIAL = sizeof g_byte_specials / sizeof g_byte_specials[0] };
+
+static const char *kind_name(TokenizerKind kind) {
+    switch (kind) {
+    case TOKENIZER_BYTE: return "byte";
+    }
+    MMRM_FATAL("tokenizer: unknown kind %d", (int)kind);
+}
+
+static Tokenizer *tokenizer_alloc(TokenizerKind kind, int n_special) {
+    Tokenizer *tok = xcalloc(1, sizeof *tok);
+    tok->kind = kind;
+    tok->bos_id = tok->eos_id = tok->pad_id = -1;
+    tok->special = xcalloc((size_t)n_special, sizeof *tok->special);
+    return tok;
+}
+
+static void add_special(Tokenizer *tok, const char *text, int id) {
+    SpecialToken *sp = &tok->special[tok->n_special++];
+    sp->text = xstrdup(text);
+    sp->len = strlen(text);
+    sp->id = id;
+    tok->special_first[(unsigned char)text[0]] = 1;
+}
+
+Tokenizer *tokenizer_byte_new(int add_bos) {
+    Tokenizer *tok = tokenizer_alloc(TOKENIZER_BYTE, BYTE_N_SPECIAL);
+    for (int k = 0; k < BYTE_N_SPECIAL; k++) add_special(tok, g_byte_specials[k], BYTE_VOCAB + k);
+    tok->vocab_size = BYTE_VOCAB + BYTE_N_SPECIAL;
+    tok->bos_id = tokenizer_special_id(tok, "<s>");
+    tok->eos_id = tokenizer_special_id(tok, "</s>");
+    tok->pad_id = tokenizer_special_id(tok, "<pad>");
+    tok->add_bos = add_bos != 0;
+    return tok;
+}
+
+void tokenizer_free(Tokenizer *tok) {
+    if (!tok) return;
+    for (int k = 0; k < tok->n_special; k++) free(tok->special[k].text);
+    free(tok->special);
+    free(tok);
+}
+
+static const SpecialToken *special_by_id(const Tokenizer *tok, int id) {
+    for (int k = 0; k < tok->n_special; k++)
+        if (tok->special[k].id == id) return &tok->special[k];
+    return NULL;
+}
+
+int tokenizer_special_id(const Tokenizer *tok, const char *text) {
+    for (int k = 0; k < tok->n_special; k++)
+        if (strcmp(tok->special[k].text, text) == 0) return tok->special[k].id;
+    mmrm_set_error("the %s tokenizer has no special token \"%s\"", kind_name(tok->kind), text);
+    return -1;
+}
+
+/* ---- encode / decode ---- */
+
+/* the longest special token that s[0..n) starts with; -1 if none */
+static int match_special(const Tokenizer *tok, const char *s, size_t n, size_t *match_len) {
+    int best = -1;
+    size_t best_len = 0;
+    for (int k = 0; k < tok->n_special; k++) {
+        const SpecialToken *sp = &tok->special[k];
+        if (sp->len > best_len && sp->len <= n && memcmp(sp->text, s, sp->len) == 0) {
+            best = k;
+            best_len = sp->len;
+        }
+    }
+    *match_len = best_len;
+    return best;
+}
+
+/* text between special tokens, through the kind's own encoder; *count counts every id,
+ * written or not */
+static void encode_plain(const Tokenizer *tok, const char *s, size_t n, int *ids, int cap,
+                         size_t *count) {
+    switch (tok->kind) {
+    case TOKENIZER_BYTE:
+        for (size_t i = 0; i < n; i++, (*count)++)
+            if (*count < (size_t)cap) ids[*count] = (unsigned char)s[i];
+        return;
+    }
+    MMRM_FATAL("tokenizer: unknown kind %d", (int)tok->kind);
+}
+
+int tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int *ids, int cap) {
+    if (len > INT_MAX || cap < 0 || (cap > 0 && !ids)) {
+        mmrm_set_error("tokenizer_encode: bad arguments (len %zu, cap %d)", len, cap);
+        return -1;
+    }
+    size_t count = 0, plain = 0; /* plain: start of the text not yet encoded */
+    for (size_t i = 0; i < len;) {
+        size_t match_len = 0;
+        int k = tok->special_first[(unsigned char)text[i]]
+                    ? match_special(tok, text + i, len - i, &match_len)
+                    : -1;
+        if (k < 0) {
+            i++;
+            continue;
+        }
+        encode_plain(tok, text + plain, i - plain, ids, cap, &count);
+        if (count < (size_t)cap) ids[count] = tok->special[k].id;
+        count++;
+        i += match_len;
+        plain = i;
+    }
+    encode_plain(tok, text + plain, len - plain, ids, cap, &count);
+    return (int)count;
+}
+
+/* bytes of id's text, or NULL (then *n is 0) if the id has no token; *one holds a byte id */
+static const char *token_text(const Tokenizer *tok, int id, char *one, size_t *n) {
+    const SpecialToken *sp = special_by_id(tok, id);
+    if (sp) {
+        *n = sp->len;
+        return sp->text;
+    }
+    switch (tok->kind) {
+    case TOKENIZER_BYTE:
+        if (id < 0 || id >= BYTE_VOCAB) break;
+        *one = (char)(unsigned char)id;
+        *n = 1;
+        return one;
+    }
+    *n = 0;
+    return NULL;
+}
+
+char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *len_out) {
+    size_t total = 0, piece_len;
+    char one;
+    for (int i = 0; i < n; i++) {
+        if (!token_text(tok, ids[i], &one, &piece_len)) {
+            mmrm_set_error("tokenizer_decode: id %d at position %d has no token (%s tokenizer, "
+                           "vocab_size %d)", ids[i], i, kind_name(tok->kind), tok->vocab_size);
+            return NULL;
+        }
+        total += piece_len;
+    }
+    char *out = xmalloc(total + 1);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const char *piece = token_text(tok, ids[i], &one, &piece_len);
+        memcpy(out + at, piece, piece_len);
+        at += piece_len;
+    }
+    out[total] = '\0';
+    if (len_out) *len_out = total;
+    return out;
+}
+
+/* ---- the tokenizer file ---- */
+
+static char *path_join(const char *dir, const char *name) {
+    size_t nd = strlen(dir), nn = strlen(name);
+    char *p = xmalloc(nd + nn + 2);
+    memcpy(p, dir, nd);
+    p[nd] = '/';
+    memcpy(p + nd + 1, name, nn + 1);
+    return p;
+}
+
+/* whole file into a NUL-terminated buffer; NULL with an error */
+static char *read_file(const char *path, size_t *len_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mmrm_set_error("cannot open tokenizer file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        len += fread(buf + len, 1, cap - len - 1, f);
+        if (len < cap - 1) break;
+        cap *= 2;
+        buf = xrealloc(buf, cap);
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        mmrm_set_error("cannot read tokenizer file %s", path);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    *len_out = len;
+    return buf;
+}
+
+/* an integral JSON number in [lo, hi] */
+static int json_int(const cJSON *item, long lo, long hi, int *out) {
+    if (!cJSON_IsNumber(item)) return 0;
+    double v = item->valuedouble;
+    if (!(v >= (double)lo && v <= (double)hi) || v != (double)(long)v) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+static const char *const g_fields[] = {"type",   "vocab_size", "special_tokens", "bos_id",
+                                       "eos_id", "pad_id",     "add_bos"};
+enum { N_FIELDS = sizeof g_fields / sizeof g_fields[0] };
+#define FIELD_LIST "type, vocab_size, special_tokens, bos_id, eos_id, pad_id, add_bos"
+
+/* root's fields in g_fields order; every one required, no others, none twice */
+static int collect_fields(const char *path, const cJSON *root, const cJSON *field[N_FIELDS]) {
+    for (int f = 0; f < N_FIELDS; f++) field[f] = NULL;
+    for (const cJSON *it = root->child; it; it = it->next) {
+        int f = 0;
+        while (f < N_FIELDS && strcmp(it->string, g_fields[f]) != 0) f++;
+        if (f == N_FIELDS) {
+            mmrm_set_error("%s: unknown field \"%s\" (a tokenizer file has " FIELD_LIST ")",
+                           path, it->string);
+            return -1;
+        }
+        if (field[f]) {
+            mmrm_set_error("%s: field \"%s\" appears twice", path, it->string);
+            return -1;
+        }
+        field[f] = it;
+    }
+    for (int f = 0; f < N_FIELDS; f++) {
+        if (!field[f]) {
+            mmrm_set_error("%s: field \"%s\" is missing (a tokenizer file has " FIELD_LIST ")",
+                           path, g_fields[f]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int parse_specials(const char *path, const cJSON *arr, Tokenizer *tok) {
+    if (!cJSON_IsArray(arr)) {
+        mmrm_set_error("%s: field \"special_tokens\" must be an array of {\"id\", \"content\"}",
+                       path);
+        return -1;
+    }
+    int k = 0;
+    for (const cJSON *it = arr->child; it; it = it->next, k++) {
+        const cJSON *jid = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const cJSON *jtext = cJSON_GetObjectItemCaseSensitive(it, "content");
+        int id;
+        if (!cJSON_IsObject(it) || !jid || !cJSON_IsString(jtext) || !jtext->valuestring[0]) {
+            mmrm_set_error("%s: field \"special_tokens[%d]\" must be {\"id\": integer, "
+                           "\"content\": non-empty string}", path, k);
+            return -1;
+        }
+        if (!json_int(jid, BYTE_VOCAB, tok->vocab_size - 1, &id)) {
+            mmrm_set_error("%s: field \"special_tokens[%d].id\" (token \"%s\") is out of "
+                           "range: it must be an integer in [%d, vocab_size %d)", path, k,
+                           jtext->valuestring, BYTE_VOCAB, tok->vocab_size);
+            return -1;
+        }
+        for (int j = 0; j < tok->n_special; j++) {
+            if (tok->special[j].id == id) {
+                mmrm_set_error("%s: field \"special_tokens[%d].id\": duplicate id %d (also "
+                               "special_tokens[%d], \"%s\")", path, k, id, j,
+                               tok->special[j].text);
+                return -1;
+            }
+            if (strcmp(tok->special[j].text, jtext->valuestring) == 0) {
+                mmrm_set_error("%s: field \"special_tokens[%d].content\": duplicate token "
+                               "\"%s\" (also special_tokens[%d])", path, k, jtext->valuestring, j);
+                return -1;
+            }
+        }
+        add_special(tok, jtext->valuestring, id);
+    }
+    return 0;
+}
+
+/* bos_id / eos_id / pad_id: null or the id of a special token */
+static int parse_role_id(const char *path, const char *name, const cJSON *item,
+                         const Tokenizer *tok, int *out) {
+    if (cJSON_IsNull(item)) {
+        *out = -1;
+        return 0;
+    }
+    if (!json_int(item, INT_MIN, INT_MAX, out) || !special_by_id(tok, *out)) {
+        mmrm_set_error("%s: field \"%s\" must be null or the id of one of special_tokens",
+                       path, name);
+        return -1;
+    }
+    return 0;
+}
+
+static Tokenizer *tokenizer_from_json(const char *path, const cJSON *root) {
+    if (!cJSON_IsObject(root)) {
+        mmrm_set_error("%s: the top level must be a JSON object with " FIELD_LIST, path);
+        return NULL;
+    }
+    const cJSON *field[N_FIELDS];
+    if (collect_fields(path, root, field) != 0) return NULL;
+    const cJSON *jtype = field[0], *jvocab = field[1], *jspecial = field[2], *jadd = field[6];
+    if (!cJSON_IsString(jtype)) {
+        mmrm_set_error("%s: field \"type\" must be a string (supported: byte)", path);
+        return NULL;
+    }
+    if (strcmp(jtype->valuestring, "byte") != 0) {
+        mmrm_set_error("%s: field \"type\": unknown tokenizer type \"%s\" (supported: byte)",
+                       path, jtype->valuestring);
+        return NULL;
+    }
+    int vocab_size;
+    if (!json_int(jvocab, BYTE_VOCAB, INT_MAX, &vocab_size)) {
+        mmrm_set_error("%s: field \"vocab_size\" must be an integer >= %d (bytes + special "
+                       "tokens)", path, BYTE_VOCAB);
+        return NULL;
+    }
+    if (!cJSON_IsBool(jadd)) {
+        mmrm_set_error("%s: field \"add_bos\" must be true or false", path);
+        return NULL;
+    }
+    Tokenizer *tok = tokenizer_alloc(TOKENIZER_BYTE, cJSON_GetArraySize(jspecial));
+    tok->vocab_size = vocab_size;
+    tok->add_bos = cJSON_IsTrue(jadd);
+    if (parse_specials(path, jspecial, tok) != 0 ||
+        parse_role_id(path, "bos_id", field[3], tok, &tok->bos_id) != 0 ||
+        parse_role_id(path, "eos_id", field[4], tok, &tok->eos_id) != 0 ||
+        parse_role_id(path, "pad_id", field[5], tok, &tok->pad_id) != 0) {
+        tokenizer_free(tok);
+        return NULL;
+    }
+    if (tok->add_bos && tok->bos_id < 0) {
+        mmrm_set_error("%s: field \"add_bos\" is true but bos_id is null", path);
+        tokenizer_free(tok);
+        return NULL;
+    }
+    return tok;
+}
+
+Tokenizer *tokenizer_load(const char *dir) {
+    char *path = path_join(dir, TOKENIZER_FILE);
+    size_t len;
+    char *text = read_file(path, &len);
+    Tokenizer *tok = NULL;
+    if (text) {
+        /* the length includes the terminating NUL: cJSON's check for trailing garbage
+         * requires it inside the buffer */
+        cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, NULL, 1);
+        if (!root) {
+            const char *at = cJSON_GetErrorPtr();
+            int line = 1;
+            for (const char *p = text; at && p < at && p < text + len; p++) line += *p == '\n';
+            mmrm_set_error("%s:%d: malformed JSON near \"%.20s\"", path, line,
+                           at && at < text + len ? at : "(end of file)");
+        } else {
+            tok = tokenizer_from_json(path, root);
+            cJSON_Delete(root);
+        }
+        free(text);
+    }
+    free(path);
+    return tok;
+}
+
+static cJSON *json_role_id(int id) { return id < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(id); }
+
+int tokenizer_save(const Tokenizer *tok, const char *dir) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = cJSON_CreateArray();
+    MMRM_CHECK(root && arr, "tokenizer_save: out of memory building JSON");
+    for (int k = 0; k < tok->n_special; k++) {
+        cJSON *item = cJSON_CreateObject();
+        MMRM_CHECK(item && cJSON_AddNumberToObject(item, "id", tok->special[k].id) &&
+                       cJSON_AddStringToObject(item, "content", tok->special[k].text) &&
+                       cJSON_AddItemToArray(arr, item),
+                   "tokenizer_save: out of memory building JSON");
+    }
+    MMRM_CHECK(cJSON_AddStringToObject(root, "type", kind_name(tok->kind)) &&
+                   cJSON_AddNumberToObject(root, "vocab_size", tok->vocab_size) &&
+                   cJSON_AddItemToObject(root, "special_tokens", arr) &&
+                   cJSON_AddItemToObject(root, "bos_id", json_role_id(tok->bos_id)) &&
+                   cJSON_AddItemToObject(root, "eos_id", json_role_id(tok->eos_id)) &&
+                   cJSON_AddItemToObject(root, "pad_id", json_role_id(tok->pad_id)) &&
+                   cJSON_AddBoolToObject(root, "add_bos", tok->add_bos),
+               "tokenizer_save: out of memory building JSON");
+    char *json = cJSON_Print(root);
+    cJSON_Delete(root);
+    MMRM_CHECK(json, "tokenizer_save: out of memory printing JSON");
+
+    char *path = path_join(dir, TOKENIZER_FILE);
+    char *tmp = path_join(dir, TOKENIZER_FILE ".tmp");
+    int rc = -1;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        mmrm_set_error("cannot write tokenizer file %s: %s", tmp, strerror(errno));
+    } else {
+        size_t n = strlen(json);
+        int ok = fwrite(json, 1, n, f) == n && fputc('\n', f) != EOF;
+        ok &= fclose(f) == 0;
+        if (!ok) {
+            mmrm_set_error("cannot write tokenizer file %s: %s", tmp, strerror(errno));
+            remove(tmp);
+        } else if (rename(tmp, path) != 0) {
+            mmrm_set_error("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+            remove(tmp);
+        } else {
+            rc = 0;
+        }
+    }
+    cJSON_free(json);
+    free(tmp);
+    free(path);
+    return rc;
+}

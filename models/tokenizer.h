@@ -1,0 +1,70 @@
+/* tokenizer.h - text <-> token ids behind one interface, whatever the tokenizer kind.
+ *
+ * A Tokenizer has a kind and the calls below dispatch on it. Every kind shares the
+ * special-token layer: encoding first splits the text at special-token strings (leftmost,
+ * longest match, as HF tokenizers split added tokens) and emits their ids; the text between
+ * them goes to the kind's own encoder. Encoding never adds BOS/EOS by itself: add_bos records
+ * the model's convention and the chat template (models/template.h) applies it.
+ *
+ * Kinds:
+ * - TOKENIZER_BYTE: ids 0..255 are the raw bytes, then the special tokens; any byte string
+ *   round-trips exactly through encode/decode. The default set (tokenizer_byte_new) is
+ *     256 <s> (bos)   257 </s> (eos)   258 <|im_start|>   259 <|im_end|>
+ *     260 <img>   261 </img>   262 <IMG_CONTEXT>   263 <quad>   264 </quad>
+ *     265 <ref>   266 </ref>   267 <box>   268 </box>   269 <pad> (pad)
+ *   so vocab_size 270; pad has its own id so padding can never be mistaken for text.
+ *
+ * On disk a tokenizer lives in the model directory as TOKENIZER_FILE (JSON):
+ *   {"type": "byte", "vocab_size": 270,
+ *    "special_tokens": [{"id": 256, "content": "<s>"}, ...],
+ *    "bos_id": 256, "eos_id": 257, "pad_id": 269, "add_bos": true}
+ * bos_id/eos_id/pad_id are special-token ids or null (none). Special ids lie in
+ * [256, vocab_size); ids there without a token are unused (decoding one is an error).
+ */
+#ifndef MMRM_TOKENIZER_H
+#define MMRM_TOKENIZER_H
+
+#include <stddef.h>
+
+#define TOKENIZER_FILE "mmrm_tokenizer.json"
+
+typedef enum { TOKENIZER_BYTE } TokenizerKind;
+
+typedef struct {
+    char *text; /* NUL-terminated, never empty */
+    size_t len;
+    int id;
+} SpecialToken;
+
+typedef struct {
+    TokenizerKind kind;
+    int vocab_size;
+    int bos_id, eos_id, pad_id; /* -1: the tokenizer has none */
+    int add_bos;                /* model inputs start with bos_id */
+    int n_special;
+    SpecialToken *special;      /* [n_special] */
+    unsigned char special_first[256]; /* 1 where some special token starts with that byte */
+} Tokenizer;
+
+/* the byte tokenizer with the default special tokens above */
+Tokenizer *tokenizer_byte_new(int add_bos);
+void tokenizer_free(Tokenizer *tok);
+
+/* Loads DIR/TOKENIZER_FILE, validating it; NULL with mmrm_last_error() naming the file and
+ * field on failure. tokenizer_save writes it (atomically, via a temporary file); 0 or -1. */
+Tokenizer *tokenizer_load(const char *dir);
+int tokenizer_save(const Tokenizer *tok, const char *dir);
+
+/* Encodes text[0..len) (it may hold any bytes, NUL included). Writes at most cap ids and
+ * returns how many the whole text needs (like snprintf: a result > cap means "call again
+ * with a bigger buffer"); -1 on error. Never more ids than len. */
+int tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int *ids, int cap);
+
+/* Decodes ids[0..n) into a new NUL-terminated buffer (free() it) of *len_out bytes; NULL
+ * with an error for an id that has no token. */
+char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *len_out);
+
+/* id of the special token whose text is exactly `text`; -1 with an error if none */
+int tokenizer_special_id(const Tokenizer *tok, const char *text);
+
+#endif
