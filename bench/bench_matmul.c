@@ -1,0 +1,148 @@
+/* bench_matmul.c - times cpu_matmul_forward and cpu_matmul_backward at shapes of the
+ * model's linear layers (Qwen2-0.5B attention and MLP, a ViT MLP, a connector-like
+ * down-projection) and a naive triple loop at one shape for the ratio. Prints GFLOP/s
+ * (2*N*C*OC per forward, 4*N*C*OC per backward with dinp and dweight) and never asserts:
+ * it is a measurement, not a test. OMP_NUM_THREADS sets the thread count as usual. */
+#include "kernels/cpu/cpu.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+enum { WARMUP = 1, REPS = 3 };
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static float *alloc_random(size_t n, uint64_t seed) {
+    float *x = malloc(n * sizeof(float));
+    if (!x) {
+        fprintf(stderr, "bench_matmul: out of memory (%zu floats)\n", n);
+        exit(1);
+    }
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 40) / (double)(1ull << 24) - 0.5);
+    }
+    return x;
+}
+
+/* out = inp . weight^T + bias the textbook way, one row of out per thread: the baseline
+ * the blocked kernel is measured against. */
+static void naive_forward(float *out, const float *inp, const float *weight, const float *bias,
+                          int N, int C, int OC) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            float s = bias[o];
+            for (int c = 0; c < C; c++) s += inp[(size_t)n * C + c] * weight[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = s;
+        }
+}
+
+typedef struct {
+    int N, C, OC;
+    const char *what;
+} Shape;
+
+typedef struct {
+    float *inp, *weight, *bias, *out, *dout, *dinp, *dweight, *dbias;
+} Buffers;
+
+static Buffers buffers_new(Shape s) {
+    size_t nc = (size_t)s.N * s.C, oc = (size_t)s.OC * s.C, no = (size_t)s.N * s.OC;
+    return (Buffers){
+        .inp = alloc_random(nc, 1), .weight = alloc_random(oc, 2), .bias = alloc_random(s.OC, 3),
+        .out = alloc_random(no, 4), .dout = alloc_random(no, 5), .dinp = alloc_random(nc, 6),
+        .dweight = alloc_random(oc, 7), .dbias = alloc_random(s.OC, 8),
+    };
+}
+
+static void buffers_free(Buffers *b) {
+    free(b->inp); free(b->weight); free(b->bias); free(b->out);
+    free(b->dout); free(b->dinp); free(b->dweight); free(b->dbias);
+}
+
+/* best and mean seconds of REPS timed calls after WARMUP untimed ones */
+typedef struct { double best, mean; } Timing;
+
+static Timing time_forward(const Buffers *b, Shape s, int naive) {
+    Timing t = {INFINITY, 0};
+    for (int r = 0; r < WARMUP + REPS; r++) {
+        double t0 = now_s();
+        if (naive) naive_forward(b->out, b->inp, b->weight, b->bias, s.N, s.C, s.OC);
+        else cpu_matmul_forward(b->out, b->inp, b->weight, b->bias, s.N, s.C, s.OC);
+        double dt = now_s() - t0;
+        if (r < WARMUP) continue;
+        t.best = fmin(t.best, dt);
+        t.mean += dt / REPS;
+    }
+    return t;
+}
+
+static Timing time_backward(const Buffers *b, Shape s) {
+    Timing t = {INFINITY, 0};
+    for (int r = 0; r < WARMUP + REPS; r++) {
+        double t0 = now_s();
+        cpu_matmul_backward(b->dinp, b->dweight, b->dbias, b->dout, b->inp, b->weight, s.N, s.C,
+                            s.OC);
+        double dt = now_s() - t0;
+        if (r < WARMUP) continue;
+        t.best = fmin(t.best, dt);
+        t.mean += dt / REPS;
+    }
+    return t;
+}
+
+static void report(const char *op, Shape s, double flops, Timing t) {
+    printf("%-9s N=%-5d C=%-5d OC=%-5d %-24s %7.2f GFLOP/s best  %7.2f mean  (%.1f ms best)\n", op,
+           s.N, s.C, s.OC, s.what, flops / t.best * 1e-9, flops / t.mean * 1e-9, t.best * 1e3);
+}
+
+int main(void) {
+    const Shape shapes[] = {
+        {512, 896, 896, "(Qwen2-0.5B q/o proj)"},
+        {512, 896, 4864, "(Qwen2-0.5B gate/up)"},
+        {1024, 1024, 4096, "(ViT-300M MLP fc1)"},
+        {256, 4096, 1024, "(connector-like down)"},
+    };
+#ifdef __AVX512F__
+    const char *isa = "AVX-512";
+#elif defined(__AVX__)
+    const char *isa = "AVX";
+#else
+    const char *isa = "SSE2";
+#endif
+    printf("bench_matmul: %d OpenMP threads, %s build, %d warm-up + %d timed calls per row\n",
+           omp_get_max_threads(), isa, WARMUP, REPS);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        Shape s = shapes[i];
+        Buffers b = buffers_new(s);
+        double mnk = (double)s.N * s.C * s.OC;
+        report("forward", s, 2 * mnk, time_forward(&b, s, 0));
+        report("backward", s, 4 * mnk, time_backward(&b, s));
+        if (i == 0) {
+            Timing fast = time_forward(&b, s, 0);
+            float *ref = malloc((size_t)s.N * s.OC * sizeof(float));
+            if (!ref) { fprintf(stderr, "bench_matmul: out of memory\n"); return 1; }
+            for (size_t k = 0; k < (size_t)s.N * s.OC; k++) ref[k] = b.out[k];
+            Timing slow = time_forward(&b, s, 1);
+            double maxdiff = 0;
+            for (size_t k = 0; k < (size_t)s.N * s.OC; k++)
+                maxdiff = fmax(maxdiff, fabs((double)ref[k] - b.out[k]));
+            report("naive fwd", s, 2 * mnk, slow);
+            printf("          blocked / naive forward: %.1fx faster (max |difference| %.3g)\n",
+                   slow.best / fast.best, maxdiff);
+            free(ref);
+        }
+        buffers_free(&b);
+    }
+    return 0;
+}

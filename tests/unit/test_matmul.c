@@ -1,0 +1,211 @@
+/* test_matmul.c - cpu_matmul_forward / cpu_matmul_backward (nn.Linear) against plain
+ * double-precision loops and finite differences, the accumulate and NULL-gradient
+ * contracts, and independence of the thread count. Shapes include odd sizes and one
+ * larger than the kernel's blocks in every dimension (so block edges and the split of
+ * the reduction into depth blocks are exercised). */
+#include "kernels/cpu/cpu.h"
+#include "tests/harness.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { int N, C, OC; } Shape;
+
+/* odd sizes, a degenerate one, and (last) one past 256 in every dimension */
+static const Shape SHAPES[] = {{1, 1, 1}, {7, 13, 5}, {33, 70, 19}, {259, 300, 270}};
+enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };
+
+static double *dalloc(size_t n) {
+    double *p = calloc(n ? n : 1, sizeof(double));
+    if (!p) abort();
+    return p;
+}
+
+/* ref (N, OC) = inp . weight^T + bias, in double */
+static void ref_forward(double *ref, const float *inp, const float *weight, const float *bias,
+                        int N, int C, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = bias ? bias[o] : 0.0;
+            for (int c = 0; c < C; c++) s += (double)inp[n * C + c] * weight[o * C + c];
+            ref[n * OC + o] = s;
+        }
+}
+
+/* the three gradients in double, added to what the arrays hold */
+static void ref_backward(double *dinp, double *dweight, double *dbias, const float *dout,
+                         const float *inp, const float *weight, int N, int C, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double g = dout[n * OC + o];
+            dbias[o] += g;
+            for (int c = 0; c < C; c++) {
+                dinp[n * C + c] += g * weight[o * C + c];
+                dweight[o * C + c] += g * inp[n * C + c];
+            }
+        }
+}
+
+static double *widen(const float *x, size_t n) {
+    double *d = dalloc(n);
+    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+/* float sums of K products of O(1) values: error grows like K * eps at worst */
+static double atol_for(int K) { return 1e-5 * sqrt((double)K) + 1e-6; }
+
+TEST(test_matmul_forward_matches_double_reference) {
+    for (int s = 0; s < NSHAPES; s++) {
+        int N = SHAPES[s].N, C = SHAPES[s].C, OC = SHAPES[s].OC;
+        TRng r = trng(100 + s);
+        float *inp = tmalloc((size_t)N * C), *weight = tmalloc((size_t)OC * C);
+        float *bias = tmalloc(OC), *out = tmalloc((size_t)N * OC);
+        double *ref = dalloc((size_t)N * OC);
+        fill_normal(&r, inp, (size_t)N * C, 1.0f);
+        fill_normal(&r, weight, (size_t)OC * C, 1.0f);
+        fill_normal(&r, bias, OC, 1.0f);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            const float *b = with_bias ? bias : NULL;
+            fill_normal(&r, out, (size_t)N * OC, 1.0f); /* overwritten, not accumulated */
+            cpu_matmul_forward(out, inp, weight, b, N, C, OC);
+            ref_forward(ref, inp, weight, b, N, C, OC);
+            CHECK(EXPECT_CLOSE("out", out, ref, (size_t)N * OC, 1e-5, atol_for(C)),
+                  "shape N=%d C=%d OC=%d, bias %s", N, C, OC, with_bias ? "given" : "NULL");
+        }
+        free(inp); free(weight); free(bias); free(out); free(ref);
+    }
+}
+
+TEST(test_matmul_backward_matches_double_reference_and_accumulates) {
+    for (int s = 0; s < NSHAPES; s++) {
+        int N = SHAPES[s].N, C = SHAPES[s].C, OC = SHAPES[s].OC;
+        TRng r = trng(200 + s);
+        float *inp = tmalloc((size_t)N * C), *weight = tmalloc((size_t)OC * C);
+        float *dout = tmalloc((size_t)N * OC);
+        float *dinp = tmalloc((size_t)N * C), *dweight = tmalloc((size_t)OC * C);
+        float *dbias = tmalloc(OC);
+        fill_normal(&r, inp, (size_t)N * C, 1.0f);
+        fill_normal(&r, weight, (size_t)OC * C, 1.0f);
+        fill_normal(&r, dout, (size_t)N * OC, 1.0f);
+        /* gradients already holding values: the kernel must add to them */
+        fill_normal(&r, dinp, (size_t)N * C, 1.0f);
+        fill_normal(&r, dweight, (size_t)OC * C, 1.0f);
+        fill_normal(&r, dbias, OC, 1.0f);
+        double *rinp = widen(dinp, (size_t)N * C), *rweight = widen(dweight, (size_t)OC * C);
+        double *rbias = widen(dbias, OC);
+        cpu_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+        ref_backward(rinp, rweight, rbias, dout, inp, weight, N, C, OC);
+        CHECK(EXPECT_CLOSE("dinp", dinp, rinp, (size_t)N * C, 1e-5, atol_for(OC)),
+              "shape N=%d C=%d OC=%d", N, C, OC);
+        CHECK(EXPECT_CLOSE("dweight", dweight, rweight, (size_t)OC * C, 1e-5, atol_for(N)),
+              "shape N=%d C=%d OC=%d", N, C, OC);
+        CHECK(EXPECT_CLOSE("dbias", dbias, rbias, OC, 1e-5, atol_for(N)),
+              "shape N=%d C=%d OC=%d", N, C, OC);
+        free(inp); free(weight); free(dout); free(dinp); free(dweight); free(dbias);
+        free(rinp); free(rweight); free(rbias);
+    }
+}
+
+typedef struct {
+    float *inp, *weight, *bias, *out, *proj;
+    int N, C, OC;
+} LinearCtx;
+
+static double linear_loss(void *p) {
+    LinearCtx *x = p;
+    cpu_matmul_forward(x->out, x->inp, x->weight, x->bias, x->N, x->C, x->OC);
+    return dot_loss(x->out, x->proj, (size_t)x->N * x->OC);
+}
+
+TEST(test_matmul_backward_matches_finite_differences) {
+    /* the two odd shapes: every element is checked for the smaller one, a sample of 300
+     * for the larger */
+    for (int s = 1; s <= 2; s++) {
+        int N = SHAPES[s].N, C = SHAPES[s].C, OC = SHAPES[s].OC;
+        TRng r = trng(300 + s);
+        LinearCtx x = {tmalloc((size_t)N * C), tmalloc((size_t)OC * C), tmalloc(OC),
+                       tmalloc((size_t)N * OC), tmalloc((size_t)N * OC), N, C, OC};
+        fill_normal(&r, x.inp, (size_t)N * C, 1.0f);
+        fill_normal(&r, x.weight, (size_t)OC * C, 0.5f);
+        fill_normal(&r, x.bias, OC, 1.0f);
+        fill_normal(&r, x.proj, (size_t)N * OC, 1.0f);
+        float *dinp = tmalloc((size_t)N * C), *dweight = tmalloc((size_t)OC * C);
+        float *dbias = tmalloc(OC);
+        cpu_matmul_backward(dinp, dweight, dbias, x.proj, x.inp, x.weight, N, C, OC);
+        GRAD_CHECK("dinp", linear_loss, &x, x.inp, dinp, (size_t)N * C, 5e-3);
+        GRAD_CHECK("dweight", linear_loss, &x, x.weight, dweight, (size_t)OC * C, 5e-3);
+        GRAD_CHECK("dbias", linear_loss, &x, x.bias, dbias, OC, 5e-3);
+        free(x.inp); free(x.weight); free(x.bias); free(x.out); free(x.proj);
+        free(dinp); free(dweight); free(dbias);
+    }
+}
+
+TEST(test_matmul_backward_null_gradients_leave_the_others_unchanged) {
+    const Shape sh = SHAPES[2];
+    int N = sh.N, C = sh.C, OC = sh.OC;
+    size_t nin = (size_t)N * C, nw = (size_t)OC * C;
+    TRng r = trng(400);
+    float *inp = tmalloc(nin), *weight = tmalloc(nw), *dout = tmalloc((size_t)N * OC);
+    float *pre[3] = {tmalloc(nin), tmalloc(nw), tmalloc(OC)};
+    float *full[3] = {tmalloc(nin), tmalloc(nw), tmalloc(OC)};
+    float *part[3] = {tmalloc(nin), tmalloc(nw), tmalloc(OC)};
+    const size_t len[3] = {nin, nw, (size_t)OC};
+    const char *name[3] = {"dinp", "dweight", "dbias"};
+    fill_normal(&r, inp, nin, 1.0f);
+    fill_normal(&r, weight, nw, 1.0f);
+    fill_normal(&r, dout, (size_t)N * OC, 1.0f);
+    for (int g = 0; g < 3; g++) {
+        fill_normal(&r, pre[g], len[g], 1.0f);
+        memcpy(full[g], pre[g], len[g] * sizeof(float));
+    }
+    cpu_matmul_backward(full[0], full[1], full[2], dout, inp, weight, N, C, OC);
+    /* every subset of requested gradients, the empty one included */
+    for (int mask = 0; mask < 8; mask++) {
+        float *arg[3];
+        for (int g = 0; g < 3; g++) {
+            memcpy(part[g], pre[g], len[g] * sizeof(float));
+            arg[g] = mask >> g & 1 ? part[g] : NULL;
+        }
+        cpu_matmul_backward(arg[0], arg[1], arg[2], dout, inp, weight, N, C, OC);
+        for (int g = 0; g < 3; g++)
+            CHECK(EXPECT_SAME(name[g], part[g], mask >> g & 1 ? full[g] : pre[g], len[g]),
+                  "requested gradients mask %d", mask);
+    }
+    free(inp); free(weight); free(dout);
+    for (int g = 0; g < 3; g++) { free(pre[g]); free(full[g]); free(part[g]); }
+}
+
+TEST(test_matmul_is_bitwise_independent_of_thread_count) {
+    const Shape sh = SHAPES[NSHAPES - 1];
+    int N = sh.N, C = sh.C, OC = sh.OC;
+    size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;
+    TRng r = trng(500);
+    float *inp = tmalloc(nin), *weight = tmalloc(nw), *bias = tmalloc(OC), *dout = tmalloc(nout);
+    fill_normal(&r, inp, nin, 1.0f);
+    fill_normal(&r, weight, nw, 1.0f);
+    fill_normal(&r, bias, OC, 1.0f);
+    fill_normal(&r, dout, nout, 1.0f);
+    float *res[2][4];
+    int saved = omp_get_max_threads();
+    const int threads[2] = {1, 3};
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(threads[t]);
+        res[t][0] = tmalloc(nout);
+        res[t][1] = tmalloc(nin);
+        res[t][2] = tmalloc(nw);
+        res[t][3] = tmalloc(OC);
+        cpu_matmul_forward(res[t][0], inp, weight, bias, N, C, OC);
+        cpu_matmul_backward(res[t][1], res[t][2], res[t][3], dout, inp, weight, N, C, OC);
+    }
+    omp_set_num_threads(saved);
+    EXPECT_SAME("out", res[0][0], res[1][0], nout);
+    EXPECT_SAME("dinp", res[0][1], res[1][1], nin);
+    EXPECT_SAME("dweight", res[0][2], res[1][2], nw);
+    EXPECT_SAME("dbias", res[0][3], res[1][3], OC);
+    free(inp); free(weight); free(bias); free(dout);
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 4; k++) free(res[t][k]);
+}
