@@ -156,7 +156,11 @@ static void segment_backward(Graph *g, TapeEntry *e) {
     for (int i = 0; i < nout; i++) {
         MMRM_CHECK(tensor_same_shape(re[i], out[i]),
                    "recompute segment output %d changed shape between forward and replay", i);
-        re[i]->grad = out[i]->grad;
+        if (!out[i]->grad) continue;
+        if (re[i]->grad) /* the replayed output is a view with its own buffer already */
+            g->K->add_backward(re[i]->grad, NULL, out[i]->grad, out[i]->numel);
+        else
+            re[i]->grad = out[i]->grad;
     }
     run_backward(g, g->ntape - 1, t0);
     g->ntape = t0;

@@ -327,21 +327,61 @@ Tensor *op_drop_path(Graph *g, Tensor *x, float rate) {
     return y;
 }
 
-static void reshape_bw(Graph *g, TapeEntry *e) {
-    g->K->add_backward(gin(g, e->in[0]), NULL, e->out[0]->grad, e->out[0]->numel);
-}
-
 Tensor *op_reshape(Graph *g, Tensor *x, int ndim, const int *shape) {
     Tensor *y = graph_scratch(g, sizeof *y);
     *y = *x;
     y->grad = NULL;
     y->requires_grad = 0;
     y->is_param = 0;
-    tensor_set_shape(y, "reshape", ndim, shape);
+    tensor_set_shape(y, x->name, ndim, shape);
     char bx[200];
     MMRM_CHECK(y->numel == x->numel, "reshape of %s to %zu elements",
                tensor_describe(x, bx, sizeof bx), y->numel);
-    graph_record(g, "reshape", reshape_bw, &x, 1, &y, 1);
+    /* Gradients written into the view land in x's buffer: no tape entry, no copy. */
+    if (g->grad_enabled && x->requires_grad) {
+        y->grad = graph_grad(g, x);
+        y->requires_grad = 1;
+    }
+    return y;
+}
+
+static void gather_rows_bw(Graph *g, TapeEntry *e) {
+    Tensor *x = e->in[0], *y = e->out[0];
+    int C = last_dim(x);
+    g->K->embedding_backward(gin(g, x), y->grad, e->ctx, (int)(y->numel / C), C);
+}
+
+Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M) {
+    int C = last_dim(x), N = (int)(x->numel / C);
+    for (int m = 0; m < M; m++)
+        MMRM_CHECK(idx[m] >= 0 && idx[m] < N, "gather_rows from %s: row %d (entry %d) outside [0, %d)",
+                   x->name, idx[m], m, N);
+    Tensor *y = graph_tensor(g, "gather_rows", 2, (int[]){M, C});
+    int *didx = copy_ints(g, idx, M);
+    /* a gather is an embedding lookup with x as the table */
+    g->K->embedding_forward(F(y), didx, F(x), M, C);
+    TapeEntry *e = graph_record(g, "gather_rows", gather_rows_bw, &x, 1, &y, 1);
+    if (e) e->ctx = didx;
+    return y;
+}
+
+static void concat_rows_bw(Graph *g, TapeEntry *e) {
+    Tensor *a = e->in[0], *b = e->in[1];
+    const float *d = e->out[0]->grad;
+    if (a->requires_grad) g->K->add_backward(graph_grad(g, a), NULL, d, a->numel);
+    if (b->requires_grad) g->K->add_backward(graph_grad(g, b), NULL, d + a->numel, b->numel);
+}
+
+Tensor *op_concat_rows(Graph *g, Tensor *a, Tensor *b) {
+    char ba[200], bb[200];
+    int C = last_dim(a);
+    MMRM_CHECK(last_dim(b) == C, "concat_rows: %s and %s differ in the last dim",
+               tensor_describe(a, ba, sizeof ba), tensor_describe(b, bb, sizeof bb));
+    int Na = (int)(a->numel / C), Nb = (int)(b->numel / C);
+    Tensor *y = graph_tensor(g, "concat_rows", 2, (int[]){Na + Nb, C});
+    device_memcpy(g->device, F(y), F(a), a->numel * sizeof(float));
+    device_memcpy(g->device, F(y) + a->numel, F(b), b->numel * sizeof(float));
+    graph_record(g, "concat_rows", concat_rows_bw, (Tensor *[]){a, b}, 2, &y, 1);
     return y;
 }
 

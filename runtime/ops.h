@@ -32,7 +32,14 @@ Tensor *op_channel_scale(Graph *g, Tensor *x, Tensor *scale); /* x (..., C) * sc
 /* x (B, ...): whole samples dropped with probability rate while training; identity
  * (the same tensor) when not training or rate == 0 */
 Tensor *op_drop_path(Graph *g, Tensor *x, float rate);
-Tensor *op_reshape(Graph *g, Tensor *x, int ndim, const int *shape); /* same numel */
+/* same numel; a view: shares x's data and (when grad flows) x's gradient buffer */
+Tensor *op_reshape(Graph *g, Tensor *x, int ndim, const int *shape);
+/* rows of x viewed as (N, C), C = x's last dim: out (M, C) with out[m] = x[idx[m]].
+ * idx (M) host array, each in [0, N), duplicates allowed (gradients add up). Used for head
+ * selection, CLS/position broadcast, dropping rows, image splicing and last-token pooling. */
+Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M);
+/* (Na, C) and (Nb, C) (leading dims flattened) -> (Na + Nb, C) */
+Tensor *op_concat_rows(Graph *g, Tensor *a, Tensor *b);
 
 /* mean(softplus(-(rc - rr - margin))); margin (P) host array or NULL. losses_out, if not
  * NULL, receives the per-pair losses (P). Returns the scalar loss (1). */

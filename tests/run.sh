@@ -3,6 +3,9 @@
 # one total line "N passed, N failed" (exit 1 on any failure).
 set -u
 build=${1:-build}
+# Finite-difference tests run thousands of tiny parallel regions; spinning idle threads
+# make them crawl on a loaded 2-core machine.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 here=$(cd "$(dirname "$0")" && pwd)
 passed=0; failed=0
 
