@@ -1,0 +1,293 @@
+/* config.c - config.json <-> ModelConfig (config.h). */
+#include "models/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/error.h"
+
+static const char *arch_names[] = {"Qwen2ForCausalLM", "InternLM2ForCausalLM", "LlamaForCausalLM"};
+
+const char *llm_arch_name(LlmArch a) { return (unsigned)a < 3 ? arch_names[a] : "?"; }
+
+int config_grid(const ModelConfig *cfg) { return cfg->image_size / cfg->vision.patch; }
+
+int config_tokens_per_tile(const ModelConfig *cfg) {
+    int g = (int)lround(config_grid(cfg) * cfg->downsample_ratio);
+    return g * g;
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mmrm_set_error("%s: cannot open (%s)", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) buf = xrealloc(buf, cap *= 2);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+typedef struct { const char *path, *section; int err; } Ctx;
+
+static const cJSON *field(Ctx *c, const cJSON *obj, const char *key, int required) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v && required && !c->err) {
+        mmrm_set_error("%s: field \"%s%s\" is missing", c->path, c->section, key);
+        c->err = 1;
+    }
+    return v;
+}
+
+static int get_int(Ctx *c, const cJSON *obj, const char *key, int required, int dflt) {
+    const cJSON *v = field(c, obj, key, required);
+    if (!v || cJSON_IsNull(v)) return dflt;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 1e9) {
+        if (!c->err) mmrm_set_error("%s: field \"%s%s\" must be an integer", c->path, c->section, key);
+        c->err = 1;
+        return dflt;
+    }
+    return (int)v->valuedouble;
+}
+
+static double get_num(Ctx *c, const cJSON *obj, const char *key, int required, double dflt) {
+    const cJSON *v = field(c, obj, key, required);
+    if (!v || cJSON_IsNull(v)) return dflt;
+    if (!cJSON_IsNumber(v)) {
+        if (!c->err) mmrm_set_error("%s: field \"%s%s\" must be a number", c->path, c->section, key);
+        c->err = 1;
+        return dflt;
+    }
+    return v->valuedouble;
+}
+
+static int get_bool(Ctx *c, const cJSON *obj, const char *key, int dflt) {
+    const cJSON *v = field(c, obj, key, 0);
+    if (!v || cJSON_IsNull(v)) return dflt;
+    if (!cJSON_IsBool(v)) {
+        if (!c->err) mmrm_set_error("%s: field \"%s%s\" must be true or false", c->path, c->section, key);
+        c->err = 1;
+        return dflt;
+    }
+    return cJSON_IsTrue(v);
+}
+
+static const char *get_str(Ctx *c, const cJSON *obj, const char *key, int required, const char *dflt) {
+    const cJSON *v = field(c, obj, key, required);
+    if (!v || cJSON_IsNull(v)) return dflt;
+    if (!cJSON_IsString(v)) {
+        if (!c->err) mmrm_set_error("%s: field \"%s%s\" must be a string", c->path, c->section, key);
+        c->err = 1;
+        return dflt;
+    }
+    return v->valuestring;
+}
+
+static int parse(Ctx *c, const cJSON *root, ModelConfig *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    const cJSON *vc = field(c, root, "vision_config", 1), *lc = field(c, root, "llm_config", 1);
+    if (c->err) return -1;
+    if (!cJSON_IsObject(vc) || !cJSON_IsObject(lc)) {
+        mmrm_set_error("%s: \"vision_config\" and \"llm_config\" must be objects", c->path);
+        return -1;
+    }
+    VisionConfig *v = &cfg->vision;
+    c->section = "vision_config.";
+    v->hidden = get_int(c, vc, "hidden_size", 1, 0);
+    v->heads = get_int(c, vc, "num_attention_heads", 1, 0);
+    v->intermediate = get_int(c, vc, "intermediate_size", 1, 0);
+    v->layers = get_int(c, vc, "num_hidden_layers", 1, 0);
+    v->image_size = get_int(c, vc, "image_size", 1, 0);
+    v->patch = get_int(c, vc, "patch_size", 1, 0);
+    v->channels = get_int(c, vc, "num_channels", 0, 3);
+    v->qkv_bias = get_bool(c, vc, "qkv_bias", 1);
+    v->qk_norm = get_bool(c, vc, "qk_normalization", 0);
+    v->eps = get_num(c, vc, "layer_norm_eps", 0, 1e-6);
+    v->drop_path_rate = get_num(c, vc, "drop_path_rate", 0, 0.0);
+    const char *nt = get_str(c, vc, "norm_type", 0, "layer_norm");
+    if (!c->err && strcmp(nt, "layer_norm") && strcmp(nt, "rms_norm")) {
+        mmrm_set_error("%s: field \"vision_config.norm_type\" is \"%s\"; valid: layer_norm, rms_norm", c->path, nt);
+        return -1;
+    }
+    v->rms_norm = nt && !strcmp(nt, "rms_norm");
+
+    LlmConfig *l = &cfg->llm;
+    c->section = "llm_config.";
+    const cJSON *archs = field(c, lc, "architectures", 1);
+    if (c->err) return -1;
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    if (!cJSON_IsString(a0)) {
+        mmrm_set_error("%s: field \"llm_config.architectures\" must be a list of names", c->path);
+        return -1;
+    }
+    int found = 0;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(a0->valuestring, arch_names[i])) l->arch = (LlmArch)i, found = 1;
+    if (!found) {
+        mmrm_set_error("%s: field \"llm_config.architectures\": unknown architecture \"%s\"; "
+                       "valid: Qwen2ForCausalLM, InternLM2ForCausalLM, LlamaForCausalLM",
+                       c->path, a0->valuestring);
+        return -1;
+    }
+    l->hidden = get_int(c, lc, "hidden_size", 1, 0);
+    l->heads = get_int(c, lc, "num_attention_heads", 1, 0);
+    l->kv_heads = get_int(c, lc, "num_key_value_heads", 0, l->heads);
+    l->intermediate = get_int(c, lc, "intermediate_size", 1, 0);
+    l->layers = get_int(c, lc, "num_hidden_layers", 1, 0);
+    l->vocab = get_int(c, lc, "vocab_size", 1, 0);
+    l->rope_theta = get_num(c, lc, "rope_theta", 0, 10000.0);
+    l->rms_eps = get_num(c, lc, "rms_norm_eps", 0, 1e-6);
+    l->max_positions = get_int(c, lc, "max_position_embeddings", 0, 32768);
+    l->head_dim = l->heads > 0 ? l->hidden / l->heads : 0;
+
+    c->section = "";
+    cfg->select_layer = get_int(c, root, "select_layer", 0, -1);
+    cfg->downsample_ratio = get_num(c, root, "downsample_ratio", 0, 0.5);
+    const char *ps = get_str(c, root, "ps_version", 0, "v2");
+    if (!c->err && strcmp(ps, "v2")) {
+        mmrm_set_error("%s: field \"ps_version\" is \"%s\"; only v2 is supported (v1 yields the "
+                       "transposed grid and is not used by InternVL2 checkpoints)", c->path, ps);
+        return -1;
+    }
+    int force = get_int(c, root, "force_image_size", 0, 0);
+    cfg->image_size = force > 0 ? force : v->image_size;
+    snprintf(cfg->template_name, sizeof cfg->template_name, "%s",
+             get_str(c, root, "template", 0, "internlm2-chat"));
+    cfg->img_context_id = get_int(c, root, "img_context_token_id", 0, 262);
+    return c->err ? -1 : config_validate(cfg, c->path);
+}
+
+#define REQUIRE(cond, ...)                \
+    do {                                  \
+        if (!(cond)) {                    \
+            mmrm_set_error(__VA_ARGS__);  \
+            return -1;                    \
+        }                                 \
+    } while (0)
+
+int config_validate(const ModelConfig *cfg, const char *path) {
+    const VisionConfig *v = &cfg->vision;
+    const LlmConfig *l = &cfg->llm;
+    REQUIRE(v->hidden > 0 && v->heads > 0 && v->hidden % v->heads == 0,
+            "%s: vision_config.hidden_size %d must be a positive multiple of num_attention_heads %d",
+            path, v->hidden, v->heads);
+    REQUIRE(v->intermediate > 0 && v->layers > 0 && v->patch > 0 && v->channels > 0,
+            "%s: vision_config sizes (intermediate_size, num_hidden_layers, patch_size, "
+            "num_channels) must be positive", path);
+    REQUIRE(v->image_size > 0 && v->image_size % v->patch == 0,
+            "%s: vision_config.image_size %d must be a multiple of patch_size %d", path,
+            v->image_size, v->patch);
+    REQUIRE(cfg->image_size % v->patch == 0,
+            "%s: force_image_size %d must be a multiple of patch_size %d", path, cfg->image_size, v->patch);
+    REQUIRE(fabs(cfg->downsample_ratio - 0.5) < 1e-9,
+            "%s: downsample_ratio %g: only 0.5 (pixel shuffle by 2) is supported", path,
+            cfg->downsample_ratio);
+    REQUIRE(config_grid(cfg) % 2 == 0,
+            "%s: image grid %d (image size / patch) must be even for pixel shuffle", path,
+            config_grid(cfg));
+    REQUIRE(cfg->select_layer >= -(v->layers + 1) && cfg->select_layer <= v->layers,
+            "%s: select_layer %d is outside [-%d, %d]", path, cfg->select_layer, v->layers + 1,
+            v->layers);
+    REQUIRE(v->drop_path_rate >= 0 && v->drop_path_rate < 1,
+            "%s: vision_config.drop_path_rate %g is outside [0, 1)", path, v->drop_path_rate);
+    REQUIRE(l->hidden > 0 && l->heads > 0 && l->hidden % l->heads == 0,
+            "%s: llm_config.hidden_size %d must be a positive multiple of num_attention_heads %d",
+            path, l->hidden, l->heads);
+    REQUIRE(l->head_dim % 2 == 0, "%s: llm head dim %d (hidden_size / num_attention_heads) must be even for RoPE",
+            path, l->head_dim);
+    REQUIRE(l->kv_heads > 0 && l->heads % l->kv_heads == 0,
+            "%s: llm_config.num_attention_heads %d must be a multiple of num_key_value_heads %d",
+            path, l->heads, l->kv_heads);
+    REQUIRE(l->intermediate > 0 && l->layers > 0 && l->vocab > 0,
+            "%s: llm_config sizes (intermediate_size, num_hidden_layers, vocab_size) must be positive", path);
+    REQUIRE(cfg->img_context_id >= 0 && cfg->img_context_id < l->vocab,
+            "%s: img_context_token_id %d is outside the vocabulary (%d)", path, cfg->img_context_id, l->vocab);
+    REQUIRE(l->rope_theta > 0 && l->rms_eps > 0, "%s: llm_config rope_theta and rms_norm_eps must be positive", path);
+    return 0;
+}
+
+int config_load(const char *path, ModelConfig *cfg) {
+    size_t len;
+    char *text = read_file(path, &len);
+    if (!text) return -1;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root || !cJSON_IsObject(root)) {
+        int line = 1;
+        for (const char *p = text; end && p < end; p++) line += *p == '\n';
+        mmrm_set_error("%s:%d: not a JSON object (malformed config.json)", path, line);
+        cJSON_Delete(root);
+        free(text);
+        return -1;
+    }
+    Ctx c = {path, "", 0};
+    int rc = parse(&c, root, cfg);
+    cJSON_Delete(root);
+    free(text);
+    return rc;
+}
+
+int config_save(const ModelConfig *cfg, const char *path) {
+    const VisionConfig *v = &cfg->vision;
+    const LlmConfig *l = &cfg->llm;
+    cJSON *root = cJSON_CreateObject(), *vc = cJSON_CreateObject(), *lc = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "architectures", cJSON_CreateStringArray((const char *[]){"InternVLChatModel"}, 1));
+    cJSON_AddNumberToObject(root, "downsample_ratio", cfg->downsample_ratio);
+    cJSON_AddNumberToObject(root, "force_image_size", cfg->image_size);
+    cJSON_AddNumberToObject(root, "img_context_token_id", cfg->img_context_id);
+    cJSON_AddStringToObject(root, "ps_version", "v2");
+    cJSON_AddNumberToObject(root, "select_layer", cfg->select_layer);
+    cJSON_AddStringToObject(root, "template", cfg->template_name);
+    cJSON_AddNumberToObject(vc, "drop_path_rate", v->drop_path_rate);
+    cJSON_AddNumberToObject(vc, "hidden_size", v->hidden);
+    cJSON_AddNumberToObject(vc, "image_size", v->image_size);
+    cJSON_AddNumberToObject(vc, "intermediate_size", v->intermediate);
+    cJSON_AddNumberToObject(vc, "layer_norm_eps", v->eps);
+    cJSON_AddStringToObject(vc, "norm_type", v->rms_norm ? "rms_norm" : "layer_norm");
+    cJSON_AddNumberToObject(vc, "num_attention_heads", v->heads);
+    cJSON_AddNumberToObject(vc, "num_channels", v->channels);
+    cJSON_AddNumberToObject(vc, "num_hidden_layers", v->layers);
+    cJSON_AddNumberToObject(vc, "patch_size", v->patch);
+    cJSON_AddBoolToObject(vc, "qk_normalization", v->qk_norm);
+    cJSON_AddBoolToObject(vc, "qkv_bias", v->qkv_bias);
+    cJSON_AddItemToObject(lc, "architectures", cJSON_CreateStringArray((const char *[]){llm_arch_name(l->arch)}, 1));
+    cJSON_AddNumberToObject(lc, "hidden_size", l->hidden);
+    cJSON_AddNumberToObject(lc, "intermediate_size", l->intermediate);
+    cJSON_AddNumberToObject(lc, "max_position_embeddings", l->max_positions);
+    cJSON_AddNumberToObject(lc, "num_attention_heads", l->heads);
+    cJSON_AddNumberToObject(lc, "num_hidden_layers", l->layers);
+    cJSON_AddNumberToObject(lc, "num_key_value_heads", l->kv_heads);
+    cJSON_AddNumberToObject(lc, "rms_norm_eps", l->rms_eps);
+    cJSON_AddNumberToObject(lc, "rope_theta", l->rope_theta);
+    cJSON_AddNumberToObject(lc, "vocab_size", l->vocab);
+    cJSON_AddItemToObject(root, "llm_config", lc);
+    cJSON_AddItemToObject(root, "vision_config", vc);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    if (f) ok = (fclose(f) == 0) && ok;
+    free(text);
+    if (!ok || rename(tmp, path) != 0) {
+        mmrm_set_error("%s: cannot write (%s)", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}

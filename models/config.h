@@ -1,0 +1,56 @@
+/* config.h - the model configuration, read from an HF InternVL-layout config.json.
+ *
+ * Fields keep HF's names in comments. The run image size is force_image_size when set,
+ * else vision_config.image_size; when the two differ the position embedding is resized at
+ * load time (models/reward_model.c), as InternVL's fine-tuning does.
+ * Unknown keys are ignored (real HF configs carry many); missing required keys, wrong
+ * types, unknown architectures and inconsistent shapes are errors naming the field.
+ */
+#ifndef MMRM_CONFIG_H
+#define MMRM_CONFIG_H
+
+typedef enum { LLM_QWEN2 = 0, LLM_INTERNLM2, LLM_LLAMA } LlmArch;
+
+typedef struct VisionConfig {
+    int hidden;        /* hidden_size C */
+    int heads;         /* num_attention_heads */
+    int intermediate;  /* intermediate_size */
+    int layers;        /* num_hidden_layers */
+    int image_size;    /* image_size of the checkpoint's position embedding */
+    int patch;         /* patch_size */
+    int channels;      /* num_channels (3) */
+    int qkv_bias;
+    int qk_norm;       /* qk_normalization */
+    int rms_norm;      /* norm_type == "rms_norm" (else layer_norm) */
+    double eps;        /* layer_norm_eps */
+    double drop_path_rate;
+} VisionConfig;
+
+typedef struct LlmConfig {
+    LlmArch arch;      /* architectures[0] */
+    int hidden, heads, kv_heads, head_dim, intermediate, layers, vocab;
+    double rope_theta, rms_eps;
+    int max_positions; /* max_position_embeddings */
+} LlmConfig;
+
+typedef struct ModelConfig {
+    VisionConfig vision;
+    LlmConfig llm;
+    int image_size;        /* run size: force_image_size or vision.image_size */
+    int select_layer;      /* -1 = last ViT layer; index into the L+1 hidden states */
+    double downsample_ratio; /* 0.5 */
+    char template_name[32];
+    int img_context_id;    /* id of <IMG_CONTEXT> (img_context_token_id, default byte vocab) */
+} ModelConfig;
+
+/* 0, or -1 with mmrm_last_error() naming the file and field */
+int config_load(const char *path, ModelConfig *cfg);
+/* writes cfg as config.json (atomically); 0 or -1 */
+int config_save(const ModelConfig *cfg, const char *path);
+int config_validate(const ModelConfig *cfg, const char *path);
+
+const char *llm_arch_name(LlmArch a);
+int config_grid(const ModelConfig *cfg);          /* G = image_size / patch */
+int config_tokens_per_tile(const ModelConfig *cfg); /* (G * r)^2 */
+
+#endif

@@ -1,0 +1,437 @@
+/* reward_model.c - parameters, initialisation and forward of the reward model
+ * (reward_model.h). Shapes: n tiles, G patch grid side, GG = G*G patches, C ViT width,
+ * NH ViT heads, B sequences, T tokens, H LLM width, hd head dim. */
+#include "models/reward_model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/error.h"
+#include "runtime/ops.h"
+#include "runtime/rng.h"
+
+/* ---------------------------------------------------------------- parameters */
+
+typedef struct { ParamStore *ps; int *slots; int n; } Decl;
+
+/* Declares NAME (printf-style) and remembers its index so the Tensor pointer can be taken
+ * once the store is laid out. decay: HF's convention (not biases, not norm weights). */
+static int decl(ParamStore *ps, ParamGroup gr, int decay, int ndim, const int *shape,
+                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int decl(ParamStore *ps, ParamGroup gr, int decay, int ndim, const int *shape,
+                const char *fmt, ...) {
+    char name[TENSOR_NAME_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return params_add(ps, name, gr, decay, ndim, shape);
+}
+
+#define D1(a) 1, (int[]){a}
+#define D2(a, b) 2, (int[]){a, b}
+#define D3(a, b, c) 3, (int[]){a, b, c}
+#define D4(a, b, c, d) 4, (int[]){a, b, c, d}
+
+typedef struct { int norm1_w, norm1_b, norm2_w, norm2_b, ls1, ls2, qkv_w, qkv_b, q_norm, k_norm,
+                 proj_w, proj_b, fc1_w, fc1_b, fc2_w, fc2_b; } VitIdx;
+typedef struct { int attn_norm, ffn_norm, q_w, q_b, k_w, k_b, v_w, v_b, wqkv, o_w, gate_w, up_w,
+                 down_w; } LlmIdx;
+
+static Tensor *P(RewardModel *m, int i) { return i < 0 ? NULL : params_get(&m->ps, i); }
+
+void rm_create(RewardModel *m, const ModelConfig *cfg, Device d, const int freeze[PG_COUNT]) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    ParamStore *ps = &m->ps;
+    params_init(ps, d);
+    const VisionConfig *v = &cfg->vision;
+    const LlmConfig *l = &cfg->llm;
+    int C = v->hidden, G = config_grid(cfg), p = v->patch, H = l->hidden, hd = l->head_dim;
+    const char *vp = "vision_model.";
+    int patch_w = decl(ps, PG_VISION, 1, D4(C, v->channels, p, p), "%sembeddings.patch_embedding.weight", vp);
+    int patch_b = decl(ps, PG_VISION, 0, D1(C), "%sembeddings.patch_embedding.bias", vp);
+    int cls = decl(ps, PG_VISION, 1, D3(1, 1, C), "%sembeddings.class_embedding", vp);
+    int pos = decl(ps, PG_VISION, 1, D3(1, G * G + 1, C), "%sembeddings.position_embedding", vp);
+    VitIdx *vi = xcalloc(v->layers, sizeof *vi);
+    for (int i = 0; i < v->layers; i++) {
+        char pre[96];
+        snprintf(pre, sizeof pre, "%sencoder.layers.%d.", vp, i);
+        VitIdx *x = &vi[i];
+        x->norm1_w = decl(ps, PG_VISION, 0, D1(C), "%snorm1.weight", pre);
+        x->norm1_b = v->rms_norm ? -1 : decl(ps, PG_VISION, 0, D1(C), "%snorm1.bias", pre);
+        x->qkv_w = decl(ps, PG_VISION, 1, D2(3 * C, C), "%sattn.qkv.weight", pre);
+        x->qkv_b = v->qkv_bias ? decl(ps, PG_VISION, 0, D1(3 * C), "%sattn.qkv.bias", pre) : -1;
+        x->q_norm = v->qk_norm ? decl(ps, PG_VISION, 0, D1(C), "%sattn.q_norm.weight", pre) : -1;
+        x->k_norm = v->qk_norm ? decl(ps, PG_VISION, 0, D1(C), "%sattn.k_norm.weight", pre) : -1;
+        x->proj_w = decl(ps, PG_VISION, 1, D2(C, C), "%sattn.proj.weight", pre);
+        x->proj_b = decl(ps, PG_VISION, 0, D1(C), "%sattn.proj.bias", pre);
+        x->ls1 = decl(ps, PG_VISION, 1, D1(C), "%sls1", pre);
+        x->norm2_w = decl(ps, PG_VISION, 0, D1(C), "%snorm2.weight", pre);
+        x->norm2_b = v->rms_norm ? -1 : decl(ps, PG_VISION, 0, D1(C), "%snorm2.bias", pre);
+        x->fc1_w = decl(ps, PG_VISION, 1, D2(v->intermediate, C), "%smlp.fc1.weight", pre);
+        x->fc1_b = decl(ps, PG_VISION, 0, D1(v->intermediate), "%smlp.fc1.bias", pre);
+        x->fc2_w = decl(ps, PG_VISION, 1, D2(C, v->intermediate), "%smlp.fc2.weight", pre);
+        x->fc2_b = decl(ps, PG_VISION, 0, D1(C), "%smlp.fc2.bias", pre);
+        x->ls2 = decl(ps, PG_VISION, 1, D1(C), "%sls2", pre);
+    }
+    int mln_w = decl(ps, PG_CONNECTOR, 0, D1(4 * C), "mlp1.0.weight");
+    int mln_b = decl(ps, PG_CONNECTOR, 0, D1(4 * C), "mlp1.0.bias");
+    int mfc1_w = decl(ps, PG_CONNECTOR, 1, D2(H, 4 * C), "mlp1.1.weight");
+    int mfc1_b = decl(ps, PG_CONNECTOR, 0, D1(H), "mlp1.1.bias");
+    int mfc2_w = decl(ps, PG_CONNECTOR, 1, D2(H, H), "mlp1.3.weight");
+    int mfc2_b = decl(ps, PG_CONNECTOR, 0, D1(H), "mlp1.3.bias");
+
+    const char *lp = "language_model.model.";
+    int ilm = l->arch == LLM_INTERNLM2;
+    int embed = decl(ps, PG_LLM, 1, D2(l->vocab, H), "%s%s.weight", lp, ilm ? "tok_embeddings" : "embed_tokens");
+    LlmIdx *li = xcalloc(l->layers, sizeof *li);
+    for (int i = 0; i < l->layers; i++) {
+        char pre[96];
+        snprintf(pre, sizeof pre, "%slayers.%d.", lp, i);
+        LlmIdx *x = &li[i];
+        memset(x, -1, sizeof *x);
+        int qd = l->heads * hd, kd = l->kv_heads * hd;
+        if (ilm) {
+            x->attn_norm = decl(ps, PG_LLM, 0, D1(H), "%sattention_norm.weight", pre);
+            x->wqkv = decl(ps, PG_LLM, 1, D2(qd + 2 * kd, H), "%sattention.wqkv.weight", pre);
+            x->o_w = decl(ps, PG_LLM, 1, D2(H, qd), "%sattention.wo.weight", pre);
+            x->ffn_norm = decl(ps, PG_LLM, 0, D1(H), "%sffn_norm.weight", pre);
+            x->gate_w = decl(ps, PG_LLM, 1, D2(l->intermediate, H), "%sfeed_forward.w1.weight", pre);
+            x->up_w = decl(ps, PG_LLM, 1, D2(l->intermediate, H), "%sfeed_forward.w3.weight", pre);
+            x->down_w = decl(ps, PG_LLM, 1, D2(H, l->intermediate), "%sfeed_forward.w2.weight", pre);
+        } else {
+            int bias = l->arch == LLM_QWEN2;
+            x->attn_norm = decl(ps, PG_LLM, 0, D1(H), "%sinput_layernorm.weight", pre);
+            x->q_w = decl(ps, PG_LLM, 1, D2(qd, H), "%sself_attn.q_proj.weight", pre);
+            x->q_b = bias ? decl(ps, PG_LLM, 0, D1(qd), "%sself_attn.q_proj.bias", pre) : -1;
+            x->k_w = decl(ps, PG_LLM, 1, D2(kd, H), "%sself_attn.k_proj.weight", pre);
+            x->k_b = bias ? decl(ps, PG_LLM, 0, D1(kd), "%sself_attn.k_proj.bias", pre) : -1;
+            x->v_w = decl(ps, PG_LLM, 1, D2(kd, H), "%sself_attn.v_proj.weight", pre);
+            x->v_b = bias ? decl(ps, PG_LLM, 0, D1(kd), "%sself_attn.v_proj.bias", pre) : -1;
+            x->o_w = decl(ps, PG_LLM, 1, D2(H, qd), "%sself_attn.o_proj.weight", pre);
+            x->ffn_norm = decl(ps, PG_LLM, 0, D1(H), "%spost_attention_layernorm.weight", pre);
+            x->gate_w = decl(ps, PG_LLM, 1, D2(l->intermediate, H), "%smlp.gate_proj.weight", pre);
+            x->up_w = decl(ps, PG_LLM, 1, D2(l->intermediate, H), "%smlp.up_proj.weight", pre);
+            x->down_w = decl(ps, PG_LLM, 1, D2(H, l->intermediate), "%smlp.down_proj.weight", pre);
+        }
+    }
+    int fnorm = decl(ps, PG_LLM, 0, D1(H), "%snorm.weight", lp);
+    int score = decl(ps, PG_HEAD, 1, D2(1, H), "score.weight");
+
+    for (int g = 0; g < PG_COUNT; g++) params_freeze_group(ps, (ParamGroup)g, freeze ? freeze[g] : 0);
+    params_finalize(ps);
+
+    m->patch_w = P(m, patch_w); m->patch_b = P(m, patch_b); m->cls = P(m, cls); m->pos = P(m, pos);
+    m->vit = xcalloc(v->layers, sizeof *m->vit);
+    for (int i = 0; i < v->layers; i++) {
+        VitIdx *x = &vi[i];
+        m->vit[i] = (VitLayer){P(m, x->norm1_w), P(m, x->norm1_b), P(m, x->norm2_w), P(m, x->norm2_b),
+                               P(m, x->ls1), P(m, x->ls2), P(m, x->qkv_w), P(m, x->qkv_b),
+                               P(m, x->q_norm), P(m, x->k_norm), P(m, x->proj_w), P(m, x->proj_b),
+                               P(m, x->fc1_w), P(m, x->fc1_b), P(m, x->fc2_w), P(m, x->fc2_b)};
+    }
+    m->mlp_ln_w = P(m, mln_w); m->mlp_ln_b = P(m, mln_b);
+    m->mlp_fc1_w = P(m, mfc1_w); m->mlp_fc1_b = P(m, mfc1_b);
+    m->mlp_fc2_w = P(m, mfc2_w); m->mlp_fc2_b = P(m, mfc2_b);
+    m->embed = P(m, embed);
+    m->llm = xcalloc(l->layers, sizeof *m->llm);
+    for (int i = 0; i < l->layers; i++) {
+        LlmIdx *x = &li[i];
+        m->llm[i] = (LlmLayer){P(m, x->attn_norm), P(m, x->ffn_norm), P(m, x->q_w), P(m, x->q_b),
+                               P(m, x->k_w), P(m, x->k_b), P(m, x->v_w), P(m, x->v_b),
+                               P(m, x->wqkv), P(m, x->o_w), P(m, x->gate_w), P(m, x->up_w),
+                               P(m, x->down_w)};
+    }
+    m->final_norm = P(m, fnorm);
+    m->score = P(m, score);
+    free(vi);
+    free(li);
+}
+
+void rm_free(RewardModel *m) {
+    params_free(&m->ps);
+    free(m->vit);
+    free(m->llm);
+    memset(m, 0, sizeof *m);
+}
+
+void rm_init_score(RewardModel *m, uint64_t seed) {
+    Rng r = rng_make(seed, 0x73636f7265 /* "score" */);
+    rng_fill_normal(&r, tensor_f32(m->score), m->score->numel, 0.0f,
+                    1.0f / (float)(m->cfg.llm.hidden + 1));
+}
+
+void rm_init_random(RewardModel *m, uint64_t seed) {
+    for (int i = 0; i < m->ps.n; i++) {
+        Tensor *t = params_get(&m->ps, i);
+        float *x = tensor_f32(t);
+        const char *n = t->name;
+        size_t len = strlen(n);
+        int is_bias = len > 5 && !strcmp(n + len - 5, ".bias");
+        int is_norm = strstr(n, "norm") != NULL || !strncmp(n, "mlp1.0.", 7);
+        int is_ls = len > 4 && (!strcmp(n + len - 4, ".ls1") || !strcmp(n + len - 4, ".ls2"));
+        if (is_bias) {
+            memset(x, 0, t->numel * sizeof *x);
+        } else if (is_norm) {
+            for (size_t k = 0; k < t->numel; k++) x[k] = 1.0f;
+        } else if (is_ls) {
+            for (size_t k = 0; k < t->numel; k++) x[k] = 0.1f;
+        } else {
+            Rng r = rng_make(seed, 1000 + (uint64_t)i); /* per tensor: independent of order */
+            rng_fill_normal(&r, x, t->numel, 0.0f, 0.02f);
+        }
+    }
+    rm_init_score(m, seed);
+}
+
+/* ---------------------------------------------------------------- vision */
+
+typedef struct { RewardModel *m; int layer, n, T; const int *lengths, *q_rows, *k_rows, *v_rows; } VitCtx;
+
+static Tensor *vit_norm(Graph *g, const RewardModel *m, Tensor *x, Tensor *w, Tensor *b) {
+    return m->cfg.vision.rms_norm ? op_rmsnorm(g, x, w, m->cfg.vision.eps)
+                                  : op_layernorm(g, x, w, b, m->cfg.vision.eps);
+}
+
+static void vit_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, int nout) {
+    (void)nin; (void)nout;
+    VitCtx *c = vctx;
+    RewardModel *m = c->m;
+    const VisionConfig *v = &m->cfg.vision;
+    VitLayer *L = &m->vit[c->layer];
+    int n = c->n, T = c->T, C = v->hidden, NH = v->heads, hd = C / NH;
+    float rate = v->layers > 1 ? v->drop_path_rate * c->layer / (v->layers - 1) : 0.0f;
+    Tensor *x = in[0];
+    Tensor *h = vit_norm(g, m, x, L->norm1_w, L->norm1_b);
+    Tensor *qkv = op_linear(g, h, L->qkv_w, L->qkv_b);        /* (n, T, 3C) */
+    Tensor *rows = op_reshape(g, qkv, 2, (int[]){n * T * 3 * NH, hd});
+    Tensor *q = op_gather_rows(g, rows, c->q_rows, n * T * NH);  /* (n*T*NH, hd) */
+    Tensor *k = op_gather_rows(g, rows, c->k_rows, n * T * NH);
+    Tensor *vv = op_gather_rows(g, rows, c->v_rows, n * T * NH);
+    if (v->qk_norm) { /* RMSNorm over the full C before the head split */
+        q = op_rmsnorm(g, op_reshape(g, q, 2, (int[]){n * T, C}), L->q_norm, v->eps);
+        k = op_rmsnorm(g, op_reshape(g, k, 2, (int[]){n * T, C}), L->k_norm, v->eps);
+    }
+    int shape4[4] = {n, T, NH, hd};
+    Tensor *a = op_attention(g, op_reshape(g, q, 4, shape4), op_reshape(g, k, 4, shape4),
+                             op_reshape(g, vv, 4, shape4), c->lengths, 0);
+    a = op_linear(g, op_reshape(g, a, 3, (int[]){n, T, C}), L->proj_w, L->proj_b);
+    x = op_add(g, x, op_drop_path(g, op_channel_scale(g, a, L->ls1), rate));
+    h = vit_norm(g, m, x, L->norm2_w, L->norm2_b);
+    h = op_linear(g, op_gelu(g, op_linear(g, h, L->fc1_w, L->fc1_b)), L->fc2_w, L->fc2_b);
+    out[0] = op_add(g, x, op_drop_path(g, op_channel_scale(g, h, L->ls2), rate));
+}
+
+static int *ints(Graph *g, size_t n) { return graph_scratch(g, n * sizeof(int)); }
+
+Tensor *rm_vision(RewardModel *m, Graph *g, const float *pixels, int n) {
+    const ModelConfig *cfg = &m->cfg;
+    const VisionConfig *v = &cfg->vision;
+    int S = cfg->image_size, G = config_grid(cfg), GG = G * G, T = GG + 1, C = v->hidden;
+    int NH = v->heads;
+    Tensor *img = graph_tensor(g, "pixel_values", 4, (int[]){n, v->channels, S, S});
+    device_memcpy(g->device, img->data, pixels, img->numel * sizeof(float));
+    Tensor *patches = op_patch_embed(g, img, m->patch_w, m->patch_b); /* (n, GG, C) */
+    /* prepend CLS and add the position embedding: both are row gathers (broadcasts) */
+    Tensor *cls = op_reshape(g, m->cls, 2, (int[]){1, C});
+    Tensor *table = op_concat_rows(g, patches, cls);
+    int *idx = ints(g, (size_t)n * T), *pidx = ints(g, (size_t)n * T);
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < T; j++) {
+            idx[t * T + j] = j == 0 ? n * GG : t * GG + j - 1;
+            pidx[t * T + j] = j;
+        }
+    Tensor *x = op_gather_rows(g, table, idx, n * T);
+    Tensor *pos = op_gather_rows(g, op_reshape(g, m->pos, 2, (int[]){T, C}), pidx, n * T);
+    x = op_reshape(g, op_add(g, x, pos), 3, (int[]){n, T, C});
+
+    int L = v->layers;
+    int keep = cfg->select_layer < 0 ? L + 1 + cfg->select_layer : cfg->select_layer;
+    VitCtx ctx = {m, 0, n, T, NULL, NULL, NULL, NULL};
+    int *lengths = ints(g, n), *qr = ints(g, (size_t)n * T * NH), *kr = ints(g, (size_t)n * T * NH),
+        *vr = ints(g, (size_t)n * T * NH);
+    for (int t = 0; t < n; t++) lengths[t] = T;
+    for (int r = 0; r < n * T; r++)
+        for (int h = 0; h < NH; h++) {
+            qr[r * NH + h] = r * 3 * NH + h;
+            kr[r * NH + h] = r * 3 * NH + NH + h;
+            vr[r * NH + h] = r * 3 * NH + 2 * NH + h;
+        }
+    ctx.lengths = lengths; ctx.q_rows = qr; ctx.k_rows = kr; ctx.v_rows = vr;
+    for (int i = 0; i < keep; i++) { /* layers past select_layer do not affect the output */
+        ctx.layer = i;
+        Tensor *out;
+        if (m->grad_checkpoint)
+            graph_checkpoint(g, vit_layer, &ctx, sizeof ctx, &x, 1, &out, 1);
+        else
+            vit_layer(g, &ctx, &x, 1, &out, 1);
+        x = out;
+    }
+    /* drop CLS, pixel shuffle, mlp1 */
+    int *drop = ints(g, (size_t)n * GG);
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < GG; j++) drop[t * GG + j] = t * T + 1 + j;
+    x = op_reshape(g, op_gather_rows(g, x, drop, n * GG), 3, (int[]){n, GG, C});
+    x = op_pixel_shuffle(g, x);
+    x = op_layernorm(g, x, m->mlp_ln_w, m->mlp_ln_b, 1e-5f);
+    x = op_gelu(g, op_linear(g, x, m->mlp_fc1_w, m->mlp_fc1_b));
+    return op_linear(g, x, m->mlp_fc2_w, m->mlp_fc2_b);
+}
+
+/* ---------------------------------------------------------------- decoder */
+
+typedef struct { RewardModel *m; int layer, B, T; const int *pos, *lengths, *q_rows, *k_rows, *v_rows; } LlmCtx;
+
+static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, int nout) {
+    (void)nin; (void)nout;
+    LlmCtx *c = vctx;
+    RewardModel *m = c->m;
+    const LlmConfig *l = &m->cfg.llm;
+    LlmLayer *L = &m->llm[c->layer];
+    int B = c->B, T = c->T, NH = l->heads, KV = l->kv_heads, hd = l->head_dim;
+    Tensor *x = in[0];
+    Tensor *h = op_rmsnorm(g, x, L->attn_norm, l->rms_eps);
+    Tensor *q, *k, *v;
+    if (L->wqkv) {
+        Tensor *rows = op_reshape(g, op_linear(g, h, L->wqkv, NULL), 2,
+                                  (int[]){B * T * (NH + 2 * KV), hd});
+        q = op_gather_rows(g, rows, c->q_rows, B * T * NH);
+        k = op_gather_rows(g, rows, c->k_rows, B * T * KV);
+        v = op_gather_rows(g, rows, c->v_rows, B * T * KV);
+    } else {
+        q = op_linear(g, h, L->q_w, L->q_b);
+        k = op_linear(g, h, L->k_w, L->k_b);
+        v = op_linear(g, h, L->v_w, L->v_b);
+    }
+    q = op_rope(g, op_reshape(g, q, 4, (int[]){B, T, NH, hd}), c->pos, l->rope_theta);
+    k = op_rope(g, op_reshape(g, k, 4, (int[]){B, T, KV, hd}), c->pos, l->rope_theta);
+    v = op_reshape(g, v, 4, (int[]){B, T, KV, hd});
+    Tensor *a = op_attention(g, q, k, v, c->lengths, 1);
+    a = op_linear(g, op_reshape(g, a, 3, (int[]){B, T, NH * hd}), L->o_w, NULL);
+    x = op_add(g, x, a);
+    h = op_rmsnorm(g, x, L->ffn_norm, l->rms_eps);
+    h = op_swiglu(g, op_linear(g, h, L->gate_w, NULL), op_linear(g, h, L->up_w, NULL));
+    out[0] = op_add(g, x, op_linear(g, h, L->down_w, NULL));
+}
+
+#define BATCH_REQUIRE(cond, ...)         \
+    do {                                 \
+        if (!(cond)) {                   \
+            mmrm_set_error(__VA_ARGS__); \
+            return -1;                   \
+        }                                \
+    } while (0)
+
+int rm_check_batch(const RewardModel *m, const RmBatch *bt) {
+    const ModelConfig *cfg = &m->cfg;
+    int B = bt->B, T = bt->T, tpt = config_tokens_per_tile(cfg);
+    BATCH_REQUIRE(B > 0 && T > 0, "empty batch (%d sequences x %d tokens)", B, T);
+    BATCH_REQUIRE(T <= cfg->llm.max_positions,
+                  "sequence length %d exceeds max_position_embeddings %d (InternLM2's dynamic "
+                  "rope scaling is not implemented)", T, cfg->llm.max_positions);
+    for (int i = 0; i < bt->n_images; i++)
+        BATCH_REQUIRE(bt->tiles[i] >= 1, "image %d has %d tiles", i, bt->tiles[i]);
+    for (int b = 0; b < B; b++) {
+        BATCH_REQUIRE(bt->lengths[b] >= 1 && bt->lengths[b] <= T,
+                      "sequence %d: length %d outside [1, %d]", b, bt->lengths[b], T);
+        int im = bt->image_of[b];
+        BATCH_REQUIRE(im >= -1 && im < bt->n_images, "sequence %d: image %d of %d", b, im,
+                      bt->n_images);
+        int have = im >= 0 ? bt->tiles[im] * tpt : 0, count = 0;
+        for (int t = 0; t < T; t++) {
+            int id = bt->ids[b * T + t];
+            BATCH_REQUIRE(id >= 0 && id < cfg->llm.vocab,
+                          "sequence %d position %d: token id %d outside the vocabulary (%d)", b, t,
+                          id, cfg->llm.vocab);
+            count += id == cfg->img_context_id;
+        }
+        BATCH_REQUIRE(count == have,
+                      "sequence %d: %d <IMG_CONTEXT> tokens but its image provides %d (%d tiles x "
+                      "%d tokens): the prompt and the tiling disagree", b, count, have,
+                      im >= 0 ? bt->tiles[im] : 0, tpt);
+    }
+    return 0;
+}
+
+Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
+    const ModelConfig *cfg = &m->cfg;
+    const LlmConfig *l = &cfg->llm;
+    int B = bt->B, T = bt->T, H = l->hidden, tpt = config_tokens_per_tile(cfg);
+    if (rm_check_batch(m, bt) != 0) MMRM_FATAL("rm_forward: %s", mmrm_last_error());
+    /* images -> connector rows; row offset of each image */
+    int *first = ints(g, bt->n_images + 1);
+    first[0] = 0;
+    for (int i = 0; i < bt->n_images; i++) first[i + 1] = first[i] + bt->tiles[i];
+    Tensor *V = NULL;
+    if (first[bt->n_images] > 0)
+        V = op_reshape(g, rm_vision(m, g, bt->pixels, first[bt->n_images]), 2,
+                       (int[]){first[bt->n_images] * tpt, H});
+    /* splice: every IMG_CONTEXT position takes the next row of its sequence's image */
+    Tensor *E = op_embedding(g, m->embed, bt->ids, B, T);
+    int *idx = ints(g, (size_t)B * T);
+    for (int b = 0; b < B; b++) {
+        int im = bt->image_of[b], next = 0;
+        for (int t = 0; t < T; t++) {
+            int r = b * T + t;
+            idx[r] = bt->ids[r] == cfg->img_context_id ? B * T + first[im] * tpt + next++ : r;
+        }
+    }
+    Tensor *x = E;
+    if (V) x = op_reshape(g, op_gather_rows(g, op_concat_rows(g, E, V), idx, B * T), 3, (int[]){B, T, H});
+
+    int NH = l->heads, KV = l->kv_heads, gs = NH / KV, W = NH + 2 * KV;
+    LlmCtx ctx = {m, 0, B, T, NULL, NULL, NULL, NULL, NULL};
+    int *pos = ints(g, (size_t)B * T), *lengths = ints(g, B);
+    for (int r = 0; r < B * T; r++) pos[r] = r % T;
+    memcpy(lengths, bt->lengths, B * sizeof(int));
+    ctx.pos = pos;
+    ctx.lengths = lengths;
+    if (l->arch == LLM_INTERNLM2) { /* wqkv rows per token: kv group k holds gs q heads, k, v */
+        int *qr = ints(g, (size_t)B * T * NH), *kr = ints(g, (size_t)B * T * KV), *vr = ints(g, (size_t)B * T * KV);
+        for (int r = 0; r < B * T; r++) {
+            for (int j = 0; j < NH; j++) qr[r * NH + j] = r * W + (j / gs) * (gs + 2) + j % gs;
+            for (int kk = 0; kk < KV; kk++) {
+                kr[r * KV + kk] = r * W + kk * (gs + 2) + gs;
+                vr[r * KV + kk] = r * W + kk * (gs + 2) + gs + 1;
+            }
+        }
+        ctx.q_rows = qr; ctx.k_rows = kr; ctx.v_rows = vr;
+    }
+    for (int i = 0; i < l->layers; i++) {
+        ctx.layer = i;
+        Tensor *out;
+        if (m->grad_checkpoint)
+            graph_checkpoint(g, llm_layer, &ctx, sizeof ctx, &x, 1, &out, 1);
+        else
+            llm_layer(g, &ctx, &x, 1, &out, 1);
+        x = out;
+    }
+    /* the final norm is row-wise, so only the pooled rows need it */
+    int *last = ints(g, B);
+    for (int b = 0; b < B; b++) last[b] = b * T + bt->lengths[b] - 1;
+    Tensor *h = op_rmsnorm(g, op_gather_rows(g, x, last, B), m->final_norm, l->rms_eps);
+    return op_reshape(g, op_linear(g, h, m->score, NULL), 1, (int[]){B});
+}
+
+/* ---------------------------------------------------------------- cost */
+
+double rm_llm_flops_per_token(const ModelConfig *cfg) {
+    const LlmConfig *l = &cfg->llm;
+    double qkvo = (double)l->hidden * l->head_dim * (2.0 * l->heads + 2.0 * l->kv_heads);
+    double mlp = 3.0 * l->hidden * l->intermediate;
+    return 2.0 * l->layers * (qkvo + mlp) + 2.0 * l->hidden; /* + score head */
+}
+
+double rm_vit_flops_per_tile(const ModelConfig *cfg) {
+    const VisionConfig *v = &cfg->vision;
+    double T = (double)config_grid(cfg) * config_grid(cfg) + 1, C = v->hidden;
+    double per_layer = 2.0 * T * (4.0 * C * C + 2.0 * C * v->intermediate) + 4.0 * T * T * C;
+    double patch = 2.0 * (T - 1) * C * v->channels * v->patch * v->patch;
+    double tpt = config_tokens_per_tile(cfg), H = cfg->llm.hidden;
+    double mlp1 = 2.0 * tpt * (4.0 * C * H + H * H);
+    return v->layers * per_layer + patch + mlp1;
+}

@@ -1,0 +1,80 @@
+/* reward_model.h - the InternVL2-style multimodal reward model on the runtime.
+ *
+ * Parameters carry the exact HF tensor names (spec/model.md) and live in one ParamStore
+ * (groups: vision = vision_model.*, connector = mlp1.*, llm = language_model.*,
+ * head = score.weight). The forward is written once on the autograd ops:
+ *   ViT once per image (tiles) -> pixel shuffle + mlp1 -> spliced into the token
+ *   embeddings at IMG_CONTEXT positions -> decoder -> final RMSNorm at each sequence's
+ *   last real token -> score.weight -> one reward per sequence.
+ * Sequences reference images by index, so chosen and rejected of a pair share one ViT
+ * pass and their gradients flow back into it once.
+ */
+#ifndef MMRM_REWARD_MODEL_H
+#define MMRM_REWARD_MODEL_H
+
+#include "models/config.h"
+#include "runtime/autograd.h"
+#include "runtime/memory.h"
+
+typedef struct VitLayer {
+    Tensor *norm1_w, *norm1_b, *norm2_w, *norm2_b, *ls1, *ls2;
+    Tensor *qkv_w, *qkv_b, *q_norm, *k_norm, *proj_w, *proj_b;
+    Tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} VitLayer;
+
+typedef struct LlmLayer {
+    Tensor *attn_norm, *ffn_norm;
+    Tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* Qwen2 / Llama */
+    Tensor *wqkv;                              /* InternLM2, packed by kv group */
+    Tensor *o_w, *gate_w, *up_w, *down_w;
+} LlmLayer;
+
+typedef struct RewardModel {
+    ModelConfig cfg;
+    ParamStore ps;
+    Tensor *patch_w, *patch_b, *cls, *pos;
+    VitLayer *vit;
+    Tensor *mlp_ln_w, *mlp_ln_b, *mlp_fc1_w, *mlp_fc1_b, *mlp_fc2_w, *mlp_fc2_b;
+    Tensor *embed;
+    LlmLayer *llm;
+    Tensor *final_norm, *score;
+    int grad_checkpoint; /* each ViT and decoder layer is a recompute segment */
+} RewardModel;
+
+/* A batch of sequences and the images they show. Sequence b shows image image_of[b]
+ * (-1: none); image i has tiles[i] tiles, stored consecutively in pixels. */
+typedef struct RmBatch {
+    int B, T;
+    const int *ids;       /* (B, T) right padded */
+    const int *lengths;   /* (B) real tokens, >= 1 */
+    int n_images;
+    const int *tiles;     /* (n_images) */
+    const float *pixels;  /* (sum tiles, 3, S, S) normalised */
+    const int *image_of;  /* (B) */
+} RmBatch;
+
+/* Declares every parameter of cfg in m->ps (device d); frozen groups as given
+ * (freeze[PG_VISION], ...), then lays out the buffers. Values are zero until
+ * rm_init_random or a load. */
+void rm_create(RewardModel *m, const ModelConfig *cfg, Device d, const int freeze[PG_COUNT]);
+void rm_free(RewardModel *m);
+/* HF-style random init: matrices N(0, 0.02), biases 0, norm weights 1, layer scales 0.1,
+ * score.weight N(0, 1/(H+1)) as the spec says. */
+void rm_init_random(RewardModel *m, uint64_t seed);
+/* the spec's score head init alone (a checkpoint without score.weight) */
+void rm_init_score(RewardModel *m, uint64_t seed);
+
+/* 0, or -1 with mmrm_last_error() saying what is inconsistent (lengths, image indices,
+ * token ids, IMG_CONTEXT count vs tiles x tokens_per_tile) */
+int rm_check_batch(const RewardModel *m, const RmBatch *batch);
+/* rewards (B) for the batch; records the tape when grad is enabled. Fatal on a batch that
+ * rm_check_batch rejects: callers validate data before it gets here. */
+Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *batch);
+/* the connector output for a set of tiles: (n_tiles, tokens_per_tile, H) */
+Tensor *rm_vision(RewardModel *m, Graph *g, const float *pixels, int n_tiles);
+
+/* FLOPs of one forward per text token (LLM, excluding attention) and per 448 tile */
+double rm_llm_flops_per_token(const ModelConfig *cfg);
+double rm_vit_flops_per_tile(const ModelConfig *cfg);
+
+#endif

@@ -1,0 +1,254 @@
+/* test_reward_model.c - the reward model on the runtime: gradients of the full network
+ * (ViT, connector, splice, decoder, pooling, score) against finite differences for each
+ * LLM layout, recompute equality, image sharing between sequences, splice count errors,
+ * and config.json validation. The PyTorch fixtures (test_model_oracle.c) check values. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "models/reward_model.h"
+#include "runtime/error.h"
+#include "runtime/ops.h"
+#include "tests/harness.h"
+
+static ModelConfig tiny_config(LlmArch arch, int rms_vit, int qk_norm, int select_layer) {
+    ModelConfig c;
+    memset(&c, 0, sizeof c);
+    c.vision = (VisionConfig){.hidden = 8, .heads = 2, .intermediate = 12, .layers = 2,
+                              .image_size = 8, .patch = 2, .channels = 3, .qkv_bias = !rms_vit,
+                              .qk_norm = qk_norm, .rms_norm = rms_vit, .eps = 1e-6f};
+    c.llm = (LlmConfig){.arch = arch, .hidden = 12, .heads = 4, .kv_heads = 2, .head_dim = 3,
+                        .intermediate = 16, .layers = 2, .vocab = 270, .rope_theta = 10000.0f,
+                        .rms_eps = 1e-6f, .max_positions = 4096};
+    if (arch == LLM_LLAMA) c.llm.kv_heads = 4;
+    c.llm.hidden = 16; c.llm.head_dim = 4; /* even head dim for RoPE */
+    c.image_size = 4 * 2;   /* G = 4 -> 4 tokens per tile */
+    c.select_layer = select_layer;
+    c.downsample_ratio = 0.5f;
+    snprintf(c.template_name, sizeof c.template_name, "Hermes-2");
+    c.img_context_id = 262;
+    return c;
+}
+
+enum { TB = 4, TT = 14 };
+
+typedef struct {
+    RewardModel m;
+    Graph g;
+    int ids[TB * TT], lengths[TB], tiles[2], image_of[TB];
+    float *pixels;
+    RmBatch batch;
+} Fixture;
+
+/* two images (1 and 2 tiles) shared by sequence pairs (0,1) and (2,3), like chosen/rejected */
+static void fixture_init(Fixture *f, ModelConfig cfg, int freeze_vision) {
+    int freeze[PG_COUNT] = {0};
+    freeze[PG_VISION] = freeze_vision;
+    rm_create(&f->m, &cfg, DEV_CPU, freeze);
+    TRng r = trng(1234 + cfg.llm.arch);
+    for (int i = 0; i < f->m.ps.n; i++) { /* larger than the HF init so every path matters */
+        Tensor *t = params_get(&f->m.ps, i);
+        int is_norm = strstr(t->name, "norm") || !strncmp(t->name, "mlp1.0.", 7);
+        for (size_t k = 0; k < t->numel; k++)
+            tensor_f32(t)[k] = is_norm ? 1.0f + 0.1f * trng_normal(&r) : 0.35f * trng_normal(&r);
+    }
+    graph_init(&f->g, DEV_CPU, 1 << 20, 77);
+    int tpt = config_tokens_per_tile(&cfg), S = cfg.image_size;
+    f->tiles[0] = 1;
+    f->tiles[1] = 2;
+    f->pixels = tmalloc((size_t)3 * 3 * S * S);
+    fill_normal(&r, f->pixels, (size_t)3 * 3 * S * S, 1.0f);
+    int lens[TB] = {TT, TT - 5, TT, TT - 2};
+    for (int b = 0; b < TB; b++) {
+        f->image_of[b] = b / 2;
+        f->lengths[b] = lens[b];
+        int nimg = f->tiles[b / 2] * tpt, t = 0;
+        f->ids[b * TT + t++] = 258;
+        f->ids[b * TT + t++] = 260;
+        for (int k = 0; k < nimg; k++) f->ids[b * TT + t++] = cfg.img_context_id;
+        f->ids[b * TT + t++] = 261;
+        while (t < lens[b] - 1) f->ids[b * TT + t++] = (int)(trng_uniform(&r) * 256);
+        f->ids[b * TT + t++] = 259;
+        while (t < TT) f->ids[b * TT + t++] = 269;
+    }
+    f->batch = (RmBatch){TB, TT, f->ids, f->lengths, 2, f->tiles, f->pixels, f->image_of};
+}
+
+static void fixture_free(Fixture *f) {
+    graph_free(&f->g);
+    rm_free(&f->m);
+    free(f->pixels);
+}
+
+static double sum_rewards(void *vf) {
+    Fixture *f = vf;
+    graph_reset(&f->g);
+    int prev = graph_set_grad(&f->g, 0);
+    Tensor *r = rm_forward(&f->m, &f->g, &f->batch);
+    graph_set_grad(&f->g, prev);
+    double s = 0;
+    for (int b = 0; b < TB; b++) s += (double)(b + 1) * tensor_f32(r)[b]; /* distinct weights */
+    return s;
+}
+
+static float *backward(Fixture *f) {
+    graph_reset(&f->g);
+    params_zero_grad(&f->m.ps);
+    Tensor *r = rm_forward(&f->m, &f->g, &f->batch);
+    float w[TB];
+    for (int b = 0; b < TB; b++) w[b] = (float)(b + 1);
+    graph_backward_from(&f->g, r, w);
+    float *gp = tmalloc(f->m.ps.n_trainable);
+    memcpy(gp, f->m.ps.grad, f->m.ps.n_trainable * sizeof(float));
+    return gp;
+}
+
+/* Finite differences through the whole network carry float noise of a few percent on the
+ * smallest gradients (the CLS embedding reaches the score only through attention), hence
+ * 5e-2 here; the PyTorch fixtures check every gradient to 1e-3. One thread: the thousands
+ * of tiny forwards are dominated by thread wake-ups otherwise. */
+static void check_layout(LlmArch arch, int rms_vit, int qk_norm, int select_layer) {
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    Fixture f;
+    fixture_init(&f, tiny_config(arch, rms_vit, qk_norm, select_layer), 0);
+    float *gp = backward(&f);
+    for (int i = 0; i < f.m.ps.n; i++) {
+        Tensor *t = params_get(&f.m.ps, i);
+        float *a = gp + (tensor_f32(t) - f.m.ps.data);
+        GRAD_CHECK(t->name, sum_rewards, &f, tensor_f32(t), a, t->numel < 24 ? t->numel : 24, 5e-2);
+    }
+    free(gp);
+    fixture_free(&f);
+    omp_set_num_threads(threads);
+}
+
+TEST(test_reward_model_qwen2_gradients_match_finite_differences) {
+    check_layout(LLM_QWEN2, 0, 0, -1);
+}
+
+TEST(test_reward_model_internlm2_packed_wqkv_with_qknorm_vit_gradients_match_finite_differences) {
+    check_layout(LLM_INTERNLM2, 1, 1, -1);
+}
+
+TEST(test_reward_model_llama_with_select_layer_gradients_match_finite_differences) {
+    check_layout(LLM_LLAMA, 0, 0, 1); /* hidden state 1: the first layer's output */
+}
+
+TEST(test_reward_model_recompute_gives_bitwise_identical_gradients) {
+    Fixture a, b;
+    ModelConfig cfg = tiny_config(LLM_QWEN2, 0, 0, -1);
+    cfg.vision.drop_path_rate = 0.5f;
+    fixture_init(&a, cfg, 0);
+    fixture_init(&b, cfg, 0);
+    a.g.training = b.g.training = 1;
+    b.m.grad_checkpoint = b.g.recompute = 1;
+    float *ga = backward(&a), *gb = backward(&b);
+    EXPECT_SAME("parameter gradients", ga, gb, a.m.ps.n_trainable);
+    free(ga); free(gb);
+    fixture_free(&a);
+    fixture_free(&b);
+}
+
+TEST(test_sequences_sharing_an_image_equal_separate_copies_of_it) {
+    Fixture f;
+    fixture_init(&f, tiny_config(LLM_QWEN2, 0, 0, -1), 1);
+    graph_set_grad(&f.g, 0);
+    Tensor *r = rm_forward(&f.m, &f.g, &f.batch);
+    float shared[TB];
+    memcpy(shared, r->data, sizeof shared);
+    /* the same batch with each sequence owning a copy of its image */
+    int S = f.m.cfg.image_size, per = 3 * S * S;
+    float *px = tmalloc((size_t)6 * per);
+    int tiles[TB] = {1, 1, 2, 2}, image_of[TB] = {0, 1, 2, 3};
+    memcpy(px, f.pixels, per * sizeof(float));
+    memcpy(px + per, f.pixels, per * sizeof(float));
+    memcpy(px + 2 * per, f.pixels + per, 2 * per * sizeof(float));
+    memcpy(px + 4 * per, f.pixels + per, 2 * per * sizeof(float));
+    RmBatch sep = {TB, TT, f.ids, f.lengths, 4, tiles, px, image_of};
+    graph_reset(&f.g);
+    r = rm_forward(&f.m, &f.g, &sep);
+    double ref[TB];
+    for (int b = 0; b < TB; b++) ref[b] = shared[b];
+    EXPECT_CLOSE("rewards", tensor_f32(r), ref, TB, 1e-6, 1e-7);
+    /* padding does not change a reward: the same sequences in a longer padded batch */
+    free(px);
+    fixture_free(&f);
+}
+
+TEST(test_frozen_vision_tower_records_no_tape_and_gets_no_gradient) {
+    Fixture f;
+    fixture_init(&f, tiny_config(LLM_QWEN2, 0, 0, -1), 1);
+    size_t vision = params_count_group(&f.m.ps, PG_VISION);
+    CHECK(f.m.ps.n_trainable == f.m.ps.numel - vision, "trainable %zu of %zu with %zu vision",
+          f.m.ps.n_trainable, f.m.ps.numel, vision);
+    graph_reset(&f.g);
+    rm_vision(&f.m, &f.g, f.pixels, 1);
+    /* the connector trains, so only its ops (after the ViT) are on the tape */
+    for (int i = 0; i < f.g.ntape; i++)
+        CHECK(strcmp(f.g.tape[i].op, "attention") != 0, "a ViT attention op was recorded");
+    CHECK(f.g.ntape > 0 && f.g.ntape <= 6, "%d tape entries for a frozen ViT + connector", f.g.ntape);
+    fixture_free(&f);
+}
+
+TEST(test_image_token_count_mismatch_is_an_error_naming_the_sequence) {
+    Fixture f;
+    fixture_init(&f, tiny_config(LLM_QWEN2, 0, 0, -1), 0);
+    CHECK(rm_check_batch(&f.m, &f.batch) == 0, "valid batch rejected: %s", mmrm_last_error());
+    f.ids[1 * TT + 3] = 65; /* sequence 1 loses one <IMG_CONTEXT> */
+    CHECK(rm_check_batch(&f.m, &f.batch) == -1, "mismatch accepted");
+    CHECK(strstr(mmrm_last_error(), "sequence 1") && strstr(mmrm_last_error(), "IMG_CONTEXT"),
+          "message: %s", mmrm_last_error());
+    f.ids[1 * TT + 3] = 262;
+    f.ids[2 * TT + TT - 1] = 270; /* outside the vocabulary */
+    CHECK(rm_check_batch(&f.m, &f.batch) == -1 && strstr(mmrm_last_error(), "vocabulary"),
+          "bad id accepted: %s", mmrm_last_error());
+    fixture_free(&f);
+}
+
+static const char *write_tmp(const char *name, const char *text) {
+    static char path[256];
+    snprintf(path, sizeof path, "/tmp/mmrm_test_%d_%s", (int)getpid(), name);
+    FILE *fp = fopen(path, "w");
+    fputs(text, fp);
+    fclose(fp);
+    return path;
+}
+
+TEST(test_config_json_round_trips_and_bad_fields_are_named) {
+    ModelConfig c = tiny_config(LLM_INTERNLM2, 1, 1, -1), d;
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/mmrm_test_%d_config.json", (int)getpid());
+    CHECK(config_save(&c, path) == 0, "save: %s", mmrm_last_error());
+    CHECK(config_load(path, &d) == 0, "load: %s", mmrm_last_error());
+    CHECK(d.llm.arch == LLM_INTERNLM2 && d.llm.kv_heads == 2 && d.vision.qk_norm && d.vision.rms_norm &&
+              d.image_size == 8 && d.llm.head_dim == 4 && !strcmp(d.template_name, "Hermes-2"),
+          "round trip changed the config");
+    unlink(path);
+    struct { const char *json, *want; } bad[] = {
+        {"{\"vision_config\": {}, \"llm_config\": {}}", "vision_config.hidden_size"},
+        {"[1,2]", "not a JSON object"},
+        {"{\"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"intermediate_size\": 4,"
+         " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
+         "{\"architectures\": [\"GPT2LMHeadModel\"]}}", "unknown architecture \"GPT2LMHeadModel\""},
+        {"{\"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 3, \"intermediate_size\": 4,"
+         " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
+         "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
+         " \"intermediate_size\": 4, \"num_hidden_layers\": 1, \"vocab_size\": 300}}", "multiple of num_attention_heads"},
+        {"{\"vision_config\": {\"hidden_size\": \"8\"}, \"llm_config\": {}}", "\"vision_config.hidden_size\" must be an integer"},
+        {"{\"ps_version\": \"v1\", \"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"intermediate_size\": 4,"
+         " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
+         "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
+         " \"intermediate_size\": 4, \"num_hidden_layers\": 1, \"vocab_size\": 300}}", "ps_version"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *p = write_tmp("bad.json", bad[i].json);
+        CHECK(config_load(p, &d) == -1, "case %zu loaded", i);
+        CHECK(strstr(mmrm_last_error(), bad[i].want) && strstr(mmrm_last_error(), p),
+              "case %zu: message \"%s\" lacks \"%s\" or the path", i, mmrm_last_error(), bad[i].want);
+        unlink(p);
+    }
+}
