@@ -66,14 +66,15 @@ $(BUILD)/mmrm: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB_OBJ)
 $(BUILD)/test_unit: $(TEST_OBJ) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bench_matmul: $(BUILD)/bench/bench_matmul.o $(LIB_OBJ)
+$(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
 test: $(BUILD)/test_unit $(BUILD)/mmrm ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
-bench: $(BUILD)/bench_matmul ## CPU kernel benchmarks (printed, not asserted)
+bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)
 	$(BUILD)/bench_matmul
+	$(BUILD)/bench_pipeline --pairs 200
 
 clean: ## remove build/
 	rm -rf build
