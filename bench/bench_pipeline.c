@@ -1,4 +1,4 @@
-/* bench_pipeline.c - throughput of the training data pipeline (train/batch.h) on generated
+/* bench_pipeline.c - throughput of the training data pipeline (models/batch.h) on generated
  * data: N pairs, each with its own 640x480 JPEG of random content, decoded and tiled at
  * image_size 448 with up to 6 dynamic tiles plus the thumbnail (7 tiles for 4:3), both
  * responses through internlm2-chat with the byte tokenizer (256 tokens per tile, max_length
@@ -8,8 +8,8 @@
  * single-threaded run; the scan at open is timed on its own.
  *
  * Build (from the repository root):
- *   gcc -std=c11 -D_GNU_SOURCE -O3 -fopenmp -I. bench/bench_pipeline.c train/batch.c \
- *     train/records.c models/image.c models/tokenizer.c models/template.c runtime/jsonl.c \
+ *   gcc -std=c11 -D_GNU_SOURCE -O3 -fopenmp -I. bench/bench_pipeline.c models/batch.c \
+ *     models/records.c models/image.c models/tokenizer.c models/template.c runtime/jsonl.c \
  *     runtime/rng.c runtime/error.c -lcjson -lstb -lm -lpthread -o build/bench_pipeline
  * Run: build/bench_pipeline [--pairs N (1000)] [--workers W (2)]
  */
@@ -24,7 +24,7 @@
 
 #include "runtime/error.h"
 #include "runtime/rng.h"
-#include "train/batch.h"
+#include "models/batch.h"
 
 #define WIDTH 640
 #define HEIGHT 480

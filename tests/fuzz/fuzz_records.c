@@ -3,7 +3,7 @@
  * may name img.bmp (a valid 1x1 BMP) or bad.bmp (not an image) in the image root the target
  * creates. Not part of the unit tests; build and run with
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_records.c train/records.c runtime/jsonl.c runtime/error.c \
+ *     tests/fuzz/fuzz_records.c models/records.c runtime/jsonl.c runtime/error.c \
  *     -lcjson -lstb -lm -o /tmp/fuzz_records
  *   /tmp/fuzz_records -max_total_time=30 CORPUS_DIR
  */
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "runtime/error.h"
-#include "train/records.h"
+#include "models/records.h"
 
 static int g_fd = -1;
 static char g_path[64];   /* the input, as /proc/self/fd/N */

@@ -1,4 +1,4 @@
-/* test_batch.c - the batch pipeline (train/batch.h) on a small data set written at test time:
+/* test_batch.c - the batch pipeline (models/batch.h) on a small data set written at test time:
  * odd-sized PNG and BMP images of random pixels, a JSONL of 23 pairwise records (one with a
  * missing image, three the template rejects, one response long enough to be cut), the byte
  * tokenizer and internlm2-chat. Tiles are 28 px so that decoding stays fast; 64 image tokens
@@ -19,7 +19,7 @@
 
 #include "runtime/error.h"
 #include "tests/harness.h"
-#include "train/batch.h"
+#include "models/batch.h"
 
 #define S 28                      /* tile side */
 #define TILE ((size_t)3 * S * S)  /* floats per tile */

@@ -11,7 +11,7 @@
 
 #include "runtime/error.h"
 #include "tests/harness.h"
-#include "train/records.h"
+#include "models/records.h"
 
 static char g_dir[64];
 

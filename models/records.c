@@ -5,7 +5,7 @@
  * Objects with a repeated key use the last value, as Python's json module does. A record is
  * fully checked before anything is copied into the set's arena, so skipped records leave no
  * trace but their count. */
-#include "train/records.h"
+#include "models/records.h"
 
 #include <ctype.h>
 #include <errno.h>

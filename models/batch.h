@@ -47,7 +47,7 @@
 #include "models/reward_model.h"
 #include "models/template.h"
 #include "models/tokenizer.h"
-#include "train/records.h"
+#include "models/records.h"
 
 typedef enum {
     BATCH_PADDED, /* (2P, T) rows, right padded: what RmBatch takes */

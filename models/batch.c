@@ -8,7 +8,7 @@
  * batches are claimed and not yet released, so a slot is never shared: building runs
  * unlocked, and what a batch holds depends only on k, never on the worker that built it.
  */
-#include "train/batch.h"
+#include "models/batch.h"
 
 #include <limits.h>
 #include <omp.h>
