@@ -740,7 +740,7 @@ void batch_rm_view(const Batch *b, RmBatch *out) {
     MMRM_CHECK(b->rows.ids, "batch_rm_view: the model takes the padded layout, this batch is "
                "packed");
     *out = (RmBatch){b->rows.B, b->rows.T, b->rows.ids, b->rows.lengths,
-                     b->n_images, b->tiles, b->pixels, b->image_of};
+                     b->n_images, b->tiles, b->pixels, b->image_of, NULL};
 }
 
 void batch_rm_view_blank(const Batch *b, RmBatch *out) {
@@ -748,5 +748,5 @@ void batch_rm_view_blank(const Batch *b, RmBatch *out) {
     MMRM_CHECK(b->blank.ids && b->blank_pixels, "batch_rm_view_blank: needs a padded batch "
                "built with blank_rows");
     *out = (RmBatch){b->blank.B, b->blank.T, b->blank.ids, b->blank.lengths,
-                     1, &one_tile, b->blank_pixels, b->blank_image_of};
+                     1, &one_tile, b->blank_pixels, b->blank_image_of, NULL};
 }

@@ -75,6 +75,11 @@ static int load_pos(RewardModel *m, const SafeTensors *st, const StEntry *e, Loa
 
 int rm_load(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT], uint64_t seed,
             LoadReport *rep) {
+    return rm_load_ex(m, dir, d, freeze, seed, 0, -1, rep);
+}
+
+int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT],
+               uint64_t seed, int force_image_size, double drop_path_rate, LoadReport *rep) {
     LoadReport local;
     if (!rep) rep = &local;
     memset(rep, 0, sizeof *rep);
@@ -82,6 +87,9 @@ int rm_load(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT
     snprintf(path, sizeof path, "%s/config.json", dir);
     ModelConfig cfg;
     if (config_load(path, &cfg) != 0) return -1;
+    if (force_image_size > 0) cfg.image_size = force_image_size;
+    if (drop_path_rate >= 0) cfg.vision.drop_path_rate = drop_path_rate;
+    if (config_validate(&cfg, path) != 0) return -1;
     ModelWeights *w = mw_open(dir);
     if (!w) return -1;
     RewardModel tmp;

@@ -27,6 +27,10 @@ typedef struct LoadReport {
  * 0, or -1 with mmrm_last_error() naming the file and tensor; m is untouched on error. */
 int rm_load(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT], uint64_t seed,
             LoadReport *report);
+/* the same with run options: force_image_size > 0 sets the run image size (the position
+ * embedding is resized), drop_path_rate >= 0 replaces the config's */
+int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT],
+               uint64_t seed, int force_image_size, double drop_path_rate, LoadReport *report);
 /* Writes config.json and the weights (dtype "F32" or "BF16") into dir (created if needed),
  * every file atomically. 0 or -1. */
 int rm_save(const RewardModel *m, const char *dir, const char *dtype);

@@ -228,7 +228,7 @@ static void vit_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
 
 static int *ints(Graph *g, size_t n) { return graph_scratch(g, n * sizeof(int)); }
 
-Tensor *rm_vision(RewardModel *m, Graph *g, const float *pixels, int n) {
+Tensor *rm_vit_features(RewardModel *m, Graph *g, const float *pixels, int n) {
     const ModelConfig *cfg = &m->cfg;
     const VisionConfig *v = &cfg->vision;
     int S = cfg->image_size, G = config_grid(cfg), GG = G * G, T = GG + 1, C = v->hidden;
@@ -276,7 +276,10 @@ Tensor *rm_vision(RewardModel *m, Graph *g, const float *pixels, int n) {
     for (int t = 0; t < n; t++)
         for (int j = 0; j < GG; j++) drop[t * GG + j] = t * T + 1 + j;
     x = op_reshape(g, op_gather_rows(g, x, drop, n * GG), 3, (int[]){n, GG, C});
-    x = op_pixel_shuffle(g, x);
+    return op_pixel_shuffle(g, x);
+}
+
+Tensor *rm_connector(RewardModel *m, Graph *g, Tensor *x) {
     x = op_layernorm(g, x, m->mlp_ln_w, m->mlp_ln_b, 1e-5f);
     x = op_gelu(g, op_linear(g, x, m->mlp_fc1_w, m->mlp_fc1_b));
     return op_linear(g, x, m->mlp_fc2_w, m->mlp_fc2_b);
@@ -367,9 +370,18 @@ Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
     first[0] = 0;
     for (int i = 0; i < bt->n_images; i++) first[i + 1] = first[i] + bt->tiles[i];
     Tensor *V = NULL;
-    if (first[bt->n_images] > 0)
-        V = op_reshape(g, rm_vision(m, g, bt->pixels, first[bt->n_images]), 2,
-                       (int[]){first[bt->n_images] * tpt, H});
+    int n_tiles = first[bt->n_images];
+    if (n_tiles > 0) {
+        Tensor *feat;
+        if (bt->vit_cache) {
+            int C4 = 4 * cfg->vision.hidden;
+            feat = graph_tensor(g, "vit_cache", 3, (int[]){n_tiles, tpt, C4});
+            device_memcpy(g->device, feat->data, bt->vit_cache, feat->numel * sizeof(float));
+        } else {
+            feat = rm_vit_features(m, g, bt->pixels, n_tiles);
+        }
+        V = op_reshape(g, rm_connector(m, g, feat), 2, (int[]){n_tiles * tpt, H});
+    }
     /* splice: every IMG_CONTEXT position takes the next row of its sequence's image */
     Tensor *E = op_embedding(g, m->embed, bt->ids, B, T);
     int *idx = ints(g, (size_t)B * T);
@@ -434,4 +446,8 @@ double rm_vit_flops_per_tile(const ModelConfig *cfg) {
     double tpt = config_tokens_per_tile(cfg), H = cfg->llm.hidden;
     double mlp1 = 2.0 * tpt * (4.0 * C * H + H * H);
     return v->layers * per_layer + patch + mlp1;
+}
+
+Tensor *rm_vision(RewardModel *m, Graph *g, const float *pixels, int n) {
+    return rm_connector(m, g, rm_vit_features(m, g, pixels, n));
 }

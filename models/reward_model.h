@@ -51,6 +51,9 @@ typedef struct RmBatch {
     const int *tiles;     /* (n_images) */
     const float *pixels;  /* (sum tiles, 3, S, S) normalised */
     const int *image_of;  /* (B) */
+    /* optional: (sum tiles, tokens_per_tile, 4C) pixel-shuffled ViT features to use instead
+     * of running the ViT on pixels (a frozen ViT's constant input, e.g. the blank image) */
+    const float *vit_cache;
 } RmBatch;
 
 /* Declares every parameter of cfg in m->ps (device d); frozen groups as given
@@ -72,6 +75,10 @@ int rm_check_batch(const RewardModel *m, const RmBatch *batch);
 Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *batch);
 /* the connector output for a set of tiles: (n_tiles, tokens_per_tile, H) */
 Tensor *rm_vision(RewardModel *m, Graph *g, const float *pixels, int n_tiles);
+/* its two halves: ViT + CLS drop + pixel shuffle -> (n_tiles, tokens_per_tile, 4C), and
+ * mlp1 -> (n_tiles, tokens_per_tile, H) */
+Tensor *rm_vit_features(RewardModel *m, Graph *g, const float *pixels, int n_tiles);
+Tensor *rm_connector(RewardModel *m, Graph *g, Tensor *features);
 
 /* FLOPs of one forward per text token (LLM, excluding attention) and per 448 tile */
 double rm_llm_flops_per_token(const ModelConfig *cfg);

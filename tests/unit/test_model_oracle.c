@@ -63,7 +63,7 @@ static int case_open(Case *c, const char *name, LoadReport *rep) {
     c->pixels = read_f32(c->bt, "pixel_values", &np);
     c->image_of = xmalloc(c->B * sizeof(int));
     for (int b = 0; b < c->B; b++) c->image_of[b] = b; /* each sequence has its own tiles */
-    c->batch = (RmBatch){c->B, c->T, c->ids, c->lengths, c->B, c->tiles, c->pixels, c->image_of};
+    c->batch = (RmBatch){c->B, c->T, c->ids, c->lengths, c->B, c->tiles, c->pixels, c->image_of, NULL};
     return 0;
 }
 

@@ -74,7 +74,7 @@ static void fixture_init(Fixture *f, ModelConfig cfg, int freeze_vision) {
         f->ids[b * TT + t++] = 259;
         while (t < TT) f->ids[b * TT + t++] = 269;
     }
-    f->batch = (RmBatch){TB, TT, f->ids, f->lengths, 2, f->tiles, f->pixels, f->image_of};
+    f->batch = (RmBatch){TB, TT, f->ids, f->lengths, 2, f->tiles, f->pixels, f->image_of, NULL};
 }
 
 static void fixture_free(Fixture *f) {
@@ -168,7 +168,7 @@ TEST(test_sequences_sharing_an_image_equal_separate_copies_of_it) {
     memcpy(px + per, f.pixels, per * sizeof(float));
     memcpy(px + 2 * per, f.pixels + per, 2 * per * sizeof(float));
     memcpy(px + 4 * per, f.pixels + per, 2 * per * sizeof(float));
-    RmBatch sep = {TB, TT, f.ids, f.lengths, 4, tiles, px, image_of};
+    RmBatch sep = {TB, TT, f.ids, f.lengths, 4, tiles, px, image_of, NULL};
     graph_reset(&f.g);
     r = rm_forward(&f.m, &f.g, &sep);
     double ref[TB];

@@ -1,0 +1,41 @@
+/* optim.h - AdamW over flat parameter stores, learning-rate schedules and clipping.
+ *
+ * The update follows HF Trainer: gradients of every store taking part in a step are
+ * clipped together to max_grad_norm (torch.nn.utils.clip_grad_norm_ over all trainable
+ * parameters, coefficient max_norm / (norm + 1e-6) when below 1), then torch.optim.AdamW
+ * runs over each store's trainable prefix in two calls: the decayed region with
+ * weight_decay, the no-decay region (biases, norm weights) with 0. The schedule is HF's
+ * get_scheduler(name, warmup, total) lambda evaluated at the 0-based step.
+ */
+#ifndef MMRM_OPTIM_H
+#define MMRM_OPTIM_H
+
+#include "kernels/kernels.h"
+#include "runtime/memory.h"
+
+typedef enum { SCHED_COSINE, SCHED_LINEAR, SCHED_CONSTANT, SCHED_CONSTANT_WITH_WARMUP } SchedKind;
+
+typedef struct AdamW {
+    double lr;            /* peak learning rate */
+    double beta1, beta2, eps, weight_decay;
+    double max_grad_norm; /* <= 0: no clipping */
+    SchedKind sched;
+    long warmup_steps, total_steps;
+    long t;               /* optimizer steps taken (AdamW's bias-correction step) */
+} AdamW;
+
+/* the learning rate at 0-based step s */
+double lr_at(const AdamW *o, long s);
+
+typedef struct StepResult {
+    double grad_norm;     /* global norm before clipping */
+    double lr;
+    int skipped;          /* gradients were not finite: nothing was updated */
+} StepResult;
+
+/* One optimizer step at 0-based step s over n stores (their optimizer state allocated on
+ * first use). Non-finite gradients skip the update (the caller counts it). Gradients are
+ * left as they are; the caller zeroes them. */
+StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, long s);
+
+#endif
