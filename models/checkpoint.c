@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 #include "runtime/safetensors.h"
 
 /* PyTorch's cubic convolution kernel with A = -0.75 (upsample_bicubic2d) */
@@ -134,18 +134,6 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
     return rc ? -1 : 0;
 }
 
-static int mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 int rm_save(const RewardModel *m, const char *dir, const char *dtype) {
     StDType dt;
     if (!strcmp(dtype, "F32")) dt = ST_F32;
@@ -154,10 +142,7 @@ int rm_save(const RewardModel *m, const char *dir, const char *dtype) {
         mmrm_set_error("save dtype \"%s\": valid: F32, BF16", dtype);
         return -1;
     }
-    if (mkdir_p(dir) != 0) {
-        mmrm_set_error("%s: cannot create the directory (%s)", dir, strerror(errno));
-        return -1;
-    }
+    if (fs_mkdir_p(dir) != 0) return -1;
     int n = m->ps.n;
     StTensorOut *t = xcalloc(n, sizeof *t);
     for (int i = 0; i < n; i++) {

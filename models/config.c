@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 
 static const char *arch_names[] = {"Qwen2ForCausalLM", "InternLM2ForCausalLM", "LlamaForCausalLM"};
 
@@ -277,17 +277,11 @@ int config_save(const ModelConfig *cfg, const char *path) {
     cJSON_AddItemToObject(root, "vision_config", vc);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    if (f) ok = (fclose(f) == 0) && ok;
+    size_t n = strlen(text);
+    text = xrealloc(text, n + 2);
+    text[n] = '\n';
+    text[n + 1] = 0;
+    int rc = fs_write_atomic(path, text, n + 1);
     free(text);
-    if (!ok || rename(tmp, path) != 0) {
-        mmrm_set_error("%s: cannot write (%s)", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return rc;
 }

@@ -4,13 +4,10 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +16,7 @@
 #include "models/records.h"
 #include "models/tokenizer.h"
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 #include "runtime/ops.h"
 #include "runtime/safetensors.h"
 
@@ -53,48 +51,6 @@ static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-static int write_file_atomic(const char *path, const char *text) {
-    char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && fputs(text, f) >= 0;
-    ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    if (f) ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        mmrm_set_error("%s: cannot write (%s)", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
 }
 
 /* step of a complete checkpoint directory name "checkpoint-STEP" (trainer_state.json
@@ -189,7 +145,7 @@ static int state_save(const State *s, Algorithm algo, const char *path) {
     for (long i = 0; i < s->nlog; i++) cJSON_AddItemToArray(h, log_json(&s->log[i], algo));
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
-    int rc = write_file_atomic(path, text);
+    int rc = fs_write_atomic(path, text, strlen(text));
     free(text);
     return rc;
 }
@@ -366,7 +322,7 @@ static int save_checkpoint(Run *r, const char *name) {
     char tmp[4200], final[4200], p[4300];
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", o->output_dir, name);
     snprintf(final, sizeof final, "%s/%s", o->output_dir, name);
-    rm_rf(tmp);
+    fs_remove_tree(tmp);
     if (rm_save(&r->main, tmp, o->save_dtype)) return -1;
     if (tokenizer_save(r->tok, tmp)) return -1;
     snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
@@ -381,20 +337,20 @@ static int save_checkpoint(Run *r, const char *name) {
     r->st.dropout_counter = r->g.dropout.counter;
     snprintf(p, sizeof p, "%s/trainer_state.json", tmp); /* last: marks it complete */
     if (state_save(&r->st, o->algorithm, p)) return -1;
-    fsync_dir(tmp);
-    rm_rf(final);
+    fs_fsync_dir(tmp);
+    fs_remove_tree(final);
     if (rename(tmp, final) != 0) {
         mmrm_set_error("%s: cannot rename into place (%s)", final, strerror(errno));
         return -1;
     }
-    fsync_dir(o->output_dir);
+    fs_fsync_dir(o->output_dir);
     /* keep the save_total_limit newest numbered checkpoints */
     if (o->save_total_limit > 0) {
         long steps[4096];
         int n = list_checkpoints(o->output_dir, steps, 4096);
         for (int i = 0; i < n - o->save_total_limit; i++) {
             snprintf(p, sizeof p, "%s/checkpoint-%ld", o->output_dir, steps[i]);
-            rm_rf(p);
+            fs_remove_tree(p);
         }
     }
     return 0;
@@ -544,10 +500,7 @@ int train_run(const TrainerOptions *o) {
     mmrm_set_quiet(o->quiet);
     int status = 1;
     BatchLoader *L = NULL;
-    if (mkdir_p(o->output_dir)) {
-        mmrm_set_error("%s: cannot create the output directory (%s)", o->output_dir, strerror(errno));
-        goto fail;
-    }
+    if (fs_mkdir_p(o->output_dir)) goto fail;
     long steps[4096];
     int nck = list_checkpoints(o->output_dir, steps, 4096);
     char resume_dir[4200] = "";
@@ -561,10 +514,10 @@ int train_run(const TrainerOptions *o) {
         char p[4300];
         for (int i = 0; i < nck; i++) {
             snprintf(p, sizeof p, "%s/checkpoint-%ld", o->output_dir, steps[i]);
-            rm_rf(p);
+            fs_remove_tree(p);
         }
         snprintf(p, sizeof p, "%s/checkpoint-last", o->output_dir);
-        rm_rf(p);
+        fs_remove_tree(p);
     }
 
     /* models */
@@ -630,8 +583,7 @@ int train_run(const TrainerOptions *o) {
         mmrm_set_error("no usable pairs in the training data (%s)", r.train.load.summary);
         goto fail;
     }
-    if (o->eval_dataset && *o->eval_dataset &&
-        pairset_load(&r.eval, (const char *const *)&o->eval_dataset, 1, &ro))
+    if (o->n_eval_datasets > 0 && pairset_load(&r.eval, o->eval_datasets, o->n_eval_datasets, &ro))
         goto fail;
     graph_init(&r.g, DEV_CPU, 64 << 20, o->seed);
     r.g.training = 1;
@@ -710,7 +662,7 @@ int train_run(const TrainerOptions *o) {
         }
         if (!o->quiet && (tty || (o->logging_steps > 0 && e.step % o->logging_steps == 0) || e.step == r.total_steps))
             print_progress(&r, &e, tty);
-        if (o->eval_steps > 0 && r.eval.n > 0 && (e.step % o->eval_steps == 0 || e.step == r.total_steps)) {
+        if (r.eval.n > 0 && ((o->eval_steps > 0 && e.step % o->eval_steps == 0) || e.step == r.total_steps)) {
             double acc, margin;
             long n;
             if (evaluate(&r, &acc, &margin, &n)) goto fail;

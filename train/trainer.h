@@ -33,7 +33,8 @@ typedef struct TrainerOptions {
     const char *const *datasets;
     int n_datasets;
     const char *image_root;        /* NULL: each file's folder */
-    const char *eval_dataset;      /* NULL: no evaluation */
+    const char *const *eval_datasets; /* none: no evaluation */
+    int n_eval_datasets;
     const char *output_dir;
     int freeze_vision, freeze_connector, freeze_llm;
     int grad_checkpoint;
@@ -47,7 +48,8 @@ typedef struct TrainerOptions {
     int pairs_per_device, accum;
     AdamW opt;                     /* lr, betas, eps, weight decay, clipping, schedule */
     double warmup_ratio;           /* used when opt.warmup_steps is 0 */
-    int logging_steps, save_steps, save_total_limit, eval_steps;
+    int logging_steps, save_steps, save_total_limit;
+    int eval_steps;                /* 0: evaluate at the end only */
     uint64_t seed;
     int on_bad_fail;
     int num_workers;
