@@ -1,7 +1,9 @@
 /* cmd_train.c - `mmrm train CONFIG.ini [key=value ...]`: reads and validates the
  * configuration, prints it and saves it in output_dir, then runs the trainer. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
@@ -91,6 +93,20 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "mmrm: error: precision = bf16 needs the CUDA backend; the CPU trains in fp32 "
                         "(precision = fp32 or auto)\n");
         goto out;
+    }
+    /* check the inputs before anything is created under output_dir */
+    const char *need[2][2] = {{c.model_name_or_path, c.init_model_config},
+                              {c.bias_model_path, c.init_bias_model_config}};
+    for (int k = 0; k < (c.algorithm == TRAIN_SHORTCUT_AWARE ? 2 : 1); k++) {
+        char p[4200];
+        if (*need[k][0]) snprintf(p, sizeof p, "%s/config.json", need[k][0]);
+        else snprintf(p, sizeof p, "%s", need[k][1]);
+        if (access(p, R_OK) != 0) {
+            fprintf(stderr, "mmrm: error: %s: %s (check %s in %s)\n", p, strerror(errno),
+                    *need[k][0] ? (k ? "bias_model_path" : "model_name_or_path")
+                                : (k ? "init_bias_model_config" : "init_model_config"), argv[1]);
+            goto out;
+        }
     }
     if (c.zero_stage == 1) mmrm_log("zero_stage = 1 has no effect in a single process");
     mmrm_log("device: cpu (%s), precision fp32", c.device == TRAIN_DEVICE_AUTO ? "auto: no GPU backend in this build" : "as configured");
