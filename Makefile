@@ -2,10 +2,16 @@
 #
 # Variables: NATIVE=1 adds -march=native; SANITIZE=1 builds under ASan+UBSan (into
 # build/san); CC picks the C compiler (gcc by default); OMP_NUM_THREADS as usual.
+# MPI=1 (the default when OpenMPI's mpicc is installed) builds multi-process support with
+# mpicc's flags but the same compiler; MPI=0 builds a single-process mmrm. NCCL=1 adds the
+# NCCL device collectives (CUDA_HOME, default /usr/local/cuda).
 
 CC       ?= gcc
 NATIVE   ?= 0
 SANITIZE ?= 0
+MPI      ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+NCCL     ?= 0
+CUDA_HOME ?= /usr/local/cuda
 
 DEB_PKGS := libstb-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev
 DEP_FILES := /usr/include/stb/stb_image.h /usr/include/ini.h /usr/include/cjson/cJSON.h
@@ -21,6 +27,26 @@ CFLAGS   := $(filter-out -O3,$(CFLAGS)) -O1 -fsanitize=address,undefined \
             -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDLIBS   += -fsanitize=address,undefined
 BUILD    := build/san
+endif
+ifeq ($(MPI),1)
+ifeq ($(shell command -v mpicc 2>/dev/null),)
+$(error MPI=1 but mpicc is missing: apt-get install -y libopenmpi-dev, or build with MPI=0)
+endif
+# -isystem: MPI's headers are not held to our -Werror
+CFLAGS   += -DMMRM_MPI $(patsubst -I%,-isystem %,$(shell mpicc --showme:compile))
+LDLIBS   += $(shell mpicc --showme:link)
+endif
+ifeq ($(NCCL),1)
+CFLAGS   += -DMMRM_NCCL -isystem $(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudart
+endif
+
+# Objects depend on the flags they were built with, so switching MPI, NCCL or NATIVE
+# rebuilds instead of linking objects compiled for another configuration.
+FLAGS_STAMP := $(BUILD)/.flags
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+$(shell mkdir -p $(BUILD); echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || \
+        echo '$(CC) $(CFLAGS) $(LDLIBS)' > $(FLAGS_STAMP))
 endif
 
 MAIN_SRC := train/main.c
@@ -38,6 +64,7 @@ help: ## list the targets
 	@echo "mmrm make targets:"
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "variables: NATIVE=1 (-march=native)  SANITIZE=1 (ASan+UBSan, build/san)  CC=gcc"
+	@echo "           MPI=0|1 (multi-process; now $(MPI))  NCCL=1 (GPU collectives, CUDA_HOME=$(CUDA_HOME))"
 
 deps: ## install the Debian packages mmrm needs (as root), else print the command
 	@if [ "$$(id -u)" = 0 ]; then \
@@ -48,7 +75,6 @@ deps: ## install the Debian packages mmrm needs (as root), else print the comman
 # instead of a wall of compiler errors.
 deps-check:
 	@missing=""; for f in $(DEP_FILES); do [ -e $$f ] || missing="$$missing $$f"; done; \
-	command -v mpirun >/dev/null 2>&1 || missing="$$missing mpirun"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "mmrm: installing missing dependencies ($$missing )"; \
@@ -56,7 +82,7 @@ deps-check:
 	  else echo "mmrm: missing$$missing; install with: sudo apt-get install -y $(DEB_PKGS)"; exit 1; fi; \
 	fi
 
-$(BUILD)/%.o: %.c | deps-check
+$(BUILD)/%.o: %.c $(FLAGS_STAMP) | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

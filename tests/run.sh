@@ -16,6 +16,8 @@ else
     echo "FAIL unit test binary did not finish (last line: $out)" >&2; failed=$((failed + 1))
 fi
 
+# OpenMPI leaks in MPI_Init; the suppressions keep sanitizer runs of mpirun jobs readable
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0}
 for t in "$here"/integration/*.sh; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .sh)
