@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/comm.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
 #include "train/train_config.h"
@@ -78,6 +79,8 @@ int cmd_train(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    Comm comm;
+    comm_init(&comm, &argc, &argv);
     TrainConfig c;
     if (train_config_load(&c, argv[1], argc - 2, argv + 2)) {
         fprintf(stderr, "mmrm: error: %s\n", mmrm_last_error());
@@ -108,24 +111,30 @@ int cmd_train(int argc, char **argv) {
             goto out;
         }
     }
-    if (c.zero_stage == 1) mmrm_log("zero_stage = 1 has no effect in a single process");
-    mmrm_log("device: cpu (%s), precision fp32", c.device == TRAIN_DEVICE_AUTO ? "auto: no GPU backend in this build" : "as configured");
-    fprintf(stderr, "mmrm: resolved configuration (%s):\n", argv[1]);
-    train_config_print(&c, stderr);
-    if (fs_mkdir_p(c.output_dir)) {
-        fprintf(stderr, "mmrm: error: %s\n", mmrm_last_error());
+    if (c.zero_stage == 1) {
+        fprintf(stderr, "mmrm: error: zero_stage = 1 (sharded optimizer state) is not implemented yet; "
+                        "use zero_stage = 0\n");
         goto out;
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/train_config.ini", c.output_dir);
-    if (train_config_save(&c, path)) {
-        fprintf(stderr, "mmrm: error: %s\n", mmrm_last_error());
-        goto out;
+    if (comm.rank == 0) {
+        mmrm_log("device: cpu (%s), precision fp32, %d rank%s (%s)",
+                 c.device == TRAIN_DEVICE_AUTO ? "auto: no GPU backend in this build" : "as configured",
+                 comm.world, comm.world > 1 ? "s" : "", comm_kind_name(comm.kind));
+        fprintf(stderr, "mmrm: resolved configuration (%s):\n", argv[1]);
+        train_config_print(&c, stderr);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/train_config.ini", c.output_dir);
+        if (fs_mkdir_p(c.output_dir) || train_config_save(&c, path)) {
+            fprintf(stderr, "mmrm: error: %s\n", mmrm_last_error());
+            goto out;
+        }
     }
     TrainerOptions o;
     map(&c, &o);
+    o.comm = &comm;
     rc = train_run(&o);
 out:
     train_config_free(&c);
+    comm_finalize(&comm);
     return rc;
 }

@@ -259,6 +259,7 @@ typedef struct Run {
     double t0;
     long pairs_seen, tokens_seen;
     long start_step;        /* the step this process started from */
+    int rank, world;
 } Run;
 
 static int freeze_of(const TrainerOptions *o, int f[PG_COUNT]) {
@@ -299,8 +300,8 @@ static BatchOptions batch_options(const Run *r, int eval) {
     BatchOptions b;
     memset(&b, 0, sizeof b);
     b.pairs = o->pairs_per_device;
-    b.rank = 0;
-    b.world = 1;
+    b.rank = r->rank;
+    b.world = r->world;
     b.seed = o->seed;
     b.shuffle = !eval;
     b.layout = BATCH_PADDED;
@@ -317,7 +318,16 @@ static BatchOptions batch_options(const Run *r, int eval) {
     return b;
 }
 
+static int save_checkpoint_rank0(Run *r, const char *name);
+
+/* rank 0 writes; the others wait so that nobody runs ahead of a checkpoint being written */
 static int save_checkpoint(Run *r, const char *name) {
+    int rc = r->rank == 0 ? save_checkpoint_rank0(r, name) : 0;
+    if (r->world > 1) comm_barrier(r->o->comm);
+    return rc;
+}
+
+static int save_checkpoint_rank0(Run *r, const char *name) {
     const TrainerOptions *o = r->o;
     char tmp[4200], final[4200], p[4300];
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", o->output_dir, name);
@@ -382,6 +392,11 @@ static int evaluate(Run *r, double *acc, double *margin, long *n_pairs) {
     graph_set_grad(&r->g, prev);
     batch_loader_close(L);
     if (rc < 0) return -1;
+    if (r->world > 1) {
+        double sums[3] = {right, msum, (double)n};
+        comm_allreduce_sum_f64(r->o->comm, sums, 3);
+        right = sums[0]; msum = sums[1]; n = (long)sums[2];
+    }
     *acc = n ? right / n : NAN;
     *margin = n ? msum / n : NAN;
     *n_pairs = n;
@@ -454,8 +469,25 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
         graph_backward_from(&r->g, root, &dloss);
     }
     ParamStore *stores[2] = {&r->main.ps, &r->bias.ps};
+    int nstores = r->has_bias ? 2 : 1;
+    if (r->world > 1) {
+        /* every rank must take the same step: average the gradients, sum what is logged */
+        for (int i = 0; i < nstores; i++)
+            if (stores[i]->n_trainable) comm_allreduce_mean_f32(o->comm, stores[i]->grad, stores[i]->n_trainable);
+        double sums[8] = {loss, right, (double)pairs, loss_b, right_b, wsum, (double)nonfinite, 0};
+        comm_allreduce_sum_f64(o->comm, sums, 8);
+        loss = sums[0]; right = sums[1]; pairs = (long)sums[2]; loss_b = sums[3]; right_b = sums[4];
+        wsum = sums[5]; nonfinite = sums[6] > 0;
+        /* min and max through a sum: each rank fills its own slots */
+        double *mm = xcalloc(2 * r->world, sizeof *mm);
+        mm[2 * r->rank] = wmin;
+        mm[2 * r->rank + 1] = wmax;
+        comm_allreduce_sum_f64(o->comm, mm, 2 * r->world);
+        for (int k = 0; k < r->world; k++) wmin = fmin(wmin, mm[2 * k]), wmax = fmax(wmax, mm[2 * k + 1]);
+        free(mm);
+    }
     StepResult res = {NAN, lr_at(&r->opt, r->st.step), 1};
-    if (!nonfinite && pairs > 0) res = adamw_step(&r->opt, r->g.K, stores, r->has_bias ? 2 : 1, r->st.step);
+    if (!nonfinite && pairs > 0) res = adamw_step(&r->opt, r->g.K, stores, nstores, r->st.step);
     params_zero_grad(&r->main.ps);
     if (r->has_bias) params_zero_grad(&r->bias.ps);
     r->pairs_seen += pairs;
@@ -497,7 +529,9 @@ int train_run(const TrainerOptions *o) {
     Run r;
     memset(&r, 0, sizeof r);
     r.o = o;
-    mmrm_set_quiet(o->quiet);
+    r.rank = o->comm ? o->comm->rank : 0;
+    r.world = o->comm ? o->comm->world : 1;
+    mmrm_set_quiet(o->quiet || r.rank != 0);
     int status = 1;
     BatchLoader *L = NULL;
     if (fs_mkdir_p(o->output_dir)) goto fail;
@@ -626,18 +660,18 @@ int train_run(const TrainerOptions *o) {
     /* metrics.jsonl restarts from the checkpoint's history so a resumed run has no duplicates */
     char mpath[4300];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o->output_dir);
-    r.metrics = fopen(mpath, "w");
+    r.metrics = r.rank == 0 ? fopen(mpath, "w") : NULL;
     for (long i = 0; i < r.st.nlog; i++) {
         cJSON *j = log_json(&r.st.log[i], o->algorithm);
         metrics_write(&r, j);
         cJSON_Delete(j);
     }
-    mmrm_log("training: %s, %ld steps of %d pairs (%d per micro-batch x %d accumulation), %zu pairs, "
-             "%ld micro-batches per epoch, warmup %ld, lr %.2e",
+    mmrm_log("training: %s, %ld steps of %d pairs (%d per micro-batch x %d accumulation x %d ranks), "
+             "%zu pairs, %ld micro-batches per epoch, warmup %ld, lr %.2e",
              o->algorithm == ALGO_STANDARD ? "standard" : "shortcut_aware", r.total_steps,
-             o->pairs_per_device * o->accum, o->pairs_per_device, o->accum, bs->usable,
+             o->pairs_per_device * o->accum * r.world, o->pairs_per_device, o->accum, r.world, bs->usable,
              bs->steps_per_epoch, r.opt.warmup_steps, r.opt.lr);
-    int tty = isatty(2) && !o->quiet;
+    int tty = isatty(2) && !o->quiet && r.rank == 0;
     r.t0 = now_s();
     r.start_step = r.st.step;
     while (r.st.step < r.total_steps) {
@@ -655,18 +689,19 @@ int train_run(const TrainerOptions *o) {
                                "lower learning_rate or check the data", e.step);
                 goto fail;
             }
-            mmrm_warn("step %ld: non-finite loss or gradients, update skipped (%ld so far)", e.step,
+            if (r.rank == 0)
+                mmrm_warn("step %ld: non-finite loss or gradients, update skipped (%ld so far)", e.step,
                       r.st.skipped_nonfinite);
         } else {
             r.st.consecutive_nonfinite = 0;
         }
-        if (!o->quiet && (tty || (o->logging_steps > 0 && e.step % o->logging_steps == 0) || e.step == r.total_steps))
+        if (!o->quiet && r.rank == 0 && (tty || (o->logging_steps > 0 && e.step % o->logging_steps == 0) || e.step == r.total_steps))
             print_progress(&r, &e, tty);
         if (r.eval.n > 0 && ((o->eval_steps > 0 && e.step % o->eval_steps == 0) || e.step == r.total_steps)) {
             double acc, margin;
             long n;
             if (evaluate(&r, &acc, &margin, &n)) goto fail;
-            if (!o->quiet) {
+            if (!o->quiet && r.rank == 0) {
                 if (tty) fputc('\n', stderr);
                 mmrm_log("eval at step %ld: accuracy %.4f, mean margin %.4f (%ld pairs)", e.step, acc, margin, n);
             }

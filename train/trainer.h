@@ -14,12 +14,20 @@
  * bias/ (config, weights, optimizer). Each is written into a hidden temporary directory
  * that is renamed into place only when complete; trainer_state.json marks a complete one.
  * A resumed run reproduces the uninterrupted run bitwise on the CPU.
+ *
+ * Data parallelism (comm with world R > 1): each rank reads its disjoint share of every
+ * global batch (P pairs of the P x R the step takes, models/batch.h), the gradients are
+ * averaged across ranks after the micro-batches (one collective per model over its flat
+ * gradient buffer), the non-finite flag and the logged sums are reduced, so every rank
+ * takes the identical optimizer step; rank 0 alone logs, evaluates' prints and writes
+ * checkpoints (the others wait at a barrier), and every rank resumes from the same one.
  */
 #ifndef MMRM_TRAINER_H
 #define MMRM_TRAINER_H
 
 #include <stdint.h>
 
+#include "runtime/comm.h"
 #include "train/optim.h"
 
 typedef enum { ALGO_STANDARD, ALGO_SHORTCUT_AWARE } Algorithm;
@@ -58,6 +66,7 @@ typedef struct TrainerOptions {
     int save_bias_model;
     const char *save_dtype;        /* "F32" (exact resume) or "BF16" */
     long stop_after_steps;         /* > 0: exit after this many steps (tests of interruption) */
+    const Comm *comm;              /* data parallelism: NULL or world 1 = one process */
     int quiet;
 } TrainerOptions;
 
