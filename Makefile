@@ -55,14 +55,14 @@ TEST_SRC := tests/harness.c $(wildcard tests/unit/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all help deps deps-check test bench clean
+.PHONY: all help deps deps-check test bench demo clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/mmrm ## build build/mmrm for the CPU
 
 help: ## list the targets
 	@echo "mmrm make targets:"
-	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "variables: NATIVE=1 (-march=native)  SANITIZE=1 (ASan+UBSan, build/san)  CC=gcc"
 	@echo "           MPI=0|1 (multi-process; now $(MPI))  NCCL=1 (GPU collectives, CUDA_HOME=$(CUDA_HOME))"
 
@@ -101,6 +101,9 @@ test: $(BUILD)/test_unit $(BUILD)/mmrm ## build and run every CPU test; last lin
 bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_pipeline --pairs 200
+
+demo: $(BUILD)/mmrm ## the quick-start job: synthetic benchmark, standard vs shortcut-aware RM, one table
+	MMRM=$(BUILD)/mmrm bash bench/demo.sh
 
 clean: ## remove build/
 	rm -rf build
