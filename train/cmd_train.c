@@ -111,11 +111,8 @@ int cmd_train(int argc, char **argv) {
             goto out;
         }
     }
-    if (c.zero_stage == 1) {
-        fprintf(stderr, "mmrm: error: zero_stage = 1 (sharded optimizer state) is not implemented yet; "
-                        "use zero_stage = 0\n");
-        goto out;
-    }
+    if (c.zero_stage == 1 && comm.world == 1 && comm.rank == 0)
+        mmrm_log("zero_stage = 1 has no effect in a single process");
     if (comm.rank == 0) {
         mmrm_log("device: cpu (%s), precision fp32, %d rank%s (%s)",
                  c.device == TRAIN_DEVICE_AUTO ? "auto: no GPU backend in this build" : "as configured",
@@ -132,6 +129,7 @@ int cmd_train(int argc, char **argv) {
     TrainerOptions o;
     map(&c, &o);
     o.comm = &comm;
+    o.zero_stage = c.zero_stage;
     rc = train_run(&o);
 out:
     train_config_free(&c);

@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include <stdlib.h>
+
 #include "runtime/error.h"
 
 double lr_at(const AdamW *o, long s) {
@@ -52,6 +54,67 @@ StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, 
         K->adamw_update(ps->data + nd, ps->grad + nd, ps->m + nd, ps->v + nd, nt - nd,
                         (float)r.lr, (float)o->beta1, (float)o->beta2, (float)o->eps, 0.0f,
                         (int)o->t, (float)coef);
+    }
+    return r;
+}
+
+void zero_shard_init(ZeroShard *z, const ParamStore *ps, const Comm *c) {
+    z->n = ps->n_trainable;
+    z->S = comm_shard_size(z->n, c->world);
+    z->lo = (size_t)c->rank * z->S;
+    z->count = comm_shard_count(z->n, c->world, c->rank);
+    z->g = xcalloc(z->S ? z->S : 1, sizeof(float));
+    z->m = xcalloc(z->S ? z->S : 1, sizeof(float));
+    z->v = xcalloc(z->S ? z->S : 1, sizeof(float));
+}
+
+void zero_shard_free(ZeroShard *z) {
+    free(z->g);
+    free(z->m);
+    free(z->v);
+    z->g = z->m = z->v = NULL;
+}
+
+/* AdamW over [a, b) of the store (global indices) within the shard */
+static void shard_update(const KernelOps *K, ParamStore *ps, ZeroShard *z, size_t a, size_t b,
+                         const AdamW *o, double lr, double wd, float coef) {
+    size_t lo = a > z->lo ? a : z->lo, hi = b < z->lo + z->count ? b : z->lo + z->count;
+    if (lo >= hi) return;
+    size_t k = lo - z->lo;
+    K->adamw_update(ps->data + lo, z->g + k, z->m + k, z->v + k, hi - lo, (float)lr, (float)o->beta1,
+                    (float)o->beta2, (float)o->eps, (float)wd, (int)o->t, coef);
+}
+
+StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamStore **stores,
+                            ZeroShard *z, int n, long s) {
+    StepResult r = {0, lr_at(o, s), 0};
+    double sq = 0;
+    for (int i = 0; i < n; i++) {
+        if (!z[i].n) continue;
+        comm_reduce_scatter_sum_f32(c, stores[i]->grad, z[i].n, z[i].g);
+        K->scale_inplace(z[i].g, 1.0f / (float)c->world, z[i].count);
+        float part = 0;
+        if (z[i].count) K->sum_squares(&part, z[i].g, z[i].count);
+        sq += part;
+    }
+    comm_allreduce_sum_f64(c, &sq, 1);
+    r.grad_norm = sqrt(sq);
+    if (!isfinite(r.grad_norm)) {
+        r.skipped = 1;
+        return r;
+    }
+    double coef = 1.0;
+    if (o->max_grad_norm > 0) {
+        coef = o->max_grad_norm / (r.grad_norm + 1e-6);
+        if (coef > 1.0) coef = 1.0;
+    }
+    o->t++;
+    for (int i = 0; i < n; i++) {
+        if (!z[i].n) continue;
+        ParamStore *ps = stores[i];
+        shard_update(K, ps, &z[i], 0, ps->n_decay, o, r.lr, o->weight_decay, (float)coef);
+        shard_update(K, ps, &z[i], ps->n_decay, ps->n_trainable, o, r.lr, 0.0, (float)coef);
+        comm_allgather_f32(c, ps->data + (z[i].lo < z[i].n ? z[i].lo : z[i].n), ps->data, z[i].n);
     }
     return r;
 }

@@ -11,6 +11,7 @@
 #define MMRM_OPTIM_H
 
 #include "kernels/kernels.h"
+#include "runtime/comm.h"
 #include "runtime/memory.h"
 
 typedef enum { SCHED_COSINE, SCHED_LINEAR, SCHED_CONSTANT, SCHED_CONSTANT_WITH_WARMUP } SchedKind;
@@ -37,5 +38,22 @@ typedef struct StepResult {
  * first use). Non-finite gradients skip the update (the caller counts it). Gradients are
  * left as they are; the caller zeroes them. */
 StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, long s);
+
+/* ZeRO-1: this rank's shard of one store's trainable prefix (runtime/comm.h layout):
+ * elements [lo, lo + count) of n, with its gradient shard and AdamW moments (S floats each,
+ * S = ceil(n / world)). The store itself keeps full parameters and gradients but no
+ * moments: optimizer memory per rank is divided by the number of ranks. */
+typedef struct ZeroShard {
+    size_t n, S, lo, count;
+    float *g, *m, *v;
+} ZeroShard;
+
+void zero_shard_init(ZeroShard *z, const ParamStore *ps, const Comm *c);
+void zero_shard_free(ZeroShard *z);
+/* The ZeRO-1 step: gradients reduce-scattered (mean over ranks) into the shards, the global
+ * norm from the shards' sums of squares, AdamW on each shard, parameters all-gathered. Every
+ * rank ends with identical parameters. Same clipping, schedule and skipping as adamw_step. */
+StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamStore **stores,
+                            ZeroShard *shards, int n, long s);
 
 #endif

@@ -260,6 +260,8 @@ typedef struct Run {
     long pairs_seen, tokens_seen;
     long start_step;        /* the step this process started from */
     int rank, world;
+    int zero;               /* ZeRO-1 active (zero_stage 1 and world > 1) */
+    ZeroShard zs[2];        /* per store: main, bias */
 } Run;
 
 static int freeze_of(const TrainerOptions *o, int f[PG_COUNT]) {
@@ -320,9 +322,27 @@ static BatchOptions batch_options(const Run *r, int eval) {
 
 static int save_checkpoint_rank0(Run *r, const char *name);
 
-/* rank 0 writes; the others wait so that nobody runs ahead of a checkpoint being written */
+/* rank 0 writes; the others wait so that nobody runs ahead of a checkpoint being written.
+ * Under ZeRO-1 the moments are gathered first, so a checkpoint never depends on the number
+ * of ranks. */
 static int save_checkpoint(Run *r, const char *name) {
+    ParamStore *stores[2] = {&r->main.ps, &r->bias.ps};
+    int n = r->has_bias ? 2 : 1;
+    if (r->zero)
+        for (int i = 0; i < n; i++) {
+            if (!r->zs[i].n || r->opt.t == 0) continue;
+            stores[i]->m = xmalloc(r->zs[i].n * sizeof(float));
+            stores[i]->v = xmalloc(r->zs[i].n * sizeof(float));
+            comm_allgather_f32(r->o->comm, r->zs[i].m, stores[i]->m, r->zs[i].n);
+            comm_allgather_f32(r->o->comm, r->zs[i].v, stores[i]->v, r->zs[i].n);
+        }
     int rc = r->rank == 0 ? save_checkpoint_rank0(r, name) : 0;
+    if (r->zero)
+        for (int i = 0; i < n; i++) {
+            free(stores[i]->m);
+            free(stores[i]->v);
+            stores[i]->m = stores[i]->v = NULL;
+        }
     if (r->world > 1) comm_barrier(r->o->comm);
     return rc;
 }
@@ -472,7 +492,7 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
     int nstores = r->has_bias ? 2 : 1;
     if (r->world > 1) {
         /* every rank must take the same step: average the gradients, sum what is logged */
-        for (int i = 0; i < nstores; i++)
+        for (int i = 0; i < nstores && !r->zero; i++) /* ZeRO-1 reduce-scatters in its step */
             if (stores[i]->n_trainable) comm_allreduce_mean_f32(o->comm, stores[i]->grad, stores[i]->n_trainable);
         double sums[8] = {loss, right, (double)pairs, loss_b, right_b, wsum, (double)nonfinite, 0};
         comm_allreduce_sum_f64(o->comm, sums, 8);
@@ -487,7 +507,9 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
         free(mm);
     }
     StepResult res = {NAN, lr_at(&r->opt, r->st.step), 1};
-    if (!nonfinite && pairs > 0) res = adamw_step(&r->opt, r->g.K, stores, nstores, r->st.step);
+    if (!nonfinite && pairs > 0)
+        res = r->zero ? adamw_step_zero1(&r->opt, r->g.K, o->comm, stores, r->zs, nstores, r->st.step)
+                      : adamw_step(&r->opt, r->g.K, stores, nstores, r->st.step);
     params_zero_grad(&r->main.ps);
     if (r->has_bias) params_zero_grad(&r->bias.ps);
     r->pairs_seen += pairs;
@@ -637,6 +659,30 @@ int train_run(const TrainerOptions *o) {
     if (r.opt.warmup_steps <= 0) r.opt.warmup_steps = (long)ceil(o->warmup_ratio * r.total_steps);
     r.opt.total_steps = r.total_steps;
     r.opt.t = r.st.opt_t;
+    r.zero = o->zero_stage == 1 && r.world > 1;
+    if (r.zero) {
+        ParamStore *stores[2] = {&r.main.ps, &r.bias.ps};
+        for (int i = 0; i < (r.has_bias ? 2 : 1); i++) {
+            ZeroShard *z = &r.zs[i];
+            zero_shard_init(z, stores[i], o->comm);
+            if (stores[i]->m) { /* resumed: keep this rank's slice of the full moments */
+                memcpy(z->m, stores[i]->m + z->lo, z->count * sizeof(float));
+                memcpy(z->v, stores[i]->v + z->lo, z->count * sizeof(float));
+                device_free(DEV_CPU, stores[i]->m);
+                device_free(DEV_CPU, stores[i]->v);
+                stores[i]->m = stores[i]->v = NULL;
+            }
+        }
+    }
+    {
+        size_t trainable = r.main.ps.n_trainable + (r.has_bias ? r.bias.ps.n_trainable : 0);
+        size_t total = r.main.ps.numel + (r.has_bias ? r.bias.ps.numel : 0);
+        double mib = 1.0 / 1048576.0;
+        mmrm_log("memory per rank: parameters %.1f MiB, gradients %.1f MiB, AdamW moments %.1f MiB%s",
+                 total * 4 * mib, trainable * 4 * mib,
+                 (r.zero ? 2.0 * comm_shard_size(trainable, r.world) : 2.0 * trainable) * 4 * mib,
+                 r.zero ? " (ZeRO-1: sharded over the ranks)" : "");
+    }
 
     /* the frozen bias ViT sees one constant image: its features once per run */
     if (r.has_bias && o->freeze_vision) {
@@ -753,5 +799,7 @@ done:
     pairset_free(&r.eval);
     free(r.blank_cache);
     free(r.st.log);
+    zero_shard_free(&r.zs[0]);
+    zero_shard_free(&r.zs[1]);
     return status;
 }

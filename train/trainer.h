@@ -21,6 +21,9 @@
  * gradient buffer), the non-finite flag and the logged sums are reduced, so every rank
  * takes the identical optimizer step; rank 0 alone logs, evaluates' prints and writes
  * checkpoints (the others wait at a barrier), and every rank resumes from the same one.
+ * zero_stage = 1 shards the AdamW moments: gradients are reduce-scattered, each rank updates
+ * its slice of the flat parameters and the slices are all-gathered (train/optim.h);
+ * checkpoints hold the gathered moments, so a run may resume on another number of ranks.
  */
 #ifndef MMRM_TRAINER_H
 #define MMRM_TRAINER_H
@@ -67,6 +70,7 @@ typedef struct TrainerOptions {
     const char *save_dtype;        /* "F32" (exact resume) or "BF16" */
     long stop_after_steps;         /* > 0: exit after this many steps (tests of interruption) */
     const Comm *comm;              /* data parallelism: NULL or world 1 = one process */
+    int zero_stage;                /* 1: AdamW moments sharded across ranks (ZeRO-1) */
     int quiet;
 } TrainerOptions;
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Data-parallel training: 2 ranks with 2 pairs each equal 1 rank with 4 pairs (the same
 # global batch) for both algorithms: per-step losses within 1e-5 relative, and the final
-# models give the same scores within 1e-5 relative; a resumed 2-rank run equals the
-# uninterrupted one; a rank failing on bad data ends the whole job with a message.
+# models give the same scores within 1e-5 relative; ZeRO-1 (sharded AdamW moments) equals
+# no sharding the same way; a resumed 2-rank run (also under ZeRO-1) equals the
+# uninterrupted one; a failing job ends with a message instead of hanging.
 set -euo pipefail
 command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 0; }
 "$MMRM" version >/dev/null
@@ -33,7 +34,24 @@ for algo in standard shortcut_aware; do
     grep -q "x 2 ranks" "$tmp/log2" || { echo "the 2-rank run did not run on 2 ranks"; cat "$tmp/log2"; exit 1; }
     close "$(losses "$tmp/one_$algo")" "$(losses "$tmp/two_$algo")"
     close "$(scores "$tmp/one_$algo" "$tmp/s1_$algo.jsonl")" "$(scores "$tmp/two_$algo" "$tmp/s2_$algo.jsonl")"
+    $mpi "$MMRM" train "$cfg" "${common[@]}" algorithm=$algo per_device_train_batch_size=2 \
+        zero_stage=1 output_dir="$tmp/zero_$algo" 2>"$tmp/log5" || { cat "$tmp/log5"; exit 1; }
+    grep -q "ZeRO-1: sharded" "$tmp/log5" || { echo "ZeRO-1 was not active"; cat "$tmp/log5"; exit 1; }
+    close "$(losses "$tmp/two_$algo")" "$(losses "$tmp/zero_$algo")"
+    close "$(scores "$tmp/two_$algo" "$tmp/s2_$algo.jsonl")" "$(scores "$tmp/zero_$algo" "$tmp/s3_$algo.jsonl")"
 done
+
+# ZeRO-1 resume: killed in step 4, rerun from checkpoint-2 (the gathered moments)
+set +e
+MMRM_DEBUG_ABORT_AT_MICRO=7 timeout 120 $mpi "$MMRM" train "$cfg" "${common[@]}" algorithm=shortcut_aware \
+    per_device_train_batch_size=2 zero_stage=1 output_dir="$tmp/zcut" >/dev/null 2>&1
+set -e
+[ -d "$tmp/zcut/checkpoint-2" ] && [ ! -d "$tmp/zcut/checkpoint-last" ] || { echo "ZeRO interruption"; exit 1; }
+$mpi "$MMRM" train "$cfg" "${common[@]}" algorithm=shortcut_aware per_device_train_batch_size=2 \
+    zero_stage=1 output_dir="$tmp/zcut" 2>"$tmp/log6" || { cat "$tmp/log6"; exit 1; }
+[ "$(losses "$tmp/zcut")" = "$(losses "$tmp/zero_shortcut_aware")" ] || { echo "ZeRO resumed losses differ"; exit 1; }
+cmp "$tmp/zcut/checkpoint-last/model.safetensors" "$tmp/zero_shortcut_aware/checkpoint-last/model.safetensors"
+cmp "$tmp/zcut/checkpoint-last/bias/model.safetensors" "$tmp/zero_shortcut_aware/checkpoint-last/bias/model.safetensors"
 
 # resume: a 2-rank run dies in the middle of step 4's gradient accumulation (micro-batch 7
 # of 2 per step; the last checkpoint is at step 2); the rerun continues from checkpoint-2
