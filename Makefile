@@ -55,7 +55,7 @@ TEST_SRC := tests/harness.c $(wildcard tests/unit/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all help deps deps-check test bench demo clean
+.PHONY: all help deps deps-check test bench demo fuzz clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/mmrm ## build build/mmrm for the CPU
@@ -101,6 +101,16 @@ test: $(BUILD)/test_unit $(BUILD)/mmrm ## build and run every CPU test; last lin
 bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_pipeline --pairs 200
+
+FUZZ_SECONDS ?= 30
+fuzz: ## libFuzzer on the JSONL record parser for FUZZ_SECONDS (installs clang as root if missing)
+	@command -v clang >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq clang >/dev/null; \
+	  else echo "mmrm: make fuzz needs clang: sudo apt-get install -y clang"; exit 1; fi; }
+	@mkdir -p build/fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
+	  tests/fuzz/fuzz_records.c models/records.c runtime/jsonl.c runtime/error.c \
+	  -lcjson -lstb -lm -o build/fuzz/fuzz_records
+	build/fuzz/fuzz_records -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
 
 demo: $(BUILD)/mmrm ## the quick-start job: synthetic benchmark, standard vs shortcut-aware RM, one table
 	MMRM=$(BUILD)/mmrm bash bench/demo.sh
