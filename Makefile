@@ -98,9 +98,10 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 test: $(BUILD)/test_unit $(BUILD)/mmrm ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
-bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)
+bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_pipeline --pairs 200
+	$(BUILD)/bench_model --quick
 
 FUZZ_SECONDS ?= 30
 fuzz: ## libFuzzer on the JSONL record parser for FUZZ_SECONDS (installs clang as root if missing)
