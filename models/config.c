@@ -170,52 +170,45 @@ static int parse(Ctx *c, const cJSON *root, ModelConfig *cfg) {
     return c->err ? -1 : config_validate(cfg, c->path);
 }
 
-#define REQUIRE(cond, ...)                \
-    do {                                  \
-        if (!(cond)) {                    \
-            mmrm_set_error(__VA_ARGS__);  \
-            return -1;                    \
-        }                                 \
-    } while (0)
 
 int config_validate(const ModelConfig *cfg, const char *path) {
     const VisionConfig *v = &cfg->vision;
     const LlmConfig *l = &cfg->llm;
-    REQUIRE(v->hidden > 0 && v->heads > 0 && v->hidden % v->heads == 0,
+    MMRM_REQUIRE(v->hidden > 0 && v->heads > 0 && v->hidden % v->heads == 0,
             "%s: vision_config.hidden_size %d must be a positive multiple of num_attention_heads %d",
             path, v->hidden, v->heads);
-    REQUIRE(v->intermediate > 0 && v->layers > 0 && v->patch > 0 && v->channels > 0,
+    MMRM_REQUIRE(v->intermediate > 0 && v->layers > 0 && v->patch > 0 && v->channels > 0,
             "%s: vision_config sizes (intermediate_size, num_hidden_layers, patch_size, "
             "num_channels) must be positive", path);
-    REQUIRE(v->image_size > 0 && v->image_size % v->patch == 0,
+    MMRM_REQUIRE(v->image_size > 0 && v->image_size % v->patch == 0,
             "%s: vision_config.image_size %d must be a multiple of patch_size %d", path,
             v->image_size, v->patch);
-    REQUIRE(cfg->image_size % v->patch == 0,
+    MMRM_REQUIRE(cfg->image_size % v->patch == 0,
             "%s: force_image_size %d must be a multiple of patch_size %d", path, cfg->image_size, v->patch);
-    REQUIRE(fabs(cfg->downsample_ratio - 0.5) < 1e-9,
+    MMRM_REQUIRE(fabs(cfg->downsample_ratio - 0.5) < 1e-9,
             "%s: downsample_ratio %g: only 0.5 (pixel shuffle by 2) is supported", path,
             cfg->downsample_ratio);
-    REQUIRE(config_grid(cfg) % 2 == 0,
+    MMRM_REQUIRE(config_grid(cfg) % 2 == 0,
             "%s: image grid %d (image size / patch) must be even for pixel shuffle", path,
             config_grid(cfg));
-    REQUIRE(cfg->select_layer >= -(v->layers + 1) && cfg->select_layer <= v->layers,
+    MMRM_REQUIRE(cfg->select_layer >= -(v->layers + 1) && cfg->select_layer <= v->layers,
             "%s: select_layer %d is outside [-%d, %d]", path, cfg->select_layer, v->layers + 1,
             v->layers);
-    REQUIRE(v->drop_path_rate >= 0 && v->drop_path_rate < 1,
+    MMRM_REQUIRE(v->drop_path_rate >= 0 && v->drop_path_rate < 1,
             "%s: vision_config.drop_path_rate %g is outside [0, 1)", path, v->drop_path_rate);
-    REQUIRE(l->hidden > 0 && l->heads > 0 && l->hidden % l->heads == 0,
+    MMRM_REQUIRE(l->hidden > 0 && l->heads > 0 && l->hidden % l->heads == 0,
             "%s: llm_config.hidden_size %d must be a positive multiple of num_attention_heads %d",
             path, l->hidden, l->heads);
-    REQUIRE(l->head_dim % 2 == 0, "%s: llm head dim %d (hidden_size / num_attention_heads) must be even for RoPE",
+    MMRM_REQUIRE(l->head_dim % 2 == 0, "%s: llm head dim %d (hidden_size / num_attention_heads) must be even for RoPE",
             path, l->head_dim);
-    REQUIRE(l->kv_heads > 0 && l->heads % l->kv_heads == 0,
+    MMRM_REQUIRE(l->kv_heads > 0 && l->heads % l->kv_heads == 0,
             "%s: llm_config.num_attention_heads %d must be a multiple of num_key_value_heads %d",
             path, l->heads, l->kv_heads);
-    REQUIRE(l->intermediate > 0 && l->layers > 0 && l->vocab > 0,
+    MMRM_REQUIRE(l->intermediate > 0 && l->layers > 0 && l->vocab > 0,
             "%s: llm_config sizes (intermediate_size, num_hidden_layers, vocab_size) must be positive", path);
-    REQUIRE(cfg->img_context_id >= 0 && cfg->img_context_id < l->vocab,
+    MMRM_REQUIRE(cfg->img_context_id >= 0 && cfg->img_context_id < l->vocab,
             "%s: img_context_token_id %d is outside the vocabulary (%d)", path, cfg->img_context_id, l->vocab);
-    REQUIRE(l->rope_theta > 0 && l->rms_eps > 0, "%s: llm_config rope_theta and rms_norm_eps must be positive", path);
+    MMRM_REQUIRE(l->rope_theta > 0 && l->rms_eps > 0, "%s: llm_config rope_theta and rms_norm_eps must be positive", path);
     return 0;
 }
 

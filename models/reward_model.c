@@ -321,38 +321,31 @@ static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     out[0] = op_add(g, x, op_linear(g, h, L->down_w, NULL));
 }
 
-#define BATCH_REQUIRE(cond, ...)         \
-    do {                                 \
-        if (!(cond)) {                   \
-            mmrm_set_error(__VA_ARGS__); \
-            return -1;                   \
-        }                                \
-    } while (0)
 
 int rm_check_batch(const RewardModel *m, const RmBatch *bt) {
     const ModelConfig *cfg = &m->cfg;
     int B = bt->B, T = bt->T, tpt = config_tokens_per_tile(cfg);
-    BATCH_REQUIRE(B > 0 && T > 0, "empty batch (%d sequences x %d tokens)", B, T);
-    BATCH_REQUIRE(T <= cfg->llm.max_positions,
+    MMRM_REQUIRE(B > 0 && T > 0, "empty batch (%d sequences x %d tokens)", B, T);
+    MMRM_REQUIRE(T <= cfg->llm.max_positions,
                   "sequence length %d exceeds max_position_embeddings %d (InternLM2's dynamic "
                   "rope scaling is not implemented)", T, cfg->llm.max_positions);
     for (int i = 0; i < bt->n_images; i++)
-        BATCH_REQUIRE(bt->tiles[i] >= 1, "image %d has %d tiles", i, bt->tiles[i]);
+        MMRM_REQUIRE(bt->tiles[i] >= 1, "image %d has %d tiles", i, bt->tiles[i]);
     for (int b = 0; b < B; b++) {
-        BATCH_REQUIRE(bt->lengths[b] >= 1 && bt->lengths[b] <= T,
+        MMRM_REQUIRE(bt->lengths[b] >= 1 && bt->lengths[b] <= T,
                       "sequence %d: length %d outside [1, %d]", b, bt->lengths[b], T);
         int im = bt->image_of[b];
-        BATCH_REQUIRE(im >= -1 && im < bt->n_images, "sequence %d: image %d of %d", b, im,
+        MMRM_REQUIRE(im >= -1 && im < bt->n_images, "sequence %d: image %d of %d", b, im,
                       bt->n_images);
         int have = im >= 0 ? bt->tiles[im] * tpt : 0, count = 0;
         for (int t = 0; t < T; t++) {
             int id = bt->ids[b * T + t];
-            BATCH_REQUIRE(id >= 0 && id < cfg->llm.vocab,
+            MMRM_REQUIRE(id >= 0 && id < cfg->llm.vocab,
                           "sequence %d position %d: token id %d outside the vocabulary (%d)", b, t,
                           id, cfg->llm.vocab);
             count += id == cfg->img_context_id;
         }
-        BATCH_REQUIRE(count == have,
+        MMRM_REQUIRE(count == have,
                       "sequence %d: %d <IMG_CONTEXT> tokens but its image provides %d (%d tiles x "
                       "%d tokens): the prompt and the tiling disagree", b, count, have,
                       im >= 0 ? bt->tiles[im] : 0, tpt);

@@ -23,6 +23,15 @@ _Noreturn void mmrm_fatal(const char *file, int line, const char *fmt, ...)
         if (!(cond)) MMRM_FATAL(__VA_ARGS__);   \
     } while (0)
 
+/* In a function returning int: when cond is false, set the message and return -1. */
+#define MMRM_REQUIRE(cond, ...)           \
+    do {                                  \
+        if (!(cond)) {                    \
+            mmrm_set_error(__VA_ARGS__);  \
+            return -1;                    \
+        }                                 \
+    } while (0)
+
 /* "mmrm: ..." lines on stderr; mmrm_log is silenced by mmrm_set_quiet(1) */
 void mmrm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mmrm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -23,6 +23,13 @@ double lr_at(const AdamW *o, long s) {
     return o->lr;
 }
 
+/* torch.nn.utils.clip_grad_norm_'s coefficient */
+static double clip_coef(const AdamW *o, double norm) {
+    if (o->max_grad_norm <= 0) return 1.0;
+    double c = o->max_grad_norm / (norm + 1e-6);
+    return c > 1.0 ? 1.0 : c;
+}
+
 StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, long s) {
     StepResult r = {0, lr_at(o, s), 0};
     double sq = 0;
@@ -37,11 +44,7 @@ StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, 
         r.skipped = 1;
         return r;
     }
-    double coef = 1.0;
-    if (o->max_grad_norm > 0) {
-        coef = o->max_grad_norm / (r.grad_norm + 1e-6);
-        if (coef > 1.0) coef = 1.0;
-    }
+    double coef = clip_coef(o, r.grad_norm);
     o->t++;
     for (int i = 0; i < n; i++) {
         ParamStore *ps = stores[i];
@@ -103,11 +106,7 @@ StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamSt
         r.skipped = 1;
         return r;
     }
-    double coef = 1.0;
-    if (o->max_grad_norm > 0) {
-        coef = o->max_grad_norm / (r.grad_norm + 1e-6);
-        if (coef > 1.0) coef = 1.0;
-    }
+    double coef = clip_coef(o, r.grad_norm);
     o->t++;
     for (int i = 0; i < n; i++) {
         if (!z[i].n) continue;
