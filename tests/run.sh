@@ -9,7 +9,11 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 here=$(cd "$(dirname "$0")" && pwd)
 passed=0; failed=0
 
-out=$("$build/test_unit" 2>&1 | tee /dev/stderr | tail -n 1)
+# (no `tee /dev/stderr`: reopening a redirected stderr file would truncate it)
+unit_log=$(mktemp)
+"$build/test_unit" 2>&1 | tee "$unit_log"
+out=$(tail -n 1 "$unit_log")
+rm -f "$unit_log"
 if [[ $out =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
     passed=$((passed + BASH_REMATCH[1])); failed=$((failed + BASH_REMATCH[2]))
 else
