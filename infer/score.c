@@ -5,7 +5,7 @@
  *
  * The output is a log that a rerun continues: it is read first, the (prompt, img_path,
  * response) triples (grouped: the whole records) it holds are skipped, and new lines are
- * appended with an fsync after each batch, so a killed run loses at most the batch in flight.
+ * appended with an fsync after each chunk, so a killed run loses at most the chunk in flight.
  * A crash can leave a torn last line (no newline, or not JSON); it is cut away before
  * appending, so no line is lost or duplicated. This is why the output is appended in place
  * rather than written to a temporary file and renamed as other outputs are: a run of
@@ -13,6 +13,30 @@
  * refuses a second run on the same file while one writes it. Keys are counted as a multiset:
  * an input that repeats a response scores it as often as it appears, and a rerun skips as
  * many.
+ *
+ * Several ranks (mpirun/srun): every rank loads the model and the input; rank 0 alone takes
+ * the lock and reads what is done, and broadcasts which responses are left. The work is cut
+ * into chunks of whole records exactly as a single process cuts it (so every forward holds
+ * the same sequences, and the scores are bitwise those of one process), and rank 0 hands out
+ * chunk indices on request: a faster rank asks more often and takes more. Rank 0 also scores
+ * chunks itself and answers requests between its own chunks; a worker keeps its next
+ * WORK_AHEAD requests in flight so that those answers are there when it needs them (so a
+ * slow rank delays the end of the job by at most that many of its chunks). Each rank appends
+ * its lines, tagged with the record's input line and the response's index, to its own part
+ * file OUT.parts/rank-R (fsync per chunk), so the ranks never contend for one file; at the
+ * end rank 0 appends every part line to OUT in input order (the order one process writes)
+ * and removes the parts. Parts need a folder every rank can write (a shared file system
+ * across nodes).
+ *
+ * Part files are a continuation of OUT: a rerun with any number of ranks (one included)
+ * counts their complete lines as done (a torn last line is cut as in OUT), keeps them, and
+ * merges them with its own lines at the end, so a killed job loses at most each rank's chunk
+ * in flight. The merge moves the part lines into OUT without a window where a line is in
+ * both or in neither: OUT's size goes into OUT.parts/base, the folder is renamed
+ * OUT.parts.merging (the commit to merge), the lines are appended to OUT and synced, and the
+ * folder is renamed OUT.parts.merged (the commit that they are in) and removed. A run that
+ * finds OUT.parts.merging cuts OUT back to that size and renames the folder back; one that
+ * finds OUT.parts.merged removes it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +50,17 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#ifdef MMRM_MPI
+#include <mpi.h>
+#endif
 
 #include "infer/commands.h"
 #include "infer/scorer.h"
 #include "models/records.h"
+#include "runtime/comm.h"
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 
 static const char usage_text[] =
     "usage: mmrm score --model DIR --input IN.jsonl --output OUT.jsonl [options]\n"
@@ -43,6 +73,10 @@ static const char usage_text[] =
     "holds is skipped, a torn last line left by a crash is removed, new lines are appended.\n"
     "Records that cannot be scored (missing or undecodable image, ...) are reported as\n"
     "IN:line: reason and counted; they do not stop the run.\n"
+    "\n"
+    "Under mpirun/srun the ranks share the work dynamically: each writes its lines to\n"
+    "OUT.parts/rank-R, and rank 0 appends them to OUT in input order at the end. A killed\n"
+    "job's parts are kept and merged by the rerun (with any number of ranks).\n"
     "\n"
     "options:\n"
     "  --model DIR             the reward model (config.json, weights, tokenizer file)\n"
@@ -215,11 +249,23 @@ static int is_blank(const char *s, size_t n) {
     return 1;
 }
 
-/* Fills done from path's lines and counts them in *lines. A last line without its newline or
- * that is not an output line is what a crash mid-write leaves: the file is cut back to the
- * end of the line before it. Any other bad line is an error (the file is not ours). 0 or -1;
- * a missing file is an empty output. */
-static int read_existing(const char *path, int grouped, KeySet *done, long *lines) {
+/* A part file's line is "LINE J " and the output line, LINE the record's line in the input
+ * and J the response's index (0 for a --grouped line): the merge sorts by them. Returns the
+ * output line, or NULL when the tag is malformed. */
+static const char *parse_tag(const char *s, long *line, long *j) {
+    char *end;
+    if (*s < '0' || *s > '9') return NULL;
+    *line = strtol(s, &end, 10);
+    if (*end != ' ' || end[1] < '0' || end[1] > '9') return NULL;
+    *j = strtol(end + 1, &end, 10);
+    return *end == ' ' ? end + 1 : NULL;
+}
+
+/* Fills done from path's lines and counts them in *lines (tagged: a part file). A last line
+ * without its newline or that is not an output line is what a crash mid-write leaves: the
+ * file is cut back to the end of the line before it. Any other bad line is an error (the
+ * file is not ours). 0 or -1; a missing file is an empty output. */
+static int read_existing(const char *path, int grouped, int tagged, KeySet *done, long *lines) {
     *lines = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -250,8 +296,10 @@ static int read_existing(const char *path, int grouped, KeySet *done, long *line
         if (complete) line[--n] = '\0';
         int ok = complete;
         if (ok && !is_blank(line, n)) {
+            long tag_line, tag_j;
+            const char *json = tagged ? parse_tag(line, &tag_line, &tag_j) : line;
             const char *end = NULL;
-            cJSON *v = cJSON_ParseWithOpts(line, &end, 1);
+            cJSON *v = json ? cJSON_ParseWithOpts(json, &end, 1) : NULL;
             Key k;
             int r = v && (size_t)(end - line) == n ? line_key(v, grouped, &k) : -1;
             cJSON_Delete(v);
@@ -384,6 +432,288 @@ static void sync_parent(const char *path) {
     free(dir);
 }
 
+/* ---- part files (several ranks; see the file comment) ---- */
+
+typedef struct {
+    char *live;    /* OUT.parts: the part files of this run (or of a killed one) */
+    char *merging; /* OUT.parts.merging: their lines are being appended to OUT */
+    char *merged;  /* OUT.parts.merged: their lines are in OUT; only removal is left */
+} PartDirs;
+
+static char *str_cat(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    char *s = xmalloc(na + nb + 1);
+    memcpy(s, a, na);
+    memcpy(s + na, b, nb + 1);
+    return s;
+}
+
+static void partdirs_init(PartDirs *d, const char *out) {
+    d->live = str_cat(out, ".parts");
+    d->merging = str_cat(out, ".parts.merging");
+    d->merged = str_cat(out, ".parts.merged");
+}
+
+static void partdirs_free(PartDirs *d) {
+    free(d->live);
+    free(d->merging);
+    free(d->merged);
+}
+
+static char *part_path(const char *dir, const char *name) {
+    char *slash = str_cat(dir, "/"), *p = str_cat(slash, name);
+    free(slash);
+    return p;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+typedef struct {
+    long rank;
+    char *path;
+} PartFile;
+
+static int partfile_cmp(const void *a, const void *b) {
+    const PartFile *x = a, *y = b;
+    return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+static void partfiles_free(PartFile *f, int n) {
+    for (int i = 0; i < n; i++) free(f[i].path);
+    free(f);
+}
+
+/* The part files "rank-R" in dir, in rank order. "base" (the size of OUT a merge starts
+ * from) is skipped; anything else is an error: the folder is this command's. 0 or -1. */
+static int list_parts(const char *dir, PartFile **files, int *n) {
+    *files = NULL;
+    *n = 0;
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        mmrm_set_error("%s: cannot list the part files (%s)", dir, strerror(errno));
+        return -1;
+    }
+    int cap = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        const char *name = e->d_name;
+        if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, "base")) continue;
+        char *end = NULL;
+        long r = strncmp(name, "rank-", 5) || name[5] < '0' || name[5] > '9'
+                     ? -1 : strtol(name + 5, &end, 10);
+        if (r < 0 || *end) {
+            mmrm_set_error("%s/%s is not a part file of mmrm score (this folder holds the lines "
+                           "of a multi-rank run on the output; move the file away)", dir, name);
+            rc = -1;
+            break;
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 8;
+            *files = xrealloc(*files, (size_t)cap * sizeof **files);
+        }
+        (*files)[(*n)++] = (PartFile){r, part_path(dir, name)};
+    }
+    closedir(dp);
+    if (rc) {
+        partfiles_free(*files, *n);
+        *files = NULL;
+        *n = 0;
+    } else if (*n) {
+        qsort(*files, (size_t)*n, sizeof **files, partfile_cmp);
+    }
+    return rc;
+}
+
+/* Finishes or undoes what a killed merge left (rank 0, holding the lock on OUT = fd). */
+static int parts_recover(const PartDirs *d, const char *out, int fd) {
+    if (exists(d->merged)) {
+        fs_remove_tree(d->merged);
+        sync_parent(out);
+        mmrm_log("%s: removed the part files of a completed merge", d->merged);
+    }
+    if (!exists(d->merging)) return 0;
+    if (exists(d->live)) {
+        mmrm_set_error("%s and %s both exist: these are not the folders of one mmrm score run "
+                       "(move both away and score again)", d->merging, d->live);
+        return -1;
+    }
+    char *base_path = part_path(d->merging, "base");
+    FILE *f = fopen(base_path, "r");
+    long long base = -1;
+    struct stat st;
+    if (!f || fscanf(f, "%lld", &base) != 1 || fstat(fd, &st) != 0 || base < 0 ||
+        base > (long long)st.st_size) {
+        mmrm_set_error("%s: missing or not a size within %s: cannot undo the interrupted merge "
+                       "(its part files are in %s; the lines there that %s lacks can be "
+                       "appended by hand, without their two leading numbers)", base_path, out,
+                       d->merging, out);
+        if (f) fclose(f);
+        free(base_path);
+        return -1;
+    }
+    fclose(f);
+    free(base_path);
+    if (ftruncate(fd, (off_t)base) != 0 || fsync(fd) != 0 || rename(d->merging, d->live) != 0) {
+        mmrm_set_error("%s: cannot undo the interrupted merge (%s)", out, strerror(errno));
+        return -1;
+    }
+    sync_parent(out);
+    mmrm_log("%s: a merge of part files was interrupted; %s is cut back to its %lld bytes from "
+             "before it, and the part files are merged again", out, out, base);
+    return 0;
+}
+
+/* Counts the complete lines of every part file into done (cutting a torn last line). */
+static int parts_scan(const PartDirs *d, int grouped, KeySet *done, int *nfiles, long *lines) {
+    PartFile *files;
+    *lines = 0;
+    if (list_parts(d->live, &files, nfiles)) return -1;
+    int rc = 0;
+    for (int i = 0; i < *nfiles && rc == 0; i++) {
+        long n;
+        rc = read_existing(files[i].path, grouped, 1, done, &n);
+        *lines += n;
+    }
+    partfiles_free(files, *nfiles);
+    return rc;
+}
+
+typedef struct {
+    long line, j; /* the tag: input line, response index */
+    size_t seq;   /* the order read, so equal tags keep it */
+    const char *p;
+    size_t n;     /* the output line with its newline */
+} PartLine;
+
+static int partline_cmp(const void *a, const void *b) {
+    const PartLine *x = a, *y = b;
+    if (x->line != y->line) return x->line < y->line ? -1 : 1;
+    if (x->j != y->j) return x->j < y->j ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* path's whole content, or NULL with the error set */
+static char *read_whole(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        mmrm_set_error("%s: cannot read (%s)", path, strerror(errno));
+        if (f) fclose(f);
+        return NULL;
+    }
+    char *p = xmalloc((size_t)st.st_size + 1);
+    *n = fread(p, 1, (size_t)st.st_size, f);
+    int bad = ferror(f) || *n != (size_t)st.st_size;
+    fclose(f);
+    if (bad) {
+        mmrm_set_error("%s: read error", path);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Appends every part line to OUT (fd, locked) in input order and removes the part files,
+ * through the commits described in the file comment. *merged = the lines appended. */
+static int parts_merge(const PartDirs *d, const char *out, int fd, long *merged) {
+    PartFile *files;
+    int nfiles, rc = -1;
+    *merged = 0;
+    if (list_parts(d->live, &files, &nfiles)) return -1;
+    char **text = xcalloc((size_t)(nfiles ? nfiles : 1), sizeof *text);
+    PartLine *lines = NULL;
+    size_t n = 0, cap = 0;
+    Buf b = {0};
+    for (int i = 0; i < nfiles; i++) {
+        size_t len;
+        if (!(text[i] = read_whole(files[i].path, &len))) goto out;
+        long lineno = 0;
+        for (size_t at = 0; at < len;) {
+            const char *p = text[i] + at, *nl = memchr(p, '\n', len - at);
+            lineno++;
+            PartLine pl = {.seq = n};
+            const char *json = nl ? parse_tag(p, &pl.line, &pl.j) : NULL;
+            if (!json || json > nl) {
+                mmrm_set_error("%s:%ld: not a complete tagged line (part files hold only those "
+                               "at the merge; was the file changed?)", files[i].path, lineno);
+                goto out;
+            }
+            pl.p = json;
+            pl.n = (size_t)(nl + 1 - json);
+            if (n == cap) {
+                cap = cap ? 2 * cap : 1024;
+                lines = xrealloc(lines, cap * sizeof *lines);
+            }
+            lines[n++] = pl;
+            at = (size_t)(nl + 1 - text[i]);
+        }
+    }
+    if (n == 0) {
+        fs_remove_tree(d->live);
+        sync_parent(out);
+        rc = 0;
+        goto out;
+    }
+    qsort(lines, n, sizeof *lines, partline_cmp);
+    /* commit 1: OUT's size now is where a killed merge is undone to */
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        mmrm_set_error("%s: cannot stat (%s)", out, strerror(errno));
+        goto out;
+    }
+    char size[32];
+    int len = snprintf(size, sizeof size, "%lld\n", (long long)st.st_size);
+    char *base_path = part_path(d->live, "base");
+    int bfd = open(base_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int ok = bfd >= 0 && write_all(bfd, size, (size_t)len, base_path) == 0 && fsync(bfd) == 0;
+    if (bfd >= 0) ok = close(bfd) == 0 && ok;
+    free(base_path);
+    if (!ok) {
+        mmrm_set_error("%s: cannot record the size of %s before the merge (%s)", d->live, out,
+                       strerror(errno));
+        goto out;
+    }
+    fs_fsync_dir(d->live);
+    if (rename(d->live, d->merging) != 0) {
+        mmrm_set_error("%s: cannot rename to %s (%s)", d->live, d->merging, strerror(errno));
+        goto out;
+    }
+    sync_parent(out);
+    for (size_t i = 0; i < n; i++) {
+        buf_put(&b, lines[i].p, lines[i].n);
+        if (b.n < ((size_t)1 << 20) && i + 1 < n) continue;
+        if (write_all(fd, b.p, b.n, out)) goto out;
+        b.n = 0;
+    }
+    if (fsync(fd) != 0) {
+        mmrm_set_error("%s: fsync failed (%s)", out, strerror(errno));
+        goto out;
+    }
+    /* commit 2: the lines are in OUT */
+    if (rename(d->merging, d->merged) != 0) {
+        mmrm_set_error("%s: cannot rename to %s (%s); a rerun finishes the merge", d->merging,
+                       d->merged, strerror(errno));
+        goto out;
+    }
+    sync_parent(out);
+    fs_remove_tree(d->merged);
+    *merged = (long)n;
+    rc = 0;
+out:
+    if (rc && exists(d->merging))
+        mmrm_log("%s: the merge stopped; a rerun of the same command undoes it and merges again",
+                 d->merging);
+    for (int i = 0; i < nfiles; i++) free(text[i]);
+    free(text);
+    free(lines);
+    free(b.p);
+    partfiles_free(files, nfiles);
+    return rc;
+}
+
 /* ---- the command ---- */
 
 typedef struct {
@@ -392,11 +722,20 @@ typedef struct {
     long failed_records;         /* records whose image failed */
 } Counts;
 
+/* "LINE J " before a part file's line; nothing with line < 0 */
+static void put_tag(Buf *b, long line, int j) {
+    if (line < 0) return;
+    char t[48];
+    int n = snprintf(t, sizeof t, "%ld %d ", line, j);
+    buf_put(b, t, (size_t)n);
+}
+
 /* Counts one record's results and appends its lines: per response the scored ones, or with
  * grouped one line holding every score (null for a rejected response) unless the image
- * failed. */
-static void put_lines(Buf *b, const ScoreRecord *rec, const ScoreGroup *gr, const ScoreOut *go,
-                      int grouped, Counts *c) {
+ * failed. tag: the record's input line when the lines go to a part file, else -1;
+ * resp_index: the group's responses' indices in the record (a rerun scores only some). */
+static void put_lines(Buf *b, const ScoreRecord *rec, const ScoreGroup *gr, const int *resp_index,
+                      const ScoreOut *go, int grouped, long tag, Counts *c) {
     if (go[0].status == SCORE_IMAGE_FAILED) c->failed_records++;
     for (int j = 0; j < gr->n; j++) {
         int ok = go[j].status == SCORE_OK;
@@ -407,6 +746,7 @@ static void put_lines(Buf *b, const ScoreRecord *rec, const ScoreGroup *gr, cons
     }
     if (grouped) {
         if (go[0].status == SCORE_IMAGE_FAILED) return;
+        put_tag(b, tag, 0);
         buf_lit(b, "{\"prompt\": ");
         buf_str(b, rec->prompt);
         buf_lit(b, ", \"img_path\": ");
@@ -427,6 +767,7 @@ static void put_lines(Buf *b, const ScoreRecord *rec, const ScoreGroup *gr, cons
     }
     for (int j = 0; j < gr->n; j++) {
         if (go[j].status != SCORE_OK) continue;
+        put_tag(b, tag, resp_index[j]);
         buf_lit(b, "{\"prompt\": ");
         buf_str(b, rec->prompt);
         buf_lit(b, ", \"img_path\": ");
@@ -442,7 +783,8 @@ static void put_lines(Buf *b, const ScoreRecord *rec, const ScoreGroup *gr, cons
 
 /* the final counts: what was scored, skipped, failed (by reason) and how fast */
 static void report(const Counts *c, const ScoreSet *ss, const char *input, const char *output,
-                   long total_responses, int max_length, const ScorerStats *st, double secs) {
+                   long total_responses, int max_length, const ScorerStats *st, double secs,
+                   int world) {
     long failed = 0;
     for (int s = 1; s < SCORE_NSTATUS; s++) failed += c->failed[s];
     mmrm_log("%s: %ld records read, %zu loaded (%ld responses): %ld responses scored now, %ld "
@@ -468,17 +810,324 @@ static void report(const Counts *c, const ScoreSet *ss, const char *input, const
     if (c->nonfinite)
         mmrm_warn("%ld scores are not finite (written as null): the model's weights may be "
                   "broken", c->nonfinite);
+    char ranks[48] = "";
+    if (world > 1) snprintf(ranks, sizeof ranks, " (summed over %d ranks)", world);
     if (st->forwards > 0)
         mmrm_log("throughput: %ld responses in %.2f s = %.1f responses/s | %ld forwards of %.1f "
-                 "sequences, %.0f%% padding | images %.2f s, forwards %.2f s", c->scored, secs,
+                 "sequences, %.0f%% padding | images %.2f s, forwards %.2f s%s", c->scored, secs,
                  secs > 0 ? (double)c->scored / secs : 0.0, st->forwards,
                  (double)st->sequences / (double)st->forwards,
                  st->padded ? 100.0 * (double)(st->padded - st->tokens) / (double)st->padded
                             : 0.0,
-                 st->image_seconds, st->forward_seconds);
+                 st->image_seconds, st->forward_seconds, ranks);
 }
 
-int cmd_score(int argc, char **argv) {
+/* Every rank's counts and scorer statistics summed into every rank's (done_before is rank
+ * 0's alone: it read the output). */
+static void sum_over_ranks(const Comm *cm, Counts *c, ScorerStats *st) {
+    if (cm->world == 1) return;
+    long *n[] = {&c->scored, &c->truncated, &c->nonfinite, &c->lines_written,
+                 &c->failed_records, &st->forwards, &st->sequences, &st->tokens, &st->padded,
+                 &st->images, &st->tiles};
+    enum { NL = sizeof n / sizeof n[0], NV = NL + SCORE_NSTATUS + 2 };
+    double v[NV];
+    for (int i = 0; i < NL; i++) v[i] = (double)*n[i];
+    for (int s = 0; s < SCORE_NSTATUS; s++) v[NL + s] = (double)c->failed[s];
+    v[NV - 2] = st->image_seconds;
+    v[NV - 1] = st->forward_seconds;
+    comm_allreduce_sum_f64(cm, v, NV);
+    for (int i = 0; i < NL; i++) *n[i] = (long)v[i];
+    for (int s = 0; s < SCORE_NSTATUS; s++) c->failed[s] = (long)v[NL + s];
+    st->image_seconds = v[NV - 2];
+    st->forward_seconds = v[NV - 1];
+}
+
+/* The work units: chunk k is records [at[k], at[k + 1]) of those with responses left, whole
+ * records ending where the responses fill whole forwards or pass 4 forwards' worth. Every
+ * rank computes the same plan, and a single process scores the chunks in order, so each
+ * forward holds the same sequences however many ranks run. */
+static size_t *plan_chunks(const size_t *sel_start, size_t n, int B, size_t *nchunks) {
+    size_t *at = xmalloc((n + 1) * sizeof *at), k = 0, r = 0;
+    while (r < n) {
+        size_t begin = r;
+        int ng = 0, nresp = 0;
+        for (; r < n && ng < 4 * B && !(nresp >= B && (nresp % B == 0 || nresp >= 4 * B));
+             r++) {
+            int m = (int)(sel_start[r + 1] - sel_start[r]);
+            if (m == 0) continue;
+            ng++;
+            nresp += m;
+        }
+        if (ng == 0) break;
+        at[k++] = begin;
+    }
+    at[k] = r;
+    *nchunks = k;
+    return at;
+}
+
+/* What scoring a chunk needs; each rank has its own. */
+typedef struct {
+    const ScoreSet *ss;
+    const char *input;
+    int grouped, tagged;       /* tagged: lines go to a part file, with their tags */
+    int fd;                    /* where lines go */
+    const char *path;
+    Scorer *sc;
+    const char **sel;          /* (to_score) the responses left, record by record */
+    const int *sel_index;      /* (to_score) their indices in their records */
+    const size_t *sel_start;   /* (n + 1) record r's are sel[sel_start[r] .. sel_start[r + 1]) */
+    const size_t *at;          /* (nchunks + 1) the plan */
+    size_t nchunks;
+    ScoreOut *outs;            /* (to_score) */
+    ScoreGroup *groups;        /* (4B) */
+    size_t *grec;              /* (4B) */
+    char (*msg)[SCORER_MSG_LEN]; /* (4B) */
+    Buf buf;
+    Counts c;
+    int tty;                   /* a progress bar is drawn on stderr */
+} Run;
+
+/* Scores chunk k and appends its lines (one write, then fsync). The number of responses it
+ * held, or -1 with the error set. */
+static long score_chunk(Run *u, size_t k) {
+    int ng = 0;
+    long nresp = 0;
+    for (size_t r = u->at[k]; r < u->at[k + 1]; r++) {
+        int m = (int)(u->sel_start[r + 1] - u->sel_start[r]);
+        if (m == 0) continue;
+        const ScoreRecord *rec = &u->ss->recs[r];
+        u->groups[ng] = (ScoreGroup){rec->prompt, rec->image, u->sel + u->sel_start[r], m};
+        u->grec[ng++] = r;
+        nresp += m;
+    }
+    if (ng == 0) return 0;
+    if (scorer_score(u->sc, u->groups, ng, u->outs + u->sel_start[u->grec[0]], u->msg)) return -1;
+    u->buf.n = 0;
+    for (int g = 0; g < ng; g++) {
+        size_t r = u->grec[g];
+        const ScoreRecord *rec = &u->ss->recs[r];
+        if (u->msg[g][0]) {
+            if (u->tty) fputs("\r\033[K", stderr);
+            mmrm_warn("%s:%d: %s", u->input, rec->line, u->msg[g]);
+        }
+        put_lines(&u->buf, rec, &u->groups[g], u->sel_index + u->sel_start[r],
+                  u->outs + u->sel_start[r], u->grouped, u->tagged ? rec->line : -1, &u->c);
+    }
+    if (write_all(u->fd, u->buf.p, u->buf.n, u->path)) return -1;
+    if (fsync(u->fd) != 0) {
+        mmrm_set_error("%s: fsync failed (%s)", u->path, strerror(errno));
+        return -1;
+    }
+    return nresp;
+}
+
+/* one process: the chunks in order */
+static int run_alone(Run *u, Progress *prog) {
+    for (size_t k = 0; k < u->nchunks; k++) {
+        long n = score_chunk(u, k);
+        if (n < 0) return -1;
+        progress_add(prog, n);
+    }
+    return 0;
+}
+
+#ifdef MMRM_MPI
+/* Worker -> rank 0 on TAG_ASK: {responses this rank has scored so far, 1 when it asks for
+ * nothing more}; rank 0 -> worker on TAG_CHUNK: a chunk index, or -1 when none is left. */
+enum { TAG_ASK = 7101, TAG_CHUNK = 7102, WORK_AHEAD = 2 };
+
+_Noreturn static void mpi_failed(const Comm *cm, const char *call, int rc, int line) {
+    char err[MPI_MAX_ERROR_STRING], msg[MPI_MAX_ERROR_STRING + 256];
+    int len = 0;
+    if (MPI_Error_string(rc, err, &len) != MPI_SUCCESS) snprintf(err, sizeof err, "code %d", rc);
+    snprintf(msg, sizeof msg, "%s failed: %s [%s:%d]", call, err, __FILE__, line);
+    comm_abort(cm, 1, msg);
+}
+#define SCORE_MPI(cm, call)                                                  \
+    do {                                                                     \
+        int mpi_rc_ = (call);                                                \
+        if (mpi_rc_ != MPI_SUCCESS) mpi_failed(cm, #call, mpi_rc_, __LINE__); \
+    } while (0)
+
+typedef struct {
+    size_t next;        /* the next chunk to hand out */
+    int finished;       /* workers that asked for nothing more */
+    long *worker_done;  /* (world) responses each worker reported */
+    long *chunks;       /* (world) chunks handed to each rank */
+} Coord;
+
+/* Receives one message from src and answers it. */
+static void serve(const Comm *cm, const Run *u, Coord *co, int src, Progress *prog) {
+    long m[2];
+    SCORE_MPI(cm, MPI_Recv(m, 2, MPI_LONG, src, TAG_ASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    progress_add(prog, m[0] - co->worker_done[src]);
+    co->worker_done[src] = m[0];
+    if (m[1]) {
+        co->finished++;
+        return;
+    }
+    long k = co->next < u->nchunks ? (long)co->next++ : -1;
+    co->chunks[src] += k >= 0;
+    SCORE_MPI(cm, MPI_Send(&k, 1, MPI_LONG, src, TAG_CHUNK, MPI_COMM_WORLD));
+}
+
+/* Rank 0: answers every pending request, scores the next chunk itself, and so on; when none
+ * is left, answers until every worker has finished. */
+static int coordinate(const Comm *cm, Run *u, Progress *prog) {
+    Coord co = {0, 0, xcalloc((size_t)cm->world, sizeof(long)),
+                xcalloc((size_t)cm->world, sizeof(long))};
+    int rc = 0;
+    for (;;) {
+        int flag;
+        MPI_Status st;
+        for (;;) {
+            SCORE_MPI(cm, MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &flag, &st));
+            if (!flag) break;
+            serve(cm, u, &co, st.MPI_SOURCE, prog);
+        }
+        if (co.next >= u->nchunks) break;
+        co.chunks[0]++;
+        long n = score_chunk(u, co.next++);
+        if (n < 0) {
+            rc = -1;
+            break;
+        }
+        progress_add(prog, n);
+    }
+    while (rc == 0 && co.finished < cm->world - 1) {
+        MPI_Status st;
+        SCORE_MPI(cm, MPI_Probe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &st));
+        serve(cm, u, &co, st.MPI_SOURCE, prog);
+    }
+    if (rc == 0) {
+        Buf b = {0};
+        char item[48];
+        for (int r = 0; r < cm->world; r++) {
+            snprintf(item, sizeof item, "%s%ld", r ? ", " : "", co.chunks[r]);
+            buf_lit(&b, item);
+        }
+        buf_put(&b, "", 1);
+        mmrm_log("chunks scored by ranks 0..%d: %s", cm->world - 1, b.p);
+        free(b.p);
+    }
+    free(co.worker_done);
+    free(co.chunks);
+    return rc;
+}
+
+static void ask(const Comm *cm, long done, int more, long *reply, MPI_Request *rq) {
+    long m[2] = {done, !more};
+    SCORE_MPI(cm, MPI_Send(m, 2, MPI_LONG, 0, TAG_ASK, MPI_COMM_WORLD));
+    if (more) SCORE_MPI(cm, MPI_Irecv(reply, 1, MPI_LONG, 0, TAG_CHUNK, MPI_COMM_WORLD, rq));
+}
+
+/* A worker: WORK_AHEAD requests stay in flight (answers to one sender arrive in the order
+ * asked), so the next chunk is known when one ends even though rank 0 answers only between
+ * its own chunks. */
+static int work(const Comm *cm, Run *u) {
+    long got[WORK_AHEAD], done = 0;
+    MPI_Request rq[WORK_AHEAD];
+    for (int d = 0; d < WORK_AHEAD; d++) ask(cm, done, 1, &got[d], &rq[d]);
+    for (int d = 0;; d = (d + 1) % WORK_AHEAD) {
+        SCORE_MPI(cm, MPI_Wait(&rq[d], MPI_STATUS_IGNORE));
+        long k = got[d];
+        if (k < 0) break; /* and the requests still in flight are answered -1 too */
+        if ((size_t)k >= u->nchunks) {
+            mmrm_set_error("rank 0 handed out chunk %ld of %zu: the ranks planned different "
+                           "work", k, u->nchunks);
+            return -1;
+        }
+        ask(cm, done, 1, &got[d], &rq[d]);
+        long n = score_chunk(u, (size_t)k);
+        if (n < 0) return -1;
+        done += n;
+    }
+    SCORE_MPI(cm, MPI_Waitall(WORK_AHEAD, rq, MPI_STATUSES_IGNORE));
+    ask(cm, done, 0, NULL, NULL);
+    return 0;
+}
+#endif
+
+/* Opens OUT for appending and takes its lock; the fd, or -1 with the error set. */
+static int open_locked(const char *output) {
+    int existed = access(output, F_OK) == 0;
+    int fd = open(output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        mmrm_set_error("%s: cannot open for writing (%s)", output, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        mmrm_set_error("%s is being written by another process (%s); wait for it or choose "
+                       "another --output", output, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!existed) sync_parent(output);
+    return fd;
+}
+
+/* Rank 0 before any scoring: the lock, a killed merge finished or undone, OUT and the part
+ * files read; todo[i] = 1 for every response (in input order) not written yet.
+ * hdr = {responses, records, responses done, part files in use}. The fd, or -1. */
+static int find_work(const ScoreSet *ss, const char *output, const PartDirs *pd, int grouped,
+                     int world, unsigned char *todo, long hdr[4]) {
+    int fd = open_locked(output);
+    if (fd < 0) return -1;
+    KeySet done = {0};
+    long existing = 0, part_lines = 0;
+    int nparts = 0, parts = world > 1;
+    if (parts_recover(pd, output, fd) || read_existing(output, grouped, 0, &done, &existing))
+        goto fail;
+    if (exists(pd->live)) {
+        parts = 1;
+        if (parts_scan(pd, grouped, &done, &nparts, &part_lines)) goto fail;
+    } else if (parts) {
+        if (mkdir(pd->live, 0755) != 0) {
+            mmrm_set_error("%s: cannot create the folder of the part files (%s)", pd->live,
+                           strerror(errno));
+            goto fail;
+        }
+        sync_parent(output);
+    }
+    long total = 0, done_before = 0;
+    for (size_t r = 0; r < ss->n; r++) {
+        const ScoreRecord *rec = &ss->recs[r];
+        unsigned char *t = todo + total;
+        total += rec->nresponses;
+        if (grouped) {
+            int took = keyset_take(&done, key_record(rec->prompt, rec->img_path, rec->responses,
+                                                    rec->nresponses));
+            memset(t, !took, (size_t)rec->nresponses);
+            done_before += took ? rec->nresponses : 0;
+            continue;
+        }
+        for (int j = 0; j < rec->nresponses; j++) {
+            t[j] = !keyset_take(&done, key_triple(rec->prompt, rec->img_path, rec->responses[j]));
+            done_before += !t[j];
+        }
+    }
+    keyset_free(&done);
+    if (nparts)
+        mmrm_log("%s: %d part file%s of an interrupted run hold%s %ld line%s: kept, and merged "
+                 "into %s at the end", pd->live, nparts, nparts == 1 ? "" : "s",
+                 nparts == 1 ? "s" : "", part_lines, part_lines == 1 ? "" : "s", output);
+    if (existing || part_lines)
+        mmrm_log("%s holds %ld line%s: %ld of %ld responses are already scored, %ld to go",
+                 output, existing + part_lines, existing + part_lines == 1 ? "" : "s",
+                 done_before, total, total - done_before);
+    hdr[0] = total;
+    hdr[1] = (long)ss->n;
+    hdr[2] = done_before;
+    hdr[3] = parts;
+    return fd;
+fail:
+    keyset_free(&done);
+    close(fd);
+    return -1;
+}
+
+static int score_main(const Comm *cm, int argc, char **argv) {
     const char *model = NULL, *input = NULL, *output = NULL;
     int grouped = 0, blank = 0;
     ScorerCli cli = {0};
@@ -526,139 +1175,142 @@ int cmd_score(int argc, char **argv) {
     }
     ScoreSet ss;
     RecordOptions ropt = {.image_root = cli.image_root, .on_bad_record = REC_ON_BAD_SKIP};
-    int rc = 1;
-    KeySet done = {0};
-    long existing = 0;
+    int rc = 1, fd = -1, pfd = -1;
+    char *ppath = NULL;
+    PartDirs pd;
+    partdirs_init(&pd, output);
     if (scoreset_load(&ss, &input, 1, &ropt)) {
         fail();
         goto out_model;
     }
-    /* the lock keeps a second run from appending to the same file at the same time */
-    int existed = access(output, F_OK) == 0;
-    int fd = open(output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        mmrm_set_error("%s: cannot open for writing (%s)", output, strerror(errno));
+    long total = 0;
+    for (size_t r = 0; r < ss.n; r++) total += ss.recs[r].nresponses;
+    unsigned char *todo = xcalloc((size_t)(total ? total : 1), 1);
+    long hdr[4] = {0};
+    if (cm->rank == 0 && (fd = find_work(&ss, output, &pd, grouped, cm->world, todo, hdr)) < 0) {
         fail();
-        goto out_set;
+        goto out_todo;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        mmrm_set_error("%s is being written by another process (%s); wait for it or choose "
-                       "another --output", output, strerror(errno));
-        close(fd);
+    comm_broadcast(cm, hdr, sizeof hdr, 0);
+    if (hdr[0] != total || hdr[1] != (long)ss.n) {
+        mmrm_set_error("rank %d loaded %zu records (%ld responses) from %s but rank 0 loaded %ld "
+                       "(%ld): every rank must read the same input", cm->rank, ss.n, total, input,
+                       hdr[1], hdr[0]);
         fail();
-        goto out_set;
+        goto out_todo;
     }
-    if (!existed) sync_parent(output);
-    if (read_existing(output, grouped, &done, &existing)) {
-        close(fd);
-        fail();
-        goto out_set;
+    comm_broadcast(cm, todo, (size_t)total, 0);
+    int parts = (int)hdr[3];
+    if (parts) {
+        char name[32];
+        snprintf(name, sizeof name, "rank-%d", cm->rank);
+        ppath = part_path(pd.live, name);
+        int existed = access(ppath, F_OK) == 0;
+        pfd = open(ppath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (pfd < 0) {
+            mmrm_set_error("%s: cannot open for writing (%s)", ppath, strerror(errno));
+            fail();
+            goto out_todo;
+        }
+        if (!existed) sync_parent(ppath);
     }
 
-    /* what is left to score: per record the responses (grouped: all or none) */
-    Counts c = {0};
-    long total_responses = 0, to_score = 0;
-    for (size_t r = 0; r < ss.n; r++) total_responses += ss.recs[r].nresponses;
-    const char **sel = xmalloc((size_t)(total_responses ? total_responses : 1) * sizeof *sel);
+    /* what is left: per record the responses (grouped: all or none) */
+    long to_score = 0;
+    const char **sel = xmalloc((size_t)(total ? total : 1) * sizeof *sel);
+    int *sel_index = xmalloc((size_t)(total ? total : 1) * sizeof *sel_index);
     size_t *sel_start = xmalloc((ss.n + 1) * sizeof *sel_start);
-    for (size_t r = 0; r < ss.n; r++) {
-        const ScoreRecord *rec = &ss.recs[r];
+    for (size_t r = 0, i = 0; r < ss.n; r++) {
         sel_start[r] = (size_t)to_score;
-        if (grouped) {
-            if (keyset_take(&done, key_record(rec->prompt, rec->img_path, rec->responses,
-                                              rec->nresponses))) {
-                c.done_before += rec->nresponses;
-                continue;
-            }
-            for (int j = 0; j < rec->nresponses; j++) sel[to_score++] = rec->responses[j];
-            continue;
-        }
-        for (int j = 0; j < rec->nresponses; j++) {
-            if (keyset_take(&done, key_triple(rec->prompt, rec->img_path, rec->responses[j])))
-                c.done_before++;
-            else
-                sel[to_score++] = rec->responses[j];
+        for (int j = 0; j < ss.recs[r].nresponses; j++, i++) {
+            if (!todo[i]) continue;
+            sel_index[to_score] = j;
+            sel[to_score++] = ss.recs[r].responses[j];
         }
     }
     sel_start[ss.n] = (size_t)to_score;
-    keyset_free(&done);
-    if (existing)
-        mmrm_log("%s holds %ld line%s: %ld of %ld responses are already scored, %ld to go",
-                 output, existing, existing == 1 ? "" : "s", c.done_before, total_responses,
-                 to_score);
-
     int B = so_opt.batch_size;
-    ScoreGroup *groups = xmalloc((size_t)4 * B * sizeof *groups);
-    size_t *grec = xmalloc((size_t)4 * B * sizeof *grec);
-    char (*msg)[SCORER_MSG_LEN] = xmalloc((size_t)4 * B * sizeof *msg);
-    ScoreOut *outs = xmalloc((size_t)(to_score ? to_score : 1) * sizeof *outs);
-    Buf buf = {0};
+    size_t nchunks;
+    size_t *at = plan_chunks(sel_start, ss.n, B, &nchunks);
+    Run u = {.ss = &ss, .input = input, .grouped = grouped, .tagged = parts,
+             .fd = parts ? pfd : fd, .path = parts ? ppath : output, .sc = sc, .sel = sel,
+             .sel_index = sel_index, .sel_start = sel_start, .at = at, .nchunks = nchunks,
+             .outs = xmalloc((size_t)(to_score ? to_score : 1) * sizeof(ScoreOut)),
+             .groups = xmalloc((size_t)4 * B * sizeof(ScoreGroup)),
+             .grec = xmalloc((size_t)4 * B * sizeof(size_t)),
+             .msg = xmalloc((size_t)4 * B * sizeof *u.msg)};
+    u.c.done_before = hdr[2];
+    if (cm->world > 1)
+        mmrm_log("%d ranks (%s): %zu chunks of up to 4 forwards, handed out on request",
+                 cm->world, comm_kind_name(cm->kind), nchunks);
     Progress prog;
-    progress_start(&prog, "responses", to_score);
+    progress_start(&prog, "responses", cm->rank == 0 ? to_score : 0);
+    u.tty = prog.tty;
     double t0 = progress_now();
-    rc = 0;
-    for (size_t r = 0; r < ss.n && rc == 0;) {
-        /* a chunk: whole records, ending where the responses fill whole forwards or pass
-         * 4 forwards' worth; its lines are written and synced together */
-        int ng = 0, nresp = 0;
-        for (; r < ss.n && ng < 4 * B && !(nresp >= B && (nresp % B == 0 || nresp >= 4 * B));
-             r++) {
-            int k = (int)(sel_start[r + 1] - sel_start[r]);
-            if (k == 0) continue;
-            const ScoreRecord *rec = &ss.recs[r];
-            groups[ng] = (ScoreGroup){rec->prompt, rec->image, sel + sel_start[r], k};
-            grec[ng++] = r;
-            nresp += k;
-        }
-        if (ng == 0) break;
-        ScoreOut *o = outs + sel_start[grec[0]];
-        if (scorer_score(sc, groups, ng, o, msg)) {
-            rc = fail();
-            break;
-        }
-        buf.n = 0;
-        for (int g = 0; g < ng; g++) {
-            const ScoreRecord *rec = &ss.recs[grec[g]];
-            const ScoreGroup *gr = &groups[g];
-            ScoreOut *go = outs + sel_start[grec[g]];
-            if (msg[g][0]) {
-                if (prog.tty) fputs("\r\033[K", stderr);
-                mmrm_warn("%s:%d: %s", input, rec->line, msg[g]);
-            }
-            put_lines(&buf, rec, gr, go, grouped, &c);
-        }
-        if (write_all(fd, buf.p, buf.n, output)) {
-            rc = fail();
-            break;
-        }
-        if (fsync(fd) != 0) {
-            mmrm_set_error("%s: fsync failed (%s)", output, strerror(errno));
-            rc = fail();
-            break;
-        }
-        progress_add(&prog, nresp);
-    }
+    if (cm->world == 1) rc = run_alone(&u, &prog);
+#ifdef MMRM_MPI
+    else if (cm->rank == 0) rc = coordinate(cm, &u, &prog);
+    else rc = work(cm, &u);
+#endif
+    rc = rc ? fail() : 0;
     double secs = progress_now() - t0;
-    progress_end(&prog);
-    if (close(fd) != 0 && rc == 0) {
-        mmrm_set_error("%s: close failed (%s)", output, strerror(errno));
+    if (cm->rank == 0) progress_end(&prog);
+    if (pfd >= 0 && close(pfd) != 0 && rc == 0) {
+        mmrm_set_error("%s: close failed (%s)", ppath, strerror(errno));
         rc = fail();
     }
-
-    report(&c, &ss, input, output, total_responses, so_opt.max_length, scorer_stats(sc), secs);
-    free(buf.p);
-    free(outs);
-    free(msg);
-    free(grec);
-    free(groups);
+    pfd = -1;
+    ScorerStats st = *scorer_stats(sc);
+    /* a rank that failed skips the collectives: its exit aborts the job (comm.h); so when the
+     * sum completes, every rank has written and synced all its lines */
+    if (cm->world > 1 && rc == 0) sum_over_ranks(cm, &u.c, &st);
+    if (cm->rank == 0 && parts && rc == 0) {
+        long merged;
+        if (parts_merge(&pd, output, fd, &merged)) rc = fail();
+        u.c.lines_written = merged;
+        if (merged) mmrm_log("merged %ld line%s of the part files into %s", merged,
+                             merged == 1 ? "" : "s", output);
+    }
+    if (cm->rank == 0 && fd >= 0) {
+        if (close(fd) != 0 && rc == 0) {
+            mmrm_set_error("%s: close failed (%s)", output, strerror(errno));
+            rc = fail();
+        }
+        fd = -1;
+    }
+    if (cm->rank == 0)
+        report(&u.c, &ss, input, output, total, so_opt.max_length, &st, secs, cm->world);
+    /* the workers wait for the merge, so a merge that fails ends the job with its error */
+    if (cm->world > 1 && rc == 0) comm_barrier(cm);
+    free(u.buf.p);
+    free(u.outs);
+    free(u.msg);
+    free(u.grec);
+    free(u.groups);
+    free(at);
     free(sel);
+    free(sel_index);
     free(sel_start);
-out_set:
-    keyset_free(&done);
+out_todo:
+    if (fd >= 0) close(fd);
+    if (pfd >= 0) close(pfd);
+    free(ppath);
+    free(todo);
     scoreset_free(&ss);
 out_model:
+    partdirs_free(&pd);
     scorer_free(sc);
     tokenizer_free(tok);
     rm_free(&m);
+    return rc;
+}
+
+int cmd_score(int argc, char **argv) {
+    Comm comm;
+    comm_init(&comm, &argc, &argv);
+    if (comm.rank > 0) mmrm_set_quiet(1); /* rank 0 tells the story; warnings still show */
+    int rc = score_main(&comm, argc, argv);
+    /* a failing rank skips MPI_Finalize: its non-zero exit then ends every rank (comm.h) */
+    if (rc == 0) comm_finalize(&comm);
     return rc;
 }

@@ -8,6 +8,7 @@
 
 #include "infer/commands.h"
 #include "kernels/kernels.h"
+#include "runtime/comm.h"
 #include "runtime/tensor.h"
 
 #define MMRM_VERSION "0.1.0"
@@ -45,6 +46,8 @@ static int cmd_version(int argc, char **argv) {
     (void)argc; (void)argv;
     printf("mmrm %s\n", MMRM_VERSION);
     printf("backends: %s%s\n", kernels_cpu.name, device_cuda_compiled() ? ", cuda" : "");
+    printf("multi-process: %s%s\n", comm_mpi_compiled() ? "mpi" : "none (built without MPI)",
+           comm_nccl_compiled() ? ", nccl" : "");
     printf("openmp threads: %d (set OMP_NUM_THREADS to change)\n", omp_get_max_threads());
     return 0;
 }
