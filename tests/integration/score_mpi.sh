@@ -10,6 +10,7 @@
 # The JSON is checked with python3's json module (skipped without python3 or mpirun).
 set -euo pipefail
 command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 0; }
+grep -q "multi-process: mpi" <<<"$("$MMRM" version)" || { echo "skipped: this mmrm was built without MPI"; exit 0; }
 command -v python3 >/dev/null || { echo "skipped: python3 not installed"; exit 0; }
 tmp=$(mktemp -d)
 job= # the session (= pid of mpirun, started by setsid) of a background job

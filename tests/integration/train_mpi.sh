@@ -6,6 +6,7 @@
 # uninterrupted one; a failing job ends with a message instead of hanging.
 set -euo pipefail
 command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 0; }
+grep -q "multi-process: mpi" <<<"$("$MMRM" version)" || { echo "skipped: this mmrm was built without MPI"; exit 0; }
 "$MMRM" version >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
