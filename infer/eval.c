@@ -251,12 +251,14 @@ int cmd_eval(int argc, char **argv) {
     Tokenizer *tok, *ttok = NULL;
     Scorer *sc = NULL, *tsc = NULL;
     int rc = 1, have_tm = 0;
-    if (scorer_load_model(model, &m, &tok)) return fail();
+    Device dev;
+    if (scorer_cli_device(&cli, 0, &dev)) return 2;
+    if (scorer_load_model(model, dev, &m, &tok)) return fail();
     ScorerOptions o;
     scorer_cli_options(&cli, &m.cfg, &o);
     if (!(sc = scorer_new(&m, tok, &o))) goto out_model;
     if (text_model) {
-        if (scorer_load_model(text_model, &tm, &ttok)) goto out_model;
+        if (scorer_load_model(text_model, dev, &tm, &ttok)) goto out_model;
         have_tm = 1;
     }
     if (text_self || text_model) {

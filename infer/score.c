@@ -1163,7 +1163,9 @@ static int score_main(const Comm *cm, int argc, char **argv) {
 
     RewardModel m;
     Tokenizer *tok;
-    if (scorer_load_model(model, &m, &tok)) return fail();
+    Device dev;
+    if (scorer_cli_device(&cli, cm->local_rank, &dev)) return 2;
+    if (scorer_load_model(model, dev, &m, &tok)) return fail();
     ScorerOptions so_opt;
     scorer_cli_options(&cli, &m.cfg, &so_opt);
     so_opt.blank = blank;

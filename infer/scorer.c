@@ -33,7 +33,7 @@ struct Scorer {
     int pad_id;
     Graph g;
     float *blank_px;     /* (1, 3, S, S) in blank mode */
-    float *blank_feat;   /* (1, tpt, 4C) its ViT features, on the model's device: the ViT is
+    float *blank_feat;   /* (1, tpt, 4C) its ViT features, in host memory: the ViT is
                           * frozen at inference, so they are computed once */
     /* the forward being assembled: B = batch_size rows at stride max_length */
     int npending;
@@ -165,8 +165,8 @@ Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o)
     if (o->blank) {
         Tensor *f = rm_vit_features(m, &s->g, s->blank_px, 1);
         size_t bytes = f->numel * sizeof(float);
-        s->blank_feat = device_alloc(m->ps.device, bytes);
-        device_memcpy(m->ps.device, s->blank_feat, f->data, bytes);
+        s->blank_feat = xmalloc(bytes); /* host memory, like every RmBatch input */
+        device_copy_to_host(f->device, s->blank_feat, f->data, bytes);
         graph_reset(&s->g);
     }
     return s;
@@ -192,7 +192,7 @@ void scorer_free(Scorer *s) {
     free(s->image_index);
     free(s->pixels);
     free(s->blank_px);
-    if (s->blank_feat) device_free(s->m->ps.device, s->blank_feat);
+    free(s->blank_feat);
     free(s);
 }
 
@@ -250,7 +250,7 @@ static int flush(Scorer *s, int keep_last) {
     double t0 = progress_now();
     graph_reset(&s->g);
     Tensor *r = rm_forward(s->m, &s->g, &bt);
-    const float *scores = tensor_f32(r);
+    const float *scores = graph_host(&s->g, r);
     for (int b = 0; b < B; b++) s->dst[b]->score = scores[b];
     s->st.forward_seconds += progress_now() - t0;
     s->st.forwards++;
@@ -355,11 +355,11 @@ int scorer_score(Scorer *s, const ScoreGroup *groups, int n, ScoreOut *out,
 
 /* ---- command line ---- */
 
-int scorer_load_model(const char *dir, RewardModel *m, Tokenizer **tok) {
+int scorer_load_model(const char *dir, Device d, RewardModel *m, Tokenizer **tok) {
     int freeze[PG_COUNT];
     for (int g = 0; g < PG_COUNT; g++) freeze[g] = 1;
     LoadReport rep;
-    if (rm_load(m, dir, DEV_CPU, freeze, 0, &rep)) return -1;
+    if (rm_load(m, dir, d, freeze, 0, &rep)) return -1;
     *tok = tokenizer_load(dir);
     if (!*tok) {
         rm_free(m);
@@ -386,7 +386,8 @@ const char SCORER_CLI_USAGE[] =
     "  --no-dynamic            one tile per image: the whole image resized\n"
     "  --image-root DIR        relative img_path values resolve here (default: the JSONL\n"
     "                          file's folder)\n"
-    "  --device cpu|auto       where to score (this build: the CPU)\n";
+    "  --device DEV            auto (a GPU when the build has CUDA and one is visible, else\n"
+    "                          the CPU), cpu, cuda or cuda:N (default auto)\n";
 
 /* argv[*i + 1] as an int in [lo, hi]; -1 with a message otherwise */
 static int int_value(int argc, char **argv, int *i, int lo, int hi, int *out) {
@@ -422,18 +423,17 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
             return -1;
         }
         const char *v = argv[++*i];
-        if (!strcmp(a, "--image-root")) {
-            c->image_root = v;
-        } else if (!strcmp(v, "auto")) {
-            mmrm_log("--device auto: this build scores on the CPU");
-        } else if (strcmp(v, "cpu") != 0) {
-            fprintf(stderr, "mmrm: error: --device %s: this build scores on the CPU only "
-                    "(--device cpu or auto)\n", v);
-            return -1;
-        }
+        if (!strcmp(a, "--image-root")) c->image_root = v;
+        else c->device = v;
         return 1;
     }
     return 0;
+}
+
+int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out) {
+    if (device_resolve(c->device, local_rank, 1, out) == 0) return 0;
+    fprintf(stderr, "mmrm: error: --device: %s\n", mmrm_last_error());
+    return -1;
 }
 
 void scorer_cli_options(const ScorerCli *c, const ModelConfig *cfg, ScorerOptions *o) {

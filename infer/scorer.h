@@ -103,10 +103,10 @@ const ScorerOptions *scorer_options(const Scorer *s);
 
 /* ---- what score and eval share on the command line ---- */
 
-/* Loads DIR's model with every group frozen (inference only) and its tokenizer file, and
- * logs one line about it (a missing score head is warned about: its scores mean nothing).
- * 0, or -1 with mmrm_last_error(); nothing is left allocated on error. */
-int scorer_load_model(const char *dir, RewardModel *m, Tokenizer **tok);
+/* Loads DIR's model onto device d with every group frozen (inference only) and its
+ * tokenizer file, and logs one line about it (a missing score head is warned about: its
+ * scores mean nothing). 0, or -1 with mmrm_last_error(); nothing is left allocated on error. */
+int scorer_load_model(const char *dir, Device d, RewardModel *m, Tokenizer **tok);
 
 /* The scoring options a command line may override; zero means the default. */
 typedef struct ScorerCli {
@@ -114,12 +114,16 @@ typedef struct ScorerCli {
     int min_patch, max_patch;  /* dynamic tiles */
     int no_thumbnail, no_dynamic;
     const char *image_root;
+    const char *device;        /* --device: auto (default), cpu, cuda, cuda:N */
 } ScorerCli;
 
 /* Consumes argv[*i] (and its value) when it is one of the options below, advancing *i:
- * 1 consumed, 0 not one of them, -1 a bad value (message printed). --device cpu|auto is
- * accepted here too (auto says that this build scores on the CPU). */
+ * 1 consumed, 0 not one of them, -1 a bad value (message printed). --device is checked
+ * by scorer_cli_device. */
 int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i);
+/* the device --device names (GPU local_rank when several processes share a node);
+ * 0, or -1 with a message printed */
+int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out);
 /* usage lines for those options */
 extern const char SCORER_CLI_USAGE[];
 /* the defaults for cfg with the command line's overrides */

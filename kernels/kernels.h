@@ -5,7 +5,9 @@
  * a CUDA table with the same signatures later) and calls through it.
  *
  * Conventions (all tables):
- * - fp32, contiguous, row-major. Shapes are written next to each pointer.
+ * - fp32, contiguous, row-major. Shapes are written next to each pointer. Every pointer,
+ *   integer arrays included, is memory of the table's device (the CUDA table takes device
+ *   pointers and runs on the backend's compute stream), except where a comment says host.
  * - Backward kernels ACCUMULATE (+=) into every gradient they write, and any gradient
  *   pointer may be NULL, meaning "not needed" (a frozen weight, a leaf input).
  * - Losses are roots: they take the upstream scale `dloss` and also accumulate.
@@ -21,6 +23,10 @@
 #define MMRM_KERNELS_H
 
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct KernelOps {
     const char *name; /* "cpu", "cuda" */
@@ -164,12 +170,20 @@ typedef struct KernelOps {
                          float lr, float beta1, float beta2, float eps, float weight_decay,
                          int t, float grad_scale);
 
-    /* ---- global gradient norm: out[0] = sum(g^2) (accumulated in double, fixed order) ---- */
+    /* ---- global gradient norm: out[0] = sum(g^2) (accumulated in double, fixed order).
+     * out is a HOST pointer on every table (the CUDA one waits for the result). ---- */
     void (*sum_squares)(float *out, const float *g, size_t n);
     /* clipping and gradient-accumulation scaling: x *= s */
     void (*scale_inplace)(float *x, float s, size_t n);
 } KernelOps;
 
 extern const KernelOps kernels_cpu;
+#ifdef MMRM_CUDA
+extern const KernelOps kernels_cuda; /* kernels/cuda/, built by `make cuda` */
+#endif
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

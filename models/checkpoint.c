@@ -93,7 +93,7 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
     ModelWeights *w = mw_open(dir);
     if (!w) return -1;
     RewardModel tmp;
-    rm_create(&tmp, &cfg, d, freeze);
+    rm_create(&tmp, &cfg, DEV_CPU, freeze); /* filled on the host, moved at the end */
     int rc = 0, n_f32 = 0, n_bf16 = 0, n_other = 0;
     for (int i = 0; i < tmp.ps.n && rc == 0; i++) {
         Tensor *t = params_get(&tmp.ps, i);
@@ -126,6 +126,7 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
                  n_other || (n_f32 && n_bf16) ? "mixed" : n_bf16 ? "BF16" : "F32");
         /* the model now holds the run-size grid: a save must not resize again */
         tmp.cfg.vision.image_size = tmp.cfg.image_size;
+        rm_to_device(&tmp, d);
         *m = tmp;
     } else {
         rm_free(&tmp);
@@ -144,6 +145,8 @@ int rm_save(const RewardModel *m, const char *dir, const char *dtype) {
     }
     if (fs_mkdir_p(dir) != 0) return -1;
     int n = m->ps.n;
+    float *host_copy;
+    const float *base = params_host(&m->ps, m->ps.data, m->ps.numel, &host_copy);
     StTensorOut *t = xcalloc(n, sizeof *t);
     for (int i = 0; i < n; i++) {
         const Tensor *p = &m->ps.params[i];
@@ -152,12 +155,13 @@ int rm_save(const RewardModel *m, const char *dir, const char *dtype) {
         t[i].dtype = dt;
         t[i].ndim = p->ndim;
         for (int k = 0; k < p->ndim; k++) t[i].shape[k] = p->shape[k];
-        t[i].data = p->data;
+        t[i].data = base + ((const float *)p->data - m->ps.data);
     }
     StMeta meta[1] = {{"format", "pt"}};
     /* 5 GB shards like HF save_pretrained's default */
     int rc = st_save_sharded(dir, t, n, meta, 1, (size_t)5 << 30);
     free(t);
+    free(host_copy);
     if (rc != 0) return -1;
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);

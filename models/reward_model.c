@@ -43,10 +43,14 @@ typedef struct { int attn_norm, ffn_norm, q_w, q_b, k_w, k_b, v_w, v_b, wqkv, o_
 
 static Tensor *P(RewardModel *m, int i) { return i < 0 ? NULL : params_get(&m->ps, i); }
 
+void rm_to_device(RewardModel *m, Device d) { params_to_device(&m->ps, d); }
+
 void rm_create(RewardModel *m, const ModelConfig *cfg, Device d, const int freeze[PG_COUNT]) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     ParamStore *ps = &m->ps;
+    MMRM_CHECK(d == DEV_CPU, "rm_create on %s: models are built on the CPU, then moved with "
+               "rm_to_device", device_name(d));
     params_init(ps, d);
     const VisionConfig *v = &cfg->vision;
     const LlmConfig *l = &cfg->llm;
@@ -234,7 +238,7 @@ Tensor *rm_vit_features(RewardModel *m, Graph *g, const float *pixels, int n) {
     int S = cfg->image_size, G = config_grid(cfg), GG = G * G, T = GG + 1, C = v->hidden;
     int NH = v->heads;
     Tensor *img = graph_tensor(g, "pixel_values", 4, (int[]){n, v->channels, S, S});
-    device_memcpy(g->device, img->data, pixels, img->numel * sizeof(float));
+    device_copy_from_host(g->device, img->data, pixels, img->numel * sizeof(float));
     Tensor *patches = op_patch_embed(g, img, m->patch_w, m->patch_b); /* (n, GG, C) */
     /* prepend CLS and add the position embedding: both are row gathers (broadcasts) */
     Tensor *cls = op_reshape(g, m->cls, 2, (int[]){1, C});
@@ -369,7 +373,7 @@ Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
         if (bt->vit_cache) {
             int C4 = 4 * cfg->vision.hidden;
             feat = graph_tensor(g, "vit_cache", 3, (int[]){n_tiles, tpt, C4});
-            device_memcpy(g->device, feat->data, bt->vit_cache, feat->numel * sizeof(float));
+            device_copy_from_host(g->device, feat->data, bt->vit_cache, feat->numel * sizeof(float));
         } else {
             feat = rm_vit_features(m, g, bt->pixels, n_tiles);
         }

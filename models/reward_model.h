@@ -52,7 +52,8 @@ typedef struct RmBatch {
     const float *pixels;  /* (sum tiles, 3, S, S) normalised */
     const int *image_of;  /* (B) */
     /* optional: (sum tiles, tokens_per_tile, 4C) pixel-shuffled ViT features to use instead
-     * of running the ViT on pixels (a frozen ViT's constant input, e.g. the blank image) */
+     * of running the ViT on pixels (a frozen ViT's constant input, e.g. the blank image);
+     * host memory, like pixels */
     const float *vit_cache;
 } RmBatch;
 
@@ -61,6 +62,9 @@ typedef struct RmBatch {
  * rm_init_random or a load. */
 void rm_create(RewardModel *m, const ModelConfig *cfg, Device d, const int freeze[PG_COUNT]);
 void rm_free(RewardModel *m);
+/* Moves the parameters (and any gradient/optimizer buffers) to device d. Models are built
+ * (rm_create, d = DEV_CPU) and loaded on the CPU, then moved; rm_save copies back itself. */
+void rm_to_device(RewardModel *m, Device d);
 /* HF-style random init: matrices N(0, 0.02), biases 0, norm weights 1, layer scales 0.1,
  * score.weight N(0, 1/(H+1)) as the spec says. */
 void rm_init_random(RewardModel *m, uint64_t seed);

@@ -8,6 +8,9 @@
 
 const KernelOps *kernels_for(Device d) {
     if (d == DEV_CPU) return &kernels_cpu;
+#ifdef MMRM_CUDA
+    if (d == DEV_CUDA) return &kernels_cuda;
+#endif
     MMRM_FATAL("no %s kernels in this build: rebuild with `make cuda` on a machine with the "
                "CUDA toolkit, or run with device = cpu", device_name(d));
 }
@@ -44,6 +47,13 @@ int graph_set_grad(Graph *g, int enabled) {
 }
 
 void *graph_scratch(Graph *g, size_t bytes) { return arena_alloc(&g->meta, bytes); }
+
+const float *graph_host(Graph *g, const Tensor *t) {
+    if (t->device == DEV_CPU) return (const float *)t->data;
+    float *h = graph_scratch(g, t->numel * sizeof(float));
+    device_copy_to_host(t->device, h, t->data, t->numel * sizeof(float));
+    return h;
+}
 
 static Tensor *new_tensor(Graph *g, const char *name, int ndim, const int *shape) {
     Tensor *t = arena_alloc(&g->meta, sizeof *t);
@@ -115,9 +125,8 @@ void graph_backward(Graph *g, Tensor *root) {
                root->name, root->numel);
     MMRM_CHECK(root->requires_grad, "backward from %s: nothing it depends on requires grad",
                root->name);
-    MMRM_CHECK(root->device == DEV_CPU, "backward root on %s is not supported in this build",
-               device_name(root->device));
-    graph_grad(g, root)[0] = 1.0f;
+    const float one = 1.0f;
+    device_copy_from_host(g->device, graph_grad(g, root), &one, sizeof one);
     run_backward(g, g->ntape - 1, 0);
 }
 

@@ -66,6 +66,9 @@ Tensor *graph_tensor(Graph *g, const char *name, int ndim, const int *shape);
 Tensor *graph_zeros(Graph *g, const char *name, int ndim, const int *shape);
 /* Scratch from the host/meta arena for op state (lives until graph_reset). */
 void *graph_scratch(Graph *g, size_t bytes);
+/* t's values readable on the host: its data on the CPU, else a copy in the host arena
+ * (waits for the device; lives until graph_reset). For logging and scoring. */
+const float *graph_host(Graph *g, const Tensor *t);
 /* The gradient buffer of t, allocated and zeroed on first use. */
 float *graph_grad(Graph *g, Tensor *t);
 

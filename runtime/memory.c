@@ -211,6 +211,55 @@ void params_alloc_optimizer(ParamStore *s) {
     device_memset0(s->device, s->v, s->n_trainable * sizeof(float));
 }
 
+/* a buffer of n floats on device d with the contents of src (on device `from`) */
+static float *moved(Device from, Device d, const float *src, size_t n) {
+    if (!src) return NULL;
+    float *dst = device_alloc(d, (n ? n : 1) * sizeof(float));
+    if (from == DEV_CPU) device_copy_from_host(d, dst, src, n * sizeof(float));
+    else if (d == DEV_CPU) device_copy_to_host(from, dst, src, n * sizeof(float));
+    else device_memcpy(d, dst, src, n * sizeof(float));
+    return dst;
+}
+
+void params_to_device(ParamStore *s, Device d) {
+    MMRM_CHECK(s->finalized, "params_to_device before params_finalize");
+    if (s->device == d) return;
+    MMRM_CHECK(s->device == DEV_CPU || d == DEV_CPU, "params_to_device: %s to %s goes through the CPU",
+               device_name(s->device), device_name(d));
+    Device from = s->device;
+    float *data = moved(from, d, s->data, s->numel);
+    float *grad = moved(from, d, s->grad, s->n_trainable);
+    float *m = moved(from, d, s->m, s->n_trainable);
+    float *v = moved(from, d, s->v, s->n_trainable);
+    float *master = moved(from, d, s->master, s->n_trainable);
+    for (int i = 0; i < s->n; i++) {
+        Tensor *t = &s->params[i];
+        size_t o = (size_t)((float *)t->data - s->data);
+        t->data = data + o;
+        t->grad = t->grad ? grad + o : NULL;
+        t->device = d;
+    }
+    if (s->data) device_free(from, s->data);
+    if (s->grad) device_free(from, s->grad);
+    if (s->m) device_free(from, s->m);
+    if (s->v) device_free(from, s->v);
+    if (s->master) device_free(from, s->master);
+    s->data = data;
+    s->grad = grad;
+    s->m = m;
+    s->v = v;
+    s->master = master;
+    s->device = d;
+}
+
+const float *params_host(const ParamStore *s, const float *p, size_t n, float **tofree) {
+    *tofree = NULL;
+    if (s->device == DEV_CPU || !p) return p;
+    *tofree = xmalloc((n ? n : 1) * sizeof(float));
+    device_copy_to_host(s->device, *tofree, p, n * sizeof(float));
+    return *tofree;
+}
+
 Tensor *params_get(ParamStore *s, int i) {
     MMRM_CHECK(i >= 0 && i < s->n, "parameter index %d out of range (%d declared)", i, s->n);
     return &s->params[i];

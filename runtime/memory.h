@@ -80,6 +80,12 @@ void params_alloc_optimizer(ParamStore *s);
 Tensor *params_get(ParamStore *s, int i);
 Tensor *params_find(ParamStore *s, const char *name); /* NULL if absent */
 void params_zero_grad(ParamStore *s);
+/* Moves every buffer (parameters, gradients, moments, master) to device d, keeping the
+ * layout; tensors' pointers follow. Models are built and loaded on the CPU and then moved. */
+void params_to_device(ParamStore *s, Device d);
+/* Host-readable view of n floats at p (a buffer of s): p itself on the CPU, else a host
+ * copy returned in *tofree too (free it). For checkpoints and logging. */
+const float *params_host(const ParamStore *s, const float *p, size_t n, float **tofree);
 size_t params_count_group(const ParamStore *s, ParamGroup g);
 size_t params_bytes(const ParamStore *s); /* params + grads + moments + master */
 

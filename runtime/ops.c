@@ -20,10 +20,15 @@ static void require_f32(const char *op, const Tensor *t) {
                tensor_describe(t, buf, sizeof buf));
 }
 
-static int *copy_ints(Graph *g, const int *src, size_t n) {
-    int *dst = arena_alloc(&g->act, n * sizeof(int));
-    memcpy(dst, src, n * sizeof(int));
+/* a device copy of a host array, from the activation arena (lives until graph_reset) */
+static void *upload(Graph *g, const void *src, size_t bytes) {
+    void *dst = arena_alloc(&g->act, bytes);
+    device_copy_from_host(g->device, dst, src, bytes);
     return dst;
+}
+
+static int *copy_ints(Graph *g, const int *src, size_t n) {
+    return upload(g, src, n * sizeof(int));
 }
 
 static int last_dim(const Tensor *t) { return t->shape[t->ndim - 1]; }
@@ -317,9 +322,10 @@ Tensor *op_drop_path(Graph *g, Tensor *x, float rate) {
     MMRM_CHECK(rate >= 0 && rate < 1, "drop_path: rate %g outside [0, 1)", rate);
     if (!g->training || rate == 0) return x;
     int B = x->shape[0];
-    float *keep = arena_alloc(&g->act, B * sizeof(float));
+    float *hkeep = graph_scratch(g, B * sizeof(float));
     for (int b = 0; b < B; b++)
-        keep[b] = rng_uniform(&g->dropout) < 1.0 - rate ? 1.0f / (1.0f - rate) : 0.0f;
+        hkeep[b] = rng_uniform(&g->dropout) < 1.0 - rate ? 1.0f / (1.0f - rate) : 0.0f;
+    float *keep = upload(g, hkeep, B * sizeof(float));
     Tensor *y = like(g, x, "drop_path");
     g->K->drop_path_forward(F(y), F(x), keep, B, x->numel / B);
     TapeEntry *e = graph_record(g, "drop_path", drop_path_bw, &x, 1, &y, 1);
@@ -392,7 +398,11 @@ Tensor *op_concat_rows(Graph *g, Tensor *a, Tensor *b) {
  * recompute is cheaper than keeping four gradient vectors alive). */
 typedef struct { float *margin; float eps; } LossCtx;
 
-static float root_grad(const Tensor *loss) { return loss->grad[0]; }
+static float root_grad(const Tensor *loss) {
+    float d;
+    device_copy_to_host(loss->device, &d, loss->grad, sizeof d);
+    return d;
+}
 
 static void bt_bw(Graph *g, TapeEntry *e) {
     Tensor *rc = e->in[0], *rr = e->in[1], *loss = e->out[0];
@@ -417,10 +427,7 @@ Tensor *op_bt_loss(Graph *g, Tensor *rc, Tensor *rr, const float *margin, Tensor
     Tensor *losses = graph_tensor(g, "bt_losses", 1, (int[]){P});
     LossCtx *c = graph_scratch(g, sizeof *c);
     c->margin = NULL;
-    if (margin) {
-        c->margin = arena_alloc(&g->act, P * sizeof(float));
-        memcpy(c->margin, margin, P * sizeof(float));
-    }
+    if (margin) c->margin = upload(g, margin, P * sizeof(float));
     g->K->bt_loss(F(loss), F(losses), NULL, NULL, F(rc), F(rr), c->margin, P, 1.0f);
     TapeEntry *e = graph_record(g, "bt_loss", bt_bw, (Tensor *[]){rc, rr}, 2, &loss, 1);
     if (e) e->ctx = c;

@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "runtime/error.h"
+#ifdef MMRM_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 size_t dtype_size(DType dt) { return dt == DT_BF16 ? 2 : 4; }
 const char *dtype_name(DType dt) { return dt == DT_BF16 ? "bf16" : dt == DT_I32 ? "i32" : "f32"; }
@@ -74,6 +77,16 @@ int device_cuda_compiled(void) {
 #endif
 }
 
+#ifdef MMRM_CUDA
+#define ON_CUDA(d, call)   \
+    if ((d) == DEV_CUDA) { \
+        call;              \
+        return;            \
+    }
+#else
+#define ON_CUDA(d, call)
+#endif
+
 static void require_cpu(Device d, const char *what) {
     MMRM_CHECK(d == DEV_CPU,
                "%s on device %s: this build has only the CPU backend (rebuild with `make cuda`)",
@@ -81,6 +94,9 @@ static void require_cpu(Device d, const char *what) {
 }
 
 void *device_alloc(Device d, size_t bytes) {
+#ifdef MMRM_CUDA
+    if (d == DEV_CUDA) return cuda_malloc((bytes + 255) & ~(size_t)255);
+#endif
     require_cpu(d, "device_alloc");
     size_t rounded = (bytes + 63) & ~(size_t)63;
     void *p = aligned_alloc(64, rounded ? rounded : 64);
@@ -89,16 +105,97 @@ void *device_alloc(Device d, size_t bytes) {
 }
 
 void device_free(Device d, void *p) {
+    ON_CUDA(d, cuda_free(p));
     require_cpu(d, "device_free");
     free(p);
 }
 
 void device_memset0(Device d, void *p, size_t bytes) {
+    ON_CUDA(d, cuda_memset0(p, bytes));
     require_cpu(d, "device_memset0");
     memset(p, 0, bytes);
 }
 
 void device_memcpy(Device d, void *dst, const void *src, size_t bytes) {
+    ON_CUDA(d, cuda_copy_d2d(dst, src, bytes));
     require_cpu(d, "device_memcpy");
     memmove(dst, src, bytes);
+}
+
+void device_copy_from_host(Device d, void *dst, const void *host_src, size_t bytes) {
+    ON_CUDA(d, cuda_copy_h2d(dst, host_src, bytes));
+    require_cpu(d, "device_copy_from_host");
+    memmove(dst, host_src, bytes);
+}
+
+void device_copy_to_host(Device d, void *host_dst, const void *src, size_t bytes) {
+    ON_CUDA(d, cuda_copy_d2h(host_dst, src, bytes));
+    require_cpu(d, "device_copy_to_host");
+    memmove(host_dst, src, bytes);
+}
+
+void device_sync(Device d) {
+    ON_CUDA(d, cuda_synchronize());
+    (void)d;
+}
+
+int device_resolve(const char *setting, int gpu_ordinal, int verbose, Device *out) {
+    const char *s = setting && *setting ? setting : "auto";
+    int ordinal = gpu_ordinal >= 0 ? gpu_ordinal : 0;
+    int want_cuda = 0, is_auto = 0;
+    if (!strcmp(s, "cpu")) {
+        *out = DEV_CPU;
+        if (verbose) mmrm_log("device: cpu");
+        return 0;
+    } else if (!strcmp(s, "auto")) {
+        is_auto = 1;
+    } else if (!strncmp(s, "cuda", 4) && (s[4] == 0 || s[4] == ':')) {
+        want_cuda = 1;
+        if (s[4] == ':') {
+            char *end;
+            long v = strtol(s + 5, &end, 10);
+            if (end == s + 5 || *end || v < 0 || v > 1023) {
+                mmrm_set_error("device '%s': expected cuda:N with N a GPU number", s);
+                return -1;
+            }
+            ordinal = (int)v;
+        }
+    } else {
+        mmrm_set_error("device '%s': valid values are auto, cpu, cuda, cuda:N", s);
+        return -1;
+    }
+#ifdef MMRM_CUDA
+    int n = cuda_device_count();
+    if (n > 0 && ordinal >= n) {
+        if (is_auto) ordinal %= n;
+        else {
+            mmrm_set_error("device '%s': GPU %d requested but %d visible", s, ordinal, n);
+            return -1;
+        }
+    }
+    if (n > 0) {
+        cuda_select_device(ordinal);
+        *out = DEV_CUDA;
+        if (verbose) mmrm_log("device: cuda: %s", cuda_device_description());
+        return 0;
+    }
+    if (want_cuda) {
+        mmrm_set_error("device '%s': no GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES), "
+                       "or use device = cpu", s);
+        return -1;
+    }
+    *out = DEV_CPU;
+    if (verbose) mmrm_log("device: cpu (auto: no GPU visible)");
+    return 0;
+#else
+    (void)ordinal;
+    if (want_cuda) {
+        mmrm_set_error("device '%s': this build has only the CPU backend: rebuild with `make cuda` "
+                       "(needs the CUDA toolkit), or use device = cpu", s);
+        return -1;
+    }
+    *out = DEV_CPU;
+    if (verbose && is_auto) mmrm_log("device: cpu (auto: this build has no CUDA backend)");
+    return 0;
+#endif
 }

@@ -52,8 +52,19 @@ void f32_to_bf16_array(uint16_t *dst, const float *src, size_t n);
 void *device_alloc(Device d, size_t bytes);
 void device_free(Device d, void *p);
 void device_memset0(Device d, void *p, size_t bytes);
-void device_memcpy(Device d, void *dst, const void *src, size_t bytes); /* same device */
+void device_memcpy(Device d, void *dst, const void *src, size_t bytes); /* same device, may overlap */
+/* transfers between host memory and memory of device d (plain copies when d is the CPU);
+ * to_host waits for the device */
+void device_copy_from_host(Device d, void *dst, const void *host_src, size_t bytes);
+void device_copy_to_host(Device d, void *host_dst, const void *src, size_t bytes);
+/* waits until every queued kernel of d has finished (a no-op on the CPU) */
+void device_sync(Device d);
 /* whether this build carries the CUDA backend */
 int device_cuda_compiled(void);
+/* Resolves a `device` setting ("auto", "cpu", "cuda", "cuda:N") to a device and binds the
+ * GPU (ordinal N, or gpu_ordinal when >= 0 and no :N is given). auto picks the GPU when
+ * the build has CUDA and a GPU is visible, else the CPU. Logs the choice when verbose.
+ * Returns -1 with mmrm_set_error for an unknown name or an impossible choice. */
+int device_resolve(const char *setting, int gpu_ordinal, int verbose, Device *out);
 
 #endif

@@ -10,6 +10,9 @@
 #include "runtime/fsutil.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
+#ifdef MMRM_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -87,16 +90,27 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
     int rc = 1;
-    if (c.device == TRAIN_DEVICE_CUDA) {
-        fprintf(stderr, "mmrm: error: device = cuda, but this build has only the CPU backend "
-                        "(the CUDA training path is not built yet); use device = cpu or auto\n");
+    static const char *const dev_names[] = {"auto", "cpu", "cuda"};
+    Device dev;
+    /* each rank takes the GPU of its node-local rank */
+    if (device_resolve(dev_names[c.device], comm.local_rank, 0, &dev)) {
+        fprintf(stderr, "mmrm: error: %s (in %s)\n", mmrm_last_error(), argv[1]);
         goto out;
     }
-    if (c.precision == PRECISION_BF16) {
-        fprintf(stderr, "mmrm: error: precision = bf16 needs the CUDA backend; the CPU trains in fp32 "
-                        "(precision = fp32 or auto)\n");
+    if (c.precision == PRECISION_BF16 && dev == DEV_CPU) {
+        fprintf(stderr, "mmrm: error: precision = bf16 needs a GPU (device = cuda); the CPU trains in "
+                        "fp32 (precision = fp32 or auto)\n");
         goto out;
     }
+    int bf16 = dev == DEV_CUDA && c.precision != PRECISION_FP32;
+#ifdef MMRM_CUDA
+    if (dev == DEV_CUDA) {
+        cuda_set_precision(bf16);
+#ifdef MMRM_NCCL
+        if (comm.world > 1) comm_nccl_init(&comm);
+#endif
+    }
+#endif
     /* check the inputs before anything is created under output_dir */
     const char *need[2][2] = {{c.model_name_or_path, c.init_model_config},
                               {c.bias_model_path, c.init_bias_model_config}};
@@ -114,9 +128,16 @@ int cmd_train(int argc, char **argv) {
     if (c.zero_stage == 1 && comm.world == 1 && comm.rank == 0)
         mmrm_log("zero_stage = 1 has no effect in a single process");
     if (comm.rank == 0) {
-        mmrm_log("device: cpu (%s), precision fp32, %d rank%s (%s)",
-                 c.device == TRAIN_DEVICE_AUTO ? "auto: no GPU backend in this build" : "as configured",
-                 comm.world, comm.world > 1 ? "s" : "", comm_kind_name(comm.kind));
+        char what[300] = "as configured";
+#ifdef MMRM_CUDA
+        if (dev == DEV_CUDA) snprintf(what, sizeof what, "%s", cuda_device_description());
+        else if (c.device == TRAIN_DEVICE_AUTO) snprintf(what, sizeof what, "auto: no GPU visible");
+#else
+        if (c.device == TRAIN_DEVICE_AUTO) snprintf(what, sizeof what, "auto: no GPU backend in this build");
+#endif
+        mmrm_log("device: %s (%s), precision %s, %d rank%s (%s)", device_name(dev), what,
+                 bf16 ? "bf16 GEMMs, fp32 master weights and state" : "fp32", comm.world,
+                 comm.world > 1 ? "s" : "", comm_kind_name(comm.kind));
         fprintf(stderr, "mmrm: resolved configuration (%s):\n", argv[1]);
         train_config_print(&c, stderr);
         char path[4200];
@@ -130,6 +151,7 @@ int cmd_train(int argc, char **argv) {
     map(&c, &o);
     o.comm = &comm;
     o.zero_stage = c.zero_stage;
+    o.device = dev;
     rc = train_run(&o);
 out:
     train_config_free(&c);

@@ -19,6 +19,9 @@
 #include "runtime/fsutil.h"
 #include "runtime/ops.h"
 #include "runtime/safetensors.h"
+#ifdef MMRM_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 void trainer_options_default(TrainerOptions *o) {
     memset(o, 0, sizeof *o);
@@ -214,11 +217,17 @@ static int optimizer_save(const ParamStore *ps, long t, const char *path) {
     snprintf(tbuf, sizeof tbuf, "%ld", t);
     StMeta meta[1] = {{"step", tbuf}};
     if (!n || !ps->m) return st_save(path, NULL, 0, meta, 1);
+    float *fm, *fv; /* host copies when the state lives on a GPU */
     StTensorOut out[2] = {
-        {.name = "exp_avg", .src = DT_F32, .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = ps->m},
-        {.name = "exp_avg_sq", .src = DT_F32, .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n}, .data = ps->v},
+        {.name = "exp_avg", .src = DT_F32, .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
+         .data = params_host(ps, ps->m, n, &fm)},
+        {.name = "exp_avg_sq", .src = DT_F32, .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
+         .data = params_host(ps, ps->v, n, &fv)},
     };
-    return st_save(path, out, 2, meta, 1);
+    int rc = st_save(path, out, 2, meta, 1);
+    free(fm);
+    free(fv);
+    return rc;
 }
 
 static int optimizer_load(ParamStore *ps, const char *path) {
@@ -232,7 +241,19 @@ static int optimizer_load(ParamStore *ps, const char *path) {
             /* a checkpoint saved before the first optimizer step has no moments */
             rc = (m || v) ? -1 : 0;
         } else {
-            rc = st_read_f32(st, m, ps->m, ps->n_trainable) || st_read_f32(st, v, ps->v, ps->n_trainable);
+            size_t n = ps->n_trainable;
+            if (ps->device == DEV_CPU) {
+                rc = st_read_f32(st, m, ps->m, n) || st_read_f32(st, v, ps->v, n);
+            } else { /* through the host */
+                float *h = xmalloc(2 * n * sizeof(float));
+                rc = st_read_f32(st, m, h, n) || st_read_f32(st, v, h + n, n);
+                if (!rc) {
+                    device_copy_from_host(ps->device, ps->m, h, n * sizeof(float));
+                    device_copy_from_host(ps->device, ps->v, h + n, n * sizeof(float));
+                    device_sync(ps->device);
+                }
+                free(h);
+            }
         }
         if (rc) mmrm_set_error("%s: optimizer state does not match the model's %zu trainable "
                                "parameters (were the freeze settings changed?)", path, ps->n_trainable);
@@ -278,7 +299,7 @@ static int load_or_init(RewardModel *m, const char *dir, const char *init, const
     freeze_of(o, freeze);
     if (dir && *dir) {
         LoadReport rep;
-        if (rm_load_ex(m, dir, DEV_CPU, freeze, seed, o->force_image_size, o->drop_path_rate, &rep))
+        if (rm_load_ex(m, dir, o->device, freeze, seed, o->force_image_size, o->drop_path_rate, &rep))
             return -1;
         if (!o->quiet)
             mmrm_log("%s model: %s (%d tensors, %s on disk, %d ignored%s%s)", what, dir, rep.n_loaded,
@@ -293,6 +314,7 @@ static int load_or_init(RewardModel *m, const char *dir, const char *init, const
     if (config_validate(&cfg, init)) return -1;
     rm_create(m, &cfg, DEV_CPU, freeze);
     rm_init_random(m, seed);
+    rm_to_device(m, o->device);
     if (!o->quiet) mmrm_log("%s model: random init from %s (seed %llu)", what, init, (unsigned long long)seed);
     return 0;
 }
@@ -401,7 +423,7 @@ static int evaluate(Run *r, double *acc, double *margin, long *n_pairs) {
         graph_reset(&r->g);
         RmBatch v;
         batch_rm_view(b, &v);
-        const float *s = tensor_f32(rm_forward(&r->main, &r->g, &v));
+        const float *s = graph_host(&r->g, rm_forward(&r->main, &r->g, &v));
         for (int i = 0; i < b->P; i++) {
             double d = (double)s[2 * i] - s[2 * i + 1];
             right += d > 0 ? 1.0 : d == 0 ? 0.5 : 0.0;
@@ -427,6 +449,28 @@ static void fmt_eta(double s, char *buf, size_t n) {
     if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
     else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+/* averages a store's gradients over the ranks: in place on the CPU; on a GPU through NCCL
+ * when the communicator has it, else staged through host memory and MPI */
+static void grad_allreduce_mean(const Comm *c, ParamStore *ps) {
+    size_t n = ps->n_trainable;
+    if (ps->device == DEV_CPU) {
+        comm_allreduce_mean_f32(c, ps->grad, n);
+        return;
+    }
+#ifdef MMRM_CUDA
+    if (c->kind == COMM_NCCL) {
+        comm_allreduce_mean_f32_device(c, ps->grad, n, cuda_stream_handle());
+        return;
+    }
+#endif
+    float *h;
+    params_host(ps, ps->grad, n, &h);
+    comm_allreduce_mean_f32(c, h, n);
+    device_copy_from_host(ps->device, ps->grad, h, n * sizeof(float));
+    device_sync(ps->device);
+    free(h);
 }
 
 /* One optimizer step over accum micro-batches; fills e. 0, or -1 on a data error. */
@@ -469,7 +513,8 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
             Tensor *bc = op_gather_rows(&r->g, bw, ic, P), *br = op_gather_rows(&r->g, bw, ir, P);
             ShortcutLoss sl = op_shortcut_loss(&r->g, rc_t, rr_t, bc, br, (float)o->shortcut_eps);
             root = sl.loss;
-            const float *w = tensor_f32(sl.w), *lb = tensor_f32(sl.lb), *bcs = tensor_f32(bc), *brs = tensor_f32(br);
+            const float *w = graph_host(&r->g, sl.w), *lb = graph_host(&r->g, sl.lb);
+            const float *bcs = graph_host(&r->g, bc), *brs = graph_host(&r->g, br);
             for (int i = 0; i < P; i++) {
                 wsum += w[i];
                 wmin = fmin(wmin, w[i]);
@@ -478,22 +523,29 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
                 right_b += bcs[i] > brs[i] ? 1.0 : bcs[i] == brs[i] ? 0.5 : 0.0;
             }
         }
-        float lv = tensor_f32(root)[0];
+        float lv = graph_host(&r->g, root)[0];
         if (!isfinite(lv)) nonfinite = 1;
         loss += (double)lv * P;
-        const float *cs = tensor_f32(rc_t), *rs = tensor_f32(rr_t);
+        const float *cs = graph_host(&r->g, rc_t), *rs = graph_host(&r->g, rr_t);
         for (int i = 0; i < P; i++) right += cs[i] > rs[i] ? 1.0 : cs[i] == rs[i] ? 0.5 : 0.0;
         pairs += P;
         for (int i = 0; i < 2 * P; i++) r->tokens_seen += b->rows.lengths[i];
         float dloss = (float)P / (float)P_step; /* the step's loss is the mean over its pairs */
-        graph_backward_from(&r->g, root, &dloss);
+        float *ddev = graph_scratch(&r->g, sizeof dloss);
+        if (r->g.device != DEV_CPU) { /* the upstream gradient lives where the graph does */
+            ddev = arena_alloc(&r->g.act, sizeof dloss);
+            device_copy_from_host(r->g.device, ddev, &dloss, sizeof dloss);
+        } else {
+            *ddev = dloss;
+        }
+        graph_backward_from(&r->g, root, ddev);
     }
     ParamStore *stores[2] = {&r->main.ps, &r->bias.ps};
     int nstores = r->has_bias ? 2 : 1;
     if (r->world > 1) {
         /* every rank must take the same step: average the gradients, sum what is logged */
         for (int i = 0; i < nstores && !r->zero; i++) /* ZeRO-1 reduce-scatters in its step */
-            if (stores[i]->n_trainable) comm_allreduce_mean_f32(o->comm, stores[i]->grad, stores[i]->n_trainable);
+            if (stores[i]->n_trainable) grad_allreduce_mean(o->comm, stores[i]);
         double sums[8] = {loss, right, (double)pairs, loss_b, right_b, wsum, (double)nonfinite, 0};
         comm_allreduce_sum_f64(o->comm, sums, 8);
         loss = sums[0]; right = sums[1]; pairs = (long)sums[2]; loss_b = sums[3]; right_b = sums[4];
@@ -641,7 +693,7 @@ int train_run(const TrainerOptions *o) {
     }
     if (o->n_eval_datasets > 0 && pairset_load(&r.eval, o->eval_datasets, o->n_eval_datasets, &ro))
         goto fail;
-    graph_init(&r.g, DEV_CPU, 64 << 20, o->seed);
+    graph_init(&r.g, o->device, 64 << 20, o->seed);
     r.g.training = 1;
     r.g.recompute = o->grad_checkpoint;
     r.g.dropout.counter = r.st.dropout_counter;
@@ -660,6 +712,11 @@ int train_run(const TrainerOptions *o) {
     r.opt.total_steps = r.total_steps;
     r.opt.t = r.st.opt_t;
     r.zero = o->zero_stage == 1 && r.world > 1;
+    if (r.zero && o->device != DEV_CPU) {
+        mmrm_set_error("zero_stage = 1 runs on the CPU path only so far; on GPUs use zero_stage = 0 "
+                       "(the gradient all-reduce goes through NCCL in a build with NCCL=1)");
+        goto fail;
+    }
     if (r.zero) {
         ParamStore *stores[2] = {&r.main.ps, &r.bias.ps};
         for (int i = 0; i < (r.has_bias ? 2 : 1); i++) {
@@ -697,7 +754,7 @@ int train_run(const TrainerOptions *o) {
         graph_reset(&r.g);
         Tensor *f = rm_vit_features(&r.bias, &r.g, tile, 1);
         r.blank_cache = xmalloc(f->numel * sizeof(float));
-        memcpy(r.blank_cache, f->data, f->numel * sizeof(float));
+        device_copy_to_host(f->device, r.blank_cache, f->data, f->numel * sizeof(float));
         free(tile);
         graph_reset(&r.g);
         graph_set_grad(&r.g, prev);

@@ -71,6 +71,7 @@ typedef struct TrainerOptions {
     long stop_after_steps;         /* > 0: exit after this many steps (tests of interruption) */
     const Comm *comm;              /* data parallelism: NULL or world 1 = one process */
     int zero_stage;                /* 1: AdamW moments sharded across ranks (ZeRO-1) */
+    Device device;                 /* DEV_CPU (default) or DEV_CUDA, already resolved */
     int quiet;
 } TrainerOptions;
 
