@@ -502,7 +502,8 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
         int *ic = graph_scratch(&r->g, P * sizeof(int)), *ir = graph_scratch(&r->g, P * sizeof(int));
         for (int i = 0; i < P; i++) ic[i] = 2 * i, ir[i] = 2 * i + 1;
         Tensor *rc_t = op_gather_rows(&r->g, rw, ic, P), *rr_t = op_gather_rows(&r->g, rw, ir, P);
-        Tensor *root;
+        Tensor *root, *bc = NULL, *br = NULL;
+        ShortcutLoss sl = {0};
         if (!r->has_bias) {
             root = op_bt_loss(&r->g, rc_t, rr_t, b->margin, NULL);
         } else {
@@ -510,9 +511,21 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
             batch_rm_view_blank(b, &bv);
             bv.vit_cache = r->blank_cache;
             Tensor *bw = op_reshape(&r->g, rm_forward(&r->bias, &r->g, &bv), 2, (int[]){2 * P, 1});
-            Tensor *bc = op_gather_rows(&r->g, bw, ic, P), *br = op_gather_rows(&r->g, bw, ir, P);
-            ShortcutLoss sl = op_shortcut_loss(&r->g, rc_t, rr_t, bc, br, (float)o->shortcut_eps);
+            bc = op_gather_rows(&r->g, bw, ic, P);
+            br = op_gather_rows(&r->g, bw, ir, P);
+            sl = op_shortcut_loss(&r->g, rc_t, rr_t, bc, br, (float)o->shortcut_eps);
             root = sl.loss;
+        }
+        float dloss = (float)P / (float)P_step; /* the step's loss is the mean over its pairs */
+        float *ddev = &dloss;
+        if (r->g.device != DEV_CPU) { /* the upstream gradient lives where the graph does */
+            ddev = arena_alloc(&r->g.act, sizeof dloss);
+            device_copy_from_host(r->g.device, ddev, &dloss, sizeof dloss);
+        }
+        graph_backward_from(&r->g, root, ddev);
+        /* what is logged is read after backward has been queued: on a GPU the copies then
+         * wait for the whole micro-step instead of stalling between forward and backward */
+        if (r->has_bias) {
             const float *w = graph_host(&r->g, sl.w), *lb = graph_host(&r->g, sl.lb);
             const float *bcs = graph_host(&r->g, bc), *brs = graph_host(&r->g, br);
             for (int i = 0; i < P; i++) {
@@ -530,15 +543,6 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
         for (int i = 0; i < P; i++) right += cs[i] > rs[i] ? 1.0 : cs[i] == rs[i] ? 0.5 : 0.0;
         pairs += P;
         for (int i = 0; i < 2 * P; i++) r->tokens_seen += b->rows.lengths[i];
-        float dloss = (float)P / (float)P_step; /* the step's loss is the mean over its pairs */
-        float *ddev = graph_scratch(&r->g, sizeof dloss);
-        if (r->g.device != DEV_CPU) { /* the upstream gradient lives where the graph does */
-            ddev = arena_alloc(&r->g.act, sizeof dloss);
-            device_copy_from_host(r->g.device, ddev, &dloss, sizeof dloss);
-        } else {
-            *ddev = dloss;
-        }
-        graph_backward_from(&r->g, root, ddev);
     }
     ParamStore *stores[2] = {&r->main.ps, &r->bias.ps};
     int nstores = r->has_bias ? 2 : 1;
