@@ -4,14 +4,18 @@
 # build/san); CC picks the C compiler (gcc by default); OMP_NUM_THREADS as usual.
 # MPI=1 (the default when OpenMPI's mpicc is installed) builds multi-process support with
 # mpicc's flags but the same compiler; MPI=0 builds a single-process mmrm. NCCL=1 adds the
-# NCCL device collectives (CUDA_HOME, default /usr/local/cuda).
+# NCCL device collectives (CUDA_HOME, default /usr/local/cuda). CUDA=1 (what `make cuda`
+# sets) adds the CUDA backend (kernels/cuda/*.cu through nvcc, for CUDA_ARCHS).
 
 CC       ?= gcc
 NATIVE   ?= 0
 SANITIZE ?= 0
 MPI      ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
 NCCL     ?= 0
+CUDA     ?= 0
 CUDA_HOME ?= /usr/local/cuda
+NVCC     ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCHS ?= 80 90
 
 DEB_PKGS := libstb-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev
 DEP_FILES := /usr/include/stb/stb_image.h /usr/include/ini.h /usr/include/cjson/cJSON.h
@@ -41,21 +45,39 @@ CFLAGS   += -DMMRM_NCCL -isystem $(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudart
 endif
 
+NVCCFLAGS := -std=c++20 -O3 -lineinfo -I. -DMMRM_CUDA -MMD -MP -Xcompiler -Wall,-Wextra \
+             $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -gencode arch=compute_$(lastword $(CUDA_ARCHS)),code=compute_$(lastword $(CUDA_ARCHS))
+ifeq ($(CUDA),1)
+ifeq ($(SANITIZE),1)
+$(error SANITIZE=1 is for the CPU build; ASan does not run under the CUDA driver)
+endif
+ifeq ($(wildcard $(NVCC)),)
+$(error CUDA=1 but $(NVCC) is missing: install the CUDA toolkit or set CUDA_HOME)
+endif
+CFLAGS   += -DMMRM_CUDA -isystem $(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+endif
+
 # Objects depend on the flags they were built with, so switching MPI, NCCL or NATIVE
 # rebuilds instead of linking objects compiled for another configuration.
 FLAGS_STAMP := $(BUILD)/.flags
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
-$(shell mkdir -p $(BUILD); echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $(FLAGS_STAMP) || \
-        echo '$(CC) $(CFLAGS) $(LDLIBS)' > $(FLAGS_STAMP))
+STAMP_TEXT := $(CC) $(CFLAGS) $(LDLIBS) $(if $(filter 1,$(CUDA)),$(NVCC) $(NVCCFLAGS))
+$(shell mkdir -p $(BUILD); echo '$(STAMP_TEXT)' | cmp -s - $(FLAGS_STAMP) || \
+        echo '$(STAMP_TEXT)' > $(FLAGS_STAMP))
 endif
 
 MAIN_SRC := train/main.c
 LIB_SRC  := $(filter-out $(MAIN_SRC),$(wildcard runtime/*.c kernels/cpu/*.c models/*.c train/*.c infer/*.c))
 TEST_SRC := tests/harness.c $(wildcard tests/unit/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+LIB_OBJ  += $(patsubst %.cu,$(BUILD)/%.o,$(wildcard kernels/cuda/*.cu))
+endif
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all help deps deps-check test bench demo fuzz clean
+.PHONY: all help deps deps-check test bench demo fuzz clean cuda gpu-test
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/mmrm ## build build/mmrm for the CPU
@@ -65,6 +87,7 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "variables: NATIVE=1 (-march=native)  SANITIZE=1 (ASan+UBSan, build/san)  CC=gcc"
 	@echo "           MPI=0|1 (multi-process; now $(MPI))  NCCL=1 (GPU collectives, CUDA_HOME=$(CUDA_HOME))"
+	@echo "           CUDA=1 (the CUDA backend; \`make cuda\` sets it)  CUDA_ARCHS='$(CUDA_ARCHS)'"
 
 deps: ## install the Debian packages mmrm needs (as root), else print the command
 	@if [ "$$(id -u)" = 0 ]; then \
@@ -85,6 +108,21 @@ deps-check:
 $(BUILD)/%.o: %.c $(FLAGS_STAMP) | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu $(FLAGS_STAMP) | deps-check
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+cuda: ## build build/mmrm with the CPU and CUDA backends (nvcc; GPUs sm_80 and sm_90)
+	$(MAKE) CUDA=1 all $(BUILD)/gpu_parity $(BUILD)/bench_cuda
+	@# the shared libraries a bare GPU machine may lack travel with the build (tests/gpu/run.sh)
+	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libstb/ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
+
+gpu-test: ## on a GPU machine: tests/gpu/run.sh (CUDA vs CPU parity, benchmarks; OUT=dir)
+	bash tests/gpu/run.sh
+
+$(BUILD)/gpu_parity: $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/*.c)) $(LIB_OBJ)
+	$(CC) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/mmrm: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)

@@ -1,0 +1,171 @@
+/* bench_cuda.c - the CUDA kernels' throughput on the GPU (built by `make cuda`, run by
+ * tests/gpu/run.sh): GEMM TFLOP/s through kernels_cuda.matmul_* in fp32 and bf16 mode at
+ * the model's linear-layer shapes, LayerNorm/RMSNorm GB/s against a device-to-device
+ * copy measured in the same run, and attention TFLOP/s (forward, backward) of the
+ * hand-written kernel. Times with CUDA events on the backend's stream, median of REPS.
+ * Prints one table per family; never asserts. */
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/kernels.h"
+#include "runtime/rng.h"
+
+enum { REPS = 7 };
+
+static float *drand(size_t n, uint64_t seed) {
+    float *h = malloc(n * sizeof *h);
+    Rng r = rng_make(seed, 3);
+    rng_fill_uniform(&r, h, n, -1.0f, 1.0f);
+    float *d = cuda_malloc(n * sizeof *d);
+    cuda_copy_h2d(d, h, n * sizeof *d);
+    cuda_synchronize();
+    free(h);
+    return d;
+}
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+typedef void (*Body)(void *ctx);
+
+/* median milliseconds of body over REPS runs after one warm-up */
+static float time_ms(Body body, void *ctx) {
+    cudaStream_t s = (cudaStream_t)cuda_stream_handle();
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    body(ctx);
+    float ms[REPS];
+    for (int i = 0; i < REPS; i++) {
+        cudaEventRecord(a, s);
+        body(ctx);
+        cudaEventRecord(b, s);
+        cudaEventSynchronize(b);
+        cudaEventElapsedTime(&ms[i], a, b);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    qsort(ms, REPS, sizeof *ms, cmp_f);
+    return ms[REPS / 2];
+}
+
+typedef struct { int N, C, OC, bwd; float *x, *w, *b, *y, *dx, *dw, *db; } Mm;
+static void mm_body(void *v) {
+    Mm *m = v;
+    if (!m->bwd) kernels_cuda.matmul_forward(m->y, m->x, m->w, m->b, m->N, m->C, m->OC);
+    else kernels_cuda.matmul_backward(m->dx, m->dw, m->db, m->y, m->x, m->w, m->N, m->C, m->OC);
+}
+
+typedef struct { int N, C, rms; float *x, *w, *b, *y, *mean, *rstd; } Nm;
+static void nm_body(void *v) {
+    Nm *n = v;
+    if (n->rms) kernels_cuda.rmsnorm_forward(n->y, n->rstd, n->x, n->w, n->N, n->C, 1e-6f);
+    else kernels_cuda.layernorm_forward(n->y, n->mean, n->rstd, n->x, n->w, n->b, n->N, n->C, 1e-6f);
+}
+
+typedef struct { void *dst, *src; size_t bytes; } Cp;
+static void cp_body(void *v) {
+    Cp *c = v;
+    cudaMemcpyAsync(c->dst, c->src, c->bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)cuda_stream_handle());
+}
+
+typedef struct { int B, T, NH, KV, HD, causal, bwd; float *q, *k, *v, *o, *lse, *dq, *dk, *dv, *dout; int *len; } At;
+static void at_body(void *p) {
+    At *a = p;
+    if (!a->bwd)
+        kernels_cuda.attention_forward(a->o, a->lse, a->q, a->k, a->v, a->len, a->B, a->T, a->NH, a->KV, a->HD, a->causal);
+    else
+        kernels_cuda.attention_backward(a->dq, a->dk, a->dv, a->dout, a->o, a->lse, a->q, a->k, a->v, a->len, a->B,
+                                        a->T, a->NH, a->KV, a->HD, a->causal);
+}
+
+int main(void) {
+    if (cuda_device_count() == 0) {
+        fprintf(stderr, "bench_cuda: no GPU visible\n");
+        return 2;
+    }
+    printf("device: %s\n\n", cuda_device_description());
+
+    /* GEMMs: (N tokens, C in, OC out) of Qwen2-0.5B / InternLM2-7B / InternViT-300M layers */
+    const int shapes[][3] = {{4096, 896, 896}, {4096, 896, 4864}, {4096, 4864, 896},
+                             {4096, 4096, 4096}, {4096, 4096, 14336}, {4096, 1024, 4096}};
+    printf("GEMM (kernels_cuda.matmul_*, cuBLASLt)        fwd TFLOP/s       bwd TFLOP/s\n");
+    printf("%-34s %8s %8s %8s %8s\n", "N x C -> OC", "fp32", "bf16", "fp32", "bf16");
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        Mm m = {shapes[s][0], shapes[s][1], shapes[s][2], 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        m.x = drand((size_t)m.N * m.C, 1);
+        m.w = drand((size_t)m.OC * m.C, 2);
+        m.b = drand(m.OC, 3);
+        m.y = drand((size_t)m.N * m.OC, 4);
+        m.dx = drand((size_t)m.N * m.C, 5);
+        m.dw = drand((size_t)m.OC * m.C, 6);
+        m.db = drand(m.OC, 7);
+        double flop = 2.0 * m.N * m.C * m.OC;
+        float t[4];
+        for (int k = 0; k < 4; k++) {
+            cuda_set_precision(k % 2);
+            m.bwd = k / 2;
+            t[k] = time_ms(mm_body, &m);
+        }
+        cuda_set_precision(0);
+        printf("%5d x %5d -> %5d %13s %8.1f %8.1f %8.1f %8.1f\n", m.N, m.C, m.OC, "", flop / t[0] / 1e9,
+               flop / t[1] / 1e9, 2 * flop / t[2] / 1e9, 2 * flop / t[3] / 1e9);
+        cuda_free(m.x); cuda_free(m.w); cuda_free(m.b); cuda_free(m.y);
+        cuda_free(m.dx); cuda_free(m.dw); cuda_free(m.db);
+    }
+
+    /* norms: read x once, write y once (weights and statistics are negligible) */
+    printf("\nnorm forward (fp32)               GB/s   (device-to-device copy of the same bytes: GB/s)\n");
+    const int nshapes[][2] = {{8192, 896}, {8192, 1024}, {8192, 4096}, {16384, 4096}};
+    for (size_t s = 0; s < sizeof nshapes / sizeof *nshapes; s++) {
+        Nm n = {nshapes[s][0], nshapes[s][1], 0, NULL, NULL, NULL, NULL, NULL, NULL};
+        size_t e = (size_t)n.N * n.C;
+        n.x = drand(e, 11);
+        n.y = drand(e, 12);
+        n.w = drand(n.C, 13);
+        n.b = drand(n.C, 14);
+        n.mean = drand(n.N, 15);
+        n.rstd = drand(n.N, 16);
+        Cp c = {n.y, n.x, e * sizeof(float)};
+        float tc = time_ms(cp_body, &c);
+        double bytes = 2.0 * e * sizeof(float);
+        float tl = time_ms(nm_body, &n);
+        n.rms = 1;
+        float tr = time_ms(nm_body, &n);
+        printf("%6d x %5d  layernorm %7.0f  rmsnorm %7.0f   copy %7.0f  (layernorm %.0f%%, rmsnorm %.0f%% of copy)\n",
+               n.N, n.C, bytes / tl / 1e6, bytes / tr / 1e6, bytes / tc / 1e6, 100.0 * tc / tl, 100.0 * tc / tr);
+        cuda_free(n.x); cuda_free(n.y); cuda_free(n.w); cuda_free(n.b); cuda_free(n.mean); cuda_free(n.rstd);
+    }
+
+    /* attention: 4 * B * NH * T^2 * HD flops forward (halved when causal), 2.5x that backward */
+    printf("\nattention (hand-written, fp32)                 fwd TFLOP/s  bwd TFLOP/s\n");
+    const int ash[][6] = {{4, 1024, 16, 16, 64, 0}, {4, 1025, 16, 16, 64, 0}, {2, 2048, 14, 2, 64, 1},
+                          {1, 4096, 32, 8, 128, 1}};
+    for (size_t s = 0; s < sizeof ash / sizeof *ash; s++) {
+        At a = {ash[s][0], ash[s][1], ash[s][2], ash[s][3], ash[s][4], ash[s][5], 0,
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        size_t nq = (size_t)a.B * a.T * a.NH * a.HD, nk = (size_t)a.B * a.T * a.KV * a.HD;
+        a.q = drand(nq, 21); a.k = drand(nk, 22); a.v = drand(nk, 23); a.o = drand(nq, 24);
+        a.lse = drand((size_t)a.B * a.NH * a.T, 25);
+        a.dq = drand(nq, 26); a.dk = drand(nk, 27); a.dv = drand(nk, 28); a.dout = drand(nq, 29);
+        int *hl = malloc(a.B * sizeof *hl);
+        for (int b = 0; b < a.B; b++) hl[b] = a.T;
+        a.len = cuda_malloc(a.B * sizeof(int));
+        cuda_copy_h2d(a.len, hl, a.B * sizeof(int));
+        free(hl);
+        double flop = 4.0 * a.B * a.NH * (double)a.T * a.T * a.HD * (a.causal ? 0.5 : 1.0);
+        float tf = time_ms(at_body, &a);
+        a.bwd = 1;
+        float tb = time_ms(at_body, &a);
+        printf("B=%d T=%5d NH=%2d KV=%2d HD=%3d %-8s %18.1f %12.1f\n", a.B, a.T, a.NH, a.KV, a.HD,
+               a.causal ? "causal" : "full", flop / tf / 1e9, 2.5 * flop / tb / 1e9);
+        cuda_free(a.q); cuda_free(a.k); cuda_free(a.v); cuda_free(a.o); cuda_free(a.lse);
+        cuda_free(a.dq); cuda_free(a.dk); cuda_free(a.dv); cuda_free(a.dout); cuda_free(a.len);
+    }
+    return 0;
+}

@@ -1,0 +1,52 @@
+/* cuda_backend.h - the CUDA backend seen from C (runtime/, train/, infer/, tests).
+ * Only meaningful in a build with MMRM_CUDA (`make cuda`). */
+#ifndef MMRM_CUDA_BACKEND_H
+#define MMRM_CUDA_BACKEND_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+#define MMRM_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define MMRM_NORETURN _Noreturn
+#endif
+
+/* prints "mmrm: file:line: CALL failed: WHAT" (+ a hint for the usual causes) and exits */
+MMRM_NORETURN void cuda_fail(const char *call, const char *what, const char *file, int line);
+
+/* number of visible GPUs (0 when none or when the driver is missing; never fatal) */
+int cuda_device_count(void);
+/* Binds this process to GPU `ordinal` and creates the stream, the cuBLASLt handle and its
+ * workspace. Idempotent; the first CUDA use calls it with the ordinal from
+ * cuda_select_device (default 0). */
+void cuda_backend_init(void);
+void cuda_select_device(int ordinal);
+int cuda_current_device(void);
+/* "NVIDIA H200 (sm_90, 139.8 GiB)" */
+const char *cuda_device_description(void);
+/* the compute stream as a void * (a cudaStream_t), for C callers (NCCL) */
+void *cuda_stream_handle(void);
+void cuda_synchronize(void);
+
+/* precision of the GEMMs: 0 = fp32 (exact fp32 math, no TF32), 1 = bf16 (bf16 tensor-core
+ * inputs, fp32 accumulation and storage) */
+void cuda_set_precision(int bf16);
+int cuda_get_precision(void);
+
+/* device memory, stream-ordered with the kernels */
+void *cuda_malloc(size_t bytes);
+void cuda_free(void *p);
+void cuda_memset0(void *p, size_t bytes);
+void cuda_copy_d2d(void *dst, const void *src, size_t bytes); /* overlap allowed (memmove) */
+void cuda_copy_h2d(void *dst, const void *src, size_t bytes);
+void cuda_copy_d2h(void *dst, const void *src, size_t bytes); /* waits for the stream */
+/* page-locked host memory for staging transfers */
+void *cuda_host_alloc(size_t bytes);
+void cuda_host_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

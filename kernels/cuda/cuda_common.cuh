@@ -1,0 +1,49 @@
+/* cuda_common.cuh - what every CUDA kernel file shares: check macros that name the file,
+ * line, call and the library's error string; the backend context (one compute stream,
+ * one cuBLASLt handle with its workspace, grow-only scratch, the precision mode).
+ *
+ * All kernels of kernels_cuda are launched on cuda_stream() and return without waiting,
+ * except where kernels.h says a result lands in host memory. */
+#ifndef MMRM_CUDA_COMMON_CUH
+#define MMRM_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+
+#include "kernels/cuda/cuda_backend.h"
+
+#define CUDA_CHECK(call)                                                                  \
+    do {                                                                                  \
+        cudaError_t cuda_rc_ = (call);                                                    \
+        if (cuda_rc_ != cudaSuccess)                                                      \
+            cuda_fail(#call, cudaGetErrorString(cuda_rc_), __FILE__, __LINE__);           \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                \
+    do {                                                                                  \
+        cublasStatus_t cublas_rc_ = (call);                                               \
+        if (cublas_rc_ != CUBLAS_STATUS_SUCCESS)                                          \
+            cuda_fail(#call, cublas_status_string(cublas_rc_), __FILE__, __LINE__);       \
+    } while (0)
+
+/* after every launch: a bad configuration is reported at the launch, not later */
+#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+const char *cublas_status_string(cublasStatus_t s);
+
+cudaStream_t cuda_stream(void);
+cublasLtHandle_t cuda_lt(void);
+void *cuda_lt_workspace(size_t *bytes);
+/* grow-only device scratch, one per slot (0..CUDA_SCRATCH_SLOTS-1): valid until the next
+ * call for the same slot; allocation happens only when a larger size is first asked for
+ * (so not in a steady-state step loop). Stream-ordered: callers use it on cuda_stream(). */
+#define CUDA_SCRATCH_SLOTS 4
+void *cuda_scratch(int slot, size_t bytes);
+
+static inline unsigned cuda_blocks(size_t n, unsigned threads) {
+    size_t b = (n + threads - 1) / threads;
+    return (unsigned)(b > 1048576 ? 1048576 : (b ? b : 1)); /* grid-stride loops cover the rest */
+}
+
+#endif

@@ -1,0 +1,107 @@
+// loss.cu - the preference losses on reward scores (kernels/cpu/loss.c): Bradley-Terry and
+// the shortcut-aware loss, forward and backward fused.
+//
+// P (pairs per batch) is small, so each loss is one block of 256 threads: thread t handles
+// pairs t, t+256, ... in double with the CPU's formulas, writes the per-pair outputs and
+// gradients (every pair is owned by one thread, so += needs no atomics), and the batch sum
+// is its per-thread strided sums combined by a fixed shared-memory tree. The order depends
+// only on P, so the mean is deterministic (it can differ from the CPU's serial sum only in
+// the last bits of the double, before the rounding to float).
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace {
+
+constexpr int kThreads = 256; // a power of two (tree reduction)
+
+// -log sigmoid(x) = softplus(-x); exp only ever sees -|x|, log1p keeps the tiny tail
+__device__ __forceinline__ double neg_log_sigmoid(double x) {
+    return fmax(-x, 0.0) + log1p(exp(-fabs(x)));
+}
+
+__device__ __forceinline__ double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+// sum of v over the block, fixed tree; the result is valid in every thread
+__device__ double block_sum(double v, double *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = kThreads / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    return sh[0];
+}
+
+__global__ void __launch_bounds__(kThreads)
+bt_loss_kernel(float *loss, float *losses, float *dchosen, float *drejected, const float *rc,
+               const float *rr, const float *margin, int P, float dloss) {
+    __shared__ double sh[kThreads];
+    double scale = (double)dloss / P; // d mean / d losses[i] = 1/P
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < P; i += kThreads) {
+        double x = (double)rc[i] - rr[i] - (margin ? margin[i] : 0.0f);
+        double l = neg_log_sigmoid(x);
+        losses[i] = (float)l;
+        sum += l;
+        double g = scale * sigmoid(-x); // d softplus(-x) / dx = -sigmoid(-x)
+        if (dchosen) dchosen[i] -= (float)g;
+        if (drejected) drejected[i] += (float)g;
+    }
+    double total = block_sum(sum, sh);
+    if (threadIdx.x == 0) loss[0] = (float)(total / P);
+}
+
+__global__ void __launch_bounds__(kThreads)
+shortcut_loss_kernel(float *loss, float *w, float *lm, float *lb, float *dmc, float *dmr,
+                     float *dbc, float *dbr, const float *mc, const float *mr, const float *bc,
+                     const float *br, int P, float eps, float dloss) {
+    __shared__ double sh[kThreads];
+    double scale = (double)dloss / P;
+    double e = eps;
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < P; i += kThreads) {
+        double dm = (double)mc[i] - mr[i];
+        double db = (double)bc[i] - br[i];
+        double Lm = neg_log_sigmoid(dm);
+        double Lb = neg_log_sigmoid(db);
+        // w -> eps/2 when both losses vanish, as in loss.c
+        double wi = 0.5 * e + Lb / (e + Lb + Lm);
+        w[i] = (float)wi;
+        lm[i] = (float)Lm;
+        lb[i] = (float)Lb;
+        sum += wi * Lm + Lb;
+        // w is detached: the main model sees w * dLm, the bias model only dLb
+        double gm = scale * wi * sigmoid(-dm);
+        double gb = scale * sigmoid(-db);
+        if (dmc) dmc[i] -= (float)gm;
+        if (dmr) dmr[i] += (float)gm;
+        if (dbc) dbc[i] -= (float)gb;
+        if (dbr) dbr[i] += (float)gb;
+    }
+    double total = block_sum(sum, sh);
+    if (threadIdx.x == 0) loss[0] = (float)(total / P);
+}
+
+} // namespace
+
+// P == 0 still launches: loss[0] becomes 0/0 = NaN exactly as cpu_bt_loss writes it.
+extern "C" void cuda_bt_loss(float *loss, float *losses, float *dchosen, float *drejected,
+                             const float *rc, const float *rr, const float *margin, int P,
+                             float dloss) {
+    bt_loss_kernel<<<1, kThreads, 0, cuda_stream()>>>(loss, losses, dchosen, drejected, rc, rr,
+                                                      margin, P, dloss);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_shortcut_loss(float *loss, float *w, float *lm, float *lb, float *dmc,
+                                   float *dmr, float *dbc, float *dbr, const float *mc,
+                                   const float *mr, const float *bc, const float *br, int P,
+                                   float eps, float dloss) {
+    shortcut_loss_kernel<<<1, kThreads, 0, cuda_stream()>>>(loss, w, lm, lb, dmc, dmr, dbc, dbr,
+                                                            mc, mr, bc, br, P, eps, dloss);
+    CUDA_LAUNCH_CHECK();
+}

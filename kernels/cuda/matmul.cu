@@ -1,0 +1,354 @@
+// matmul.cu - nn.Linear on the GPU through cuBLASLt: out = inp . weight^T + bias, and its
+// backward (dinp += dout . weight, dweight += dout^T . inp, dbias += column sums of dout).
+//
+// Layout. cuBLASLt is column-major; a row-major (R, Cc) matrix X is, byte for byte, the
+// column-major (Cc x R) matrix X^T with leading dimension Cc. Every product below is
+// therefore written for the transposes (all leading dims are the row lengths):
+//
+//   forward  out^T (OC x N)   = op_T(W^T  stored C x OC, ld C) . op_N(inp^T stored C x N, ld C)
+//            m = OC, n = N, k = C, D ld OC, bias epilogue (bias length OC = rows of D), beta 0
+//   dinp     dinp^T (C x N)  += op_N(W^T  stored C x OC, ld C) . op_N(dout^T stored OC x N, ld OC)
+//            m = C, n = N, k = OC, D ld C, beta 1
+//   dweight  dweight^T (C x OC) += op_N(inp^T stored C x N, ld C) . op_T(dout^T stored OC x N, ld OC)
+//            m = C, n = OC, k = N, D ld C, beta 1
+//
+// (dinp = dout . W  <=>  dinp^T = W^T . dout^T; dweight = dout^T . inp  <=>
+//  dweight^T = inp^T . dout.) The accumulating products run in place (C == D, same layout),
+// which cuBLASLt supports; with beta = 0 C is not read, so out may hold garbage.
+//
+// Precision (cuda_get_precision): 0 = CUBLAS_COMPUTE_32F, plain fp32 math (nothing here
+// enables TF32); 1 = CUBLAS_COMPUTE_32F_FAST_16BF, fp32 storage with the inputs rounded to
+// bf16 for the tensor cores and fp32 accumulation.
+//
+// Algorithms. cublasLtMatmulAlgoGetHeuristic assumes 256-byte aligned A/B/C/D unless told
+// otherwise (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256), and it reads the bias
+// pointer's value to decide the bias alignment. Our pointers may be views at any 4-byte
+// offset, so every call computes the real alignment of each operand (of its pointer and of
+// its leading dimension in bytes, capped at 256) and passes it to the heuristic; the
+// alignments are part of the cache key, so a cached algorithm is only reused for operands
+// aligned exactly like those it was chosen for. A small fixed cache (plan_cache) keeps the
+// chosen algorithm together with its descriptor and layouts, so the steady state does no
+// heuristic query and creates nothing.
+//
+// Fallbacks, all decided once per cache key:
+// - bias not 16-byte aligned, out not 16-byte aligned, or no algorithm with the bias
+//   epilogue: plain matmul (beta 0) then add_bias_kernel;
+// - bf16 mode and no FAST_16BF algorithm for this shape/alignment: plain fp32 (more exact);
+// - nothing at all: a fatal error naming m, n, k.
+//
+// dbias is a deterministic column sum: rows are cut into fixed chunks (a function of N
+// only), each chunk is summed in increasing row order by one thread per column into
+// scratch slot 0, and one thread per column then adds the chunk sums in chunk order.
+//
+// Host state (the cache) is not locked: the backend is driven by one host thread.
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// small kernels
+// ---------------------------------------------------------------------------------------
+
+// out (N, OC) += bias (OC), or out = bias / 0 when init (the k = 0 forward)
+__global__ void add_bias_kernel(float *out, const float *bias, size_t N, int OC, int init) {
+    size_t total = N * (size_t)OC;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float b = bias ? bias[i % (size_t)OC] : 0.0f;
+        out[i] = init ? b : out[i] + b;
+    }
+}
+
+// partial[chunk][o] = sum of dout[n][o] over the chunk's rows, in increasing n
+// (grid.x covers columns, grid.y = chunks; consecutive threads read consecutive columns)
+__global__ void colsum_partial_kernel(float *partial, const float *dout, int N, int OC,
+                                      int rows_per_chunk) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC) return;
+    int n0 = blockIdx.y * rows_per_chunk;
+    int n1 = min(n0 + rows_per_chunk, N);
+    float s = 0.0f;
+    for (int n = n0; n < n1; n++) s += dout[(size_t)n * OC + o];
+    partial[(size_t)blockIdx.y * OC + o] = s;
+}
+
+// dbias[o] += sum over chunks of partial[c][o], in increasing c
+__global__ void colsum_final_kernel(float *dbias, const float *partial, int nchunks, int OC) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC) return;
+    float s = 0.0f;
+    for (int c = 0; c < nchunks; c++) s += partial[(size_t)c * OC + o];
+    dbias[o] += s;
+}
+
+// single-pass version when one chunk covers all rows: dbias[o] += sum_n dout[n][o]
+__global__ void colsum_direct_kernel(float *dbias, const float *dout, int N, int OC) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC) return;
+    float s = 0.0f;
+    for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
+    dbias[o] += s;
+}
+
+// ---------------------------------------------------------------------------------------
+// cuBLASLt plans
+// ---------------------------------------------------------------------------------------
+
+struct PlanKey {
+    int64_t m, n, k;
+    int transa, transb; // 0 = N, 1 = T
+    int beta1;          // beta != 0 (accumulate)
+    int bias;           // bias epilogue requested
+    int prec;           // cuda_get_precision() at the call
+    int align_a, align_b, align_c, align_d, align_bias; // bytes, 4..256 (align_bias 0: none)
+};
+
+struct Plan {
+    PlanKey key;
+    int used;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, cd; // C and D share one layout (in place)
+    cublasLtMatmulAlgo_t algo;
+    int epilogue_bias; // 1: the bias epilogue is in the descriptor; 0: add_bias_kernel after
+};
+
+const int kPlanCacheSize = 256;
+Plan g_plans[kPlanCacheSize];
+int g_plans_next = 0; // round-robin victim once the cache is full
+
+bool key_equal(const PlanKey &x, const PlanKey &y) {
+    return x.m == y.m && x.n == y.n && x.k == y.k && x.transa == y.transa &&
+           x.transb == y.transb && x.beta1 == y.beta1 && x.bias == y.bias && x.prec == y.prec &&
+           x.align_a == y.align_a && x.align_b == y.align_b && x.align_c == y.align_c &&
+           x.align_d == y.align_d && x.align_bias == y.align_bias;
+}
+
+// largest power of two (4..256) dividing both the address and the leading dimension in
+// bytes: what cuBLASLt needs to know about an operand (ALGO_CAP_MIN_ALIGNMENT_* covers the
+// pointer and the leading dimension)
+int operand_alignment(const void *p, int64_t ld_elems) {
+    uintptr_t addr = (uintptr_t)p;
+    uint64_t ldb = (uint64_t)ld_elems * sizeof(float);
+    int a = 256;
+    while (a > 4 && ((addr % (uintptr_t)a) != 0 || (ldb % (uint64_t)a) != 0)) a /= 2;
+    return a;
+}
+
+int pointer_alignment(const void *p) {
+    uintptr_t addr = (uintptr_t)p;
+    int a = 256;
+    while (a > 4 && (addr % (uintptr_t)a) != 0) a /= 2;
+    return a;
+}
+
+void destroy_plan(Plan *pl) {
+    if (!pl->used) return;
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->a));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->b));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->cd));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(pl->desc));
+    pl->used = 0;
+}
+
+// Builds descriptor + layouts for (key, compute type, epilogue) into pl and asks the
+// heuristic for the best algorithm. Returns true when one was found; on false pl holds
+// nothing (everything created was destroyed).
+bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool with_bias,
+              const float *bias) {
+    cublasLtMatmulDesc_t desc;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F));
+    int32_t ta = key.transa ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int32_t tb = key.transb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (with_bias) {
+        uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                    sizeof epi));
+        // the heuristic reads this pointer's value for the bias alignment
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &bias, sizeof bias));
+    }
+    // stored (pre-op) shapes: A is m x k (op N) or k x m (op T); B is k x n or n x k
+    uint64_t a_rows = key.transa ? key.k : key.m, a_cols = key.transa ? key.m : key.k;
+    uint64_t b_rows = key.transb ? key.n : key.k, b_cols = key.transb ? key.k : key.n;
+    cublasLtMatrixLayout_t la, lb, lcd;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, a_rows, a_cols, (int64_t)a_rows));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, b_rows, b_cols, (int64_t)b_rows));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lcd, CUDA_R_32F, (uint64_t)key.m, (uint64_t)key.n,
+                                            key.m));
+
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws_bytes = 0;
+    (void)cuda_lt_workspace(&ws_bytes);
+    uint64_t ws64 = ws_bytes;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                      &ws64, sizeof ws64));
+    uint32_t al[4] = {(uint32_t)key.align_a, (uint32_t)key.align_b, (uint32_t)key.align_c,
+                      (uint32_t)key.align_d};
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                      &al[0], sizeof al[0]));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                      &al[1], sizeof al[1]));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                      &al[2], sizeof al[2]));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                      &al[3], sizeof al[3]));
+
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    int found = 0;
+    // NOT_SUPPORTED (no heuristic for this configuration) counts as "no algorithm", so the
+    // caller can fall back; any other failure is fatal
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cuda_lt(), desc, la, lb, lcd, lcd, pref, 1,
+                                                       &res, &found);
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+    bool ok = st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS &&
+              res.workspaceSize <= ws_bytes;
+    if (!ok) {
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lcd));
+        CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+        return false;
+    }
+    pl->key = key;
+    pl->desc = desc;
+    pl->a = la;
+    pl->b = lb;
+    pl->cd = lcd;
+    pl->algo = res.algo;
+    pl->epilogue_bias = with_bias ? 1 : 0;
+    pl->used = 1;
+    return true;
+}
+
+const Plan *get_plan(const PlanKey &key, const float *bias) {
+    for (int i = 0; i < kPlanCacheSize; i++)
+        if (g_plans[i].used && key_equal(g_plans[i].key, key)) return &g_plans[i];
+
+    // pick a slot: the first free one, else round-robin
+    Plan *pl = nullptr;
+    for (int i = 0; i < kPlanCacheSize && !pl; i++)
+        if (!g_plans[i].used) pl = &g_plans[i];
+    if (!pl) {
+        pl = &g_plans[g_plans_next];
+        g_plans_next = (g_plans_next + 1) % kPlanCacheSize;
+        destroy_plan(pl);
+    }
+
+    // candidates in order of preference: requested precision, then fp32; with the bias
+    // epilogue (when requested and allowed) before without
+    cublasComputeType_t want = key.prec ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+    cublasComputeType_t computes[2] = {want, CUBLAS_COMPUTE_32F};
+    int ncompute = key.prec ? 2 : 1;
+    for (int c = 0; c < ncompute; c++) {
+        if (key.bias && try_plan(pl, key, computes[c], true, bias)) return pl;
+        if (try_plan(pl, key, computes[c], false, nullptr)) return pl;
+    }
+    char what[256];
+    snprintf(what, sizeof what,
+             "no cuBLASLt algorithm for m=%lld n=%lld k=%lld transa=%d transb=%d beta=%d "
+             "(alignments A %d B %d C %d D %d bytes, precision %s)",
+             (long long)key.m, (long long)key.n, (long long)key.k, key.transa, key.transb,
+             key.beta1, key.align_a, key.align_b, key.align_c, key.align_d,
+             key.prec ? "bf16" : "fp32");
+    cuda_fail("cublasLtMatmulAlgoGetHeuristic", what, __FILE__, __LINE__);
+}
+
+// D (m x n, ld m) = op(A) . op(B) + beta * D [+ bias (m)], column-major, all fp32.
+// A is stored m x k (transa 0) or k x m (transa 1) with ld = its row count; likewise B.
+// bias may only be non-NULL when beta == 0.
+void lt_gemm(float *d, const float *a, int transa, const float *b, int transb, int64_t m,
+             int64_t n, int64_t k, float beta, const float *bias) {
+    PlanKey key;
+    memset(&key, 0, sizeof key); // the key is compared field by field, but keep it clean
+    key.m = m;
+    key.n = n;
+    key.k = k;
+    key.transa = transa;
+    key.transb = transb;
+    key.beta1 = beta != 0.0f;
+    key.prec = cuda_get_precision() ? 1 : 0;
+    key.align_a = operand_alignment(a, transa ? k : m);
+    key.align_b = operand_alignment(b, transb ? n : k);
+    key.align_c = key.align_d = operand_alignment(d, m);
+    // the bias epilogue only for a 16-byte aligned bias and output (cuBLASLt's epilogue
+    // kernels load the bias vector in 16-byte pieces); otherwise add_bias_kernel
+    key.bias = bias && pointer_alignment(bias) >= 16 && pointer_alignment(d) >= 16;
+    key.align_bias = key.bias ? pointer_alignment(bias) : 0;
+
+    const Plan *pl = get_plan(key, bias);
+    if (pl->epilogue_bias)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &bias, sizeof bias));
+    size_t ws_bytes = 0;
+    void *ws = cuda_lt_workspace(&ws_bytes);
+    const float alpha = 1.0f;
+    CUBLAS_CHECK(cublasLtMatmul(cuda_lt(), pl->desc, &alpha, a, pl->a, b, pl->b, &beta, d, pl->cd,
+                                d, pl->cd, &pl->algo, ws, ws_bytes, cuda_stream()));
+    if (bias && !pl->epilogue_bias) {
+        // D is column-major m x n = row-major (n, m): the bias runs along the rows of length m
+        unsigned threads = 256;
+        add_bias_kernel<<<cuda_blocks((size_t)m * (size_t)n, threads), threads, 0,
+                          cuda_stream()>>>(d, bias, (size_t)n, (int)m, 0);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+} // namespace
+
+extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight,
+                                    const float *bias, int N, int C, int OC) {
+    if (N <= 0 || OC <= 0) return;
+    if (C <= 0) { // empty product: out = bias (or 0)
+        unsigned threads = 256;
+        add_bias_kernel<<<cuda_blocks((size_t)N * OC, threads), threads, 0, cuda_stream()>>>(
+            out, bias, (size_t)N, OC, 1);
+        CUDA_LAUNCH_CHECK();
+        return;
+    }
+    // out^T (OC x N) = op_T(W^T: C x OC, ld C) . op_N(inp^T: C x N, ld C) + bias
+    lt_gemm(out, weight, 1, inp, 0, OC, N, C, 0.0f, bias);
+}
+
+extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
+                                     const float *dout, const float *inp, const float *weight,
+                                     int N, int C, int OC) {
+    if (N <= 0 || OC <= 0) return; // nothing flows (dinp += 0 when OC == 0)
+    if (dinp && C > 0) // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
+        lt_gemm(dinp, weight, 0, dout, 0, C, N, OC, 1.0f, nullptr);
+    if (dweight && C > 0) // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC)
+        lt_gemm(dweight, inp, 0, dout, 1, C, OC, N, 1.0f, nullptr);
+    if (dbias) {
+        const int threads = 256;
+        const int rows_per_chunk = 256; // fixed: the summation order depends on N only
+        int nchunks = (N + rows_per_chunk - 1) / rows_per_chunk;
+        unsigned gx = (unsigned)((OC + threads - 1) / threads);
+        if (nchunks == 1) {
+            colsum_direct_kernel<<<gx, threads, 0, cuda_stream()>>>(dbias, dout, N, OC);
+            CUDA_LAUNCH_CHECK();
+            return;
+        }
+        int rpc = rows_per_chunk;
+        if (nchunks > 65535) { // grid.y limit: bigger chunks (still a function of N only)
+            nchunks = 65535;
+            rpc = (N + nchunks - 1) / nchunks;
+            nchunks = (N + rpc - 1) / rpc;
+        }
+        float *partial = (float *)cuda_scratch(0, (size_t)nchunks * OC * sizeof(float));
+        colsum_partial_kernel<<<dim3(gx, (unsigned)nchunks), threads, 0, cuda_stream()>>>(
+            partial, dout, N, OC, rpc);
+        CUDA_LAUNCH_CHECK();
+        colsum_final_kernel<<<gx, threads, 0, cuda_stream()>>>(dbias, partial, nchunks, OC);
+        CUDA_LAUNCH_CHECK();
+    }
+}

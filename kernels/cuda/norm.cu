@@ -1,0 +1,328 @@
+// norm.cu - LayerNorm and RMSNorm over the last dim of (N, C) rows, forward and backward,
+// mirroring kernels/cpu/norm.c.
+//
+// One warp per row (8 rows per 256-thread block). Row statistics are accumulated in double
+// like the CPU, LayerNorm's variance two-pass (mean, then squared deviations from the
+// double mean), and combined with xor-butterfly shuffles: IEEE addition is commutative, so
+// every lane ends with the same bits. The saved mean/rstd are float(double statistic) as on
+// the CPU, and out/dinp use the CPU's float formulas with those saved values.
+//
+// Loads: lane l owns the 4-float groups l, l+32, ... of a row (and, when C % 4 != 0, lane k
+// the k-th of the last C % 4 columns). A group is one float4 load when C % 4 == 0 and every
+// row pointer involved is 16-byte aligned, else four scalar loads. The ownership, and so
+// the order of every per-lane double sum, depends only on C, never on alignment: the
+// double sums are the same on either path.
+//
+// dweight/dbias are column sums over rows in double, in a fixed chunked order (see
+// norm_param_partial_kernel); no atomics.
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+constexpr unsigned kRowsPerBlock = kThreads / 32; // one warp per row
+
+__device__ __forceinline__ double warp_sum(double v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+bool aligned16(const void *p) { return p == nullptr || ((uintptr_t)p & 15u) == 0; }
+
+struct F4 {
+    float v[4];
+};
+
+// group j of a row: floats 4j .. 4j+3
+template <bool VEC>
+__device__ __forceinline__ F4 load4(const float *row, int j) {
+    F4 r;
+    if (VEC) {
+        float4 q = reinterpret_cast<const float4 *>(row)[j];
+        r.v[0] = q.x, r.v[1] = q.y, r.v[2] = q.z, r.v[3] = q.w;
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++) r.v[k] = row[4 * j + k];
+    }
+    return r;
+}
+
+template <bool VEC>
+__device__ __forceinline__ void store4(float *row, int j, const F4 &r) {
+    if (VEC) {
+        reinterpret_cast<float4 *>(row)[j] = make_float4(r.v[0], r.v[1], r.v[2], r.v[3]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++) row[4 * j + k] = r.v[k];
+    }
+}
+
+// LayerNorm (HAS_MEAN) or RMSNorm forward; one warp per row.
+template <bool VEC, bool HAS_MEAN>
+__global__ void __launch_bounds__(kThreads)
+norm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
+                    const float *weight, const float *bias, int N, int C, float eps) {
+    int lane = threadIdx.x & 31;
+    int groups = C / 4, tail0 = 4 * groups; // columns tail0..C-1: lane c - tail0
+    size_t stride = (size_t)gridDim.x * kRowsPerBlock;
+    for (size_t row = (size_t)blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5); row < (size_t)N;
+         row += stride) {
+        const float *x = inp + row * C;
+        float *o = out + row * C;
+        double mu = 0.0;
+        if (HAS_MEAN) {
+            double sum = 0.0;
+            for (int j = lane; j < groups; j += 32) {
+                F4 xv = load4<VEC>(x, j);
+#pragma unroll
+                for (int k = 0; k < 4; k++) sum += xv.v[k];
+            }
+            if (tail0 + lane < C) sum += x[tail0 + lane];
+            mu = warp_sum(sum) / C;
+        }
+        // sum of squared deviations from the double mean (mu = 0: RMSNorm's sum of squares)
+        double sq = 0.0;
+        for (int j = lane; j < groups; j += 32) {
+            F4 xv = load4<VEC>(x, j);
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                double d = xv.v[k] - mu;
+                sq += d * d;
+            }
+        }
+        if (tail0 + lane < C) {
+            double d = x[tail0 + lane] - mu;
+            sq += d * d;
+        }
+        double var = warp_sum(sq) / C;
+        // normalise with the saved float statistics so backward sees the same xhat
+        float m = HAS_MEAN ? (float)mu : 0.0f;
+        float s = (float)(1.0 / sqrt(var + eps));
+        if (lane == 0) {
+            if (HAS_MEAN) mean[row] = m;
+            rstd[row] = s;
+        }
+        // __fmul_rn where a product feeds an add: no FMA contraction, the CPU's roundings
+        auto norm1 = [&](float xc, int c) {
+            if (!HAS_MEAN) return xc * s * weight[c];
+            return bias ? __fmul_rn((xc - m) * s, weight[c]) + bias[c]
+                        : (xc - m) * s * weight[c];
+        };
+        for (int j = lane; j < groups; j += 32) {
+            F4 xv = load4<VEC>(x, j), wv = load4<VEC>(weight, j), r;
+            F4 bv = (HAS_MEAN && bias) ? load4<VEC>(bias, j) : F4{};
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                if (!HAS_MEAN)
+                    r.v[k] = xv.v[k] * s * wv.v[k];
+                else if (bias)
+                    r.v[k] = __fmul_rn((xv.v[k] - m) * s, wv.v[k]) + bv.v[k];
+                else
+                    r.v[k] = (xv.v[k] - m) * s * wv.v[k];
+            }
+            store4<VEC>(o, j, r);
+        }
+        if (tail0 + lane < C) o[tail0 + lane] = norm1(x[tail0 + lane], tail0 + lane);
+    }
+}
+
+// Shared backward for dinp, one warp per row. With xhat = (x - m) * s, dnorm = dout * w:
+// dinp += s * (dnorm - mean_c(dnorm) - xhat * mean_c(dnorm * xhat)); RMSNorm (no mean)
+// drops the mean_c(dnorm) term and uses m = 0.
+template <bool VEC, bool HAS_MEAN>
+__global__ void __launch_bounds__(kThreads)
+norm_backward_dinp_kernel(float *dinp, const float *dout, const float *inp,
+                          const float *weight, const float *mean, const float *rstd, int N,
+                          int C) {
+    int lane = threadIdx.x & 31;
+    int groups = C / 4, tail0 = 4 * groups;
+    size_t stride = (size_t)gridDim.x * kRowsPerBlock;
+    for (size_t row = (size_t)blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5); row < (size_t)N;
+         row += stride) {
+        const float *g = dout + row * C, *x = inp + row * C;
+        float *dx = dinp + row * C;
+        float m = HAS_MEAN ? mean[row] : 0.0f, s = rstd[row];
+        double a = 0.0, b = 0.0; // sum dnorm, sum dnorm * xhat
+        auto sums1 = [&](float gc, float xc, float wc) {
+            float dnorm = __fmul_rn(gc, wc);
+            a += dnorm;
+            b += (double)dnorm * ((xc - m) * s);
+        };
+        for (int j = lane; j < groups; j += 32) {
+            F4 gv = load4<VEC>(g, j), xv = load4<VEC>(x, j), wv = load4<VEC>(weight, j);
+#pragma unroll
+            for (int k = 0; k < 4; k++) sums1(gv.v[k], xv.v[k], wv.v[k]);
+        }
+        if (tail0 + lane < C) sums1(g[tail0 + lane], x[tail0 + lane], weight[tail0 + lane]);
+        a = warp_sum(a);
+        b = warp_sum(b);
+        float mean_dnorm = HAS_MEAN ? (float)(a / C) : 0.0f;
+        float mean_dnorm_xhat = (float)(b / C);
+        // The CPU's float expression with every product rounded on its own (__fmul_rn is
+        // never contracted into an FMA): dnorm - mean - xhat * mean_xhat cancels almost
+        // completely for tiny C (RMSNorm with C = 1 leaves eps / x^2 of dnorm), where an
+        // FMA's different rounding would show up relative to the result.
+        auto grad1 = [&](float gc, float xc, float wc) {
+            float xhat = (xc - m) * s;
+            float t = __fmul_rn(gc, wc) - mean_dnorm - __fmul_rn(xhat, mean_dnorm_xhat);
+            return __fmul_rn(t, s);
+        };
+        for (int j = lane; j < groups; j += 32) {
+            F4 gv = load4<VEC>(g, j), xv = load4<VEC>(x, j), wv = load4<VEC>(weight, j);
+            F4 dv = load4<VEC>(dx, j);
+#pragma unroll
+            for (int k = 0; k < 4; k++) dv.v[k] += grad1(gv.v[k], xv.v[k], wv.v[k]);
+            store4<VEC>(dx, j, dv);
+        }
+        if (tail0 + lane < C) {
+            int c = tail0 + lane;
+            dx[c] += grad1(g[c], x[c], weight[c]);
+        }
+    }
+}
+
+// dweight[c] += sum_n dout[n,c] * xhat[n,c]; dbias[c] += sum_n dout[n,c], in double.
+// Rows are cut into chunks of `rows` (a function of N and C only, never of the device);
+// thread (chunk, c) sums its chunk in increasing n. With one chunk it adds straight into
+// dweight/dbias, the CPU's exact order; otherwise the chunk sums go to the partial arrays
+// (pw, pb: (nchunks, C) each) and norm_param_finish adds them in chunk order.
+__global__ void norm_param_partial_kernel(float *dweight, float *dbias, double *pw, double *pb,
+                                          const float *dout, const float *inp,
+                                          const float *mean, const float *rstd, int N, int C,
+                                          int rows, int nchunks) {
+    size_t total = (size_t)nchunks * C;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t k = i / (size_t)C, c = i - k * (size_t)C;
+        size_t n0 = k * rows, n1 = n0 + rows < (size_t)N ? n0 + rows : (size_t)N;
+        double dw = 0.0, db = 0.0;
+        for (size_t n = n0; n < n1; n++) {
+            float g = dout[n * C + c], x = inp[n * C + c];
+            float m = mean ? mean[n] : 0.0f, s = rstd[n];
+            dw += (double)g * ((x - m) * s);
+            db += g;
+        }
+        if (nchunks == 1) {
+            if (dweight) dweight[c] += (float)dw;
+            if (dbias) dbias[c] += (float)db;
+        } else {
+            pw[i] = dw;
+            pb[i] = db;
+        }
+    }
+}
+
+__global__ void norm_param_finish_kernel(float *dweight, float *dbias, const double *pw,
+                                         const double *pb, int C, int nchunks) {
+    for (size_t c = (size_t)blockIdx.x * blockDim.x + threadIdx.x; c < (size_t)C;
+         c += (size_t)gridDim.x * blockDim.x) {
+        double dw = 0.0, db = 0.0;
+        for (int k = 0; k < nchunks; k++) {
+            dw += pw[(size_t)k * C + c];
+            db += pb[(size_t)k * C + c];
+        }
+        if (dweight) dweight[c] += (float)dw;
+        if (dbias) dbias[c] += (float)db;
+    }
+}
+
+// Rows per chunk of the column sums: enough chunks that nchunks * C threads fill the GPU
+// (about 256k), at least 32 rows each so a chunk is worth a thread.
+int colsum_rows(int N, int C) {
+    long max_chunks = 262144L / C > 1 ? 262144L / C : 1;
+    long rows = ((long)N + max_chunks - 1) / max_chunks;
+    return (int)(rows > 32 ? rows : 32);
+}
+
+void norm_param_backward(float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *mean, const float *rstd, int N, int C) {
+    cudaStream_t st = cuda_stream();
+    int rows = colsum_rows(N, C);
+    int nchunks = (int)(((long)N + rows - 1) / rows);
+    double *pw = nullptr, *pb = nullptr;
+    if (nchunks > 1) {
+        size_t per = (size_t)nchunks * C;
+        pw = (double *)cuda_scratch(0, 2 * per * sizeof(double));
+        pb = pw + per;
+    }
+    size_t threads = (size_t)nchunks * C;
+    norm_param_partial_kernel<<<cuda_blocks(threads, kThreads), kThreads, 0, st>>>(
+        dweight, dbias, pw, pb, dout, inp, mean, rstd, N, C, rows, nchunks);
+    CUDA_LAUNCH_CHECK();
+    if (nchunks > 1) {
+        norm_param_finish_kernel<<<cuda_blocks((size_t)C, kThreads), kThreads, 0, st>>>(
+            dweight, dbias, pw, pb, C, nchunks);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+template <bool HAS_MEAN>
+void launch_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                    const float *bias, int N, int C, float eps) {
+    unsigned grid = cuda_blocks((size_t)N, kRowsPerBlock);
+    bool vec = C % 4 == 0 && aligned16(out) && aligned16(inp) && aligned16(weight) &&
+               aligned16(bias);
+    if (vec)
+        norm_forward_kernel<true, HAS_MEAN><<<grid, kThreads, 0, cuda_stream()>>>(
+            out, mean, rstd, inp, weight, bias, N, C, eps);
+    else
+        norm_forward_kernel<false, HAS_MEAN><<<grid, kThreads, 0, cuda_stream()>>>(
+            out, mean, rstd, inp, weight, bias, N, C, eps);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <bool HAS_MEAN>
+void launch_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, const float *mean,
+                     const float *rstd, int N, int C) {
+    if (dinp) { // first, as on the CPU
+        unsigned grid = cuda_blocks((size_t)N, kRowsPerBlock);
+        bool vec = C % 4 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) &&
+                   aligned16(weight);
+        if (vec)
+            norm_backward_dinp_kernel<true, HAS_MEAN><<<grid, kThreads, 0, cuda_stream()>>>(
+                dinp, dout, inp, weight, mean, rstd, N, C);
+        else
+            norm_backward_dinp_kernel<false, HAS_MEAN><<<grid, kThreads, 0, cuda_stream()>>>(
+                dinp, dout, inp, weight, mean, rstd, N, C);
+        CUDA_LAUNCH_CHECK();
+    }
+    if ((dweight || dbias) && C > 0)
+        norm_param_backward(dweight, dbias, dout, inp, HAS_MEAN ? mean : nullptr, rstd, N, C);
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------
+// launchers (kernels/kernels.h semantics; device pointers; cuda_stream())
+
+extern "C" void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                       const float *weight, const float *bias, int N, int C,
+                                       float eps) {
+    if (N <= 0) return;
+    launch_forward<true>(out, mean, rstd, inp, weight, bias, N, C, eps);
+}
+
+extern "C" void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
+                                        const float *dout, const float *inp,
+                                        const float *weight, const float *mean,
+                                        const float *rstd, int N, int C) {
+    if (N <= 0) return;
+    launch_backward<true>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
+                                     const float *weight, int N, int C, float eps) {
+    if (N <= 0) return;
+    launch_forward<false>(out, nullptr, rstd, inp, weight, nullptr, N, C, eps);
+}
+
+extern "C" void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
+                                      const float *inp, const float *weight, const float *rstd,
+                                      int N, int C) {
+    if (N <= 0) return;
+    launch_backward<false>(dinp, dweight, nullptr, dout, inp, weight, nullptr, rstd, N, C);
+}

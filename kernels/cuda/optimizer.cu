@@ -1,0 +1,132 @@
+// optimizer.cu - the parameter-update ops (kernels/cpu/optimizer.c): AdamW with fp32
+// state, the sum of squares behind global gradient-norm clipping (result in host memory),
+// and in-place scaling.
+#include <math.h>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+
+// The step scalars are computed on the host exactly as cpu_adamw_update does (double,
+// rounded to float), so both devices apply the same fp32 constants.
+__global__ void adamw_kernel(float *params, const float *grads, float *m, float *v, size_t n,
+                             float beta1, float beta2, float eps, float decay, float step_size,
+                             float bias_correction2_sqrt, float one_minus_b1,
+                             float one_minus_b2, float grad_scale) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        // cpu_adamw_update's float expressions; every product that feeds an add or subtract
+        // is a __fmul_rn, which is never contracted into an FMA, so each operation rounds
+        // as on the CPU (sqrtf and / are IEEE-rounded by default)
+        float g = grads[i] * grad_scale;
+        float p = __fmul_rn(params[i], decay); // decoupled weight decay, before the Adam step
+        float mi = __fmul_rn(beta1, m[i]) + __fmul_rn(one_minus_b1, g);
+        float vi = __fmul_rn(beta2, v[i]) + __fmul_rn(__fmul_rn(one_minus_b2, g), g);
+        float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
+        params[i] = p - __fmul_rn(step_size, mi / denom);
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+// sum_squares: a fixed grid (independent of the device and of n) of kSumsqBlocks blocks
+// of kThreads threads. Thread t of the grid sums g[t], g[t+S], g[t+2S], ... (S = the grid
+// size) in double, in increasing index order; each block combines its threads with a fixed
+// shared-memory tree into partial[block]; one block then adds the partials (each thread 4
+// consecutive ones in order, then the same tree). The summation order depends only on n.
+constexpr unsigned kSumsqBlocks = 1024;
+static_assert(kSumsqBlocks == 4 * kThreads, "sumsq_final_kernel: 4 partials per thread");
+
+__device__ double block_sum(double v, double *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = kThreads / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    return sh[0];
+}
+
+__global__ void __launch_bounds__(kThreads)
+sumsq_partial_kernel(double *partial, const float *g, size_t n) {
+    __shared__ double sh[kThreads];
+    const size_t S = (size_t)kSumsqBlocks * kThreads;
+    size_t i = (size_t)blockIdx.x * kThreads + threadIdx.x;
+    double acc = 0.0;
+    // four independent loads in flight per iteration; still added in index order
+    for (; i + 3 * S < n; i += 4 * S) {
+        float a = g[i], b = g[i + S], c = g[i + 2 * S], d = g[i + 3 * S];
+        acc += (double)a * a;
+        acc += (double)b * b;
+        acc += (double)c * c;
+        acc += (double)d * d;
+    }
+    for (; i < n; i += S) acc += (double)g[i] * g[i];
+    double total = block_sum(acc, sh);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
+}
+
+__global__ void __launch_bounds__(kThreads)
+sumsq_final_kernel(double *result, const double *partial) {
+    __shared__ double sh[kThreads];
+    const double *p = partial + 4 * threadIdx.x;
+    double acc = p[0];
+    acc += p[1];
+    acc += p[2];
+    acc += p[3];
+    double total = block_sum(acc, sh);
+    if (threadIdx.x == 0) result[0] = total;
+}
+
+__global__ void scale_kernel(float *x, float s, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= s;
+}
+
+} // namespace
+
+extern "C" void cuda_adamw_update(float *params, const float *grads, float *m, float *v,
+                                  size_t n, float lr, float beta1, float beta2, float eps,
+                                  float weight_decay, int t, float grad_scale) {
+    if (n == 0) return;
+    // the same host computation as cpu_adamw_update (torch's Python-float step scalars)
+    float decay = (float)(1.0 - (double)lr * weight_decay);
+    double bias_correction1 = 1.0 - pow((double)beta1, (double)t);
+    double bias_correction2 = 1.0 - pow((double)beta2, (double)t);
+    float step_size = (float)(lr / bias_correction1);
+    float bias_correction2_sqrt = (float)sqrt(bias_correction2);
+    float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
+    adamw_kernel<<<cuda_blocks(n, kThreads), kThreads, 0, cuda_stream()>>>(
+        params, grads, m, v, n, beta1, beta2, eps, decay, step_size, bias_correction2_sqrt,
+        one_minus_b1, one_minus_b2, grad_scale);
+    CUDA_LAUNCH_CHECK();
+}
+
+// out is a HOST pointer: waits for the result.
+extern "C" void cuda_sum_squares(float *out, const float *g, size_t n) {
+    if (n == 0) {
+        out[0] = 0.0f; // what cpu_sum_squares writes for an empty buffer
+        return;
+    }
+    cudaStream_t st = cuda_stream();
+    double *partial = (double *)cuda_scratch(0, (kSumsqBlocks + 1) * sizeof(double));
+    double *result = partial + kSumsqBlocks;
+    sumsq_partial_kernel<<<kSumsqBlocks, kThreads, 0, st>>>(partial, g, n);
+    CUDA_LAUNCH_CHECK();
+    sumsq_final_kernel<<<1, kThreads, 0, st>>>(result, partial);
+    CUDA_LAUNCH_CHECK();
+    double total = 0.0;
+    CUDA_CHECK(cudaMemcpyAsync(&total, result, sizeof(double), cudaMemcpyDeviceToHost, st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    out[0] = (float)total;
+}
+
+extern "C" void cuda_scale_inplace(float *x, float s, size_t n) {
+    if (n == 0) return;
+    scale_kernel<<<cuda_blocks(n, kThreads), kThreads, 0, cuda_stream()>>>(x, s, n);
+    CUDA_LAUNCH_CHECK();
+}
