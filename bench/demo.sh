@@ -14,6 +14,7 @@ pairs=${PAIRS:-2000}
 extra=${EXTRA:-}      # more key=value overrides for both trainings
 
 mkdir -p "$out"
+: > "$out/eval.log"
 echo "== synthetic benchmark: $pairs training pairs, seed $seed -> $out/data"
 "$mmrm" synth --out "$out/data" --pairs "$pairs" --seed "$seed" ${SYNTH_ARGS:-} | tail -n 6
 
@@ -37,11 +38,13 @@ for algo in standard robust; do
     row=()
     for split in test_id test_ood; do
         "$mmrm" eval --model "$out/$algo/checkpoint-last" --data "$out/data/$split.jsonl" \
-            --text-only-model "$out/robust/checkpoint-last/bias" --json > "$out/eval_${algo}_$split.json"
+            --text-only-model "$out/robust/checkpoint-last/bias" --json > "$out/eval_${algo}_$split.json" \
+            2>> "$out/eval.log" || { tail -n 20 "$out/eval.log"; exit 1; }
         row+=("$(field accuracy < "$out/eval_${algo}_$split.json")")
     done
     "$mmrm" eval --model "$out/$algo/checkpoint-last" --data "$out/data/test_oracle.jsonl" \
-        --text-only-model "$out/robust/checkpoint-last/bias" --json > "$out/eval_${algo}_test_oracle.json"
+        --text-only-model "$out/robust/checkpoint-last/bias" --json > "$out/eval_${algo}_test_oracle.json" \
+        2>> "$out/eval.log" || { tail -n 20 "$out/eval.log"; exit 1; }
     sfd=$(field sfd_pp < "$out/eval_${algo}_test_oracle.json")
     name=$([ "$algo" = robust ] && echo shortcut-aware || echo standard)
     printf '%-16s %10.3f %10.3f %10.1f %11.0fs\n' "$name" "${row[0]}" "${row[1]}" "$sfd" "${secs[$i]}"
