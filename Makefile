@@ -17,8 +17,8 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC     ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCHS ?= 80 90
 
-DEB_PKGS := libstb-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev
-DEP_FILES := /usr/include/stb/stb_image.h /usr/include/ini.h /usr/include/cjson/cJSON.h
+DEB_PKGS := libstb-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev g++ perl
+DEP_FILES := /usr/include/stb/stb_image.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/bin/g++ /usr/bin/perl
 
 CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Werror -I. -MMD -MP
 LDLIBS   := -fopenmp -lstb -linih -lcjson -lm -lpthread
@@ -124,6 +124,47 @@ gpu-test: ## on a GPU machine: tests/gpu/run.sh (CUDA vs CPU parity, benchmarks;
 $(BUILD)/gpu_parity: $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/*.c)) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
+# build/emu_parity: gpu_parity with kernels/cuda/*.cu, unmodified, run on the CPU by the
+# emulator in tests/cuda_emu (README.md there; run by tests/integration/cuda_emu.sh).
+# translate.pl rewrites the kernel launches into $(BUILD)/emu/kernels/cuda/*.cpp, g++
+# compiles them with cuda_emu.h force-included, and the C sources are compiled again into
+# $(BUILD)/emu with -DMMRM_CUDA so that DEV_CUDA reaches the emulated backend (the normal
+# objects stay CPU-only). -fcf-protection=none: the emulator switches stacks itself, so the
+# binary must not be marked for CET shadow stacks.
+EMU_CXX      ?= g++
+EMU_CPPFLAGS := -I. -Itests/cuda_emu/include -DMMRM_CUDA -DMMRM_CUDA_EMU
+EMU_CXXFLAGS := -std=c++20 -O2 -g -fopenmp -Wall -Wextra -Wno-unknown-pragmas -MMD -MP
+ifeq ($(SANITIZE),1)
+EMU_CXXFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+endif
+EMU_OBJ := $(patsubst %.cu,$(BUILD)/emu/%.o,$(wildcard kernels/cuda/*.cu)) \
+           $(BUILD)/emu/tests/cuda_emu/cuda_emu.o \
+           $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC) $(wildcard tests/gpu/*.c))
+.SECONDARY: $(patsubst %.cu,$(BUILD)/emu/%.cpp,$(wildcard kernels/cuda/*.cu))
+EMU_STAMP := $(BUILD)/emu/.flags
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+$(shell mkdir -p $(BUILD)/emu; echo '$(EMU_CXX) $(EMU_CXXFLAGS)' | cmp -s - $(EMU_STAMP) || \
+        echo '$(EMU_CXX) $(EMU_CXXFLAGS)' > $(EMU_STAMP))
+endif
+
+$(BUILD)/emu/%.cpp: %.cu tests/cuda_emu/translate.pl
+	@mkdir -p $(dir $@)
+	perl tests/cuda_emu/translate.pl $< $@
+
+$(BUILD)/emu/kernels/cuda/%.o: $(BUILD)/emu/kernels/cuda/%.cpp tests/cuda_emu/cuda_emu.h $(FLAGS_STAMP) $(EMU_STAMP)
+	$(EMU_CXX) $(EMU_CPPFLAGS) -include tests/cuda_emu/cuda_emu.h $(EMU_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/emu/tests/cuda_emu/cuda_emu.o: tests/cuda_emu/cuda_emu.cpp tests/cuda_emu/cuda_emu.h $(FLAGS_STAMP) $(EMU_STAMP)
+	@mkdir -p $(dir $@)
+	$(EMU_CXX) $(EMU_CPPFLAGS) $(EMU_CXXFLAGS) $(if $(filter x86_64,$(shell uname -m)),-fcf-protection=none) -c $< -o $@
+
+$(BUILD)/emu/%.o: %.c $(FLAGS_STAMP) | deps-check
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DMMRM_CUDA -DMMRM_CUDA_EMU -c $< -o $@
+
+$(BUILD)/emu_parity: $(EMU_OBJ)
+	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
+
 $(BUILD)/mmrm: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
@@ -133,7 +174,7 @@ $(BUILD)/test_unit: $(TEST_OBJ) $(LIB_OBJ)
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_unit $(BUILD)/mmrm ## build and run every CPU test; last line "N passed, N failed"
+test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
 bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)

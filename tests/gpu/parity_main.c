@@ -1,8 +1,9 @@
 /* parity_main.c - build/gpu_parity: the CUDA backend checked against the CPU backend on
  * random inputs (tests/gpu/parity.h). Built by `make cuda`; run by tests/gpu/run.sh on a
  * GPU machine. Usage: gpu_parity [--precision fp32|bf16|both] [--only GROUP] [--seed S]
- * GROUP: elementwise, norm, loss, matmul, attention, model. Exit status 0 when every check
- * passes. */
+ * [--quick]. GROUP: elementwise, norm, loss, matmul, attention, model. --quick (for the CPU
+ * emulator, build/emu_parity) runs the model group on the tiny config only. Exit status 0
+ * when every check passes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,12 +88,14 @@ typedef struct {
 int main(int argc, char **argv) {
     const char *precision = "both", *only = NULL;
     unsigned long long seed = 1234;
+    int quick = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--quick")) quick = 1;
         else {
-            fprintf(stderr, "usage: gpu_parity [--precision fp32|bf16|both] [--only GROUP] [--seed S]\n"
+            fprintf(stderr, "usage: gpu_parity [--precision fp32|bf16|both] [--only GROUP] [--seed S] [--quick]\n"
                             "groups: elementwise norm loss matmul attention model\n");
             return 2;
         }
@@ -113,6 +116,7 @@ int main(int argc, char **argv) {
         if (!passes[b]) continue;
         Parity p = {0};
         p.bf16 = b;
+        p.quick = quick;
         p.rng = rng_make(seed, 17 + b);
         cuda_set_precision(b);
         printf("== precision %s (tol %.0e)\n", b ? "bf16" : "fp32", parity_tol(&p));

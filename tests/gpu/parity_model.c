@@ -71,7 +71,12 @@ static void run_case(Parity *p, const char *label, ModelConfig cfg, int freeze_v
     graph_init(&gg, DEV_CUDA, 8 << 20, 7);
     gc.recompute = gg.recompute = recompute;
     char name[160];
-    double tol = parity_tol(p);
+    /* fp32: the ops' 1e-5. bf16: every GEMM rounds its inputs to bf16 (8 mantissa bits), and
+     * over the ~20 GEMMs of a forward and backward the CPU/GPU difference grows to 1-3e-2
+     * even with exact accumulation (measured with the CPU emulator's exact GEMM,
+     * tests/cuda_emu/README.md), so the whole model is held to 5e-2 there; single ops keep
+     * the 1e-2 of parity_tol. */
+    double tol = p->bf16 ? 5e-2 : parity_tol(p);
 
     /* rewards without grad */
     graph_set_grad(&gc, 0);
@@ -125,7 +130,7 @@ static void run_case(Parity *p, const char *label, ModelConfig cfg, int freeze_v
 
 void parity_model(Parity *p) {
     const char *paths[] = {"configs/model/tiny.json", "configs/model/small.json"};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < (p->quick ? 1 : 2); k++) { /* --quick: tiny only */
         ModelConfig cfg;
         if (config_load(paths[k], &cfg)) {
             printf("FAIL %s: %s\n", paths[k], mmrm_last_error());

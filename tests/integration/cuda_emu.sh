@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The CUDA backend's real kernels (kernels/cuda/*.cu, unmodified) run on the CPU by the
+# emulator in tests/cuda_emu (README.md there): the GPU parity suite (tests/gpu) checks every
+# CUDA op against the CPU backend. build/emu_parity (next to $MMRM) is built by `make test`.
+#   1. every group in fp32 mode, threads and blocks in forward order;
+#   2. matmul in bf16 mode (the fake cuBLASLt rounds the GEMM inputs to bf16);
+#   3. attention and norm with every launch's threads and blocks in reverse order, loss in a
+#      seeded random order: a result that depends on the order (a missing barrier, a race
+#      between threads) fails the comparison in one of the orders;
+#   4. matmul with the fake cuBLASLt finding no algorithm for the bias epilogue or for bf16,
+#      so matmul.cu's fallbacks (add_bias_kernel, fp32 GEMMs in bf16 mode) run.
+# --quick runs the model group on the tiny config only (the small one is for real GPUs).
+#   5. the model group in bf16 mode (its tolerance is 5e-2: bf16 GEMM inputs alone move the
+#      whole model's rewards and gradients by 1-3e-2; tests/cuda_emu/README.md).
+set -euo pipefail
+emu="$(dirname "$MMRM")/emu_parity"
+[ -x "$emu" ] || { echo "FAIL: $emu is missing (make $emu)"; exit 1; }
+
+failed=0
+check() {
+    local what=$1 rc=0 log last
+    shift
+    log=$(mktemp)
+    "$@" >"$log" 2>&1 || rc=$?
+    last=$(tail -n 1 "$log")
+    if [[ $rc == 0 && $last =~ ^[0-9]+\ passed,\ 0\ failed$ ]]; then
+        echo "ok   $what: $last"
+    else
+        echo "FAIL $what (exit $rc): $last"
+        grep -E "^FAIL|^     worst|cuda_emu|mmrm:" "$log" | head -n 40 || true
+        failed=1
+    fi
+    rm -f "$log"
+}
+
+check "all groups, fp32" "$emu" --quick --precision fp32
+check "matmul, bf16" "$emu" --quick --precision bf16 --only matmul
+check "attention, reverse order" env EMU_ORDER=reverse "$emu" --quick --precision fp32 --only attention
+check "norm, reverse order" env EMU_ORDER=reverse "$emu" --quick --precision fp32 --only norm
+check "loss, random order" env EMU_ORDER=random:1 "$emu" --quick --precision fp32 --only loss
+check "model, bf16" "$emu" --quick --precision bf16 --only model
+check "matmul, cuBLASLt fallbacks" env EMU_LT_REJECT=bias,bf16 "$emu" --quick --precision both --only matmul
+exit "$failed"
