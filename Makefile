@@ -165,6 +165,12 @@ $(BUILD)/emu/%.o: %.c $(FLAGS_STAMP) | deps-check
 $(BUILD)/emu_parity: $(EMU_OBJ)
 	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
 
+# build/emu_mmrm: the whole command line with the emulated CUDA backend, so the GPU code
+# paths of train/score (device transfers, staging, the trainer on DEV_CUDA) run in
+# tests/integration/cuda_emu_train.sh
+$(BUILD)/emu_mmrm: $(BUILD)/emu/$(MAIN_SRC:.c=.o) $(filter-out $(BUILD)/emu/tests/gpu/%,$(EMU_OBJ))
+	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
+
 $(BUILD)/mmrm: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
@@ -174,7 +180,7 @@ $(BUILD)/test_unit: $(TEST_OBJ) $(LIB_OBJ)
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity ## build and run every CPU test; last line "N passed, N failed"
+test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
 bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)
