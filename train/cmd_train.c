@@ -155,6 +155,8 @@ int cmd_train(int argc, char **argv) {
     rc = train_run(&o);
 out:
     train_config_free(&c);
-    comm_finalize(&comm);
+    /* a failing rank skips MPI_Finalize: its non-zero exit then ends every rank (comm.h),
+     * where finalizing would leave the others waiting in their next collective */
+    if (rc == 0) comm_finalize(&comm);
     return rc;
 }

@@ -6,7 +6,8 @@
 # device, uploads of every op input, logging read back after backward, checkpoints and
 # optimizer state staged through the host); a run resumed on the device from a checkpoint
 # must end where the uninterrupted device run ends; `score --device cuda` must give the
-# CPU's scores within 1e-4.
+# CPU's scores within 1e-4; 2 ranks on the device must equal 1 rank with the same global
+# batch (the gradient all-reduce of device buffers).
 set -euo pipefail
 emu="$(dirname "$MMRM")/emu_mmrm"
 [ -x "$emu" ] || { echo "FAIL: $emu is missing (make $emu)"; exit 1; }
@@ -49,6 +50,29 @@ train standard cuda "$d/resume" resume=true overwrite_output_dir=false
 cmp <(weights "$d/resume/checkpoint-last") <(weights "$d/standard_gpu/checkpoint-last") ||
     { echo "FAIL resumed device run differs from the uninterrupted one"; exit 1; }
 echo "resume on the device: bitwise equal to the uninterrupted device run"
+
+# data parallel on the device: 2 ranks x 1 pair (device = auto: both on the one emulated GPU) (gradients staged through the host and MPI
+# in a build without NCCL) equal 1 rank x 2 pairs, per-step losses within 1e-5
+if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" version)"; then
+    (export OMPI_MCA_rmaps_base_oversubscribe=1
+     mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/demo_standard.ini \
+        dataset_path="$d/data/train.jsonl" eval_dataset_path= output_dir="$d/two" max_steps=3 \
+        per_device_train_batch_size=1 logging_steps=1 save_steps=0 device=auto precision=fp32 \
+        2> "$d/two.log") || { tail -n 20 "$d/two.log"; exit 1; }
+    grep -q "x 2 ranks" "$d/two.log" || { echo "FAIL the 2-rank run did not run on 2 ranks"; exit 1; }
+    w=$(paste <(losses "$d/standard_gpu") <(losses "$d/two") | worst)
+    echo "2 ranks x 1 pair vs 1 rank x 2 pairs on the device: worst rel $w"
+    awk -v w="$w" 'BEGIN { exit !(w <= 1e-5) }' || { echo "FAIL 2-rank device run differs"; exit 1; }
+    # device = cuda on 2 ranks with one GPU: rank 1 (GPU 1) fails before training while rank 0
+    # would train; the job must end with rank 1's message, not leave rank 0 waiting
+    rc=0
+    timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/demo_standard.ini \
+        dataset_path="$d/data/train.jsonl" eval_dataset_path= output_dir="$d/bad" max_steps=3 \
+        per_device_train_batch_size=1 save_steps=0 device=cuda precision=fp32 > "$d/bad.log" 2>&1 || rc=$?
+    [ "$rc" != 0 ] && [ "$rc" != 124 ] || { echo "FAIL one failing rank: exit status $rc"; exit 1; }
+    grep -q "GPU 1 requested but 1 visible" "$d/bad.log" || { tail -n 20 "$d/bad.log"; exit 1; }
+    echo "one rank failing before training ends the job (exit $rc) with its message"
+fi
 
 m="$d/standard_cpu/checkpoint-last"
 "$emu" score --model "$m" --input "$d/data/score_input.jsonl" --output "$d/s_cpu.jsonl" --device cpu 2>/dev/null
