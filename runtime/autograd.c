@@ -132,7 +132,7 @@ void graph_backward(Graph *g, Tensor *root) {
 
 void graph_backward_from(Graph *g, Tensor *t, const float *dout) {
     MMRM_CHECK(t->requires_grad, "backward from %s: nothing it depends on requires grad", t->name);
-    device_memcpy(g->device, graph_grad(g, t), dout, t->numel * sizeof(float));
+    device_copy_from_host(g->device, graph_grad(g, t), dout, t->numel * sizeof(float));
     run_backward(g, g->ntape - 1, 0);
 }
 

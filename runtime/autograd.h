@@ -79,8 +79,9 @@ TapeEntry *graph_record(Graph *g, const char *op, BackwardFn bw, Tensor **in, in
 
 /* Backpropagates from a scalar root (numel 1) with d(root) = 1. */
 void graph_backward(Graph *g, Tensor *root);
-/* Backpropagates from any output with a given gradient dout (t->numel floats, on the
- * graph's device), e.g. to test a sub-network or to continue from a pipeline stage. */
+/* Backpropagates from any output with a given gradient dout (t->numel floats in host
+ * memory, copied to the graph's device), e.g. to scale a micro-batch's loss or to test a
+ * sub-network. */
 void graph_backward_from(Graph *g, Tensor *t, const float *dout);
 
 typedef void (*SegmentFn)(Graph *g, void *ctx, Tensor **in, int nin, Tensor **out, int nout);

@@ -517,12 +517,7 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
             root = sl.loss;
         }
         float dloss = (float)P / (float)P_step; /* the step's loss is the mean over its pairs */
-        float *ddev = &dloss;
-        if (r->g.device != DEV_CPU) { /* the upstream gradient lives where the graph does */
-            ddev = arena_alloc(&r->g.act, sizeof dloss);
-            device_copy_from_host(r->g.device, ddev, &dloss, sizeof dloss);
-        }
-        graph_backward_from(&r->g, root, ddev);
+        graph_backward_from(&r->g, root, &dloss);
         /* what is logged is read after backward has been queued: on a GPU the copies then
          * wait for the whole micro-step instead of stalling between forward and backward */
         if (r->has_bias) {

@@ -98,9 +98,7 @@ static void run_case(Parity *p, const char *label, ModelConfig cfg, int freeze_v
     Tensor *tc = rm_forward(&mc, &gc, &b.batch);
     graph_backward_from(&gc, tc, w);
     Tensor *tg = rm_forward(&mg, &gg, &b.batch);
-    float *dw = arena_alloc(&gg.act, sizeof w);
-    device_copy_from_host(DEV_CUDA, dw, w, sizeof w);
-    graph_backward_from(&gg, tg, dw);
+    graph_backward_from(&gg, tg, w);
     snprintf(name, sizeof name, "model %s rewards (grad mode)", label);
     parity_check(p, name, graph_host(&gc, tc), graph_host(&gg, tg), PB, tol);
     float *hg;
