@@ -28,6 +28,12 @@ double parity_tol(const Parity *p);  /* 1e-5 fp32, 1e-2 bf16 */
 int parity_check(Parity *p, const char *what, const float *ref, const float *got, size_t n,
                  double tol);
 
+/* downloads n floats of device memory d and checks them against ref with parity_tol */
+int parity_check_dev(Parity *p, const char *what, const float *ref, const float *d, size_t n);
+/* a check name formatted into a static buffer, valid until the next call (parity_check
+ * prints it before the next name is made) */
+const char *parity_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* host helpers: random arrays from p->rng (freed with free) */
 float *h_rand(Parity *p, size_t n, float lo, float hi);
 float *h_zeros(size_t n);

@@ -4,21 +4,10 @@
  * Every op runs on both tables from the same random inputs; gradient buffers start from
  * the same random values on both sides (so the += contract is checked too), and every
  * backward is also called with NULL gradient pointers. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "tests/gpu/parity.h"
-
-/* check name, formatted; parity_check prints it before the next one is made */
-static char g_name[256];
-__attribute__((format(printf, 1, 2))) static const char *nm(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_name, sizeof g_name, fmt, ap);
-    va_end(ap);
-    return g_name;
-}
 
 static void *xmalloc(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
@@ -27,14 +16,6 @@ static void *xmalloc(size_t bytes) {
         exit(1);
     }
     return p;
-}
-
-/* downloads n floats of d and compares them with the host reference */
-static void check_dev(Parity *p, const char *what, const float *ref, const float *d, size_t n) {
-    float *got = xmalloc(n * sizeof(float));
-    d_download(got, d, n);
-    parity_check(p, what, ref, got, n, parity_tol(p));
-    free(got);
 }
 
 /* ids in [0, V); every id used when N >= V, repeats otherwise random */
@@ -65,16 +46,16 @@ static void parity_embedding(Parity *p) {
         float *d_table = d_upload(table, nt), *d_out = d_upload(out, no);
         kernels_cpu.embedding_forward(out, ids, table, N, C);
         kernels_cuda.embedding_forward(d_out, d_ids, d_table, N, C);
-        check_dev(p, nm("embedding fwd N=%d V=%d C=%d out", N, V, C), out, d_out, no);
+        parity_check_dev(p, parity_name("embedding fwd N=%d V=%d C=%d out", N, V, C), out, d_out, no);
 
         float *dout = h_rand(p, no, -1, 1), *dtable = h_rand(p, nt, -1, 1);
         float *d_dout = d_upload(dout, no), *d_dtable = d_upload(dtable, nt);
         kernels_cpu.embedding_backward(dtable, dout, ids, N, C);
         kernels_cuda.embedding_backward(d_dtable, d_dout, d_ids, N, C);
-        check_dev(p, nm("embedding bwd N=%d V=%d C=%d dtable", N, V, C), dtable, d_dtable, nt);
+        parity_check_dev(p, parity_name("embedding bwd N=%d V=%d C=%d dtable", N, V, C), dtable, d_dtable, nt);
         /* NULL: nothing to do, nothing changes */
         kernels_cuda.embedding_backward(NULL, d_dout, d_ids, N, C);
-        check_dev(p, nm("embedding bwd N=%d V=%d C=%d dtable=NULL (dtable kept)", N, V, C),
+        parity_check_dev(p, parity_name("embedding bwd N=%d V=%d C=%d dtable=NULL (dtable kept)", N, V, C),
                   dtable, d_dtable, nt);
 
         free(ids), free(table), free(out), free(dout), free(dtable);
@@ -94,15 +75,15 @@ static void parity_gelu(Parity *p) {
         float *d_inp = d_upload(inp, n), *d_out = d_upload(out, n);
         kernels_cpu.gelu_forward(out, inp, n);
         kernels_cuda.gelu_forward(d_out, d_inp, n);
-        check_dev(p, nm("gelu fwd n=%zu out", n), out, d_out, n);
+        parity_check_dev(p, parity_name("gelu fwd n=%zu out", n), out, d_out, n);
 
         float *dout = h_rand(p, n, -1, 1), *dinp = h_rand(p, n, -1, 1);
         float *d_dout = d_upload(dout, n), *d_dinp = d_upload(dinp, n);
         kernels_cpu.gelu_backward(dinp, dout, inp, n);
         kernels_cuda.gelu_backward(d_dinp, d_dout, d_inp, n);
-        check_dev(p, nm("gelu bwd n=%zu dinp", n), dinp, d_dinp, n);
+        parity_check_dev(p, parity_name("gelu bwd n=%zu dinp", n), dinp, d_dinp, n);
         kernels_cuda.gelu_backward(NULL, d_dout, d_inp, n);
-        check_dev(p, nm("gelu bwd n=%zu dinp=NULL (dinp kept)", n), dinp, d_dinp, n);
+        parity_check_dev(p, parity_name("gelu bwd n=%zu dinp=NULL (dinp kept)", n), dinp, d_dinp, n);
 
         free(inp), free(out), free(dout), free(dinp);
         d_free(d_inp), d_free(d_out), d_free(d_dout), d_free(d_dinp);
@@ -117,7 +98,7 @@ static void parity_swiglu(Parity *p) {
         float *d_gate = d_upload(gate, n), *d_up = d_upload(up, n), *d_out = d_upload(out, n);
         kernels_cpu.swiglu_forward(out, gate, up, n);
         kernels_cuda.swiglu_forward(d_out, d_gate, d_up, n);
-        check_dev(p, nm("swiglu fwd n=%zu out", n), out, d_out, n);
+        parity_check_dev(p, parity_name("swiglu fwd n=%zu out", n), out, d_out, n);
 
         /* both gradients, then each one alone (the other NULL) */
         float *dout = h_rand(p, n, -1, 1);
@@ -130,11 +111,11 @@ static void parity_swiglu(Parity *p) {
             kernels_cuda.swiglu_backward(want_g ? d_dgate : NULL, want_u ? d_dup : NULL, d_dout,
                                          d_gate, d_up, n);
             const char *tag = mode == 0 ? "" : mode == 1 ? " (dup=NULL)" : " (dgate=NULL)";
-            check_dev(p, nm("swiglu bwd n=%zu dgate%s", n, tag), dgate, d_dgate, n);
-            check_dev(p, nm("swiglu bwd n=%zu dup%s", n, tag), dup, d_dup, n);
+            parity_check_dev(p, parity_name("swiglu bwd n=%zu dgate%s", n, tag), dgate, d_dgate, n);
+            parity_check_dev(p, parity_name("swiglu bwd n=%zu dup%s", n, tag), dup, d_dup, n);
         }
         kernels_cuda.swiglu_backward(NULL, NULL, d_dout, d_gate, d_up, n);
-        check_dev(p, nm("swiglu bwd n=%zu both NULL (dgate kept)", n), dgate, d_dgate, n);
+        parity_check_dev(p, parity_name("swiglu bwd n=%zu both NULL (dgate kept)", n), dgate, d_dgate, n);
 
         free(gate), free(up), free(out), free(dout), free(dgate), free(dup);
         d_free(d_gate), d_free(d_up), d_free(d_out), d_free(d_dout), d_free(d_dgate),
@@ -160,18 +141,18 @@ static void parity_rope(Parity *p) {
         float *d_inp = d_upload(inp, n), *d_out = d_upload(out, n);
         kernels_cpu.rope_forward(out, inp, pos, N, NH, HD, theta);
         kernels_cuda.rope_forward(d_out, d_inp, d_pos, N, NH, HD, theta);
-        check_dev(p, nm("rope fwd N=%d NH=%d HD=%d out", N, NH, HD), out, d_out, n);
+        parity_check_dev(p, parity_name("rope fwd N=%d NH=%d HD=%d out", N, NH, HD), out, d_out, n);
         /* in place: out == inp */
         kernels_cuda.rope_forward(d_inp, d_inp, d_pos, N, NH, HD, theta);
-        check_dev(p, nm("rope fwd N=%d NH=%d HD=%d in-place out", N, NH, HD), out, d_inp, n);
+        parity_check_dev(p, parity_name("rope fwd N=%d NH=%d HD=%d in-place out", N, NH, HD), out, d_inp, n);
 
         float *dout = h_rand(p, n, -1, 1), *dinp = h_rand(p, n, -1, 1);
         float *d_dout = d_upload(dout, n), *d_dinp = d_upload(dinp, n);
         kernels_cpu.rope_backward(dinp, dout, pos, N, NH, HD, theta);
         kernels_cuda.rope_backward(d_dinp, d_dout, d_pos, N, NH, HD, theta);
-        check_dev(p, nm("rope bwd N=%d NH=%d HD=%d dinp", N, NH, HD), dinp, d_dinp, n);
+        parity_check_dev(p, parity_name("rope bwd N=%d NH=%d HD=%d dinp", N, NH, HD), dinp, d_dinp, n);
         kernels_cuda.rope_backward(NULL, d_dout, d_pos, N, NH, HD, theta);
-        check_dev(p, nm("rope bwd N=%d NH=%d HD=%d dinp=NULL (dinp kept)", N, NH, HD), dinp,
+        parity_check_dev(p, parity_name("rope bwd N=%d NH=%d HD=%d dinp=NULL (dinp kept)", N, NH, HD), dinp,
                   d_dinp, n);
 
         free(pos), free(inp), free(out), free(dout), free(dinp);
@@ -191,17 +172,17 @@ static void parity_im2col(Parity *p) {
         float *d_img = d_upload(img, ni), *d_cols = d_upload(cols, nc);
         kernels_cpu.im2col_forward(cols, img, B, CH, H, W, P);
         kernels_cuda.im2col_forward(d_cols, d_img, B, CH, H, W, P);
-        check_dev(p, nm("im2col fwd B=%d CH=%d H=%d W=%d p=%d cols", B, CH, H, W, P), cols,
+        parity_check_dev(p, parity_name("im2col fwd B=%d CH=%d H=%d W=%d p=%d cols", B, CH, H, W, P), cols,
                   d_cols, nc);
 
         float *dcols = h_rand(p, nc, -1, 1), *dimg = h_rand(p, ni, -1, 1);
         float *d_dcols = d_upload(dcols, nc), *d_dimg = d_upload(dimg, ni);
         kernels_cpu.im2col_backward(dimg, dcols, B, CH, H, W, P);
         kernels_cuda.im2col_backward(d_dimg, d_dcols, B, CH, H, W, P);
-        check_dev(p, nm("im2col bwd B=%d CH=%d H=%d W=%d p=%d dimg", B, CH, H, W, P), dimg,
+        parity_check_dev(p, parity_name("im2col bwd B=%d CH=%d H=%d W=%d p=%d dimg", B, CH, H, W, P), dimg,
                   d_dimg, ni);
         kernels_cuda.im2col_backward(NULL, d_dcols, B, CH, H, W, P);
-        check_dev(p, nm("im2col bwd B=%d CH=%d H=%d W=%d p=%d dimg=NULL (dimg kept)", B, CH, H,
+        parity_check_dev(p, parity_name("im2col bwd B=%d CH=%d H=%d W=%d p=%d dimg=NULL (dimg kept)", B, CH, H,
                         W, P),
                   dimg, d_dimg, ni);
 
@@ -219,15 +200,15 @@ static void parity_pixel_shuffle(Parity *p) {
         float *d_inp = d_upload(inp, n), *d_out = d_upload(out, n);
         kernels_cpu.pixel_shuffle_forward(out, inp, B, G, C);
         kernels_cuda.pixel_shuffle_forward(d_out, d_inp, B, G, C);
-        check_dev(p, nm("pixel_shuffle fwd B=%d G=%d C=%d out", B, G, C), out, d_out, n);
+        parity_check_dev(p, parity_name("pixel_shuffle fwd B=%d G=%d C=%d out", B, G, C), out, d_out, n);
 
         float *dout = h_rand(p, n, -1, 1), *dinp = h_rand(p, n, -1, 1);
         float *d_dout = d_upload(dout, n), *d_dinp = d_upload(dinp, n);
         kernels_cpu.pixel_shuffle_backward(dinp, dout, B, G, C);
         kernels_cuda.pixel_shuffle_backward(d_dinp, d_dout, B, G, C);
-        check_dev(p, nm("pixel_shuffle bwd B=%d G=%d C=%d dinp", B, G, C), dinp, d_dinp, n);
+        parity_check_dev(p, parity_name("pixel_shuffle bwd B=%d G=%d C=%d dinp", B, G, C), dinp, d_dinp, n);
         kernels_cuda.pixel_shuffle_backward(NULL, d_dout, B, G, C);
-        check_dev(p, nm("pixel_shuffle bwd B=%d G=%d C=%d dinp=NULL (dinp kept)", B, G, C),
+        parity_check_dev(p, parity_name("pixel_shuffle bwd B=%d G=%d C=%d dinp=NULL (dinp kept)", B, G, C),
                   dinp, d_dinp, n);
 
         free(inp), free(out), free(dout), free(dinp);
@@ -244,7 +225,7 @@ static void parity_add(Parity *p) {
         float *d_a = d_upload(a, n), *d_b = d_upload(b, n), *d_out = d_upload(out, n);
         kernels_cpu.add_forward(out, a, b, n);
         kernels_cuda.add_forward(d_out, d_a, d_b, n);
-        check_dev(p, nm("add fwd n=%zu out", n), out, d_out, n);
+        parity_check_dev(p, parity_name("add fwd n=%zu out", n), out, d_out, n);
 
         float *dout = h_rand(p, n, -1, 1), *da = h_rand(p, n, -1, 1), *db = h_rand(p, n, -1, 1);
         float *d_dout = d_upload(dout, n), *d_da = d_upload(da, n), *d_db = d_upload(db, n);
@@ -253,13 +234,13 @@ static void parity_add(Parity *p) {
             kernels_cpu.add_backward(want_a ? da : NULL, want_b ? db : NULL, dout, n);
             kernels_cuda.add_backward(want_a ? d_da : NULL, want_b ? d_db : NULL, d_dout, n);
             const char *tag = mode == 0 ? "" : mode == 1 ? " (db=NULL)" : " (da=NULL)";
-            check_dev(p, nm("add bwd n=%zu da%s", n, tag), da, d_da, n);
-            check_dev(p, nm("add bwd n=%zu db%s", n, tag), db, d_db, n);
+            parity_check_dev(p, parity_name("add bwd n=%zu da%s", n, tag), da, d_da, n);
+            parity_check_dev(p, parity_name("add bwd n=%zu db%s", n, tag), db, d_db, n);
         }
         /* add(x, x): both gradients are the same buffer */
         kernels_cpu.add_backward(da, da, dout, n);
         kernels_cuda.add_backward(d_da, d_da, d_dout, n);
-        check_dev(p, nm("add bwd n=%zu da=db (same buffer)", n), da, d_da, n);
+        parity_check_dev(p, parity_name("add bwd n=%zu da=db (same buffer)", n), da, d_da, n);
 
         free(a), free(b), free(out), free(dout), free(da), free(db);
         d_free(d_a), d_free(d_b), d_free(d_out), d_free(d_dout), d_free(d_da), d_free(d_db);
@@ -279,7 +260,7 @@ static void parity_channel_scale(Parity *p) {
         float *d_out = d_upload(out, n);
         kernels_cpu.channel_scale_forward(out, inp, scale, N, C);
         kernels_cuda.channel_scale_forward(d_out, d_inp, d_scale, N, C);
-        check_dev(p, nm("channel_scale fwd N=%d C=%d out", N, C), out, d_out, n);
+        parity_check_dev(p, parity_name("channel_scale fwd N=%d C=%d out", N, C), out, d_out, n);
 
         float *dout = h_rand(p, n, -1, 1), *dinp = h_rand(p, n, -1, 1);
         float *dscale = h_rand(p, (size_t)C, -1, 1);
@@ -292,8 +273,8 @@ static void parity_channel_scale(Parity *p) {
             kernels_cuda.channel_scale_backward(want_x ? d_dinp : NULL, want_s ? d_dscale : NULL,
                                                 d_dout, d_inp, d_scale, N, C);
             const char *tag = mode == 0 ? "" : mode == 1 ? " (dscale=NULL)" : " (dinp=NULL)";
-            check_dev(p, nm("channel_scale bwd N=%d C=%d dinp%s", N, C, tag), dinp, d_dinp, n);
-            check_dev(p, nm("channel_scale bwd N=%d C=%d dscale%s", N, C, tag), dscale, d_dscale,
+            parity_check_dev(p, parity_name("channel_scale bwd N=%d C=%d dinp%s", N, C, tag), dinp, d_dinp, n);
+            parity_check_dev(p, parity_name("channel_scale bwd N=%d C=%d dscale%s", N, C, tag), dscale, d_dscale,
                       (size_t)C);
         }
 
@@ -316,15 +297,15 @@ static void parity_drop_path(Parity *p) {
         float *d_out = d_upload(out, n);
         kernels_cpu.drop_path_forward(out, inp, keep, B, per);
         kernels_cuda.drop_path_forward(d_out, d_inp, d_keep, B, per);
-        check_dev(p, nm("drop_path fwd B=%d per_sample=%zu out", B, per), out, d_out, n);
+        parity_check_dev(p, parity_name("drop_path fwd B=%d per_sample=%zu out", B, per), out, d_out, n);
 
         float *dout = h_rand(p, n, -1, 1), *dinp = h_rand(p, n, -1, 1);
         float *d_dout = d_upload(dout, n), *d_dinp = d_upload(dinp, n);
         kernels_cpu.drop_path_backward(dinp, dout, keep, B, per);
         kernels_cuda.drop_path_backward(d_dinp, d_dout, d_keep, B, per);
-        check_dev(p, nm("drop_path bwd B=%d per_sample=%zu dinp", B, per), dinp, d_dinp, n);
+        parity_check_dev(p, parity_name("drop_path bwd B=%d per_sample=%zu dinp", B, per), dinp, d_dinp, n);
         kernels_cuda.drop_path_backward(NULL, d_dout, d_keep, B, per);
-        check_dev(p, nm("drop_path bwd B=%d per_sample=%zu dinp=NULL (dinp kept)", B, per), dinp,
+        parity_check_dev(p, parity_name("drop_path bwd B=%d per_sample=%zu dinp=NULL (dinp kept)", B, per), dinp,
                   d_dinp, n);
 
         free(keep), free(inp), free(out), free(dout), free(dinp);

@@ -3,31 +3,10 @@
  * result; also repeated to check it is bitwise reproducible) and scale_inplace.
  * Gradients start from the same random values on both sides (checking +=) and each is
  * also left NULL. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "tests/gpu/parity.h"
-
-static char g_name[256];
-__attribute__((format(printf, 1, 2))) static const char *nm(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_name, sizeof g_name, fmt, ap);
-    va_end(ap);
-    return g_name;
-}
-
-static void check_dev(Parity *p, const char *what, const float *ref, const float *d, size_t n) {
-    float *got = malloc(n * sizeof(float));
-    if (!got) {
-        fprintf(stderr, "parity_loss_optim: out of memory\n");
-        exit(1);
-    }
-    d_download(got, d, n);
-    parity_check(p, what, ref, got, n, parity_tol(p));
-    free(got);
-}
 
 /* pairs per batch: one, a few, around the 256-thread block, a few thousand */
 static const int PAIRS[] = {1, 7, 256, 257, 3000};
@@ -58,10 +37,10 @@ static void parity_bt_loss(Parity *p) {
             static const char *tags[] = {"", " (dchosen=NULL)", " (drejected=NULL)",
                                          " (both NULL)"};
             const char *tag = tags[mode];
-            check_dev(p, nm("bt_loss P=%d%s loss%s", P, mt, tag), &loss, d_loss, 1);
-            check_dev(p, nm("bt_loss P=%d%s losses%s", P, mt, tag), losses, d_losses, n);
-            check_dev(p, nm("bt_loss P=%d%s dchosen%s", P, mt, tag), dch, d_dch, n);
-            check_dev(p, nm("bt_loss P=%d%s drejected%s", P, mt, tag), drj, d_drj, n);
+            parity_check_dev(p, parity_name("bt_loss P=%d%s loss%s", P, mt, tag), &loss, d_loss, 1);
+            parity_check_dev(p, parity_name("bt_loss P=%d%s losses%s", P, mt, tag), losses, d_losses, n);
+            parity_check_dev(p, parity_name("bt_loss P=%d%s dchosen%s", P, mt, tag), dch, d_dch, n);
+            parity_check_dev(p, parity_name("bt_loss P=%d%s drejected%s", P, mt, tag), drj, d_drj, n);
         }
         free(rc), free(rr), free(margin), free(dch), free(drj), free(losses);
         d_free(d_rc), d_free(d_rr), d_free(d_margin), d_free(d_dch), d_free(d_drj),
@@ -108,12 +87,12 @@ static void parity_shortcut_loss(Parity *p) {
             char tag[32] = "";
             if (mode >= 1 && mode <= 4) snprintf(tag, sizeof tag, " (%s=NULL)", gname[mode - 1]);
             if (mode == 5) snprintf(tag, sizeof tag, " (all NULL)");
-            check_dev(p, nm("shortcut_loss P=%d eps=%g loss%s", P, eps, tag), &loss, d_loss, 1);
+            parity_check_dev(p, parity_name("shortcut_loss P=%d eps=%g loss%s", P, eps, tag), &loss, d_loss, 1);
             for (int k = 0; k < 3; k++)
-                check_dev(p, nm("shortcut_loss P=%d eps=%g %s%s", P, eps, oname[k], tag), out[k],
+                parity_check_dev(p, parity_name("shortcut_loss P=%d eps=%g %s%s", P, eps, oname[k], tag), out[k],
                           d_out[k], n);
             for (int k = 0; k < 4; k++)
-                check_dev(p, nm("shortcut_loss P=%d eps=%g %s%s", P, eps, gname[k], tag), g[k],
+                parity_check_dev(p, parity_name("shortcut_loss P=%d eps=%g %s%s", P, eps, gname[k], tag), g[k],
                           d_g[k], n);
         }
         for (int k = 0; k < 4; k++) free(in[k]), free(g[k]), d_free(d_in[k]), d_free(d_g[k]);
@@ -139,9 +118,9 @@ static void parity_adamw(Parity *p) {
                                      grad_scale);
             kernels_cuda.adamw_update(d_params, d_grads, d_m, d_v, n, lr, beta1, beta2, eps, wd,
                                       t, grad_scale);
-            check_dev(p, nm("adamw n=%zu wd=%g t=%d params", n, wd, t), params, d_params, n);
-            check_dev(p, nm("adamw n=%zu wd=%g t=%d m", n, wd, t), m, d_m, n);
-            check_dev(p, nm("adamw n=%zu wd=%g t=%d v", n, wd, t), v, d_v, n);
+            parity_check_dev(p, parity_name("adamw n=%zu wd=%g t=%d params", n, wd, t), params, d_params, n);
+            parity_check_dev(p, parity_name("adamw n=%zu wd=%g t=%d m", n, wd, t), m, d_m, n);
+            parity_check_dev(p, parity_name("adamw n=%zu wd=%g t=%d v", n, wd, t), v, d_v, n);
             free(grads);
             d_free(d_grads);
         }
@@ -159,9 +138,9 @@ static void parity_sum_squares(Parity *p) {
         float ref = -1.0f, got = -1.0f, again = -1.0f;
         kernels_cpu.sum_squares(&ref, g, n);
         kernels_cuda.sum_squares(&got, d_g, n);
-        parity_check(p, nm("sum_squares n=%zu out", n), &ref, &got, 1, parity_tol(p));
+        parity_check(p, parity_name("sum_squares n=%zu out", n), &ref, &got, 1, parity_tol(p));
         kernels_cuda.sum_squares(&again, d_g, n);
-        parity_check(p, nm("sum_squares n=%zu repeat (bitwise)", n), &got, &again, 1, 0.0);
+        parity_check(p, parity_name("sum_squares n=%zu repeat (bitwise)", n), &got, &again, 1, 0.0);
         free(g);
         d_free(d_g);
     }
@@ -174,7 +153,7 @@ static void parity_scale_inplace(Parity *p) {
         float sc = s % 2 ? 0.37f : 1.0f / 3.0f;
         kernels_cpu.scale_inplace(x, sc, n);
         kernels_cuda.scale_inplace(d_x, sc, n);
-        check_dev(p, nm("scale_inplace n=%zu s=%g x", n, sc), x, d_x, n);
+        parity_check_dev(p, parity_name("scale_inplace n=%zu s=%g x", n, sc), x, d_x, n);
         free(x);
         d_free(d_x);
     }

@@ -5,6 +5,7 @@
  * emulator, build/emu_parity) runs the model group on the tiny config only. Exit status 0
  * when every check passes. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,23 @@ int parity_check(Parity *p, const char *what, const float *ref, const float *got
     if (ok) p->passed++;
     else p->failed++;
     return ok;
+}
+
+int parity_check_dev(Parity *p, const char *what, const float *ref, const float *d, size_t n) {
+    float *got = h_zeros(n);
+    d_download(got, d, n);
+    int ok = parity_check(p, what, ref, got, n, parity_tol(p));
+    free(got);
+    return ok;
+}
+
+const char *parity_name(const char *fmt, ...) {
+    static char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return name;
 }
 
 float *h_rand(Parity *p, size_t n, float lo, float hi) {

@@ -6,31 +6,10 @@
  * into several chunks, and one case with every row pointer off 16-byte alignment (the
  * scalar fallback for C % 4 == 0). Both backwards get the CPU forward's mean/rstd, start
  * from the same random gradients (checking +=) and are run with each gradient NULL. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "tests/gpu/parity.h"
-
-static char g_name[256];
-__attribute__((format(printf, 1, 2))) static const char *nm(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_name, sizeof g_name, fmt, ap);
-    va_end(ap);
-    return g_name;
-}
-
-static void check_dev(Parity *p, const char *what, const float *ref, const float *d, size_t n) {
-    float *got = malloc(n * sizeof(float));
-    if (!got) {
-        fprintf(stderr, "parity_norm: out of memory\n");
-        exit(1);
-    }
-    d_download(got, d, n);
-    parity_check(p, what, ref, got, n, parity_tol(p));
-    free(got);
-}
 
 typedef struct {
     int N, C;
@@ -83,10 +62,10 @@ static void parity_layernorm(Parity *p) {
                                        with_bias ? d_bias : NULL, N, C, eps);
         const char *bt = with_bias ? "" : " bias=NULL";
         const char *mt = mis ? " misaligned" : "";
-        check_dev(p, nm("layernorm fwd N=%d C=%d%s%s out", N, C, bt, mt), out, d_out, n);
-        check_dev(p, nm("layernorm fwd N=%d C=%d%s%s mean", N, C, bt, mt), mean, d_mean,
+        parity_check_dev(p, parity_name("layernorm fwd N=%d C=%d%s%s out", N, C, bt, mt), out, d_out, n);
+        parity_check_dev(p, parity_name("layernorm fwd N=%d C=%d%s%s mean", N, C, bt, mt), mean, d_mean,
                   (size_t)N);
-        check_dev(p, nm("layernorm fwd N=%d C=%d%s%s rstd", N, C, bt, mt), rstd, d_rstd,
+        parity_check_dev(p, parity_name("layernorm fwd N=%d C=%d%s%s rstd", N, C, bt, mt), rstd, d_rstd,
                   (size_t)N);
 
         /* backward from the CPU's statistics, so both sides see the same inputs */
@@ -105,15 +84,15 @@ static void parity_layernorm(Parity *p) {
             kernels_cuda.layernorm_backward(dx, dw, db, d_dout, d_inp, d_weight, d_cmean, d_crstd,
                                             N, C);
             const char *tag = ln_tags[mode];
-            check_dev(p, nm("layernorm bwd N=%d C=%d%s dinp%s", N, C, mt, tag), dinp, d_dinp, n);
-            check_dev(p, nm("layernorm bwd N=%d C=%d%s dweight%s", N, C, mt, tag), dweight,
+            parity_check_dev(p, parity_name("layernorm bwd N=%d C=%d%s dinp%s", N, C, mt, tag), dinp, d_dinp, n);
+            parity_check_dev(p, parity_name("layernorm bwd N=%d C=%d%s dweight%s", N, C, mt, tag), dweight,
                       d_dweight, (size_t)C);
-            check_dev(p, nm("layernorm bwd N=%d C=%d%s dbias%s", N, C, mt, tag), dbias, d_dbias,
+            parity_check_dev(p, parity_name("layernorm bwd N=%d C=%d%s dbias%s", N, C, mt, tag), dbias, d_dbias,
                       (size_t)C);
         }
         kernels_cuda.layernorm_backward(NULL, NULL, NULL, d_dout, d_inp, d_weight, d_cmean,
                                         d_crstd, N, C);
-        check_dev(p, nm("layernorm bwd N=%d C=%d%s all NULL (dinp kept)", N, C, mt), dinp,
+        parity_check_dev(p, parity_name("layernorm bwd N=%d C=%d%s all NULL (dinp kept)", N, C, mt), dinp,
                   d_dinp, n);
 
         free(inp), free(weight), free(bias), free(out), free(mean), free(rstd);
@@ -139,8 +118,8 @@ static void parity_rmsnorm(Parity *p) {
         kernels_cpu.rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
         kernels_cuda.rmsnorm_forward(d_out, d_rstd, d_inp, d_weight, N, C, eps);
         const char *mt = mis ? " misaligned" : "";
-        check_dev(p, nm("rmsnorm fwd N=%d C=%d%s out", N, C, mt), out, d_out, n);
-        check_dev(p, nm("rmsnorm fwd N=%d C=%d%s rstd", N, C, mt), rstd, d_rstd, (size_t)N);
+        parity_check_dev(p, parity_name("rmsnorm fwd N=%d C=%d%s out", N, C, mt), out, d_out, n);
+        parity_check_dev(p, parity_name("rmsnorm fwd N=%d C=%d%s rstd", N, C, mt), rstd, d_rstd, (size_t)N);
 
         float *dout = h_rand(p, n, -1, 1), *dinp = h_rand(p, n, -1, 1);
         float *dweight = h_rand(p, (size_t)C, -1, 1);
@@ -153,12 +132,12 @@ static void parity_rmsnorm(Parity *p) {
             kernels_cpu.rmsnorm_backward(hx, hw, dout, inp, weight, rstd, N, C);
             kernels_cuda.rmsnorm_backward(dx, dw, d_dout, d_inp, d_weight, d_crstd, N, C);
             const char *tag = ln_tags[mode];
-            check_dev(p, nm("rmsnorm bwd N=%d C=%d%s dinp%s", N, C, mt, tag), dinp, d_dinp, n);
-            check_dev(p, nm("rmsnorm bwd N=%d C=%d%s dweight%s", N, C, mt, tag), dweight,
+            parity_check_dev(p, parity_name("rmsnorm bwd N=%d C=%d%s dinp%s", N, C, mt, tag), dinp, d_dinp, n);
+            parity_check_dev(p, parity_name("rmsnorm bwd N=%d C=%d%s dweight%s", N, C, mt, tag), dweight,
                       d_dweight, (size_t)C);
         }
         kernels_cuda.rmsnorm_backward(NULL, NULL, d_dout, d_inp, d_weight, d_crstd, N, C);
-        check_dev(p, nm("rmsnorm bwd N=%d C=%d%s all NULL (dinp kept)", N, C, mt), dinp, d_dinp,
+        parity_check_dev(p, parity_name("rmsnorm bwd N=%d C=%d%s all NULL (dinp kept)", N, C, mt), dinp, d_dinp,
                   n);
 
         free(inp), free(weight), free(out), free(rstd), free(dout), free(dinp), free(dweight);
