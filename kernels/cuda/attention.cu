@@ -60,6 +60,19 @@ __host__ __device__ __forceinline__ int smem_stride(int HD) { return HD | 1; }
 
 __device__ __forceinline__ int clamp_len(int L, int T) { return L < 0 ? 0 : (L > T ? T : L); }
 
+// keys/values j0 .. j0+tn-1 of one (b, kv head) into shared memory rows of stride ss; the
+// whole block cooperates (callers put __syncthreads around it)
+__device__ __forceinline__ void stage_kv_tile(float *Ks, float *Vs, const float *__restrict__ k,
+                                              const float *__restrict__ v, size_t kv0,
+                                              size_t kvstride, int j0, int tn, int HD, int ss) {
+    for (int idx = threadIdx.x; idx < tn * HD; idx += THREADS) {
+        int jj = idx / HD, d = idx - jj * HD;
+        size_t g = kv0 + (size_t)(j0 + jj) * kvstride + d;
+        Ks[jj * ss + d] = k[g];
+        Vs[jj * ss + d] = v[g];
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // forward
 // ---------------------------------------------------------------------------------------
@@ -107,12 +120,7 @@ attn_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
     for (int j0 = 0; j0 < kend; j0 += TILE) {
         const int tn = min(TILE, kend - j0);
         __syncthreads(); // the previous tile is consumed (first pass: qs is written)
-        for (int idx = threadIdx.x; idx < tn * HD; idx += THREADS) {
-            int jj = idx / HD, d = idx - jj * HD;
-            size_t g = kv0 + (size_t)(j0 + jj) * kvstride + d;
-            Ks[jj * ss + d] = k[g];
-            Vs[jj * ss + d] = v[g];
-        }
+        stage_kv_tile(Ks, Vs, k, v, kv0, kvstride, j0, tn, HD, ss);
         __syncthreads();
         if (j0 < nk) { // warp-uniform; key j0 is visible, so the tile max is finite
             const int jn = min(TILE, nk - j0); // visible keys of this tile: j0 .. j0+jn-1
@@ -225,12 +233,7 @@ attn_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
     for (int j0 = 0; j0 < kend; j0 += TILE) {
         const int tn = min(TILE, kend - j0);
         __syncthreads();
-        for (int idx = threadIdx.x; idx < tn * HD; idx += THREADS) {
-            int jj = idx / HD, d = idx - jj * HD;
-            size_t g = kv0 + (size_t)(j0 + jj) * kvstride + d;
-            Ks[jj * ss + d] = k[g];
-            Vs[jj * ss + d] = v[g];
-        }
+        stage_kv_tile(Ks, Vs, k, v, kv0, kvstride, j0, tn, HD, ss);
         __syncthreads();
         if (j0 < nk) {
             const int jn = min(TILE, nk - j0);
