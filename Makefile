@@ -137,14 +137,20 @@ EMU_CXXFLAGS := -std=c++20 -O2 -g -fopenmp -Wall -Wextra -Wno-unknown-pragmas -M
 ifeq ($(SANITIZE),1)
 EMU_CXXFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
+# With MPI, the emulated build also has NCCL: tests/cuda_emu/nccl_emu.c implements the
+# NCCL calls over MPI (include/nccl.h there), so the GPU data-parallel path runs in tests.
+ifeq ($(MPI),1)
+EMU_NCCL_CFLAGS := -DMMRM_NCCL -Itests/cuda_emu/include
+EMU_NCCL_OBJ    := $(BUILD)/emu/tests/cuda_emu/nccl_emu.o
+endif
 EMU_OBJ := $(patsubst %.cu,$(BUILD)/emu/%.o,$(wildcard kernels/cuda/*.cu)) \
-           $(BUILD)/emu/tests/cuda_emu/cuda_emu.o \
+           $(BUILD)/emu/tests/cuda_emu/cuda_emu.o $(EMU_NCCL_OBJ) \
            $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC) $(wildcard tests/gpu/*.c))
 .SECONDARY: $(patsubst %.cu,$(BUILD)/emu/%.cpp,$(wildcard kernels/cuda/*.cu))
 EMU_STAMP := $(BUILD)/emu/.flags
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
-$(shell mkdir -p $(BUILD)/emu; echo '$(EMU_CXX) $(EMU_CXXFLAGS)' | cmp -s - $(EMU_STAMP) || \
-        echo '$(EMU_CXX) $(EMU_CXXFLAGS)' > $(EMU_STAMP))
+$(shell mkdir -p $(BUILD)/emu; echo '$(EMU_CXX) $(EMU_CXXFLAGS) $(EMU_NCCL_CFLAGS)' | cmp -s - $(EMU_STAMP) || \
+        echo '$(EMU_CXX) $(EMU_CXXFLAGS) $(EMU_NCCL_CFLAGS)' > $(EMU_STAMP))
 endif
 
 $(BUILD)/emu/%.cpp: %.cu tests/cuda_emu/translate.pl
@@ -158,9 +164,9 @@ $(BUILD)/emu/tests/cuda_emu/cuda_emu.o: tests/cuda_emu/cuda_emu.cpp tests/cuda_e
 	@mkdir -p $(dir $@)
 	$(EMU_CXX) $(EMU_CPPFLAGS) $(EMU_CXXFLAGS) $(if $(filter x86_64,$(shell uname -m)),-fcf-protection=none) -c $< -o $@
 
-$(BUILD)/emu/%.o: %.c $(FLAGS_STAMP) | deps-check
+$(BUILD)/emu/%.o: %.c $(FLAGS_STAMP) $(EMU_STAMP) | deps-check
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DMMRM_CUDA -DMMRM_CUDA_EMU -c $< -o $@
+	$(CC) $(CFLAGS) $(EMU_NCCL_CFLAGS) -DMMRM_CUDA -DMMRM_CUDA_EMU -c $< -o $@
 
 $(BUILD)/emu_parity: $(EMU_OBJ)
 	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))

@@ -84,8 +84,13 @@ float *graph_grad(Graph *g, Tensor *t) {
     return t->grad;
 }
 
+void graph_set_hooks(Graph *g, const GraphHooks *h) { g->hooks = h; }
+
 TapeEntry *graph_record(Graph *g, const char *op, BackwardFn bw, Tensor **in, int nin,
                         Tensor **out, int nout) {
+    if (g->hooks && !g->in_backward)
+        for (int i = 0; i < nin; i++)
+            if (in[i] && in[i]->grad) g->hooks->use(g->hooks->ctx, in[i], g->ntape);
     if (!g->grad_enabled) return NULL;
     int any = 0;
     for (int i = 0; i < nin; i++) any |= in[i] && in[i]->requires_grad;
@@ -120,6 +125,16 @@ static void run_backward(Graph *g, int hi, int lo) {
     }
 }
 
+/* the whole tape from the top, telling the hooks after each entry */
+static void backward_top(Graph *g) {
+    g->in_backward = 1;
+    for (int i = g->ntape - 1; i >= 0; i--) {
+        run_backward(g, i, i);
+        if (g->hooks) g->hooks->done(g->hooks->ctx, i);
+    }
+    g->in_backward = 0;
+}
+
 void graph_backward(Graph *g, Tensor *root) {
     MMRM_CHECK(root->numel == 1, "backward from %s: the root must be a scalar (has %zu elements)",
                root->name, root->numel);
@@ -127,13 +142,13 @@ void graph_backward(Graph *g, Tensor *root) {
                root->name);
     const float one = 1.0f;
     device_copy_from_host(g->device, graph_grad(g, root), &one, sizeof one);
-    run_backward(g, g->ntape - 1, 0);
+    backward_top(g);
 }
 
 void graph_backward_from(Graph *g, Tensor *t, const float *dout) {
     MMRM_CHECK(t->requires_grad, "backward from %s: nothing it depends on requires grad", t->name);
     device_copy_from_host(g->device, graph_grad(g, t), dout, t->numel * sizeof(float));
-    run_backward(g, g->ntape - 1, 0);
+    backward_top(g);
 }
 
 /* ---------------------------------------------------------------- recompute */

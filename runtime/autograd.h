@@ -38,6 +38,20 @@ struct TapeEntry {
     void *ctx; /* op-specific saved state, in the host arena */
 };
 
+/* Observers of parameter use, for starting each gradient bucket's all-reduce as soon as
+ * backward has finished with it (runtime/gradsync.h). While hooks are set and the graph is
+ * not in backward, `use` sees every input that already holds a gradient buffer when an
+ * op records (parameters and views of them; also activation views, which the observer
+ * ignores), with the index the op's top-level tape entry has or will have (inside a
+ * recompute segment: the segment's entry). During graph_backward/graph_backward_from,
+ * `done(i)` follows top-level entry i (run or skipped): from then on no entry left can
+ * write a gradient into an input first used at index >= i. */
+typedef struct GraphHooks {
+    void (*use)(void *ctx, const Tensor *t, int tape_index);
+    void (*done)(void *ctx, int tape_index);
+    void *ctx;
+} GraphHooks;
+
 struct Graph {
     Device device;
     const KernelOps *K;
@@ -49,6 +63,8 @@ struct Graph {
     int training;    /* drop_path is active only while training */
     int recompute;   /* graph_checkpoint recomputes (else it runs the segment inline) */
     Rng dropout;     /* counter advances by one per drawn mask element */
+    const GraphHooks *hooks; /* NULL: none */
+    int in_backward;
 };
 
 /* The op table for a device; fatal with a hint when the build lacks that backend. */
@@ -60,6 +76,9 @@ void graph_free(Graph *g);
 void graph_reset(Graph *g);
 /* Previous grad mode is returned so callers can restore it. */
 int graph_set_grad(Graph *g, int enabled);
+
+/* Sets (or with NULL clears) the parameter-use observers; they stay until cleared. */
+void graph_set_hooks(Graph *g, const GraphHooks *h);
 
 /* New activation tensor from the arena (uninitialised, or zeroed with _zeros). */
 Tensor *graph_tensor(Graph *g, const char *name, int ndim, const int *shape);

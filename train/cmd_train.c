@@ -107,7 +107,12 @@ int cmd_train(int argc, char **argv) {
     if (dev == DEV_CUDA) {
         cuda_set_precision(bf16);
 #ifdef MMRM_NCCL
-        if (comm.world > 1) comm_nccl_init(&comm);
+        /* NCCL needs a GPU per rank; ranks sharing one (device = auto with more ranks than
+         * GPUs) average their gradients through the host instead */
+        if (comm.world > 1 && comm.local_world <= cuda_device_count()) comm_nccl_init(&comm);
+        else if (comm.world > 1 && comm.rank == 0)
+            mmrm_log("%d ranks share %d GPU(s) on a node: gradients are averaged through host "
+                     "memory and MPI, not NCCL", comm.local_world, cuda_device_count());
 #endif
     }
 #endif
@@ -151,6 +156,8 @@ int cmd_train(int argc, char **argv) {
     map(&c, &o);
     o.comm = &comm;
     o.zero_stage = c.zero_stage;
+    o.grad_bucket_mb = c.grad_bucket_mb;
+    o.overlap_grad_reduce = c.overlap_grad_reduce == OVERLAP_AUTO ? -1 : c.overlap_grad_reduce == OVERLAP_TRUE;
     o.device = dev;
     rc = train_run(&o);
 out:

@@ -54,6 +54,7 @@ static const char *const k_schedules[] = {"cosine", "linear", "constant", "const
                                           NULL};
 static const char *const k_devices[] = {"auto", "cpu", "cuda", NULL};
 static const char *const k_precisions[] = {"auto", "fp32", "bf16", NULL};
+static const char *const k_overlap[] = {"auto", "true", "false", NULL};
 static const char *const k_on_bad[] = {"skip", "fail", NULL};
 
 #define F(field) offsetof(TrainConfig, field)
@@ -118,6 +119,8 @@ static const Key g_keys[] = {
     F64(shortcut_eps, 0, 1, 1, 0, "1e-7", "eps of the shortcut-failure coefficient"),
     I64(seed, 0, LLONG_MAX, "42", "the run's random seed"),
     INT(zero_stage, 0, 1, "0", "1: shard the AdamW state across ranks"),
+    F64(grad_bucket_mb, 0, 0, 1e6, 0, "25", "MiB per gradient all-reduce bucket, 0: one per model"),
+    ENUM(overlap_grad_reduce, k_overlap, "auto", "start buckets during backward (auto: with NCCL)"),
     {.name = "output_dir", .type = T_STR, .off = F(output_dir), .def = "", .group = "run",
      .what = "the folder for checkpoints and the trained model"},
     BOOL(overwrite_output_dir, "false", "start over where output_dir holds a run"),

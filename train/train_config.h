@@ -72,6 +72,8 @@
  * | shortcut_eps                | (0, 1], eps of the shortcut weight w     | 1e-7     | spec |
  * | seed                        | >= 0                                     | 42       | HF   |
  * | zero_stage                  | 0, 1 (1: shard the AdamW state)          | 0        | mmrm |
+ * | grad_bucket_mb              | [0, 1e6] MiB per all-reduce bucket (0: one per model) | 25 | mmrm |
+ * | overlap_grad_reduce         | auto, true, false (auto: on with NCCL)   | auto     | mmrm |
  * | output_dir                  | folder for checkpoints and the model     | unset    | req  |
  * | overwrite_output_dir        | bool: start over where output_dir has a run | false | HF   |
  * | resume                      | bool: continue from the newest checkpoint | true    | mmrm |
@@ -102,6 +104,7 @@ typedef enum { TRAIN_STANDARD = 0, TRAIN_SHORTCUT_AWARE } TrainAlgorithm;
 typedef enum { LR_COSINE = 0, LR_LINEAR, LR_CONSTANT, LR_CONSTANT_WITH_WARMUP } LrSchedule;
 typedef enum { TRAIN_DEVICE_AUTO = 0, TRAIN_DEVICE_CPU, TRAIN_DEVICE_CUDA } TrainDevice;
 typedef enum { PRECISION_AUTO = 0, PRECISION_FP32, PRECISION_BF16 } TrainPrecision;
+typedef enum { OVERLAP_AUTO = 0, OVERLAP_TRUE, OVERLAP_FALSE } TrainOverlap;
 
 /* Every string is non-NULL after a successful load; "" means unset. */
 typedef struct TrainConfig {
@@ -145,6 +148,8 @@ typedef struct TrainConfig {
     double shortcut_eps;
     long long seed;
     int zero_stage;
+    double grad_bucket_mb;      /* data parallel: all-reduce bucket size */
+    int overlap_grad_reduce;    /* TrainOverlap */
     /* run */
     char *output_dir;
     int overwrite_output_dir;

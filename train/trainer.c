@@ -17,6 +17,7 @@
 #include "models/tokenizer.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
+#include "runtime/gradsync.h"
 #include "runtime/ops.h"
 #include "runtime/safetensors.h"
 #ifdef MMRM_CUDA
@@ -36,6 +37,8 @@ void trainer_options_default(TrainerOptions *o) {
     o->max_steps = -1;
     o->pairs_per_device = 4;
     o->accum = 1;
+    o->grad_bucket_mb = 25;
+    o->overlap_grad_reduce = -1;
     o->opt = (AdamW){.lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0,
                      .max_grad_norm = 1.0, .sched = SCHED_COSINE};
     o->logging_steps = 10;
@@ -283,6 +286,7 @@ typedef struct Run {
     int rank, world;
     int zero;               /* ZeRO-1 active (zero_stage 1 and world > 1) */
     ZeroShard zs[2];        /* per store: main, bias */
+    GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
 } Run;
 
 static int freeze_of(const TrainerOptions *o, int f[PG_COUNT]) {
@@ -451,28 +455,6 @@ static void fmt_eta(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
-/* averages a store's gradients over the ranks: in place on the CPU; on a GPU through NCCL
- * when the communicator has it, else staged through host memory and MPI */
-static void grad_allreduce_mean(const Comm *c, ParamStore *ps) {
-    size_t n = ps->n_trainable;
-    if (ps->device == DEV_CPU) {
-        comm_allreduce_mean_f32(c, ps->grad, n);
-        return;
-    }
-#ifdef MMRM_CUDA
-    if (c->kind == COMM_NCCL) {
-        comm_allreduce_mean_f32_device(c, ps->grad, n, cuda_stream_handle());
-        return;
-    }
-#endif
-    float *h;
-    params_host(ps, ps->grad, n, &h);
-    comm_allreduce_mean_f32(c, h, n);
-    device_copy_from_host(ps->device, ps->grad, h, n * sizeof(float));
-    device_sync(ps->device);
-    free(h);
-}
-
 /* One optimizer step over accum micro-batches; fills e. 0, or -1 on a data error. */
 static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
     const TrainerOptions *o = r->o;
@@ -493,6 +475,7 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
             fflush(NULL);
             _exit(3);
         }
+        if (r->gs && micro == o->accum - 1) gradsync_begin(r->gs, &r->g);
         if (b->P == 0) continue;
         graph_reset(&r->g);
         RmBatch v;
@@ -543,8 +526,7 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
     int nstores = r->has_bias ? 2 : 1;
     if (r->world > 1) {
         /* every rank must take the same step: average the gradients, sum what is logged */
-        for (int i = 0; i < nstores && !r->zero; i++) /* ZeRO-1 reduce-scatters in its step */
-            if (stores[i]->n_trainable) grad_allreduce_mean(o->comm, stores[i]);
+        if (r->gs) gradsync_finish(r->gs, &r->g); /* ZeRO-1 reduce-scatters in its step */
         double sums[8] = {loss, right, (double)pairs, loss_b, right_b, wsum, (double)nonfinite, 0};
         comm_allreduce_sum_f64(o->comm, sums, 8);
         loss = sums[0]; right = sums[1]; pairs = (long)sums[2]; loss_b = sums[3]; right_b = sums[4];
@@ -730,6 +712,23 @@ int train_run(const TrainerOptions *o) {
             }
         }
     }
+    if (r.world > 1 && !r.zero) {
+        ParamStore *stores[2] = {&r.main.ps, &r.bias.ps};
+        int nccl = o->comm->kind == COMM_NCCL;
+        int overlap = o->overlap_grad_reduce < 0 ? nccl : o->overlap_grad_reduce;
+        r.gs = gradsync_create(o->comm, stores, r.has_bias ? 2 : 1,
+                               (size_t)(o->grad_bucket_mb * 1048576.0), overlap);
+        GradSyncStats gst = gradsync_stats(r.gs);
+        if (gst.staged)
+            mmrm_log("gradient all-reduce: staged through host memory and MPI (no NCCL)%s",
+                     o->overlap_grad_reduce == 1 ? "; overlap_grad_reduce needs NCCL on a GPU" : "");
+        else
+            mmrm_log("gradient all-reduce: %d bucket(s) of at most %.1f MiB through %s, %s", gst.buckets,
+                     gst.largest_bytes / 1048576.0, nccl ? "NCCL" : "MPI",
+                     gst.overlap ? (nccl ? "overlapped with backward on a second stream"
+                                         : "started during backward")
+                                 : "after backward");
+    }
     {
         size_t trainable = r.main.ps.n_trainable + (r.has_bias ? r.bias.ps.n_trainable : 0);
         size_t total = r.main.ps.numel + (r.has_bias ? r.bias.ps.numel : 0);
@@ -839,6 +838,12 @@ int train_run(const TrainerOptions *o) {
              r.st.step - r.start_step, el, r.pairs_seen / fmax(el, 1e-9), r.tokens_seen / fmax(el, 1e-9),
              r.st.nlog ? r.st.log[r.st.nlog - 1].loss : NAN, r.st.nlog ? r.st.log[r.st.nlog - 1].acc : NAN,
              r.st.skipped_nonfinite ? " (some steps skipped: non-finite)" : "", o->output_dir);
+    if (r.gs) {
+        GradSyncStats gst = gradsync_stats(r.gs);
+        if (gst.steps && !gst.staged)
+            mmrm_log("gradient all-reduce: %.1f of %d bucket(s) per step started during backward",
+                     (double)gst.started_early / gst.steps, gst.buckets);
+    }
     status = 0;
     goto done;
 fail:
@@ -857,5 +862,6 @@ done:
     free(r.st.log);
     zero_shard_free(&r.zs[0]);
     zero_shard_free(&r.zs[1]);
+    gradsync_free(r.gs);
     return status;
 }

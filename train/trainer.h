@@ -17,8 +17,9 @@
  *
  * Data parallelism (comm with world R > 1): each rank reads its disjoint share of every
  * global batch (P pairs of the P x R the step takes, models/batch.h), the gradients are
- * averaged across ranks after the micro-batches (one collective per model over its flat
- * gradient buffer), the non-finite flag and the logged sums are reduced, so every rank
+ * averaged across ranks in buckets during the last micro-batch's backward
+ * (runtime/gradsync.h: on GPUs with NCCL on a second stream, overlapped with the rest of
+ * backward), the non-finite flag and the logged sums are reduced, so every rank
  * takes the identical optimizer step; rank 0 alone logs, evaluates' prints and writes
  * checkpoints (the others wait at a barrier), and every rank resumes from the same one.
  * zero_stage = 1 shards the AdamW moments: gradients are reduce-scattered, each rank updates
@@ -71,6 +72,8 @@ typedef struct TrainerOptions {
     long stop_after_steps;         /* > 0: exit after this many steps (tests of interruption) */
     const Comm *comm;              /* data parallelism: NULL or world 1 = one process */
     int zero_stage;                /* 1: AdamW moments sharded across ranks (ZeRO-1) */
+    double grad_bucket_mb;         /* all-reduce bucket size (runtime/gradsync.h); 0: one per model */
+    int overlap_grad_reduce;       /* -1 auto (on with NCCL), 0 off, 1 on */
     Device device;                 /* DEV_CPU (default) or DEV_CUDA, already resolved */
     int quiet;
 } TrainerOptions;

@@ -11,6 +11,8 @@ int g_ordinal = 0;
 int g_ready = 0;
 int g_bf16 = 0;
 cudaStream_t g_stream;
+cudaStream_t g_side = nullptr;
+cudaEvent_t g_main_mark, g_side_mark;
 cublasLtHandle_t g_lt;
 void *g_ws = nullptr;
 const size_t g_ws_bytes = 32u << 20; // cuBLASLt's recommendation for Hopper
@@ -138,7 +140,38 @@ void *cuda_scratch(int slot, size_t bytes) {
 
 extern "C" void *cuda_stream_handle(void) { return (void *)cuda_stream(); }
 
-extern "C" void cuda_synchronize(void) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream())); }
+extern "C" void cuda_synchronize(void) {
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
+    if (g_side) CUDA_CHECK(cudaStreamSynchronize(g_side));
+}
+
+// the side stream for collectives (runtime/gradsync.c): created on first use with the
+// highest priority, so NCCL's kernels are scheduled ahead of the backward's
+static cudaStream_t side_stream(void) {
+    if (!g_side) {
+        cuda_backend_init();
+        int lo = 0, hi = 0;
+        CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
+        CUDA_CHECK(cudaStreamCreateWithPriority(&g_side, cudaStreamNonBlocking, hi));
+        CUDA_CHECK(cudaEventCreateWithFlags(&g_main_mark, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&g_side_mark, cudaEventDisableTiming));
+    }
+    return g_side;
+}
+
+extern "C" void *cuda_side_stream_handle(void) { return (void *)side_stream(); }
+
+extern "C" void cuda_side_wait_main(void) {
+    cudaStream_t side = side_stream();
+    CUDA_CHECK(cudaEventRecord(g_main_mark, g_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(side, g_main_mark, 0));
+}
+
+extern "C" void cuda_main_wait_side(void) {
+    cudaStream_t side = side_stream();
+    CUDA_CHECK(cudaEventRecord(g_side_mark, side));
+    CUDA_CHECK(cudaStreamWaitEvent(g_stream, g_side_mark, 0));
+}
 
 extern "C" void cuda_set_precision(int bf16) { g_bf16 = bf16 != 0; }
 extern "C" int cuda_get_precision(void) { return g_bf16; }

@@ -28,6 +28,12 @@ const char *cuda_device_description(void);
 /* the compute stream as a void * (a cudaStream_t), for C callers (NCCL) */
 void *cuda_stream_handle(void);
 void cuda_synchronize(void);
+/* A second stream (highest priority) for collectives overlapped with compute. */
+void *cuda_side_stream_handle(void);
+/* the side stream waits for the work queued on the compute stream so far */
+void cuda_side_wait_main(void);
+/* the compute stream waits for the work queued on the side stream so far */
+void cuda_main_wait_side(void);
 
 /* precision of the GEMMs: 0 = fp32 (exact fp32 math, no TF32), 1 = bf16 (bf16 tensor-core
  * inputs, fp32 accumulation and storage) */

@@ -774,30 +774,42 @@ void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadB
 // ---------------------------------------------------------------------------------------
 extern "C" {
 
+// EMU_DEVICES=N (default 1) emulated devices, all backed by this process's memory: enough
+// for several ranks of one emulated node to each take "their" GPU (NCCL runs need that)
+static int emu_devices() {
+    const char *e = getenv("EMU_DEVICES");
+    int n = e ? atoi(e) : 1;
+    return n >= 1 && n <= 64 ? n : 1;
+}
+static int g_current_device = 0;
+
 cudaError_t cudaGetDeviceCount(int *count) {
     init_once();
-    *count = 1;
+    *count = emu_devices();
     return cudaSuccess;
 }
 
 cudaError_t cudaSetDevice(int device) {
     init_once();
-    if (device != 0)
-        return api_error(cudaErrorInvalidDevice, "cudaSetDevice(%d): one emulated device (0)",
-                         device);
+    if (device < 0 || device >= emu_devices())
+        return api_error(cudaErrorInvalidDevice,
+                         "cudaSetDevice(%d): %d emulated device(s) (EMU_DEVICES)", device,
+                         emu_devices());
+    g_current_device = device;
     return cudaSuccess;
 }
 
 cudaError_t cudaGetDevice(int *device) {
-    *device = 0;
+    *device = g_current_device;
     return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device) {
     init_once();
-    if (device != 0)
+    if (device < 0 || device >= emu_devices())
         return api_error(cudaErrorInvalidDevice,
-                         "cudaGetDeviceProperties(%d): one emulated device (0)", device);
+                         "cudaGetDeviceProperties(%d): %d emulated device(s) (EMU_DEVICES)",
+                         device, emu_devices());
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "CPU emulator (mmrm tests/cuda_emu)");
     p->totalGlobalMem = kTotalMem;
@@ -992,6 +1004,18 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags) 
 
 cudaError_t cudaStreamCreate(cudaStream_t *stream) { return cudaStreamCreateWithFlags(stream, 0); }
 
+cudaError_t cudaDeviceGetStreamPriorityRange(int *least, int *greatest) {
+    *least = 0, *greatest = -5; // what an H100 reports
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t *stream, unsigned int flags, int priority) {
+    if (priority > 0 || priority < -5)
+        return api_error(cudaErrorInvalidValue, "cudaStreamCreateWithPriority: priority %d outside [-5, 0]",
+                         priority);
+    return cudaStreamCreateWithFlags(stream, flags);
+}
+
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     if (!g_streams.erase(stream))
         return api_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream %p",
@@ -1032,6 +1056,31 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     if (!stream_ok(stream))
         return api_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown stream %p",
                          (void *)stream);
+    return cudaSuccess;
+}
+
+// for the emulated NCCL (nccl_emu.c): 1 when [p, p + bytes) lies in one emulated device
+// allocation, else 0 with the reason in why
+int cuda_emu_device_range(const void *p, size_t bytes, char *why, size_t why_len) {
+    std::string w;
+    if (device_range(p, bytes, &w)) return 1;
+    snprintf(why, why_len, "%s", w.c_str());
+    return 0;
+}
+
+int cuda_emu_stream_ok(cudaStream_t s) { return stream_ok(s); }
+
+// work runs when it is queued, so a stream never has anything to wait for: this checks
+// the handles only
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
+    if (!g_events.count(event))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown event %p",
+                         (void *)event);
+    if (!stream_ok(stream))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream %p",
+                         (void *)stream);
+    if (flags != 0)
+        return api_error(cudaErrorInvalidValue, "cudaStreamWaitEvent: flags %u", flags);
     return cudaSuccess;
 }
 

@@ -3,7 +3,8 @@
 # global batch) for both algorithms: per-step losses within 1e-5 relative, and the final
 # models give the same scores within 1e-5 relative; ZeRO-1 (sharded AdamW moments) equals
 # no sharding the same way; a resumed 2-rank run (also under ZeRO-1) equals the
-# uninterrupted one; a failing job ends with a message instead of hanging.
+# uninterrupted one; the bucketed all-reduce started during backward gives bitwise the same
+# run; a failing job ends with a message instead of hanging.
 set -euo pipefail
 command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 0; }
 grep -q "multi-process: mpi" <<<"$("$MMRM" version)" || { echo "skipped: this mmrm was built without MPI"; exit 0; }
@@ -41,6 +42,23 @@ for algo in standard shortcut_aware; do
     close "$(losses "$tmp/two_$algo")" "$(losses "$tmp/zero_$algo")"
     close "$(scores "$tmp/two_$algo" "$tmp/s2_$algo.jsonl")" "$(scores "$tmp/zero_$algo" "$tmp/s3_$algo.jsonl")"
 done
+
+# bucketed all-reduce started during backward (overlap_grad_reduce = true, buckets of ~2 KiB:
+# dozens per model): the host reduction is elementwise, so the result is bitwise that of one
+# all-reduce per model after backward, and most buckets must start before backward ends
+for algo in standard shortcut_aware; do
+    $mpi "$MMRM" train "$cfg" "${common[@]}" algorithm=$algo per_device_train_batch_size=2 \
+        overlap_grad_reduce=true grad_bucket_mb=0.002 output_dir="$tmp/ov_$algo" 2>"$tmp/log7" \
+        || { cat "$tmp/log7"; exit 1; }
+    line=$(grep "bucket(s) per step started during backward" "$tmp/log7") || { cat "$tmp/log7"; exit 1; }
+    echo "$algo: ${line#mmrm: }"
+    awk '{ for (i = 1; i <= NF; i++) if ($i == "of") { early = $(i - 1); all = $(i + 1) } }
+         END { exit !(all >= 10 && early >= 0.75 * all) }' <<<"$line" || { echo "buckets did not start early"; exit 1; }
+    [ "$(losses "$tmp/ov_$algo")" = "$(losses "$tmp/two_$algo")" ] || { echo "bucketed losses differ"; exit 1; }
+    cmp "$tmp/ov_$algo/checkpoint-last/model.safetensors" "$tmp/two_$algo/checkpoint-last/model.safetensors"
+done
+cmp "$tmp/ov_shortcut_aware/checkpoint-last/bias/model.safetensors" \
+    "$tmp/two_shortcut_aware/checkpoint-last/bias/model.safetensors"
 
 # ZeRO-1 resume: killed in step 4, rerun from checkpoint-2 (the gathered moments)
 set +e
