@@ -252,6 +252,19 @@ void params_to_device(ParamStore *s, Device d) {
     s->device = d;
 }
 
+void params_pad_grad(ParamStore *s, size_t n_padded) {
+    MMRM_CHECK(s->finalized && n_padded >= s->n_trainable, "params_pad_grad: %zu < %zu trainable",
+               n_padded, s->n_trainable);
+    if (!s->grad) return;
+    float *g = device_alloc(s->device, n_padded * sizeof(float));
+    device_memset0(s->device, g, n_padded * sizeof(float));
+    device_memcpy(s->device, g, s->grad, s->n_trainable * sizeof(float));
+    for (int i = 0; i < s->n; i++)
+        if (s->params[i].grad) s->params[i].grad = g + (s->params[i].grad - s->grad);
+    device_free(s->device, s->grad);
+    s->grad = g;
+}
+
 const float *params_host(const ParamStore *s, const float *p, size_t n, float **tofree) {
     *tofree = NULL;
     if (s->device == DEV_CPU || !p) return p;

@@ -80,6 +80,10 @@ void params_alloc_optimizer(ParamStore *s);
 Tensor *params_get(ParamStore *s, int i);
 Tensor *params_find(ParamStore *s, const char *name); /* NULL if absent */
 void params_zero_grad(ParamStore *s);
+/* Reallocates the gradient buffer with room for n_padded >= n_trainable floats (the tail
+ * zeroed; parameters' grad views follow), for collectives that move equal counts per rank
+ * (ZeRO-1 on NCCL). params_to_device drops the padding again. */
+void params_pad_grad(ParamStore *s, size_t n_padded);
 /* Moves every buffer (parameters, gradients, moments, master) to device d, keeping the
  * layout; tensors' pointers follow. Models are built and loaded on the CPU and then moved. */
 void params_to_device(ParamStore *s, Device d);

@@ -139,6 +139,14 @@ void device_sync(Device d) {
     (void)d;
 }
 
+void *device_stream(Device d) {
+#ifdef MMRM_CUDA
+    if (d == DEV_CUDA) return cuda_stream_handle();
+#endif
+    (void)d;
+    return NULL;
+}
+
 int device_resolve(const char *setting, int gpu_ordinal, int verbose, Device *out) {
     const char *s = setting && *setting ? setting : "auto";
     int ordinal = gpu_ordinal >= 0 ? gpu_ordinal : 0;

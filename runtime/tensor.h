@@ -59,6 +59,8 @@ void device_copy_from_host(Device d, void *dst, const void *host_src, size_t byt
 void device_copy_to_host(Device d, void *host_dst, const void *src, size_t bytes);
 /* waits until every queued kernel of d has finished (a no-op on the CPU) */
 void device_sync(Device d);
+/* the device's compute stream (a cudaStream_t) for libraries that take one (NCCL); NULL on the CPU */
+void *device_stream(Device d);
 /* whether this build carries the CUDA backend */
 int device_cuda_compiled(void);
 /* Resolves a `device` setting ("auto", "cpu", "cuda", "cuda:N") to a device and binds the

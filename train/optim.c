@@ -61,20 +61,27 @@ StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, 
     return r;
 }
 
-void zero_shard_init(ZeroShard *z, const ParamStore *ps, const Comm *c) {
+void zero_shard_init(ZeroShard *z, ParamStore *ps, const Comm *c) {
     z->n = ps->n_trainable;
     z->S = comm_shard_size(z->n, c->world);
     z->lo = (size_t)c->rank * z->S;
     z->count = comm_shard_count(z->n, c->world, c->rank);
-    z->g = xcalloc(z->S ? z->S : 1, sizeof(float));
-    z->m = xcalloc(z->S ? z->S : 1, sizeof(float));
-    z->v = xcalloc(z->S ? z->S : 1, sizeof(float));
+    z->device = ps->device;
+    size_t bytes = (z->S ? z->S : 1) * sizeof(float);
+    z->g = device_alloc(z->device, bytes);
+    z->m = device_alloc(z->device, bytes);
+    z->v = device_alloc(z->device, bytes);
+    device_memset0(z->device, z->g, bytes);
+    device_memset0(z->device, z->m, bytes);
+    device_memset0(z->device, z->v, bytes);
+    /* NCCL moves S floats per rank: the gradient buffer gets room for W * S */
+    if (z->device != DEV_CPU && z->n) params_pad_grad(ps, comm_padded_size(z->n, c->world));
 }
 
 void zero_shard_free(ZeroShard *z) {
-    free(z->g);
-    free(z->m);
-    free(z->v);
+    if (z->g) device_free(z->device, z->g);
+    if (z->m) device_free(z->device, z->m);
+    if (z->v) device_free(z->device, z->v);
     z->g = z->m = z->v = NULL;
 }
 
@@ -94,7 +101,10 @@ StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamSt
     double sq = 0;
     for (int i = 0; i < n; i++) {
         if (!z[i].n) continue;
-        comm_reduce_scatter_sum_f32(c, stores[i]->grad, z[i].n, z[i].g);
+        if (z[i].device == DEV_CPU)
+            comm_reduce_scatter_sum_f32(c, stores[i]->grad, z[i].n, z[i].g);
+        else /* NCCL, on the compute stream; the grad buffer is padded to W * S */
+            comm_reduce_scatter_sum_f32_device(c, stores[i]->grad, z[i].g, z[i].n, device_stream(z[i].device));
         K->scale_inplace(z[i].g, 1.0f / (float)c->world, z[i].count);
         float part = 0;
         if (z[i].count) K->sum_squares(&part, z[i].g, z[i].count);
@@ -113,7 +123,16 @@ StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamSt
         ParamStore *ps = stores[i];
         shard_update(K, ps, &z[i], 0, ps->n_decay, o, r.lr, o->weight_decay, (float)coef);
         shard_update(K, ps, &z[i], ps->n_decay, ps->n_trainable, o, r.lr, 0.0, (float)coef);
-        comm_allgather_f32(c, ps->data + (z[i].lo < z[i].n ? z[i].lo : z[i].n), ps->data, z[i].n);
+        if (z[i].device == DEV_CPU) {
+            comm_allgather_f32(c, ps->data + (z[i].lo < z[i].n ? z[i].lo : z[i].n), ps->data, z[i].n);
+        } else {
+            /* the gradients are spent: gather the updated shards in the padded grad buffer
+             * (NCCL's in-place all-gather) and copy the n parameters back */
+            if (z[i].count)
+                device_memcpy(z[i].device, ps->grad + z[i].lo, ps->data + z[i].lo, z[i].count * sizeof(float));
+            comm_allgather_f32_device(c, ps->grad + z[i].lo, ps->grad, z[i].n, device_stream(z[i].device));
+            device_memcpy(z[i].device, ps->data, ps->grad, z[i].n * sizeof(float));
+        }
     }
     return r;
 }

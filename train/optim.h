@@ -42,13 +42,18 @@ StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, 
 /* ZeRO-1: this rank's shard of one store's trainable prefix (runtime/comm.h layout):
  * elements [lo, lo + count) of n, with its gradient shard and AdamW moments (S floats each,
  * S = ceil(n / world)). The store itself keeps full parameters and gradients but no
- * moments: optimizer memory per rank is divided by the number of ranks. */
+ * moments: optimizer memory per rank is divided by the number of ranks. CPU stores use the
+ * host collectives; GPU stores NCCL's (comm_*_device, on the compute stream). */
 typedef struct ZeroShard {
     size_t n, S, lo, count;
+    Device device;    /* the store's: the shard buffers live there */
     float *g, *m, *v;
 } ZeroShard;
 
-void zero_shard_init(ZeroShard *z, const ParamStore *ps, const Comm *c);
+/* On a GPU (NCCL communicator) this also pads the store's gradient buffer to W * S floats:
+ * the reduce-scatter reads it whole and the all-gather of the updated parameters uses it
+ * as its landing buffer once the gradients are spent. */
+void zero_shard_init(ZeroShard *z, ParamStore *ps, const Comm *c);
 void zero_shard_free(ZeroShard *z);
 /* The ZeRO-1 step: gradients reduce-scattered (mean over ranks) into the shards, the global
  * norm from the shards' sums of squares, AdamW on each shard, parameters all-gathered. Every

@@ -214,18 +214,20 @@ static int state_load(State *s, const char *path) {
     return 0;
 }
 
-static int optimizer_save(const ParamStore *ps, long t, const char *path) {
+/* the AdamW moments of ps, or (ZeRO-1) the gathered ones in host memory hm/hv */
+static int optimizer_save(const ParamStore *ps, long t, const char *path, const float *hm,
+                          const float *hv) {
     size_t n = ps->n_trainable;
     char tbuf[32];
     snprintf(tbuf, sizeof tbuf, "%ld", t);
     StMeta meta[1] = {{"step", tbuf}};
-    if (!n || !ps->m) return st_save(path, NULL, 0, meta, 1);
-    float *fm, *fv; /* host copies when the state lives on a GPU */
+    if (!n || (!ps->m && !hm)) return st_save(path, NULL, 0, meta, 1);
+    float *fm = NULL, *fv = NULL; /* host copies when the state lives on a GPU */
     StTensorOut out[2] = {
         {.name = "exp_avg", .src = DT_F32, .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
-         .data = params_host(ps, ps->m, n, &fm)},
+         .data = hm ? hm : params_host(ps, ps->m, n, &fm)},
         {.name = "exp_avg_sq", .src = DT_F32, .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
-         .data = params_host(ps, ps->v, n, &fv)},
+         .data = hv ? hv : params_host(ps, ps->v, n, &fv)},
     };
     int rc = st_save(path, out, 2, meta, 1);
     free(fm);
@@ -287,6 +289,7 @@ typedef struct Run {
     int zero;               /* ZeRO-1 active (zero_stage 1 and world > 1) */
     ZeroShard zs[2];        /* per store: main, bias */
     GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
+    float **zero_m, **zero_v; /* while a ZeRO-1 checkpoint is written: gathered moments */
 } Run;
 
 static int freeze_of(const TrainerOptions *o, int f[PG_COUNT]) {
@@ -352,23 +355,29 @@ static int save_checkpoint_rank0(Run *r, const char *name);
  * Under ZeRO-1 the moments are gathered first, so a checkpoint never depends on the number
  * of ranks. */
 static int save_checkpoint(Run *r, const char *name) {
-    ParamStore *stores[2] = {&r->main.ps, &r->bias.ps};
     int n = r->has_bias ? 2 : 1;
+    float *hm[2] = {NULL, NULL}, *hv[2] = {NULL, NULL};
     if (r->zero)
         for (int i = 0; i < n; i++) {
-            if (!r->zs[i].n || r->opt.t == 0) continue;
-            stores[i]->m = xmalloc(r->zs[i].n * sizeof(float));
-            stores[i]->v = xmalloc(r->zs[i].n * sizeof(float));
-            comm_allgather_f32(r->o->comm, r->zs[i].m, stores[i]->m, r->zs[i].n);
-            comm_allgather_f32(r->o->comm, r->zs[i].v, stores[i]->v, r->zs[i].n);
+            ZeroShard *z = &r->zs[i];
+            if (!z->n || r->opt.t == 0) continue;
+            hm[i] = xmalloc(z->n * sizeof(float));
+            hv[i] = xmalloc(z->n * sizeof(float));
+            float *sm = xmalloc(2 * z->S * sizeof(float)); /* the shards, in host memory */
+            device_copy_to_host(z->device, sm, z->m, z->S * sizeof(float));
+            device_copy_to_host(z->device, sm + z->S, z->v, z->S * sizeof(float));
+            comm_allgather_f32(r->o->comm, sm, hm[i], z->n);
+            comm_allgather_f32(r->o->comm, sm + z->S, hv[i], z->n);
+            free(sm);
         }
+    r->zero_m = hm;
+    r->zero_v = hv;
     int rc = r->rank == 0 ? save_checkpoint_rank0(r, name) : 0;
-    if (r->zero)
-        for (int i = 0; i < n; i++) {
-            free(stores[i]->m);
-            free(stores[i]->v);
-            stores[i]->m = stores[i]->v = NULL;
-        }
+    r->zero_m = r->zero_v = NULL;
+    for (int i = 0; i < 2; i++) {
+        free(hm[i]);
+        free(hv[i]);
+    }
     if (r->world > 1) comm_barrier(r->o->comm);
     return rc;
 }
@@ -382,12 +391,14 @@ static int save_checkpoint_rank0(Run *r, const char *name) {
     if (rm_save(&r->main, tmp, o->save_dtype)) return -1;
     if (tokenizer_save(r->tok, tmp)) return -1;
     snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
-    if (optimizer_save(&r->main.ps, r->opt.t, p)) return -1;
+    if (optimizer_save(&r->main.ps, r->opt.t, p, r->zero_m ? r->zero_m[0] : NULL,
+                       r->zero_v ? r->zero_v[0] : NULL)) return -1;
     if (r->has_bias && o->save_bias_model) {
         snprintf(p, sizeof p, "%s/bias", tmp);
         if (rm_save(&r->bias, p, o->save_dtype) || tokenizer_save(r->tok, p)) return -1;
         snprintf(p, sizeof p, "%s/bias/optimizer.safetensors", tmp);
-        if (optimizer_save(&r->bias.ps, r->opt.t, p)) return -1;
+        if (optimizer_save(&r->bias.ps, r->opt.t, p, r->zero_m ? r->zero_m[1] : NULL,
+                           r->zero_v ? r->zero_v[1] : NULL)) return -1;
     }
     r->st.opt_t = r->opt.t;
     r->st.dropout_counter = r->g.dropout.counter;
@@ -693,9 +704,9 @@ int train_run(const TrainerOptions *o) {
     r.opt.total_steps = r.total_steps;
     r.opt.t = r.st.opt_t;
     r.zero = o->zero_stage == 1 && r.world > 1;
-    if (r.zero && o->device != DEV_CPU) {
-        mmrm_set_error("zero_stage = 1 runs on the CPU path only so far; on GPUs use zero_stage = 0 "
-                       "(the gradient all-reduce goes through NCCL in a build with NCCL=1)");
+    if (r.zero && o->device != DEV_CPU && o->comm->kind != COMM_NCCL) {
+        mmrm_set_error("zero_stage = 1 on GPUs needs NCCL (a build with `make cuda NCCL=1` and one GPU "
+                       "per rank); use zero_stage = 0 here");
         goto fail;
     }
     if (r.zero) {
@@ -704,10 +715,13 @@ int train_run(const TrainerOptions *o) {
             ZeroShard *z = &r.zs[i];
             zero_shard_init(z, stores[i], o->comm);
             if (stores[i]->m) { /* resumed: keep this rank's slice of the full moments */
-                memcpy(z->m, stores[i]->m + z->lo, z->count * sizeof(float));
-                memcpy(z->v, stores[i]->v + z->lo, z->count * sizeof(float));
-                device_free(DEV_CPU, stores[i]->m);
-                device_free(DEV_CPU, stores[i]->v);
+                Device d = stores[i]->device;
+                if (z->count) {
+                    device_memcpy(d, z->m, stores[i]->m + z->lo, z->count * sizeof(float));
+                    device_memcpy(d, z->v, stores[i]->v + z->lo, z->count * sizeof(float));
+                }
+                device_free(d, stores[i]->m);
+                device_free(d, stores[i]->v);
                 stores[i]->m = stores[i]->v = NULL;
             }
         }

@@ -8,7 +8,8 @@
 # must end where the uninterrupted device run ends; `score --device cuda` must give the
 # CPU's scores within 1e-4; 2 ranks on the device must equal 1 rank with the same global
 # batch, both with two ranks sharing one GPU (gradients staged through the host) and with a
-# GPU per rank (bucketed NCCL all-reduce overlapped with backward, NCCL emulated over MPI).
+# GPU per rank (bucketed NCCL all-reduce overlapped with backward, NCCL emulated over MPI),
+# and ZeRO-1 on the device must equal unsharded training and resume bitwise.
 set -euo pipefail
 emu="$(dirname "$MMRM")/emu_mmrm"
 [ -x "$emu" ] || { echo "FAIL: $emu is missing (make $emu)"; exit 1; }
@@ -86,6 +87,32 @@ if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" ve
         awk -v w="$w" -v ww="$ww" 'BEGIN { exit !(w <= 1e-5 && ww <= 1e-5) }' ||
             { echo "FAIL $algo: the NCCL 2-rank device run differs"; exit 1; }
     done
+    # ZeRO-1 on the device (NCCL reduce-scatter into the shards, AdamW on the shard, NCCL
+    # all-gather): equals the unsharded NCCL run within 1e-5; killed after checkpoint-2 and
+    # resumed (moments gathered into the checkpoint, re-sliced) it ends bitwise where the
+    # uninterrupted ZeRO-1 run ends
+    zero() { # out [extra]
+        local out=$1
+        shift
+        (export OMPI_MCA_rmaps_base_oversubscribe=1 EMU_DEVICES=2
+         mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/demo_robust.ini \
+            dataset_path="$d/data/train.jsonl" eval_dataset_path= output_dir="$out" max_steps=3 \
+            per_device_train_batch_size=1 logging_steps=1 save_steps=2 device=cuda precision=fp32 \
+            zero_stage=1 "$@" 2> "$out.log")
+    }
+    zero "$d/zero" || { tail -n 20 "$d/zero.log"; exit 1; }
+    grep -q "ZeRO-1: sharded" "$d/zero.log" || { echo "FAIL ZeRO-1 was not active on the device"; exit 1; }
+    w=$(paste <(losses "$d/nccl_robust") <(losses "$d/zero") | worst)
+    ww=$(paste <(weights "$d/nccl_robust/checkpoint-last") <(weights "$d/zero/checkpoint-last") | worst)
+    echo "robust: ZeRO-1 on 2 emulated GPUs vs unsharded NCCL: losses worst rel $w, weights $ww"
+    awk -v w="$w" -v ww="$ww" 'BEGIN { exit !(w <= 1e-5 && ww <= 1e-5) }' || { echo "FAIL ZeRO-1 differs"; exit 1; }
+    MMRM_DEBUG_ABORT_AT_MICRO=2 zero "$d/zcut" && { echo "FAIL the ZeRO-1 run meant to stop finished"; exit 1; }
+    [ -d "$d/zcut/checkpoint-2" ] || { echo "FAIL no ZeRO-1 checkpoint-2"; tail -n 20 "$d/zcut.log"; exit 1; }
+    zero "$d/zcut" resume=true || { tail -n 20 "$d/zcut.log"; exit 1; }
+    for f in model.safetensors bias/model.safetensors optimizer.safetensors; do
+        cmp "$d/zcut/checkpoint-last/$f" "$d/zero/checkpoint-last/$f" || { echo "FAIL resumed ZeRO-1 $f differs"; exit 1; }
+    done
+    echo "ZeRO-1 on the device resumed from checkpoint-2: bitwise equal to the uninterrupted run"
     # device = cuda on 2 ranks with one GPU: rank 1 (GPU 1) fails before training while rank 0
     # would train; the job must end with rank 1's message, not leave rank 0 waiting
     rc=0
