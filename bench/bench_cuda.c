@@ -2,7 +2,9 @@
  * tests/gpu/run.sh): GEMM TFLOP/s through kernels_cuda.matmul_* in fp32 and bf16 mode at
  * the model's linear-layer shapes, LayerNorm/RMSNorm GB/s against a device-to-device
  * copy measured in the same run, and attention TFLOP/s (forward, backward) of the
- * hand-written kernel. Times with CUDA events on the backend's stream, median of REPS.
+ * hand-written kernel; in a build with NCCL (`make cuda NCCL=1`), the NCCL all-reduce's time
+ * and bandwidth at gradient-buffer sizes (under mpirun, across the ranks). Times with CUDA
+ * events on the backend's stream, median of REPS.
  * Prints one table per family; never asserts. */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/kernels.h"
+#include "runtime/comm.h"
 #include "runtime/rng.h"
 
 enum { REPS = 7 };
@@ -84,7 +87,54 @@ static void at_body(void *p) {
                                         a->T, a->NH, a->KV, a->HD, a->causal);
 }
 
-int main(void) {
+#ifdef MMRM_NCCL
+typedef struct {
+    const Comm *c;
+    float *buf;
+    size_t n;
+} Ar;
+static void ar_body(void *ctx) {
+    Ar *a = ctx;
+    comm_allreduce_mean_f32_device(a->c, a->buf, a->n, cuda_stream_handle());
+}
+
+/* ncclAllReduce (avg, the gradient all-reduce) at the sizes of a 25 MiB bucket and of whole
+ * gradient buffers; algbw = bytes / time, busbw = algbw * 2 (W - 1) / W (nccl-tests'
+ * definition: the traffic of a ring; 0 on one rank, where NCCL only copies) */
+static void nccl_bench(Comm *c) {
+    if (c->rank == 0)
+        printf("\nall-reduce (NCCL, avg, f32) on %d rank(s)        time ms   algbw GB/s   busbw GB/s\n",
+               c->world);
+    const double mib[] = {25, 256, 1024, 3584}; /* a bucket; ~64M/256M/900M-parameter models */
+    for (size_t s = 0; s < sizeof mib / sizeof *mib; s++) {
+        Ar a = {c, NULL, (size_t)(mib[s] * 1048576.0 / 4)};
+        a.buf = drand(a.n, 40 + s);
+        float t = time_ms(ar_body, &a);
+        double bytes = a.n * 4.0, alg = bytes / t / 1e6;
+        if (c->rank == 0)
+            printf("%8.0f MiB %37.3f %12.1f %12.1f\n", mib[s], t, alg, alg * 2.0 * (c->world - 1) / c->world);
+        cuda_free(a.buf);
+    }
+}
+#endif
+
+int main(int argc, char **argv) {
+#ifdef MMRM_NCCL
+    /* under mpirun every rank times the all-reduce; the kernel tables run on rank 0 only */
+    static Comm comm_s;
+    Comm *comm = &comm_s;
+    comm_init(comm, &argc, &argv);
+    if (cuda_device_count() > 0) cuda_select_device(comm->local_rank % cuda_device_count());
+    if (comm->world > 1 && comm->rank != 0) {
+        comm_nccl_init(comm);
+        nccl_bench(comm);
+        comm_finalize(comm);
+        return 0;
+    }
+#else
+    (void)argc;
+    (void)argv;
+#endif
     if (cuda_device_count() == 0) {
         fprintf(stderr, "bench_cuda: no GPU visible\n");
         return 2;
@@ -167,5 +217,10 @@ int main(void) {
         cuda_free(a.q); cuda_free(a.k); cuda_free(a.v); cuda_free(a.o); cuda_free(a.lse);
         cuda_free(a.dq); cuda_free(a.dk); cuda_free(a.dv); cuda_free(a.dout); cuda_free(a.len);
     }
+#ifdef MMRM_NCCL
+    comm_nccl_init(comm);
+    nccl_bench(comm);
+    comm_finalize(comm);
+#endif
     return 0;
 }

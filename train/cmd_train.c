@@ -2,6 +2,7 @@
  * configuration, prints it and saves it in output_dir, then runs the trainer. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -108,11 +109,17 @@ int cmd_train(int argc, char **argv) {
         cuda_set_precision(bf16);
 #ifdef MMRM_NCCL
         /* NCCL needs a GPU per rank; ranks sharing one (device = auto with more ranks than
-         * GPUs) average their gradients through the host instead */
-        if (comm.world > 1 && comm.local_world <= cuda_device_count()) comm_nccl_init(&comm);
-        else if (comm.world > 1 && comm.rank == 0)
+         * GPUs) average their gradients through the host instead. MMRM_NCCL=0 turns NCCL
+         * off (host staging: to rule NCCL out when debugging), MMRM_NCCL=1 uses it even for
+         * one process (its code path, checked against the plain single-GPU run). */
+        const char *env = getenv("MMRM_NCCL");
+        int want = env && *env ? strcmp(env, "0") != 0 : comm.world > 1;
+        if (want && comm.local_world <= cuda_device_count()) comm_nccl_init(&comm);
+        else if (want && comm.rank == 0)
             mmrm_log("%d ranks share %d GPU(s) on a node: gradients are averaged through host "
                      "memory and MPI, not NCCL", comm.local_world, cuda_device_count());
+        else if (comm.world > 1 && comm.rank == 0)
+            mmrm_log("NCCL off (MMRM_NCCL=0): gradients are averaged through host memory and MPI");
 #endif
     }
 #endif

@@ -535,9 +535,9 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
     }
     ParamStore *stores[2] = {&r->main.ps, &r->bias.ps};
     int nstores = r->has_bias ? 2 : 1;
+    if (r->gs) gradsync_finish(r->gs, &r->g); /* ZeRO-1 reduce-scatters in its step */
     if (r->world > 1) {
-        /* every rank must take the same step: average the gradients, sum what is logged */
-        if (r->gs) gradsync_finish(r->gs, &r->g); /* ZeRO-1 reduce-scatters in its step */
+        /* every rank must take the same step: the gradients are averaged, sum what is logged */
         double sums[8] = {loss, right, (double)pairs, loss_b, right_b, wsum, (double)nonfinite, 0};
         comm_allreduce_sum_f64(o->comm, sums, 8);
         loss = sums[0]; right = sums[1]; pairs = (long)sums[2]; loss_b = sums[3]; right_b = sums[4];
@@ -726,7 +726,8 @@ int train_run(const TrainerOptions *o) {
             }
         }
     }
-    if (r.world > 1 && !r.zero) {
+    /* one process with NCCL (MMRM_NCCL=1) runs the same path as many: a check of it */
+    if ((r.world > 1 || (o->comm && o->comm->kind == COMM_NCCL)) && !r.zero) {
         ParamStore *stores[2] = {&r.main.ps, &r.bias.ps};
         int nccl = o->comm->kind == COMM_NCCL;
         int overlap = o->overlap_grad_reduce < 0 ? nccl : o->overlap_grad_reduce;

@@ -55,7 +55,15 @@ ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int
                                          "ncclGetUniqueId%s%s", "", "");
     int init = 0, world = 0, me = 0;
     MPI_Initialized(&init);
-    if (!init) return fail(ncclInvalidUsage, "ncclCommInitRank: the emulation needs MPI%s%s", "", "");
+    if (!init && nranks == 1 && rank == 0) { /* one process without MPI: collectives are copies */
+        struct ncclComm *c = calloc(1, sizeof *c);
+        if (!c) return ncclSystemError;
+        c->mpi = MPI_COMM_NULL;
+        c->nranks = 1;
+        *comm = c;
+        return ncclSuccess;
+    }
+    if (!init) return fail(ncclInvalidUsage, "ncclCommInitRank: several ranks need MPI%s%s", "", "");
     MPI_Comm_size(MPI_COMM_WORLD, &world);
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
     if (nranks != world || rank != me) {
@@ -77,7 +85,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (!comm) return fail(ncclInvalidArgument, "ncclCommDestroy: NULL communicator%s%s", "", "");
     int fin = 0;
     MPI_Finalized(&fin);
-    if (!fin) MPI_Comm_free(&comm->mpi);
+    if (!fin && comm->mpi != MPI_COMM_NULL) MPI_Comm_free(&comm->mpi);
     free(comm);
     return ncclSuccess;
 }
@@ -119,7 +127,7 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
     CHECK(check("ncclAllReduce recv", comm, recv, count * es, stream));
     if (send != recv) memcpy(recv, send, count * es);
     float *r = recv;
-    for (size_t off = 0; off < count;) {
+    for (size_t off = 0; off < count && comm->nranks > 1;) {
         int n = count - off > (1u << 30) ? 1 << 30 : (int)(count - off);
         MPI_Allreduce(MPI_IN_PLACE, r + off, n, mt, MPI_SUM, comm->mpi);
         off += (size_t)n;
@@ -140,7 +148,7 @@ ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataT
     CHECK(check("ncclBroadcast recv", comm, recv, count * es, stream));
     if (comm->rank == root && send != recv) memcpy(recv, send, count * es);
     if (count > (size_t)1 << 30) return fail(ncclInvalidArgument, "ncclBroadcast: too large%s%s", "", "");
-    MPI_Bcast(recv, (int)count, mt, root, comm->mpi);
+    if (comm->nranks > 1) MPI_Bcast(recv, (int)count, mt, root, comm->mpi);
     return ncclSuccess;
 }
 
@@ -153,7 +161,8 @@ ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t recvcount, n
     CHECK(check("ncclReduceScatter send", comm, send, recvcount * comm->nranks * es, stream));
     CHECK(check("ncclReduceScatter recv", comm, recv, recvcount * es, stream));
     if (recvcount > (size_t)1 << 30) return fail(ncclInvalidArgument, "ncclReduceScatter: too large%s%s", "", "");
-    MPI_Reduce_scatter_block(send, recv, (int)recvcount, mt, MPI_SUM, comm->mpi);
+    if (comm->nranks > 1) MPI_Reduce_scatter_block(send, recv, (int)recvcount, mt, MPI_SUM, comm->mpi);
+    else if (send != recv) memcpy(recv, send, recvcount * es);
     if (op == ncclAvg)
         for (size_t i = 0; i < recvcount; i++) ((float *)recv)[i] /= (float)comm->nranks;
     return ncclSuccess;
@@ -169,7 +178,10 @@ ncclResult_t ncclAllGather(const void *send, void *recv, size_t sendcount, ncclD
     if (sendcount > (size_t)1 << 30) return fail(ncclInvalidArgument, "ncclAllGather: too large%s%s", "", "");
     /* NCCL allows send to be recv + rank * sendcount (in place) */
     const char *in_place = (const char *)recv + (size_t)comm->rank * sendcount * es;
-    MPI_Allgather(send == in_place ? MPI_IN_PLACE : send, (int)sendcount, mt, recv, (int)sendcount,
-                  mt, comm->mpi);
+    if (comm->nranks > 1)
+        MPI_Allgather(send == in_place ? MPI_IN_PLACE : send, (int)sendcount, mt, recv,
+                      (int)sendcount, mt, comm->mpi);
+    else if (send != recv)
+        memcpy(recv, send, sendcount * es);
     return ncclSuccess;
 }

@@ -53,6 +53,16 @@ cmp <(weights "$d/resume/checkpoint-last") <(weights "$d/standard_gpu/checkpoint
     { echo "FAIL resumed device run differs from the uninterrupted one"; exit 1; }
 echo "resume on the device: bitwise equal to the uninterrupted device run"
 
+# MMRM_NCCL=1: one process through the NCCL path (buckets on the side stream, ncclAllReduce
+# avg over one rank) ends bitwise where the plain device run ends
+if grep -q "nccl" <<<"$("$emu" version)"; then
+    (export MMRM_NCCL=1; train robust cuda "$d/nccl1" grad_bucket_mb=0.004)
+    grep -q "through NCCL, overlapped with backward" "$d/nccl1.log" || { echo "FAIL MMRM_NCCL=1 did not use NCCL"; exit 1; }
+    cmp <(weights "$d/nccl1/checkpoint-last") <(weights "$d/robust_gpu/checkpoint-last") ||
+        { echo "FAIL the 1-rank NCCL run differs from the plain device run"; exit 1; }
+    echo "1 rank through NCCL (MMRM_NCCL=1): bitwise equal to the plain device run"
+fi
+
 # data parallel on the device: 2 ranks x 1 pair (device = auto: both on the one emulated GPU) (gradients staged through the host and MPI
 # in a build without NCCL) equal 1 rank x 2 pairs, per-step losses within 1e-5
 if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" version)"; then
