@@ -252,3 +252,76 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
         unlink(p);
     }
 }
+
+/* ---- GraphHooks: a parameter reported final has its final gradient ---- */
+
+typedef struct {
+    ParamStore *ps;
+    int *first_use;   /* per parameter index: top-level entry of its first use, -1 none */
+    float *snap;      /* n_trainable: gradients copied when their parameter was declared final */
+    int *final_at;    /* per parameter index: the entry after which it was declared final */
+} HookProbe;
+
+static int probe_param(HookProbe *p, const float *grad) {
+    for (int i = 0; i < p->ps->n; i++) {
+        Tensor *t = params_get(p->ps, i);
+        if (t->grad && grad >= t->grad && grad < t->grad + t->numel) return i;
+    }
+    return -1; /* an activation view */
+}
+
+static void probe_use(void *ctx, const Tensor *t, int tape_index) {
+    HookProbe *p = ctx;
+    int i = probe_param(p, t->grad);
+    if (i >= 0 && p->first_use[i] < 0) p->first_use[i] = tape_index;
+}
+
+static void probe_done(void *ctx, int tape_index) {
+    HookProbe *p = ctx;
+    for (int i = 0; i < p->ps->n; i++) {
+        Tensor *t = params_get(p->ps, i);
+        if (p->first_use[i] >= tape_index && p->final_at[i] < 0) {
+            p->final_at[i] = tape_index;
+            memcpy(p->snap + (t->grad - p->ps->grad), t->grad, t->numel * sizeof(float));
+        }
+    }
+}
+
+static void check_hooks(int recompute) {
+    Fixture f;
+    fixture_init(&f, tiny_config(LLM_QWEN2, 0, 0, -1), 0);
+    f.m.grad_checkpoint = f.g.recompute = recompute;
+    int n = f.m.ps.n;
+    HookProbe p = {&f.m.ps, (int *)tmalloc(n), tmalloc(f.m.ps.n_trainable), (int *)tmalloc(n)};
+    for (int i = 0; i < n; i++) p.first_use[i] = p.final_at[i] = -1;
+    GraphHooks h = {probe_use, probe_done, &p};
+    graph_set_hooks(&f.g, &h);
+    float *g = backward(&f);
+    graph_set_hooks(&f.g, NULL);
+    int early = 0, trainable = 0;
+    for (int i = 0; i < n; i++) {
+        Tensor *t = params_get(&f.m.ps, i);
+        if (!t->grad) continue;
+        trainable++;
+        CHECK(p.first_use[i] >= 0, "%s: no use seen in the forward", t->name);
+        CHECK(p.final_at[i] >= 0, "%s: never declared final", t->name);
+        early += p.final_at[i] > 0;
+    }
+    /* every gradient declared final is untouched by the rest of backward */
+    EXPECT_SAME("gradients when declared final vs after backward", p.snap, g, f.m.ps.n_trainable);
+    /* and most parameters are final before backward's last entry (the schedule overlaps) */
+    CHECK(early >= trainable / 2, "only %d of %d parameters final before the end", early, trainable);
+    free(g);
+    free(p.first_use);
+    free(p.snap);
+    free(p.final_at);
+    fixture_free(&f);
+}
+
+TEST(test_graph_hooks_declare_a_parameter_final_only_after_its_last_gradient_write) {
+    check_hooks(0);
+}
+
+TEST(test_graph_hooks_see_parameters_used_inside_recompute_segments) {
+    check_hooks(1);
+}
