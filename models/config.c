@@ -167,6 +167,7 @@ static int parse(Ctx *c, const cJSON *root, ModelConfig *cfg) {
     snprintf(cfg->template_name, sizeof cfg->template_name, "%s",
              get_str(c, root, "template", 0, "internlm2-chat"));
     cfg->img_context_id = get_int(c, root, "img_context_token_id", 0, 262);
+    cfg->init_range = get_num(c, root, "initializer_range", 0, 0.02);
     return c->err ? -1 : config_validate(cfg, c->path);
 }
 
@@ -209,6 +210,8 @@ int config_validate(const ModelConfig *cfg, const char *path) {
     MMRM_REQUIRE(cfg->img_context_id >= 0 && cfg->img_context_id < l->vocab,
             "%s: img_context_token_id %d is outside the vocabulary (%d)", path, cfg->img_context_id, l->vocab);
     MMRM_REQUIRE(l->rope_theta > 0 && l->rms_eps > 0, "%s: llm_config rope_theta and rms_norm_eps must be positive", path);
+    MMRM_REQUIRE(cfg->init_range >= 0 && cfg->init_range <= 1,
+            "%s: initializer_range %g is outside (0, 1]", path, cfg->init_range);
     return 0;
 }
 
@@ -241,6 +244,7 @@ int config_save(const ModelConfig *cfg, const char *path) {
     cJSON_AddNumberToObject(root, "downsample_ratio", cfg->downsample_ratio);
     cJSON_AddNumberToObject(root, "force_image_size", cfg->image_size);
     cJSON_AddNumberToObject(root, "img_context_token_id", cfg->img_context_id);
+    if (cfg->init_range > 0) cJSON_AddNumberToObject(root, "initializer_range", cfg->init_range);
     cJSON_AddStringToObject(root, "ps_version", "v2");
     cJSON_AddNumberToObject(root, "select_layer", cfg->select_layer);
     cJSON_AddStringToObject(root, "template", cfg->template_name);

@@ -41,6 +41,8 @@ typedef struct ModelConfig {
     double downsample_ratio; /* 0.5 */
     char template_name[32];
     int img_context_id;    /* id of <IMG_CONTEXT> (img_context_token_id, default byte vocab) */
+    double init_range;     /* initializer_range: std of the random init of weight matrices
+                            * (HF's key; 0.02 when absent; 0 in a struct = 0.02) */
 } ModelConfig;
 
 /* 0, or -1 with mmrm_last_error() naming the file and field */

@@ -186,7 +186,8 @@ void rm_init_random(RewardModel *m, uint64_t seed) {
             for (size_t k = 0; k < t->numel; k++) x[k] = 0.1f;
         } else {
             Rng r = rng_make(seed, 1000 + (uint64_t)i); /* per tensor: independent of order */
-            rng_fill_normal(&r, x, t->numel, 0.0f, 0.02f);
+            rng_fill_normal(&r, x, t->numel, 0.0f,
+                            m->cfg.init_range > 0 ? (float)m->cfg.init_range : 0.02f);
         }
     }
     rm_init_score(m, seed);

@@ -220,12 +220,14 @@ static const char *write_tmp(const char *name, const char *text) {
 
 TEST(test_config_json_round_trips_and_bad_fields_are_named) {
     ModelConfig c = tiny_config(LLM_INTERNLM2, 1, 1, -1), d;
+    c.init_range = 0.2;
     char path[256];
     snprintf(path, sizeof path, "/tmp/mmrm_test_%d_config.json", (int)getpid());
     CHECK(config_save(&c, path) == 0, "save: %s", mmrm_last_error());
     CHECK(config_load(path, &d) == 0, "load: %s", mmrm_last_error());
     CHECK(d.llm.arch == LLM_INTERNLM2 && d.llm.kv_heads == 2 && d.vision.qk_norm && d.vision.rms_norm &&
-              d.image_size == 8 && d.llm.head_dim == 4 && !strcmp(d.template_name, "Hermes-2"),
+              d.image_size == 8 && d.llm.head_dim == 4 && !strcmp(d.template_name, "Hermes-2") &&
+              d.init_range == 0.2,
           "round trip changed the config");
     unlink(path);
     struct { const char *json, *want; } bad[] = {
@@ -239,6 +241,10 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
          "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
          " \"intermediate_size\": 4, \"num_hidden_layers\": 1, \"vocab_size\": 300}}", "multiple of num_attention_heads"},
         {"{\"vision_config\": {\"hidden_size\": \"8\"}, \"llm_config\": {}}", "\"vision_config.hidden_size\" must be an integer"},
+        {"{\"initializer_range\": -0.1, \"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"intermediate_size\": 4,"
+         " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
+         "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
+         " \"intermediate_size\": 4, \"num_hidden_layers\": 1, \"vocab_size\": 300}}", "initializer_range"},
         {"{\"ps_version\": \"v1\", \"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"intermediate_size\": 4,"
          " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
          "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
