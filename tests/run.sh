@@ -26,10 +26,11 @@ for t in "$here"/integration/*.sh; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .sh)
     log=$(mktemp)
+    t0=$SECONDS
     if MMRM="$build/mmrm" bash "$t" >"$log" 2>&1; then
-        echo "PASS $name"; passed=$((passed + 1))
+        echo "PASS $name ($((SECONDS - t0)) s)"; passed=$((passed + 1))
     else
-        echo "FAIL $name"; sed 's/^/    /' "$log" | tail -n 30; failed=$((failed + 1))
+        echo "FAIL $name ($((SECONDS - t0)) s)"; sed 's/^/    /' "$log" | tail -n 30; failed=$((failed + 1))
     fi
     rm -f "$log"
 done
