@@ -3,6 +3,7 @@
 
 #include "runtime/error.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,8 +97,10 @@ static void hook_use(void *ctx, const Tensor *t, int tape_index) {
     for (int k = 0; k < s->nst; k++) {
         StoreInfo *si = &s->st[k];
         const ParamStore *ps = si->ps;
-        if (t->grad < ps->grad || t->grad >= ps->grad + ps->n_trainable) continue;
-        size_t off = (size_t)(t->grad - ps->grad);
+        /* as integers: t->grad may point into another allocation */
+        uintptr_t a = (uintptr_t)t->grad, lo0 = (uintptr_t)ps->grad;
+        if (a < lo0 || a >= lo0 + ps->n_trainable * sizeof(float)) continue;
+        size_t off = (a - lo0) / sizeof(float);
         int lo = 0, hi = si->ntrain - 1; /* the last parameter starting at or before off */
         while (lo < hi) {
             int mid = (lo + hi + 1) / 2;
