@@ -289,7 +289,6 @@ typedef struct Run {
     int zero;               /* ZeRO-1 active (zero_stage 1 and world > 1) */
     ZeroShard zs[2];        /* per store: main, bias */
     GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
-    float **zero_m, **zero_v; /* while a ZeRO-1 checkpoint is written: gathered moments */
 } Run;
 
 static int freeze_of(const TrainerOptions *o, int f[PG_COUNT]) {
@@ -349,7 +348,7 @@ static BatchOptions batch_options(const Run *r, int eval) {
     return b;
 }
 
-static int save_checkpoint_rank0(Run *r, const char *name);
+static int save_checkpoint_rank0(Run *r, const char *name, float *const hm[2], float *const hv[2]);
 
 /* rank 0 writes; the others wait so that nobody runs ahead of a checkpoint being written.
  * Under ZeRO-1 the moments are gathered first, so a checkpoint never depends on the number
@@ -370,10 +369,7 @@ static int save_checkpoint(Run *r, const char *name) {
             comm_allgather_f32(r->o->comm, sm + z->S, hv[i], z->n);
             free(sm);
         }
-    r->zero_m = hm;
-    r->zero_v = hv;
-    int rc = r->rank == 0 ? save_checkpoint_rank0(r, name) : 0;
-    r->zero_m = r->zero_v = NULL;
+    int rc = r->rank == 0 ? save_checkpoint_rank0(r, name, hm, hv) : 0;
     for (int i = 0; i < 2; i++) {
         free(hm[i]);
         free(hv[i]);
@@ -382,7 +378,8 @@ static int save_checkpoint(Run *r, const char *name) {
     return rc;
 }
 
-static int save_checkpoint_rank0(Run *r, const char *name) {
+/* hm/hv: under ZeRO-1 the gathered moments per store (host memory), else NULLs */
+static int save_checkpoint_rank0(Run *r, const char *name, float *const hm[2], float *const hv[2]) {
     const TrainerOptions *o = r->o;
     char tmp[4200], final[4200], p[4300];
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", o->output_dir, name);
@@ -391,14 +388,12 @@ static int save_checkpoint_rank0(Run *r, const char *name) {
     if (rm_save(&r->main, tmp, o->save_dtype)) return -1;
     if (tokenizer_save(r->tok, tmp)) return -1;
     snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
-    if (optimizer_save(&r->main.ps, r->opt.t, p, r->zero_m ? r->zero_m[0] : NULL,
-                       r->zero_v ? r->zero_v[0] : NULL)) return -1;
+    if (optimizer_save(&r->main.ps, r->opt.t, p, hm[0], hv[0])) return -1;
     if (r->has_bias && o->save_bias_model) {
         snprintf(p, sizeof p, "%s/bias", tmp);
         if (rm_save(&r->bias, p, o->save_dtype) || tokenizer_save(r->tok, p)) return -1;
         snprintf(p, sizeof p, "%s/bias/optimizer.safetensors", tmp);
-        if (optimizer_save(&r->bias.ps, r->opt.t, p, r->zero_m ? r->zero_m[1] : NULL,
-                           r->zero_v ? r->zero_v[1] : NULL)) return -1;
+        if (optimizer_save(&r->bias.ps, r->opt.t, p, hm[1], hv[1])) return -1;
     }
     r->st.opt_t = r->opt.t;
     r->st.dropout_counter = r->g.dropout.counter;
