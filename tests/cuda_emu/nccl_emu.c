@@ -117,12 +117,17 @@ static ncclResult_t check(const char *what, ncclComm_t comm, const void *buf, si
         if (rc_ != ncclSuccess) return rc_;     \
     } while (0)
 
+/* the reductions mmrm uses: float sums and averages */
+static ncclResult_t float_sum(const char *what, ncclDataType_t dt, ncclRedOp_t op) {
+    if (dt == ncclFloat && (op == ncclSum || op == ncclAvg)) return ncclSuccess;
+    return fail(ncclInvalidArgument, "%s: only float sum/avg are emulated%s", what, "");
+}
+
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t dt,
                            ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
     MPI_Datatype mt;
     size_t es = type_size(dt, &mt);
-    if (dt != ncclFloat || (op != ncclSum && op != ncclAvg))
-        return fail(ncclInvalidArgument, "ncclAllReduce: only float sum/avg are emulated%s%s", "", "");
+    CHECK(float_sum("ncclAllReduce", dt, op));
     CHECK(check("ncclAllReduce send", comm, send, count * es, stream));
     CHECK(check("ncclAllReduce recv", comm, recv, count * es, stream));
     if (send != recv) memcpy(recv, send, count * es);
@@ -156,8 +161,7 @@ ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t recvcount, n
                                ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
     MPI_Datatype mt;
     size_t es = type_size(dt, &mt);
-    if (dt != ncclFloat || (op != ncclSum && op != ncclAvg))
-        return fail(ncclInvalidArgument, "ncclReduceScatter: only float sum/avg are emulated%s%s", "", "");
+    CHECK(float_sum("ncclReduceScatter", dt, op));
     CHECK(check("ncclReduceScatter send", comm, send, recvcount * comm->nranks * es, stream));
     CHECK(check("ncclReduceScatter recv", comm, recv, recvcount * es, stream));
     if (recvcount > (size_t)1 << 30) return fail(ncclInvalidArgument, "ncclReduceScatter: too large%s%s", "", "");
