@@ -5,7 +5,10 @@
 #   0. the GPU and the libraries: nvidia-smi; CUDA runtime/cuBLAS, NCCL and cuDNN from the
 #      toolkit or from PyTorch's pip wheels (nvidia-*), put on LD_LIBRARY_PATH
 #   1. build: `make cuda` unless a CUDA build was carried in (build/.flags names MMRM_CUDA);
-#      shared libraries a bare machine lacks (cJSON, inih, stb) travel in build/lib
+#      shared libraries a bare machine lacks (cJSON, inih, stb) travel in build/lib. To save
+#      device time, build here with `make cuda NCCL=1 MPI=0` (NCCL for step 7 and the
+#      all-reduce bench) and carry build/mmrm, build/gpu_parity, build/bench_cuda,
+#      build/lib and build/.flags
 #   2. build/gpu_parity: every op of kernels_cuda against kernels_cpu on random inputs (fp32
 #      mode within 1e-5 norm-wise, bf16 within 1e-2), the tiny/small model's rewards and
 #      every parameter gradient on GPU vs CPU
