@@ -17,7 +17,6 @@ typedef struct {
     int key;        /* lowest declaration index of its parameters: the order key */
     int nparams;
     int pending;    /* parameters not final yet this step */
-    int started;
 } Bucket;
 
 typedef struct {
@@ -43,7 +42,7 @@ struct GradSync {
     Use *used;       /* parameters in order of first use this step */
     int nused, cap_used, ready_end;
     unsigned stamp;
-    int overlap, nccl, staged, armed;
+    int nccl, armed; /* overlap and staging: in stats */
     GraphHooks hooks;
     GradSyncStats stats;
 };
@@ -67,7 +66,6 @@ static int cmp_order(const void *a, const void *b) {
 static void reduce_bucket(GradSync *s, Bucket *k) {
     ParamStore *ps = s->st[k->store].ps;
     float *g = ps->grad + k->off;
-    k->started = 1;
     if (ps->device == DEV_CPU) {
         comm_allreduce_mean_f32(s->c, g, k->n);
         return;
@@ -135,7 +133,7 @@ GradSync *gradsync_create(const Comm *c, ParamStore **stores, int nstores, size_
                           int overlap) {
     GradSync *s = xcalloc(1, sizeof *s);
     s->c = c;
-    s->overlap = overlap;
+    s->stats.overlap = overlap;
 #ifdef MMRM_CUDA
     s->nccl = c->kind == COMM_NCCL;
 #endif
@@ -145,7 +143,7 @@ GradSync *gradsync_create(const Comm *c, ParamStore **stores, int nstores, size_
         ParamStore *ps = stores[k];
         if (!ps->n_trainable) continue;
         MMRM_CHECK(s->nst < 4, "gradsync: at most 4 stores");
-        if (ps->device != DEV_CPU && !s->nccl) s->staged = 1;
+        if (ps->device != DEV_CPU && !s->nccl) s->stats.staged = 1;
         StoreInfo *si = &s->st[s->nst];
         si->ps = ps;
         si->by_off = xmalloc(ps->n * sizeof *si->by_off);
@@ -182,11 +180,9 @@ GradSync *gradsync_create(const Comm *c, ParamStore **stores, int nstores, size_
     for (int i = 0; i < s->nb; i++) s->order[i] = i;
     sort_gs = s;
     qsort(s->order, s->nb, sizeof *s->order, cmp_order);
-    if (s->staged) s->overlap = 0; /* one host round trip at the end instead */
+    if (s->stats.staged) s->stats.overlap = 0; /* one host round trip at the end instead */
     s->hooks = (GraphHooks){hook_use, hook_done, s};
     s->stats.buckets = s->nb;
-    s->stats.overlap = s->overlap;
-    s->stats.staged = s->staged;
     return s;
 }
 
@@ -207,12 +203,9 @@ void gradsync_begin(GradSync *s, Graph *g) {
     s->stamp++;
     s->nused = s->ready_end = 0;
     s->next = 0;
-    for (int i = 0; i < s->nb; i++) {
-        s->b[i].pending = s->b[i].nparams;
-        s->b[i].started = 0;
-    }
+    for (int i = 0; i < s->nb; i++) s->b[i].pending = s->b[i].nparams;
     s->armed = 1;
-    if (s->overlap) graph_set_hooks(g, &s->hooks);
+    if (s->stats.overlap) graph_set_hooks(g, &s->hooks);
 }
 
 void gradsync_finish(GradSync *s, Graph *g) {
@@ -220,7 +213,7 @@ void gradsync_finish(GradSync *s, Graph *g) {
     s->armed = 0;
     graph_set_hooks(g, NULL);
     s->stats.steps++;
-    if (s->staged) {
+    if (s->stats.staged) {
         for (int k = 0; k < s->nst; k++) {
             ParamStore *ps = s->st[k].ps;
             float *h;
