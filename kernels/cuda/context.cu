@@ -161,16 +161,21 @@ static cudaStream_t side_stream(void) {
 
 extern "C" void *cuda_side_stream_handle(void) { return (void *)side_stream(); }
 
+// waiter waits for the work queued on producer so far (mark: producer's reusable event)
+static void stream_wait(cudaStream_t waiter, cudaStream_t producer, cudaEvent_t mark) {
+    CUDA_CHECK(cudaEventRecord(mark, producer));
+    CUDA_CHECK(cudaStreamWaitEvent(waiter, mark, 0));
+}
+
+// side_stream() first: it creates the events on first use
 extern "C" void cuda_side_wait_main(void) {
     cudaStream_t side = side_stream();
-    CUDA_CHECK(cudaEventRecord(g_main_mark, g_stream));
-    CUDA_CHECK(cudaStreamWaitEvent(side, g_main_mark, 0));
+    stream_wait(side, g_stream, g_main_mark);
 }
 
 extern "C" void cuda_main_wait_side(void) {
     cudaStream_t side = side_stream();
-    CUDA_CHECK(cudaEventRecord(g_side_mark, side));
-    CUDA_CHECK(cudaStreamWaitEvent(g_stream, g_side_mark, 0));
+    stream_wait(g_stream, side, g_side_mark);
 }
 
 extern "C" void cuda_set_precision(int bf16) { g_bf16 = bf16 != 0; }
