@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "runtime/error.h"
+#ifdef MMRM_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 #define ALIGN 64
 static size_t align_up(size_t n) { return (n + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
@@ -132,12 +135,41 @@ void params_init(ParamStore *s, Device d) {
     s->device = d;
 }
 
+/* forgets the bf16 copy (before s->data is freed or moved) */
+static void drop_bf16(ParamStore *s) {
+    if (!s->w16) return;
+#ifdef MMRM_CUDA
+    cuda_bf16_shadow_unregister(s->data);
+#endif
+    s->w16 = NULL;
+}
+
+int params_enable_bf16(ParamStore *s) {
+    MMRM_CHECK(s->finalized, "params_enable_bf16 before params_finalize");
+#ifdef MMRM_CUDA
+    if (s->device == DEV_CUDA && s->numel) {
+        s->w16 = cuda_bf16_shadow_register(s->data, s->numel);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+void params_refresh_bf16(ParamStore *s, size_t off, size_t n) {
+    if (!s->w16 || !n) return;
+    MMRM_CHECK(off <= s->numel && n <= s->numel - off, "params_refresh_bf16: [%zu, %zu) outside %zu",
+               off, off + n, s->numel);
+#ifdef MMRM_CUDA
+    cuda_bf16_shadow_refresh(s->data, off, n);
+#endif
+}
+
 void params_free(ParamStore *s) {
+    drop_bf16(s);
     if (s->data) device_free(s->device, s->data);
     if (s->grad) device_free(s->device, s->grad);
     if (s->m) device_free(s->device, s->m);
     if (s->v) device_free(s->device, s->v);
-    if (s->master) device_free(s->device, s->master);
     free(s->params);
     free(s->group);
     free(s->decay);
@@ -227,11 +259,11 @@ void params_to_device(ParamStore *s, Device d) {
     MMRM_CHECK(s->device == DEV_CPU || d == DEV_CPU, "params_to_device: %s to %s goes through the CPU",
                device_name(s->device), device_name(d));
     Device from = s->device;
+    drop_bf16(s);
     float *data = moved(from, d, s->data, s->numel);
     float *grad = moved(from, d, s->grad, s->n_trainable);
     float *m = moved(from, d, s->m, s->n_trainable);
     float *v = moved(from, d, s->v, s->n_trainable);
-    float *master = moved(from, d, s->master, s->n_trainable);
     for (int i = 0; i < s->n; i++) {
         Tensor *t = &s->params[i];
         size_t o = (size_t)((float *)t->data - s->data);
@@ -243,12 +275,10 @@ void params_to_device(ParamStore *s, Device d) {
     if (s->grad) device_free(from, s->grad);
     if (s->m) device_free(from, s->m);
     if (s->v) device_free(from, s->v);
-    if (s->master) device_free(from, s->master);
     s->data = data;
     s->grad = grad;
     s->m = m;
     s->v = v;
-    s->master = master;
     s->device = d;
 }
 
@@ -296,7 +326,6 @@ size_t params_count_group(const ParamStore *s, ParamGroup g) {
 }
 
 size_t params_bytes(const ParamStore *s) {
-    size_t f = s->numel + (s->grad ? s->n_trainable : 0) + (s->m ? 2 * s->n_trainable : 0) +
-               (s->master ? s->n_trainable : 0);
-    return f * sizeof(float);
+    size_t f = s->numel + (s->grad ? s->n_trainable : 0) + (s->m ? 2 * s->n_trainable : 0);
+    return f * sizeof(float) + (s->w16 ? s->numel * sizeof(uint16_t) : 0);
 }

@@ -8,8 +8,8 @@
  *
  * ParamStore: parameters are declared by name, shape, group and decay flag, then
  * laid out once in ONE contiguous buffer ordered [trainable, decayed | trainable, not
- * decayed | frozen]. Gradients, AdamW moments and fp32 master weights cover the trainable
- * prefix with the same offsets, so one collective reduces all gradients, ZeRO sharding is
+ * decayed | frozen]. Gradients and AdamW moments cover the trainable prefix with the same
+ * offsets, so one collective reduces all gradients, ZeRO sharding is
  * slicing, and frozen parameters own no gradient or optimizer memory at all.
  */
 #ifndef MMRM_MEMORY_H
@@ -62,7 +62,8 @@ typedef struct ParamStore {
     size_t n_decay;      /* length of its decayed part (the first n_decay elements) */
     float *grad;     /* (n_trainable) or NULL when nothing trains */
     float *m, *v;    /* (n_trainable) AdamW moments, after params_alloc_optimizer */
-    float *master;   /* (n_trainable) fp32 master weights for bf16 runs; NULL on the CPU */
+    uint16_t *w16;   /* (numel) bf16 copy of data for precision = bf16 on CUDA (data stays the
+                      * fp32 master weights), after params_enable_bf16; else NULL */
     ParamGroup *group;  /* per param */
     unsigned char *decay;
 } ParamStore;
@@ -84,13 +85,20 @@ void params_zero_grad(ParamStore *s);
  * zeroed; parameters' grad views follow), for collectives that move equal counts per rank
  * (ZeRO-1 on NCCL). params_to_device drops the padding again. */
 void params_pad_grad(ParamStore *s, size_t n_padded);
-/* Moves every buffer (parameters, gradients, moments, master) to device d, keeping the
- * layout; tensors' pointers follow. Models are built and loaded on the CPU and then moved. */
+/* Moves every buffer (parameters, gradients, moments) to device d, keeping the layout;
+ * tensors' pointers follow. Models are built and loaded on the CPU and then moved. The bf16
+ * copy is dropped (enable it again on the new device). */
 void params_to_device(ParamStore *s, Device d);
 /* Host-readable view of n floats at p (a buffer of s): p itself on the CPU, else a host
  * copy returned in *tofree too (free it). For checkpoints and logging. */
 const float *params_host(const ParamStore *s, const float *p, size_t n, float **tofree);
 size_t params_count_group(const ParamStore *s, ParamGroup g);
-size_t params_bytes(const ParamStore *s); /* params + grads + moments + master */
+size_t params_bytes(const ParamStore *s); /* params + grads + moments + bf16 copy */
+/* precision = bf16 on CUDA: keeps a bf16 copy of all parameters (w16) that the GEMMs read
+ * and the fused AdamW kernel rewrites with every update (kernels/cuda/bf16.cu). Returns 0
+ * (nothing done) on the CPU or in a build without CUDA. Whoever else writes data after this
+ * (a ZeRO-1 all-gather, a load) calls params_refresh_bf16 over what it wrote. */
+int params_enable_bf16(ParamStore *s);
+void params_refresh_bf16(ParamStore *s, size_t off, size_t n);
 
 #endif

@@ -739,12 +739,20 @@ int train_run(const TrainerOptions *o) {
                                          : "started during backward")
                                  : "after backward");
     }
+    /* bf16: the weights as the GEMMs read them, from here on kept current by AdamW */
+    int w16 = 0;
+    if (o->bf16_weights) {
+        w16 = params_enable_bf16(&r.main.ps);
+        if (r.has_bias) params_enable_bf16(&r.bias.ps);
+    }
     {
         size_t trainable = r.main.ps.n_trainable + (r.has_bias ? r.bias.ps.n_trainable : 0);
         size_t total = r.main.ps.numel + (r.has_bias ? r.bias.ps.numel : 0);
         double mib = 1.0 / 1048576.0;
-        mmrm_log("memory per rank: parameters %.1f MiB, gradients %.1f MiB, AdamW moments %.1f MiB%s",
-                 total * 4 * mib, trainable * 4 * mib,
+        char copy[96] = "";
+        if (w16) snprintf(copy, sizeof copy, " (fp32 master) + bf16 copy %.1f MiB", total * 2 * mib);
+        mmrm_log("memory per rank: parameters %.1f MiB%s, gradients %.1f MiB, AdamW moments %.1f MiB%s",
+                 total * 4 * mib, copy, trainable * 4 * mib,
                  (r.zero ? 2.0 * comm_shard_size(trainable, r.world) : 2.0 * trainable) * 4 * mib,
                  r.zero ? " (ZeRO-1: sharded over the ranks)" : "");
     }

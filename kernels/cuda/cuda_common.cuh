@@ -10,6 +10,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels/cuda/cuda_backend.h"
 
@@ -38,8 +39,23 @@ void *cuda_lt_workspace(size_t *bytes);
 /* grow-only device scratch, one per slot (0..CUDA_SCRATCH_SLOTS-1): valid until the next
  * call for the same slot; allocation happens only when a larger size is first asked for
  * (so not in a steady-state step loop). Stream-ordered: callers use it on cuda_stream(). */
-#define CUDA_SCRATCH_SLOTS 4
+#define CUDA_SCRATCH_SLOTS 6
 void *cuda_scratch(int slot, size_t bytes);
+/* slots: 0 reductions' partial sums (any family), 1 attention's D rows, 2-4 matmul.cu's bf16
+ * copies of the GEMM operands (weight, input, output gradient), 5 free */
+
+/* fp32 -> bf16 bits, round to nearest even, NaN stays a (quiet) NaN: the device twin of
+ * runtime/tensor.c bf16_from_f32 */
+static __device__ __forceinline__ uint16_t cuda_bf16_rn(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } x;
+    x.f = f;
+    if ((x.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x.u >> 16) | 0x40u);
+    x.u += 0x7fffu + ((x.u >> 16) & 1u);
+    return (uint16_t)(x.u >> 16);
+}
 
 static inline unsigned cuda_blocks(size_t n, unsigned threads) {
     size_t b = (n + threads - 1) / threads;

@@ -17,8 +17,13 @@
 // which cuBLASLt supports; with beta = 0 C is not read, so out may hold garbage.
 //
 // Precision (cuda_get_precision): 0 = CUBLAS_COMPUTE_32F, plain fp32 math (nothing here
-// enables TF32); 1 = CUBLAS_COMPUTE_32F_FAST_16BF, fp32 storage with the inputs rounded to
-// bf16 for the tensor cores and fp32 accumulation.
+// enables TF32); 1 = bf16 operands, fp32 accumulation and fp32 output. In bf16 mode A and B
+// are bf16 in memory (CUDA_R_16BF layouts, CUBLAS_COMPUTE_32F, C/D CUDA_R_32F): a weight
+// inside a registered shadow (bf16.cu) is read from it as is; every other operand (the
+// activations, the output gradients, an unregistered weight) is converted into scratch
+// slots 2-4 first (round to nearest even, the tensor cores' rounding of FAST_16BF). Where
+// cuBLASLt has no algorithm for bf16 storage, the fp32 operands go to
+// CUBLAS_COMPUTE_32F_FAST_16BF instead (the same rounding of the inputs, inside cuBLASLt).
 //
 // Algorithms. cublasLtMatmulAlgoGetHeuristic assumes 256-byte aligned A/B/C/D unless told
 // otherwise (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256), and it reads the bias
@@ -33,6 +38,8 @@
 // Fallbacks, all decided once per cache key:
 // - bias not 16-byte aligned, out not 16-byte aligned, or no algorithm with the bias
 //   epilogue: plain matmul (beta 0) then add_bias_kernel;
+// - bf16 storage and no algorithm for it: fp32 storage with FAST_16BF (a negative cache
+//   entry remembers the shape, so the heuristic is asked once);
 // - bf16 mode and no FAST_16BF algorithm for this shape/alignment: plain fp32 (more exact);
 // - nothing at all: a fatal error naming m, n, k.
 //
@@ -106,6 +113,7 @@ struct PlanKey {
     int beta1;          // beta != 0 (accumulate)
     int bias;           // bias epilogue requested
     int prec;           // cuda_get_precision() at the call
+    int ab16;           // A and B are bf16 in memory (CUDA_R_16BF layouts)
     int align_a, align_b, align_c, align_d, align_bias; // bytes, 4..256 (align_bias 0: none)
 };
 
@@ -116,7 +124,13 @@ struct Plan {
     cublasLtMatrixLayout_t a, b, cd; // C and D share one layout (in place)
     cublasLtMatmulAlgo_t algo;
     int epilogue_bias; // 1: the bias epilogue is in the descriptor; 0: add_bias_kernel after
+    int none;          // negative entry: no algorithm for this key (nothing was created)
+    int fast16;        // the compute type is CUBLAS_COMPUTE_32F_FAST_16BF
 };
+
+// GEMMs run per path since the start (cuda_matmul_paths): 0 bf16 operands in memory,
+// 1 fp32 operands under FAST_16BF, 2 fp32
+long g_paths[3];
 
 const int kPlanCacheSize = 256;
 Plan g_plans[kPlanCacheSize];
@@ -125,18 +139,19 @@ int g_plans_next = 0; // round-robin victim once the cache is full
 bool key_equal(const PlanKey &x, const PlanKey &y) {
     return x.m == y.m && x.n == y.n && x.k == y.k && x.transa == y.transa &&
            x.transb == y.transb && x.beta1 == y.beta1 && x.bias == y.bias && x.prec == y.prec &&
+           x.ab16 == y.ab16 &&
            x.align_a == y.align_a && x.align_b == y.align_b && x.align_c == y.align_c &&
            x.align_d == y.align_d && x.align_bias == y.align_bias;
 }
 
-// largest power of two (4..256) dividing both the address and the leading dimension in
+// largest power of two (4..256; 2 for a bf16 operand at an odd element) dividing both the address and the leading dimension in
 // bytes: what cuBLASLt needs to know about an operand (ALGO_CAP_MIN_ALIGNMENT_* covers the
 // pointer and the leading dimension)
-int operand_alignment(const void *p, int64_t ld_elems) {
+int operand_alignment(const void *p, int64_t ld_elems, size_t elem_bytes) {
     uintptr_t addr = (uintptr_t)p;
-    uint64_t ldb = (uint64_t)ld_elems * sizeof(float);
+    uint64_t ldb = (uint64_t)ld_elems * elem_bytes;
     int a = 256;
-    while (a > 4 && ((addr % (uintptr_t)a) != 0 || (ldb % (uint64_t)a) != 0)) a /= 2;
+    while (a > (int)elem_bytes && ((addr % (uintptr_t)a) != 0 || (ldb % (uint64_t)a) != 0)) a /= 2;
     return a;
 }
 
@@ -149,6 +164,10 @@ int pointer_alignment(const void *p) {
 
 void destroy_plan(Plan *pl) {
     if (!pl->used) return;
+    if (pl->none) {
+        pl->used = pl->none = 0;
+        return;
+    }
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->a));
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->b));
     CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->cd));
@@ -179,8 +198,9 @@ bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool wi
     uint64_t a_rows = key.transa ? key.k : key.m, a_cols = key.transa ? key.m : key.k;
     uint64_t b_rows = key.transb ? key.n : key.k, b_cols = key.transb ? key.k : key.n;
     cublasLtMatrixLayout_t la, lb, lcd;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, a_rows, a_cols, (int64_t)a_rows));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, b_rows, b_cols, (int64_t)b_rows));
+    cudaDataType_t ab_type = key.ab16 ? CUDA_R_16BF : CUDA_R_32F;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, ab_type, a_rows, a_cols, (int64_t)a_rows));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, ab_type, b_rows, b_cols, (int64_t)b_rows));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lcd, CUDA_R_32F, (uint64_t)key.m, (uint64_t)key.n,
                                             key.m));
 
@@ -227,13 +247,17 @@ bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool wi
     pl->cd = lcd;
     pl->algo = res.algo;
     pl->epilogue_bias = with_bias ? 1 : 0;
+    pl->none = 0;
+    pl->fast16 = compute == CUBLAS_COMPUTE_32F_FAST_16BF;
     pl->used = 1;
     return true;
 }
 
+// The cached plan for key; NULL (remembered) when a bf16-storage key has no algorithm.
 const Plan *get_plan(const PlanKey &key, const float *bias) {
     for (int i = 0; i < kPlanCacheSize; i++)
-        if (g_plans[i].used && key_equal(g_plans[i].key, key)) return &g_plans[i];
+        if (g_plans[i].used && key_equal(g_plans[i].key, key))
+            return g_plans[i].none ? nullptr : &g_plans[i];
 
     // pick a slot: the first free one, else round-robin
     Plan *pl = nullptr;
@@ -245,6 +269,14 @@ const Plan *get_plan(const PlanKey &key, const float *bias) {
         destroy_plan(pl);
     }
 
+    if (key.ab16) { // bf16 storage: CUBLAS_COMPUTE_32F over CUDA_R_16BF operands, or nothing
+        if (key.bias && try_plan(pl, key, CUBLAS_COMPUTE_32F, true, bias)) return pl;
+        if (try_plan(pl, key, CUBLAS_COMPUTE_32F, false, nullptr)) return pl;
+        pl->key = key;
+        pl->none = 1;
+        pl->used = 1;
+        return nullptr;
+    }
     // candidates in order of preference: requested precision, then fp32; with the bias
     // epilogue (when requested and allowed) before without
     cublasComputeType_t want = key.prec ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
@@ -264,11 +296,12 @@ const Plan *get_plan(const PlanKey &key, const float *bias) {
     cuda_fail("cublasLtMatmulAlgoGetHeuristic", what, __FILE__, __LINE__);
 }
 
-// D (m x n, ld m) = op(A) . op(B) + beta * D [+ bias (m)], column-major, all fp32.
-// A is stored m x k (transa 0) or k x m (transa 1) with ld = its row count; likewise B.
-// bias may only be non-NULL when beta == 0.
-void lt_gemm(float *d, const float *a, int transa, const float *b, int transb, int64_t m,
-             int64_t n, int64_t k, float beta, const float *bias) {
+// D (m x n, ld m) = op(A) . op(B) + beta * D [+ bias (m)], column-major; D, C and the bias
+// fp32, A and B fp32 (ab16 0) or bf16 (ab16 1). A is stored m x k (transa 0) or k x m
+// (transa 1) with ld = its row count; likewise B. bias may only be non-NULL when beta == 0.
+// Returns false (nothing ran) only for bf16 operands that cuBLASLt has no algorithm for.
+bool lt_gemm(float *d, const void *a, int transa, const void *b, int transb, int64_t m,
+             int64_t n, int64_t k, float beta, const float *bias, int ab16) {
     PlanKey key;
     memset(&key, 0, sizeof key); // the key is compared field by field, but keep it clean
     key.m = m;
@@ -278,21 +311,25 @@ void lt_gemm(float *d, const float *a, int transa, const float *b, int transb, i
     key.transb = transb;
     key.beta1 = beta != 0.0f;
     key.prec = cuda_get_precision() ? 1 : 0;
-    key.align_a = operand_alignment(a, transa ? k : m);
-    key.align_b = operand_alignment(b, transb ? n : k);
-    key.align_c = key.align_d = operand_alignment(d, m);
+    key.ab16 = ab16;
+    size_t ab_bytes = ab16 ? 2 : sizeof(float);
+    key.align_a = operand_alignment(a, transa ? k : m, ab_bytes);
+    key.align_b = operand_alignment(b, transb ? n : k, ab_bytes);
+    key.align_c = key.align_d = operand_alignment(d, m, sizeof(float));
     // the bias epilogue only for a 16-byte aligned bias and output (cuBLASLt's epilogue
     // kernels load the bias vector in 16-byte pieces); otherwise add_bias_kernel
     key.bias = bias && pointer_alignment(bias) >= 16 && pointer_alignment(d) >= 16;
     key.align_bias = key.bias ? pointer_alignment(bias) : 0;
 
     const Plan *pl = get_plan(key, bias);
+    if (!pl) return false;
     if (pl->epilogue_bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &bias, sizeof bias));
     size_t ws_bytes = 0;
     void *ws = cuda_lt_workspace(&ws_bytes);
     const float alpha = 1.0f;
+    g_paths[ab16 ? 0 : pl->fast16 ? 1 : 2]++;
     CUBLAS_CHECK(cublasLtMatmul(cuda_lt(), pl->desc, &alpha, a, pl->a, b, pl->b, &beta, d, pl->cd,
                                 d, pl->cd, &pl->algo, ws, ws_bytes, cuda_stream()));
     if (bias && !pl->epilogue_bias) {
@@ -302,9 +339,28 @@ void lt_gemm(float *d, const float *a, int transa, const float *b, int transb, i
                           cuda_stream()>>>(d, bias, (size_t)n, (int)m, 0);
         CUDA_LAUNCH_CHECK();
     }
+    return true;
 }
 
+// bf16 copy of the n floats at src: the registered shadow when src is a weight inside one
+// (want_shadow), else a conversion into scratch slot
+const uint16_t *as_bf16(const float *src, size_t n, int slot, bool want_shadow) {
+    if (want_shadow) {
+        const uint16_t *w = cuda_bf16_shadow_find(src, n);
+        if (w) return w;
+    }
+    uint16_t *dst = (uint16_t *)cuda_scratch(slot, n * sizeof(uint16_t));
+    cuda_f32_to_bf16(dst, src, n);
+    return dst;
+}
+
+const int kSlotWeight = 2, kSlotInput = 3, kSlotDout = 4;
+
 } // namespace
+
+extern "C" void cuda_matmul_paths(long counts[3]) {
+    for (int i = 0; i < 3; i++) counts[i] = g_paths[i];
+}
 
 extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight,
                                     const float *bias, int N, int C, int OC) {
@@ -317,17 +373,38 @@ extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *w
         return;
     }
     // out^T (OC x N) = op_T(W^T: C x OC, ld C) . op_N(inp^T: C x N, ld C) + bias
-    lt_gemm(out, weight, 1, inp, 0, OC, N, C, 0.0f, bias);
+    if (cuda_get_precision()) {
+        const uint16_t *w16 = as_bf16(weight, (size_t)OC * C, kSlotWeight, true);
+        const uint16_t *x16 = as_bf16(inp, (size_t)N * C, kSlotInput, false);
+        if (lt_gemm(out, w16, 1, x16, 0, OC, N, C, 0.0f, bias, 1)) return;
+    }
+    lt_gemm(out, weight, 1, inp, 0, OC, N, C, 0.0f, bias, 0);
 }
 
 extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
                                      const float *dout, const float *inp, const float *weight,
                                      int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return; // nothing flows (dinp += 0 when OC == 0)
-    if (dinp && C > 0) // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
-        lt_gemm(dinp, weight, 0, dout, 0, C, N, OC, 1.0f, nullptr);
-    if (dweight && C > 0) // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC)
-        lt_gemm(dweight, inp, 0, dout, 1, C, OC, N, 1.0f, nullptr);
+    // bf16 mode: dout is converted once for both products
+    const uint16_t *g16 = nullptr;
+    if (cuda_get_precision() && C > 0 && (dinp || dweight))
+        g16 = as_bf16(dout, (size_t)N * OC, kSlotDout, false);
+    if (dinp && C > 0) { // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
+        bool done = false;
+        if (g16) {
+            const uint16_t *w16 = as_bf16(weight, (size_t)OC * C, kSlotWeight, true);
+            done = lt_gemm(dinp, w16, 0, g16, 0, C, N, OC, 1.0f, nullptr, 1);
+        }
+        if (!done) lt_gemm(dinp, weight, 0, dout, 0, C, N, OC, 1.0f, nullptr, 0);
+    }
+    if (dweight && C > 0) { // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC)
+        bool done = false;
+        if (g16) {
+            const uint16_t *x16 = as_bf16(inp, (size_t)N * C, kSlotInput, false);
+            done = lt_gemm(dweight, x16, 0, g16, 1, C, OC, N, 1.0f, nullptr, 1);
+        }
+        if (!done) lt_gemm(dweight, inp, 0, dout, 1, C, OC, N, 1.0f, nullptr, 0);
+    }
     if (dbias) {
         const int threads = 256;
         const int rows_per_chunk = 256; // fixed: the summation order depends on N only

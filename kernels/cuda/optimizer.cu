@@ -1,7 +1,9 @@
 // optimizer.cu - the parameter-update ops (kernels/cpu/optimizer.c): AdamW with fp32
 // state, the sum of squares behind global gradient-norm clipping (result in host memory),
-// and in-place scaling.
+// and in-place scaling. With a bf16 shadow registered over the parameters (bf16.cu), the
+// AdamW kernel also writes the rounded bf16 weights: one pass over the flat buffer.
 #include <math.h>
+#include <stdint.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -12,7 +14,8 @@ constexpr unsigned kThreads = 256;
 
 // The step scalars are computed on the host exactly as cpu_adamw_update does (double,
 // rounded to float), so both devices apply the same fp32 constants.
-__global__ void adamw_kernel(float *params, const float *grads, float *m, float *v, size_t n,
+__global__ void adamw_kernel(float *params, uint16_t *w16, const float *grads, float *m,
+                             float *v, size_t n,
                              float beta1, float beta2, float eps, float decay, float step_size,
                              float bias_correction2_sqrt, float one_minus_b1,
                              float one_minus_b2, float grad_scale) {
@@ -26,7 +29,9 @@ __global__ void adamw_kernel(float *params, const float *grads, float *m, float 
         float mi = __fmul_rn(beta1, m[i]) + __fmul_rn(one_minus_b1, g);
         float vi = __fmul_rn(beta2, v[i]) + __fmul_rn(__fmul_rn(one_minus_b2, g), g);
         float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
-        params[i] = p - __fmul_rn(step_size, mi / denom);
+        float np = p - __fmul_rn(step_size, mi / denom);
+        params[i] = np;
+        if (w16) w16[i] = cuda_bf16_rn(np);
         m[i] = mi;
         v[i] = vi;
     }
@@ -100,8 +105,9 @@ extern "C" void cuda_adamw_update(float *params, const float *grads, float *m, f
     float step_size = (float)(lr / bias_correction1);
     float bias_correction2_sqrt = (float)sqrt(bias_correction2);
     float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
+    uint16_t *w16 = cuda_bf16_shadow_find(params, n); // NULL: no bf16 copy to keep current
     adamw_kernel<<<cuda_blocks(n, kThreads), kThreads, 0, cuda_stream()>>>(
-        params, grads, m, v, n, beta1, beta2, eps, decay, step_size, bias_correction2_sqrt,
+        params, w16, grads, m, v, n, beta1, beta2, eps, decay, step_size, bias_correction2_sqrt,
         one_minus_b1, one_minus_b2, grad_scale);
     CUDA_LAUNCH_CHECK();
 }

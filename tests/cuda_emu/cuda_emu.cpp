@@ -1102,7 +1102,8 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
 
 // ---------------------------------------------------------------------------------------
 // cuBLASLt: D = alpha * op(A) op(B) + beta * C (+ bias[i] on row i), column-major, fp32
-// storage; the product is exact: float products summed in double, rounded once. In
+// storage (A and B may be CUDA_R_16BF under CUBLAS_COMPUTE_32F, widened exactly); the
+// product is exact: float products summed in double, rounded once. In
 // CUBLAS_COMPUTE_32F_FAST_16BF mode A and B are first rounded to bf16 (round to nearest
 // even), FAST_TF32 to tf32, as the tensor cores take them. The heuristic returns one
 // algorithm, which records the problem it was chosen for (shape, ops, epilogue, compute
@@ -1110,8 +1111,9 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
 // refuses (CUBLAS_STATUS_INVALID_VALUE, with a message) an algorithm used for another
 // problem or with operands less aligned than promised, operands outside device memory, an
 // in-place product with different C and D layouts, an output overlapping an input, and a
-// workspace smaller than the algorithm's. EMU_LT_REJECT=bias,bf16,tf32 makes the heuristic
-// find nothing for the bias epilogue / those compute types (to exercise fallbacks).
+// workspace smaller than the algorithm's. EMU_LT_REJECT=bias,bf16,tf32,bf16io makes the
+// heuristic find nothing for the bias epilogue / those compute types / bf16 A and B (to
+// exercise fallbacks).
 // ---------------------------------------------------------------------------------------
 namespace {
 
@@ -1124,6 +1126,8 @@ struct LtDesc {
 struct LtLayout {
     uint64_t rows, cols;
     int64_t ld;
+    cudaDataType type; // CUDA_R_32F or CUDA_R_16BF
+    size_t elem() const { return type == CUDA_R_16BF ? 2 : 4; }
 };
 struct LtPref {
     uint64_t workspace = 0;
@@ -1133,10 +1137,10 @@ std::set<const void *> g_lt_handles, g_lt_descs, g_lt_layouts, g_lt_prefs;
 constexpr uint64_t kAlgoMagic = 0x656d75616c676f31ull; // "emualgo1"
 constexpr size_t kAlgoWorkspace = 1 << 20;
 
-// largest power of two (4..256) dividing the address and the leading dimension in bytes
-uint32_t alignment_of(const void *p, int64_t ld_elems) {
+// largest power of two (elem..256) dividing the address and the leading dimension in bytes
+uint32_t alignment_of(const void *p, int64_t ld_elems, size_t elem = 4) {
     uint32_t a = 256;
-    while (a > 4 && (((uintptr_t)p % a) != 0 || ((uint64_t)ld_elems * 4) % a != 0)) a /= 2;
+    while (a > elem && (((uintptr_t)p % a) != 0 || ((uint64_t)ld_elems * elem) % a != 0)) a /= 2;
     return a;
 }
 uint32_t pointer_alignment(const void *p) { return alignment_of(p, 64); }
@@ -1159,20 +1163,33 @@ float round_mantissa(float x, int drop_bits) {
     return x;
 }
 
-// op(X) as rows x k, row-major, in double (after the compute type's input rounding)
-void pack(std::vector<double> &out, const float *x, const LtLayout &l, bool trans, uint64_t rows,
+// op(X) as rows x k, row-major, in double (after the compute type's input rounding); a bf16
+// matrix is widened exactly
+void pack(std::vector<double> &out, const void *x, const LtLayout &l, bool trans, uint64_t rows,
           uint64_t k, int drop_bits) {
     out.resize(rows * k);
     for (uint64_t r = 0; r < rows; r++)
         for (uint64_t c = 0; c < k; c++) {
-            float v = trans ? x[c + r * (uint64_t)l.ld] : x[r + c * (uint64_t)l.ld];
+            uint64_t at = trans ? c + r * (uint64_t)l.ld : r + c * (uint64_t)l.ld;
+            float v;
+            if (l.type == CUDA_R_16BF) {
+                uint32_t u = (uint32_t)((const uint16_t *)x)[at] << 16;
+                memcpy(&v, &u, 4);
+            } else {
+                v = ((const float *)x)[at];
+            }
             out[r * k + c] = drop_bits ? round_mantissa(v, drop_bits) : v;
         }
 }
 
-// the extent of a matrix in bytes: (cols - 1) * ld + rows floats
+// the extent of a matrix in bytes: (cols - 1) * ld + rows elements
 size_t extent_bytes(const LtLayout &l) {
-    return ((l.cols - 1) * (uint64_t)l.ld + l.rows) * sizeof(float);
+    return ((l.cols - 1) * (uint64_t)l.ld + l.rows) * l.elem();
+}
+
+// the operand types of a problem, recorded in the algorithm (bit 0: A bf16, bit 1: B bf16)
+uint64_t type_bits(const LtLayout &A, const LtLayout &B) {
+    return (uint64_t)(A.type == CUDA_R_16BF) | (uint64_t)(B.type == CUDA_R_16BF) << 1;
 }
 
 bool overlap(const void *a, size_t na, const void *b, size_t nb) {
@@ -1263,7 +1280,7 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
 
 cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type,
                                           uint64_t rows, uint64_t cols, int64_t ld) {
-    if (type != CUDA_R_32F)
+    if (type != CUDA_R_32F && type != CUDA_R_16BF)
         return lt_error(CUBLAS_STATUS_NOT_SUPPORTED,
                         "cublasLtMatrixLayoutCreate: type %d not emulated", (int)type);
     if (rows == 0 || cols == 0 || ld < (int64_t)rows)
@@ -1271,7 +1288,7 @@ cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDa
             CUBLAS_STATUS_INVALID_VALUE,
             "cublasLtMatrixLayoutCreate: rows %llu cols %llu ld %lld (want rows, cols >= 1 and ld >= rows)",
             (unsigned long long)rows, (unsigned long long)cols, (long long)ld);
-    LtLayout *l = new LtLayout{rows, cols, ld};
+    LtLayout *l = new LtLayout{rows, cols, ld, type};
     g_lt_layouts.insert(l);
     *layout = (cublasLtMatrixLayout_t)l;
     return CUBLAS_STATUS_SUCCESS;
@@ -1369,6 +1386,15 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT && d.epilogue != CUBLASLT_EPILOGUE_BIAS)
         return lt_error(CUBLAS_STATUS_NOT_SUPPORTED, "heuristic: epilogue %u not emulated",
                         d.epilogue);
+    // the emulated type combinations: all fp32, or bf16 A and B with fp32 C and D under
+    // CUBLAS_COMPUTE_32F (cuBLASLt's table has more; mmrm uses these)
+    if (A.type != B.type || C.type != CUDA_R_32F || D.type != CUDA_R_32F ||
+        (A.type == CUDA_R_16BF && d.compute != CUBLAS_COMPUTE_32F))
+        return lt_error(CUBLAS_STATUS_NOT_SUPPORTED,
+                        "heuristic: types A %d B %d C %d D %d with compute %d not emulated",
+                        (int)A.type, (int)B.type, (int)C.type, (int)D.type, (int)d.compute);
+    if (A.type == CUDA_R_16BF && lt_rejects("bf16io"))
+        return CUBLAS_STATUS_NOT_SUPPORTED; // (EMU_LT_REJECT) no algorithm for bf16 storage
     if ((d.epilogue == CUBLASLT_EPILOGUE_BIAS && lt_rejects("bias")) ||
         (d.compute == CUBLAS_COMPUTE_32F_FAST_16BF && lt_rejects("bf16")) ||
         (d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 && lt_rejects("tf32")))
@@ -1379,8 +1405,8 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     r.algo.data[1] = m;
     r.algo.data[2] = n;
     r.algo.data[3] = k;
-    r.algo.data[4] = (uint64_t)d.ta | (uint64_t)d.tb << 1 | (uint64_t)d.epilogue << 8 |
-                     (uint64_t)d.compute << 32;
+    r.algo.data[4] = (uint64_t)d.ta | (uint64_t)d.tb << 1 | type_bits(A, B) << 4 |
+                     (uint64_t)d.epilogue << 8 | (uint64_t)d.compute << 32;
     r.algo.data[5] = (uint64_t)p.align[0] | (uint64_t)p.align[1] << 16 |
                      (uint64_t)p.align[2] << 32 | (uint64_t)p.align[3] << 48;
     // the bias pointer's alignment is read now (as cuBLASLt does) and assumed later
@@ -1415,8 +1441,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     const LtLayout &A = *(LtLayout *)Adesc, &B = *(LtLayout *)Bdesc, &C = *(LtLayout *)Cdesc,
                    &D = *(LtLayout *)Ddesc;
     const uint64_t m = D.rows, n = D.cols, k = d.ta ? A.rows : A.cols;
-    const uint64_t ops = (uint64_t)d.ta | (uint64_t)d.tb << 1 | (uint64_t)d.epilogue << 8 |
-                         (uint64_t)d.compute << 32;
+    const uint64_t ops = (uint64_t)d.ta | (uint64_t)d.tb << 1 | type_bits(A, B) << 4 |
+                         (uint64_t)d.epilogue << 8 | (uint64_t)d.compute << 32;
     if (algo->data[1] != m || algo->data[2] != n || algo->data[3] != k || algo->data[4] != ops)
         return lt_error(
             CUBLAS_STATUS_INVALID_VALUE,
@@ -1452,7 +1478,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                             (unsigned long long)o.l->rows, (unsigned long long)o.l->cols,
                             (long long)o.l->ld, why.c_str());
         const uint32_t promised = (uint32_t)(algo->data[5] >> (16 * o.slot)) & 0xffff;
-        const uint32_t actual = alignment_of(o.p, o.l->ld);
+        const uint32_t actual = alignment_of(o.p, o.l->ld, o.l->elem());
         if (actual < promised)
             return lt_error(
                 CUBLAS_STATUS_INVALID_VALUE,
@@ -1487,8 +1513,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                      : d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 ? 13
                                                                  : 0;
     std::vector<double> pa, pb;
-    pack(pa, (const float *)Aptr, A, d.ta == CUBLAS_OP_T, m, k, drop);
-    pack(pb, (const float *)Bptr, B, d.tb == CUBLAS_OP_N, n, k, drop); // op(B)^T: n x k
+    pack(pa, Aptr, A, d.ta == CUBLAS_OP_T, m, k, drop);
+    pack(pb, Bptr, B, d.tb == CUBLAS_OP_N, n, k, drop); // op(B)^T: n x k
     const float *Cf = (const float *)Cptr;
     float *Df = (float *)Dptr;
 #pragma omp parallel for schedule(static) if (m * n * k > (1u << 20))

@@ -10,11 +10,23 @@
  * the device (the second call takes the cached plan) into an output prefilled with
  * garbage (beta = 0 must not read it). Outputs that are a long sum (K ~ 1000) always have
  * several elements: a single such element can cancel to a small value whose float rounding
- * (CPU order vs cuBLAS order) alone exceeds 1e-5 relative. */
+ * (CPU order vs cuBLAS order) alone exceeds 1e-5 relative.
+ *
+ * bf16 mode (the GEMM operands in bf16, fp32 accumulation): every result is checked twice,
+ * against the CPU's fp32 result within 1e-2 (for gradients: the increment the backward
+ * added, so a gradient that the random initial value cancels is not judged on what
+ * rounding does to that cancellation), and against the CPU's fp32 GEMM over the
+ * bf16-rounded operands within 1e-5: the products of bf16 numbers are exact in fp32, so
+ * the device may differ only by its summation order. (Where matmul.cu fell back to plain
+ * fp32 GEMMs, as cuda_matmul_paths reports, the 1e-5 check is against the fp32 result.) parity_bf16_weights then checks the
+ * bf16 weight copies (kernels/cuda/bf16.cu): the fused AdamW kernel keeps them equal, bit
+ * for bit, to the rounded fp32 master weights, and the GEMMs read them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_backend.h"
+#include "runtime/tensor.h"
 #include "tests/gpu/parity.h"
 
 enum { G_DINP = 1, G_DWEIGHT = 2, G_DBIAS = 4, G_ALL = 7 };
@@ -25,6 +37,46 @@ typedef struct {
     int grads;  /* G_* bits: which gradients the backward asks for */
     int offset; /* floats between each device allocation's start and the operand */
 } MatmulCase;
+
+/* a host copy of x with every element rounded to bf16 (and widened back) */
+static float *h_round_bf16(const float *x, size_t n) {
+    float *r = h_copy(x, n);
+    for (size_t i = 0; i < n; i++) r[i] = f32_from_bf16(bf16_from_f32(r[i]));
+    return r;
+}
+
+/* the GEMM path of the calls between two cuda_matmul_paths snapshots: 1 every operand
+ * rounded to bf16 (bf16 in memory or FAST_16BF), 0 plain fp32, -1 mixed, -2 no GEMM */
+static int gemm_path(const long a[3], const long b[3]) {
+    long r = (b[0] - a[0]) + (b[1] - a[1]), f = b[2] - a[2];
+    return r && !f ? 1 : f && !r ? 0 : r && f ? -1 : -2;
+}
+
+/* the 1e-5 check of a bf16-mode result: against `rounded` (the CPU over bf16 operands) or
+ * `fp32` as the path says */
+static void check_exact(Parity *p, const char *name, int path, const float *rounded,
+                        const float *fp32, const float *got, size_t n) {
+    if (path == -2) return;
+    if (path == -1) {
+        printf("FAIL %s: the GEMMs of one call took different paths\n", name);
+        p->failed++;
+        return;
+    }
+    parity_check(p, name, path ? rounded : fp32, got, n, 1e-5);
+}
+
+/* got - init and ref - init (the increments a backward added), checked like parity_check */
+static void check_increment(Parity *p, const char *name, const float *ref, const float *got,
+                            const float *init, size_t n, double tol) {
+    float *dr = h_copy(ref, n), *dg = h_copy(got, n);
+    for (size_t i = 0; i < n; i++) {
+        dr[i] -= init[i];
+        dg[i] -= init[i];
+    }
+    parity_check(p, name, dr, dg, n, tol);
+    free(dr);
+    free(dg);
+}
 
 /* device copy of h (n floats) placed `off` floats into a fresh allocation (*base, to free) */
 static float *upload_at(const float *h, size_t n, int off, float **base) {
@@ -63,12 +115,27 @@ static void run_case(Parity *p, const MatmulCase *c) {
 
     /* forward */
     float *ref = h_zeros(nout), *got = h_zeros(nout);
+    long before[3], after[3];
     kernels_cpu.matmul_forward(ref, inp, w, c->bias ? b : NULL, N, C, OC);
+    cuda_matmul_paths(before);
     kernels_cuda.matmul_forward(d_out, d_inp, d_w, c->bias ? d_b : NULL, N, C, OC);
     kernels_cuda.matmul_forward(d_out, d_inp, d_w, c->bias ? d_b : NULL, N, C, OC);
+    cuda_matmul_paths(after);
     d_download(got, d_out, nout);
     snprintf(name, sizeof name, "matmul fwd %s: out", tag);
     parity_check(p, name, ref, got, nout, tol);
+    float *inp16 = NULL, *w16 = NULL, *dout16 = NULL;
+    if (p->bf16) { /* the exact oracle: the CPU's fp32 GEMM over bf16-rounded operands */
+        inp16 = h_round_bf16(inp, nin);
+        w16 = h_round_bf16(w, nw);
+        dout16 = h_round_bf16(dout, nout);
+        float *ref16 = h_zeros(nout);
+        kernels_cpu.matmul_forward(ref16, inp16, w16, c->bias ? b : NULL, N, C, OC);
+        int path = gemm_path(before, after);
+        snprintf(name, sizeof name, "matmul fwd %s: out (%s)", tag, path ? "bf16 operands" : "fp32");
+        check_exact(p, name, path, ref16, ref, got, nout);
+        free(ref16);
+    }
     free(ref);
     free(got);
 
@@ -81,21 +148,45 @@ static void run_case(Parity *p, const MatmulCase *c) {
     float *d_dw = r_dw ? upload_at(dw0, nw, off, &d_dw_base) : NULL;
     float *d_db = r_db ? upload_at(db0, (size_t)OC, off, &d_db_base) : NULL;
     kernels_cpu.matmul_backward(r_dinp, r_dw, r_db, dout, inp, w, N, C, OC);
+    cuda_matmul_paths(before);
     kernels_cuda.matmul_backward(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, N, C, OC);
+    cuda_matmul_paths(after);
+    const int bpath = gemm_path(before, after);
+    /* bf16: the oracle over rounded operands (dbias sums the fp32 dout on both sides) */
+    float *e_dinp = NULL, *e_dw = NULL;
+    if (p->bf16) {
+        e_dinp = r_dinp ? h_copy(dinp0, nin) : NULL;
+        e_dw = r_dw ? h_copy(dw0, nw) : NULL;
+        kernels_cpu.matmul_backward(e_dinp, e_dw, NULL, dout16, inp16, w16, N, C, OC);
+    }
     const struct {
         const char *what;
-        const float *ref, *dev;
+        const float *ref, *dev, *exact, *init;
         size_t n;
-    } grads[3] = {{"dinp", r_dinp, d_dinp, nin}, {"dweight", r_dw, d_dw, nw},
-                  {"dbias", r_db, d_db, (size_t)OC}};
+    } grads[3] = {{"dinp", r_dinp, d_dinp, e_dinp, dinp0, nin},
+                  {"dweight", r_dw, d_dw, e_dw, dw0, nw},
+                  {"dbias", r_db, d_db, r_db, db0, (size_t)OC}};
     for (int i = 0; i < 3; i++) {
         if (!grads[i].ref) continue;
         float *h = h_zeros(grads[i].n);
         d_download(h, grads[i].dev, grads[i].n);
         snprintf(name, sizeof name, "matmul bwd %s: %s", tag, grads[i].what);
-        parity_check(p, name, grads[i].ref, h, grads[i].n, tol);
+        if (p->bf16) {
+            check_increment(p, name, grads[i].ref, h, grads[i].init, grads[i].n, tol);
+            int path = i < 2 ? bpath : 0; /* dbias: a column sum of the fp32 dout */
+            snprintf(name, sizeof name, "matmul bwd %s: %s (%s)", tag, grads[i].what,
+                     path == 1 ? "bf16 operands" : "fp32");
+            check_exact(p, name, path, grads[i].exact, grads[i].ref, h, grads[i].n);
+        } else {
+            parity_check(p, name, grads[i].ref, h, grads[i].n, tol);
+        }
         free(h);
     }
+    free(inp16);
+    free(w16);
+    free(dout16);
+    free(e_dinp);
+    free(e_dw);
 
     d_free(d_inp_base);
     d_free(d_w_base);
@@ -118,6 +209,94 @@ static void run_case(Parity *p, const MatmulCase *c) {
     free(db0);
 }
 
+/* The bf16 weight copy of a flat buffer (bf16.cu): a weight (OC, C) lives at an odd
+ * offset inside a buffer of n floats with a bf16 copy registered. Three fused AdamW steps
+ * over the whole buffer must leave the copy equal, bit for bit, to bf16(fp32 master); the
+ * forward GEMM must then equal the CPU's GEMM over the rounded master weights. Then the fp32
+ * buffer is overwritten behind the copy's back: the GEMM must still see the copy (it reads
+ * the bf16 weights, not a fresh conversion) until cuda_bf16_shadow_refresh, after which it
+ * sees the new weights. */
+static void parity_bf16_weights(Parity *p) {
+    const int N = 37, C = 96, OC = 65, at = 129;
+    const size_t n = (size_t)at + (size_t)OC * C + 77, nw = (size_t)OC * C, nin = (size_t)N * C;
+    float *params = h_rand(p, n, -1.0f, 1.0f), *grads = h_rand(p, n, -1.0f, 1.0f);
+    float *mv = h_zeros(n);
+    float *d_params = d_upload(params, n), *d_grads = d_upload(grads, n);
+    float *d_m = d_upload(mv, n), *d_v = d_upload(mv, n);
+    uint16_t *copy = cuda_bf16_shadow_register(d_params, n);
+    for (int t = 1; t <= 3; t++)
+        kernels_cuda.adamw_update(d_params, d_grads, d_m, d_v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t,
+                                  1.0f);
+    float *master = h_zeros(n);
+    uint16_t *h16 = malloc(n * sizeof *h16);
+    if (!h16) abort();
+    d_download(master, d_params, n);
+    cuda_copy_d2h(h16, copy, n * sizeof *h16);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += h16[i] != bf16_from_f32(master[i]);
+    int ok = bad == 0 && memcmp(master, params, n * sizeof *master) != 0;
+    printf("%s bf16 weights: copy == bf16(master) after 3 fused AdamW steps (%zu of %zu differ)\n",
+           ok ? "ok  " : "FAIL", bad, n);
+    if (ok) p->passed++;
+    else p->failed++;
+
+    float *inp = h_rand(p, nin, -1.0f, 1.0f), *d_inp = d_upload(inp, nin);
+    float *inp16 = h_round_bf16(inp, nin), *ref = h_zeros((size_t)N * OC), *got = h_zeros((size_t)N * OC);
+    float *w_old = h_round_bf16(master + at, nw);
+    float *d_out = d_zeros((size_t)N * OC);
+    float *w_new = NULL, *w_new16 = NULL;
+    kernels_cpu.matmul_forward(ref, inp16, w_old, NULL, N, C, OC);
+    long before[3], after[3];
+    cuda_matmul_paths(before);
+    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, NULL, N, C, OC);
+    cuda_matmul_paths(after);
+    d_download(got, d_out, (size_t)N * OC);
+    if (after[0] == before[0]) { /* a fallback ran (EMU_LT_REJECT=bf16io): no copy was read */
+        printf("skip bf16 weights: the GEMMs with the copy (cuBLASLt has no bf16-operand algorithm)\n");
+        goto done;
+    }
+    parity_check(p, "bf16 weights: GEMM over the copy == CPU GEMM over rounded master", ref, got,
+                 (size_t)N * OC, 1e-5);
+
+    w_new = h_rand(p, nw, -1.0f, 1.0f); /* written behind the copy's back */
+    cuda_copy_h2d(d_params + at, w_new, nw * sizeof *w_new);
+    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, NULL, N, C, OC);
+    d_download(got, d_out, (size_t)N * OC);
+    parity_check(p, "bf16 weights: a stale copy is what the GEMM reads", ref, got, (size_t)N * OC, 1e-5);
+    cuda_bf16_shadow_refresh(d_params, (size_t)at, nw);
+    w_new16 = h_round_bf16(w_new, nw);
+    kernels_cpu.matmul_forward(ref, inp16, w_new16, NULL, N, C, OC);
+    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, NULL, N, C, OC);
+    d_download(got, d_out, (size_t)N * OC);
+    parity_check(p, "bf16 weights: after refresh the GEMM reads the new weights", ref, got,
+                 (size_t)N * OC, 1e-5);
+
+done:
+    cuda_bf16_shadow_unregister(d_params);
+    int gone = cuda_bf16_shadow_find(d_params + at, nw) == NULL;
+    printf("%s bf16 weights: unregistered copy is not found\n", gone ? "ok  " : "FAIL");
+    if (gone) p->passed++;
+    else p->failed++;
+    d_free(d_params);
+    d_free(d_grads);
+    d_free(d_m);
+    d_free(d_v);
+    d_free(d_inp);
+    d_free(d_out);
+    free(params);
+    free(grads);
+    free(mv);
+    free(master);
+    free(h16);
+    free(inp);
+    free(inp16);
+    free(ref);
+    free(got);
+    free(w_old);
+    free(w_new);
+    free(w_new16);
+}
+
 void parity_matmul(Parity *p) {
     static const MatmulCase cases[] = {
         {1, 1, 1, 1, G_ALL, 0},
@@ -138,4 +317,5 @@ void parity_matmul(Parity *p) {
         {7, 1000, 1, 0, G_ALL, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(p, &cases[i]);
+    if (p->bf16) parity_bf16_weights(p);
 }

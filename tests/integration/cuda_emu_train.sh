@@ -4,7 +4,9 @@
 # steps with device = cuda (precision = fp32) must give the same per-step losses as
 # device = cpu within 1e-4 relative, and final weights within 1e-4 (models moved to the
 # device, uploads of every op input, logging read back after backward, checkpoints and
-# optimizer state staged through the host); a run resumed on the device from a checkpoint
+# optimizer state staged through the host); precision = bf16 (GEMMs over bf16 weight copies
+# kept by the fused AdamW) equals GEMMs over the fp32 master weights, alone and under ZeRO-1;
+# a run resumed on the device from a checkpoint
 # must end where the uninterrupted device run ends; `score --device cuda` must give the
 # CPU's scores within 1e-4; 2 ranks on the device must equal 1 rank with the same global
 # batch, both with two ranks sharing one GPU (gradients staged through the host) and with a
@@ -48,6 +50,20 @@ for algo in standard robust; do
     echo "$algo: final weights cpu vs cuda: worst rel $ww"
     awk -v w="$ww" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL $algo weights differ"; exit 1; }
 done
+
+# precision = bf16: the GEMMs read bf16 copies of the weights that the fused AdamW kernel
+# rewrites (kernels/cuda/bf16.cu). The emulator's GEMM over bf16 operands and its FAST_16BF
+# GEMM over the fp32 weights (what matmul.cu falls back to; EMU_LT_REJECT=bf16io) round the
+# same inputs and sum exactly, so the two runs end bitwise equal unless a copy lags its fp32
+# master weights; the losses stay within 1e-2 of the fp32 CPU run
+train robust cuda "$d/bf16" precision=bf16
+(export EMU_LT_REJECT=bf16io; train robust cuda "$d/bf16_fast" precision=bf16)
+grep -q "bf16 copy" "$d/bf16.log" || { echo "FAIL precision=bf16 made no bf16 weight copy"; exit 1; }
+cmp <(weights "$d/bf16/checkpoint-last") <(weights "$d/bf16_fast/checkpoint-last") ||
+    { echo "FAIL bf16: GEMMs over the weight copies differ from GEMMs over the master weights"; exit 1; }
+w=$(paste <(losses "$d/robust_cpu") <(losses "$d/bf16") | worst)
+echo "robust bf16: weight-copy GEMMs bitwise equal to FAST_16BF over the master weights; losses vs fp32 CPU worst rel $w"
+awk -v w="$w" 'BEGIN { exit !(w <= 1e-2) }' || { echo "FAIL bf16 losses far from fp32"; exit 1; }
 
 # resume on the device: stop after step 1 (checkpoint-1), resume, compare with the full run
 (export MMRM_DEBUG_ABORT_AT_MICRO=1; train standard cuda "$d/resume" > /dev/null) && {
@@ -129,6 +145,13 @@ if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" ve
         cmp "$d/zcut/checkpoint-last/$f" "$d/zero/checkpoint-last/$f" || { echo "FAIL resumed ZeRO-1 $f differs"; exit 1; }
     done
     echo "ZeRO-1 on the device resumed from checkpoint-1: bitwise equal to the uninterrupted run"
+    # bf16 under ZeRO-1: each rank's AdamW rewrites its shard of the weight copy, the rest is
+    # refreshed after the all-gather; bitwise equal to GEMMs over the master weights
+    zero "$d/zbf16" precision=bf16 save_steps=0 || { tail -n 20 "$d/zbf16.log"; exit 1; }
+    EMU_LT_REJECT=bf16io zero "$d/zbf16_fast" precision=bf16 save_steps=0 || { tail -n 20 "$d/zbf16_fast.log"; exit 1; }
+    cmp <(weights "$d/zbf16/checkpoint-last") <(weights "$d/zbf16_fast/checkpoint-last") ||
+        { echo "FAIL bf16 ZeRO-1: weight-copy GEMMs differ from GEMMs over the master weights"; exit 1; }
+    echo "bf16 ZeRO-1 on 2 emulated GPUs: weight-copy GEMMs bitwise equal to FAST_16BF over the master weights"
     fi
     # device = cuda on 2 ranks with one GPU: rank 1 (GPU 1) fails before training while rank 0
     # would train; the job must end with rank 1's message, not leave rank 0 waiting

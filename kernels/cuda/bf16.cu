@@ -1,0 +1,104 @@
+// bf16.cu - bf16 storage for the GEMMs of precision = bf16: fp32 -> bf16 conversion and
+// the bf16 weight copies ("shadows") of the flat parameter buffers.
+//
+// A shadow is a bf16 copy of a whole fp32 parameter buffer (runtime/memory.c
+// params_enable_bf16). While one is registered:
+// - cuda_matmul_* in bf16 mode take a weight that lies inside the buffer from the shadow
+//   (the same offset), so the GEMMs read 2-byte weights and no conversion runs;
+// - cuda_adamw_update on a slice of the buffer writes the new bf16 weights in the same fused
+//   kernel that updates the fp32 master weights and the moments;
+// - anything else that writes the fp32 buffer (a ZeRO-1 all-gather, a load) must call
+//   cuda_bf16_shadow_refresh.
+// Rounding is to nearest even, NaN stays NaN (runtime/tensor.c bf16_from_f32 on the host).
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+
+__global__ void f32_to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = cuda_bf16_rn(src[i]);
+}
+
+struct Shadow {
+    const float *base;
+    size_t n;
+    uint16_t *w16;
+};
+constexpr int kMaxShadows = 8;
+Shadow g_shadows[kMaxShadows];
+
+Shadow *find_base(const float *base) {
+    for (int i = 0; i < kMaxShadows; i++)
+        if (g_shadows[i].base == base && base) return &g_shadows[i];
+    return nullptr;
+}
+
+} // namespace
+
+extern "C" void cuda_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    if (n == 0) return;
+    f32_to_bf16_kernel<<<cuda_blocks(n, kThreads), kThreads, 0, cuda_stream()>>>(dst, src, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" uint16_t *cuda_bf16_shadow_register(const float *base, size_t n) {
+    if (!base || n == 0) return nullptr;
+    Shadow *s = find_base(base);
+    if (s && s->n != n) {
+        cuda_free(s->w16);
+        s->base = nullptr;
+        s = nullptr;
+    }
+    if (!s) {
+        for (int i = 0; i < kMaxShadows && !s; i++)
+            if (!g_shadows[i].base) s = &g_shadows[i];
+        if (!s) {
+            fprintf(stderr, "mmrm: cuda_bf16_shadow_register: more than %d bf16 weight buffers\n",
+                    kMaxShadows);
+            exit(1);
+        }
+        s->w16 = (uint16_t *)cuda_malloc(n * sizeof(uint16_t));
+        s->base = base;
+        s->n = n;
+    }
+    cuda_f32_to_bf16(s->w16, base, n);
+    return s->w16;
+}
+
+extern "C" void cuda_bf16_shadow_unregister(const float *base) {
+    Shadow *s = find_base(base);
+    if (!s) return;
+    cuda_free(s->w16); // stream-ordered: kernels queued before still see it
+    s->base = nullptr;
+    s->w16 = nullptr;
+    s->n = 0;
+}
+
+extern "C" void cuda_bf16_shadow_refresh(const float *base, size_t off, size_t n) {
+    Shadow *s = find_base(base);
+    if (!s) return;
+    if (off > s->n || n > s->n - off) {
+        fprintf(stderr, "mmrm: cuda_bf16_shadow_refresh: [%zu, %zu) outside the %zu weights\n",
+                off, off + n, s->n);
+        exit(1);
+    }
+    cuda_f32_to_bf16(s->w16 + off, base + off, n);
+}
+
+extern "C" uint16_t *cuda_bf16_shadow_find(const float *p, size_t n) {
+    if (!p) return nullptr;
+    for (int i = 0; i < kMaxShadows; i++) {
+        const Shadow &s = g_shadows[i];
+        if (!s.base || p < s.base || p >= s.base + s.n) continue;
+        size_t off = (size_t)(p - s.base);
+        return n <= s.n - off ? s.w16 + off : nullptr;
+    }
+    return nullptr;
+}
