@@ -1,6 +1,8 @@
 /* bench_cuda.c - the CUDA kernels' throughput on the GPU (built by `make cuda`, run by
- * tests/gpu/run.sh): GEMM TFLOP/s through kernels_cuda.matmul_* in fp32 and bf16 mode at
- * the model's linear-layer shapes, LayerNorm/RMSNorm GB/s against a device-to-device
+ * tests/gpu/run.sh): GEMM TFLOP/s through kernels_cuda.matmul_* at the model's linear-layer
+ * shapes in fp32, in bf16 over fp32 operands (CUBLAS_COMPUTE_32F_FAST_16BF), in bf16 over bf16
+ * operands converted per call, and in bf16 with the weight read from a registered bf16 copy
+ * (what training with precision = bf16 runs; kernels/cuda/bf16.cu), LayerNorm/RMSNorm GB/s against a device-to-device
  * copy measured in the same run, and attention TFLOP/s (forward, backward) of the
  * hand-written kernel; in a build with NCCL (`make cuda NCCL=1`), the NCCL all-reduce's time
  * and bandwidth at gradient-buffer sizes (under mpirun, across the ranks). Times with CUDA
@@ -144,8 +146,11 @@ int main(int argc, char **argv) {
     /* GEMMs: (N tokens, C in, OC out) of Qwen2-0.5B / InternLM2-7B / InternViT-300M layers */
     const int shapes[][3] = {{4096, 896, 896}, {4096, 896, 4864}, {4096, 4864, 896},
                              {4096, 4096, 4096}, {4096, 4096, 14336}, {4096, 1024, 4096}};
-    printf("GEMM (kernels_cuda.matmul_*, cuBLASLt)        fwd TFLOP/s       bwd TFLOP/s\n");
-    printf("%-34s %8s %8s %8s %8s\n", "N x C -> OC", "fp32", "bf16", "fp32", "bf16");
+    printf("GEMM (kernels_cuda.matmul_*, cuBLASLt)   fwd TFLOP/s                        bwd TFLOP/s\n");
+    printf("  fp32: fp32 math; fast: bf16 mode over fp32 operands (FAST_16BF); conv: bf16 operands\n"
+           "  converted per call; copy: bf16 weight copy + converted activations (training)\n");
+    printf("%-20s %7s %7s %7s %7s  %7s %7s %7s %7s\n", "N x C -> OC", "fp32", "fast", "conv", "copy",
+           "fp32", "fast", "conv", "copy");
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         Mm m = {shapes[s][0], shapes[s][1], shapes[s][2], 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
         m.x = drand((size_t)m.N * m.C, 1);
@@ -156,15 +161,22 @@ int main(int argc, char **argv) {
         m.dw = drand((size_t)m.OC * m.C, 6);
         m.db = drand(m.OC, 7);
         double flop = 2.0 * m.N * m.C * m.OC;
-        float t[4];
-        for (int k = 0; k < 4; k++) {
-            cuda_set_precision(k % 2);
-            m.bwd = k / 2;
+        float t[8];
+        for (int k = 0; k < 8; k++) { /* k % 4: fp32, fast, conv, copy; k / 4: fwd, bwd */
+            int mode = k % 4;
+            cuda_set_precision(mode != 0);
+            cuda_set_bf16_operands(mode >= 2);
+            if (mode == 3) cuda_bf16_shadow_register(m.w, (size_t)m.OC * m.C);
+            m.bwd = k / 4;
             t[k] = time_ms(mm_body, &m);
+            if (mode == 3) cuda_bf16_shadow_unregister(m.w);
         }
         cuda_set_precision(0);
-        printf("%5d x %5d -> %5d %13s %8.1f %8.1f %8.1f %8.1f\n", m.N, m.C, m.OC, "", flop / t[0] / 1e9,
-               flop / t[1] / 1e9, 2 * flop / t[2] / 1e9, 2 * flop / t[3] / 1e9);
+        cuda_set_bf16_operands(1);
+        printf("%5d x %5d -> %5d", m.N, m.C, m.OC);
+        for (int k = 0; k < 8; k++)
+            printf(k == 4 ? "  %7.1f" : " %7.1f", (k < 4 ? flop : 2 * flop) / t[k] / 1e9);
+        printf("\n");
         cuda_free(m.x); cuda_free(m.w); cuda_free(m.b); cuda_free(m.y);
         cuda_free(m.dx); cuda_free(m.dw); cuda_free(m.db);
     }

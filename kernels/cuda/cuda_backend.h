@@ -43,6 +43,9 @@ int cuda_get_precision(void);
 /* GEMMs run so far by path: [0] bf16 operands in memory, [1] fp32 operands rounded by
  * cuBLASLt (CUBLAS_COMPUTE_32F_FAST_16BF), [2] plain fp32 (a fallback in bf16 mode) */
 void cuda_matmul_paths(long counts[3]);
+/* bf16 mode: 1 (default) bf16 operands in memory; 0 fp32 operands under FAST_16BF (what the
+ * bf16 mode did before the weight copies; for benchmarks and comparisons) */
+void cuda_set_bf16_operands(int on);
 
 /* bf16 storage (bf16.cu). cuda_f32_to_bf16: device dst/src, round to nearest even.
  * A shadow is a bf16 copy of the fp32 buffer [base, base + n) (a ParamStore's parameters):

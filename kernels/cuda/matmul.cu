@@ -131,6 +131,7 @@ struct Plan {
 // GEMMs run per path since the start (cuda_matmul_paths): 0 bf16 operands in memory,
 // 1 fp32 operands under FAST_16BF, 2 fp32
 long g_paths[3];
+int g_bf16_operands = 1; // cuda_set_bf16_operands
 
 const int kPlanCacheSize = 256;
 Plan g_plans[kPlanCacheSize];
@@ -358,6 +359,8 @@ const int kSlotWeight = 2, kSlotInput = 3, kSlotDout = 4;
 
 } // namespace
 
+extern "C" void cuda_set_bf16_operands(int on) { g_bf16_operands = on != 0; }
+
 extern "C" void cuda_matmul_paths(long counts[3]) {
     for (int i = 0; i < 3; i++) counts[i] = g_paths[i];
 }
@@ -373,7 +376,7 @@ extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *w
         return;
     }
     // out^T (OC x N) = op_T(W^T: C x OC, ld C) . op_N(inp^T: C x N, ld C) + bias
-    if (cuda_get_precision()) {
+    if (cuda_get_precision() && g_bf16_operands) {
         const uint16_t *w16 = as_bf16(weight, (size_t)OC * C, kSlotWeight, true);
         const uint16_t *x16 = as_bf16(inp, (size_t)N * C, kSlotInput, false);
         if (lt_gemm(out, w16, 1, x16, 0, OC, N, C, 0.0f, bias, 1)) return;
@@ -387,7 +390,7 @@ extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
     if (N <= 0 || OC <= 0) return; // nothing flows (dinp += 0 when OC == 0)
     // bf16 mode: dout is converted once for both products
     const uint16_t *g16 = nullptr;
-    if (cuda_get_precision() && C > 0 && (dinp || dweight))
+    if (cuda_get_precision() && g_bf16_operands && C > 0 && (dinp || dweight))
         g16 = as_bf16(dout, (size_t)N * OC, kSlotDout, false);
     if (dinp && C > 0) { // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
         bool done = false;
