@@ -16,6 +16,9 @@
 
 #include "models/checkpoint.h"
 #include "runtime/error.h"
+#ifdef MMRM_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 typedef struct Held {
     float *px; /* (tiles, 3, S, S) */
@@ -360,6 +363,10 @@ int scorer_load_model(const char *dir, Device d, RewardModel *m, Tokenizer **tok
     for (int g = 0; g < PG_COUNT; g++) freeze[g] = 1;
     LoadReport rep;
     if (rm_load(m, dir, d, freeze, 0, &rep)) return -1;
+    int w16 = 0;
+#ifdef MMRM_CUDA
+    if (d == DEV_CUDA && cuda_get_precision()) w16 = params_enable_bf16(&m->ps);
+#endif
     *tok = tokenizer_load(dir);
     if (!*tok) {
         rm_free(m);
@@ -367,9 +374,10 @@ int scorer_load_model(const char *dir, Device d, RewardModel *m, Tokenizer **tok
     }
     const ModelConfig *c = &m->cfg;
     mmrm_log("model %s: %s LLM (%d layers, hidden %d), ViT (%d layers, hidden %d), tiles "
-             "%dx%d, template %s, %.2fM parameters (%s on disk)", dir, llm_arch_name(c->llm.arch),
+             "%dx%d, template %s, %.2fM parameters (%s on disk)%s", dir, llm_arch_name(c->llm.arch),
              c->llm.layers, c->llm.hidden, c->vision.layers, c->vision.hidden, c->image_size,
-             c->image_size, c->template_name, (double)m->ps.numel / 1e6, rep.disk_dtype);
+             c->image_size, c->template_name, (double)m->ps.numel / 1e6, rep.disk_dtype,
+             w16 ? ", bf16 GEMMs over a bf16 weight copy" : "");
     if (rep.score_initialised)
         mmrm_warn("%s has no score.weight: the score head is freshly initialised and its "
                   "scores mean nothing (is this a reward model checkpoint?)", dir);
@@ -387,7 +395,9 @@ const char SCORER_CLI_USAGE[] =
     "  --image-root DIR        relative img_path values resolve here (default: the JSONL\n"
     "                          file's folder)\n"
     "  --device DEV            auto (a GPU when the build has CUDA and one is visible, else\n"
-    "                          the CPU), cpu, cuda or cuda:N (default auto)\n";
+    "                          the CPU), cpu, cuda or cuda:N (default auto)\n"
+    "  --precision P           fp32 (default: the training-time forward exactly) or bf16 (a\n"
+    "                          GPU: the GEMMs read bf16 weight copies, fp32 accumulation)\n";
 
 /* argv[*i + 1] as an int in [lo, hi]; -1 with a message otherwise */
 static int int_value(int argc, char **argv, int *i, int lo, int hi, int *out) {
@@ -417,23 +427,38 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
         return int_value(argc, argv, i, 1, IMAGE_MAX_NUM, &c->min_patch);
     if (!strcmp(a, "--no-thumbnail")) return c->no_thumbnail = 1;
     if (!strcmp(a, "--no-dynamic")) return c->no_dynamic = 1;
-    if (!strcmp(a, "--image-root") || !strcmp(a, "--device")) {
+    if (!strcmp(a, "--image-root") || !strcmp(a, "--device") || !strcmp(a, "--precision")) {
         if (*i + 1 >= argc) {
             fprintf(stderr, "mmrm: error: %s needs a value\n", a);
             return -1;
         }
         const char *v = argv[++*i];
         if (!strcmp(a, "--image-root")) c->image_root = v;
-        else c->device = v;
+        else if (!strcmp(a, "--device")) c->device = v;
+        else if (strcmp(v, "fp32") && strcmp(v, "bf16")) {
+            fprintf(stderr, "mmrm: error: --precision %s: expected fp32 or bf16\n", v);
+            return -1;
+        } else c->precision = v;
         return 1;
     }
     return 0;
 }
 
 int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out) {
-    if (device_resolve(c->device, local_rank, 1, out) == 0) return 0;
-    fprintf(stderr, "mmrm: error: --device: %s\n", mmrm_last_error());
-    return -1;
+    if (device_resolve(c->device, local_rank, 1, out) != 0) {
+        fprintf(stderr, "mmrm: error: --device: %s\n", mmrm_last_error());
+        return -1;
+    }
+    int bf16 = c->precision && !strcmp(c->precision, "bf16");
+    if (bf16 && *out != DEV_CUDA) {
+        fprintf(stderr, "mmrm: error: --precision bf16 needs a GPU (--device cuda); %s scores in "
+                        "fp32\n", device_name(*out));
+        return -1;
+    }
+#ifdef MMRM_CUDA
+    if (*out == DEV_CUDA) cuda_set_precision(bf16);
+#endif
+    return 0;
 }
 
 void scorer_cli_options(const ScorerCli *c, const ModelConfig *cfg, ScorerOptions *o) {

@@ -115,14 +115,17 @@ typedef struct ScorerCli {
     int no_thumbnail, no_dynamic;
     const char *image_root;
     const char *device;        /* --device: auto (default), cpu, cuda, cuda:N */
+    const char *precision;     /* --precision: fp32 (default) or bf16 (a GPU only) */
 } ScorerCli;
 
 /* Consumes argv[*i] (and its value) when it is one of the options below, advancing *i:
  * 1 consumed, 0 not one of them, -1 a bad value (message printed). --device is checked
  * by scorer_cli_device. */
 int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i);
-/* the device --device names (GPU local_rank when several processes share a node);
- * 0, or -1 with a message printed */
+/* the device --device names (GPU local_rank when several processes share a node), with
+ * --precision checked against it and applied (bf16: the GEMMs of models that
+ * scorer_load_model then loads read bf16 copies of their weights); 0, or -1 with a message
+ * printed */
 int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out);
 /* usage lines for those options */
 extern const char SCORER_CLI_USAGE[];

@@ -8,7 +8,7 @@
 # kept by the fused AdamW) equals GEMMs over the fp32 master weights, alone and under ZeRO-1;
 # a run resumed on the device from a checkpoint
 # must end where the uninterrupted device run ends; `score --device cuda` must give the
-# CPU's scores within 1e-4; 2 ranks on the device must equal 1 rank with the same global
+# CPU's scores within 1e-4 (2e-2 with --precision bf16); 2 ranks on the device must equal 1 rank with the same global
 # batch, both with two ranks sharing one GPU (gradients staged through the host) and with a
 # GPU per rank (bucketed NCCL all-reduce overlapped with backward, NCCL emulated over MPI),
 # and ZeRO-1 on the device must equal unsharded training and resume bitwise.
@@ -175,3 +175,14 @@ sc() { grep -o '"score":[^,}]*' "$1" | cut -d: -f2; }
 w=$(paste <(sc "$d/s_cpu.jsonl") <(sc "$d/s_gpu.jsonl") | worst)
 echo "score cpu vs cuda (emulated): worst rel $w"
 awk -v w="$w" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL scores differ"; exit 1; }
+# --precision bf16: GEMMs over the bf16 weight copy; scores within 2e-2 of the CPU's fp32
+"$emu" score --model "$m" --input "$d/data/score_input.jsonl" --output "$d/s_bf16.jsonl" --device cuda \
+    --precision bf16 2> "$d/s_bf16.log" || { cat "$d/s_bf16.log"; exit 1; }
+grep -q "bf16 GEMMs over a bf16 weight copy" "$d/s_bf16.log" || { echo "FAIL score --precision bf16 made no copy"; exit 1; }
+w=$(paste <(sc "$d/s_cpu.jsonl") <(sc "$d/s_bf16.jsonl") | worst)
+echo "score cuda --precision bf16 vs cpu fp32: worst rel $w"
+awk -v w="$w" 'BEGIN { exit !(w <= 2e-2) }' || { echo "FAIL bf16 scores differ"; exit 1; }
+if "$emu" score --model "$m" --input "$d/data/score_input.jsonl" --output "$d/s_x.jsonl" --device cpu \
+    --precision bf16 2> "$d/s_x.log"; then echo "FAIL --precision bf16 on the CPU was accepted"; exit 1; fi
+grep -q "needs a GPU" "$d/s_x.log" || { cat "$d/s_x.log"; exit 1; }
+[ ! -e "$d/s_x.jsonl" ] || { echo "FAIL a refused run created its output"; exit 1; }
