@@ -10,11 +10,13 @@
 #      all-reduce bench) and carry build/mmrm, build/gpu_parity, build/bench_cuda,
 #      build/lib and build/.flags
 #   2. build/gpu_parity: every op of kernels_cuda against kernels_cpu on random inputs (fp32
-#      mode within 1e-5 norm-wise, bf16 within 1e-2), the tiny/small model's rewards and
-#      every parameter gradient on GPU vs CPU
+#      mode within 1e-5 norm-wise, bf16 within 1e-2; bf16 GEMMs also within 1e-5 of the CPU
+#      over bf16-rounded operands, and the bf16 weight copies bit-equal to the rounded fp32
+#      masters after fused AdamW steps), the tiny/small model's rewards and every parameter
+#      gradient on GPU vs CPU
 #   3. `mmrm train`, 50 steps, both algorithms, device = cpu vs device = cuda precision = fp32
 #      (per-step losses within 1e-4) and precision = bf16 (trend reported)
-#   4. `mmrm score` on the GPU vs the CPU (same scores within 1e-4)
+#   4. `mmrm score` on the GPU vs the CPU (same scores within 1e-4; --precision bf16 reported)
 #   5. compute-sanitizer memcheck on a 3-step training run (skipped where the runtime
 #      refuses it, e.g. gVisor)
 #   6. build/bench_cuda: GEMM TFLOP/s, norm GB/s against a device-to-device copy, attention
@@ -106,6 +108,11 @@ set -- $sc
 ok=$(awk -v w="$2" -v n="$1" 'BEGIN { print (n > 0 && w <= 1e-4) ? "ok" : "FAIL" }')
 [ "$ok" = ok ] || fails+=("score parity")
 note "- score ($ok): $1 responses, max |cpu - gpu| $2 (fp32 on both)"
+build/mmrm score --model "$m" --input "$data/score_input.jsonl" --output "$OUT/score_gpu_bf16.jsonl" --device cuda \
+    --precision bf16 2> "$OUT/score_gpu_bf16.log" || fails+=("score bf16")
+sc=$(paste <(grep -o '"score":[^,}]*' "$OUT/score_cpu.jsonl" | cut -d: -f2) <(grep -o '"score":[^,}]*' "$OUT/score_gpu_bf16.jsonl" | cut -d: -f2) |
+     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > w) w = d; n++ } END { printf "%d %.2e", n, w + 0 }')
+note "- score --precision bf16: max |cpu fp32 - gpu bf16| ${sc#* } over ${sc%% *} responses (reported)"
 
 step "5. compute-sanitizer memcheck (3 training steps)"
 if command -v compute-sanitizer > /dev/null; then
