@@ -357,6 +357,21 @@ const uint16_t *as_bf16(const float *src, size_t n, int slot, bool want_shadow) 
 
 const int kSlotWeight = 2, kSlotInput = 3, kSlotDout = 4;
 
+// lt_gemm over bf16 operands when b16 (B's bf16 copy) is given and cuBLASLt has an algorithm
+// for them, A's copy then taken from the weight registry (a_weight) or converted into scratch
+// slot a_slot; otherwise over the fp32 operands a (na elements) and b
+void gemm_any(float *d, const float *a, size_t na, bool a_weight, int a_slot, int transa,
+              const float *b, const uint16_t *b16, int transb, int64_t m, int64_t n, int64_t k,
+              float beta, const float *bias) {
+    if (b16) {
+        const uint16_t *a16 = as_bf16(a, na, a_slot, a_weight);
+        if (lt_gemm(d, a16, transa, b16, transb, m, n, k, beta, bias, 1)) return;
+    }
+    lt_gemm(d, a, transa, b, transb, m, n, k, beta, bias, 0);
+}
+
+bool bf16_operands() { return cuda_get_precision() && g_bf16_operands; }
+
 } // namespace
 
 extern "C" void cuda_set_bf16_operands(int on) { g_bf16_operands = on != 0; }
@@ -376,12 +391,8 @@ extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *w
         return;
     }
     // out^T (OC x N) = op_T(W^T: C x OC, ld C) . op_N(inp^T: C x N, ld C) + bias
-    if (cuda_get_precision() && g_bf16_operands) {
-        const uint16_t *w16 = as_bf16(weight, (size_t)OC * C, kSlotWeight, true);
-        const uint16_t *x16 = as_bf16(inp, (size_t)N * C, kSlotInput, false);
-        if (lt_gemm(out, w16, 1, x16, 0, OC, N, C, 0.0f, bias, 1)) return;
-    }
-    lt_gemm(out, weight, 1, inp, 0, OC, N, C, 0.0f, bias, 0);
+    const uint16_t *x16 = bf16_operands() ? as_bf16(inp, (size_t)N * C, kSlotInput, false) : nullptr;
+    gemm_any(out, weight, (size_t)OC * C, true, kSlotWeight, 1, inp, x16, 0, OC, N, C, 0.0f, bias);
 }
 
 extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
@@ -390,24 +401,14 @@ extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
     if (N <= 0 || OC <= 0) return; // nothing flows (dinp += 0 when OC == 0)
     // bf16 mode: dout is converted once for both products
     const uint16_t *g16 = nullptr;
-    if (cuda_get_precision() && g_bf16_operands && C > 0 && (dinp || dweight))
+    if (bf16_operands() && C > 0 && (dinp || dweight))
         g16 = as_bf16(dout, (size_t)N * OC, kSlotDout, false);
-    if (dinp && C > 0) { // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
-        bool done = false;
-        if (g16) {
-            const uint16_t *w16 = as_bf16(weight, (size_t)OC * C, kSlotWeight, true);
-            done = lt_gemm(dinp, w16, 0, g16, 0, C, N, OC, 1.0f, nullptr, 1);
-        }
-        if (!done) lt_gemm(dinp, weight, 0, dout, 0, C, N, OC, 1.0f, nullptr, 0);
-    }
-    if (dweight && C > 0) { // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC)
-        bool done = false;
-        if (g16) {
-            const uint16_t *x16 = as_bf16(inp, (size_t)N * C, kSlotInput, false);
-            done = lt_gemm(dweight, x16, 0, g16, 1, C, OC, N, 1.0f, nullptr, 1);
-        }
-        if (!done) lt_gemm(dweight, inp, 0, dout, 1, C, OC, N, 1.0f, nullptr, 0);
-    }
+    if (dinp && C > 0) // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
+        gemm_any(dinp, weight, (size_t)OC * C, true, kSlotWeight, 0, dout, g16, 0, C, N, OC, 1.0f,
+                 nullptr);
+    if (dweight && C > 0) // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC)
+        gemm_any(dweight, inp, (size_t)N * C, false, kSlotInput, 0, dout, g16, 1, C, OC, N, 1.0f,
+                 nullptr);
     if (dbias) {
         const int threads = 256;
         const int rows_per_chunk = 256; // fixed: the summation order depends on N only
