@@ -15,8 +15,8 @@
 set -euo pipefail
 emu="$(dirname "$MMRM")/emu_mmrm"
 # under ASan/UBSan (build/san) the emulator runs 3-4x slower: the checks that only repeat
-# code paths the sanitized run already covers (the ZeRO-1 resume, one process through NCCL)
-# run in the plain pass only
+# code paths the sanitized run already covers (the ZeRO-1 resume and bf16 runs, the bf16
+# twin run, one process through NCCL) run in the plain pass only
 sanitized=0
 case "$MMRM" in */san/*) sanitized=1 ;; esac
 [ -x "$emu" ] || { echo "FAIL: $emu is missing (make $emu)"; exit 1; }
@@ -59,12 +59,15 @@ done
 # copy would change step 2); the losses stay within 1e-2 of the fp32 CPU run
 train robust cpu "$d/robust_cpu_w0" warmup_ratio=0
 train robust cuda "$d/bf16" precision=bf16 warmup_ratio=0
-(export EMU_LT_REJECT=bf16io; train robust cuda "$d/bf16_fast" precision=bf16 warmup_ratio=0)
 grep -q "bf16 copy" "$d/bf16.log" || { echo "FAIL precision=bf16 made no bf16 weight copy"; exit 1; }
-cmp <(weights "$d/bf16/checkpoint-last") <(weights "$d/bf16_fast/checkpoint-last") ||
-    { echo "FAIL bf16: GEMMs over the weight copies differ from GEMMs over the master weights"; exit 1; }
+if [ $sanitized = 0 ]; then # the twin repeats code paths the sanitized run already covers
+    (export EMU_LT_REJECT=bf16io; train robust cuda "$d/bf16_fast" precision=bf16 warmup_ratio=0)
+    cmp <(weights "$d/bf16/checkpoint-last") <(weights "$d/bf16_fast/checkpoint-last") ||
+        { echo "FAIL bf16: GEMMs over the weight copies differ from GEMMs over the master weights"; exit 1; }
+    echo "robust bf16: weight-copy GEMMs bitwise equal to FAST_16BF over the master weights"
+fi
 w=$(paste <(losses "$d/robust_cpu_w0") <(losses "$d/bf16") | worst)
-echo "robust bf16: weight-copy GEMMs bitwise equal to FAST_16BF over the master weights; losses vs fp32 CPU worst rel $w"
+echo "robust bf16: losses vs fp32 CPU (same schedule) worst rel $w"
 awk -v w="$w" 'BEGIN { exit !(w <= 1e-2) }' || { echo "FAIL bf16 losses far from fp32"; exit 1; }
 
 # resume on the device: stop after step 1 (checkpoint-1), resume, compare with the full run
