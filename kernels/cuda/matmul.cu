@@ -145,9 +145,9 @@ bool key_equal(const PlanKey &x, const PlanKey &y) {
            x.align_d == y.align_d && x.align_bias == y.align_bias;
 }
 
-// largest power of two (4..256; 2 for a bf16 operand at an odd element) dividing both the address and the leading dimension in
-// bytes: what cuBLASLt needs to know about an operand (ALGO_CAP_MIN_ALIGNMENT_* covers the
-// pointer and the leading dimension)
+// largest power of two (elem_bytes..256) dividing both the address and the leading
+// dimension in bytes: what cuBLASLt needs to know about an operand
+// (ALGO_CAP_MIN_ALIGNMENT_* covers the pointer and the leading dimension)
 int operand_alignment(const void *p, int64_t ld_elems, size_t elem_bytes) {
     uintptr_t addr = (uintptr_t)p;
     uint64_t ldb = (uint64_t)ld_elems * elem_bytes;
