@@ -132,7 +132,10 @@ StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamSt
                 device_memcpy(z[i].device, ps->grad + z[i].lo, ps->data + z[i].lo, z[i].count * sizeof(float));
             comm_allgather_f32_device(c, ps->grad + z[i].lo, ps->grad, z[i].n, device_stream(z[i].device));
             device_memcpy(z[i].device, ps->data, ps->grad, z[i].n * sizeof(float));
-            params_refresh_bf16(ps, 0, z[i].n); /* the other ranks' shards (bf16 runs) */
+            /* bf16 runs: AdamW wrote this rank's shard of the copy; convert the others' */
+            size_t lo = z[i].lo < z[i].n ? z[i].lo : z[i].n, hi = lo + z[i].count;
+            params_refresh_bf16(ps, 0, lo);
+            params_refresh_bf16(ps, hi, z[i].n - hi);
         }
     }
     return r;

@@ -12,6 +12,7 @@
 // Rounding is to nearest even, NaN stays NaN (runtime/tensor.c bf16_from_f32 on the host).
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
