@@ -1049,14 +1049,19 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
     return cudaSuccess;
 }
 
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+// the handle checks of an event call on a stream (what names the call in the message)
+static cudaError_t event_on_stream(const char *what, cudaEvent_t event, cudaStream_t stream) {
     if (!g_events.count(event))
-        return api_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown event %p",
+        return api_error(cudaErrorInvalidResourceHandle, "%s: unknown event %p", what,
                          (void *)event);
     if (!stream_ok(stream))
-        return api_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown stream %p",
+        return api_error(cudaErrorInvalidResourceHandle, "%s: unknown stream %p", what,
                          (void *)stream);
     return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+    return event_on_stream("cudaEventRecord", event, stream);
 }
 
 // for the emulated NCCL (nccl_emu.c): 1 when [p, p + bytes) lies in one emulated device
@@ -1073,12 +1078,8 @@ int cuda_emu_stream_ok(cudaStream_t s) { return stream_ok(s); }
 // work runs when it is queued, so a stream never has anything to wait for: this checks
 // the handles only
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
-    if (!g_events.count(event))
-        return api_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown event %p",
-                         (void *)event);
-    if (!stream_ok(stream))
-        return api_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream %p",
-                         (void *)stream);
+    cudaError_t rc = event_on_stream("cudaStreamWaitEvent", event, stream);
+    if (rc != cudaSuccess) return rc;
     if (flags != 0)
         return api_error(cudaErrorInvalidValue, "cudaStreamWaitEvent: flags %u", flags);
     return cudaSuccess;
