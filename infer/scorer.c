@@ -163,13 +163,17 @@ Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o)
         if (n != 1) MMRM_FATAL("blank image gave %d tiles: %s", n, mmrm_last_error());
     }
     graph_init(&s->g, m->ps.device, (size_t)64 << 20, 0);
+#ifdef MMRM_CUDA
+    /* --precision bf16: activations stored in bf16 as in bf16 training */
+    if (m->ps.device == DEV_CUDA && cuda_get_precision()) graph_set_act_dtype(&s->g, DT_BF16);
+#endif
     graph_set_grad(&s->g, 0);
     s->g.training = 0;
     if (o->blank) {
         Tensor *f = rm_vit_features(m, &s->g, s->blank_px, 1);
         size_t bytes = f->numel * sizeof(float);
         s->blank_feat = xmalloc(bytes); /* host memory, like every RmBatch input */
-        device_copy_to_host(f->device, s->blank_feat, f->data, bytes);
+        memcpy(s->blank_feat, graph_host(&s->g, f), bytes);
         graph_reset(&s->g);
     }
     return s;
@@ -377,7 +381,7 @@ int scorer_load_model(const char *dir, Device d, RewardModel *m, Tokenizer **tok
              "%dx%d, template %s, %.2fM parameters (%s on disk)%s", dir, llm_arch_name(c->llm.arch),
              c->llm.layers, c->llm.hidden, c->vision.layers, c->vision.hidden, c->image_size,
              c->image_size, c->template_name, (double)m->ps.numel / 1e6, rep.disk_dtype,
-             w16 ? ", bf16 GEMMs over a bf16 weight copy" : "");
+             w16 ? ", bf16 GEMMs over a bf16 weight copy, bf16 activations" : "");
     if (rep.score_initialised)
         mmrm_warn("%s has no score.weight: the score head is freshly initialised and its "
                   "scores mean nothing (is this a reward model checkpoint?)", dir);

@@ -23,6 +23,7 @@
 #define MMRM_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -175,6 +176,11 @@ typedef struct KernelOps {
     void (*sum_squares)(float *out, const float *g, size_t n);
     /* clipping and gradient-accumulation scaling: x *= s */
     void (*scale_inplace)(float *x, float s, size_t n);
+
+    /* ---- bf16 storage of activations (runtime/ops.c stages them through fp32 for the
+     * kernels above): round to nearest even (NaN stays NaN), and the exact widening ---- */
+    void (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);
+    void (*bf16_to_f32)(float *dst, const uint16_t *src, size_t n);
 } KernelOps;
 
 extern const KernelOps kernels_cpu;

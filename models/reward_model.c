@@ -424,7 +424,7 @@ Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
     int *last = ints(g, B);
     for (int b = 0; b < B; b++) last[b] = b * T + bt->lengths[b] - 1;
     Tensor *h = op_rmsnorm(g, op_gather_rows(g, x, last, B), m->final_norm, l->rms_eps);
-    return op_reshape(g, op_linear(g, h, m->score, NULL), 1, (int[]){B});
+    return op_reshape(g, op_linear_f32(g, h, m->score, NULL), 1, (int[]){B});
 }
 
 /* ---------------------------------------------------------------- cost */

@@ -21,6 +21,8 @@ void graph_init(Graph *g, Device d, size_t arena_bytes, uint64_t seed) {
     g->K = kernels_for(d);
     arena_init(&g->act, d, arena_bytes);
     arena_init(&g->meta, DEV_CPU, 1 << 20);
+    arena_init(&g->stage, d, 1 << 16);
+    g->act_dtype = DT_F32;
     g->tape_cap = 256;
     g->tape = xmalloc(g->tape_cap * sizeof *g->tape);
     g->grad_enabled = 1;
@@ -30,6 +32,7 @@ void graph_init(Graph *g, Device d, size_t arena_bytes, uint64_t seed) {
 void graph_free(Graph *g) {
     arena_free(&g->act);
     arena_free(&g->meta);
+    arena_free(&g->stage);
     free(g->tape);
     memset(g, 0, sizeof *g);
 }
@@ -38,6 +41,7 @@ void graph_reset(Graph *g) {
     g->ntape = 0;
     arena_reset(&g->act);
     arena_reset(&g->meta);
+    arena_reset(&g->stage);
 }
 
 int graph_set_grad(Graph *g, int enabled) {
@@ -49,10 +53,24 @@ int graph_set_grad(Graph *g, int enabled) {
 void *graph_scratch(Graph *g, size_t bytes) { return arena_alloc(&g->meta, bytes); }
 
 const float *graph_host(Graph *g, const Tensor *t) {
-    if (t->device == DEV_CPU) return (const float *)t->data;
+    if (t->dtype == DT_F32 && t->device == DEV_CPU) return (const float *)t->data;
     float *h = graph_scratch(g, t->numel * sizeof(float));
-    device_copy_to_host(t->device, h, t->data, t->numel * sizeof(float));
+    if (t->dtype == DT_F32) {
+        device_copy_to_host(t->device, h, t->data, t->numel * sizeof(float));
+        return h;
+    }
+    MMRM_CHECK(t->dtype == DT_BF16, "graph_host: %s is %s (f32 or bf16 expected)", t->name,
+               dtype_name(t->dtype));
+    uint16_t *b = graph_scratch(g, t->numel * sizeof(uint16_t));
+    device_copy_to_host(t->device, b, t->data, t->numel * sizeof(uint16_t));
+    bf16_to_f32_array(h, b, t->numel);
     return h;
+}
+
+void graph_set_act_dtype(Graph *g, DType dt) {
+    MMRM_CHECK(dt == DT_F32 || dt == DT_BF16, "activations are stored as f32 or bf16, not %s",
+               dtype_name(dt));
+    g->act_dtype = dt;
 }
 
 static Tensor *new_tensor(Graph *g, const char *name, int ndim, const int *shape) {
@@ -67,6 +85,13 @@ static Tensor *new_tensor(Graph *g, const char *name, int ndim, const int *shape
 Tensor *graph_tensor(Graph *g, const char *name, int ndim, const int *shape) {
     Tensor *t = new_tensor(g, name, ndim, shape);
     t->data = arena_alloc(&g->act, t->numel * sizeof(float));
+    return t;
+}
+
+Tensor *graph_activation(Graph *g, const char *name, int ndim, const int *shape) {
+    Tensor *t = new_tensor(g, name, ndim, shape);
+    t->dtype = g->act_dtype;
+    t->data = arena_alloc(&g->act, t->numel * dtype_size(t->dtype));
     return t;
 }
 

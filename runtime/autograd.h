@@ -57,6 +57,8 @@ struct Graph {
     const KernelOps *K;
     Arena act;       /* tensor data and activation grads, on the device */
     Arena meta;      /* Tensor structs and saved op state, on the host */
+    Arena stage;     /* fp32 views of bf16 activations for one op's kernels, on the device */
+    DType act_dtype; /* storage of the activations the ops produce: DT_F32 or DT_BF16 */
     TapeEntry *tape;
     int ntape, tape_cap;
     int grad_enabled;
@@ -80,13 +82,21 @@ int graph_set_grad(Graph *g, int enabled);
 /* Sets (or with NULL clears) the parameter-use observers; they stay until cleared. */
 void graph_set_hooks(Graph *g, const GraphHooks *h);
 
-/* New activation tensor from the arena (uninitialised, or zeroed with _zeros). */
+/* New f32 tensor from the arena (uninitialised, or zeroed with _zeros): inputs, losses. */
 Tensor *graph_tensor(Graph *g, const char *name, int ndim, const int *shape);
+/* New activation in the graph's activation storage type (act_dtype), uninitialised. */
+Tensor *graph_activation(Graph *g, const char *name, int ndim, const int *shape);
+/* Activation storage: DT_F32 (default) or DT_BF16, which halves the memory of the stored
+ * activations. Ops compute in fp32 either way (runtime/ops.c stages bf16 tensors through
+ * fp32 for the kernels); gradients, norm/softmax statistics, rewards and losses stay fp32.
+ * Set it before the first op of a step. */
+void graph_set_act_dtype(Graph *g, DType dt);
 Tensor *graph_zeros(Graph *g, const char *name, int ndim, const int *shape);
 /* Scratch from the host/meta arena for op state (lives until graph_reset). */
 void *graph_scratch(Graph *g, size_t bytes);
-/* t's values readable on the host: its data on the CPU, else a copy in the host arena
- * (waits for the device; lives until graph_reset). For logging and scoring. */
+/* t's values as fp32 readable on the host: an f32 tensor's data on the CPU, else a copy
+ * (bf16 widened) in the host arena (waits for the device; lives until graph_reset). For
+ * logging and scoring. */
 const float *graph_host(Graph *g, const Tensor *t);
 /* The gradient buffer of t, allocated and zeroed on first use. */
 float *graph_grad(Graph *g, Tensor *t);

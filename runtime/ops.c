@@ -9,14 +9,39 @@
 
 static float *F(const Tensor *t) { return t ? (float *)t->data : NULL; }
 
+/* ---------------------------------------------------------------- activation storage
+ * Activations are stored as g->act_dtype (f32, or bf16 for half the memory); the kernels
+ * compute in fp32 either way. An op reads every tensor through in32(): an f32 tensor's own
+ * data, or a bf16 one widened into the graph's staging arena. It writes each output through
+ * out32(): an f32 output's own data, or staging that done() rounds into the bf16 tensor.
+ * done() also empties the staging, so it holds one op's operands at a time. Backward
+ * functions read saved activations the same way; gradients are fp32 and never staged. */
+static const float *in32(Graph *g, const Tensor *t) {
+    if (!t || t->dtype == DT_F32) return F(t);
+    float *f = arena_alloc(&g->stage, t->numel * sizeof(float));
+    g->K->bf16_to_f32(f, t->data, t->numel);
+    return f;
+}
+
+static float *out32(Graph *g, Tensor *y) {
+    return y->dtype == DT_F32 ? F(y) : arena_alloc(&g->stage, y->numel * sizeof(float));
+}
+
+/* rounds the staged fp32 result f of output y into y (bf16), or nothing for f32 */
+static void put(Graph *g, Tensor *y, const float *f) {
+    if (y->dtype == DT_BF16) g->K->f32_to_bf16(y->data, f, y->numel);
+}
+
+static void done(Graph *g) { arena_reset(&g->stage); }
+
 /* the gradient buffer of an input that needs one, else NULL */
 static float *gin(Graph *g, Tensor *t) {
     return t && t->requires_grad ? graph_grad(g, t) : NULL;
 }
 
-static void require_f32(const char *op, const Tensor *t) {
+static void require_float(const char *op, const Tensor *t) {
     char buf[200];
-    MMRM_CHECK(t->dtype == DT_F32, "%s: %s must be f32 (convert bf16 storage on load)", op,
+    MMRM_CHECK(t->dtype == DT_F32 || t->dtype == DT_BF16, "%s: %s must be f32 or bf16", op,
                tensor_describe(t, buf, sizeof buf));
 }
 
@@ -34,7 +59,7 @@ static int *copy_ints(Graph *g, const int *src, size_t n) {
 static int last_dim(const Tensor *t) { return t->shape[t->ndim - 1]; }
 
 static Tensor *like(Graph *g, const Tensor *x, const char *name) {
-    return graph_tensor(g, name, x->ndim, x->shape);
+    return graph_activation(g, name, x->ndim, x->shape);
 }
 
 /* ---------------------------------------------------------------- linear */
@@ -42,12 +67,14 @@ static Tensor *like(Graph *g, const Tensor *x, const char *name) {
 static void linear_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *w = e->in[1], *b = e->in[2], *y = e->out[0];
     int OC = w->shape[0], C = (int)(w->numel / OC), N = (int)(x->numel / C);
-    g->K->matmul_backward(gin(g, x), gin(g, w), gin(g, b), y->grad, F(x), F(w), N, C, OC);
+    float *dx = gin(g, x), *dw = gin(g, w), *db = gin(g, b);
+    g->K->matmul_backward(dx, dw, db, y->grad, in32(g, x), in32(g, w), N, C, OC);
+    done(g);
 }
 
-Tensor *op_linear(Graph *g, Tensor *x, Tensor *w, Tensor *b) {
+static Tensor *linear(Graph *g, Tensor *x, Tensor *w, Tensor *b, int f32_out) {
     char bx[200], bw[200];
-    require_f32("linear", x);
+    require_float("linear", x);
     int OC = w->shape[0], C = (int)(w->numel / (size_t)OC);
     MMRM_CHECK(last_dim(x) == C, "linear: input %s does not match weight %s (need last dim %d)",
                tensor_describe(x, bx, sizeof bx), tensor_describe(w, bw, sizeof bw), C);
@@ -56,12 +83,20 @@ Tensor *op_linear(Graph *g, Tensor *x, Tensor *w, Tensor *b) {
     int shape[TENSOR_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = OC;
-    Tensor *y = graph_tensor(g, "linear", x->ndim, shape);
+    Tensor *y = f32_out ? graph_tensor(g, "linear", x->ndim, shape)
+                        : graph_activation(g, "linear", x->ndim, shape);
     int N = (int)(x->numel / C);
-    g->K->matmul_forward(F(y), F(x), F(w), F(b), N, C, OC);
+    float *yf = out32(g, y);
+    g->K->matmul_forward(yf, in32(g, x), in32(g, w), in32(g, b), N, C, OC);
+    put(g, y, yf);
+    done(g);
     graph_record(g, "linear", linear_bw, (Tensor *[]){x, w, b}, 3, &y, 1);
     return y;
 }
+
+Tensor *op_linear(Graph *g, Tensor *x, Tensor *w, Tensor *b) { return linear(g, x, w, b, 0); }
+
+Tensor *op_linear_f32(Graph *g, Tensor *x, Tensor *w, Tensor *b) { return linear(g, x, w, b, 1); }
 
 /* ---------------------------------------------------------------- embedding */
 
@@ -79,9 +114,12 @@ Tensor *op_embedding(Graph *g, Tensor *table, const int *ids, int B, int T) {
                    "embedding: token id %d at position %d (sequence %d) is outside the "
                    "vocabulary of %s (%d entries): tokenizer and model do not match?",
                    ids[i], i % T, i / T, table->name, V);
-    Tensor *y = graph_tensor(g, "embedding", 3, (int[]){B, T, C});
+    Tensor *y = graph_activation(g, "embedding", 3, (int[]){B, T, C});
     int *dids = copy_ints(g, ids, (size_t)B * T);
-    g->K->embedding_forward(F(y), dids, F(table), B * T, C);
+    float *yf = out32(g, y);
+    g->K->embedding_forward(yf, dids, in32(g, table), B * T, C);
+    put(g, y, yf);
+    done(g);
     TapeEntry *e = graph_record(g, "embedding", embedding_bw, &table, 1, &y, 1);
     if (e) e->ctx = dids;
     return y;
@@ -95,13 +133,14 @@ static void layernorm_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *w = e->in[1], *b = e->in[2], *y = e->out[0];
     NormCtx *c = e->ctx;
     int C = last_dim(x), N = (int)(x->numel / C);
-    g->K->layernorm_backward(gin(g, x), gin(g, w), gin(g, b), y->grad, F(x), F(w), c->mean,
-                             c->rstd, N, C);
+    float *dx = gin(g, x), *dw = gin(g, w), *db = gin(g, b);
+    g->K->layernorm_backward(dx, dw, db, y->grad, in32(g, x), in32(g, w), c->mean, c->rstd, N, C);
+    done(g);
 }
 
 static void check_norm(const char *op, const Tensor *x, const Tensor *w, const Tensor *b) {
     char bx[200], bw[200];
-    require_f32(op, x);
+    require_float(op, x);
     MMRM_CHECK(w->numel == (size_t)last_dim(x) && (!b || b->numel == w->numel),
                "%s: weight %s does not match input %s", op, tensor_describe(w, bw, sizeof bw),
                tensor_describe(x, bx, sizeof bx));
@@ -114,7 +153,10 @@ Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *w, Tensor *b, float eps) {
     NormCtx *c = graph_scratch(g, sizeof *c);
     c->mean = arena_alloc(&g->act, N * sizeof(float));
     c->rstd = arena_alloc(&g->act, N * sizeof(float));
-    g->K->layernorm_forward(F(y), c->mean, c->rstd, F(x), F(w), F(b), N, C, eps);
+    float *yf = out32(g, y);
+    g->K->layernorm_forward(yf, c->mean, c->rstd, in32(g, x), in32(g, w), in32(g, b), N, C, eps);
+    put(g, y, yf);
+    done(g);
     TapeEntry *e = graph_record(g, "layernorm", layernorm_bw, (Tensor *[]){x, w, b}, 3, &y, 1);
     if (e) e->ctx = c;
     return y;
@@ -123,7 +165,9 @@ Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *w, Tensor *b, float eps) {
 static void rmsnorm_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *w = e->in[1], *y = e->out[0];
     int C = last_dim(x), N = (int)(x->numel / C);
-    g->K->rmsnorm_backward(gin(g, x), gin(g, w), y->grad, F(x), F(w), e->ctx, N, C);
+    float *dx = gin(g, x), *dw = gin(g, w);
+    g->K->rmsnorm_backward(dx, dw, y->grad, in32(g, x), in32(g, w), e->ctx, N, C);
+    done(g);
 }
 
 Tensor *op_rmsnorm(Graph *g, Tensor *x, Tensor *w, float eps) {
@@ -131,7 +175,10 @@ Tensor *op_rmsnorm(Graph *g, Tensor *x, Tensor *w, float eps) {
     int C = last_dim(x), N = (int)(x->numel / C);
     Tensor *y = like(g, x, "rmsnorm");
     float *rstd = arena_alloc(&g->act, N * sizeof(float));
-    g->K->rmsnorm_forward(F(y), rstd, F(x), F(w), N, C, eps);
+    float *yf = out32(g, y);
+    g->K->rmsnorm_forward(yf, rstd, in32(g, x), in32(g, w), N, C, eps);
+    put(g, y, yf);
+    done(g);
     TapeEntry *e = graph_record(g, "rmsnorm", rmsnorm_bw, (Tensor *[]){x, w}, 2, &y, 1);
     if (e) e->ctx = rstd;
     return y;
@@ -141,20 +188,27 @@ Tensor *op_rmsnorm(Graph *g, Tensor *x, Tensor *w, float eps) {
 
 static void gelu_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0];
-    g->K->gelu_backward(gin(g, x), e->out[0]->grad, F(x), x->numel);
+    float *dx = gin(g, x);
+    g->K->gelu_backward(dx, e->out[0]->grad, in32(g, x), x->numel);
+    done(g);
 }
 
 Tensor *op_gelu(Graph *g, Tensor *x) {
-    require_f32("gelu", x);
+    require_float("gelu", x);
     Tensor *y = like(g, x, "gelu");
-    g->K->gelu_forward(F(y), F(x), x->numel);
+    float *yf = out32(g, y);
+    g->K->gelu_forward(yf, in32(g, x), x->numel);
+    put(g, y, yf);
+    done(g);
     graph_record(g, "gelu", gelu_bw, &x, 1, &y, 1);
     return y;
 }
 
 static void swiglu_bw(Graph *g, TapeEntry *e) {
     Tensor *gate = e->in[0], *up = e->in[1];
-    g->K->swiglu_backward(gin(g, gate), gin(g, up), e->out[0]->grad, F(gate), F(up), gate->numel);
+    float *dg = gin(g, gate), *du = gin(g, up);
+    g->K->swiglu_backward(dg, du, e->out[0]->grad, in32(g, gate), in32(g, up), gate->numel);
+    done(g);
 }
 
 Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up) {
@@ -162,7 +216,10 @@ Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up) {
     MMRM_CHECK(tensor_same_shape(gate, up), "swiglu: gate %s and up %s differ in shape",
                tensor_describe(gate, ba, sizeof ba), tensor_describe(up, bb, sizeof bb));
     Tensor *y = like(g, gate, "swiglu");
-    g->K->swiglu_forward(F(y), F(gate), F(up), gate->numel);
+    float *yf = out32(g, y);
+    g->K->swiglu_forward(yf, in32(g, gate), in32(g, up), gate->numel);
+    put(g, y, yf);
+    done(g);
     graph_record(g, "swiglu", swiglu_bw, (Tensor *[]){gate, up}, 2, &y, 1);
     return y;
 }
@@ -188,7 +245,10 @@ Tensor *op_rope(Graph *g, Tensor *x, const int *pos, float theta) {
     RopeCtx *c = graph_scratch(g, sizeof *c);
     c->pos = copy_ints(g, pos, N);
     c->theta = theta;
-    g->K->rope_forward(F(y), F(x), c->pos, N, x->shape[2], x->shape[3], theta);
+    float *yf = out32(g, y);
+    g->K->rope_forward(yf, in32(g, x), c->pos, N, x->shape[2], x->shape[3], theta);
+    put(g, y, yf);
+    done(g);
     TapeEntry *e = graph_record(g, "rope", rope_bw, &x, 1, &y, 1);
     if (e) e->ctx = c;
     return y;
@@ -199,9 +259,11 @@ typedef struct { float *lse; int *lengths; int causal; } AttnCtx;
 static void attention_bw(Graph *g, TapeEntry *e) {
     Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2], *y = e->out[0];
     AttnCtx *c = e->ctx;
-    g->K->attention_backward(gin(g, q), gin(g, k), gin(g, v), y->grad, F(y), c->lse, F(q), F(k),
-                             F(v), c->lengths, q->shape[0], q->shape[1], q->shape[2],
+    float *dq = gin(g, q), *dk = gin(g, k), *dv = gin(g, v);
+    g->K->attention_backward(dq, dk, dv, y->grad, in32(g, y), c->lse, in32(g, q), in32(g, k),
+                             in32(g, v), c->lengths, q->shape[0], q->shape[1], q->shape[2],
                              k->shape[2], q->shape[3], c->causal);
+    done(g);
 }
 
 Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths, int causal) {
@@ -220,7 +282,11 @@ Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengt
     c->lse = arena_alloc(&g->act, (size_t)B * NH * T * sizeof(float));
     c->lengths = copy_ints(g, lengths, B);
     c->causal = causal;
-    g->K->attention_forward(F(y), c->lse, F(q), F(k), F(v), c->lengths, B, T, NH, KV, HD, causal);
+    float *yf = out32(g, y);
+    g->K->attention_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->lengths, B, T, NH,
+                            KV, HD, causal);
+    put(g, y, yf);
+    done(g);
     TapeEntry *e = graph_record(g, "attention", attention_bw, (Tensor *[]){q, k, v}, 3, &y, 1);
     if (e) e->ctx = c;
     return y;
@@ -245,8 +311,11 @@ Tensor *op_patch_embed(Graph *g, Tensor *img, Tensor *w, Tensor *b) {
                tensor_describe(w, bw, sizeof bw));
     int B = img->shape[0], CH = img->shape[1], H = img->shape[2], W = img->shape[3];
     int p = w->shape[2], np = (H / p) * (W / p);
-    Tensor *cols = graph_tensor(g, "im2col", 3, (int[]){B, np, CH * p * p});
-    g->K->im2col_forward(F(cols), F(img), B, CH, H, W, p);
+    Tensor *cols = graph_activation(g, "im2col", 3, (int[]){B, np, CH * p * p});
+    float *cf = out32(g, cols);
+    g->K->im2col_forward(cf, in32(g, img), B, CH, H, W, p);
+    put(g, cols, cf);
+    done(g);
     int *pc = graph_scratch(g, sizeof *pc);
     *pc = p;
     TapeEntry *e = graph_record(g, "im2col", im2col_bw, &img, 1, &cols, 1);
@@ -269,8 +338,11 @@ Tensor *op_pixel_shuffle(Graph *g, Tensor *x) {
                "pixel_shuffle: input %s must be (B, G*G, C) with an even G",
                tensor_describe(x, bx, sizeof bx));
     int B = x->shape[0], C = x->shape[2];
-    Tensor *y = graph_tensor(g, "pixel_shuffle", 3, (int[]){B, (G / 2) * (G / 2), 4 * C});
-    g->K->pixel_shuffle_forward(F(y), F(x), B, G, C);
+    Tensor *y = graph_activation(g, "pixel_shuffle", 3, (int[]){B, (G / 2) * (G / 2), 4 * C});
+    float *yf = out32(g, y);
+    g->K->pixel_shuffle_forward(yf, in32(g, x), B, G, C);
+    put(g, y, yf);
+    done(g);
     int *pg = graph_scratch(g, sizeof *pg);
     *pg = G;
     TapeEntry *e = graph_record(g, "pixel_shuffle", pixel_shuffle_bw, &x, 1, &y, 1);
@@ -289,7 +361,10 @@ Tensor *op_add(Graph *g, Tensor *a, Tensor *b) {
     MMRM_CHECK(tensor_same_shape(a, b), "add: %s and %s differ in shape",
                tensor_describe(a, ba, sizeof ba), tensor_describe(b, bb, sizeof bb));
     Tensor *y = like(g, a, "add");
-    g->K->add_forward(F(y), F(a), F(b), a->numel);
+    float *yf = out32(g, y);
+    g->K->add_forward(yf, in32(g, a), in32(g, b), a->numel);
+    put(g, y, yf);
+    done(g);
     graph_record(g, "add", add_bw, (Tensor *[]){a, b}, 2, &y, 1);
     return y;
 }
@@ -297,8 +372,10 @@ Tensor *op_add(Graph *g, Tensor *a, Tensor *b) {
 static void channel_scale_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *s = e->in[1];
     int C = last_dim(x);
-    g->K->channel_scale_backward(gin(g, x), gin(g, s), e->out[0]->grad, F(x), F(s),
+    float *dx = gin(g, x), *ds = gin(g, s);
+    g->K->channel_scale_backward(dx, ds, e->out[0]->grad, in32(g, x), in32(g, s),
                                  (int)(x->numel / C), C);
+    done(g);
 }
 
 Tensor *op_channel_scale(Graph *g, Tensor *x, Tensor *scale) {
@@ -307,7 +384,10 @@ Tensor *op_channel_scale(Graph *g, Tensor *x, Tensor *scale) {
                tensor_describe(scale, bs, sizeof bs), tensor_describe(x, bx, sizeof bx));
     int C = last_dim(x);
     Tensor *y = like(g, x, "channel_scale");
-    g->K->channel_scale_forward(F(y), F(x), F(scale), (int)(x->numel / C), C);
+    float *yf = out32(g, y);
+    g->K->channel_scale_forward(yf, in32(g, x), in32(g, scale), (int)(x->numel / C), C);
+    put(g, y, yf);
+    done(g);
     graph_record(g, "channel_scale", channel_scale_bw, (Tensor *[]){x, scale}, 2, &y, 1);
     return y;
 }
@@ -327,7 +407,10 @@ Tensor *op_drop_path(Graph *g, Tensor *x, float rate) {
         hkeep[b] = rng_uniform(&g->dropout) < 1.0 - rate ? 1.0f / (1.0f - rate) : 0.0f;
     float *keep = upload(g, hkeep, B * sizeof(float));
     Tensor *y = like(g, x, "drop_path");
-    g->K->drop_path_forward(F(y), F(x), keep, B, x->numel / B);
+    float *yf = out32(g, y);
+    g->K->drop_path_forward(yf, in32(g, x), keep, B, x->numel / B);
+    put(g, y, yf);
+    done(g);
     TapeEntry *e = graph_record(g, "drop_path", drop_path_bw, &x, 1, &y, 1);
     if (e) e->ctx = keep;
     return y;
@@ -362,10 +445,13 @@ Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M) {
     for (int m = 0; m < M; m++)
         MMRM_CHECK(idx[m] >= 0 && idx[m] < N, "gather_rows from %s: row %d (entry %d) outside [0, %d)",
                    x->name, idx[m], m, N);
-    Tensor *y = graph_tensor(g, "gather_rows", 2, (int[]){M, C});
+    Tensor *y = graph_activation(g, "gather_rows", 2, (int[]){M, C});
     int *didx = copy_ints(g, idx, M);
     /* a gather is an embedding lookup with x as the table */
-    g->K->embedding_forward(F(y), didx, F(x), M, C);
+    float *yf = out32(g, y);
+    g->K->embedding_forward(yf, didx, in32(g, x), M, C);
+    put(g, y, yf);
+    done(g);
     TapeEntry *e = graph_record(g, "gather_rows", gather_rows_bw, &x, 1, &y, 1);
     if (e) e->ctx = didx;
     return y;
@@ -378,15 +464,27 @@ static void concat_rows_bw(Graph *g, TapeEntry *e) {
     if (b->requires_grad) g->K->add_backward(graph_grad(g, b), NULL, d + a->numel, b->numel);
 }
 
+/* elements [at, at + x->numel) of y = x, converting between the storage types */
+static void copy_into(Graph *g, Tensor *y, size_t at, const Tensor *x) {
+    size_t es = dtype_size(y->dtype);
+    char *dst = (char *)y->data + at * es;
+    if (x->dtype == y->dtype)
+        device_memcpy(g->device, dst, x->data, x->numel * es);
+    else if (y->dtype == DT_BF16)
+        g->K->f32_to_bf16((uint16_t *)dst, F(x), x->numel);
+    else
+        g->K->bf16_to_f32((float *)dst, x->data, x->numel);
+}
+
 Tensor *op_concat_rows(Graph *g, Tensor *a, Tensor *b) {
     char ba[200], bb[200];
     int C = last_dim(a);
     MMRM_CHECK(last_dim(b) == C, "concat_rows: %s and %s differ in the last dim",
                tensor_describe(a, ba, sizeof ba), tensor_describe(b, bb, sizeof bb));
     int Na = (int)(a->numel / C), Nb = (int)(b->numel / C);
-    Tensor *y = graph_tensor(g, "concat_rows", 2, (int[]){Na + Nb, C});
-    device_memcpy(g->device, F(y), F(a), a->numel * sizeof(float));
-    device_memcpy(g->device, F(y) + a->numel, F(b), b->numel * sizeof(float));
+    Tensor *y = graph_activation(g, "concat_rows", 2, (int[]){Na + Nb, C});
+    copy_into(g, y, 0, a);
+    copy_into(g, y, a->numel, b);
     graph_record(g, "concat_rows", concat_rows_bw, (Tensor *[]){a, b}, 2, &y, 1);
     return y;
 }
@@ -409,8 +507,10 @@ static void bt_bw(Graph *g, TapeEntry *e) {
     LossCtx *c = e->ctx;
     int P = (int)rc->numel;
     float *scratch = arena_alloc(&g->act, (P + 1) * sizeof(float));
-    g->K->bt_loss(scratch, scratch + 1, gin(g, rc), gin(g, rr), F(rc), F(rr), c->margin, P,
+    float *drc = gin(g, rc), *drr = gin(g, rr);
+    g->K->bt_loss(scratch, scratch + 1, drc, drr, in32(g, rc), in32(g, rr), c->margin, P,
                   root_grad(loss));
+    done(g);
 }
 
 static void check_rewards(const char *op, Tensor *a, Tensor *b) {
@@ -428,7 +528,8 @@ Tensor *op_bt_loss(Graph *g, Tensor *rc, Tensor *rr, const float *margin, Tensor
     LossCtx *c = graph_scratch(g, sizeof *c);
     c->margin = NULL;
     if (margin) c->margin = upload(g, margin, P * sizeof(float));
-    g->K->bt_loss(F(loss), F(losses), NULL, NULL, F(rc), F(rr), c->margin, P, 1.0f);
+    g->K->bt_loss(F(loss), F(losses), NULL, NULL, in32(g, rc), in32(g, rr), c->margin, P, 1.0f);
+    done(g);
     TapeEntry *e = graph_record(g, "bt_loss", bt_bw, (Tensor *[]){rc, rr}, 2, &loss, 1);
     if (e) e->ctx = c;
     if (losses_out) *losses_out = losses;
@@ -440,8 +541,10 @@ static void shortcut_bw(Graph *g, TapeEntry *e) {
     LossCtx *c = e->ctx;
     int P = (int)mc->numel;
     float *s = arena_alloc(&g->act, (3 * P + 1) * sizeof(float));
-    g->K->shortcut_loss(s, s + 1, s + 1 + P, s + 1 + 2 * P, gin(g, mc), gin(g, mr), gin(g, bc),
-                        gin(g, br), F(mc), F(mr), F(bc), F(br), P, c->eps, root_grad(loss));
+    float *dmc = gin(g, mc), *dmr = gin(g, mr), *dbc = gin(g, bc), *dbr = gin(g, br);
+    g->K->shortcut_loss(s, s + 1, s + 1 + P, s + 1 + 2 * P, dmc, dmr, dbc, dbr, in32(g, mc),
+                        in32(g, mr), in32(g, bc), in32(g, br), P, c->eps, root_grad(loss));
+    done(g);
 }
 
 ShortcutLoss op_shortcut_loss(Graph *g, Tensor *mc, Tensor *mr, Tensor *bc, Tensor *br,
@@ -455,8 +558,9 @@ ShortcutLoss op_shortcut_loss(Graph *g, Tensor *mc, Tensor *mr, Tensor *bc, Tens
     r.w = graph_tensor(g, "sfc_w", 1, (int[]){P});
     r.lm = graph_tensor(g, "loss_main", 1, (int[]){P});
     r.lb = graph_tensor(g, "loss_bias", 1, (int[]){P});
-    g->K->shortcut_loss(F(r.loss), F(r.w), F(r.lm), F(r.lb), NULL, NULL, NULL, NULL, F(mc), F(mr),
-                        F(bc), F(br), P, eps, 1.0f);
+    g->K->shortcut_loss(F(r.loss), F(r.w), F(r.lm), F(r.lb), NULL, NULL, NULL, NULL, in32(g, mc),
+                        in32(g, mr), in32(g, bc), in32(g, br), P, eps, 1.0f);
+    done(g);
     LossCtx *c = graph_scratch(g, sizeof *c);
     c->margin = NULL;
     c->eps = eps;

@@ -13,6 +13,8 @@
 
 /* y = x . w^T + b; x (..., C), w (OC, ...) with numel OC*C (a conv weight works), b (OC) */
 Tensor *op_linear(Graph *g, Tensor *x, Tensor *w, Tensor *b);
+/* the same with an f32 output whatever the graph's activation storage (reward heads) */
+Tensor *op_linear_f32(Graph *g, Tensor *x, Tensor *w, Tensor *b);
 /* (B, T, C) rows of table (V, C); every id is checked against V */
 Tensor *op_embedding(Graph *g, Tensor *table, const int *ids, int B, int T);
 Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *w, Tensor *b, float eps); /* over last dim */

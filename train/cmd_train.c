@@ -148,7 +148,7 @@ int cmd_train(int argc, char **argv) {
         if (c.device == TRAIN_DEVICE_AUTO) snprintf(what, sizeof what, "auto: no GPU backend in this build");
 #endif
         mmrm_log("device: %s (%s), precision %s, %d rank%s (%s)", device_name(dev), what,
-                 bf16 ? "bf16 weights and GEMM operands, fp32 master weights, activations and state" : "fp32", comm.world,
+                 bf16 ? "bf16 (bf16 weight copies, GEMM operands and stored activations; fp32 master weights, optimizer state, gradients and statistics)" : "fp32", comm.world,
                  comm.world > 1 ? "s" : "", comm_kind_name(comm.kind));
         fprintf(stderr, "mmrm: resolved configuration (%s):\n", argv[1]);
         train_config_print(&c, stderr);

@@ -681,6 +681,8 @@ int train_run(const TrainerOptions *o) {
     if (o->n_eval_datasets > 0 && pairset_load(&r.eval, o->eval_datasets, o->n_eval_datasets, &ro))
         goto fail;
     graph_init(&r.g, o->device, 64 << 20, o->seed);
+    /* bf16: activations stored in bf16 too (compute, gradients and statistics stay fp32) */
+    if (o->bf16_weights) graph_set_act_dtype(&r.g, DT_BF16);
     r.g.training = 1;
     r.g.recompute = o->grad_checkpoint;
     r.g.dropout.counter = r.st.dropout_counter;
@@ -751,6 +753,7 @@ int train_run(const TrainerOptions *o) {
         double mib = 1.0 / 1048576.0;
         char copy[96] = "";
         if (w16) snprintf(copy, sizeof copy, " (fp32 master) + bf16 copy %.1f MiB", total * 2 * mib);
+        if (o->bf16_weights) mmrm_log("activations stored in bf16 (fp32 compute, gradients and statistics)");
         mmrm_log("memory per rank: parameters %.1f MiB%s, gradients %.1f MiB, AdamW moments %.1f MiB%s",
                  total * 4 * mib, copy, trainable * 4 * mib,
                  (r.zero ? 2.0 * comm_shard_size(trainable, r.world) : 2.0 * trainable) * 4 * mib,
@@ -770,7 +773,7 @@ int train_run(const TrainerOptions *o) {
         graph_reset(&r.g);
         Tensor *f = rm_vit_features(&r.bias, &r.g, tile, 1);
         r.blank_cache = xmalloc(f->numel * sizeof(float));
-        device_copy_to_host(f->device, r.blank_cache, f->data, f->numel * sizeof(float));
+        memcpy(r.blank_cache, graph_host(&r.g, f), f->numel * sizeof(float));
         free(tile);
         graph_reset(&r.g);
         graph_set_grad(&r.g, prev);

@@ -4,6 +4,7 @@
 #define MMRM_KERNELS_CPU_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int N, int C, int OC);
@@ -36,5 +37,7 @@ void cpu_shortcut_loss(float *loss, float *w, float *lm, float *lb, float *dmc, 
 void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale);
 void cpu_sum_squares(float *out, const float *g, size_t n);
 void cpu_scale_inplace(float *x, float s, size_t n);
+void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+void cpu_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 
 #endif

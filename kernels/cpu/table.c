@@ -35,4 +35,6 @@ const KernelOps kernels_cpu = {
     .adamw_update = cpu_adamw_update,
     .sum_squares = cpu_sum_squares,
     .scale_inplace = cpu_scale_inplace,
+    .f32_to_bf16 = cpu_f32_to_bf16,
+    .bf16_to_f32 = cpu_bf16_to_f32,
 };

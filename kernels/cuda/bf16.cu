@@ -1,5 +1,6 @@
-// bf16.cu - bf16 storage for the GEMMs of precision = bf16: fp32 -> bf16 conversion and
-// the bf16 weight copies ("shadows") of the flat parameter buffers.
+// bf16.cu - bf16 storage for precision = bf16: fp32 <-> bf16 conversion (weights for the
+// GEMMs, activations stored in bf16) and the bf16 weight copies ("shadows") of the flat
+// parameter buffers.
 //
 // A shadow is a bf16 copy of a whole fp32 parameter buffer (runtime/memory.c
 // params_enable_bf16). While one is registered:
@@ -37,6 +38,22 @@ __global__ void f32_to_bf16_x4_kernel(uint2 *dst, const float4 *src, size_t n4) 
     }
 }
 
+__global__ void bf16_to_f32_kernel(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __uint_as_float((unsigned)src[i] << 16);
+}
+
+// four at a time: one 8-byte load, one 16-byte store
+__global__ void bf16_to_f32_x4_kernel(float4 *dst, const uint2 *src, size_t n4) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x) {
+        uint2 v = src[i];
+        dst[i] = make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
+                             __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u));
+    }
+}
+
 struct Shadow {
     const float *base;
     size_t n;
@@ -65,6 +82,22 @@ extern "C" void cuda_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
     }
     if (done == n) return;
     f32_to_bf16_kernel<<<cuda_blocks(n - done, kThreads), kThreads, 0, cuda_stream()>>>(
+        dst + done, src + done, n - done);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
+    if (n == 0) return;
+    size_t done = 0;
+    if ((uintptr_t)dst % 16 == 0 && (uintptr_t)src % 8 == 0 && n >= 4) {
+        size_t n4 = n / 4;
+        bf16_to_f32_x4_kernel<<<cuda_blocks(n4, kThreads), kThreads, 0, cuda_stream()>>>(
+            (float4 *)dst, (const uint2 *)src, n4);
+        CUDA_LAUNCH_CHECK();
+        done = 4 * n4;
+    }
+    if (done == n) return;
+    bf16_to_f32_kernel<<<cuda_blocks(n - done, kThreads), kThreads, 0, cuda_stream()>>>(
         dst + done, src + done, n - done);
     CUDA_LAUNCH_CHECK();
 }

@@ -6,6 +6,7 @@
 #define MMRM_KERNELS_CUDA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,6 +43,8 @@ void cuda_shortcut_loss(float *loss, float *w, float *lm, float *lb, float *dmc,
 void cuda_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale);
 void cuda_sum_squares(float *out, const float *g, size_t n);
 void cuda_scale_inplace(float *x, float s, size_t n);
+void cuda_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+void cuda_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 
 #ifdef __cplusplus
 }

@@ -35,4 +35,6 @@ extern "C" const KernelOps kernels_cuda = {
     .adamw_update = cuda_adamw_update,
     .sum_squares = cuda_sum_squares,
     .scale_inplace = cuda_scale_inplace,
+    .f32_to_bf16 = cuda_f32_to_bf16,
+    .bf16_to_f32 = cuda_bf16_to_f32,
 };

@@ -425,6 +425,9 @@ static inline double __fma_rn(double a, double b, double c) { return fma(a, b, c
 #define __cosf(x) cosf(x)
 #define __powf(x, y) powf(x, y)
 static inline float __fdividef(float a, float b) { return a / b; }
+/* bit casts */
+static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
 #define rsqrtf(x) (1.0f / sqrtf(x)) /* C23 libms may declare these: macros too */
 #define rsqrt(x) (1.0 / sqrt(x))

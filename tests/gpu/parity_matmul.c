@@ -21,6 +21,7 @@
  * fp32 GEMMs, as cuda_matmul_paths reports, the 1e-5 check is against the fp32 result.) parity_bf16_weights then checks the
  * bf16 weight copies (kernels/cuda/bf16.cu): the fused AdamW kernel keeps them equal, bit
  * for bit, to the rounded fp32 master weights, and the GEMMs read them. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,38 @@ done:
     free(w_new16);
 }
 
+/* the storage conversions of the op table (bf16 activations): CUDA == CPU bit for bit, at
+ * odd sizes and offsets (the x4 kernels need 16/8-byte alignment; the rest takes the scalar
+ * path), including ties, infinities and NaN */
+static void parity_conversions(Parity *p) {
+    const size_t sizes[] = {1, 3, 4, 7, 1000, 4099};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        for (size_t off = 0; off < 2; off++) {
+            size_t n = sizes[k], tot = n + off;
+            float *x = h_rand(p, tot, -300.0f, 300.0f), *back_c = h_zeros(tot), *back_g = h_zeros(tot);
+            const float special[] = {1.0f + 1.0f / 256, 1.0f + 3.0f / 256, INFINITY, -INFINITY, NAN,
+                                     3.4e38f, -0.0f};
+            for (size_t i = 0; i < 7 && off + i < tot; i++) x[off + i] = special[i];
+            uint16_t *hc = calloc(tot, 2), *hg = calloc(tot, 2);
+            float *dx = d_upload(x, tot), *dback = d_zeros(tot);
+            uint16_t *d16 = cuda_malloc(tot * 2);
+            kernels_cpu.f32_to_bf16(hc + off, x + off, n);
+            kernels_cuda.f32_to_bf16(d16 + off, dx + off, n);
+            cuda_copy_d2h(hg, d16, tot * 2);
+            kernels_cpu.bf16_to_f32(back_c + off, hc + off, n);
+            kernels_cuda.bf16_to_f32(dback + off, d16 + off, n);
+            d_download(back_g, dback, tot);
+            int same = memcmp(hc + off, hg + off, n * 2) == 0 &&
+                       memcmp(back_c + off, back_g + off, n * sizeof(float)) == 0;
+            printf("%s bf16 storage conversions n=%zu offset=%zu: CUDA == CPU bitwise\n",
+                   same ? "ok  " : "FAIL", n, off);
+            if (same) p->passed++;
+            else p->failed++;
+            free(x); free(back_c); free(back_g); free(hc); free(hg);
+            d_free(dx); d_free(dback); cuda_free(d16);
+        }
+}
+
 void parity_matmul(Parity *p) {
     static const MatmulCase cases[] = {
         {1, 1, 1, 1, G_ALL, 0},
@@ -318,4 +351,5 @@ void parity_matmul(Parity *p) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(p, &cases[i]);
     if (p->bf16) parity_bf16_weights(p);
+    else parity_conversions(p);
 }

@@ -70,8 +70,10 @@ static void run_case(Parity *p, const char *label, ModelConfig cfg, int freeze_v
     graph_init(&gc, DEV_CPU, 8 << 20, 7);
     graph_init(&gg, DEV_CUDA, 8 << 20, 7);
     gc.recompute = gg.recompute = recompute;
+    if (p->bf16) graph_set_act_dtype(&gg, DT_BF16); /* as `mmrm train` in bf16 */
     char name[160];
-    /* fp32: the ops' 1e-5. bf16: every GEMM rounds its inputs to bf16 (8 mantissa bits), and
+    /* fp32: the ops' 1e-5. bf16: activations are stored in bf16 and every GEMM rounds its
+     * inputs to bf16 (8 mantissa bits), and
      * over the ~20 GEMMs of a forward and backward the CPU/GPU difference grows to 1-3e-2
      * even with exact accumulation (measured with the CPU emulator's exact GEMM,
      * tests/cuda_emu/README.md), so the whole model is held to 5e-2 there; single ops keep

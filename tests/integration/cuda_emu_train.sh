@@ -4,8 +4,9 @@
 # steps with device = cuda (precision = fp32) must give the same per-step losses as
 # device = cpu within 1e-4 relative, and final weights within 1e-4 (models moved to the
 # device, uploads of every op input, logging read back after backward, checkpoints and
-# optimizer state staged through the host); precision = bf16 (GEMMs over bf16 weight copies
-# kept by the fused AdamW) equals GEMMs over the fp32 master weights, alone and under ZeRO-1;
+# optimizer state staged through the host); precision = bf16 (activations stored in bf16,
+# GEMMs over bf16 weight copies kept by the fused AdamW) equals GEMMs over the fp32 master
+# weights, alone and under ZeRO-1, and its losses stay within 1e-2 of fp32 on the CPU;
 # a run resumed on the device from a checkpoint
 # must end where the uninterrupted device run ends; `score --device cuda` must give the
 # CPU's scores within 1e-4 (2e-2 with --precision bf16); 2 ranks on the device must equal 1 rank with the same global
@@ -60,6 +61,7 @@ done
 train robust cpu "$d/robust_cpu_w0" warmup_ratio=0
 train robust cuda "$d/bf16" precision=bf16 warmup_ratio=0
 grep -q "bf16 copy" "$d/bf16.log" || { echo "FAIL precision=bf16 made no bf16 weight copy"; exit 1; }
+grep -q "activations stored in bf16" "$d/bf16.log" || { echo "FAIL precision=bf16 kept fp32 activations"; exit 1; }
 if [ $sanitized = 0 ]; then # the twin repeats code paths the sanitized run already covers
     (export EMU_LT_REJECT=bf16io; train robust cuda "$d/bf16_fast" precision=bf16 warmup_ratio=0)
     cmp <(weights "$d/bf16/checkpoint-last") <(weights "$d/bf16_fast/checkpoint-last") ||
@@ -181,7 +183,7 @@ awk -v w="$w" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL scores differ"; exit
 # --precision bf16: GEMMs over the bf16 weight copy; scores within 2e-2 of the CPU's fp32
 "$emu" score --model "$m" --input "$d/data/score_input.jsonl" --output "$d/s_bf16.jsonl" --device cuda \
     --precision bf16 2> "$d/s_bf16.log" || { cat "$d/s_bf16.log"; exit 1; }
-grep -q "bf16 GEMMs over a bf16 weight copy" "$d/s_bf16.log" || { echo "FAIL score --precision bf16 made no copy"; exit 1; }
+grep -q "bf16 GEMMs over a bf16 weight copy, bf16 activations" "$d/s_bf16.log" || { echo "FAIL score --precision bf16 made no copy or kept fp32 activations"; exit 1; }
 w=$(paste <(sc "$d/s_cpu.jsonl") <(sc "$d/s_bf16.jsonl") | worst)
 echo "score cuda --precision bf16 vs cpu fp32: worst rel $w"
 awk -v w="$w" 'BEGIN { exit !(w <= 2e-2) }' || { echo "FAIL bf16 scores differ"; exit 1; }
