@@ -181,6 +181,12 @@ typedef struct KernelOps {
      * kernels above): round to nearest even (NaN stays NaN), and the exact widening ---- */
     void (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);
     void (*bf16_to_f32)(float *dst, const uint16_t *src, size_t n);
+    /* optional (NULL: ops.c widens the input through fp32 instead): matmul_forward/backward
+     * with a bf16-stored input, which a bf16 GEMM takes as it is */
+    void (*matmul_forward_x16)(float *out, const uint16_t *inp, const float *weight,
+                               const float *bias, int N, int C, int OC);
+    void (*matmul_backward_x16)(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const uint16_t *inp, const float *weight, int N, int C, int OC);
 } KernelOps;
 
 extern const KernelOps kernels_cpu;

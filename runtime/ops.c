@@ -68,7 +68,10 @@ static void linear_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *w = e->in[1], *b = e->in[2], *y = e->out[0];
     int OC = w->shape[0], C = (int)(w->numel / OC), N = (int)(x->numel / C);
     float *dx = gin(g, x), *dw = gin(g, w), *db = gin(g, b);
-    g->K->matmul_backward(dx, dw, db, y->grad, in32(g, x), in32(g, w), N, C, OC);
+    if (x->dtype == DT_BF16 && w->dtype == DT_F32 && g->K->matmul_backward_x16)
+        g->K->matmul_backward_x16(dx, dw, db, y->grad, x->data, F(w), N, C, OC);
+    else
+        g->K->matmul_backward(dx, dw, db, y->grad, in32(g, x), in32(g, w), N, C, OC);
     done(g);
 }
 
@@ -87,7 +90,10 @@ static Tensor *linear(Graph *g, Tensor *x, Tensor *w, Tensor *b, int f32_out) {
                         : graph_activation(g, "linear", x->ndim, shape);
     int N = (int)(x->numel / C);
     float *yf = out32(g, y);
-    g->K->matmul_forward(yf, in32(g, x), in32(g, w), in32(g, b), N, C, OC);
+    if (x->dtype == DT_BF16 && w->dtype == DT_F32 && g->K->matmul_forward_x16)
+        g->K->matmul_forward_x16(yf, x->data, F(w), in32(g, b), N, C, OC);
+    else
+        g->K->matmul_forward(yf, in32(g, x), in32(g, w), in32(g, b), N, C, OC);
     put(g, y, yf);
     done(g);
     graph_record(g, "linear", linear_bw, (Tensor *[]){x, w, b}, 3, &y, 1);

@@ -44,6 +44,8 @@ void cuda_adamw_update(float *params, const float *grads, float *m, float *v, si
 void cuda_sum_squares(float *out, const float *g, size_t n);
 void cuda_scale_inplace(float *x, float s, size_t n);
 void cuda_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+void cuda_matmul_forward_x16(float *out, const uint16_t *inp, const float *weight, const float *bias, int N, int C, int OC);
+void cuda_matmul_backward_x16(float *dinp, float *dweight, float *dbias, const float *dout, const uint16_t *inp, const float *weight, int N, int C, int OC);
 void cuda_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 
 #ifdef __cplusplus

@@ -357,17 +357,36 @@ const uint16_t *as_bf16(const float *src, size_t n, int slot, bool want_shadow) 
 
 const int kSlotWeight = 2, kSlotInput = 3, kSlotDout = 4;
 
-// lt_gemm over bf16 operands when b16 (B's bf16 copy) is given and cuBLASLt has an algorithm
-// for them, A's copy then taken from the weight registry (a_weight) or converted into scratch
-// slot a_slot; otherwise over the fp32 operands a (na elements) and b
-void gemm_any(float *d, const float *a, size_t na, bool a_weight, int a_slot, int transa,
-              const float *b, const uint16_t *b16, int transb, int64_t m, int64_t n, int64_t k,
-              float beta, const float *bias) {
-    if (b16) {
-        const uint16_t *a16 = as_bf16(a, na, a_slot, a_weight);
+// fp32 copy of n bf16 values (a bf16-stored activation) in scratch slot, for the fp32 GEMMs
+const float *widen(const uint16_t *src, size_t n, int slot) {
+    float *dst = (float *)cuda_scratch(slot, n * sizeof(float));
+    cuda_bf16_to_f32(dst, src, n);
+    return dst;
+}
+
+// One operand of a GEMM: fp32 (f) and/or bf16 (h) storage of ne elements; a missing form is
+// made when needed: bf16 from the weight registry (weight) or converted into scratch slot,
+// fp32 widened into the same slot.
+struct Operand {
+    const float *f;
+    const uint16_t *h;
+    size_t ne;
+    bool weight;
+    int slot;
+};
+
+// lt_gemm over bf16 operands when `bf16` and cuBLASLt has an algorithm for them; otherwise
+// over fp32 operands (FAST_16BF in bf16 mode, else exact fp32)
+void gemm_any(float *d, Operand a, int transa, Operand b, int transb, int64_t m, int64_t n,
+              int64_t k, float beta, const float *bias, bool bf16) {
+    if (bf16) {
+        const uint16_t *a16 = a.h ? a.h : as_bf16(a.f, a.ne, a.slot, a.weight);
+        const uint16_t *b16 = b.h ? b.h : as_bf16(b.f, b.ne, b.slot, b.weight);
         if (lt_gemm(d, a16, transa, b16, transb, m, n, k, beta, bias, 1)) return;
     }
-    lt_gemm(d, a, transa, b, transb, m, n, k, beta, bias, 0);
+    const float *a32 = a.f ? a.f : widen(a.h, a.ne, a.slot);
+    const float *b32 = b.f ? b.f : widen(b.h, b.ne, b.slot);
+    lt_gemm(d, a32, transa, b32, transb, m, n, k, beta, bias, 0);
 }
 
 bool bf16_operands() { return cuda_get_precision() && g_bf16_operands; }
@@ -380,8 +399,9 @@ extern "C" void cuda_matmul_paths(long counts[3]) {
     for (int i = 0; i < 3; i++) counts[i] = g_paths[i];
 }
 
-extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight,
-                                    const float *bias, int N, int C, int OC) {
+// inp is fp32 (inp) or bf16 (inp16)
+static void matmul_forward(float *out, const float *inp, const uint16_t *inp16, const float *weight,
+                    const float *bias, int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
     if (C <= 0) { // empty product: out = bias (or 0)
         unsigned threads = 256;
@@ -391,24 +411,25 @@ extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *w
         return;
     }
     // out^T (OC x N) = op_T(W^T: C x OC, ld C) . op_N(inp^T: C x N, ld C) + bias
-    const uint16_t *x16 = bf16_operands() ? as_bf16(inp, (size_t)N * C, kSlotInput, false) : nullptr;
-    gemm_any(out, weight, (size_t)OC * C, true, kSlotWeight, 1, inp, x16, 0, OC, N, C, 0.0f, bias);
+    Operand w = {weight, nullptr, (size_t)OC * C, true, kSlotWeight};
+    Operand x = {inp, inp16, (size_t)N * C, false, kSlotInput};
+    gemm_any(out, w, 1, x, 0, OC, N, C, 0.0f, bias, bf16_operands());
 }
 
-extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
-                                     const float *dout, const float *inp, const float *weight,
-                                     int N, int C, int OC) {
+static void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const uint16_t *inp16, const float *weight, int N, int C,
+                     int OC) {
     if (N <= 0 || OC <= 0) return; // nothing flows (dinp += 0 when OC == 0)
     // bf16 mode: dout is converted once for both products
-    const uint16_t *g16 = nullptr;
-    if (bf16_operands() && C > 0 && (dinp || dweight))
-        g16 = as_bf16(dout, (size_t)N * OC, kSlotDout, false);
+    bool b16 = bf16_operands();
+    Operand g = {dout, nullptr, (size_t)N * OC, false, kSlotDout};
+    if (b16 && C > 0 && (dinp || dweight)) g.h = as_bf16(dout, (size_t)N * OC, kSlotDout, false);
+    Operand w = {weight, nullptr, (size_t)OC * C, true, kSlotWeight};
+    Operand x = {inp, inp16, (size_t)N * C, false, kSlotInput};
     if (dinp && C > 0) // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
-        gemm_any(dinp, weight, (size_t)OC * C, true, kSlotWeight, 0, dout, g16, 0, C, N, OC, 1.0f,
-                 nullptr);
+        gemm_any(dinp, w, 0, g, 0, C, N, OC, 1.0f, nullptr, b16);
     if (dweight && C > 0) // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC)
-        gemm_any(dweight, inp, (size_t)N * C, false, kSlotInput, 0, dout, g16, 1, C, OC, N, 1.0f,
-                 nullptr);
+        gemm_any(dweight, x, 0, g, 1, C, OC, N, 1.0f, nullptr, b16);
     if (dbias) {
         const int threads = 256;
         const int rows_per_chunk = 256; // fixed: the summation order depends on N only
@@ -432,4 +453,28 @@ extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
         colsum_final_kernel<<<gx, threads, 0, cuda_stream()>>>(dbias, partial, nchunks, OC);
         CUDA_LAUNCH_CHECK();
     }
+}
+
+extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight,
+                                    const float *bias, int N, int C, int OC) {
+    matmul_forward(out, inp, nullptr, weight, bias, N, C, OC);
+}
+
+extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
+                                     const float *dout, const float *inp, const float *weight,
+                                     int N, int C, int OC) {
+    matmul_backward(dinp, dweight, dbias, dout, inp, nullptr, weight, N, C, OC);
+}
+
+// a bf16-stored input (activations in bf16): in bf16 mode it is the GEMM operand as it is,
+// otherwise (or when cuBLASLt has no bf16 algorithm) it is widened into scratch
+extern "C" void cuda_matmul_forward_x16(float *out, const uint16_t *inp, const float *weight,
+                                        const float *bias, int N, int C, int OC) {
+    matmul_forward(out, nullptr, inp, weight, bias, N, C, OC);
+}
+
+extern "C" void cuda_matmul_backward_x16(float *dinp, float *dweight, float *dbias,
+                                         const float *dout, const uint16_t *inp,
+                                         const float *weight, int N, int C, int OC) {
+    matmul_backward(dinp, dweight, dbias, dout, nullptr, inp, weight, N, C, OC);
 }

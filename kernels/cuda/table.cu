@@ -37,4 +37,6 @@ extern "C" const KernelOps kernels_cuda = {
     .scale_inplace = cuda_scale_inplace,
     .f32_to_bf16 = cuda_f32_to_bf16,
     .bf16_to_f32 = cuda_bf16_to_f32,
+    .matmul_forward_x16 = cuda_matmul_forward_x16,
+    .matmul_backward_x16 = cuda_matmul_backward_x16,
 };

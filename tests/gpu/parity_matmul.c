@@ -210,6 +210,71 @@ static void run_case(Parity *p, const MatmulCase *c) {
     free(db0);
 }
 
+/* The same GEMMs with the input stored in bf16 (activations in bf16: matmul_*_x16). The
+ * oracle is the CPU's fp32 GEMM over the widened input: exact fp32 (1e-5) in the fp32 pass;
+ * in the bf16 pass over bf16-rounded weights and dout too (or the fp32 one when a fallback
+ * ran fp32), within 1e-5. */
+static void run_case_x16(Parity *p, const MatmulCase *c) {
+    const int N = c->N, C = c->C, OC = c->OC, off = c->offset;
+    const size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;
+    char tag[96];
+    snprintf(tag, sizeof tag, "N=%d C=%d OC=%d%s%s", N, C, OC, c->bias ? " bias" : "",
+             off == 1 ? " +4B" : off == 4 ? " +16B" : "");
+    float *inp = h_rand(p, nin, -1.0f, 1.0f), *w = h_rand(p, nw, -1.0f, 1.0f);
+    float *b = h_rand(p, (size_t)OC, -1.0f, 1.0f), *dout = h_rand(p, nout, -1.0f, 1.0f);
+    float *dinp0 = h_rand(p, nin, -1.0f, 1.0f), *dw0 = h_rand(p, nw, -1.0f, 1.0f);
+    float *inpr = h_round_bf16(inp, nin), *w16 = h_round_bf16(w, nw), *dout16 = h_round_bf16(dout, nout);
+    uint16_t *h16 = calloc(nin + 2 * (size_t)off + 1, sizeof *h16);
+    if (!h16) abort();
+    for (size_t i = 0; i < nin; i++) h16[2 * off + i] = bf16_from_f32(inp[i]);
+    uint16_t *d16 = cuda_malloc((nin + 2 * (size_t)off + 1) * sizeof *h16);
+    cuda_copy_h2d(d16, h16, (nin + 2 * (size_t)off + 1) * sizeof *h16);
+    const uint16_t *d_x = d16 + 2 * off; /* `off` floats' worth of bytes in */
+    float *d_w_base, *d_b_base, *d_dout_base, *d_out_base, *d_dinp_base, *d_dw_base;
+    float *d_w = upload_at(w, nw, off, &d_w_base), *d_b = upload_at(b, (size_t)OC, off, &d_b_base);
+    float *d_dout = upload_at(dout, nout, off, &d_dout_base);
+    float *d_out = upload_at(dout, nout, off, &d_out_base); /* garbage: overwritten */
+    float *d_dinp = upload_at(dinp0, nin, off, &d_dinp_base), *d_dw = upload_at(dw0, nw, off, &d_dw_base);
+
+    float *ref = h_zeros(nout), *ref16 = h_zeros(nout), *got = h_zeros(nout);
+    kernels_cpu.matmul_forward(ref, inpr, w, c->bias ? b : NULL, N, C, OC);
+    kernels_cpu.matmul_forward(ref16, inpr, w16, c->bias ? b : NULL, N, C, OC);
+    long before[3], after[3];
+    cuda_matmul_paths(before);
+    kernels_cuda.matmul_forward_x16(d_out, d_x, d_w, c->bias ? d_b : NULL, N, C, OC);
+    cuda_matmul_paths(after);
+    d_download(got, d_out, nout);
+    int path = p->bf16 ? gemm_path(before, after) : 0;
+    check_exact(p, parity_name("matmul x16 fwd %s: out (%s)", tag, path == 1 ? "bf16 operands" : "fp32"),
+                path, ref16, ref, got, nout);
+
+    float *r_dinp = h_copy(dinp0, nin), *r_dw = h_copy(dw0, nw);
+    float *e_dinp = h_copy(dinp0, nin), *e_dw = h_copy(dw0, nw);
+    kernels_cpu.matmul_backward(r_dinp, r_dw, NULL, dout, inpr, w, N, C, OC);
+    kernels_cpu.matmul_backward(e_dinp, e_dw, NULL, dout16, inpr, w16, N, C, OC);
+    cuda_matmul_paths(before);
+    kernels_cuda.matmul_backward_x16(d_dinp, d_dw, NULL, d_dout, d_x, d_w, N, C, OC);
+    cuda_matmul_paths(after);
+    path = p->bf16 ? gemm_path(before, after) : 0;
+    float *h = h_zeros(nin);
+    d_download(h, d_dinp, nin);
+    check_exact(p, parity_name("matmul x16 bwd %s: dinp (%s)", tag, path == 1 ? "bf16 operands" : "fp32"),
+                path, e_dinp, r_dinp, h, nin);
+    free(h);
+    h = h_zeros(nw);
+    d_download(h, d_dw, nw);
+    check_exact(p, parity_name("matmul x16 bwd %s: dweight (%s)", tag, path == 1 ? "bf16 operands" : "fp32"),
+                path, e_dw, r_dw, h, nw);
+    free(h);
+
+    cuda_free(d16);
+    d_free(d_w_base); d_free(d_b_base); d_free(d_dout_base); d_free(d_out_base);
+    d_free(d_dinp_base); d_free(d_dw_base);
+    free(inp); free(w); free(b); free(dout); free(dinp0); free(dw0); free(inpr); free(w16);
+    free(dout16); free(h16); free(ref); free(ref16); free(got); free(r_dinp); free(r_dw);
+    free(e_dinp); free(e_dw);
+}
+
 /* The bf16 weight copy of a flat buffer (bf16.cu): a weight (OC, C) lives at an odd
  * offset inside a buffer of n floats with a bf16 copy registered. Three fused AdamW steps
  * over the whole buffer must leave the copy equal, bit for bit, to bf16(fp32 master); the
@@ -350,6 +415,8 @@ void parity_matmul(Parity *p) {
         {7, 1000, 1, 0, G_ALL, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(p, &cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        if ((double)cases[i].N * cases[i].C * cases[i].OC < 5e7) run_case_x16(p, &cases[i]);
     if (p->bf16) parity_bf16_weights(p);
     else parity_conversions(p);
 }
