@@ -859,6 +859,13 @@ int train_run(const TrainerOptions *o) {
              r.st.step - r.start_step, el, r.pairs_seen / fmax(el, 1e-9), r.tokens_seen / fmax(el, 1e-9),
              r.st.nlog ? r.st.log[r.st.nlog - 1].loss : NAN, r.st.nlog ? r.st.log[r.st.nlog - 1].acc : NAN,
              r.st.skipped_nonfinite ? " (some steps skipped: non-finite)" : "", o->output_dir);
+    if (r.g.act_dtype == DT_BF16)
+        mmrm_log("activation arena per rank: %.1f MiB at peak (activations in bf16; gradients "
+                 "fp32) + %.1f MiB fp32 staging of one op's operands", r.g.act.peak / 1048576.0,
+                 r.g.stage.peak / 1048576.0);
+    else
+        mmrm_log("activation arena per rank: %.1f MiB at peak (activations and gradients fp32)",
+                 r.g.act.peak / 1048576.0);
     if (r.gs) {
         GradSyncStats gst = gradsync_stats(r.gs);
         if (gst.steps && !gst.staged)
