@@ -15,7 +15,8 @@
 #      masters after fused AdamW steps), the tiny/small model's rewards and every parameter
 #      gradient on GPU vs CPU
 #   3. `mmrm train`, 50 steps, both algorithms, device = cpu vs device = cuda precision = fp32
-#      (per-step losses within 1e-4) and precision = bf16 (trend reported)
+#      (per-step losses within 1e-4) and precision = bf16 (trend reported; activation
+#      memory of fp32 vs bf16 storage reported)
 #   4. `mmrm score` on the GPU vs the CPU (same scores within 1e-4; --precision bf16 reported)
 #   5. compute-sanitizer memcheck on a 3-step training run (skipped where the runtime
 #      refuses it, e.g. gVisor)
@@ -96,6 +97,7 @@ for algo in standard robust; do
     [ "$ok" = ok ] || fails+=("train $algo fp32 parity")
     first=$(head -n 1 "$OUT/loss_${algo}_bf16.tsv"); last=$(tail -n 1 "$OUT/loss_${algo}_bf16.tsv")
     note "- train $algo ($ok): $n steps, worst per-step loss difference CPU vs GPU fp32 $worst; bf16: first step cpu/gpu $first, step 50 cpu/gpu $last"
+    note "  GPU $(grep -o 'activation arena per rank: .*' "$OUT/train_${algo}_cuda_fp32.log" | head -n 1) | bf16: $(grep -o 'activation arena per rank: .*' "$OUT/train_${algo}_cuda_bf16.log" | head -n 1)"
 done
 
 step "4. scoring: CPU vs GPU"
