@@ -5,8 +5,9 @@
  * (what training with precision = bf16 runs; kernels/cuda/bf16.cu), LayerNorm/RMSNorm GB/s against a device-to-device
  * copy measured in the same run, and attention TFLOP/s (forward, backward) of the
  * hand-written kernel; in a build with NCCL (`make cuda NCCL=1`), the NCCL all-reduce's time
- * and bandwidth at gradient-buffer sizes (under mpirun, across the ranks). Times with CUDA
- * events on the backend's stream, median of REPS.
+ * and bandwidth at gradient-buffer sizes (under mpirun, across the ranks); and a reward-model
+ * training step (forward + backward, precision bf16) with activations stored in fp32 vs bf16:
+ * time and activation arena. Times with CUDA events on the backend's stream, median of REPS.
  * Prints one table per family; never asserts. */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
@@ -15,7 +16,9 @@
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/kernels.h"
+#include "models/reward_model.h"
 #include "runtime/comm.h"
+#include "runtime/error.h"
 #include "runtime/rng.h"
 
 enum { REPS = 7 };
@@ -119,6 +122,73 @@ static void nccl_bench(Comm *c) {
     }
 }
 #endif
+
+/* a forward + backward of the reward model (configs/model/small.json widened to a 1024-wide,
+ * 4-layer decoder), 8 sequences of 512 tokens, 4 images */
+typedef struct { RewardModel *m; Graph *g; RmBatch *bt; } Step;
+static void step_body(void *v) {
+    Step *s = v;
+    graph_reset(s->g);
+    params_zero_grad(&s->m->ps);
+    Tensor *r = rm_forward(s->m, s->g, s->bt);
+    float w[8] = {1, -1, 1, -1, 1, -1, 1, -1};
+    graph_backward_from(s->g, r, w);
+}
+
+static void model_bench(void) {
+    ModelConfig cfg;
+    if (config_load("configs/model/small.json", &cfg)) {
+        printf("\nmodel step: skipped (%s)\n", mmrm_last_error());
+        return;
+    }
+    cfg.llm.hidden = 1024;
+    cfg.llm.heads = 16;
+    cfg.llm.kv_heads = 4;
+    cfg.llm.head_dim = 64;
+    cfg.llm.intermediate = 2816;
+    int freeze[PG_COUNT] = {0};
+    RewardModel m;
+    rm_create(&m, &cfg, DEV_CPU, freeze);
+    Rng r = rng_make(5, 9);
+    rng_fill_normal(&r, m.ps.data, m.ps.numel, 0.0f, 0.02f);
+    rm_to_device(&m, DEV_CUDA);
+    enum { B = 8, T = 512 };
+    int tpt = config_tokens_per_tile(&cfg), S = cfg.image_size;
+    static int ids[B * T], lengths[B], tiles[B / 2], image_of[B];
+    float *pixels = malloc(sizeof(float) * 3 * S * S * (B / 2));
+    rng_fill_uniform(&r, pixels, (size_t)3 * S * S * (B / 2), -2.0f, 2.0f);
+    for (int b = 0; b < B; b++) {
+        int t = 0;
+        image_of[b] = b / 2;
+        tiles[b / 2] = 1;
+        lengths[b] = T - 16 * b;
+        ids[b * T + t++] = 258;
+        ids[b * T + t++] = 260;
+        for (int k = 0; k < tpt; k++) ids[b * T + t++] = cfg.img_context_id;
+        ids[b * T + t++] = 261;
+        while (t < lengths[b] - 1) ids[b * T + t++] = 32 + (int)(rng_uniform(&r) * 90);
+        ids[b * T + t++] = 259;
+        while (t < T) ids[b * T + t++] = 0;
+    }
+    RmBatch bt = {B, T, ids, lengths, B / 2, tiles, pixels, image_of, NULL};
+    cuda_set_precision(1);
+    params_enable_bf16(&m.ps);
+    printf("\nreward model step, precision bf16 (%.0fM parameters, %d x %d tokens)   ms    activation arena MiB (+ staging)\n",
+           m.ps.numel / 1e6, B, T);
+    for (int k = 0; k < 2; k++) {
+        Graph g;
+        graph_init(&g, DEV_CUDA, 64 << 20, 1);
+        if (k) graph_set_act_dtype(&g, DT_BF16);
+        Step st = {&m, &g, &bt};
+        float ms = time_ms(step_body, &st);
+        printf("  activations stored as %-4s %38.2f    %.1f (+ %.1f)\n", k ? "bf16" : "fp32", ms,
+               g.act.peak / 1048576.0, g.stage.peak / 1048576.0);
+        graph_free(&g);
+    }
+    cuda_set_precision(0);
+    rm_free(&m);
+    free(pixels);
+}
 
 int main(int argc, char **argv) {
 #ifdef MMRM_NCCL
@@ -229,6 +299,7 @@ int main(int argc, char **argv) {
         cuda_free(a.q); cuda_free(a.k); cuda_free(a.v); cuda_free(a.o); cuda_free(a.lse);
         cuda_free(a.dq); cuda_free(a.dk); cuda_free(a.dv); cuda_free(a.dout); cuda_free(a.len);
     }
+    model_bench();
 #ifdef MMRM_NCCL
     comm_nccl_init(comm);
     nccl_bench(comm);

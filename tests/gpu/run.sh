@@ -21,7 +21,8 @@
 #   5. compute-sanitizer memcheck on a 3-step training run (skipped where the runtime
 #      refuses it, e.g. gVisor)
 #   6. build/bench_cuda: GEMM TFLOP/s, norm GB/s against a device-to-device copy, attention
-#      TFLOP/s (and, with NCCL, the all-reduce's time and bandwidth)
+#      TFLOP/s, a reward-model training step with fp32 vs bf16 activation storage (time,
+#      activation arena) (and, with NCCL, the all-reduce's time and bandwidth)
 #   7. with NCCL: MMRM_NCCL=1 training on one GPU (the bucketed NCCL path) vs the plain run
 # Exit status: 0 when every check passed.
 set -uo pipefail
