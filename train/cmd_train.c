@@ -166,7 +166,7 @@ int cmd_train(int argc, char **argv) {
     o.grad_bucket_mb = c.grad_bucket_mb;
     o.overlap_grad_reduce = c.overlap_grad_reduce == OVERLAP_AUTO ? -1 : c.overlap_grad_reduce == OVERLAP_TRUE;
     o.device = dev;
-    o.bf16_weights = bf16;
+    o.bf16 = bf16;
     rc = train_run(&o);
 out:
     train_config_free(&c);

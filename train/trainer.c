@@ -682,7 +682,7 @@ int train_run(const TrainerOptions *o) {
         goto fail;
     graph_init(&r.g, o->device, 64 << 20, o->seed);
     /* bf16: activations stored in bf16 too (compute, gradients and statistics stay fp32) */
-    if (o->bf16_weights) graph_set_act_dtype(&r.g, DT_BF16);
+    if (o->bf16) graph_set_act_dtype(&r.g, DT_BF16);
     r.g.training = 1;
     r.g.recompute = o->grad_checkpoint;
     r.g.dropout.counter = r.st.dropout_counter;
@@ -743,7 +743,7 @@ int train_run(const TrainerOptions *o) {
     }
     /* bf16: the weights as the GEMMs read them, from here on kept current by AdamW */
     int w16 = 0;
-    if (o->bf16_weights) {
+    if (o->bf16) {
         w16 = params_enable_bf16(&r.main.ps);
         if (r.has_bias) params_enable_bf16(&r.bias.ps);
     }
@@ -753,7 +753,7 @@ int train_run(const TrainerOptions *o) {
         double mib = 1.0 / 1048576.0;
         char copy[96] = "";
         if (w16) snprintf(copy, sizeof copy, " (fp32 master) + bf16 copy %.1f MiB", total * 2 * mib);
-        if (o->bf16_weights) mmrm_log("activations stored in bf16 (fp32 compute, gradients and statistics)");
+        if (o->bf16) mmrm_log("activations stored in bf16 (fp32 compute, gradients and statistics)");
         mmrm_log("memory per rank: parameters %.1f MiB%s, gradients %.1f MiB, AdamW moments %.1f MiB%s",
                  total * 4 * mib, copy, trainable * 4 * mib,
                  (r.zero ? 2.0 * comm_shard_size(trainable, r.world) : 2.0 * trainable) * 4 * mib,

@@ -75,8 +75,9 @@ typedef struct TrainerOptions {
     double grad_bucket_mb;         /* all-reduce bucket size (runtime/gradsync.h); 0: one per model */
     int overlap_grad_reduce;       /* -1 auto (on with NCCL), 0 off, 1 on */
     Device device;                 /* DEV_CPU (default) or DEV_CUDA, already resolved */
-    int bf16_weights;              /* precision = bf16 on CUDA: the GEMMs read a bf16 copy of the
-                                    * weights that the fused AdamW kernel rewrites (memory.h) */
+    int bf16;                      /* precision = bf16 on CUDA: the GEMMs read a bf16 copy of the
+                                    * weights that the fused AdamW kernel rewrites (memory.h),
+                                    * and activations are stored in bf16 (autograd.h) */
     int quiet;
 } TrainerOptions;
 
