@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/cpu.h"
 #include "runtime/error.h"
 #ifdef MMRM_CUDA
 #include "kernels/cuda/cuda_backend.h"
@@ -59,15 +60,10 @@ float f32_from_bf16(uint16_t b) {
     return f;
 }
 
-void bf16_to_f32_array(float *dst, const uint16_t *src, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) dst[i] = f32_from_bf16(src[i]);
-}
+/* the host arrays go through the CPU op table's conversions (kernels/cpu/convert.c) */
+void bf16_to_f32_array(float *dst, const uint16_t *src, size_t n) { cpu_bf16_to_f32(dst, src, n); }
 
-void f32_to_bf16_array(uint16_t *dst, const float *src, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) dst[i] = bf16_from_f32(src[i]);
-}
+void f32_to_bf16_array(uint16_t *dst, const float *src, size_t n) { cpu_f32_to_bf16(dst, src, n); }
 
 int device_cuda_compiled(void) {
 #ifdef MMRM_CUDA

@@ -68,38 +68,33 @@ Shadow *find_base(const float *base) {
     return nullptr;
 }
 
-} // namespace
-
-extern "C" void cuda_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
+// n conversions: four per thread (k4, vector loads and stores) while both pointers are
+// aligned for them, one per thread (k1) for the rest
+template <class D, class S, class DV, class SV>
+void convert(D *dst, const S *src, size_t n, void (*k4)(DV *, const SV *, size_t),
+             void (*k1)(D *, const S *, size_t)) {
     if (n == 0) return;
     size_t done = 0;
-    if ((uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0 && n >= 4) {
+    if ((uintptr_t)dst % sizeof(DV) == 0 && (uintptr_t)src % sizeof(SV) == 0 && n >= 4) {
         size_t n4 = n / 4;
-        f32_to_bf16_x4_kernel<<<cuda_blocks(n4, kThreads), kThreads, 0, cuda_stream()>>>(
-            (uint2 *)dst, (const float4 *)src, n4);
+        k4<<<cuda_blocks(n4, kThreads), kThreads, 0, cuda_stream()>>>((DV *)dst, (const SV *)src, n4);
         CUDA_LAUNCH_CHECK();
         done = 4 * n4;
     }
     if (done == n) return;
-    f32_to_bf16_kernel<<<cuda_blocks(n - done, kThreads), kThreads, 0, cuda_stream()>>>(
-        dst + done, src + done, n - done);
+    k1<<<cuda_blocks(n - done, kThreads), kThreads, 0, cuda_stream()>>>(dst + done, src + done,
+                                                                        n - done);
     CUDA_LAUNCH_CHECK();
 }
 
+} // namespace
+
+extern "C" void cuda_f32_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    convert(dst, src, n, f32_to_bf16_x4_kernel, f32_to_bf16_kernel);
+}
+
 extern "C" void cuda_bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
-    if (n == 0) return;
-    size_t done = 0;
-    if ((uintptr_t)dst % 16 == 0 && (uintptr_t)src % 8 == 0 && n >= 4) {
-        size_t n4 = n / 4;
-        bf16_to_f32_x4_kernel<<<cuda_blocks(n4, kThreads), kThreads, 0, cuda_stream()>>>(
-            (float4 *)dst, (const uint2 *)src, n4);
-        CUDA_LAUNCH_CHECK();
-        done = 4 * n4;
-    }
-    if (done == n) return;
-    bf16_to_f32_kernel<<<cuda_blocks(n - done, kThreads), kThreads, 0, cuda_stream()>>>(
-        dst + done, src + done, n - done);
-    CUDA_LAUNCH_CHECK();
+    convert(dst, src, n, bf16_to_f32_x4_kernel, bf16_to_f32_kernel);
 }
 
 extern "C" uint16_t *cuda_bf16_shadow_register(const float *base, size_t n) {

@@ -21,13 +21,6 @@
 #include "runtime/ops.h"
 #include "tests/harness.h"
 
-static float widen(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 TEST(test_bf16_conversion_rounds_to_nearest_even_and_widens_exactly) {
     TRng r = trng(41);
     enum { N = 4099 };
@@ -51,12 +44,12 @@ TEST(test_bf16_conversion_rounds_to_nearest_even_and_widens_exactly) {
         memcpy(&u, &x[i], 4);
         uint16_t lo = (uint16_t)(u >> 16), hi = (uint16_t)(lo + 1);
         /* past the largest finite bf16 the next value is 2^128 as far as rounding goes */
-        double vhi = (hi & 0x7fff) == 0x7f80 ? copysign(ldexp(1.0, 128), x[i]) : widen(hi);
-        double dl = fabs((double)x[i] - widen(lo)), dh = fabs((double)x[i] - vhi);
+        double vhi = (hi & 0x7fff) == 0x7f80 ? copysign(ldexp(1.0, 128), x[i]) : f32_from_bf16(hi);
+        double dl = fabs((double)x[i] - f32_from_bf16(lo)), dh = fabs((double)x[i] - vhi);
         uint16_t want = (u & 0xffff) == 0 ? lo : dl < dh ? lo : dh < dl ? hi : (lo & 1 ? hi : lo);
         bad += !CHECK(b[i] == want, "x[%d] = %.9g -> 0x%04x, nearest-even is 0x%04x", i, x[i],
                       b[i], want);
-        bad += !CHECK(back[i] == widen(b[i]), "widening of 0x%04x at %d", b[i], i);
+        bad += !CHECK(back[i] == f32_from_bf16(b[i]), "widening of 0x%04x at %d", b[i], i);
     }
     CHECK(b[0] == 0x3f80 && b[1] == 0x3f82, "ties: 1+1/256 -> 0x%04x (want 0x3f80), 1+3/256 -> "
           "0x%04x (want 0x3f82)", b[0], b[1]);
