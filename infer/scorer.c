@@ -31,6 +31,7 @@ struct Scorer {
     const Tokenizer *tok;
     ScorerOptions o;
     TemplateKind kind;
+    const char *system;  /* the model config's system message, NULL: the template's */
     int tpt;             /* <IMG_CONTEXT> tokens per tile */
     size_t tile_floats;  /* 3 x S x S */
     int pad_id;
@@ -118,7 +119,7 @@ static int check_tokenizer(const Scorer *s) {
         return -1;
     }
     int *row = xmalloc((size_t)s->o.max_length * sizeof *row);
-    int rc = template_encode(s->tok, s->kind, "", "", s->tpt, s->o.max_length, row,
+    int rc = template_encode(s->tok, s->kind, s->system, "", "", s->tpt, s->o.max_length, row,
                              s->o.max_length, NULL);
     free(row);
     return rc == TEMPLATE_ERROR ? -1 : 0;
@@ -133,6 +134,7 @@ Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o)
     s->tok = tok;
     s->o = *o;
     s->kind = kind;
+    s->system = config_system_message(&m->cfg);
     s->tpt = config_tokens_per_tile(&m->cfg);
     s->tile_floats = (size_t)3 * o->image.image_size * o->image.image_size;
     /* padding is never read (attention and pooling stop at each row's length); it only has
@@ -332,7 +334,7 @@ int scorer_score(Scorer *s, const ScoreGroup *groups, int n, ScoreOut *out,
         for (int j = 0; j < gr->n && rc == 0; j++) {
             int b = s->npending;
             TemplateInfo info;
-            int len = template_encode(s->tok, s->kind, gr->prompt, gr->responses[j],
+            int len = template_encode(s->tok, s->kind, s->system, gr->prompt, gr->responses[j],
                                       s->tpt * tiles, L, s->rows + (size_t)b * L, L, &info);
             if (len == TEMPLATE_ERROR) {
                 rc = -1;

@@ -189,7 +189,7 @@ static int put_row(const BatchLoader *L, BatchRows *r, int b, size_t pair, const
     const BatchOptions *o = &L->opt;
     const Pair *p = &L->ps->pairs[pair];
     int *dst = r->ids ? r->ids + (size_t)b * o->max_length : r->packed + r->total;
-    int len = template_encode(L->tok, o->template_kind, p->prompt, response, n_image_tokens,
+    int len = template_encode(L->tok, o->template_kind, o->system_message, p->prompt, response, n_image_tokens,
                               o->max_length, dst, o->max_length, NULL);
     if (len < 0) {
         char where[384];
@@ -466,7 +466,7 @@ static int scan_pair(ScanPart *sp, size_t i, int *row) {
     long truncated = 0;
     for (int k = 0; k < 2; k++) {
         TemplateInfo info;
-        int rc = template_encode(sp->L->tok, o->template_kind, p->prompt,
+        int rc = template_encode(sp->L->tok, o->template_kind, o->system_message, p->prompt,
                                  k ? p->rejected : p->chosen, o->tokens_per_tile * nt,
                                  o->max_length, row, o->max_length, &info);
         if (rc >= 0) {

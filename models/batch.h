@@ -107,6 +107,7 @@ typedef struct BatchOptions {
     int epochs;                /* batches end after epoch epochs - 1; 0: endless */
     BatchCursor start;         /* {0, 0}, or a saved cursor */
     TemplateKind template_kind;
+    const char *system_message; /* NULL: the template's own (config_system_message) */
     int max_length;            /* tokens per row */
     int tokens_per_tile;       /* <IMG_CONTEXT> tokens per tile (config_tokens_per_tile) */
     ImageConfig image;

@@ -168,6 +168,17 @@ static int parse(Ctx *c, const cJSON *root, ModelConfig *cfg) {
              get_str(c, root, "template", 0, "internlm2-chat"));
     cfg->img_context_id = get_int(c, root, "img_context_token_id", 0, 262);
     cfg->init_range = get_num(c, root, "initializer_range", 0, 0.02);
+    const char *sys = get_str(c, root, "system_message", 0, NULL);
+    if (sys) {
+        size_t n = strlen(sys);
+        if (n > CONFIG_MAX_SYSTEM_MESSAGE) {
+            mmrm_set_error("%s: field \"system_message\" is %zu bytes long; at most %d are "
+                           "supported", c->path, n, CONFIG_MAX_SYSTEM_MESSAGE);
+            return -1;
+        }
+        memcpy(cfg->system_message, sys, n + 1);
+        cfg->has_system_message = 1;
+    }
     return c->err ? -1 : config_validate(cfg, c->path);
 }
 
@@ -248,6 +259,7 @@ int config_save(const ModelConfig *cfg, const char *path) {
     cJSON_AddStringToObject(root, "ps_version", "v2");
     cJSON_AddNumberToObject(root, "select_layer", cfg->select_layer);
     cJSON_AddStringToObject(root, "template", cfg->template_name);
+    if (cfg->has_system_message) cJSON_AddStringToObject(root, "system_message", cfg->system_message);
     cJSON_AddNumberToObject(vc, "drop_path_rate", v->drop_path_rate);
     cJSON_AddNumberToObject(vc, "hidden_size", v->hidden);
     cJSON_AddNumberToObject(vc, "image_size", v->image_size);

@@ -9,6 +9,8 @@
 #ifndef MMRM_CONFIG_H
 #define MMRM_CONFIG_H
 
+#include <stddef.h>
+
 typedef enum { LLM_QWEN2 = 0, LLM_INTERNLM2, LLM_LLAMA } LlmArch;
 
 typedef struct VisionConfig {
@@ -33,6 +35,8 @@ typedef struct LlmConfig {
     int max_positions; /* max_position_embeddings */
 } LlmConfig;
 
+#define CONFIG_MAX_SYSTEM_MESSAGE 1023 /* bytes */
+
 typedef struct ModelConfig {
     VisionConfig vision;
     LlmConfig llm;
@@ -43,7 +47,15 @@ typedef struct ModelConfig {
     int img_context_id;    /* id of <IMG_CONTEXT> (img_context_token_id, default byte vocab) */
     double init_range;     /* initializer_range: std of the random init of weight matrices
                             * (HF's key; 0.02 when absent; 0 in a struct = 0.02) */
+    int has_system_message; /* "system_message" present (an mmrm key; HF configs keep unknown
+                             * keys as attributes): it replaces the template's system prompt */
+    char system_message[CONFIG_MAX_SYSTEM_MESSAGE + 1];
 } ModelConfig;
+
+/* the system message the chat template should use: NULL for the template's own */
+static inline const char *config_system_message(const ModelConfig *cfg) {
+    return cfg->has_system_message ? cfg->system_message : NULL;
+}
 
 /* 0, or -1 with mmrm_last_error() naming the file and field */
 int config_load(const char *path, ModelConfig *cfg);

@@ -118,8 +118,9 @@ static void add_message(Buf *b, TemplateKind kind, const char *s, size_t n, size
  * The reference replaces the first "<image>" of the conversation; the system turn has
  * none and stripping never touches the leading "<image>" of USER, so it is USER's own
  * first 7 bytes and is expanded in place. */
-static char *build_text(TemplateKind kind, const char *prompt, const char *response,
-                        int n_image_tokens, size_t *prefix_len, size_t *len) {
+static char *build_text(TemplateKind kind, const char *system, const char *prompt,
+                        const char *response, int n_image_tokens, size_t *prefix_len,
+                        size_t *len) {
     static const char image_tag[] = "<image>\n";
     const size_t tag_len = sizeof image_tag - 1, image_len = 7; /* "<image>" */
     size_t np = strlen(prompt);
@@ -134,7 +135,7 @@ static char *build_text(TemplateKind kind, const char *prompt, const char *respo
 
     Buf b = {0};
     buf_str(&b, "<|im_start|>system\n");
-    buf_str(&b, SYS);
+    buf_str(&b, system ? system : template_default_system(kind));
     buf_str(&b, "<|im_end|><|im_start|>user\n");
     size_t skip = 0;
     if (n_image_tokens > 0) {
@@ -153,10 +154,15 @@ static char *build_text(TemplateKind kind, const char *prompt, const char *respo
     return b.p;
 }
 
-char *template_text(TemplateKind kind, const char *prompt, const char *response,
-                    int n_image_tokens) {
+const char *template_default_system(TemplateKind kind) {
+    (void)kind; /* both templates use the same message */
+    return SYS;
+}
+
+char *template_text(TemplateKind kind, const char *system, const char *prompt,
+                    const char *response, int n_image_tokens) {
     size_t prefix_len, len;
-    return build_text(kind, prompt, response, n_image_tokens, &prefix_len, &len);
+    return build_text(kind, system, prompt, response, n_image_tokens, &prefix_len, &len);
 }
 
 /* ---- tokens ---- */
@@ -206,7 +212,7 @@ static int *encode_all(const Tokenizer *tok, const char *text, size_t len, int b
     return ids;
 }
 
-int template_encode(const Tokenizer *tok, TemplateKind kind, const char *prompt,
+int template_encode(const Tokenizer *tok, TemplateKind kind, const char *system, const char *prompt,
                     const char *response, int n_image_tokens, int max_length, int *ids_out,
                     int cap, TemplateInfo *info) {
     if (!prompt || !response || n_image_tokens < 0 || n_image_tokens > MAX_IMAGE_TOKENS ||
@@ -218,7 +224,7 @@ int template_encode(const Tokenizer *tok, TemplateKind kind, const char *prompt,
     TemplateIds t;
     if (check_tokenizer(tok, kind, &t) != 0) return TEMPLATE_ERROR;
     size_t prefix_len, len;
-    char *text = build_text(kind, prompt, response, n_image_tokens, &prefix_len, &len);
+    char *text = build_text(kind, system, prompt, response, n_image_tokens, &prefix_len, &len);
     if (len >= INT_MAX / 2) {
         free(text);
         mmrm_set_error("template_encode: text of %zu bytes is too long", len);

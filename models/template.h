@@ -12,6 +12,10 @@
  * - Hermes-2 strips nothing and adds no BOS.
  * The BOS comes from the tokenizer (its add_bos), as in the reference; a tokenizer whose
  * add_bos contradicts the template is an error, never a silent change of the input.
+ * {SYS} is the template's system message (the text above, as in the reference) unless the
+ * caller passes another one (the model config's "system_message"; "" gives an empty system
+ * turn, which short-sequence models such as the synthetic benchmark's tiny one use so that
+ * a long system prompt does not dwarf the image and the answer).
  * No EOS is appended; the reward is read at the final <|im_end|>. An empty (or, after
  * stripping, blank) message keeps its <|im_end|>, where the reference's conversation code
  * would drop it, so that the reward position never moves.
@@ -50,14 +54,18 @@ typedef struct {
 int template_parse(const char *name, TemplateKind *out);
 const char *template_name(TemplateKind kind);
 
-/* the exact text before tokenisation, image block expanded (free() it) */
-char *template_text(TemplateKind kind, const char *prompt, const char *response,
-                    int n_image_tokens);
+/* the template's own system message */
+const char *template_default_system(TemplateKind kind);
+
+/* the exact text before tokenisation, image block expanded (free() it); system: the system
+ * message, NULL for the template's own */
+char *template_text(TemplateKind kind, const char *system, const char *prompt,
+                    const char *response, int n_image_tokens);
 
 /* Writes the ids of the templated sample (at most max_length of them, into ids_out of room
  * cap) and returns their number, or a TEMPLATE_* code < 0; every rejection also sets
  * mmrm_last_error(). info (may be NULL) is filled for every result but TEMPLATE_ERROR. */
-int template_encode(const Tokenizer *tok, TemplateKind kind, const char *prompt,
+int template_encode(const Tokenizer *tok, TemplateKind kind, const char *system, const char *prompt,
                     const char *response, int n_image_tokens, int max_length, int *ids_out,
                     int cap, TemplateInfo *info);
 

@@ -338,6 +338,7 @@ static BatchOptions batch_options(const Run *r, int eval) {
     b.epochs = eval ? 1 : 0;
     b.start = eval ? (BatchCursor){0, 0} : r->st.cursor;
     b.template_kind = r->tmpl;
+    b.system_message = config_system_message(&r->main.cfg);
     b.max_length = o->max_length;
     b.tokens_per_tile = config_tokens_per_tile(&r->main.cfg);
     b.image = (ImageConfig){r->main.cfg.image_size, o->min_dynamic_patch, o->max_dynamic_patch,
@@ -645,6 +646,13 @@ int train_run(const TrainerOptions *o) {
             r.bias.cfg.img_context_id != r.main.cfg.img_context_id || r.bias.cfg.llm.vocab != r.main.cfg.llm.vocab) {
             mmrm_set_error("the bias model must take the main model's inputs (image size, tokens per "
                            "tile, vocabulary, IMG_CONTEXT id)");
+            goto fail;
+        }
+        const char *ms = config_system_message(&r.main.cfg), *bs = config_system_message(&r.bias.cfg);
+        if ((ms == NULL) != (bs == NULL) || (ms && strcmp(ms, bs))) {
+            mmrm_set_error("the bias model's system_message (%s) must equal the main model's (%s): "
+                           "both read the same templated rows", bs ? "set" : "the template's",
+                           ms ? "set" : "the template's");
             goto fail;
         }
     }

@@ -136,7 +136,7 @@ static Data *data(void) {
     /* max_length ends at the last token of a 5-tile image block */
     TemplateInfo info;
     int ids[4096];
-    if (template_encode(d->tok, TEMPLATE_INTERNLM2_CHAT, "p", "r", TPT, 4096, ids, 4096, &info) < 0)
+    if (template_encode(d->tok, TEMPLATE_INTERNLM2_CHAT, NULL, "p", "r", TPT, 4096, ids, 4096, &info) < 0)
         die("template_encode");
     d->max_length = info.image_start + 5 * TPT + 2;
     return d;
@@ -327,7 +327,7 @@ TEST(test_padded_batches_hold_each_pairs_rows_padding_tiles_and_pixels) {
             CHECK(b->margin[i] == p->margin, "margin %g vs %g", b->margin[i], p->margin);
             for (int k = 0; k < 2; k++) {
                 int s = 2 * i + k;
-                int n = template_encode(d->tok, o.template_kind, p->prompt,
+                int n = template_encode(d->tok, o.template_kind, NULL, p->prompt,
                                         k ? p->rejected : p->chosen, TPT * nt, o.max_length,
                                         expect, 4096, NULL);
                 const int *row = b->rows.ids + (size_t)s * b->rows.T;
@@ -712,7 +712,7 @@ TEST(test_rm_views_map_the_batch_and_its_blank_image_rows_onto_the_model_batch) 
     int expect[4096];
     for (int s = 0; s < v.B; s++) {
         const Pair *p = &d->ps.pairs[b->pair[s / 2]];
-        int n = template_encode(d->tok, o.template_kind, p->prompt, s % 2 ? p->rejected : p->chosen,
+        int n = template_encode(d->tok, o.template_kind, NULL, p->prompt, s % 2 ? p->rejected : p->chosen,
                                 TPT, o.max_length, expect, 4096, NULL);
         CHECK(v.image_of[s] == 0 && v.lengths[s] == n &&
                   memcmp(v.ids + (size_t)s * v.T, expect, (size_t)n * sizeof(int)) == 0,

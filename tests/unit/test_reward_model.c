@@ -227,8 +227,17 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
     CHECK(config_load(path, &d) == 0, "load: %s", mmrm_last_error());
     CHECK(d.llm.arch == LLM_INTERNLM2 && d.llm.kv_heads == 2 && d.vision.qk_norm && d.vision.rms_norm &&
               d.image_size == 8 && d.llm.head_dim == 4 && !strcmp(d.template_name, "Hermes-2") &&
-              d.init_range == 0.2,
+              d.init_range == 0.2 && !d.has_system_message && config_system_message(&d) == NULL,
           "round trip changed the config");
+    /* a system message (also an empty one) survives the round trip; absent stays absent */
+    const char *msgs[] = {"", "You score answers.\n"};
+    for (int k = 0; k < 2; k++) {
+        c.has_system_message = 1;
+        snprintf(c.system_message, sizeof c.system_message, "%s", msgs[k]);
+        CHECK(config_save(&c, path) == 0 && config_load(path, &d) == 0, "%s", mmrm_last_error());
+        CHECK(d.has_system_message && !strcmp(config_system_message(&d), msgs[k]),
+              "system_message \"%s\" did not round-trip", msgs[k]);
+    }
     unlink(path);
     struct { const char *json, *want; } bad[] = {
         {"{\"vision_config\": {}, \"llm_config\": {}}", "vision_config.hidden_size"},
@@ -245,6 +254,10 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
          " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
          "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
          " \"intermediate_size\": 4, \"num_hidden_layers\": 1, \"vocab_size\": 300}}", "initializer_range"},
+        {"{\"system_message\": 7, \"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"intermediate_size\": 4,"
+         " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
+         "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
+         " \"intermediate_size\": 4, \"num_hidden_layers\": 1, \"vocab_size\": 300}}", "\"system_message\" must be a string"},
         {"{\"ps_version\": \"v1\", \"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"intermediate_size\": 4,"
          " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
          "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"

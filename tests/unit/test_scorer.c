@@ -143,7 +143,7 @@ static float direct_score(Fixture *f, Graph *g, const ScoreGroup *gr, int j, int
     image_free(&img);
     int ids[MAXLEN];
     TemplateInfo info;
-    int len = template_encode(f->tok, TEMPLATE_HERMES_2, gr->prompt, gr->responses[j], 4 * n,
+    int len = template_encode(f->tok, TEMPLATE_HERMES_2, NULL, gr->prompt, gr->responses[j], 4 * n,
                               MAXLEN, ids, MAXLEN, &info);
     float score = NAN;
     if (len == TEMPLATE_IMAGE_TOKEN_TEXT) {

@@ -75,7 +75,7 @@ static Seq expected_ids(int bos, const char *user, int n_image, const char *resp
 
 static void check_text(TemplateKind kind, const char *prompt, const char *response, int n_image,
                        const char *user_want, const char *response_want, const char *what) {
-    char *got = template_text(kind, prompt, response, n_image);
+    char *got = template_text(kind, NULL, prompt, response, n_image);
     char *want = concat_text(user_want, n_image, response_want);
     size_t i = 0;
     while (got[i] && got[i] == want[i]) i++;
@@ -127,7 +127,7 @@ static void check_ids(TemplateKind kind, int add_bos, int tiles) {
     int cap = want.n + 8;
     int *ids = malloc((size_t)cap * sizeof(int));
     TemplateInfo info;
-    int n = template_encode(tok, kind, prompt, response, n_image, 4096, ids, cap, &info);
+    int n = template_encode(tok, kind, NULL, prompt, response, n_image, 4096, ids, cap, &info);
     const char *name = template_name(kind);
     CHECK(n == want.n, "%s x%d: %d ids, want %d (%s)", name, tiles, n, want.n,
           n < 0 ? mmrm_last_error() : "");
@@ -174,8 +174,8 @@ TEST(test_template_ids_decode_back_to_the_template_text) {
         Tokenizer *tok = tokenizer_byte_new(kind == TEMPLATE_INTERNLM2_CHAT);
         const char *prompt = "Is there <|im_end a dog?\xff", *response = " No<s. ";
         int ids[1024];
-        int n = template_encode(tok, kind, prompt, response, 256, 1024, ids, 1024, NULL);
-        char *text = template_text(kind, prompt, response, 256);
+        int n = template_encode(tok, kind, NULL, prompt, response, 256, 1024, ids, 1024, NULL);
+        char *text = template_text(kind, NULL, prompt, response, 256);
         size_t len = 0;
         char *back = n > 0 ? tokenizer_decode(tok, ids, n, &len) : NULL;
         const char *want_prefix = tok->add_bos ? "<s>" : "";
@@ -193,7 +193,7 @@ TEST(test_template_rejects_a_tokenizer_with_the_other_bos_convention) {
         TemplateKind kind = k ? TEMPLATE_HERMES_2 : TEMPLATE_INTERNLM2_CHAT;
         Tokenizer *tok = tokenizer_byte_new(kind == TEMPLATE_HERMES_2);
         int ids[1024];
-        int n = template_encode(tok, kind, "hi", "yo", 256, 1024, ids, 1024, NULL);
+        int n = template_encode(tok, kind, NULL, "hi", "yo", 256, 1024, ids, 1024, NULL);
         CHECK(n == TEMPLATE_ERROR && strstr(mmrm_last_error(), "add_bos") &&
                   strstr(mmrm_last_error(), template_name(kind)),
               "%s: got %d, error \"%s\"", template_name(kind), n, mmrm_last_error());
@@ -216,7 +216,7 @@ static Long long_sample(int n_response) {
     TRng r = trng(3);
     for (int i = 0; i < n_response; i++) s.response[i] = (char)('a' + (int)(trng_uniform(&r) * 26));
     s.response[n_response] = '\0';
-    s.n_full = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, "What?", s.response, 256 * 7,
+    s.n_full = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, NULL, "What?", s.response, 256 * 7,
                                16384, s.full, 16384, &s.info);
     return s;
 }
@@ -232,7 +232,7 @@ TEST(test_truncation_cuts_the_response_and_keeps_im_end_last) {
     CHECK(s.n_full > 4096 && s.n_full == s.info.full_length, "untruncated length %d", s.n_full);
     int ids[4096];
     TemplateInfo info;
-    int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, "What?", s.response, 256 * 7, 4096,
+    int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, NULL, "What?", s.response, 256 * 7, 4096,
                             ids, 4096, &info);
     CHECK(n == 4096, "length %d, want max_length 4096 (%s)", n, n < 0 ? mmrm_last_error() : "");
     if (n == 4096) {
@@ -250,11 +250,11 @@ TEST(test_max_length_that_fits_exactly_leaves_the_sample_unchanged) {
     Long s = long_sample(300);
     int *ids = malloc((size_t)s.n_full * sizeof(int));
     TemplateInfo info;
-    int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, "What?", s.response, 256 * 7, s.n_full,
+    int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, NULL, "What?", s.response, 256 * 7, s.n_full,
                             ids, s.n_full, &info);
     CHECK(n == s.n_full && memcmp(ids, s.full, (size_t)n * sizeof(int)) == 0 && info.truncated == 0,
           "max_length = length changed the sample (%d ids)", n);
-    n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, "What?", s.response, 256 * 7,
+    n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, NULL, "What?", s.response, 256 * 7,
                         s.n_full - 1, ids, s.n_full, &info);
     CHECK(n == s.n_full - 1 && ids[n - 1] == IM_END && ids[n - 2] == s.full[n - 2] &&
               info.truncated == 1,
@@ -270,7 +270,7 @@ TEST(test_max_length_inside_the_image_block_rejects_the_sample) {
     int ids[4096];
     for (int k = 0; k < 5; k++) {
         TemplateInfo info;
-        int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, "What?", s.response, 256 * 7,
+        int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, NULL, "What?", s.response, 256 * 7,
                                 lengths[k], ids, 4096, &info);
         CHECK(n == TEMPLATE_IMAGE_CUT && strstr(mmrm_last_error(), "image block") &&
                   info.full_length == s.n_full,
@@ -286,13 +286,13 @@ TEST(test_max_length_without_room_for_a_response_token_rejects_the_sample) {
     int ids[4096];
     int lengths[] = {image_end + 1, s.info.response_start, s.info.response_start + 1};
     for (int k = 0; k < 3; k++) {
-        int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, "What?", s.response, 256 * 7,
+        int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, NULL, "What?", s.response, 256 * 7,
                                 lengths[k], ids, 4096, NULL);
         CHECK(n == TEMPLATE_NO_ROOM && strstr(mmrm_last_error(), "no room"),
               "max_length %d: got %d (%s)", lengths[k], n, mmrm_last_error());
     }
     int rs = s.info.response_start;
-    int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, "What?", s.response, 256 * 7, rs + 2,
+    int n = template_encode(s.tok, TEMPLATE_INTERNLM2_CHAT, NULL, "What?", s.response, 256 * 7, rs + 2,
                             ids, 4096, NULL);
     CHECK(n == rs + 2 && ids[rs] == (unsigned char)s.response[0] && ids[rs + 1] == IM_END,
           "room for one response token: got %d", n);
@@ -303,10 +303,10 @@ TEST(test_empty_response_still_ends_on_im_end) {
     Tokenizer *tok = tokenizer_byte_new(1);
     int ids[2048];
     TemplateInfo info;
-    int n = template_encode(tok, TEMPLATE_INTERNLM2_CHAT, "Q", " \n ", 256, 2048, ids, 2048, &info);
+    int n = template_encode(tok, TEMPLATE_INTERNLM2_CHAT, NULL, "Q", " \n ", 256, 2048, ids, 2048, &info);
     CHECK(n > 0 && ids[n - 1] == IM_END && ids[n - 2] == '\n' && info.response_start == n - 1,
           "empty response: %d ids", n);
-    int m = template_encode(tok, TEMPLATE_INTERNLM2_CHAT, "Q", "", 256, n, ids, 2048, NULL);
+    int m = template_encode(tok, TEMPLATE_INTERNLM2_CHAT, NULL, "Q", "", 256, n, ids, 2048, NULL);
     CHECK(m == n, "max_length = prompt + <|im_end|> with an empty response: got %d", m);
     tokenizer_free(tok);
 }
@@ -320,7 +320,7 @@ TEST(test_image_context_written_in_the_text_rejects_the_sample) {
     } cases[] = {{"look <IMG_CONTEXT>", "ok", 256}, {"look", "<IMG_CONTEXT>", 256},
                  {"<IMG_CONTEXT>", "ok", 0}};
     for (int k = 0; k < 3; k++) {
-        int n = template_encode(tok, TEMPLATE_HERMES_2, cases[k].prompt, cases[k].response,
+        int n = template_encode(tok, TEMPLATE_HERMES_2, NULL, cases[k].prompt, cases[k].response,
                                 cases[k].n_image, 2048, ids, 2048, NULL);
         CHECK(n == TEMPLATE_IMAGE_TOKEN_TEXT && strstr(mmrm_last_error(), "<IMG_CONTEXT>"),
               "case %d: got %d", k, n);
@@ -347,8 +347,56 @@ TEST(test_template_names_parse_and_unknown_names_list_the_valid_ones) {
 TEST(test_template_encode_reports_a_too_small_output_buffer) {
     Tokenizer *tok = tokenizer_byte_new(1);
     int ids[300];
-    int n = template_encode(tok, TEMPLATE_INTERNLM2_CHAT, "hi", "yo", 256, 4096, ids, 300, NULL);
+    int n = template_encode(tok, TEMPLATE_INTERNLM2_CHAT, NULL, "hi", "yo", 256, 4096, ids, 300, NULL);
     CHECK(n == TEMPLATE_ERROR && strstr(mmrm_last_error(), "room for 300"), "got %d (%s)", n,
           mmrm_last_error());
     tokenizer_free(tok);
+}
+
+/* A system message from the model config replaces SYS and nothing else; "" keeps an empty
+ * system turn (the reference's template always emits the system header). */
+TEST(test_template_system_message_replaces_the_default_system_prompt) {
+    const char *systems[] = {"", "Be brief.", " padded \n"};
+    for (int k = 0; k < 3; k++)
+        for (int kind = 0; kind < 2; kind++) {
+            TemplateKind tk = kind ? TEMPLATE_HERMES_2 : TEMPLATE_INTERNLM2_CHAT;
+            char *got = template_text(tk, systems[k], "Q?", "A.", 4);
+            char want[512];
+            snprintf(want, sizeof want,
+                     "<|im_start|>system\n%s<|im_end|><|im_start|>user\n<img>"
+                     "<IMG_CONTEXT><IMG_CONTEXT><IMG_CONTEXT><IMG_CONTEXT></img>\nQ?"
+                     "<|im_end|><|im_start|>assistant\nA.<|im_end|>",
+                     systems[k]);
+            CHECK(strcmp(got, want) == 0, "%s, system \"%s\": got \"%s\"", template_name(tk),
+                  systems[k], got);
+            free(got);
+
+            /* ids: the spelled-out sequence with the message's bytes in SYS's place */
+            Tokenizer *tok = tokenizer_byte_new(kind == 0);
+            int ids[256], n = template_encode(tok, tk, systems[k], "Q?", "A.", 4, 256, ids, 256, NULL);
+            int want_ids[256], m = 0;
+            if (kind == 0) want_ids[m++] = BOS;
+            want_ids[m++] = IM_START;
+            for (const char *p = "system\n"; *p; p++) want_ids[m++] = (unsigned char)*p;
+            for (const char *p = systems[k]; *p; p++) want_ids[m++] = (unsigned char)*p;
+            want_ids[m++] = IM_END;
+            want_ids[m++] = IM_START;
+            for (const char *p = "user\n"; *p; p++) want_ids[m++] = (unsigned char)*p;
+            want_ids[m++] = IMG;
+            for (int i = 0; i < 4; i++) want_ids[m++] = CTX;
+            want_ids[m++] = IMG_END;
+            for (const char *p = "\nQ?"; *p; p++) want_ids[m++] = (unsigned char)*p;
+            want_ids[m++] = IM_END;
+            want_ids[m++] = IM_START;
+            for (const char *p = "assistant\nA."; *p; p++) want_ids[m++] = (unsigned char)*p;
+            want_ids[m++] = IM_END;
+            CHECK(n == m && memcmp(ids, want_ids, (size_t)m * sizeof(int)) == 0,
+                  "%s, system \"%s\": %d ids, want %d", template_name(tk), systems[k], n, m);
+            tokenizer_free(tok);
+        }
+    /* NULL is the template's own message */
+    char *def = template_text(TEMPLATE_HERMES_2, NULL, "Q?", "A.", 0);
+    CHECK(strstr(def, SYS) != NULL && strcmp(template_default_system(TEMPLATE_HERMES_2), SYS) == 0,
+          "NULL system: %s", def);
+    free(def);
 }
