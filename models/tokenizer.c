@@ -1,5 +1,5 @@
 /* tokenizer.c - the tokenizer interface: the shared special-token layer, the byte-level
- * kind, and loading/saving the tokenizer file of a model directory (JSON via cJSON). */
+ * and word kinds, and loading/saving the tokenizer file of a model directory (JSON via cJSON). */
 #include "models/tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -12,6 +12,7 @@
 #include "runtime/error.h"
 
 #define BYTE_VOCAB 256
+#define MAX_VOCAB (1 << 24) /* far beyond any real vocabulary; bounds a hostile file's */
 
 static const char *const g_byte_specials[] = {
     "<s>",   "</s>",   "<|im_start|>", "<|im_end|>", "<img>",  "</img>", "<IMG_CONTEXT>",
@@ -22,6 +23,7 @@ enum { BYTE_N_SPECIAL = sizeof g_byte_specials / sizeof g_byte_specials[0] };
 static const char *kind_name(TokenizerKind kind) {
     switch (kind) {
     case TOKENIZER_BYTE: return "byte";
+    case TOKENIZER_WORD: return "word";
     }
     MMRM_FATAL("tokenizer: unknown kind %d", (int)kind);
 }
@@ -53,9 +55,107 @@ Tokenizer *tokenizer_byte_new(int add_bos) {
     return tok;
 }
 
+/* ---- the word vocabulary ---- */
+
+static int is_word_char(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* length of the word piece at s[i] (a maximal letter/digit run, with the space before it if
+ * s[i] is that space), 0 if none starts there */
+static size_t word_piece_len(const char *s, size_t n, size_t i) {
+    size_t j = i;
+    if (s[j] == ' ' && j + 1 < n && is_word_char((unsigned char)s[j + 1])) j++;
+    if (!is_word_char((unsigned char)s[j])) return 0;
+    while (j < n && is_word_char((unsigned char)s[j])) j++;
+    return j - i;
+}
+
+void tokenizer_word_pieces(const char *text, size_t len,
+                           void (*fn)(const char *piece, size_t len, void *ctx), void *ctx) {
+    for (size_t i = 0; i < len;) {
+        size_t m = word_piece_len(text, len, i);
+        if (m) fn(text + i, m, ctx);
+        i += m ? m : 1;
+    }
+}
+
+static int cmp_text(const char *a, size_t na, const char *b, size_t nb) {
+    int c = memcmp(a, b, na < nb ? na : nb);
+    return c ? c : (na > nb) - (na < nb);
+}
+
+static int cmp_word(const void *a, const void *b) {
+    const SpecialToken *x = a, *y = b;
+    return cmp_text(x->text, x->len, y->text, y->len);
+}
+
+static int cmp_id(const void *a, const void *b) {
+    const SpecialToken *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* id of the vocabulary word s[0..n), -1 if none */
+static int word_id(const Tokenizer *tok, const char *s, size_t n) {
+    int lo = 0, hi = tok->n_words - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        const SpecialToken *w = &tok->words[mid];
+        int c = cmp_text(s, n, w->text, w->len);
+        if (!c) return w->id;
+        if (c < 0) hi = mid - 1;
+        else lo = mid + 1;
+    }
+    return -1;
+}
+
+/* "" if text is a word piece, else why not */
+static const char *word_problem(const char *text) {
+    size_t n = strlen(text);
+    if (!n) return "it is empty";
+    if (word_piece_len(text, n, 0) != n)
+        return "a word is ASCII letters and digits, with at most one leading space";
+    return "";
+}
+
+/* sorts the words and rejects duplicates; 0 or -1 with an error naming `where` */
+static int finish_words(Tokenizer *tok, const char *where) {
+    qsort(tok->words, (size_t)tok->n_words, sizeof *tok->words, cmp_word);
+    for (int k = 1; k < tok->n_words; k++)
+        if (!cmp_word(&tok->words[k - 1], &tok->words[k])) {
+            mmrm_set_error("%s: the word \"%s\" appears twice", where, tok->words[k].text);
+            return -1;
+        }
+    return 0;
+}
+
+Tokenizer *tokenizer_word_new(const char *const *words, int n, int add_bos) {
+    Tokenizer *tok = tokenizer_byte_new(add_bos);
+    tok->kind = TOKENIZER_WORD;
+    tok->words = xcalloc((size_t)(n > 0 ? n : 1), sizeof *tok->words);
+    for (int k = 0; k < n; k++) {
+        const char *why = word_problem(words[k]);
+        if (*why) {
+            mmrm_set_error("word tokenizer: word %d \"%s\": %s", k, words[k], why);
+            tokenizer_free(tok);
+            return NULL;
+        }
+        tok->words[k] = (SpecialToken){xstrdup(words[k]), strlen(words[k]), tok->vocab_size + k};
+        tok->n_words = k + 1;
+    }
+    tok->vocab_size += n;
+    if (finish_words(tok, "word tokenizer")) {
+        tokenizer_free(tok);
+        return NULL;
+    }
+    return tok;
+}
+
 void tokenizer_free(Tokenizer *tok) {
     if (!tok) return;
     for (int k = 0; k < tok->n_special; k++) free(tok->special[k].text);
+    for (int k = 0; k < tok->n_words; k++) free(tok->words[k].text);
+    free(tok->words);
     free(tok->special);
     free(tok);
 }
@@ -99,6 +199,28 @@ static void encode_plain(const Tokenizer *tok, const char *s, size_t n, int *ids
         for (size_t i = 0; i < n; i++, (*count)++)
             if (*count < (size_t)cap) ids[*count] = (unsigned char)s[i];
         return;
+    case TOKENIZER_WORD:
+        for (size_t i = 0; i < n;) {
+            size_t m = word_piece_len(s, n, i);
+            int id = m ? word_id(tok, s + i, m) : -1;
+            if (id < 0 && m > 1 && s[i] == ' ') {
+                /* " word" unknown: the space as a byte, then the bare word */
+                if (*count < (size_t)cap) ids[*count] = ' ';
+                (*count)++;
+                i++;
+                m--;
+                id = word_id(tok, s + i, m);
+            }
+            if (id >= 0) {
+                if (*count < (size_t)cap) ids[*count] = id;
+                (*count)++;
+                i += m;
+                continue;
+            }
+            for (size_t e = i + (m ? m : 1); i < e; i++, (*count)++)
+                if (*count < (size_t)cap) ids[*count] = (unsigned char)s[i];
+        }
+        return;
     }
     MMRM_FATAL("tokenizer: unknown kind %d", (int)tok->kind);
 }
@@ -135,13 +257,16 @@ static const char *token_text(const Tokenizer *tok, int id, char *one, size_t *n
         *n = sp->len;
         return sp->text;
     }
-    switch (tok->kind) {
-    case TOKENIZER_BYTE:
-        if (id < 0 || id >= BYTE_VOCAB) break;
+    if (id >= 0 && id < BYTE_VOCAB) {
         *one = (char)(unsigned char)id;
         *n = 1;
         return one;
     }
+    for (int k = 0; k < tok->n_words; k++)
+        if (tok->words[k].id == id) {
+            *n = tok->words[k].len;
+            return tok->words[k].text;
+        }
     *n = 0;
     return NULL;
 }
@@ -217,11 +342,11 @@ static int json_int(const cJSON *item, long lo, long hi, int *out) {
 }
 
 static const char *const g_fields[] = {"type",   "vocab_size", "special_tokens", "bos_id",
-                                       "eos_id", "pad_id",     "add_bos"};
-enum { N_FIELDS = sizeof g_fields / sizeof g_fields[0] };
-#define FIELD_LIST "type, vocab_size, special_tokens, bos_id, eos_id, pad_id, add_bos"
+                                       "eos_id", "pad_id",     "add_bos",        "words"};
+enum { N_FIELDS = sizeof g_fields / sizeof g_fields[0], F_WORDS = N_FIELDS - 1 };
+#define FIELD_LIST "type, vocab_size, special_tokens, bos_id, eos_id, pad_id, add_bos (and words for type word)"
 
-/* root's fields in g_fields order; every one required, no others, none twice */
+/* root's fields in g_fields order; every one but "words" required, no others, none twice */
 static int collect_fields(const char *path, const cJSON *root, const cJSON *field[N_FIELDS]) {
     for (int f = 0; f < N_FIELDS; f++) field[f] = NULL;
     for (const cJSON *it = root->child; it; it = it->next) {
@@ -238,7 +363,7 @@ static int collect_fields(const char *path, const cJSON *root, const cJSON *fiel
         }
         field[f] = it;
     }
-    for (int f = 0; f < N_FIELDS; f++) {
+    for (int f = 0; f < F_WORDS; f++) {
         if (!field[f]) {
             mmrm_set_error("%s: field \"%s\" is missing (a tokenizer file has " FIELD_LIST ")",
                            path, g_fields[f]);
@@ -288,6 +413,54 @@ static int parse_specials(const char *path, const cJSON *arr, Tokenizer *tok) {
     return 0;
 }
 
+static int parse_words(const char *path, const cJSON *arr, Tokenizer *tok) {
+    if (!cJSON_IsArray(arr)) {
+        mmrm_set_error("%s: field \"words\" must be an array of {\"id\", \"content\"}", path);
+        return -1;
+    }
+    int n = cJSON_GetArraySize(arr), k = 0;
+    tok->words = xcalloc((size_t)(n > 0 ? n : 1), sizeof *tok->words);
+    unsigned char *used = xcalloc((size_t)tok->vocab_size, 1);
+    for (int j = 0; j < tok->n_special; j++) used[tok->special[j].id] = 1;
+    int rc = -1;
+    for (const cJSON *it = arr->child; it; it = it->next, k++) {
+        const cJSON *jid = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const cJSON *jtext = cJSON_GetObjectItemCaseSensitive(it, "content");
+        int id;
+        if (!cJSON_IsObject(it) || !jid || !cJSON_IsString(jtext)) {
+            mmrm_set_error("%s: field \"words[%d]\" must be {\"id\": integer, \"content\": "
+                           "string}", path, k);
+            goto done;
+        }
+        const char *why = word_problem(jtext->valuestring);
+        if (*why) {
+            mmrm_set_error("%s: field \"words[%d].content\" \"%s\" is not a word: %s", path, k,
+                           jtext->valuestring, why);
+            goto done;
+        }
+        if (!json_int(jid, BYTE_VOCAB, tok->vocab_size - 1, &id)) {
+            mmrm_set_error("%s: field \"words[%d].id\" (word \"%s\") is out of range: it must "
+                           "be an integer in [%d, vocab_size %d)", path, k, jtext->valuestring,
+                           BYTE_VOCAB, tok->vocab_size);
+            goto done;
+        }
+        if (used[id]) {
+            mmrm_set_error("%s: field \"words[%d].id\": id %d is already a special token's or "
+                           "another word's", path, k, id);
+            goto done;
+        }
+        used[id] = 1;
+        tok->words[tok->n_words++] = (SpecialToken){xstrdup(jtext->valuestring),
+                                                    strlen(jtext->valuestring), id};
+    }
+    char where[4200];
+    snprintf(where, sizeof where, "%s: field \"words\"", path);
+    rc = finish_words(tok, where);
+done:
+    free(used);
+    return rc;
+}
+
 /* bos_id / eos_id / pad_id: null or the id of a special token */
 static int parse_role_id(const char *path, const char *name, const cJSON *item,
                          const Tokenizer *tok, int *out) {
@@ -312,31 +485,41 @@ static Tokenizer *tokenizer_from_json(const char *path, const cJSON *root) {
     if (collect_fields(path, root, field) != 0) return NULL;
     const cJSON *jtype = field[0], *jvocab = field[1], *jspecial = field[2], *jadd = field[6];
     if (!cJSON_IsString(jtype)) {
-        mmrm_set_error("%s: field \"type\" must be a string (supported: byte)", path);
+        mmrm_set_error("%s: field \"type\" must be a string (supported: byte, word)", path);
         return NULL;
     }
-    if (strcmp(jtype->valuestring, "byte") != 0) {
-        mmrm_set_error("%s: field \"type\": unknown tokenizer type \"%s\" (supported: byte)",
-                       path, jtype->valuestring);
+    TokenizerKind kind = TOKENIZER_BYTE;
+    if (strcmp(jtype->valuestring, "word") == 0) {
+        kind = TOKENIZER_WORD;
+    } else if (strcmp(jtype->valuestring, "byte") != 0) {
+        mmrm_set_error("%s: field \"type\": unknown tokenizer type \"%s\" (supported: byte, "
+                       "word)", path, jtype->valuestring);
+        return NULL;
+    }
+    if ((kind == TOKENIZER_WORD) != (field[F_WORDS] != NULL)) {
+        mmrm_set_error(kind == TOKENIZER_WORD ? "%s: field \"words\" is missing (type word)"
+                                              : "%s: field \"words\" belongs to type word, not byte",
+                       path);
         return NULL;
     }
     int vocab_size;
-    if (!json_int(jvocab, BYTE_VOCAB, INT_MAX, &vocab_size)) {
-        mmrm_set_error("%s: field \"vocab_size\" must be an integer >= %d (bytes + special "
-                       "tokens)", path, BYTE_VOCAB);
+    if (!json_int(jvocab, BYTE_VOCAB, MAX_VOCAB, &vocab_size)) {
+        mmrm_set_error("%s: field \"vocab_size\" must be an integer in [%d, %d] (bytes + special "
+                       "tokens + words)", path, BYTE_VOCAB, MAX_VOCAB);
         return NULL;
     }
     if (!cJSON_IsBool(jadd)) {
         mmrm_set_error("%s: field \"add_bos\" must be true or false", path);
         return NULL;
     }
-    Tokenizer *tok = tokenizer_alloc(TOKENIZER_BYTE, cJSON_GetArraySize(jspecial));
+    Tokenizer *tok = tokenizer_alloc(kind, cJSON_GetArraySize(jspecial));
     tok->vocab_size = vocab_size;
     tok->add_bos = cJSON_IsTrue(jadd);
     if (parse_specials(path, jspecial, tok) != 0 ||
         parse_role_id(path, "bos_id", field[3], tok, &tok->bos_id) != 0 ||
         parse_role_id(path, "eos_id", field[4], tok, &tok->eos_id) != 0 ||
-        parse_role_id(path, "pad_id", field[5], tok, &tok->pad_id) != 0) {
+        parse_role_id(path, "pad_id", field[5], tok, &tok->pad_id) != 0 ||
+        (kind == TOKENIZER_WORD && parse_words(path, field[F_WORDS], tok) != 0)) {
         tokenizer_free(tok);
         return NULL;
     }
@@ -394,6 +577,22 @@ int tokenizer_save(const Tokenizer *tok, const char *dir) {
                    cJSON_AddItemToObject(root, "pad_id", json_role_id(tok->pad_id)) &&
                    cJSON_AddBoolToObject(root, "add_bos", tok->add_bos),
                "tokenizer_save: out of memory building JSON");
+    if (tok->kind == TOKENIZER_WORD) {
+        cJSON *words = cJSON_AddArrayToObject(root, "words");
+        MMRM_CHECK(words, "tokenizer_save: out of memory building JSON");
+        /* in id order, so the file reads like the vocabulary */
+        SpecialToken *by_id = xmalloc((size_t)(tok->n_words > 0 ? tok->n_words : 1) * sizeof *by_id);
+        memcpy(by_id, tok->words, (size_t)tok->n_words * sizeof *by_id);
+        qsort(by_id, (size_t)tok->n_words, sizeof *by_id, cmp_id);
+        for (int k = 0; k < tok->n_words; k++) {
+            cJSON *item = cJSON_CreateObject();
+            MMRM_CHECK(item && cJSON_AddNumberToObject(item, "id", by_id[k].id) &&
+                           cJSON_AddStringToObject(item, "content", by_id[k].text) &&
+                           cJSON_AddItemToArray(words, item),
+                       "tokenizer_save: out of memory building JSON");
+        }
+        free(by_id);
+    }
     char *json = cJSON_Print(root);
     cJSON_Delete(root);
     MMRM_CHECK(json, "tokenizer_save: out of memory printing JSON");

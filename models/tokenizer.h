@@ -13,6 +13,14 @@
  *     260 <img>   261 </img>   262 <IMG_CONTEXT>   263 <quad>   264 </quad>
  *     265 <ref>   266 </ref>   267 <box>   268 </box>   269 <pad> (pad)
  *   so vocab_size 270; pad has its own id so padding can never be mistaken for text.
+ * - TOKENIZER_WORD: the byte tokenizer plus a vocabulary of whole words, for small models
+ *   whose byte sequences would be too long (the synthetic benchmark's). The plain text is cut
+ *   into pieces: a word piece is a maximal run of ASCII letters and digits with the one space
+ *   before it, if any (" red", "The"); every other byte is a piece of its own. A word piece in
+ *   the vocabulary is one id; otherwise its space (if any) is a byte and the bare word is
+ *   looked up again; a word not in the vocabulary is spelled out in bytes. Every byte string
+ *   still round-trips exactly. tokenizer_word_new puts the default special tokens at 256..269
+ *   and the words at 270 onwards, in the order given.
  *
  * On disk a tokenizer lives in the model directory as TOKENIZER_FILE (JSON):
  *   {"type": "byte", "vocab_size": 270,
@@ -20,6 +28,9 @@
  *    "bos_id": 256, "eos_id": 257, "pad_id": 269, "add_bos": true}
  * bos_id/eos_id/pad_id are special-token ids or null (none). Special ids lie in
  * [256, vocab_size); ids there without a token are unused (decoding one is an error).
+ * A word tokenizer has "type": "word" and one more field, "words": [{"id": 270, "content":
+ * " red"}, ...]: ids in [256, vocab_size) that no special token uses, contents distinct word
+ * pieces as defined above.
  */
 #ifndef MMRM_TOKENIZER_H
 #define MMRM_TOKENIZER_H
@@ -28,7 +39,7 @@
 
 #define TOKENIZER_FILE "mmrm_tokenizer.json"
 
-typedef enum { TOKENIZER_BYTE } TokenizerKind;
+typedef enum { TOKENIZER_BYTE, TOKENIZER_WORD } TokenizerKind;
 
 typedef struct {
     char *text; /* NUL-terminated, never empty */
@@ -44,10 +55,19 @@ typedef struct {
     int n_special;
     SpecialToken *special;      /* [n_special] */
     unsigned char special_first[256]; /* 1 where some special token starts with that byte */
+    int n_words;                /* TOKENIZER_WORD: the vocabulary, sorted by text */
+    SpecialToken *words;        /* [n_words] (text, len, id) */
 } Tokenizer;
 
 /* the byte tokenizer with the default special tokens above */
 Tokenizer *tokenizer_byte_new(int add_bos);
+/* a word tokenizer: the byte tokenizer's special tokens, then words[0..n) at ids 270...
+ * NULL with an error if a word is not a word piece or appears twice. */
+Tokenizer *tokenizer_word_new(const char *const *words, int n, int add_bos);
+/* Calls fn(piece, len, ctx) for each word piece of text[0..len) (special tokens are not
+ * recognised here): the pieces a word vocabulary for this text needs. */
+void tokenizer_word_pieces(const char *text, size_t len,
+                           void (*fn)(const char *piece, size_t len, void *ctx), void *ctx);
 void tokenizer_free(Tokenizer *tok);
 
 /* Loads DIR/TOKENIZER_FILE, validating it; NULL with mmrm_last_error() naming the file and

@@ -284,3 +284,131 @@ TEST(test_load_rejects_corrupt_tokenizer_files_with_a_clear_error) {
           "a missing file: %s", mmrm_last_error());
     remove_dir(dir);
 }
+
+/* ---- the word kind ---- */
+
+static const char *const g_words[] = {"The", " red", " is", "red", "It", " a9"};
+enum { W_THE = 270, W_SRED, W_SIS, W_RED, W_IT, W_SA9 };
+
+static void check_ids(const Tokenizer *tok, const char *text, const int *want, int n_want) {
+    int ids[64];
+    int n = tokenizer_encode(tok, text, strlen(text), ids, 64);
+    int same = n == n_want && memcmp(ids, want, (size_t)n * sizeof *ids) == 0;
+    CHECK(same, "\"%s\": %d ids, want %d (first %d, want %d)", text, n, n_want, n > 0 ? ids[0] : -1,
+          want[0]);
+    size_t len;
+    char *back = same ? tokenizer_decode(tok, ids, n, &len) : NULL;
+    CHECK(!same || (back && len == strlen(text) && memcmp(back, text, len) == 0),
+          "\"%s\" does not decode back", text);
+    free(back);
+}
+
+TEST(test_word_tokenizer_takes_vocabulary_words_and_spells_out_the_rest) {
+    Tokenizer *tok = tokenizer_word_new(g_words, 6, 0);
+    CHECK(tok && tok->kind == TOKENIZER_WORD && tok->vocab_size == 276 && tok->pad_id == 269,
+          "new: %s", tok ? "wrong fields" : mmrm_last_error());
+    if (!tok) return;
+    /* expected ids spelled out from the documented grammar */
+    check_ids(tok, "The red is red.", (int[]){W_THE, W_SRED, W_SIS, W_SRED, '.'}, 5);
+    check_ids(tok, "The  red", (int[]){W_THE, ' ', W_SRED}, 3);        /* one space per word */
+    check_ids(tok, "Thered", (int[]){'T', 'h', 'e', 'r', 'e', 'd'}, 6); /* unknown run */
+    check_ids(tok, " red", (int[]){W_SRED}, 1);
+    check_ids(tok, "\nred", (int[]){'\n', W_RED}, 2);
+    check_ids(tok, " reds", (int[]){' ', 'r', 'e', 'd', 's'}, 5);       /* maximal runs only */
+    check_ids(tok, " It", (int[]){' ', W_IT}, 2);                       /* " It" unknown, "It" not */
+    check_ids(tok, "red<|im_end|> red", (int[]){W_RED, 259, W_SRED}, 3);
+    check_ids(tok, "\xc3\xa9 red", (int[]){0xc3, 0xa9, W_SRED}, 3);
+    check_ids(tok, "It's a9!", (int[]){W_IT, '\'', 's', W_SA9, '!'}, 5);
+    check_ids(tok, "red_is", (int[]){W_RED, '_', 'i', 's'}, 4);          /* '_' ends a word */
+    /* the snprintf-like contract holds for word ids too */
+    int ids[2];
+    CHECK(tokenizer_encode(tok, "The red is", 10, ids, 2) == 3 && ids[0] == W_THE && ids[1] == W_SRED,
+          "cap 2");
+    tokenizer_free(tok);
+}
+
+TEST(test_word_tokenizer_round_trips_random_text_and_survives_a_file_round_trip) {
+    static const char *const pieces[] = {"The", " red", " is", "red", "It", " a9", " ", "  ", "!",
+                                         "re", "d", "<|im_end|>", "<|im_end", "\xff", "\xc3",
+                                         "9", "\n", "_"};
+    const int n_pieces = sizeof pieces / sizeof pieces[0];
+    Tokenizer *tok = tokenizer_word_new(g_words, 6, 1);
+    char *dir = temp_dir_with(NULL);
+    CHECK(tok && tokenizer_save(tok, dir) == 0, "save: %s", mmrm_last_error());
+    Tokenizer *back = tokenizer_load(dir);
+    CHECK(back && back->kind == TOKENIZER_WORD && back->vocab_size == 276 && back->n_words == 6 &&
+              back->add_bos == 1,
+          "load: %s", back ? "fields differ" : mmrm_last_error());
+    TRng r = trng(11);
+    char buf[800];
+    int words_seen = 0;
+    for (int trial = 0; tok && back && trial < 300; trial++) {
+        size_t n = 0;
+        int n_parts = (int)(trng_uniform(&r) * 40);
+        for (int p = 0; p < n_parts; p++) {
+            const char *s = pieces[(int)(trng_uniform(&r) * n_pieces)];
+            memcpy(buf + n, s, strlen(s));
+            n += strlen(s);
+        }
+        int count, count2;
+        int *ids = encode_new(tok, buf, n, &count), *ids2 = encode_new(back, buf, n, &count2);
+        CHECK(count >= 0 && (size_t)count <= n, "trial %d: %d ids for %zu bytes", trial, count, n);
+        CHECK(count == count2 && memcmp(ids, ids2, (size_t)count * sizeof *ids) == 0,
+              "trial %d: the loaded tokenizer encodes differently", trial);
+        for (int i = 0; i < count; i++) words_seen += ids[i] >= 270;
+        size_t len = 0;
+        char *text = tokenizer_decode(tok, ids, count, &len);
+        CHECK(text && len == n && memcmp(text, buf, n) == 0, "trial %d: round trip differs", trial);
+        free(text);
+        free(ids);
+        free(ids2);
+    }
+    CHECK(words_seen > 300, "only %d word ids: the test would not test words", words_seen);
+    tokenizer_free(back);
+    tokenizer_free(tok);
+    remove_dir(dir);
+}
+
+TEST(test_word_tokenizer_rejects_bad_vocabularies_and_files) {
+    const char *bad_words[][2] = {{"red", "re d"}, {"red", ""}, {"  red", "x"}, {"red!", "x"},
+                                  {"red", "red"}};
+    for (int k = 0; k < 5; k++) {
+        Tokenizer *tok = tokenizer_word_new(bad_words[k], 2, 0);
+        CHECK(!tok && strstr(mmrm_last_error(), "word"), "case %d accepted (%s)", k,
+              mmrm_last_error());
+        tokenizer_free(tok);
+    }
+    static const char *const head =
+        "{\"vocab_size\": 300, \"special_tokens\": [{\"id\": 256, \"content\": \"<s>\"}], "
+        "\"bos_id\": 256, \"eos_id\": null, \"pad_id\": null, \"add_bos\": true, ";
+    static const struct {
+        const char *tail, *want;
+    } cases[] = {
+        {"\"type\": \"word\"}", "\"words\" is missing"},
+        {"\"type\": \"byte\", \"words\": []}", "belongs to type word"},
+        {"\"type\": \"word\", \"words\": {\"red\": 270}}", "\"words\" must be an array"},
+        {"\"type\": \"word\", \"words\": [{\"id\": 270, \"content\": \"re d\"}]}", "words[0].content"},
+        {"\"type\": \"word\", \"words\": [{\"id\": 256, \"content\": \"red\"}]}", "words[0].id"},
+        {"\"type\": \"word\", \"words\": [{\"id\": 300, \"content\": \"red\"}]}", "out of range"},
+        {"\"type\": \"word\", \"words\": [{\"id\": 270, \"content\": \"red\"}, {\"id\": 270, "
+         "\"content\": \"blue\"}]}", "words[1].id"},
+        {"\"type\": \"word\", \"words\": [{\"id\": 270, \"content\": \"red\"}, {\"id\": 271, "
+         "\"content\": \"red\"}]}", "appears twice"},
+        {"\"type\": \"word\", \"words\": [{\"id\": 270}]}", "words[0]"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char json[1024];
+        snprintf(json, sizeof json, "%s%s", head, cases[c].tail);
+        char *dir = temp_dir_with(json);
+        Tokenizer *tok = tokenizer_load(dir);
+        CHECK(!tok && strstr(mmrm_last_error(), cases[c].want) && strstr(mmrm_last_error(), dir),
+              "case %zu: %s", c, tok ? "loaded" : mmrm_last_error());
+        tokenizer_free(tok);
+        remove_dir(dir);
+    }
+    char *dir = temp_dir_with("{\"type\": \"byte\", \"vocab_size\": 3000000000, \"special_tokens\": [],"
+                              " \"bos_id\": null, \"eos_id\": null, \"pad_id\": null, \"add_bos\": false}");
+    CHECK(!tokenizer_load(dir) && strstr(mmrm_last_error(), "vocab_size"), "a huge vocab_size: %s",
+          mmrm_last_error());
+    remove_dir(dir);
+}
