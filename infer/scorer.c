@@ -69,6 +69,12 @@ void scorer_default_options(const ModelConfig *cfg, ScorerOptions *o) {
     o->max_length = cfg->llm.max_positions < 4096 ? cfg->llm.max_positions : 4096;
     o->image = (ImageConfig){.image_size = cfg->image_size, .min_num = 1, .max_num = 6,
                              .dynamic = 1, .use_thumbnail = 1};
+    if (cfg->has_tiling) /* the model's own (a trained checkpoint: its training's) */
+        o->image = (ImageConfig){.image_size = cfg->image_size,
+                                 .min_num = cfg->min_dynamic_patch,
+                                 .max_num = cfg->max_dynamic_patch,
+                                 .dynamic = cfg->dynamic_image_size,
+                                 .use_thumbnail = cfg->use_thumbnail};
 }
 
 double progress_now(void) {
@@ -394,8 +400,11 @@ const char SCORER_CLI_USAGE[] =
     "  --batch-size N          sequences per forward (default 8)\n"
     "  --max-length N          tokens per sequence; longer responses are cut, keeping the\n"
     "                          final <|im_end|> (default min(4096, max_position_embeddings))\n"
-    "  --max-dynamic-patch N   most tiles per image (default 6, as InternVL2)\n"
-    "  --min-dynamic-patch N   fewest tiles per image (default 1)\n"
+    "  --max-dynamic-patch N   most tiles per image; tiling defaults come from the model's\n"
+    "                          config.json (dynamic_image_size, use_thumbnail, min/\n"
+    "                          max_dynamic_patch; mmrm train records its own there), else\n"
+    "                          InternVL2's: dynamic, thumbnail, 1..6 tiles\n"
+    "  --min-dynamic-patch N   fewest tiles per image\n"
     "  --no-thumbnail          no whole-image thumbnail tile after a multi-tile grid\n"
     "  --no-dynamic            one tile per image: the whole image resized\n"
     "  --image-root DIR        relative img_path values resolve here (default: the JSONL\n"

@@ -396,7 +396,10 @@ static void readme(Buf *b, const SynthOptions *o, const SynthStats *st) {
                "model, response}, category}: two completions whose mean rating (Helpfulness,\n"
                "Visual Faithfulness, Ethical Considerations) ranks the chosen one first.\n"
                "score_input.jsonl holds the first %d test_id pairs as {prompt, img_path,\n"
-               "responses: [chosen, rejected]}.\n\n",
+               "responses: [chosen, rejected]}.\n"
+               "mmrm_tokenizer.json is a word tokenizer (byte fallback) holding every word of the\n"
+               "prompts, responses and cue; `mmrm train ... tokenizer_path=<this folder>` gives a\n"
+               "model trained from scratch short sequences.\n\n",
                o->min_size, o->max_size, SYNTH_CUE, st->score_records);
     stats_table(b, o, st, "");
 }
@@ -515,6 +518,10 @@ int synth_generate(const char *dir, const SynthOptions *o, SynthStats *st) {
         if (write_buf(dir, name, &jsonl[s]) != 0) goto done;
     }
     if (write_buf(dir, "score_input.jsonl", &score) != 0) goto done;
+    Tokenizer *tok = synth_tokenizer();
+    int tok_rc = tokenizer_save(tok, dir);
+    tokenizer_free(tok);
+    if (tok_rc != 0) goto done;
     readme(&text, o, st);
     if (write_buf(dir, "README.txt", &text) != 0) goto done;
     st->seconds = now_s() - t0;
@@ -524,6 +531,52 @@ done:
     free(score.p);
     free(text.p);
     return rc;
+}
+
+/* ---- the tokenizer ---- */
+
+typedef struct {
+    char **w;
+    int n, cap;
+} WordSet;
+
+static void collect_piece(const char *piece, size_t len, void *ctx) {
+    WordSet *s = ctx;
+    for (int k = 0; k < s->n; k++)
+        if (strlen(s->w[k]) == len && !memcmp(s->w[k], piece, len)) return;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->w = xrealloc(s->w, (size_t)s->cap * sizeof *s->w);
+    }
+    s->w[s->n] = xmalloc(len + 1);
+    memcpy(s->w[s->n], piece, len);
+    s->w[s->n++][len] = 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+Tokenizer *synth_tokenizer(void) {
+    WordSet s = {0};
+    char text[256];
+    for (int c = 0; c < 2; c++) {
+        for (int t = 0; t < NPROMPTS; t++) tokenizer_word_pieces(PROMPTS[c][t], strlen(PROMPTS[c][t]), collect_piece, &s);
+        int nans = c == CAT_COLOUR ? SYNTH_NCOLOURS : SYNTH_NSHAPES;
+        for (int t = 0; t < NRESPONSES; t++)
+            for (int a = 0; a < nans; a++)
+                for (int cue = 0; cue < 2; cue++) {
+                    PairSpec p = {.category = c, .resp_t = t};
+                    answer_text(&p, a, cue, text, sizeof text);
+                    tokenizer_word_pieces(text, strlen(text), collect_piece, &s);
+                }
+    }
+    qsort(s.w, (size_t)s.n, sizeof *s.w, cmp_str);
+    Tokenizer *tok = tokenizer_word_new((const char *const *)s.w, s.n, 0);
+    MMRM_CHECK(tok, "synth: its own vocabulary is invalid: %s", mmrm_last_error());
+    for (int k = 0; k < s.n; k++) free(s.w[k]);
+    free(s.w);
+    return tok;
 }
 
 /* ---- the command ---- */
@@ -537,7 +590,9 @@ static void usage(FILE *f) {
             "answer, rejected = another answer in the same sentence; one response of each pair\n"
             "ends with \"%s\", on the final chosen one with probability P.\n"
             "Files: DIR/{train,test_id,test_ood,test_oracle}.jsonl, DIR/score_input.jsonl,\n"
-            "DIR/README.txt, DIR/images/*.png (test splits: max(N/4, 50) pairs each).\n"
+            "DIR/README.txt, DIR/images/*.png (test splits: max(N/4, 50) pairs each), and\n"
+            "DIR/mmrm_tokenizer.json, a word tokenizer of the benchmark's vocabulary (train with\n"
+            "tokenizer_path = DIR; the model's vocab_size must cover it).\n"
             "\n"
             "options:\n"
             "  --out DIR                  output folder (created if missing)\n"

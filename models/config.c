@@ -168,6 +168,18 @@ static int parse(Ctx *c, const cJSON *root, ModelConfig *cfg) {
              get_str(c, root, "template", 0, "internlm2-chat"));
     cfg->img_context_id = get_int(c, root, "img_context_token_id", 0, 262);
     cfg->init_range = get_num(c, root, "initializer_range", 0, 0.02);
+    cfg->has_tiling = 1;
+    cfg->dynamic_image_size = get_bool(c, root, "dynamic_image_size", 1);
+    cfg->use_thumbnail = get_bool(c, root, "use_thumbnail", 1);
+    cfg->min_dynamic_patch = get_int(c, root, "min_dynamic_patch", 0, 1);
+    cfg->max_dynamic_patch = get_int(c, root, "max_dynamic_patch", 0, 6);
+    if (!c->err && (cfg->min_dynamic_patch < 1 || cfg->min_dynamic_patch > cfg->max_dynamic_patch ||
+                    cfg->max_dynamic_patch > 64)) {
+        mmrm_set_error("%s: fields \"min_dynamic_patch\" %d and \"max_dynamic_patch\" %d must "
+                       "satisfy 1 <= min <= max <= 64", c->path, cfg->min_dynamic_patch,
+                       cfg->max_dynamic_patch);
+        return -1;
+    }
     const char *sys = get_str(c, root, "system_message", 0, NULL);
     if (sys) {
         size_t n = strlen(sys);
@@ -260,6 +272,12 @@ int config_save(const ModelConfig *cfg, const char *path) {
     cJSON_AddNumberToObject(root, "select_layer", cfg->select_layer);
     cJSON_AddStringToObject(root, "template", cfg->template_name);
     if (cfg->has_system_message) cJSON_AddStringToObject(root, "system_message", cfg->system_message);
+    if (cfg->has_tiling) {
+        cJSON_AddBoolToObject(root, "dynamic_image_size", cfg->dynamic_image_size);
+        cJSON_AddBoolToObject(root, "use_thumbnail", cfg->use_thumbnail);
+        cJSON_AddNumberToObject(root, "min_dynamic_patch", cfg->min_dynamic_patch);
+        cJSON_AddNumberToObject(root, "max_dynamic_patch", cfg->max_dynamic_patch);
+    }
     cJSON_AddNumberToObject(vc, "drop_path_rate", v->drop_path_rate);
     cJSON_AddNumberToObject(vc, "hidden_size", v->hidden);
     cJSON_AddNumberToObject(vc, "image_size", v->image_size);

@@ -47,6 +47,13 @@ typedef struct ModelConfig {
     int img_context_id;    /* id of <IMG_CONTEXT> (img_context_token_id, default byte vocab) */
     double init_range;     /* initializer_range: std of the random init of weight matrices
                             * (HF's key; 0.02 when absent; 0 in a struct = 0.02) */
+    /* image tiling of InternVL's config.json (dynamic_image_size, use_thumbnail,
+     * min_dynamic_patch, max_dynamic_patch): how this model's images are cut at inference.
+     * config_load fills them (InternVL2's 1/1/1/6 when absent) and sets has_tiling; the
+     * trainer records its own settings in the checkpoint it saves. has_tiling 0 (a config
+     * built in code): scoring uses InternVL2's defaults. */
+    int has_tiling;
+    int dynamic_image_size, use_thumbnail, min_dynamic_patch, max_dynamic_patch;
     int has_system_message; /* "system_message" present (an mmrm key; HF configs keep unknown
                              * keys as attributes): it replaces the template's system prompt */
     char system_message[CONFIG_MAX_SYSTEM_MESSAGE + 1];

@@ -31,6 +31,7 @@ static void map(const TrainConfig *c, TrainerOptions *o) {
     o->algorithm = c->algorithm == TRAIN_SHORTCUT_AWARE ? ALGO_SHORTCUT_AWARE : ALGO_STANDARD;
     o->model_path = c->model_name_or_path;
     o->init_config = c->init_model_config;
+    o->tokenizer_path = *c->tokenizer_path ? c->tokenizer_path : NULL;
     o->bias_model_path = c->bias_model_path;
     o->init_bias_config = c->init_bias_model_config;
     o->datasets = (const char *const *)c->dataset_paths;

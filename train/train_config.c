@@ -79,6 +79,8 @@ static const Key g_keys[] = {
     ENUM(algorithm, k_algorithms, "standard", "the objective"),
     STR(bias_model_path, "the text-only bias RM's directory, usually the same checkpoint"),
     STR(init_bias_model_config, "an HF config.json for a randomly initialised bias RM"),
+    STR(tokenizer_path, "a folder holding mmrm_tokenizer.json for a model from init_model_config "
+                        "(e.g. mmrm synth's output; default: the byte tokenizer)"),
     BOOL(freeze_llm, "false", "freeze the LLM decoder"),
     BOOL(freeze_backbone, "true", "freeze the ViT"),
     BOOL(freeze_mlp, "false", "freeze the mlp1 connector"),
@@ -622,6 +624,10 @@ static int check(Parse *p) {
         return fail(p, none, "no model: set model_name_or_path (an HF model directory) or "
                              "init_model_config (a config.json for a randomly initialised "
                              "model)");
+    if (is_set(c, "tokenizer_path") && is_set(c, "model_name_or_path"))
+        return fail(p, p->origin[find_key("tokenizer_path")],
+                    "tokenizer_path is for a model built from init_model_config; the model "
+                    "directory of model_name_or_path brings its own tokenizer");
     if (c->n_dataset_paths == 0)
         return fail(p, none, "dataset_path is required (%s)",
                     g_keys[find_key("dataset_path")].what);

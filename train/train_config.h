@@ -37,6 +37,7 @@
  * | algorithm                   | standard, shortcut_aware                 | standard | mmrm |
  * | bias_model_path             | HF model directory of the text-only RM   | unset    | req**|
  * | init_bias_model_config      | HF config.json: random bias init         | unset    | req**|
+ * | tokenizer_path              | dir with mmrm_tokenizer.json (init only) | unset    | mmrm |
  * | freeze_llm                  | bool (the LLM decoder)                   | false    | spec |
  * | freeze_backbone             | bool (the ViT)                           | true     | spec |
  * | freeze_mlp                  | bool (the mlp1 connector)                | false    | spec |
@@ -114,6 +115,7 @@ typedef struct TrainConfig {
     TrainAlgorithm algorithm;
     char *bias_model_path;
     char *init_bias_model_config;
+    char *tokenizer_path;
     int freeze_llm, freeze_backbone, freeze_mlp;
     int grad_checkpoint;
     double drop_path_rate;

@@ -657,14 +657,28 @@ int train_run(const TrainerOptions *o) {
         }
     }
 
+    /* the checkpoints record how this run cut its images, so that scoring them cuts alike */
+    RewardModel *rms[2] = {&r.main, r.has_bias ? &r.bias : NULL};
+    for (int k = 0; k < 2; k++)
+        if (rms[k]) {
+            ModelConfig *c = &rms[k]->cfg;
+            c->has_tiling = 1;
+            c->dynamic_image_size = o->dynamic_image_size;
+            c->use_thumbnail = o->use_thumbnail;
+            c->min_dynamic_patch = o->min_dynamic_patch;
+            c->max_dynamic_patch = o->max_dynamic_patch;
+        }
+
     /* tokenizer and template */
-    const char *tokdir = *resume_dir ? resume_dir : o->model_path;
+    const char *tokdir = *resume_dir ? resume_dir : o->tokenizer_path ? o->tokenizer_path : o->model_path;
     const char *tname = o->template_name && *o->template_name ? o->template_name : r.main.cfg.template_name;
     if (template_parse(tname, &r.tmpl)) goto fail;
     if (tokdir && *tokdir) {
         char p[4300];
         snprintf(p, sizeof p, "%s/%s", tokdir, TOKENIZER_FILE);
-        if (access(p, R_OK) == 0 && !(r.tok = tokenizer_load(tokdir))) goto fail;
+        /* an explicit tokenizer_path must hold one; a model directory may lack it (byte) */
+        int want = !*resume_dir && o->tokenizer_path;
+        if ((want || access(p, R_OK) == 0) && !(r.tok = tokenizer_load(tokdir))) goto fail;
     }
     if (!r.tok) r.tok = tokenizer_byte_new(r.tmpl == TEMPLATE_INTERNLM2_CHAT);
     if (r.tok->vocab_size > r.main.cfg.llm.vocab) {

@@ -40,6 +40,7 @@ typedef struct TrainerOptions {
     Algorithm algorithm;
     const char *model_path;        /* model directory, or NULL with init_config */
     const char *init_config;       /* HF config.json for a random init */
+    const char *tokenizer_path;    /* folder with TOKENIZER_FILE for init_config; NULL: byte */
     const char *bias_model_path;   /* shortcut_aware */
     const char *init_bias_config;
     const char *const *datasets;

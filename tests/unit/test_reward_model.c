@@ -229,6 +229,20 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
               d.image_size == 8 && d.llm.head_dim == 4 && !strcmp(d.template_name, "Hermes-2") &&
               d.init_range == 0.2 && !d.has_system_message && config_system_message(&d) == NULL,
           "round trip changed the config");
+    /* tiling: InternVL2's defaults when absent (c has none recorded), then a recorded one */
+    CHECK(d.has_tiling && d.dynamic_image_size == 1 && d.use_thumbnail == 1 && d.min_dynamic_patch == 1 &&
+              d.max_dynamic_patch == 6,
+          "tiling defaults %d %d %d..%d", d.dynamic_image_size, d.use_thumbnail, d.min_dynamic_patch,
+          d.max_dynamic_patch);
+    c.has_tiling = 1;
+    c.dynamic_image_size = 0;
+    c.use_thumbnail = 0;
+    c.min_dynamic_patch = 2;
+    c.max_dynamic_patch = 9;
+    CHECK(config_save(&c, path) == 0 && config_load(path, &d) == 0, "%s", mmrm_last_error());
+    CHECK(d.has_tiling && !d.dynamic_image_size && !d.use_thumbnail && d.min_dynamic_patch == 2 &&
+              d.max_dynamic_patch == 9,
+          "recorded tiling did not round-trip");
     /* a system message (also an empty one) survives the round trip; absent stays absent */
     const char *msgs[] = {"", "You score answers.\n"};
     for (int k = 0; k < 2; k++) {
@@ -254,6 +268,10 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
          " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
          "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
          " \"intermediate_size\": 4, \"num_hidden_layers\": 1, \"vocab_size\": 300}}", "initializer_range"},
+        {"{\"min_dynamic_patch\": 7, \"max_dynamic_patch\": 6, \"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"intermediate_size\": 4,"
+         " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
+         "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"
+         " \"intermediate_size\": 4, \"num_hidden_layers\": 1, \"vocab_size\": 300}}", "max_dynamic_patch"},
         {"{\"system_message\": 7, \"vision_config\": {\"hidden_size\": 8, \"num_attention_heads\": 2, \"intermediate_size\": 4,"
          " \"num_hidden_layers\": 1, \"image_size\": 8, \"patch_size\": 2}, \"llm_config\": "
          "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 8, \"num_attention_heads\": 2,"

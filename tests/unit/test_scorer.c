@@ -168,6 +168,18 @@ static void check_against_direct(Fixture *f, int B, int blank) {
     scorer_default_options(&f->m.cfg, &o);
     CHECK(o.image.max_num == 6 && o.image.use_thumbnail && o.image.dynamic && o.image.min_num == 1,
           "defaults are not InternVL2's 1..6 tiles with a thumbnail");
+    /* a config that records its tiling (a trained checkpoint's) sets the defaults instead */
+    ModelConfig rec = f->m.cfg;
+    rec.has_tiling = 1;
+    rec.dynamic_image_size = 0;
+    rec.use_thumbnail = 0;
+    rec.min_dynamic_patch = 2;
+    rec.max_dynamic_patch = 3;
+    ScorerOptions ro;
+    scorer_default_options(&rec, &ro);
+    CHECK(!ro.image.dynamic && !ro.image.use_thumbnail && ro.image.min_num == 2 && ro.image.max_num == 3 &&
+              ro.image.image_size == rec.image_size,
+          "the config's recorded tiling is not the scoring default");
     o.batch_size = B;
     o.max_length = MAXLEN;
     o.blank = blank;

@@ -325,6 +325,11 @@ TEST(test_missing_required_keys_depend_on_the_algorithm) {
     CHECK(load_text("init_model_config = c.json\ndataset_path = d\noutput_dir = o\n", 0,
                     NULL) == 0,
           "init_model_config: %s", mmrm_last_error());
+    CHECK(load_text("init_model_config = c.json\ntokenizer_path = t\ndataset_path = d\noutput_dir = o\n",
+                    0, NULL) == 0,
+          "tokenizer_path with init_model_config: %s", mmrm_last_error());
+    expect_error("model_name_or_path = m\ntokenizer_path = t\ndataset_path = d\noutput_dir = o\n", 0,
+                 NULL, at_line(2), "tokenizer_path is for a model built from init_model_config", NULL);
     CHECK(load_text(REQUIRED "bias_model_path = \n", 0, NULL) == 0,
           "standard needs no bias model: %s", mmrm_last_error());
     expect_error(REQUIRED "max_dynamic_patch = 4\nmin_dynamic_patch = 5\n", 0, NULL, at_line(5),
@@ -451,6 +456,7 @@ static int same_config(const TrainConfig *a, const TrainConfig *b) {
     SAME(algorithm);
     SAME_STR(bias_model_path);
     SAME_STR(init_bias_model_config);
+    SAME_STR(tokenizer_path);
     SAME(freeze_llm);
     SAME(freeze_backbone);
     SAME(freeze_mlp);
@@ -633,7 +639,7 @@ TEST(test_printed_config_lists_every_key_once_and_reads_back_as_an_ini) {
     /* every struct key named in the header's table appears once, as "key =" at line start */
     static const char *const keys[] = {
         "model_name_or_path", "init_model_config", "algorithm", "bias_model_path",
-        "init_bias_model_config", "freeze_llm", "freeze_backbone", "freeze_mlp",
+        "init_bias_model_config", "tokenizer_path", "freeze_llm", "freeze_backbone", "freeze_mlp",
         "grad_checkpoint", "drop_path_rate", "precision", "device", "dataset_path",
         "eval_dataset_path", "image_root", "conv_style", "max_length", "dynamic_image_size",
         "min_dynamic_patch", "max_dynamic_patch", "use_thumbnail", "force_image_size",
