@@ -1,53 +1,78 @@
 #!/usr/bin/env bash
-# bench/demo.sh - the quick-start job behind `make demo`: writes the synthetic shortcut
-# benchmark (mmrm synth), trains the same tiny model with the standard and with the
-# shortcut-aware objective (configs/demo_standard.ini, configs/demo_robust.ini: same data,
-# steps and seed), evaluates both on test_id (cue agrees with the preference 90% of the
-# time, as in training) and test_ood (cue reversed: agrees 10%), and prints one table.
-# SFD (on test_oracle, where the cue is uncorrelated) uses one text-only verdict for both
-# rows: the bias model of the shortcut-aware run, fed the blank image. Usage: bench/demo.sh [SEED] (env MMRM: the binary, OUT: the folder).
+# bench/demo.sh - the quick-start job behind `make demo`, the synthetic shortcut benchmark:
+#  1. `mmrm synth` writes the benchmark (seed S: the text cue agrees with the preference 90%
+#     of the time in train and test_id, 10% in test_ood) and a grounding set (seed S + 1000,
+#     other scenes; cue uncorrelated, P_TRAIN = 0.5);
+#  2. grounding (configs/demo_pretrain.ini): the tiny model learns the image task from scratch
+#     on the grounding set: the stand-in for the grounded VLM that the paper's reward models
+#     start from, and the "oracle" row (trained where the cue carries no information);
+#  3. the standard and the shortcut-aware reward model are fine-tuned from that checkpoint on
+#     the benchmark's train split (configs/demo_standard.ini, configs/demo_robust.ini: same
+#     start, data, steps and seed);
+#  4. each is evaluated on test_id (i.i.d.) and test_ood (o.o.d.), with SFD on test_oracle
+#     (cue uncorrelated) from one text-only verdict: the shortcut-aware run's bias model fed
+#     the blank image. One table.
+# Usage: bench/demo.sh [SEED] (env MMRM: the binary, OUT: the folder, PAIRS: training pairs,
+# EXTRA: key=value overrides for the two fine-tunings, PRETRAIN_EXTRA: for the grounding run).
 set -euo pipefail
 seed=${1:-1}
 mmrm=${MMRM:-build/mmrm}
 out=${OUT:-build/demo}
 pairs=${PAIRS:-2000}
-extra=${EXTRA:-}      # more key=value overrides for both trainings
+extra=${EXTRA:-}
+pextra=${PRETRAIN_EXTRA:-}
 
 mkdir -p "$out"
 : > "$out/eval.log"
 echo "== synthetic benchmark: $pairs training pairs, seed $seed -> $out/data"
 "$mmrm" synth --out "$out/data" --pairs "$pairs" --seed "$seed" ${SYNTH_ARGS:-} | tail -n 6
+echo "== grounding set: $pairs pairs, seed $((seed + 1000)), cue uncorrelated -> $out/pretrain_data"
+"$mmrm" synth --out "$out/pretrain_data" --pairs "$pairs" --seed $((seed + 1000)) \
+    --cue-agreement 0.5 ${SYNTH_ARGS:-} > /dev/null
 
 secs=()
-for algo in standard robust; do
-    echo "== training: $algo (configs/demo_$algo.ini)"
+run() { # name config overrides...
+    local name=$1 cfg=$2
+    shift 2
+    local t0
     t0=$(date +%s.%N)
-    # shellcheck disable=SC2086
-    "$mmrm" train "configs/demo_$algo.ini" seed="$seed" \
-        dataset_path="$out/data/train.jsonl" eval_dataset_path="$out/data/test_id.jsonl" \
-        output_dir="$out/$algo" $extra 2> "$out/train_$algo.log" ||
-        { tail -n 20 "$out/train_$algo.log"; exit 1; }
-    grep -E "^mmrm: (step [0-9]+/|eval|done)" "$out/train_$algo.log" | tail -n 3
+    "$mmrm" train "$cfg" seed="$seed" output_dir="$out/$name" "$@" 2> "$out/train_$name.log" ||
+        { tail -n 20 "$out/train_$name.log"; exit 1; }
+    grep -E "^mmrm: (step [0-9]+/|eval|done)" "$out/train_$name.log" | tail -n 3
     secs+=("$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.0f", a - b }')")
+}
+echo "== grounding: the image task from scratch (configs/demo_pretrain.ini)"
+# shellcheck disable=SC2086
+run pretrain configs/demo_pretrain.ini tokenizer_path="$out/pretrain_data" \
+    dataset_path="$out/pretrain_data/train.jsonl" eval_dataset_path="$out/pretrain_data/test_oracle.jsonl" $pextra
+base="$out/pretrain/checkpoint-last"
+for algo in standard robust; do
+    echo "== fine-tuning from the grounded checkpoint: $algo (configs/demo_$algo.ini)"
+    bias=()
+    [ "$algo" = robust ] && bias=(bias_model_path="$base")
+    # shellcheck disable=SC2086
+    run "$algo" "configs/demo_$algo.ini" model_name_or_path="$base" "${bias[@]}" \
+        dataset_path="$out/data/train.jsonl" eval_dataset_path="$out/data/test_id.jsonl" $extra
 done
 
 field() { grep -o "\"$1\":[^,}]*" | head -n 1 | cut -d: -f2; }
-printf '\n%-16s %10s %10s %10s %12s\n' algorithm "i.i.d." "o.o.d." "SFD (pp)" "train time"
+printf '\n%-22s %10s %10s %10s %12s\n' model "i.i.d." "o.o.d." "SFD (pp)" "train time"
 i=0
-for algo in standard robust; do
+for algo in pretrain standard robust; do
     row=()
-    for split in test_id test_ood; do
+    for split in test_id test_ood test_oracle; do
         "$mmrm" eval --model "$out/$algo/checkpoint-last" --data "$out/data/$split.jsonl" \
             --text-only-model "$out/robust/checkpoint-last/bias" --json > "$out/eval_${algo}_$split.json" \
             2>> "$out/eval.log" || { tail -n 20 "$out/eval.log"; exit 1; }
         row+=("$(field accuracy < "$out/eval_${algo}_$split.json")")
     done
-    "$mmrm" eval --model "$out/$algo/checkpoint-last" --data "$out/data/test_oracle.jsonl" \
-        --text-only-model "$out/robust/checkpoint-last/bias" --json > "$out/eval_${algo}_test_oracle.json" \
-        2>> "$out/eval.log" || { tail -n 20 "$out/eval.log"; exit 1; }
     sfd=$(field sfd_pp < "$out/eval_${algo}_test_oracle.json")
-    name=$([ "$algo" = robust ] && echo shortcut-aware || echo standard)
-    printf '%-16s %10.3f %10.3f %10.1f %11.0fs\n' "$name" "${row[0]}" "${row[1]}" "$sfd" "${secs[$i]}"
+    case $algo in
+        pretrain) name="oracle (P_TRAIN = 0.5)" ;;
+        robust) name=shortcut-aware ;;
+        *) name=$algo ;;
+    esac
+    printf '%-22s %10.3f %10.3f %10.1f %11.0fs\n' "$name" "${row[0]}" "${row[1]}" "$sfd" "${secs[$i]}"
     i=$((i + 1))
 done
 echo
@@ -55,3 +80,5 @@ echo "accuracy: pairwise (ties 0.5) against the image-grounded truth; i.i.d. = t
 echo "agrees with the preference 90% of the time, as in training), o.o.d. = test_ood (cue reversed)."
 echo "SFD = acc(RM | text-only right) - acc(RM | text-only wrong), in points, on test_oracle (cue"
 echo "uncorrelated), the text-only verdict from the shortcut-aware run's bias model (blank image)."
+echo "oracle: the grounding run (another seed's scenes, cue uncorrelated in training), which both"
+echo "reward models start from; its train time is the grounding's, theirs the fine-tuning's."

@@ -407,6 +407,7 @@ const char SCORER_CLI_USAGE[] =
     "  --min-dynamic-patch N   fewest tiles per image\n"
     "  --no-thumbnail          no whole-image thumbnail tile after a multi-tile grid\n"
     "  --no-dynamic            one tile per image: the whole image resized\n"
+    "  --thumbnail, --dynamic  the opposite, where the model's config.json says false\n"
     "  --image-root DIR        relative img_path values resolve here (default: the JSONL\n"
     "                          file's folder)\n"
     "  --device DEV            auto (a GPU when the build has CUDA and one is visible, else\n"
@@ -442,6 +443,8 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
         return int_value(argc, argv, i, 1, IMAGE_MAX_NUM, &c->min_patch);
     if (!strcmp(a, "--no-thumbnail")) return c->no_thumbnail = 1;
     if (!strcmp(a, "--no-dynamic")) return c->no_dynamic = 1;
+    if (!strcmp(a, "--thumbnail")) return c->thumbnail = 1;
+    if (!strcmp(a, "--dynamic")) return c->dynamic = 1;
     if (!strcmp(a, "--image-root") || !strcmp(a, "--device") || !strcmp(a, "--precision")) {
         if (*i + 1 >= argc) {
             fprintf(stderr, "mmrm: error: %s needs a value\n", a);
@@ -482,6 +485,8 @@ void scorer_cli_options(const ScorerCli *c, const ModelConfig *cfg, ScorerOption
     if (c->max_length) o->max_length = c->max_length;
     if (c->max_patch) o->image.max_num = c->max_patch;
     if (c->min_patch) o->image.min_num = c->min_patch;
+    if (c->thumbnail) o->image.use_thumbnail = 1;
+    if (c->dynamic) o->image.dynamic = 1;
     if (c->no_thumbnail) o->image.use_thumbnail = 0;
     if (c->no_dynamic) o->image.dynamic = 0;
 }

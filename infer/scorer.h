@@ -113,6 +113,7 @@ typedef struct ScorerCli {
     int batch_size, max_length;
     int min_patch, max_patch;  /* dynamic tiles */
     int no_thumbnail, no_dynamic;
+    int thumbnail, dynamic;    /* --thumbnail, --dynamic: on even where the config says off */
     const char *image_root;
     const char *device;        /* --device: auto (default), cpu, cuda, cuda:N */
     const char *precision;     /* --precision: fp32 (default) or bf16 (a GPU only) */

@@ -83,7 +83,7 @@ for algo in standard robust; do
         set -- $run
         d="$OUT/train_${algo}_$1_$2"
         s=$(date +%s.%N)
-        build/mmrm train "configs/demo_$algo.ini" dataset_path="$data/train.jsonl" eval_dataset_path= \
+        build/mmrm train "configs/scratch_$algo.ini" dataset_path="$data/train.jsonl" eval_dataset_path= \
             output_dir="$d" max_steps=50 logging_steps=50 save_steps=0 per_device_train_batch_size=8 \
             device="$1" precision="$2" 2> "$d.log" || { fails+=("train $algo $1 $2"); tail -n 5 "$d.log"; }
         echo "$algo $1 $2: $(awk -v a="$(date +%s.%N)" -v b="$s" 'BEGIN { printf "%.1f", a - b }') s"
@@ -119,7 +119,7 @@ note "- score --precision bf16: max |cpu fp32 - gpu bf16| ${sc#* } over ${sc%% *
 
 step "5. compute-sanitizer memcheck (3 training steps)"
 if command -v compute-sanitizer > /dev/null; then
-    compute-sanitizer --tool memcheck --error-exitcode 9 build/mmrm train configs/demo_robust.ini \
+    compute-sanitizer --tool memcheck --error-exitcode 9 build/mmrm train configs/scratch_robust.ini \
         dataset_path="$data/train.jsonl" eval_dataset_path= output_dir="$OUT/memcheck" max_steps=3 \
         save_steps=0 device=cuda precision=fp32 > "$OUT/memcheck.log" 2>&1
     rc=$?
@@ -138,7 +138,7 @@ build/bench_cuda | tee "$OUT/bench.txt"
 step "7. NCCL path on one GPU (builds with NCCL only)"
 if build/mmrm version | grep -q "nccl"; then
     d="$OUT/train_robust_nccl1"
-    MMRM_NCCL=1 build/mmrm train configs/demo_robust.ini dataset_path="$data/train.jsonl" eval_dataset_path= \
+    MMRM_NCCL=1 build/mmrm train configs/scratch_robust.ini dataset_path="$data/train.jsonl" eval_dataset_path= \
         output_dir="$d" max_steps=50 logging_steps=50 save_steps=0 per_device_train_batch_size=8 \
         device=cuda precision=fp32 2> "$d.log" || { fails+=("train nccl1"); tail -n 5 "$d.log"; }
     grep "all-reduce" "$d.log"

@@ -17,7 +17,7 @@ grep -q "unknown command 'frobnicate'" "$err"
 # (on a machine without a GPU; with one, tests/gpu/run.sh covers the GPU side)
 if ! "$MMRM" version | grep -q "gpus visible: [1-9]"; then
     set +e
-    "$MMRM" train configs/demo_standard.ini device=cuda output_dir="$(mktemp -d)/x" 2>"$err"
+    "$MMRM" train configs/scratch_standard.ini device=cuda output_dir="$(mktemp -d)/x" 2>"$err"
     rc=$?
     set -e
     [ "$rc" != 0 ] || { echo "train device=cuda without a GPU succeeded"; exit 1; }

@@ -28,7 +28,7 @@ trap 'rm -rf "$d"' EXIT
 train() { # algo device out [extra]
     local algo=$1 dev=$2 out=$3
     shift 3
-    "$emu" train "configs/demo_$algo.ini" dataset_path="$d/data/train.jsonl" eval_dataset_path= \
+    "$emu" train "configs/scratch_$algo.ini" dataset_path="$d/data/train.jsonl" eval_dataset_path= \
         output_dir="$out" max_steps=2 per_device_train_batch_size=2 logging_steps=1 save_steps=1 \
         device="$dev" precision=fp32 "$@" 2> "$out.log" || { tail -n 20 "$out.log"; exit 1; }
 }
@@ -95,7 +95,7 @@ fi
 # in a build without NCCL) equal 1 rank x 2 pairs, per-step losses within 1e-5
 if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" version)"; then
     (export OMPI_MCA_rmaps_base_oversubscribe=1
-     mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/demo_standard.ini \
+     mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/scratch_standard.ini \
         dataset_path="$d/data/train.jsonl" eval_dataset_path= output_dir="$d/two" max_steps=2 \
         per_device_train_batch_size=1 logging_steps=1 save_steps=0 device=auto precision=fp32 \
         2> "$d/two.log") || { tail -n 20 "$d/two.log"; exit 1; }
@@ -109,7 +109,7 @@ if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" ve
     # 1 rank x 2 pairs within 1e-5 (losses and final weights)
     for algo in robust; do # two stores (main and bias): what the single-store run does and more
         (export OMPI_MCA_rmaps_base_oversubscribe=1 EMU_DEVICES=2
-         mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train "configs/demo_$algo.ini" \
+         mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train "configs/scratch_$algo.ini" \
             dataset_path="$d/data/train.jsonl" eval_dataset_path= output_dir="$d/nccl_$algo" max_steps=2 \
             per_device_train_batch_size=1 logging_steps=1 save_steps=0 device=cuda precision=fp32 \
             grad_bucket_mb=0.004 2> "$d/nccl_$algo.log") || { tail -n 20 "$d/nccl_$algo.log"; exit 1; }
@@ -133,7 +133,7 @@ if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" ve
         local out=$1
         shift
         (export OMPI_MCA_rmaps_base_oversubscribe=1 EMU_DEVICES=2
-         mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/demo_robust.ini \
+         mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/scratch_robust.ini \
             dataset_path="$d/data/train.jsonl" eval_dataset_path= output_dir="$out" max_steps=2 \
             per_device_train_batch_size=1 logging_steps=1 save_steps=1 device=cuda precision=fp32 \
             zero_stage=1 "$@" 2> "$out.log")
@@ -163,7 +163,7 @@ if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" ve
     # device = cuda on 2 ranks with one GPU: rank 1 (GPU 1) fails before training while rank 0
     # would train; the job must end with rank 1's message, not leave rank 0 waiting
     rc=0
-    timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/demo_standard.ini \
+    timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/scratch_standard.ini \
         dataset_path="$d/data/train.jsonl" eval_dataset_path= output_dir="$d/bad" max_steps=2 \
         per_device_train_batch_size=1 save_steps=0 device=cuda precision=fp32 > "$d/bad.log" 2>&1 || rc=$?
     [ "$rc" != 0 ] && [ "$rc" != 124 ] || { echo "FAIL one failing rank: exit status $rc"; exit 1; }
