@@ -22,7 +22,7 @@ for s in "${seeds[@]}"; do
     # shellcheck disable=SC2086
     OUT="$base/seed$s" MMRM="$mmrm" PAIRS="$pairs" EXTRA="$extra" PRETRAIN_EXTRA="$pextra" \
         bash bench/demo.sh "$s" | tee "$base/seed$s.txt"
-    awk -v s="$s" '/^oracle/ { print s, "oracle", $5, $6, "nan" }
+    awk -v s="$s" '/^oracle \(P_TRAIN/ { print s, "oracle", $5, $6, "nan" }
         /^standard|^shortcut-aware/ { print s, $1, $2, $3, $4 }' "$base/seed$s.txt" >> "$rows"
 done
 echo
