@@ -12,13 +12,15 @@
 #  4. each is evaluated on test_id (i.i.d.) and test_ood (o.o.d.), with SFD on test_oracle
 #     (cue uncorrelated) from one text-only verdict: the shortcut-aware run's bias model fed
 #     the blank image. One table.
-# Usage: bench/demo.sh [SEED] (env MMRM: the binary, OUT: the folder, PAIRS: training pairs,
-# EXTRA: key=value overrides for the two fine-tunings, PRETRAIN_EXTRA: for the grounding run).
+# Usage: bench/demo.sh [SEED] (env MMRM: the binary, OUT: the folder, PAIRS: training pairs
+# (2000), GROUND_PAIRS: grounding pairs (8000), EXTRA: key=value overrides for the two
+# fine-tunings, PRETRAIN_EXTRA: for the grounding run).
 set -euo pipefail
 seed=${1:-1}
 mmrm=${MMRM:-build/mmrm}
 out=${OUT:-build/demo}
 pairs=${PAIRS:-2000}
+gpairs=${GROUND_PAIRS:-8000}
 extra=${EXTRA:-}
 pextra=${PRETRAIN_EXTRA:-}
 
@@ -26,8 +28,8 @@ mkdir -p "$out"
 : > "$out/eval.log"
 echo "== synthetic benchmark: $pairs training pairs, seed $seed -> $out/data"
 "$mmrm" synth --out "$out/data" --pairs "$pairs" --seed "$seed" ${SYNTH_ARGS:-} | tail -n 6
-echo "== grounding set: $pairs pairs, seed $((seed + 1000)), cue uncorrelated -> $out/pretrain_data"
-"$mmrm" synth --out "$out/pretrain_data" --pairs "$pairs" --seed $((seed + 1000)) \
+echo "== grounding set: $gpairs pairs, seed $((seed + 1000)), cue uncorrelated -> $out/pretrain_data"
+"$mmrm" synth --out "$out/pretrain_data" --pairs "$gpairs" --seed $((seed + 1000)) \
     --cue-agreement 0.5 ${SYNTH_ARGS:-} > /dev/null
 
 secs=()

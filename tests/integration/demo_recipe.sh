@@ -19,6 +19,7 @@ grep -q '"type":[[:space:]]*"word"' "$tmp/data/mmrm_tokenizer.json" || fail "syn
 
 "$MMRM" train configs/demo_pretrain.ini tokenizer_path="$tmp/data" dataset_path="$tmp/data/train.jsonl" \
     eval_dataset_path="$tmp/data/test_id.jsonl" output_dir="$tmp/base" num_train_epochs=1 max_steps=24 \
+    per_device_train_batch_size=8 learning_rate=1e-3 \
     logging_steps=8 2> "$tmp/base.log" || { tail -n 20 "$tmp/base.log"; fail "pretraining"; }
 ck="$tmp/base/checkpoint-last"
 cmp -s "$tmp/data/mmrm_tokenizer.json" "$ck/mmrm_tokenizer.json" ||
