@@ -399,7 +399,7 @@ static void readme(Buf *b, const SynthOptions *o, const SynthStats *st) {
                "responses: [chosen, rejected]}.\n"
                "mmrm_tokenizer.json is a word tokenizer (byte fallback) holding every word of the\n"
                "prompts, responses and cue; `mmrm train ... tokenizer_path=<this folder>` gives a\n"
-               "model trained from scratch short sequences.\n\n",
+               "model trained from scratch short token sequences (a dozen ids per sentence).\n\n",
                o->min_size, o->max_size, SYNTH_CUE, st->score_records);
     stats_table(b, o, st, "");
 }
