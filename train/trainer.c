@@ -341,8 +341,9 @@ static BatchOptions batch_options(const Run *r, int eval) {
     b.system_message = config_system_message(&r->main.cfg);
     b.max_length = o->max_length;
     b.tokens_per_tile = config_tokens_per_tile(&r->main.cfg);
-    b.image = (ImageConfig){r->main.cfg.image_size, o->min_dynamic_patch, o->max_dynamic_patch,
-                            o->dynamic_image_size, o->use_thumbnail};
+    const ModelConfig *c = &r->main.cfg; /* train_run recorded the run's tiling there */
+    b.image = (ImageConfig){c->image_size, c->min_dynamic_patch, c->max_dynamic_patch,
+                            c->dynamic_image_size, c->use_thumbnail};
     b.blank_rows = r->has_bias && !eval;
     b.on_bad = o->on_bad_fail ? REC_ON_BAD_FAIL : REC_ON_BAD_SKIP;
     b.num_workers = o->num_workers;
@@ -650,9 +651,9 @@ int train_run(const TrainerOptions *o) {
         }
         const char *ms = config_system_message(&r.main.cfg), *bs = config_system_message(&r.bias.cfg);
         if ((ms == NULL) != (bs == NULL) || (ms && strcmp(ms, bs))) {
-            mmrm_set_error("the bias model's system_message (%s) must equal the main model's (%s): "
-                           "both read the same templated rows", bs ? "set" : "the template's",
-                           ms ? "set" : "the template's");
+            mmrm_set_error("the bias model's system_message (\"%s\") must equal the main model's "
+                           "(\"%s\"): both read the same templated rows",
+                           bs ? bs : "<the template's>", ms ? ms : "<the template's>");
             goto fail;
         }
     }
