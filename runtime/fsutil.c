@@ -6,11 +6,49 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/error.h"
+
+char *fs_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mmrm_set_error("%s: cannot open (%s)", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (len + 1 >= cap) buf = xrealloc(buf, cap *= 2);
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        mmrm_set_error("%s: read error", path);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = 0;
+    if (n) *n = len;
+    return buf;
+}
+
+char *fs_join(char *buf, size_t cap, const char *dir, const char *name) {
+    size_t dl = strlen(dir);
+    const char *sep = dl == 0 || dir[dl - 1] == '/' ? "" : "/";
+    int w = snprintf(buf, cap, "%s%s%s", dir, sep, name);
+    if (w < 0 || (size_t)w >= cap) {
+        mmrm_set_error("%s%s%s: path too long (over %zu bytes)", dir, sep, name, cap - 1);
+        return NULL;
+    }
+    return buf;
+}
 
 int fs_mkdir_p(const char *dir) {
     char buf[4096];

@@ -1,9 +1,18 @@
-/* fsutil.h - file-system helpers for durable outputs: create directory trees, replace a
- * file atomically (temporary file, fsync, rename, fsync of the directory), remove a tree. */
+/* fsutil.h - file-system helpers: read a whole file, join paths, and durable outputs
+ * (create directory trees, replace a file atomically: temporary file, fsync, rename, fsync
+ * of the directory; remove a tree). The one place each of these is written. */
 #ifndef MMRM_FSUTIL_H
 #define MMRM_FSUTIL_H
 
 #include <stddef.h>
+
+/* The whole file at path, NUL-terminated (*n = its size without the NUL when n is not NULL;
+ * the caller frees). NULL, with mmrm_last_error() naming the file, when it cannot be
+ * opened or read. */
+char *fs_read_file(const char *path, size_t *n);
+/* dir "/" name into buf (one slash: none added when dir is empty or ends in '/'). Returns
+ * buf, or NULL with mmrm_last_error() naming both parts when it does not fit in cap. */
+char *fs_join(char *buf, size_t cap, const char *dir, const char *name);
 
 /* mkdir -p; 0, or -1 with mmrm_last_error() naming the directory */
 int fs_mkdir_p(const char *dir);
