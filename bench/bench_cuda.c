@@ -1,8 +1,8 @@
 /* bench_cuda.c - the CUDA kernels' throughput on the GPU (built by `make cuda`, run by
  * tests/gpu/run.sh): GEMM TFLOP/s through kernels_cuda.matmul_* at the model's linear-layer
  * shapes in fp32, in bf16 over fp32 operands (CUBLAS_COMPUTE_32F_FAST_16BF), in bf16 over bf16
- * operands converted per call, and in bf16 with the weight read from a registered bf16 copy
- * (what training with precision = bf16 runs; kernels/cuda/bf16.cu), LayerNorm/RMSNorm GB/s against a device-to-device
+ * operands converted per call, and in bf16 with the weight read from its bf16 copy (what
+ * training with precision = bf16 runs: the ParamStore's copy passed as weight16), LayerNorm/RMSNorm GB/s against a device-to-device
  * copy measured in the same run, and attention TFLOP/s (forward, backward) of the
  * hand-written kernel; in a build with NCCL (`make cuda NCCL=1`), the NCCL all-reduce's time
  * and bandwidth at gradient-buffer sizes (under mpirun, across the ranks); and a reward-model
@@ -62,11 +62,19 @@ static float time_ms(Body body, void *ctx) {
     return ms[REPS / 2];
 }
 
-typedef struct { int N, C, OC, bwd; float *x, *w, *b, *y, *dx, *dw, *db; } Mm;
+typedef struct {
+    int N, C, OC, bwd;
+    float *x, *w, *b, *y, *dx, *dw, *db;
+    uint16_t *w16; /* the weight's bf16 copy, or NULL */
+    int prec;      /* KernelPrecision */
+} Mm;
 static void mm_body(void *v) {
     Mm *m = v;
-    if (!m->bwd) kernels_cuda.matmul_forward(m->y, m->x, m->w, m->b, m->N, m->C, m->OC);
-    else kernels_cuda.matmul_backward(m->dx, m->dw, m->db, m->y, m->x, m->w, m->N, m->C, m->OC);
+    if (!m->bwd)
+        kernels_cuda.matmul_forward(m->y, m->x, m->w, m->w16, m->b, m->N, m->C, m->OC, m->prec);
+    else
+        kernels_cuda.matmul_backward(m->dx, m->dw, m->db, m->y, m->x, m->w, m->w16, m->N, m->C,
+                                     m->OC, m->prec);
 }
 
 typedef struct { int N, C, rms; float *x, *w, *b, *y, *mean, *rstd; } Nm;
@@ -171,13 +179,13 @@ static void model_bench(void) {
         while (t < T) ids[b * T + t++] = 0;
     }
     RmBatch bt = {B, T, ids, lengths, B / 2, tiles, pixels, image_of, NULL};
-    cuda_set_precision(1);
     params_enable_bf16(&m.ps);
     printf("\nreward model step, precision bf16 (%.0fM parameters, %d x %d tokens)   ms    activation arena MiB (+ staging)\n",
            m.ps.numel / 1e6, B, T);
     for (int k = 0; k < 2; k++) {
         Graph g;
         graph_init(&g, DEV_CUDA, 64 << 20, 1);
+        graph_set_precision(&g, KP_BF16);
         if (k) graph_set_act_dtype(&g, DT_BF16);
         Step st = {&m, &g, &bt};
         float ms = time_ms(step_body, &st);
@@ -185,7 +193,6 @@ static void model_bench(void) {
                g.act.peak / 1048576.0, g.stage.peak / 1048576.0);
         graph_free(&g);
     }
-    cuda_set_precision(0);
     rm_free(&m);
     free(pixels);
 }
@@ -222,7 +229,8 @@ int main(int argc, char **argv) {
     printf("%-20s %7s %7s %7s %7s  %7s %7s %7s %7s\n", "N x C -> OC", "fp32", "fast", "conv", "copy",
            "fp32", "fast", "conv", "copy");
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-        Mm m = {shapes[s][0], shapes[s][1], shapes[s][2], 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+        Mm m = {shapes[s][0], shapes[s][1], shapes[s][2], 0, NULL, NULL, NULL, NULL, NULL, NULL,
+                NULL, NULL, KP_FP32};
         m.x = drand((size_t)m.N * m.C, 1);
         m.w = drand((size_t)m.OC * m.C, 2);
         m.b = drand(m.OC, 3);
@@ -234,15 +242,17 @@ int main(int argc, char **argv) {
         float t[8];
         for (int k = 0; k < 8; k++) { /* k % 4: fp32, fast, conv, copy; k / 4: fwd, bwd */
             int mode = k % 4;
-            cuda_set_precision(mode != 0);
-            cuda_set_bf16_operands(mode >= 2);
-            if (mode == 3) cuda_bf16_shadow_register(m.w, (size_t)m.OC * m.C);
+            static const int precs[4] = {KP_FP32, KP_BF16_FP32_OPERANDS, KP_BF16, KP_BF16};
+            m.prec = precs[mode];
+            m.w16 = NULL;
+            if (mode == 3) {
+                m.w16 = cuda_malloc((size_t)m.OC * m.C * sizeof *m.w16);
+                kernels_cuda.f32_to_bf16(m.w16, m.w, (size_t)m.OC * m.C);
+            }
             m.bwd = k / 4;
             t[k] = time_ms(mm_body, &m);
-            if (mode == 3) cuda_bf16_shadow_unregister(m.w);
+            if (m.w16) cuda_free(m.w16);
         }
-        cuda_set_precision(0);
-        cuda_set_bf16_operands(1);
         printf("%5d x %5d -> %5d", m.N, m.C, m.OC);
         for (int k = 0; k < 8; k++)
             printf(k == 4 ? "  %7.1f" : " %7.1f", (k < 4 ? flop : 2 * flop) / t[k] / 1e9);

@@ -3,7 +3,7 @@
  * down-projection) and a naive triple loop at one shape for the ratio. Prints GFLOP/s
  * (2*N*C*OC per forward, 4*N*C*OC per backward with dinp and dweight) and never asserts:
  * it is a measurement, not a test. OMP_NUM_THREADS sets the thread count as usual. */
-#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <omp.h>
@@ -78,7 +78,7 @@ static Timing time_forward(const Buffers *b, Shape s, int naive) {
     for (int r = 0; r < WARMUP + REPS; r++) {
         double t0 = now_s();
         if (naive) naive_forward(b->out, b->inp, b->weight, b->bias, s.N, s.C, s.OC);
-        else cpu_matmul_forward(b->out, b->inp, b->weight, b->bias, s.N, s.C, s.OC);
+        else kernels_cpu.matmul_forward(b->out, b->inp, b->weight, NULL, b->bias, s.N, s.C, s.OC, KP_FP32);
         double dt = now_s() - t0;
         if (r < WARMUP) continue;
         t.best = fmin(t.best, dt);
@@ -91,8 +91,8 @@ static Timing time_backward(const Buffers *b, Shape s) {
     Timing t = {INFINITY, 0};
     for (int r = 0; r < WARMUP + REPS; r++) {
         double t0 = now_s();
-        cpu_matmul_backward(b->dinp, b->dweight, b->dbias, b->dout, b->inp, b->weight, s.N, s.C,
-                            s.OC);
+        kernels_cpu.matmul_backward(b->dinp, b->dweight, b->dbias, b->dout, b->inp, b->weight, NULL, s.N, s.C,
+                            s.OC, KP_FP32);
         double dt = now_s() - t0;
         if (r < WARMUP) continue;
         t.best = fmin(t.best, dt);

@@ -252,13 +252,14 @@ int cmd_eval(int argc, char **argv) {
     Scorer *sc = NULL, *tsc = NULL;
     int rc = 1, have_tm = 0;
     Device dev;
-    if (scorer_cli_device(&cli, 0, &dev)) return 2;
-    if (scorer_load_model(model, dev, &m, &tok)) return fail();
+    int bf16 = 0;
+    if (scorer_cli_device(&cli, 0, &dev, &bf16)) return 2;
+    if (scorer_load_model(model, dev, bf16, &m, &tok)) return fail();
     ScorerOptions o;
     scorer_cli_options(&cli, &m.cfg, &o);
     if (!(sc = scorer_new(&m, tok, &o))) goto out_model;
     if (text_model) {
-        if (scorer_load_model(text_model, dev, &tm, &ttok)) goto out_model;
+        if (scorer_load_model(text_model, dev, bf16, &tm, &ttok)) goto out_model;
         have_tm = 1;
     }
     if (text_self || text_model) {

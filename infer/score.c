@@ -1164,8 +1164,9 @@ static int score_main(const Comm *cm, int argc, char **argv) {
     RewardModel m;
     Tokenizer *tok;
     Device dev;
-    if (scorer_cli_device(&cli, cm->local_rank, &dev)) return 2;
-    if (scorer_load_model(model, dev, &m, &tok)) return fail();
+    int bf16 = 0;
+    if (scorer_cli_device(&cli, cm->local_rank, &dev, &bf16)) return 2;
+    if (scorer_load_model(model, dev, bf16, &m, &tok)) return fail();
     ScorerOptions so_opt;
     scorer_cli_options(&cli, &m.cfg, &so_opt);
     so_opt.blank = blank;

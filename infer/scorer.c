@@ -16,9 +16,6 @@
 
 #include "models/checkpoint.h"
 #include "runtime/error.h"
-#ifdef MMRM_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
 typedef struct Held {
     float *px; /* (tiles, 3, S, S) */
@@ -171,10 +168,12 @@ Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o)
         if (n != 1) MMRM_FATAL("blank image gave %d tiles: %s", n, mmrm_last_error());
     }
     graph_init(&s->g, m->ps.device, (size_t)64 << 20, 0);
-#ifdef MMRM_CUDA
-    /* --precision bf16: activations stored in bf16 as in bf16 training */
-    if (m->ps.device == DEV_CUDA && cuda_get_precision()) graph_set_act_dtype(&s->g, DT_BF16);
-#endif
+    /* a model with bf16 weight copies (--precision bf16): bf16 GEMMs and activations
+     * stored in bf16, as in bf16 training */
+    if (m->ps.w16) {
+        graph_set_precision(&s->g, KP_BF16);
+        graph_set_act_dtype(&s->g, DT_BF16);
+    }
     graph_set_grad(&s->g, 0);
     s->g.training = 0;
     if (o->blank) {
@@ -370,15 +369,12 @@ int scorer_score(Scorer *s, const ScoreGroup *groups, int n, ScoreOut *out,
 
 /* ---- command line ---- */
 
-int scorer_load_model(const char *dir, Device d, RewardModel *m, Tokenizer **tok) {
+int scorer_load_model(const char *dir, Device d, int bf16, RewardModel *m, Tokenizer **tok) {
     int freeze[PG_COUNT];
     for (int g = 0; g < PG_COUNT; g++) freeze[g] = 1;
     LoadReport rep;
     if (rm_load(m, dir, d, freeze, 0, &rep)) return -1;
-    int w16 = 0;
-#ifdef MMRM_CUDA
-    if (d == DEV_CUDA && cuda_get_precision()) w16 = params_enable_bf16(&m->ps);
-#endif
+    int w16 = bf16 && params_enable_bf16(&m->ps);
     *tok = tokenizer_load(dir);
     if (!*tok) {
         rm_free(m);
@@ -462,7 +458,7 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
     return 0;
 }
 
-int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out) {
+int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out, int *bf16_out) {
     if (device_resolve(c->device, local_rank, 1, out) != 0) {
         fprintf(stderr, "mmrm: error: --device: %s\n", mmrm_last_error());
         return -1;
@@ -473,9 +469,7 @@ int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out) {
                         "fp32\n", device_name(*out));
         return -1;
     }
-#ifdef MMRM_CUDA
-    if (*out == DEV_CUDA) cuda_set_precision(bf16);
-#endif
+    *bf16_out = bf16;
     return 0;
 }
 

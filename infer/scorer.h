@@ -103,10 +103,11 @@ const ScorerOptions *scorer_options(const Scorer *s);
 
 /* ---- what score and eval share on the command line ---- */
 
-/* Loads DIR's model onto device d with every group frozen (inference only) and its
+/* Loads DIR's model onto device d with every group frozen (inference only), with bf16
+ * weight copies when bf16 (a GPU only; scorer_cli_device's *bf16), and its
  * tokenizer file, and logs one line about it (a missing score head is warned about: its
  * scores mean nothing). 0, or -1 with mmrm_last_error(); nothing is left allocated on error. */
-int scorer_load_model(const char *dir, Device d, RewardModel *m, Tokenizer **tok);
+int scorer_load_model(const char *dir, Device d, int bf16, RewardModel *m, Tokenizer **tok);
 
 /* The scoring options a command line may override; zero means the default. */
 typedef struct ScorerCli {
@@ -123,11 +124,11 @@ typedef struct ScorerCli {
  * 1 consumed, 0 not one of them, -1 a bad value (message printed). --device is checked
  * by scorer_cli_device. */
 int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i);
-/* the device --device names (GPU local_rank when several processes share a node), with
- * --precision checked against it and applied (bf16: the GEMMs of models that
- * scorer_load_model then loads read bf16 copies of their weights); 0, or -1 with a message
- * printed */
-int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out);
+/* the device --device names (GPU local_rank when several processes share a node), and
+ * --precision checked against it (*bf16: 1 for bf16, which scorer_load_model takes: the
+ * model then keeps bf16 weight copies, and a scorer over it runs bf16 GEMMs and stores
+ * activations in bf16); 0, or -1 with a message printed */
+int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out, int *bf16);
 /* usage lines for those options */
 extern const char SCORER_CLI_USAGE[];
 /* the defaults for cfg with the command line's overrides */

@@ -23,6 +23,7 @@ void graph_init(Graph *g, Device d, size_t arena_bytes, uint64_t seed) {
     arena_init(&g->meta, DEV_CPU, 1 << 20);
     arena_init(&g->stage, d, 1 << 16);
     g->act_dtype = DT_F32;
+    g->precision = KP_FP32;
     g->tape_cap = 256;
     g->tape = xmalloc(g->tape_cap * sizeof *g->tape);
     g->grad_enabled = 1;
@@ -71,6 +72,12 @@ void graph_set_act_dtype(Graph *g, DType dt) {
     MMRM_CHECK(dt == DT_F32 || dt == DT_BF16, "activations are stored as f32 or bf16, not %s",
                dtype_name(dt));
     g->act_dtype = dt;
+}
+
+void graph_set_precision(Graph *g, KernelPrecision p) {
+    MMRM_CHECK(p == KP_FP32 || p == KP_BF16 || p == KP_BF16_FP32_OPERANDS,
+               "graph_set_precision: unknown precision %d", (int)p);
+    g->precision = p;
 }
 
 static Tensor *new_tensor(Graph *g, const char *name, int ndim, const int *shape) {

@@ -4,10 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/autograd.h"
 #include "runtime/error.h"
-#ifdef MMRM_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
 #define ALIGN 64
 static size_t align_up(size_t n) { return (n + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
@@ -135,33 +133,31 @@ void params_init(ParamStore *s, Device d) {
     s->device = d;
 }
 
-/* forgets the bf16 copy (before s->data is freed or moved) */
+/* frees the bf16 copy (before s->data is freed or moved); the tensors forget it */
 static void drop_bf16(ParamStore *s) {
     if (!s->w16) return;
-#ifdef MMRM_CUDA
-    cuda_bf16_shadow_unregister(s->data);
-#endif
+    device_free(s->device, s->w16); /* stream-ordered: kernels queued before still see it */
     s->w16 = NULL;
+    for (int i = 0; i < s->n; i++) s->params[i].w16 = NULL;
 }
 
 int params_enable_bf16(ParamStore *s) {
     MMRM_CHECK(s->finalized, "params_enable_bf16 before params_finalize");
-#ifdef MMRM_CUDA
-    if (s->device == DEV_CUDA && s->numel) {
-        s->w16 = cuda_bf16_shadow_register(s->data, s->numel);
-        return 1;
+    if (s->device != DEV_CUDA || !s->numel) return 0;
+    if (!s->w16) s->w16 = device_alloc(s->device, s->numel * sizeof(uint16_t));
+    kernels_for(s->device)->f32_to_bf16(s->w16, s->data, s->numel);
+    for (int i = 0; i < s->n; i++) {
+        Tensor *t = &s->params[i];
+        t->w16 = s->w16 + ((float *)t->data - s->data);
     }
-#endif
-    return 0;
+    return 1;
 }
 
 void params_refresh_bf16(ParamStore *s, size_t off, size_t n) {
     if (!s->w16 || !n) return;
     MMRM_CHECK(off <= s->numel && n <= s->numel - off, "params_refresh_bf16: [%zu, %zu) outside %zu",
                off, off + n, s->numel);
-#ifdef MMRM_CUDA
-    cuda_bf16_shadow_refresh(s->data, off, n);
-#endif
+    kernels_for(s->device)->f32_to_bf16(s->w16 + off, s->data + off, n);
 }
 
 void params_free(ParamStore *s) {

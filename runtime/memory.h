@@ -94,10 +94,11 @@ void params_to_device(ParamStore *s, Device d);
 const float *params_host(const ParamStore *s, const float *p, size_t n, float **tofree);
 size_t params_count_group(const ParamStore *s, ParamGroup g);
 size_t params_bytes(const ParamStore *s); /* params + grads + moments + bf16 copy */
-/* precision = bf16 on CUDA: keeps a bf16 copy of all parameters (w16) that the GEMMs read
- * and the fused AdamW kernel rewrites with every update (kernels/cuda/bf16.cu). Returns 0
- * (nothing done) on the CPU or in a build without CUDA. Whoever else writes data after this
- * (a ZeRO-1 all-gather, a load) calls params_refresh_bf16 over what it wrote. */
+/* precision = bf16 on CUDA: keeps a bf16 copy of all parameters (w16; each parameter
+ * tensor's w16 points at its part) that runtime/ops.c passes to the GEMMs as their weight
+ * operand and train/optim.c to AdamW, which rewrites it with every update. Returns 0
+ * (nothing done) on the CPU. Whoever else writes data after this (a ZeRO-1 all-gather, a
+ * load) calls params_refresh_bf16 over what it wrote. */
 int params_enable_bf16(ParamStore *s);
 void params_refresh_bf16(ParamStore *s, size_t off, size_t n);
 

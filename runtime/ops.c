@@ -64,14 +64,21 @@ static Tensor *like(Graph *g, const Tensor *x, const char *name) {
 
 /* ---------------------------------------------------------------- linear */
 
+/* the weight's bf16 copy the GEMM reads: only for bf16 operands, and only an f32 weight's */
+static const uint16_t *w16_of(const Graph *g, const Tensor *w) {
+    return g->precision == KP_BF16 && w->dtype == DT_F32 ? w->w16 : NULL;
+}
+
 static void linear_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *w = e->in[1], *b = e->in[2], *y = e->out[0];
     int OC = w->shape[0], C = (int)(w->numel / OC), N = (int)(x->numel / C);
     float *dx = gin(g, x), *dw = gin(g, w), *db = gin(g, b);
     if (x->dtype == DT_BF16 && w->dtype == DT_F32 && g->K->matmul_backward_x16)
-        g->K->matmul_backward_x16(dx, dw, db, y->grad, x->data, F(w), N, C, OC);
+        g->K->matmul_backward_x16(dx, dw, db, y->grad, x->data, F(w), w16_of(g, w), N, C, OC,
+                                  g->precision);
     else
-        g->K->matmul_backward(dx, dw, db, y->grad, in32(g, x), in32(g, w), N, C, OC);
+        g->K->matmul_backward(dx, dw, db, y->grad, in32(g, x), in32(g, w), w16_of(g, w), N, C,
+                              OC, g->precision);
     done(g);
 }
 
@@ -91,9 +98,11 @@ static Tensor *linear(Graph *g, Tensor *x, Tensor *w, Tensor *b, int f32_out) {
     int N = (int)(x->numel / C);
     float *yf = out32(g, y);
     if (x->dtype == DT_BF16 && w->dtype == DT_F32 && g->K->matmul_forward_x16)
-        g->K->matmul_forward_x16(yf, x->data, F(w), in32(g, b), N, C, OC);
+        g->K->matmul_forward_x16(yf, x->data, F(w), w16_of(g, w), in32(g, b), N, C, OC,
+                                 g->precision);
     else
-        g->K->matmul_forward(yf, in32(g, x), in32(g, w), in32(g, b), N, C, OC);
+        g->K->matmul_forward(yf, in32(g, x), in32(g, w), w16_of(g, w), in32(g, b), N, C, OC,
+                             g->precision);
     put(g, y, yf);
     done(g);
     graph_record(g, "linear", linear_bw, (Tensor *[]){x, w, b}, 3, &y, 1);

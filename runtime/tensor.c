@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
+#include "kernels/scalar.h"
 #include "runtime/error.h"
 #ifdef MMRM_CUDA
 #include "kernels/cuda/cuda_backend.h"
@@ -45,13 +46,7 @@ const char *tensor_describe(const Tensor *t, char *buf, size_t len) {
     return buf;
 }
 
-uint16_t bf16_from_f32(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
+uint16_t bf16_from_f32(float f) { return kscalar_bf16_rn(f); }
 
 float f32_from_bf16(uint16_t b) {
     uint32_t u = (uint32_t)b << 16;
@@ -61,9 +56,13 @@ float f32_from_bf16(uint16_t b) {
 }
 
 /* the host arrays go through the CPU op table's conversions (kernels/cpu/convert.c) */
-void bf16_to_f32_array(float *dst, const uint16_t *src, size_t n) { cpu_bf16_to_f32(dst, src, n); }
+void bf16_to_f32_array(float *dst, const uint16_t *src, size_t n) {
+    kernels_cpu.bf16_to_f32(dst, src, n);
+}
 
-void f32_to_bf16_array(uint16_t *dst, const float *src, size_t n) { cpu_f32_to_bf16(dst, src, n); }
+void f32_to_bf16_array(uint16_t *dst, const float *src, size_t n) {
+    kernels_cpu.f32_to_bf16(dst, src, n);
+}
 
 int device_cuda_compiled(void) {
 #ifdef MMRM_CUDA
@@ -71,6 +70,21 @@ int device_cuda_compiled(void) {
 #else
     return 0;
 #endif
+}
+
+int device_gpu_count(void) {
+#ifdef MMRM_CUDA
+    return cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
+const char *device_describe(Device d) {
+#ifdef MMRM_CUDA
+    if (d == DEV_CUDA) return cuda_device_description();
+#endif
+    return device_name(d);
 }
 
 #ifdef MMRM_CUDA

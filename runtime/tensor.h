@@ -26,6 +26,7 @@ typedef struct Tensor {
     int shape[TENSOR_MAX_DIMS];
     size_t numel;
     void *data;
+    uint16_t *w16;     /* a parameter's bf16 copy (ParamStore w16, precision = bf16), else NULL */
     float *grad;       /* fp32, same shape; NULL until needed (activations) or never (frozen) */
     int requires_grad; /* receives a gradient in backward */
     int is_param;      /* lives in a ParamStore (its grad is a view of the flat grad buffer) */
@@ -63,6 +64,10 @@ void device_sync(Device d);
 void *device_stream(Device d);
 /* whether this build carries the CUDA backend */
 int device_cuda_compiled(void);
+/* visible GPUs (0 in a build without CUDA, or with no GPU or driver; never fatal) */
+int device_gpu_count(void);
+/* "NVIDIA H200 (sm_90, 139.8 GiB)" for the bound GPU of a CUDA device, "cpu" for the CPU */
+const char *device_describe(Device d);
 /* Resolves a `device` setting ("auto", "cpu", "cuda", "cuda:N") to a device and binds the
  * GPU (ordinal N, or gpu_ordinal when >= 0 and no :N is given). auto picks the GPU when
  * the build has CUDA and a GPU is visible, else the CPU. Logs the choice when verbose.

@@ -11,9 +11,6 @@
 #include "runtime/fsutil.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
-#ifdef MMRM_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -107,7 +104,6 @@ int cmd_train(int argc, char **argv) {
     int bf16 = dev == DEV_CUDA && c.precision != PRECISION_FP32;
 #ifdef MMRM_CUDA
     if (dev == DEV_CUDA) {
-        cuda_set_precision(bf16);
 #ifdef MMRM_NCCL
         /* NCCL needs a GPU per rank; ranks sharing one (device = auto with more ranks than
          * GPUs) average their gradients through the host instead. MMRM_NCCL=0 turns NCCL
@@ -115,10 +111,10 @@ int cmd_train(int argc, char **argv) {
          * one process (its code path, checked against the plain single-GPU run). */
         const char *env = getenv("MMRM_NCCL");
         int want = env && *env ? strcmp(env, "0") != 0 : comm.world > 1;
-        if (want && comm.local_world <= cuda_device_count()) comm_nccl_init(&comm);
+        if (want && comm.local_world <= device_gpu_count()) comm_nccl_init(&comm);
         else if (want && comm.rank == 0)
             mmrm_log("%d ranks share %d GPU(s) on a node: gradients are averaged through host "
-                     "memory and MPI, not NCCL", comm.local_world, cuda_device_count());
+                     "memory and MPI, not NCCL", comm.local_world, device_gpu_count());
         else if (comm.world > 1 && comm.rank == 0)
             mmrm_log("NCCL off (MMRM_NCCL=0): gradients are averaged through host memory and MPI");
 #endif
@@ -143,7 +139,7 @@ int cmd_train(int argc, char **argv) {
     if (comm.rank == 0) {
         char what[300] = "as configured";
 #ifdef MMRM_CUDA
-        if (dev == DEV_CUDA) snprintf(what, sizeof what, "%s", cuda_device_description());
+        if (dev == DEV_CUDA) snprintf(what, sizeof what, "%s", device_describe(DEV_CUDA));
         else if (c.device == TRAIN_DEVICE_AUTO) snprintf(what, sizeof what, "auto: no GPU visible");
 #else
         if (c.device == TRAIN_DEVICE_AUTO) snprintf(what, sizeof what, "auto: no GPU backend in this build");

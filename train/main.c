@@ -1,8 +1,5 @@
 /* main.c - the mmrm command line: a thin dispatcher over the subcommands. It is the one
  * file that sees both train/ and infer/. */
-#ifdef MMRM_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,8 +50,8 @@ static int cmd_version(int argc, char **argv) {
            comm_nccl_compiled() ? ", nccl" : "");
     printf("openmp threads: %d (set OMP_NUM_THREADS to change)\n", omp_get_max_threads());
 #ifdef MMRM_CUDA
-    int n = cuda_device_count();
-    if (n > 0) printf("gpus visible: %d (GPU 0: %s)\n", n, cuda_device_description());
+    int n = device_gpu_count();
+    if (n > 0) printf("gpus visible: %d (GPU 0: %s)\n", n, device_describe(DEV_CUDA));
     else printf("gpus visible: none (device = auto runs on the CPU)\n");
 #endif
     return 0;

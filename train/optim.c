@@ -51,10 +51,11 @@ StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, 
         if (!ps->n_trainable) continue;
         params_alloc_optimizer(ps);
         size_t nd = ps->n_decay, nt = ps->n_trainable;
-        K->adamw_update(ps->data, ps->grad, ps->m, ps->v, nd, (float)r.lr, (float)o->beta1,
+        uint16_t *w16 = ps->w16; /* NULL, or the bf16 copy AdamW keeps current */
+        K->adamw_update(ps->data, w16, ps->grad, ps->m, ps->v, nd, (float)r.lr, (float)o->beta1,
                         (float)o->beta2, (float)o->eps, (float)o->weight_decay, (int)o->t,
                         (float)coef);
-        K->adamw_update(ps->data + nd, ps->grad + nd, ps->m + nd, ps->v + nd, nt - nd,
+        K->adamw_update(ps->data + nd, w16 ? w16 + nd : NULL, ps->grad + nd, ps->m + nd, ps->v + nd, nt - nd,
                         (float)r.lr, (float)o->beta1, (float)o->beta2, (float)o->eps, 0.0f,
                         (int)o->t, (float)coef);
     }
@@ -91,7 +92,7 @@ static void shard_update(const KernelOps *K, ParamStore *ps, ZeroShard *z, size_
     size_t lo = a > z->lo ? a : z->lo, hi = b < z->lo + z->count ? b : z->lo + z->count;
     if (lo >= hi) return;
     size_t k = lo - z->lo;
-    K->adamw_update(ps->data + lo, z->g + k, z->m + k, z->v + k, hi - lo, (float)lr, (float)o->beta1,
+    K->adamw_update(ps->data + lo, ps->w16 ? ps->w16 + lo : NULL, z->g + k, z->m + k, z->v + k, hi - lo, (float)lr, (float)o->beta1,
                     (float)o->beta2, (float)o->eps, (float)wd, (int)o->t, coef);
 }
 

@@ -20,9 +20,6 @@
 #include "runtime/gradsync.h"
 #include "runtime/ops.h"
 #include "runtime/safetensors.h"
-#ifdef MMRM_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
 void trainer_options_default(TrainerOptions *o) {
     memset(o, 0, sizeof *o);
@@ -705,7 +702,10 @@ int train_run(const TrainerOptions *o) {
         goto fail;
     graph_init(&r.g, o->device, 64 << 20, o->seed);
     /* bf16: activations stored in bf16 too (compute, gradients and statistics stay fp32) */
-    if (o->bf16) graph_set_act_dtype(&r.g, DT_BF16);
+    if (o->bf16) {
+        graph_set_act_dtype(&r.g, DT_BF16);
+        graph_set_precision(&r.g, KP_BF16);
+    }
     r.g.training = 1;
     r.g.recompute = o->grad_checkpoint;
     r.g.dropout.counter = r.st.dropout_counter;

@@ -8,7 +8,7 @@
  * only ever exponentiates -|g|, so no intermediate overflows and 1 - sigmoid keeps its
  * relative precision for large g.
  */
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 

@@ -6,7 +6,7 @@
  * running max; the output row is rescaled whenever the max grows, so exp never overflows),
  * and the backward recomputes each probability from q, k and the saved log-sum-exp. Both
  * passes therefore need no scratch memory at all. */
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,43 +1,16 @@
-/* cpu.h - the CPU implementations behind kernels_cpu (kernels/kernels.h documents
- * shapes and semantics; each family lives in kernels/cpu/<family>.c). */
+/* cpu.h - the CPU implementations behind kernels_cpu: cpu_NAME for every op of
+ * kernels/op_list.h (which documents shapes and semantics; each family lives in
+ * kernels/cpu/<family>.c). Only kernels/ and runtime/ include this header. */
 #ifndef MMRM_KERNELS_CPU_H
 #define MMRM_KERNELS_CPU_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-void cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
-void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, int N, int C, int OC);
-void cpu_embedding_forward(float *out, const int *ids, const float *table, int N, int C);
-void cpu_embedding_backward(float *dtable, const float *dout, const int *ids, int N, int C);
-void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C, float eps);
-void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight, const float *mean, const float *rstd, int N, int C);
-void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps);
-void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight, const float *rstd, int N, int C);
-void cpu_gelu_forward(float *out, const float *inp, size_t n);
-void cpu_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
-void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
-void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
-void cpu_rope_forward(float *out, const float *inp, const int *pos, int N, int NH, int HD, float theta);
-void cpu_rope_backward(float *dinp, const float *dout, const int *pos, int N, int NH, int HD, float theta);
-void cpu_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int *lengths, int B, int T, int NH, int KV, int HD, int causal);
-void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse, const float *q, const float *k, const float *v, const int *lengths, int B, int T, int NH, int KV, int HD, int causal);
-void cpu_im2col_forward(float *cols, const float *img, int B, int CH, int H, int W, int p);
-void cpu_im2col_backward(float *dimg, const float *dcols, int B, int CH, int H, int W, int p);
-void cpu_pixel_shuffle_forward(float *out, const float *inp, int B, int G, int C);
-void cpu_pixel_shuffle_backward(float *dinp, const float *dout, int B, int G, int C);
-void cpu_add_forward(float *out, const float *a, const float *b, size_t n);
-void cpu_add_backward(float *da, float *db, const float *dout, size_t n);
-void cpu_channel_scale_forward(float *out, const float *inp, const float *scale, int N, int C);
-void cpu_channel_scale_backward(float *dinp, float *dscale, const float *dout, const float *inp, const float *scale, int N, int C);
-void cpu_drop_path_forward(float *out, const float *inp, const float *keep_scale, int B, size_t per_sample);
-void cpu_drop_path_backward(float *dinp, const float *dout, const float *keep_scale, int B, size_t per_sample);
-void cpu_bt_loss(float *loss, float *losses, float *dchosen, float *drejected, const float *rc, const float *rr, const float *margin, int P, float dloss);
-void cpu_shortcut_loss(float *loss, float *w, float *lm, float *lb, float *dmc, float *dmr, float *dbc, float *dbr, const float *mc, const float *mr, const float *bc, const float *br, int P, float eps, float dloss);
-void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale);
-void cpu_sum_squares(float *out, const float *g, size_t n);
-void cpu_scale_inplace(float *x, float s, size_t n);
-void cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
-void cpu_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+#include "kernels/op_list.h"
+
+#define CPU_KERNEL_DECL(name, params) void cpu_##name params;
+KERNEL_OPS(CPU_KERNEL_DECL)
+#undef CPU_KERNEL_DECL
 
 #endif

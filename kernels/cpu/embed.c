@@ -6,7 +6,7 @@
  * backward splits over columns and adds rows in increasing n. Gradient pointers may be
  * NULL (nothing to do), as everywhere in kernels.h.
  */
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <string.h>
 

@@ -5,21 +5,8 @@
  * the thread count, and the extra precision costs nothing at this size. */
 #include <math.h>
 
-#include "cpu.h"
-
-/* -log sigmoid(x) = softplus(-x), written so that neither branch overflows: exp only ever
- * sees -|x| <= 0, and log1p keeps the tiny tail (x = 40 gives 4.2e-18, not 0), which the
- * shortcut weight depends on when both losses vanish. */
-static double neg_log_sigmoid(double x) {
-    return fmax(-x, 0.0) + log1p(exp(-fabs(x)));
-}
-
-/* exp is only evaluated at -|x|, so |x| = 1e4 underflows to 0 or 1 instead of inf/inf */
-static double sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
+#include "kernels/cpu/cpu.h"
+#include "kernels/scalar.h"
 
 void cpu_bt_loss(float *loss,                          /* (1) */
                  float *losses,                        /* (P) */
@@ -31,10 +18,10 @@ void cpu_bt_loss(float *loss,                          /* (1) */
     double scale = (double)dloss / P; /* d mean / d losses[i] = 1/P */
     for (int i = 0; i < P; i++) {
         double x = (double)rc[i] - rr[i] - (margin ? margin[i] : 0.0f);
-        double l = neg_log_sigmoid(x);
+        double l = kscalar_neg_log_sigmoid(x);
         losses[i] = (float)l;
         sum += l;
-        double g = scale * sigmoid(-x); /* d softplus(-x) / dx = -sigmoid(-x) */
+        double g = scale * kscalar_sigmoid(-x); /* d softplus(-x) / dx = -sigmoid(-x) */
         if (dchosen) dchosen[i] -= (float)g;
         if (drejected) drejected[i] += (float)g;
     }
@@ -51,24 +38,15 @@ void cpu_shortcut_loss(float *loss,                        /* (1) */
     double scale = (double)dloss / P;
     double e = eps;
     for (int i = 0; i < P; i++) {
-        double dm = (double)mc[i] - mr[i];
-        double db = (double)bc[i] - br[i];
-        double Lm = neg_log_sigmoid(dm);
-        double Lb = neg_log_sigmoid(db);
-        /* the reference code's SFC, eps terms included: when Lm and Lb both vanish,
-         * w -> eps/2 rather than 0/0 */
-        double wi = 0.5 * e + Lb / (e + Lb + Lm);
-        w[i] = (float)wi;
-        lm[i] = (float)Lm;
-        lb[i] = (float)Lb;
-        sum += wi * Lm + Lb;
-        /* w is detached: the main model sees w * dLm, the bias model sees only dLb */
-        double gm = scale * wi * sigmoid(-dm);
-        double gb = scale * sigmoid(-db);
-        if (dmc) dmc[i] -= (float)gm;
-        if (dmr) dmr[i] += (float)gm;
-        if (dbc) dbc[i] -= (float)gb;
-        if (dbr) dbr[i] += (float)gb;
+        KShortcutPair r = kscalar_shortcut_pair(mc[i], mr[i], bc[i], br[i], e, scale);
+        w[i] = (float)r.w;
+        lm[i] = (float)r.lm;
+        lb[i] = (float)r.lb;
+        sum += r.term;
+        if (dmc) dmc[i] -= (float)r.gm;
+        if (dmr) dmr[i] += (float)r.gm;
+        if (dbc) dbc[i] -= (float)r.gb;
+        if (dbr) dbr[i] += (float)r.gb;
     }
     loss[0] = (float)(sum / P);
 }

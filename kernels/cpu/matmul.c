@@ -13,7 +13,7 @@
  * turns off FMA contraction), so each output equals the textbook loop
  * `s = bias; for c: s += inp * w` in float, bit for bit, in every build.
  */
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <string.h>
 
@@ -125,14 +125,19 @@ static void gemm(float *c, size_t ldc, const float *a, size_t ars, size_t acs, c
     }
 }
 
-void cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
-                        int N, int C, int OC) {
+/* fp32 at every precision: weight16 and precision are the GPU's (op_list.h) */
+void cpu_matmul_forward(float *out, const float *inp, const float *weight,
+                        const uint16_t *weight16, const float *bias, int N, int C, int OC,
+                        int precision) {
+    (void)weight16, (void)precision;
     /* out (N, OC) = bias + inp (N, C) . weight^T (C, OC) */
     gemm(out, OC, inp, C, 1, weight, 1, C, N, OC, C, 1, bias);
 }
 
 void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                         const float *inp, const float *weight, int N, int C, int OC) {
+                         const float *inp, const float *weight, const uint16_t *weight16, int N,
+                         int C, int OC, int precision) {
+    (void)weight16, (void)precision;
     if (dinp) /* dinp (N, C) += dout (N, OC) . weight (OC, C) */
         gemm(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 0, NULL);
     if (dweight) /* dweight (OC, C) += dout^T (OC, N) . inp (N, C) */

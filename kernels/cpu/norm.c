@@ -11,7 +11,7 @@
  * dweight/dbias are sums over rows; each thread owns whole blocks of columns and walks the
  * rows in order, so they come out bit for bit the same for any thread count.
  */
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 

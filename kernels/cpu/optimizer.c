@@ -4,9 +4,11 @@
  * elements of one flat parameter/gradient buffer. */
 #include <math.h>
 
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/scalar.h"
 
 void cpu_adamw_update(float *params,      /* (n) */
+                      uint16_t *params16, /* (n) bf16 copy of params to rewrite, or NULL */
                       const float *grads, /* (n) */
                       float *m,           /* (n) first moment */
                       float *v,           /* (n) second moment */
@@ -27,7 +29,9 @@ void cpu_adamw_update(float *params,      /* (n) */
         float mi = beta1 * m[i] + one_minus_b1 * g;
         float vi = beta2 * v[i] + one_minus_b2 * g * g;
         float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
-        params[i] = p - step_size * (mi / denom);
+        float np = p - step_size * (mi / denom);
+        params[i] = np;
+        if (params16) params16[i] = kscalar_bf16_rn(np);
         m[i] = mi;
         v[i] = vi;
     }

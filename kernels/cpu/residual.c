@@ -7,7 +7,7 @@
  * thread count. No pointer is restrict: in-place use (out == a, out == inp) is fine, and
  * add_backward(g, g, ...) for add(x, x) gives g += 2 dout.
  */
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 /* Columns one thread owns in the dscale reduction: two cache lines of a row. */
 #define COL_BLOCK 32

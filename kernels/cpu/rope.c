@@ -4,7 +4,7 @@
  * angle pos[n] * theta^(-2i/HD). Frequencies, angles, cos/sin and the rotation itself are
  * computed in double, so the result is the exact rotation rounded once to float at any
  * position; HF forms the angle in float32, which differs by up to pos * 6e-8 rad. */
-#include "cpu.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 

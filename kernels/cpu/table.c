@@ -1,40 +1,11 @@
-/* table.c - kernels_cpu: the CPU op table. */
-#include "../kernels.h"
-#include "cpu.h"
+/* table.c - kernels_cpu: the CPU op table, generated from kernels/op_list.h (the optional
+ * ops stay NULL). */
+#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 
 const KernelOps kernels_cpu = {
     .name = "cpu",
-    .matmul_forward = cpu_matmul_forward,
-    .matmul_backward = cpu_matmul_backward,
-    .embedding_forward = cpu_embedding_forward,
-    .embedding_backward = cpu_embedding_backward,
-    .layernorm_forward = cpu_layernorm_forward,
-    .layernorm_backward = cpu_layernorm_backward,
-    .rmsnorm_forward = cpu_rmsnorm_forward,
-    .rmsnorm_backward = cpu_rmsnorm_backward,
-    .gelu_forward = cpu_gelu_forward,
-    .gelu_backward = cpu_gelu_backward,
-    .swiglu_forward = cpu_swiglu_forward,
-    .swiglu_backward = cpu_swiglu_backward,
-    .rope_forward = cpu_rope_forward,
-    .rope_backward = cpu_rope_backward,
-    .attention_forward = cpu_attention_forward,
-    .attention_backward = cpu_attention_backward,
-    .im2col_forward = cpu_im2col_forward,
-    .im2col_backward = cpu_im2col_backward,
-    .pixel_shuffle_forward = cpu_pixel_shuffle_forward,
-    .pixel_shuffle_backward = cpu_pixel_shuffle_backward,
-    .add_forward = cpu_add_forward,
-    .add_backward = cpu_add_backward,
-    .channel_scale_forward = cpu_channel_scale_forward,
-    .channel_scale_backward = cpu_channel_scale_backward,
-    .drop_path_forward = cpu_drop_path_forward,
-    .drop_path_backward = cpu_drop_path_backward,
-    .bt_loss = cpu_bt_loss,
-    .shortcut_loss = cpu_shortcut_loss,
-    .adamw_update = cpu_adamw_update,
-    .sum_squares = cpu_sum_squares,
-    .scale_inplace = cpu_scale_inplace,
-    .f32_to_bf16 = cpu_f32_to_bf16,
-    .bf16_to_f32 = cpu_bf16_to_f32,
+#define CPU_KERNEL_ENTRY(name, params) .name = cpu_##name,
+    KERNEL_OPS(CPU_KERNEL_ENTRY)
+#undef CPU_KERNEL_ENTRY
 };

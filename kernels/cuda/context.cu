@@ -9,7 +9,6 @@
 namespace {
 int g_ordinal = 0;
 int g_ready = 0;
-int g_bf16 = 0;
 cudaStream_t g_stream;
 cudaStream_t g_side = nullptr;
 cudaEvent_t g_main_mark, g_side_mark;
@@ -178,8 +177,6 @@ extern "C" void cuda_main_wait_side(void) {
     stream_wait(g_stream, side, g_side_mark);
 }
 
-extern "C" void cuda_set_precision(int bf16) { g_bf16 = bf16 != 0; }
-extern "C" int cuda_get_precision(void) { return g_bf16; }
 
 extern "C" void *cuda_malloc(size_t bytes) {
     cuda_backend_init();

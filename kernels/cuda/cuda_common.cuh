@@ -1,6 +1,6 @@
 /* cuda_common.cuh - what every CUDA kernel file shares: check macros that name the file,
  * line, call and the library's error string; the backend context (one compute stream,
- * one cuBLASLt handle with its workspace, grow-only scratch, the precision mode).
+ * one cuBLASLt handle with its workspace, grow-only scratch).
  *
  * All kernels of kernels_cuda are launched on cuda_stream() and return without waiting,
  * except where kernels.h says a result lands in host memory. */
@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/scalar.h"
 
 #define CUDA_CHECK(call)                                                                  \
     do {                                                                                  \
@@ -43,19 +44,6 @@ void *cuda_lt_workspace(size_t *bytes);
 void *cuda_scratch(int slot, size_t bytes);
 /* slots: 0 reductions' partial sums (any family), 1 attention's D rows, 2-4 matmul.cu's bf16
  * copies of the GEMM operands (weight, input, output gradient), 5 free */
-
-/* fp32 -> bf16 bits, round to nearest even, NaN stays a (quiet) NaN: the device twin of
- * runtime/tensor.c bf16_from_f32 */
-static __device__ __forceinline__ uint16_t cuda_bf16_rn(float f) {
-    union {
-        float f;
-        uint32_t u;
-    } x;
-    x.f = f;
-    if ((x.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x.u >> 16) | 0x40u);
-    x.u += 0x7fffu + ((x.u >> 16) & 1u);
-    return (uint16_t)(x.u >> 16);
-}
 
 static inline unsigned cuda_blocks(size_t n, unsigned threads) {
     size_t b = (n + threads - 1) / threads;

@@ -9,21 +9,11 @@
 // the last bits of the double, before the rounding to float).
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/scalar.h"
 
 namespace {
 
 constexpr int kThreads = 256; // a power of two (tree reduction)
-
-// -log sigmoid(x) = softplus(-x); exp only ever sees -|x|, log1p keeps the tiny tail
-__device__ __forceinline__ double neg_log_sigmoid(double x) {
-    return fmax(-x, 0.0) + log1p(exp(-fabs(x)));
-}
-
-__device__ __forceinline__ double sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
 
 // sum of v over the block, fixed tree; the result is valid in every thread
 __device__ double block_sum(double v, double *sh) {
@@ -44,10 +34,10 @@ bt_loss_kernel(float *loss, float *losses, float *dchosen, float *drejected, con
     double sum = 0.0;
     for (int i = threadIdx.x; i < P; i += kThreads) {
         double x = (double)rc[i] - rr[i] - (margin ? margin[i] : 0.0f);
-        double l = neg_log_sigmoid(x);
+        double l = kscalar_neg_log_sigmoid(x);
         losses[i] = (float)l;
         sum += l;
-        double g = scale * sigmoid(-x); // d softplus(-x) / dx = -sigmoid(-x)
+        double g = scale * kscalar_sigmoid(-x); // d softplus(-x) / dx = -sigmoid(-x)
         if (dchosen) dchosen[i] -= (float)g;
         if (drejected) drejected[i] += (float)g;
     }
@@ -64,23 +54,15 @@ shortcut_loss_kernel(float *loss, float *w, float *lm, float *lb, float *dmc, fl
     double e = eps;
     double sum = 0.0;
     for (int i = threadIdx.x; i < P; i += kThreads) {
-        double dm = (double)mc[i] - mr[i];
-        double db = (double)bc[i] - br[i];
-        double Lm = neg_log_sigmoid(dm);
-        double Lb = neg_log_sigmoid(db);
-        // w -> eps/2 when both losses vanish, as in loss.c
-        double wi = 0.5 * e + Lb / (e + Lb + Lm);
-        w[i] = (float)wi;
-        lm[i] = (float)Lm;
-        lb[i] = (float)Lb;
-        sum += wi * Lm + Lb;
-        // w is detached: the main model sees w * dLm, the bias model only dLb
-        double gm = scale * wi * sigmoid(-dm);
-        double gb = scale * sigmoid(-db);
-        if (dmc) dmc[i] -= (float)gm;
-        if (dmr) dmr[i] += (float)gm;
-        if (dbc) dbc[i] -= (float)gb;
-        if (dbr) dbr[i] += (float)gb;
+        KShortcutPair r = kscalar_shortcut_pair(mc[i], mr[i], bc[i], br[i], e, scale);
+        w[i] = (float)r.w;
+        lm[i] = (float)r.lm;
+        lb[i] = (float)r.lb;
+        sum += r.term;
+        if (dmc) dmc[i] -= (float)r.gm;
+        if (dmr) dmr[i] += (float)r.gm;
+        if (dbc) dbc[i] -= (float)r.gb;
+        if (dbr) dbr[i] += (float)r.gb;
     }
     double total = block_sum(sum, sh);
     if (threadIdx.x == 0) loss[0] = (float)(total / P);

@@ -16,14 +16,15 @@
 //  dweight^T = inp^T . dout.) The accumulating products run in place (C == D, same layout),
 // which cuBLASLt supports; with beta = 0 C is not read, so out may hold garbage.
 //
-// Precision (cuda_get_precision): 0 = CUBLAS_COMPUTE_32F, plain fp32 math (nothing here
-// enables TF32); 1 = bf16 operands, fp32 accumulation and fp32 output. In bf16 mode A and B
-// are bf16 in memory (CUDA_R_16BF layouts, CUBLAS_COMPUTE_32F, C/D CUDA_R_32F): a weight
-// inside a registered shadow (bf16.cu) is read from it as is; every other operand (the
-// activations, the output gradients, an unregistered weight) is converted into scratch
-// slots 2-4 first (round to nearest even, the tensor cores' rounding of FAST_16BF). Where
-// cuBLASLt has no algorithm for bf16 storage, the fp32 operands go to
-// CUBLAS_COMPUTE_32F_FAST_16BF instead (the same rounding of the inputs, inside cuBLASLt).
+// Precision (the `precision` argument, a KernelPrecision): KP_FP32 = CUBLAS_COMPUTE_32F,
+// plain fp32 math (nothing here enables TF32); KP_BF16 = bf16 operands, fp32 accumulation
+// and fp32 output: A and B are bf16 in memory (CUDA_R_16BF layouts, CUBLAS_COMPUTE_32F, C/D
+// CUDA_R_32F): the weight's bf16 copy (`weight16`, the ParamStore's) is read as is when the
+// caller passes one; every other operand (the activations, the output gradients, a weight
+// without a copy) is converted into scratch slots 2-4 first (round to nearest even, the
+// tensor cores' rounding of FAST_16BF). Where cuBLASLt has no algorithm for bf16 storage,
+// the fp32 operands go to CUBLAS_COMPUTE_32F_FAST_16BF instead (the same rounding of the
+// inputs, inside cuBLASLt); KP_BF16_FP32_OPERANDS asks for that path directly.
 //
 // Algorithms. cublasLtMatmulAlgoGetHeuristic assumes 256-byte aligned A/B/C/D unless told
 // otherwise (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256), and it reads the bias
@@ -55,6 +56,7 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/kernels.h"
 
 namespace {
 
@@ -112,7 +114,7 @@ struct PlanKey {
     int transa, transb; // 0 = N, 1 = T
     int beta1;          // beta != 0 (accumulate)
     int bias;           // bias epilogue requested
-    int prec;           // cuda_get_precision() at the call
+    int prec;           // 1: bf16 rounding of the inputs requested (KP_BF16*), 0: fp32
     int ab16;           // A and B are bf16 in memory (CUDA_R_16BF layouts)
     int align_a, align_b, align_c, align_d, align_bias; // bytes, 4..256 (align_bias 0: none)
 };
@@ -131,7 +133,6 @@ struct Plan {
 // GEMMs run per path since the start (cuda_matmul_paths): 0 bf16 operands in memory,
 // 1 fp32 operands under FAST_16BF, 2 fp32
 long g_paths[3];
-int g_bf16_operands = 1; // cuda_set_bf16_operands
 
 const int kPlanCacheSize = 256;
 Plan g_plans[kPlanCacheSize];
@@ -302,7 +303,7 @@ const Plan *get_plan(const PlanKey &key, const float *bias) {
 // (transa 1) with ld = its row count; likewise B. bias may only be non-NULL when beta == 0.
 // Returns false (nothing ran) only for bf16 operands that cuBLASLt has no algorithm for.
 bool lt_gemm(float *d, const void *a, int transa, const void *b, int transb, int64_t m,
-             int64_t n, int64_t k, float beta, const float *bias, int ab16) {
+             int64_t n, int64_t k, float beta, const float *bias, int ab16, int prec) {
     PlanKey key;
     memset(&key, 0, sizeof key); // the key is compared field by field, but keep it clean
     key.m = m;
@@ -311,7 +312,7 @@ bool lt_gemm(float *d, const void *a, int transa, const void *b, int transb, int
     key.transa = transa;
     key.transb = transb;
     key.beta1 = beta != 0.0f;
-    key.prec = cuda_get_precision() ? 1 : 0;
+    key.prec = prec;
     key.ab16 = ab16;
     size_t ab_bytes = ab16 ? 2 : sizeof(float);
     key.align_a = operand_alignment(a, transa ? k : m, ab_bytes);
@@ -343,13 +344,8 @@ bool lt_gemm(float *d, const void *a, int transa, const void *b, int transb, int
     return true;
 }
 
-// bf16 copy of the n floats at src: the registered shadow when src is a weight inside one
-// (want_shadow), else a conversion into scratch slot
-const uint16_t *as_bf16(const float *src, size_t n, int slot, bool want_shadow) {
-    if (want_shadow) {
-        const uint16_t *w = cuda_bf16_shadow_find(src, n);
-        if (w) return w;
-    }
+// bf16 copy of the n floats at src, converted into scratch slot
+const uint16_t *as_bf16(const float *src, size_t n, int slot) {
     uint16_t *dst = (uint16_t *)cuda_scratch(slot, n * sizeof(uint16_t));
     cuda_f32_to_bf16(dst, src, n);
     return dst;
@@ -364,44 +360,40 @@ const float *widen(const uint16_t *src, size_t n, int slot) {
     return dst;
 }
 
-// One operand of a GEMM: fp32 (f) and/or bf16 (h) storage of ne elements; a missing form is
-// made when needed: bf16 from the weight registry (weight) or converted into scratch slot,
-// fp32 widened into the same slot.
+// One operand of a GEMM: fp32 (f) and/or bf16 (h) storage of ne elements (a weight may
+// come with both: its bf16 copy); a missing form is made when needed: bf16 converted into
+// scratch slot, fp32 widened into the same slot.
 struct Operand {
     const float *f;
     const uint16_t *h;
     size_t ne;
-    bool weight;
     int slot;
 };
 
-// lt_gemm over bf16 operands when `bf16` and cuBLASLt has an algorithm for them; otherwise
-// over fp32 operands (FAST_16BF in bf16 mode, else exact fp32)
+// lt_gemm over bf16 operands for KP_BF16 when cuBLASLt has an algorithm for them;
+// otherwise over fp32 operands (FAST_16BF for KP_BF16*, else exact fp32)
 void gemm_any(float *d, Operand a, int transa, Operand b, int transb, int64_t m, int64_t n,
-              int64_t k, float beta, const float *bias, bool bf16) {
-    if (bf16) {
-        const uint16_t *a16 = a.h ? a.h : as_bf16(a.f, a.ne, a.slot, a.weight);
-        const uint16_t *b16 = b.h ? b.h : as_bf16(b.f, b.ne, b.slot, b.weight);
-        if (lt_gemm(d, a16, transa, b16, transb, m, n, k, beta, bias, 1)) return;
+              int64_t k, float beta, const float *bias, int precision) {
+    if (precision == KP_BF16) {
+        const uint16_t *a16 = a.h ? a.h : as_bf16(a.f, a.ne, a.slot);
+        const uint16_t *b16 = b.h ? b.h : as_bf16(b.f, b.ne, b.slot);
+        if (lt_gemm(d, a16, transa, b16, transb, m, n, k, beta, bias, 1, 1)) return;
     }
     const float *a32 = a.f ? a.f : widen(a.h, a.ne, a.slot);
     const float *b32 = b.f ? b.f : widen(b.h, b.ne, b.slot);
-    lt_gemm(d, a32, transa, b32, transb, m, n, k, beta, bias, 0);
+    lt_gemm(d, a32, transa, b32, transb, m, n, k, beta, bias, 0, precision != KP_FP32);
 }
 
-bool bf16_operands() { return cuda_get_precision() && g_bf16_operands; }
-
 } // namespace
-
-extern "C" void cuda_set_bf16_operands(int on) { g_bf16_operands = on != 0; }
 
 extern "C" void cuda_matmul_paths(long counts[3]) {
     for (int i = 0; i < 3; i++) counts[i] = g_paths[i];
 }
 
-// inp is fp32 (inp) or bf16 (inp16)
+// inp is fp32 (inp) or bf16 (inp16); weight16 the weight's bf16 copy or NULL
 static void matmul_forward(float *out, const float *inp, const uint16_t *inp16, const float *weight,
-                    const float *bias, int N, int C, int OC) {
+                           const uint16_t *weight16, const float *bias, int N, int C, int OC,
+                           int precision) {
     if (N <= 0 || OC <= 0) return;
     if (C <= 0) { // empty product: out = bias (or 0)
         unsigned threads = 256;
@@ -411,25 +403,25 @@ static void matmul_forward(float *out, const float *inp, const uint16_t *inp16, 
         return;
     }
     // out^T (OC x N) = op_T(W^T: C x OC, ld C) . op_N(inp^T: C x N, ld C) + bias
-    Operand w = {weight, nullptr, (size_t)OC * C, true, kSlotWeight};
-    Operand x = {inp, inp16, (size_t)N * C, false, kSlotInput};
-    gemm_any(out, w, 1, x, 0, OC, N, C, 0.0f, bias, bf16_operands());
+    Operand w = {weight, weight16, (size_t)OC * C, kSlotWeight};
+    Operand x = {inp, inp16, (size_t)N * C, kSlotInput};
+    gemm_any(out, w, 1, x, 0, OC, N, C, 0.0f, bias, precision);
 }
 
 static void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const uint16_t *inp16, const float *weight, int N, int C,
-                     int OC) {
+                            const float *inp, const uint16_t *inp16, const float *weight,
+                            const uint16_t *weight16, int N, int C, int OC, int precision) {
     if (N <= 0 || OC <= 0) return; // nothing flows (dinp += 0 when OC == 0)
-    // bf16 mode: dout is converted once for both products
-    bool b16 = bf16_operands();
-    Operand g = {dout, nullptr, (size_t)N * OC, false, kSlotDout};
-    if (b16 && C > 0 && (dinp || dweight)) g.h = as_bf16(dout, (size_t)N * OC, kSlotDout, false);
-    Operand w = {weight, nullptr, (size_t)OC * C, true, kSlotWeight};
-    Operand x = {inp, inp16, (size_t)N * C, false, kSlotInput};
+    // bf16 operands: dout is converted once for both products
+    Operand g = {dout, nullptr, (size_t)N * OC, kSlotDout};
+    if (precision == KP_BF16 && C > 0 && (dinp || dweight))
+        g.h = as_bf16(dout, (size_t)N * OC, kSlotDout);
+    Operand w = {weight, weight16, (size_t)OC * C, kSlotWeight};
+    Operand x = {inp, inp16, (size_t)N * C, kSlotInput};
     if (dinp && C > 0) // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
-        gemm_any(dinp, w, 0, g, 0, C, N, OC, 1.0f, nullptr, b16);
+        gemm_any(dinp, w, 0, g, 0, C, N, OC, 1.0f, nullptr, precision);
     if (dweight && C > 0) // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC)
-        gemm_any(dweight, x, 0, g, 1, C, OC, N, 1.0f, nullptr, b16);
+        gemm_any(dweight, x, 0, g, 1, C, OC, N, 1.0f, nullptr, precision);
     if (dbias) {
         const int threads = 256;
         const int rows_per_chunk = 256; // fixed: the summation order depends on N only
@@ -456,25 +448,31 @@ static void matmul_backward(float *dinp, float *dweight, float *dbias, const flo
 }
 
 extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight,
-                                    const float *bias, int N, int C, int OC) {
-    matmul_forward(out, inp, nullptr, weight, bias, N, C, OC);
+                                    const uint16_t *weight16, const float *bias, int N, int C,
+                                    int OC, int precision) {
+    matmul_forward(out, inp, nullptr, weight, weight16, bias, N, C, OC, precision);
 }
 
 extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
                                      const float *dout, const float *inp, const float *weight,
-                                     int N, int C, int OC) {
-    matmul_backward(dinp, dweight, dbias, dout, inp, nullptr, weight, N, C, OC);
+                                     const uint16_t *weight16, int N, int C, int OC,
+                                     int precision) {
+    matmul_backward(dinp, dweight, dbias, dout, inp, nullptr, weight, weight16, N, C, OC,
+                    precision);
 }
 
-// a bf16-stored input (activations in bf16): in bf16 mode it is the GEMM operand as it is,
+// a bf16-stored input (activations in bf16): with KP_BF16 it is the GEMM operand as it is,
 // otherwise (or when cuBLASLt has no bf16 algorithm) it is widened into scratch
 extern "C" void cuda_matmul_forward_x16(float *out, const uint16_t *inp, const float *weight,
-                                        const float *bias, int N, int C, int OC) {
-    matmul_forward(out, nullptr, inp, weight, bias, N, C, OC);
+                                        const uint16_t *weight16, const float *bias, int N,
+                                        int C, int OC, int precision) {
+    matmul_forward(out, nullptr, inp, weight, weight16, bias, N, C, OC, precision);
 }
 
 extern "C" void cuda_matmul_backward_x16(float *dinp, float *dweight, float *dbias,
                                          const float *dout, const uint16_t *inp,
-                                         const float *weight, int N, int C, int OC) {
-    matmul_backward(dinp, dweight, dbias, dout, nullptr, inp, weight, N, C, OC);
+                                         const float *weight, const uint16_t *weight16, int N,
+                                         int C, int OC, int precision) {
+    matmul_backward(dinp, dweight, dbias, dout, nullptr, inp, weight, weight16, N, C, OC,
+                    precision);
 }

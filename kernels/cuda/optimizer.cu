@@ -1,7 +1,7 @@
 // optimizer.cu - the parameter-update ops (kernels/cpu/optimizer.c): AdamW with fp32
 // state, the sum of squares behind global gradient-norm clipping (result in host memory),
-// and in-place scaling. With a bf16 shadow registered over the parameters (bf16.cu), the
-// AdamW kernel also writes the rounded bf16 weights: one pass over the flat buffer.
+// and in-place scaling. Given the bf16 copy of the parameters (params16), the AdamW kernel
+// also writes the rounded bf16 weights: one pass over the flat buffer.
 #include <math.h>
 #include <stdint.h>
 
@@ -31,7 +31,7 @@ __global__ void adamw_kernel(float *params, uint16_t *w16, const float *grads, f
         float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
         float np = p - __fmul_rn(step_size, mi / denom);
         params[i] = np;
-        if (w16) w16[i] = cuda_bf16_rn(np);
+        if (w16) w16[i] = kscalar_bf16_rn(np);
         m[i] = mi;
         v[i] = vi;
     }
@@ -94,7 +94,8 @@ __global__ void scale_kernel(float *x, float s, size_t n) {
 
 } // namespace
 
-extern "C" void cuda_adamw_update(float *params, const float *grads, float *m, float *v,
+extern "C" void cuda_adamw_update(float *params, uint16_t *params16, const float *grads, float *m,
+                                  float *v,
                                   size_t n, float lr, float beta1, float beta2, float eps,
                                   float weight_decay, int t, float grad_scale) {
     if (n == 0) return;
@@ -105,9 +106,8 @@ extern "C" void cuda_adamw_update(float *params, const float *grads, float *m, f
     float step_size = (float)(lr / bias_correction1);
     float bias_correction2_sqrt = (float)sqrt(bias_correction2);
     float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
-    uint16_t *w16 = cuda_bf16_shadow_find(params, n); // NULL: no bf16 copy to keep current
     adamw_kernel<<<cuda_blocks(n, kThreads), kThreads, 0, cuda_stream()>>>(
-        params, w16, grads, m, v, n, beta1, beta2, eps, decay, step_size, bias_correction2_sqrt,
+        params, params16, grads, m, v, n, beta1, beta2, eps, decay, step_size, bias_correction2_sqrt,
         one_minus_b1, one_minus_b2, grad_scale);
     CUDA_LAUNCH_CHECK();
 }

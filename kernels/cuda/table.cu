@@ -1,42 +1,12 @@
-// table.cu - kernels_cuda: the CUDA op table (same semantics as kernels_cpu).
-#include "kernels/kernels.h"
+// table.cu - kernels_cuda: the CUDA op table (same semantics as kernels_cpu), generated
+// from kernels/op_list.h, optional ops included.
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/kernels.h"
 
 extern "C" const KernelOps kernels_cuda = {
     .name = "cuda",
-    .matmul_forward = cuda_matmul_forward,
-    .matmul_backward = cuda_matmul_backward,
-    .embedding_forward = cuda_embedding_forward,
-    .embedding_backward = cuda_embedding_backward,
-    .layernorm_forward = cuda_layernorm_forward,
-    .layernorm_backward = cuda_layernorm_backward,
-    .rmsnorm_forward = cuda_rmsnorm_forward,
-    .rmsnorm_backward = cuda_rmsnorm_backward,
-    .gelu_forward = cuda_gelu_forward,
-    .gelu_backward = cuda_gelu_backward,
-    .swiglu_forward = cuda_swiglu_forward,
-    .swiglu_backward = cuda_swiglu_backward,
-    .rope_forward = cuda_rope_forward,
-    .rope_backward = cuda_rope_backward,
-    .attention_forward = cuda_attention_forward,
-    .attention_backward = cuda_attention_backward,
-    .im2col_forward = cuda_im2col_forward,
-    .im2col_backward = cuda_im2col_backward,
-    .pixel_shuffle_forward = cuda_pixel_shuffle_forward,
-    .pixel_shuffle_backward = cuda_pixel_shuffle_backward,
-    .add_forward = cuda_add_forward,
-    .add_backward = cuda_add_backward,
-    .channel_scale_forward = cuda_channel_scale_forward,
-    .channel_scale_backward = cuda_channel_scale_backward,
-    .drop_path_forward = cuda_drop_path_forward,
-    .drop_path_backward = cuda_drop_path_backward,
-    .bt_loss = cuda_bt_loss,
-    .shortcut_loss = cuda_shortcut_loss,
-    .adamw_update = cuda_adamw_update,
-    .sum_squares = cuda_sum_squares,
-    .scale_inplace = cuda_scale_inplace,
-    .f32_to_bf16 = cuda_f32_to_bf16,
-    .bf16_to_f32 = cuda_bf16_to_f32,
-    .matmul_forward_x16 = cuda_matmul_forward_x16,
-    .matmul_backward_x16 = cuda_matmul_backward_x16,
+#define CUDA_KERNEL_ENTRY(name, params) .name = cuda_##name,
+    KERNEL_OPS(CUDA_KERNEL_ENTRY)
+    KERNEL_OPS_OPTIONAL(CUDA_KERNEL_ENTRY)
+#undef CUDA_KERNEL_ENTRY
 };

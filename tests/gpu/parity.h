@@ -23,6 +23,9 @@ typedef struct Parity {
     Rng rng;
 } Parity;
 
+/* the GEMM precision of this pass, for the op table's `precision` argument */
+#define PREC(p) ((p)->bf16 ? KP_BF16 : KP_FP32)
+
 double parity_tol(const Parity *p);  /* 1e-5 fp32, 1e-2 bf16 */
 /* compares n floats (both host arrays); returns 1 when within tol */
 int parity_check(Parity *p, const char *what, const float *ref, const float *got, size_t n,

@@ -114,9 +114,9 @@ static void parity_adamw(Parity *p) {
         float *d_params = d_upload(params, n), *d_m = d_upload(m, n), *d_v = d_upload(v, n);
         for (int t = 1; t <= 3; t++) {
             float *grads = h_rand(p, n, -1, 1), *d_grads = d_upload(grads, n);
-            kernels_cpu.adamw_update(params, grads, m, v, n, lr, beta1, beta2, eps, wd, t,
+            kernels_cpu.adamw_update(params, NULL, grads, m, v, n, lr, beta1, beta2, eps, wd, t,
                                      grad_scale);
-            kernels_cuda.adamw_update(d_params, d_grads, d_m, d_v, n, lr, beta1, beta2, eps, wd,
+            kernels_cuda.adamw_update(d_params, NULL, d_grads, d_m, d_v, n, lr, beta1, beta2, eps, wd,
                                       t, grad_scale);
             parity_check_dev(p, parity_name("adamw n=%zu wd=%g t=%d params", n, wd, t), params, d_params, n);
             parity_check_dev(p, parity_name("adamw n=%zu wd=%g t=%d m", n, wd, t), m, d_m, n);

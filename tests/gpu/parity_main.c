@@ -136,7 +136,6 @@ int main(int argc, char **argv) {
         p.bf16 = b;
         p.quick = quick;
         p.rng = rng_make(seed, 17 + b);
-        cuda_set_precision(b);
         printf("== precision %s (tol %.0e)\n", b ? "bf16" : "fp32", parity_tol(&p));
         for (size_t g = 0; g < sizeof groups / sizeof *groups; g++) {
             if (only && strcmp(only, groups[g].name)) continue;

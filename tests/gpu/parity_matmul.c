@@ -117,10 +117,10 @@ static void run_case(Parity *p, const MatmulCase *c) {
     /* forward */
     float *ref = h_zeros(nout), *got = h_zeros(nout);
     long before[3], after[3];
-    kernels_cpu.matmul_forward(ref, inp, w, c->bias ? b : NULL, N, C, OC);
+    kernels_cpu.matmul_forward(ref, inp, w, NULL, c->bias ? b : NULL, N, C, OC, KP_FP32);
     cuda_matmul_paths(before);
-    kernels_cuda.matmul_forward(d_out, d_inp, d_w, c->bias ? d_b : NULL, N, C, OC);
-    kernels_cuda.matmul_forward(d_out, d_inp, d_w, c->bias ? d_b : NULL, N, C, OC);
+    kernels_cuda.matmul_forward(d_out, d_inp, d_w, NULL, c->bias ? d_b : NULL, N, C, OC, PREC(p));
+    kernels_cuda.matmul_forward(d_out, d_inp, d_w, NULL, c->bias ? d_b : NULL, N, C, OC, PREC(p));
     cuda_matmul_paths(after);
     d_download(got, d_out, nout);
     snprintf(name, sizeof name, "matmul fwd %s: out", tag);
@@ -131,7 +131,7 @@ static void run_case(Parity *p, const MatmulCase *c) {
         w16 = h_round_bf16(w, nw);
         dout16 = h_round_bf16(dout, nout);
         float *ref16 = h_zeros(nout);
-        kernels_cpu.matmul_forward(ref16, inp16, w16, c->bias ? b : NULL, N, C, OC);
+        kernels_cpu.matmul_forward(ref16, inp16, w16, NULL, c->bias ? b : NULL, N, C, OC, KP_FP32);
         int path = gemm_path(before, after);
         snprintf(name, sizeof name, "matmul fwd %s: out (%s)", tag, path ? "bf16 operands" : "fp32");
         check_exact(p, name, path, ref16, ref, got, nout);
@@ -148,9 +148,9 @@ static void run_case(Parity *p, const MatmulCase *c) {
     float *d_dinp = r_dinp ? upload_at(dinp0, nin, off, &d_dinp_base) : NULL;
     float *d_dw = r_dw ? upload_at(dw0, nw, off, &d_dw_base) : NULL;
     float *d_db = r_db ? upload_at(db0, (size_t)OC, off, &d_db_base) : NULL;
-    kernels_cpu.matmul_backward(r_dinp, r_dw, r_db, dout, inp, w, N, C, OC);
+    kernels_cpu.matmul_backward(r_dinp, r_dw, r_db, dout, inp, w, NULL, N, C, OC, KP_FP32);
     cuda_matmul_paths(before);
-    kernels_cuda.matmul_backward(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, N, C, OC);
+    kernels_cuda.matmul_backward(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, NULL, N, C, OC, PREC(p));
     cuda_matmul_paths(after);
     const int bpath = gemm_path(before, after);
     /* bf16: the oracle over rounded operands (dbias sums the fp32 dout on both sides) */
@@ -158,7 +158,7 @@ static void run_case(Parity *p, const MatmulCase *c) {
     if (p->bf16) {
         e_dinp = r_dinp ? h_copy(dinp0, nin) : NULL;
         e_dw = r_dw ? h_copy(dw0, nw) : NULL;
-        kernels_cpu.matmul_backward(e_dinp, e_dw, NULL, dout16, inp16, w16, N, C, OC);
+        kernels_cpu.matmul_backward(e_dinp, e_dw, NULL, dout16, inp16, w16, NULL, N, C, OC, KP_FP32);
     }
     const struct {
         const char *what;
@@ -237,11 +237,11 @@ static void run_case_x16(Parity *p, const MatmulCase *c) {
     float *d_dinp = upload_at(dinp0, nin, off, &d_dinp_base), *d_dw = upload_at(dw0, nw, off, &d_dw_base);
 
     float *ref = h_zeros(nout), *ref16 = h_zeros(nout), *got = h_zeros(nout);
-    kernels_cpu.matmul_forward(ref, inpr, w, c->bias ? b : NULL, N, C, OC);
-    kernels_cpu.matmul_forward(ref16, inpr, w16, c->bias ? b : NULL, N, C, OC);
+    kernels_cpu.matmul_forward(ref, inpr, w, NULL, c->bias ? b : NULL, N, C, OC, KP_FP32);
+    kernels_cpu.matmul_forward(ref16, inpr, w16, NULL, c->bias ? b : NULL, N, C, OC, KP_FP32);
     long before[3], after[3];
     cuda_matmul_paths(before);
-    kernels_cuda.matmul_forward_x16(d_out, d_x, d_w, c->bias ? d_b : NULL, N, C, OC);
+    kernels_cuda.matmul_forward_x16(d_out, d_x, d_w, NULL, c->bias ? d_b : NULL, N, C, OC, PREC(p));
     cuda_matmul_paths(after);
     d_download(got, d_out, nout);
     int path = p->bf16 ? gemm_path(before, after) : 0;
@@ -250,10 +250,10 @@ static void run_case_x16(Parity *p, const MatmulCase *c) {
 
     float *r_dinp = h_copy(dinp0, nin), *r_dw = h_copy(dw0, nw);
     float *e_dinp = h_copy(dinp0, nin), *e_dw = h_copy(dw0, nw);
-    kernels_cpu.matmul_backward(r_dinp, r_dw, NULL, dout, inpr, w, N, C, OC);
-    kernels_cpu.matmul_backward(e_dinp, e_dw, NULL, dout16, inpr, w16, N, C, OC);
+    kernels_cpu.matmul_backward(r_dinp, r_dw, NULL, dout, inpr, w, NULL, N, C, OC, KP_FP32);
+    kernels_cpu.matmul_backward(e_dinp, e_dw, NULL, dout16, inpr, w16, NULL, N, C, OC, KP_FP32);
     cuda_matmul_paths(before);
-    kernels_cuda.matmul_backward_x16(d_dinp, d_dw, NULL, d_dout, d_x, d_w, N, C, OC);
+    kernels_cuda.matmul_backward_x16(d_dinp, d_dw, NULL, d_dout, d_x, d_w, NULL, N, C, OC, PREC(p));
     cuda_matmul_paths(after);
     path = p->bf16 ? gemm_path(before, after) : 0;
     float *h = h_zeros(nin);
@@ -275,13 +275,15 @@ static void run_case_x16(Parity *p, const MatmulCase *c) {
     free(e_dinp); free(e_dw);
 }
 
-/* The bf16 weight copy of a flat buffer (bf16.cu): a weight (OC, C) lives at an odd
- * offset inside a buffer of n floats with a bf16 copy registered. Three fused AdamW steps
- * over the whole buffer must leave the copy equal, bit for bit, to bf16(fp32 master); the
- * forward GEMM must then equal the CPU's GEMM over the rounded master weights. Then the fp32
- * buffer is overwritten behind the copy's back: the GEMM must still see the copy (it reads
- * the bf16 weights, not a fresh conversion) until cuda_bf16_shadow_refresh, after which it
- * sees the new weights. */
+/* The bf16 weight copy of a flat buffer (runtime/memory.c's ParamStore w16, passed to the
+ * kernels as an argument): a weight (OC, C) lives at an odd offset inside a buffer of n
+ * floats that has a bf16 copy. Three fused AdamW steps over the whole buffer with the copy
+ * must leave it equal, bit for bit, to bf16(fp32 master); the forward GEMM given the copy as
+ * weight16 must then equal the CPU's GEMM over the rounded master weights. Then the fp32
+ * buffer is overwritten behind the copy's back: the GEMM given the copy must still see the
+ * copy (it reads the bf16 weights, not a fresh conversion) until the copy is refreshed with
+ * the table's f32_to_bf16, after which it sees the new weights; given no copy (NULL) it
+ * converts the fp32 weights it is passed. */
 static void parity_bf16_weights(Parity *p) {
     const int N = 37, C = 96, OC = 65, at = 129;
     const size_t n = (size_t)at + (size_t)OC * C + 77, nw = (size_t)OC * C, nin = (size_t)N * C;
@@ -289,10 +291,11 @@ static void parity_bf16_weights(Parity *p) {
     float *mv = h_zeros(n);
     float *d_params = d_upload(params, n), *d_grads = d_upload(grads, n);
     float *d_m = d_upload(mv, n), *d_v = d_upload(mv, n);
-    uint16_t *copy = cuda_bf16_shadow_register(d_params, n);
+    uint16_t *copy = cuda_malloc(n * sizeof *copy);
+    kernels_cuda.f32_to_bf16(copy, d_params, n);
     for (int t = 1; t <= 3; t++)
-        kernels_cuda.adamw_update(d_params, d_grads, d_m, d_v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t,
-                                  1.0f);
+        kernels_cuda.adamw_update(d_params, copy, d_grads, d_m, d_v, n, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                                  0.1f, t, 1.0f);
     float *master = h_zeros(n);
     uint16_t *h16 = malloc(n * sizeof *h16);
     if (!h16) abort();
@@ -311,10 +314,10 @@ static void parity_bf16_weights(Parity *p) {
     float *w_old = h_round_bf16(master + at, nw);
     float *d_out = d_zeros((size_t)N * OC);
     float *w_new = NULL, *w_new16 = NULL;
-    kernels_cpu.matmul_forward(ref, inp16, w_old, NULL, N, C, OC);
+    kernels_cpu.matmul_forward(ref, inp16, w_old, NULL, NULL, N, C, OC, KP_FP32);
     long before[3], after[3];
     cuda_matmul_paths(before);
-    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, NULL, N, C, OC);
+    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, copy + at, NULL, N, C, OC, KP_BF16);
     cuda_matmul_paths(after);
     d_download(got, d_out, (size_t)N * OC);
     if (after[0] == before[0]) { /* a fallback ran (EMU_LT_REJECT=bf16io): no copy was read */
@@ -326,23 +329,23 @@ static void parity_bf16_weights(Parity *p) {
 
     w_new = h_rand(p, nw, -1.0f, 1.0f); /* written behind the copy's back */
     cuda_copy_h2d(d_params + at, w_new, nw * sizeof *w_new);
-    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, NULL, N, C, OC);
+    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, copy + at, NULL, N, C, OC, KP_BF16);
     d_download(got, d_out, (size_t)N * OC);
     parity_check(p, "bf16 weights: a stale copy is what the GEMM reads", ref, got, (size_t)N * OC, 1e-5);
-    cuda_bf16_shadow_refresh(d_params, (size_t)at, nw);
     w_new16 = h_round_bf16(w_new, nw);
-    kernels_cpu.matmul_forward(ref, inp16, w_new16, NULL, N, C, OC);
-    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, NULL, N, C, OC);
+    kernels_cpu.matmul_forward(ref, inp16, w_new16, NULL, NULL, N, C, OC, KP_FP32);
+    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, NULL, NULL, N, C, OC, KP_BF16);
+    d_download(got, d_out, (size_t)N * OC);
+    parity_check(p, "bf16 weights: without a copy the GEMM converts the fp32 weights", ref, got,
+                 (size_t)N * OC, 1e-5);
+    kernels_cuda.f32_to_bf16(copy + at, d_params + at, nw);
+    kernels_cuda.matmul_forward(d_out, d_inp, d_params + at, copy + at, NULL, N, C, OC, KP_BF16);
     d_download(got, d_out, (size_t)N * OC);
     parity_check(p, "bf16 weights: after refresh the GEMM reads the new weights", ref, got,
                  (size_t)N * OC, 1e-5);
 
 done:
-    cuda_bf16_shadow_unregister(d_params);
-    int gone = cuda_bf16_shadow_find(d_params + at, nw) == NULL;
-    printf("%s bf16 weights: unregistered copy is not found\n", gone ? "ok  " : "FAIL");
-    if (gone) p->passed++;
-    else p->failed++;
+    cuda_free(copy);
     d_free(d_params);
     d_free(d_grads);
     d_free(d_m);

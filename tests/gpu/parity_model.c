@@ -70,7 +70,10 @@ static void run_case(Parity *p, const char *label, ModelConfig cfg, int freeze_v
     graph_init(&gc, DEV_CPU, 8 << 20, 7);
     graph_init(&gg, DEV_CUDA, 8 << 20, 7);
     gc.recompute = gg.recompute = recompute;
-    if (p->bf16) graph_set_act_dtype(&gg, DT_BF16); /* as `mmrm train` in bf16 */
+    if (p->bf16) { /* as `mmrm train` in bf16 (without the weight copies) */
+        graph_set_act_dtype(&gg, DT_BF16);
+        graph_set_precision(&gg, KP_BF16);
+    }
     char name[160];
     /* fp32: the ops' 1e-5. bf16: activations are stored in bf16 and every GEMM rounds its
      * inputs to bf16 (8 mantissa bits), and

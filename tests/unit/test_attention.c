@@ -3,7 +3,7 @@
  * head layouts, bidirectional and causal masks, and right-padded batches (including an
  * empty sequence); plus the accumulate / NULL-gradient contracts, exact zeros on padded
  * rows, overflow-prone scores and thread-count independence. */
-#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 #include "tests/harness.h"
 
 #include <math.h>
@@ -123,7 +123,7 @@ static Problem problem_new(const Shape *s, int causal, uint64_t seed, float qk_s
     fill_normal(&r, P.k, kv_size(s), qk_std);
     fill_normal(&r, P.v, kv_size(s), 1.0f);
     fill_normal(&r, P.dout, q_size(s), 1.0f);
-    cpu_attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->B, s->T, s->NH, s->KV,
+    kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->B, s->T, s->NH, s->KV,
                           s->HD, causal);
     return P;
 }
@@ -134,7 +134,7 @@ static void problem_free(Problem *P) {
 
 static void problem_backward(const Problem *P, float *dq, float *dk, float *dv) {
     const Shape *s = P->s;
-    cpu_attention_backward(dq, dk, dv, P->dout, P->out, P->lse, P->q, P->k, P->v, s->lengths,
+    kernels_cpu.attention_backward(dq, dk, dv, P->dout, P->out, P->lse, P->q, P->k, P->v, s->lengths,
                            s->B, s->T, s->NH, s->KV, s->HD, P->causal);
 }
 
@@ -166,7 +166,7 @@ TEST(test_attention_forward_padded_rows_and_empty_sequences_are_exact_zeros) {
         TRng r = trng(201); /* garbage in the outputs must be overwritten */
         fill_normal(&r, P.out, q_size(s), 1.0f);
         fill_normal(&r, P.lse, lse_size(s), 1.0f);
-        cpu_attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->B, s->T, s->NH, s->KV,
+        kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->B, s->T, s->NH, s->KV,
                               s->HD, causal);
         int nonzero = 0, zero_rows = 0;
         for (int b = 0; b < s->B; b++)
@@ -221,7 +221,7 @@ typedef struct {
 static double attention_loss(void *vctx) {
     LossCtx *c = vctx;
     const Shape *s = c->P->s;
-    cpu_attention_forward(c->out, c->lse, c->P->q, c->P->k, c->P->v, s->lengths, s->B, s->T,
+    kernels_cpu.attention_forward(c->out, c->lse, c->P->q, c->P->k, c->P->v, s->lengths, s->B, s->T,
                           s->NH, s->KV, s->HD, c->P->causal);
     return dot_loss(c->out, c->proj, q_size(s));
 }

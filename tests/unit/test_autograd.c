@@ -220,7 +220,7 @@ TEST(test_frozen_parameters_get_no_gradient_buffer_and_stay_untouched) {
     float *gx = decoder_backward(&d, input);
     params_alloc_optimizer(&d.ps);
     for (int t = 1; t <= 3; t++)
-        kernels_cpu.adamw_update(d.ps.data, d.ps.grad, d.ps.m, d.ps.v, d.ps.n_trainable, 1e-2f,
+        kernels_cpu.adamw_update(d.ps.data, NULL, d.ps.grad, d.ps.m, d.ps.v, d.ps.n_trainable, 1e-2f,
                                  0.9f, 0.999f, 1e-8f, 0.1f, t, 1.0f);
     EXPECT_SAME("frozen parameters", before, d.ps.data + d.ps.n_trainable, nf);
     double gn = 0;

@@ -8,17 +8,8 @@
 #include "runtime/error.h"
 #include "runtime/memory.h"
 #include "tests/harness.h"
-#ifdef MMRM_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
-static int gpus(void) {
-#ifdef MMRM_CUDA
-    return cuda_device_count();
-#else
-    return 0;
-#endif
-}
+static int gpus(void) { return device_gpu_count(); }
 
 TEST(test_device_auto_and_cpu_resolve_and_bad_names_are_errors_listing_the_valid_ones) {
     Device d = DEV_CUDA;

@@ -3,7 +3,7 @@
  * step-by-step replay of InternVL's view/permute sequence), backwards against double
  * scatter-add references and finite differences, the accumulate and NULL-gradient
  * contracts, and independence of the thread count. */
-#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 #include "tests/harness.h"
 
 #include <omp.h>
@@ -53,7 +53,7 @@ TEST(test_embedding_forward_copies_the_table_row_of_each_id) {
         fill_normal(&r, out, (size_t)N * C, 1.0f);
         for (int n = 0; n < N; n++)
             for (int c = 0; c < C; c++) want[n * C + c] = table[ids[n] * C + c];
-        cpu_embedding_forward(out, ids, table, N, C);
+        kernels_cpu.embedding_forward(out, ids, table, N, C);
         CHECK(EXPECT_SAME("out", out, want, (size_t)N * C), "shape N=%d V=%d C=%d", N, V, C);
         free(ids); free(table); free(out); free(want);
     }
@@ -75,7 +75,7 @@ TEST(test_embedding_backward_scatter_adds_into_prefilled_table_gradient) {
                 ref[ids[n] * C + c] += dout[n * C + c];
                 inorder[ids[n] * C + c] += dout[n * C + c];
             }
-        cpu_embedding_backward(dtable, dout, ids, N, C);
+        kernels_cpu.embedding_backward(dtable, dout, ids, N, C);
         CHECK(EXPECT_CLOSE("dtable", dtable, ref, (size_t)V * C, 1e-5, 1e-5),
               "shape N=%d V=%d C=%d", N, V, C);
         /* kernels.h: rows are added in increasing n, so the float sums are reproducible */
@@ -83,7 +83,7 @@ TEST(test_embedding_backward_scatter_adds_into_prefilled_table_gradient) {
                           (size_t)V * C),
               "shape N=%d V=%d C=%d", N, V, C);
         free(inorder);
-        cpu_embedding_backward(NULL, dout, ids, N, C); /* nothing requested: a no-op */
+        kernels_cpu.embedding_backward(NULL, dout, ids, N, C); /* nothing requested: a no-op */
         free(ids); free(dout); free(dtable); free(ref);
     }
 }
@@ -96,7 +96,7 @@ typedef struct {
 
 static double embedding_loss(void *p) {
     EmbCtx *x = p;
-    cpu_embedding_forward(x->out, x->ids, x->table, x->N, x->C);
+    kernels_cpu.embedding_forward(x->out, x->ids, x->table, x->N, x->C);
     return dot_loss(x->out, x->proj, (size_t)x->N * x->C);
 }
 
@@ -108,7 +108,7 @@ TEST(test_embedding_backward_matches_finite_differences) {
     fill_normal(&r, x.table, (size_t)V * C, 1.0f);
     fill_normal(&r, x.proj, (size_t)N * C, 1.0f);
     float *dtable = tmalloc((size_t)V * C);
-    cpu_embedding_backward(dtable, x.proj, ids, N, C);
+    kernels_cpu.embedding_backward(dtable, x.proj, ids, N, C);
     GRAD_CHECK("dtable", embedding_loss, &x, x.table, dtable, (size_t)V * C, 1e-3);
     free(ids); free(x.table); free(x.out); free(x.proj); free(dtable);
 }
@@ -145,7 +145,7 @@ TEST(test_im2col_forward_places_each_pixel_by_the_patch_formula) {
                     for (int ix = 0; ix < S.W; ix++)
                         want[col_index(S, b, ch, iy, ix)] =
                             img[((b * S.CH + ch) * S.H + iy) * S.W + ix];
-        cpu_im2col_forward(cols, img, S.B, S.CH, S.H, S.W, S.p);
+        kernels_cpu.im2col_forward(cols, img, S.B, S.CH, S.H, S.W, S.p);
         CHECK(EXPECT_SAME("cols", cols, want, n), "B=%d CH=%d H=%d W=%d p=%d", S.B, S.CH, S.H,
               S.W, S.p);
         free(img); free(cols); free(want);
@@ -167,10 +167,10 @@ TEST(test_im2col_backward_scatters_back_into_prefilled_image_gradient) {
                     for (int ix = 0; ix < S.W; ix++)
                         ref[((b * S.CH + ch) * S.H + iy) * S.W + ix] +=
                             dcols[col_index(S, b, ch, iy, ix)];
-        cpu_im2col_backward(dimg, dcols, S.B, S.CH, S.H, S.W, S.p);
+        kernels_cpu.im2col_backward(dimg, dcols, S.B, S.CH, S.H, S.W, S.p);
         CHECK(EXPECT_CLOSE("dimg", dimg, ref, n, 1e-6, 1e-6), "B=%d CH=%d H=%d W=%d p=%d", S.B,
               S.CH, S.H, S.W, S.p);
-        cpu_im2col_backward(NULL, dcols, S.B, S.CH, S.H, S.W, S.p); /* a no-op */
+        kernels_cpu.im2col_backward(NULL, dcols, S.B, S.CH, S.H, S.W, S.p); /* a no-op */
         free(dcols); free(dimg); free(ref);
     }
 }
@@ -182,7 +182,7 @@ typedef struct {
 
 static double im2col_loss(void *p) {
     Im2colCtx *x = p;
-    cpu_im2col_forward(x->cols, x->img, x->s.B, x->s.CH, x->s.H, x->s.W, x->s.p);
+    kernels_cpu.im2col_forward(x->cols, x->img, x->s.B, x->s.CH, x->s.H, x->s.W, x->s.p);
     return dot_loss(x->cols, x->proj, img_size(x->s));
 }
 
@@ -195,7 +195,7 @@ TEST(test_im2col_backward_matches_finite_differences) {
         fill_normal(&r, x.img, n, 1.0f);
         fill_normal(&r, x.proj, n, 1.0f);
         float *dimg = tmalloc(n);
-        cpu_im2col_backward(dimg, x.proj, S.B, S.CH, S.H, S.W, S.p);
+        kernels_cpu.im2col_backward(dimg, x.proj, S.B, S.CH, S.H, S.W, S.p);
         GRAD_CHECK("dimg", im2col_loss, &x, x.img, dimg, n, 1e-3);
         free(x.img); free(x.cols); free(x.proj); free(dimg);
     }
@@ -256,7 +256,7 @@ TEST(test_pixel_shuffle_forward_matches_internvl_v2_and_the_spec_formula) {
                             spec[((bt * h * h) + a * h + b) * 4 * C + q * C + c] =
                                 inp[(bt * G * G + cells[q][0] * G + cells[q][1]) * C + c];
                 }
-        cpu_pixel_shuffle_forward(out, inp, S.B, G, C);
+        kernels_cpu.pixel_shuffle_forward(out, inp, S.B, G, C);
         CHECK(EXPECT_SAME("spec formula vs torch replay", spec, torch, n), "B=%d G=%d C=%d",
               S.B, G, C);
         CHECK(EXPECT_SAME("out vs spec formula", out, spec, n), "B=%d G=%d C=%d", S.B, G, C);
@@ -275,11 +275,11 @@ TEST(test_pixel_shuffle_backward_is_the_inverse_permutation_and_accumulates) {
         double *ref = widen(dinp, n);
         /* shuffle the positions 0..n-1 to learn where each input element goes */
         for (size_t i = 0; i < n; i++) pos[i] = (float)i;
-        cpu_pixel_shuffle_forward(perm, pos, S.B, S.G, S.C);
+        kernels_cpu.pixel_shuffle_forward(perm, pos, S.B, S.G, S.C);
         for (size_t i = 0; i < n; i++) ref[(size_t)perm[i]] += dout[i];
-        cpu_pixel_shuffle_backward(dinp, dout, S.B, S.G, S.C);
+        kernels_cpu.pixel_shuffle_backward(dinp, dout, S.B, S.G, S.C);
         CHECK(EXPECT_CLOSE("dinp", dinp, ref, n, 1e-6, 1e-6), "B=%d G=%d C=%d", S.B, S.G, S.C);
-        cpu_pixel_shuffle_backward(NULL, dout, S.B, S.G, S.C); /* a no-op */
+        kernels_cpu.pixel_shuffle_backward(NULL, dout, S.B, S.G, S.C); /* a no-op */
         free(dout); free(dinp); free(perm); free(pos); free(ref);
     }
 }
@@ -291,7 +291,7 @@ typedef struct {
 
 static double pixel_shuffle_loss(void *p) {
     PsCtx *x = p;
-    cpu_pixel_shuffle_forward(x->out, x->inp, x->s.B, x->s.G, x->s.C);
+    kernels_cpu.pixel_shuffle_forward(x->out, x->inp, x->s.B, x->s.G, x->s.C);
     return dot_loss(x->out, x->proj, ps_size(x->s));
 }
 
@@ -304,7 +304,7 @@ TEST(test_pixel_shuffle_backward_matches_finite_differences) {
         fill_normal(&r, x.inp, n, 1.0f);
         fill_normal(&r, x.proj, n, 1.0f);
         float *dinp = tmalloc(n);
-        cpu_pixel_shuffle_backward(dinp, x.proj, S.B, S.G, S.C);
+        kernels_cpu.pixel_shuffle_backward(dinp, x.proj, S.B, S.G, S.C);
         GRAD_CHECK("dinp", pixel_shuffle_loss, &x, x.inp, dinp, n, 1e-3);
         free(x.inp); free(x.out); free(x.proj); free(dinp);
     }
@@ -336,12 +336,12 @@ TEST(test_embed_kernels_are_bitwise_independent_of_thread_count) {
         memcpy(res[t][1], table, len[1] * sizeof(float));
         memcpy(res[t][3], img, len[3] * sizeof(float));
         memcpy(res[t][5], ps, len[5] * sizeof(float));
-        cpu_embedding_forward(res[t][0], ids, table, N, C);
-        cpu_embedding_backward(res[t][1], dout, ids, N, C);
-        cpu_im2col_forward(res[t][2], img, B, CH, H, W, P);
-        cpu_im2col_backward(res[t][3], dcols, B, CH, H, W, P);
-        cpu_pixel_shuffle_forward(res[t][4], ps, B, G, C);
-        cpu_pixel_shuffle_backward(res[t][5], dps, B, G, C);
+        kernels_cpu.embedding_forward(res[t][0], ids, table, N, C);
+        kernels_cpu.embedding_backward(res[t][1], dout, ids, N, C);
+        kernels_cpu.im2col_forward(res[t][2], img, B, CH, H, W, P);
+        kernels_cpu.im2col_backward(res[t][3], dcols, B, CH, H, W, P);
+        kernels_cpu.pixel_shuffle_forward(res[t][4], ps, B, G, C);
+        kernels_cpu.pixel_shuffle_backward(res[t][5], dps, B, G, C);
     }
     omp_set_num_threads(saved);
     const char *name[6] = {"embedding out", "dtable", "cols", "dimg", "shuffle out", "dinp"};

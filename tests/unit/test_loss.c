@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 #include "tests/harness.h"
 
 #define SFC_EPS 1e-7f
@@ -48,7 +48,7 @@ TEST(test_bt_loss_matches_double_formula_with_and_without_margin) {
             const float dloss = 0.75f;
             memset(dc, 0, P * sizeof(float));
             memset(dr, 0, P * sizeof(float));
-            cpu_bt_loss(&loss, losses, dc, dr, rc, rr, use_margin ? mg : NULL, P, dloss);
+            kernels_cpu.bt_loss(&loss, losses, dc, dr, rc, rr, use_margin ? mg : NULL, P, dloss);
             double sum = 0;
             for (int i = 0; i < P; i++) {
                 double x = (double)rc[i] - rr[i] - (use_margin ? mg[i] : 0.0);
@@ -76,7 +76,7 @@ TEST(test_bt_loss_is_finite_and_exact_at_extreme_margins) {
     enum { P = 6 };
     float losses[P], dc[P] = {0}, dr[P] = {0}, loss;
     feclearexcept(FE_ALL_EXCEPT);
-    cpu_bt_loss(&loss, losses, dc, dr, rc, rr, mg, P, 1.0f);
+    kernels_cpu.bt_loss(&loss, losses, dc, dr, rc, rr, mg, P, 1.0f);
     CHECK(!fp_trouble(), "floating-point overflow/invalid/divide-by-zero raised");
     CHECK(all_finite(losses, P) && all_finite(dc, P) && all_finite(dr, P) && isfinite(loss),
           "non-finite output at extreme margins");
@@ -100,7 +100,7 @@ typedef struct {
 static double bt_fd_loss(void *p) {
     BtCtx *c = p;
     float loss;
-    cpu_bt_loss(&loss, c->losses, NULL, NULL, c->rc, c->rr, c->mg, c->P, c->dloss);
+    kernels_cpu.bt_loss(&loss, c->losses, NULL, NULL, c->rc, c->rr, c->mg, c->P, c->dloss);
     double s = 0;
     for (int i = 0; i < c->P; i++) s += c->losses[i];
     return c->dloss * s / c->P;
@@ -116,7 +116,7 @@ TEST(test_bt_loss_gradients_match_finite_differences) {
         fill_normal(&r, c.rc, P, 1.5f);
         fill_normal(&r, c.rr, P, 1.5f);
         fill_uniform(&r, c.mg, P, -0.5f, 0.5f);
-        cpu_bt_loss(&loss, c.losses, dc, dr, c.rc, c.rr, c.mg, P, c.dloss);
+        kernels_cpu.bt_loss(&loss, c.losses, dc, dr, c.rc, c.rr, c.mg, P, c.dloss);
         GRAD_CHECK("bt d/rc", bt_fd_loss, &c, c.rc, dc, P, 1e-2);
         GRAD_CHECK("bt d/rr", bt_fd_loss, &c, c.rr, dr, P, 1e-2);
         free(c.rc); free(c.rr); free(c.mg); free(c.losses); free(dc); free(dr);
@@ -130,12 +130,12 @@ TEST(test_bt_loss_scales_by_dloss_accumulates_and_accepts_null_gradients) {
     fill_normal(&r, rc, P, 1.0f);
     fill_normal(&r, rr, P, 1.0f);
     float dc1[P] = {0}, dr1[P] = {0};
-    cpu_bt_loss(&loss, losses, dc1, dr1, rc, rr, NULL, P, 1.0f);
+    kernels_cpu.bt_loss(&loss, losses, dc1, dr1, rc, rr, NULL, P, 1.0f);
 
     /* dloss scales the gradients, not the reported loss */
     float dc[P] = {0}, dr[P] = {0};
     double rdc[P], rdr[P];
-    cpu_bt_loss(&loss2, losses, dc, dr, rc, rr, NULL, P, 2.5f);
+    kernels_cpu.bt_loss(&loss2, losses, dc, dr, rc, rr, NULL, P, 2.5f);
     for (int i = 0; i < P; i++) { rdc[i] = 2.5 * dc1[i]; rdr[i] = 2.5 * dr1[i]; }
     EXPECT_CLOSE("dchosen scaled by dloss", dc, rdc, P, 1e-6, 0);
     EXPECT_CLOSE("drejected scaled by dloss", dr, rdr, P, 1e-6, 0);
@@ -147,19 +147,19 @@ TEST(test_bt_loss_scales_by_dloss_accumulates_and_accepts_null_gradients) {
     fill_normal(&r, pr, P, 1.0f);
     memcpy(dc, pc, sizeof dc);
     memcpy(dr, pr, sizeof dr);
-    cpu_bt_loss(&loss2, losses, dc, dr, rc, rr, NULL, P, 1.0f);
+    kernels_cpu.bt_loss(&loss2, losses, dc, dr, rc, rr, NULL, P, 1.0f);
     for (int i = 0; i < P; i++) { rdc[i] = (double)pc[i] + dc1[i]; rdr[i] = (double)pr[i] + dr1[i]; }
     EXPECT_CLOSE("dchosen accumulates", dc, rdc, P, 1e-6, 1e-7);
     EXPECT_CLOSE("drejected accumulates", dr, rdr, P, 1e-6, 1e-7);
 
     /* NULL: the other gradient and the loss are unaffected */
     float only_r[P] = {0}, only_c[P] = {0}, l3[P];
-    cpu_bt_loss(&loss2, l3, NULL, only_r, rc, rr, NULL, P, 1.0f);
+    kernels_cpu.bt_loss(&loss2, l3, NULL, only_r, rc, rr, NULL, P, 1.0f);
     EXPECT_SAME("drejected with dchosen NULL", only_r, dr1, P);
     EXPECT_SAME("losses with dchosen NULL", l3, losses, P);
-    cpu_bt_loss(&loss2, l3, only_c, NULL, rc, rr, NULL, P, 1.0f);
+    kernels_cpu.bt_loss(&loss2, l3, only_c, NULL, rc, rr, NULL, P, 1.0f);
     EXPECT_SAME("dchosen with drejected NULL", only_c, dc1, P);
-    cpu_bt_loss(&loss2, l3, NULL, NULL, rc, rr, NULL, P, 1.0f);
+    kernels_cpu.bt_loss(&loss2, l3, NULL, NULL, rc, rr, NULL, P, 1.0f);
     EXPECT_SAME("loss with both gradients NULL", &loss2, &loss, 1);
 }
 
@@ -194,7 +194,7 @@ TEST(test_shortcut_loss_matches_double_formula) {
         fill_normal(&r, mr, P, 2.0f);
         fill_normal(&r, bc, P, 2.0f);
         fill_normal(&r, br, P, 2.0f);
-        cpu_shortcut_loss(&loss, w, lm, lb, NULL, NULL, NULL, NULL, mc, mr, bc, br, P, SFC_EPS, 1.0f);
+        kernels_cpu.shortcut_loss(&loss, w, lm, lb, NULL, NULL, NULL, NULL, mc, mr, bc, br, P, SFC_EPS, 1.0f);
         SfcRef R = ref_shortcut(mc, mr, bc, br, P, SFC_EPS);
         EXPECT_CLOSE("shortcut w", w, R.w, P, 1e-5, 1e-9);
         EXPECT_CLOSE("shortcut Lm", lm, R.lm, P, 1e-5, 1e-9);
@@ -214,7 +214,7 @@ TEST(test_shortcut_loss_eps_terms_decide_w_when_both_losses_vanish) {
     enum { P = 4 };
     float w[P], lm[P], lb[P], loss;
     float d[4][P] = {{0}};
-    cpu_shortcut_loss(&loss, w, lm, lb, d[0], d[1], d[2], d[3], mc, mr, bc, br, P, SFC_EPS, 1.0f);
+    kernels_cpu.shortcut_loss(&loss, w, lm, lb, d[0], d[1], d[2], d[3], mc, mr, bc, br, P, SFC_EPS, 1.0f);
     SfcRef R = ref_shortcut(mc, mr, bc, br, P, SFC_EPS);
     CHECK(fabs(w[0] - 5.00425e-8) < 1e-12, "w at dm = db = 40 is %.9g, want 5.00425e-8", w[0]);
     EXPECT_CLOSE("w (all pairs)", w, R.w, P, 1e-6, 0);
@@ -234,7 +234,7 @@ TEST(test_shortcut_loss_is_finite_at_extreme_margins) {
         bc[i] = big[i / 4] / 2; br[i] = -big[i / 4] / 2;
     }
     feclearexcept(FE_ALL_EXCEPT);
-    cpu_shortcut_loss(&loss, w, lm, lb, d[0], d[1], d[2], d[3], mc, mr, bc, br, P, SFC_EPS, 1.0f);
+    kernels_cpu.shortcut_loss(&loss, w, lm, lb, d[0], d[1], d[2], d[3], mc, mr, bc, br, P, SFC_EPS, 1.0f);
     CHECK(!fp_trouble(), "floating-point overflow/invalid/divide-by-zero raised");
     int finite = isfinite(loss) && all_finite(w, P) && all_finite(lm, P) && all_finite(lb, P);
     for (int k = 0; k < 4; k++) finite &= all_finite(d[k], P);
@@ -265,7 +265,7 @@ typedef struct {
 static double sfc_fd_loss(void *p) {
     SfcCtx *c = p;
     float loss;
-    cpu_shortcut_loss(&loss, c->w, c->lm, c->lb, NULL, NULL, NULL, NULL, c->mc, c->mr, c->bc,
+    kernels_cpu.shortcut_loss(&loss, c->w, c->lm, c->lb, NULL, NULL, NULL, NULL, c->mc, c->mr, c->bc,
                       c->br, c->P, SFC_EPS, c->dloss);
     const float *w = c->wconst ? c->wconst : c->w;
     double s = 0;
@@ -281,7 +281,7 @@ TEST(test_shortcut_loss_gradients_match_finite_differences_with_w_held_constant)
         float in[4][23], wc[23], w[23], lm[23], lb[23], d[4][23] = {{0}}, loss;
         for (int k = 0; k < 4; k++) fill_normal(&r, in[k], P, 1.5f);
         SfcCtx c = {in[0], in[1], in[2], in[3], w, lm, lb, wc, P, 0.8f};
-        cpu_shortcut_loss(&loss, wc, lm, lb, d[0], d[1], d[2], d[3], in[0], in[1], in[2], in[3], P,
+        kernels_cpu.shortcut_loss(&loss, wc, lm, lb, d[0], d[1], d[2], d[3], in[0], in[1], in[2], in[3], P,
                           SFC_EPS, c.dloss);
         const char *names[4] = {"d/mc", "d/mr", "d/bc", "d/br"};
         for (int k = 0; k < 4; k++) GRAD_CHECK(names[k], sfc_fd_loss, &c, in[k], d[k], P, 1e-2);
@@ -295,7 +295,7 @@ TEST(test_shortcut_loss_gradients_have_no_path_through_w) {
     float mc[P] = {0.3f, -0.8f, 1.1f, -0.2f}, mr[P] = {-0.1f, 0.4f, 0.2f, 0.5f};
     float bc[P] = {-0.6f, 0.9f, 0.1f, -0.4f}, br[P] = {0.2f, -0.3f, 0.7f, 0.6f};
     float wc[P], w[P], lm[P], lb[P], d[4][P] = {{0}}, loss;
-    cpu_shortcut_loss(&loss, wc, lm, lb, d[0], d[1], d[2], d[3], mc, mr, bc, br, P, SFC_EPS, 1.0f);
+    kernels_cpu.shortcut_loss(&loss, wc, lm, lb, d[0], d[1], d[2], d[3], mc, mr, bc, br, P, SFC_EPS, 1.0f);
     SfcCtx detached = {mc, mr, bc, br, w, lm, lb, wc, P, 1.0f};
     SfcCtx full = detached;
     full.wconst = NULL;
@@ -328,7 +328,7 @@ TEST(test_shortcut_loss_scales_by_dloss_accumulates_and_accepts_null_gradients) 
     float in[4][P], w[P], lm[P], lb[P], loss, loss2;
     for (int k = 0; k < 4; k++) fill_normal(&r, in[k], P, 1.0f);
 #define SFC(dmc, dmr, dbc, dbr, lossp, dloss) \
-    cpu_shortcut_loss(lossp, w, lm, lb, dmc, dmr, dbc, dbr, in[0], in[1], in[2], in[3], P, SFC_EPS, dloss)
+    kernels_cpu.shortcut_loss(lossp, w, lm, lb, dmc, dmr, dbc, dbr, in[0], in[1], in[2], in[3], P, SFC_EPS, dloss)
     float g1[4][P] = {{0}};
     SFC(g1[0], g1[1], g1[2], g1[3], &loss, 1.0f);
 
@@ -378,8 +378,8 @@ TEST(test_loss_outputs_are_independent_of_thread_count) {
     for (int t = 0; t < 2; t++) {
         omp_set_num_threads(threads[t]);
         float (*o)[P + 1] = out[t];
-        cpu_bt_loss(&o[0][P], o[0], o[1], o[2], in[0], in[1], mg, P, 0.9f);
-        cpu_shortcut_loss(&o[3][P], o[3], o[4], o[5], o[6], o[7], o[8], o[9], in[0], in[1],
+        kernels_cpu.bt_loss(&o[0][P], o[0], o[1], o[2], in[0], in[1], mg, P, 0.9f);
+        kernels_cpu.shortcut_loss(&o[3][P], o[3], o[4], o[5], o[6], o[7], o[8], o[9], in[0], in[1],
                           in[2], in[3], P, SFC_EPS, 0.9f);
     }
     omp_set_num_threads(prev);

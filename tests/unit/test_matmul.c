@@ -3,7 +3,7 @@
  * contracts, and independence of the thread count. Shapes include odd sizes and one
  * larger than the kernel's blocks in every dimension (so block edges and the split of
  * the reduction into depth blocks are exercised). */
-#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 #include "tests/harness.h"
 
 #include <math.h>
@@ -70,7 +70,7 @@ TEST(test_matmul_forward_matches_double_reference) {
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             const float *b = with_bias ? bias : NULL;
             fill_normal(&r, out, (size_t)N * OC, 1.0f); /* overwritten, not accumulated */
-            cpu_matmul_forward(out, inp, weight, b, N, C, OC);
+            kernels_cpu.matmul_forward(out, inp, weight, NULL, b, N, C, OC, KP_FP32);
             ref_forward(ref, inp, weight, b, N, C, OC);
             CHECK(EXPECT_CLOSE("out", out, ref, (size_t)N * OC, 1e-5, atol_for(C)),
                   "shape N=%d C=%d OC=%d, bias %s", N, C, OC, with_bias ? "given" : "NULL");
@@ -96,7 +96,7 @@ TEST(test_matmul_backward_matches_double_reference_and_accumulates) {
         fill_normal(&r, dbias, OC, 1.0f);
         double *rinp = widen(dinp, (size_t)N * C), *rweight = widen(dweight, (size_t)OC * C);
         double *rbias = widen(dbias, OC);
-        cpu_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+        kernels_cpu.matmul_backward(dinp, dweight, dbias, dout, inp, weight, NULL, N, C, OC, KP_FP32);
         ref_backward(rinp, rweight, rbias, dout, inp, weight, N, C, OC);
         CHECK(EXPECT_CLOSE("dinp", dinp, rinp, (size_t)N * C, 1e-5, atol_for(OC)),
               "shape N=%d C=%d OC=%d", N, C, OC);
@@ -116,7 +116,7 @@ typedef struct {
 
 static double linear_loss(void *p) {
     LinearCtx *x = p;
-    cpu_matmul_forward(x->out, x->inp, x->weight, x->bias, x->N, x->C, x->OC);
+    kernels_cpu.matmul_forward(x->out, x->inp, x->weight, NULL, x->bias, x->N, x->C, x->OC, KP_FP32);
     return dot_loss(x->out, x->proj, (size_t)x->N * x->OC);
 }
 
@@ -134,7 +134,7 @@ TEST(test_matmul_backward_matches_finite_differences) {
         fill_normal(&r, x.proj, (size_t)N * OC, 1.0f);
         float *dinp = tmalloc((size_t)N * C), *dweight = tmalloc((size_t)OC * C);
         float *dbias = tmalloc(OC);
-        cpu_matmul_backward(dinp, dweight, dbias, x.proj, x.inp, x.weight, N, C, OC);
+        kernels_cpu.matmul_backward(dinp, dweight, dbias, x.proj, x.inp, x.weight, NULL, N, C, OC, KP_FP32);
         GRAD_CHECK("dinp", linear_loss, &x, x.inp, dinp, (size_t)N * C, 5e-3);
         GRAD_CHECK("dweight", linear_loss, &x, x.weight, dweight, (size_t)OC * C, 5e-3);
         GRAD_CHECK("dbias", linear_loss, &x, x.bias, dbias, OC, 5e-3);
@@ -161,7 +161,7 @@ TEST(test_matmul_backward_null_gradients_leave_the_others_unchanged) {
         fill_normal(&r, pre[g], len[g], 1.0f);
         memcpy(full[g], pre[g], len[g] * sizeof(float));
     }
-    cpu_matmul_backward(full[0], full[1], full[2], dout, inp, weight, N, C, OC);
+    kernels_cpu.matmul_backward(full[0], full[1], full[2], dout, inp, weight, NULL, N, C, OC, KP_FP32);
     /* every subset of requested gradients, the empty one included */
     for (int mask = 0; mask < 8; mask++) {
         float *arg[3];
@@ -169,7 +169,7 @@ TEST(test_matmul_backward_null_gradients_leave_the_others_unchanged) {
             memcpy(part[g], pre[g], len[g] * sizeof(float));
             arg[g] = mask >> g & 1 ? part[g] : NULL;
         }
-        cpu_matmul_backward(arg[0], arg[1], arg[2], dout, inp, weight, N, C, OC);
+        kernels_cpu.matmul_backward(arg[0], arg[1], arg[2], dout, inp, weight, NULL, N, C, OC, KP_FP32);
         for (int g = 0; g < 3; g++)
             CHECK(EXPECT_SAME(name[g], part[g], mask >> g & 1 ? full[g] : pre[g], len[g]),
                   "requested gradients mask %d", mask);
@@ -197,8 +197,8 @@ TEST(test_matmul_is_bitwise_independent_of_thread_count) {
         res[t][1] = tmalloc(nin);
         res[t][2] = tmalloc(nw);
         res[t][3] = tmalloc(OC);
-        cpu_matmul_forward(res[t][0], inp, weight, bias, N, C, OC);
-        cpu_matmul_backward(res[t][1], res[t][2], res[t][3], dout, inp, weight, N, C, OC);
+        kernels_cpu.matmul_forward(res[t][0], inp, weight, NULL, bias, N, C, OC, KP_FP32);
+        kernels_cpu.matmul_backward(res[t][1], res[t][2], res[t][3], dout, inp, weight, NULL, N, C, OC, KP_FP32);
     }
     omp_set_num_threads(saved);
     EXPECT_SAME("out", res[0][0], res[1][0], nout);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 #include "tests/harness.h"
 
 typedef struct {
@@ -30,7 +30,7 @@ static void ref_adamw(double *p, double *m, double *v, const float *grads, size_
 }
 
 static void adamw(float *p, const float *g, float *m, float *v, size_t n, AdamCfg c, int t) {
-    cpu_adamw_update(p, g, m, v, n, c.lr, c.beta1, c.beta2, c.eps, c.wd, t, c.grad_scale);
+    kernels_cpu.adamw_update(p, NULL, g, m, v, n, c.lr, c.beta1, c.beta2, c.eps, c.wd, t, c.grad_scale);
 }
 
 static double *to_double(const float *x, size_t n) {
@@ -153,11 +153,11 @@ TEST(test_sum_squares_matches_double_sum) {
         double ref = 0;
         for (size_t i = 0; i < n; i++) ref += (double)g[i] * g[i];
         float out = -1.0f;
-        cpu_sum_squares(&out, g, n);
+        kernels_cpu.sum_squares(&out, g, n);
         if (!EXPECT_CLOSE("sum of squares", &out, &ref, 1, 1e-6, 0)) CHECK(0, "n = %zu", n);
     }
     float out = -1.0f;
-    cpu_sum_squares(&out, g, 0);
+    kernels_cpu.sum_squares(&out, g, 0);
     CHECK(out == 0.0f, "sum of squares of nothing is %g", out);
     free(g);
 }
@@ -176,7 +176,7 @@ TEST(test_sum_squares_keeps_small_terms_next_to_large_ones) {
         double ref = 0;
         for (size_t i = 0; i < n; i++) ref += (double)g[i] * g[i];
         float out;
-        cpu_sum_squares(&out, g, n);
+        kernels_cpu.sum_squares(&out, g, n);
         if (!EXPECT_CLOSE("sum of squares with large terms", &out, &ref, 1, 1e-6, 0))
             CHECK(0, "n = %zu", n);
     }
@@ -193,7 +193,7 @@ TEST(test_scale_inplace_multiplies_every_element) {
         const float k = 0.37f;
         /* the double product of two floats is exact, so rounding it is the float product */
         for (size_t i = 0; i < n; i++) want[i] = (float)((double)x[i] * k);
-        cpu_scale_inplace(x, k, n);
+        kernels_cpu.scale_inplace(x, k, n);
         EXPECT_SAME("scaled", x, want, n);
         free(x); free(want);
     }
@@ -220,9 +220,9 @@ TEST(test_optimizer_outputs_are_independent_of_thread_count) {
         memcpy(m[t], m0, N * sizeof(float));
         memcpy(v[t], v0, N * sizeof(float));
         adamw(p[t], g, m[t], v[t], N, c, 7);
-        cpu_scale_inplace(m[t], 0.3f, N);
-        cpu_sum_squares(&ss[t][0], g, NBIG);
-        cpu_sum_squares(&ss[t][1], g, 100003);
+        kernels_cpu.scale_inplace(m[t], 0.3f, N);
+        kernels_cpu.sum_squares(&ss[t][0], g, NBIG);
+        kernels_cpu.sum_squares(&ss[t][1], g, 100003);
     }
     omp_set_num_threads(prev);
     EXPECT_SAME("adamw params, 1 vs 3 threads", p[0], p[1], N);
@@ -231,4 +231,47 @@ TEST(test_optimizer_outputs_are_independent_of_thread_count) {
     EXPECT_SAME("sum of squares, 1 vs 3 threads", ss[0], ss[1], 2);
     for (int t = 0; t < 2; t++) { free(p[t]); free(m[t]); free(v[t]); }
     free(g); free(p0); free(m0); free(v0);
+}
+
+TEST(test_adamw_bf16_copy_is_the_rounded_update_and_leaves_fp32_bitwise_unchanged) {
+    /* params16 (the bf16 weight copy of precision = bf16): the same update, and the copy
+     * holds each new parameter rounded to nearest even, checked by an independent rounding */
+    const AdamCfg c = {0.05f, 0.9f, 0.98f, 1e-8f, 0.1f, 0.5f};
+    const size_t n = 1003;
+    TRng r = trng(77);
+    float *p0 = tmalloc(n), *g = tmalloc(n);
+    fill_normal(&r, p0, n, 1.0f);
+    fill_normal(&r, g, n, 1.0f);
+    float *pa = tmalloc(n), *pb = tmalloc(n), *ma = tmalloc(n), *va = tmalloc(n),
+          *mb = tmalloc(n), *vb = tmalloc(n);
+    memcpy(pa, p0, n * sizeof *pa);
+    memcpy(pb, p0, n * sizeof *pb);
+    uint16_t *w16 = calloc(n, sizeof *w16);
+    for (int t = 1; t <= 3; t++) {
+        kernels_cpu.adamw_update(pa, NULL, g, ma, va, n, c.lr, c.beta1, c.beta2, c.eps, c.wd, t,
+                                 c.grad_scale);
+        kernels_cpu.adamw_update(pb, w16, g, mb, vb, n, c.lr, c.beta1, c.beta2, c.eps, c.wd, t,
+                                 c.grad_scale);
+    }
+    EXPECT_SAME("params with and without the copy", pa, pb, n);
+    EXPECT_SAME("m", ma, mb, n);
+    EXPECT_SAME("v", va, vb, n);
+    int bad = 0;
+    for (size_t i = 0; i < n && !bad; i++) {
+        /* round to nearest even by arithmetic on the value: the two bf16 neighbours of
+         * the float, the closer one (ties: the even mantissa) */
+        uint32_t u;
+        memcpy(&u, &pb[i], 4);
+        uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;
+        float flo, fhi;
+        memcpy(&flo, &lo, 4);
+        memcpy(&fhi, &hi, 4);
+        double dlo = fabs((double)pb[i] - flo), dhi = fabs((double)fhi - pb[i]);
+        uint16_t want = (uint16_t)((dlo < dhi || (dlo == dhi && !((lo >> 16) & 1))) ? lo >> 16 : hi >> 16);
+        if (w16[i] != want) {
+            CHECK(0, "w16[%zu] = 0x%04x, want 0x%04x (param %.9g)", i, w16[i], want, pb[i]);
+            bad = 1;
+        }
+    }
+    free(p0), free(g), free(pa), free(pb), free(ma), free(va), free(mb), free(vb), free(w16);
 }

@@ -3,7 +3,7 @@
  * against finite differences, and for its properties: every rotated pair keeps its norm,
  * backward inverts forward, in-place equals out-of-place, accumulate / NULL contracts and
  * thread-count independence. */
-#include "kernels/cpu/cpu.h"
+#include "kernels/kernels.h"
 #include "tests/harness.h"
 
 #include <math.h>
@@ -53,7 +53,7 @@ TEST(test_rope_forward_matches_double_reference) {
             int *pos = random_positions(s->N, 10 + c);
             TRng r = trng(20 + c);
             fill_normal(&r, x, n, 1.0f);
-            cpu_rope_forward(out, x, pos, s->N, s->NH, s->HD, THETAS[th]);
+            kernels_cpu.rope_forward(out, x, pos, s->N, s->NH, s->HD, THETAS[th]);
             ref_rope(ref, x, pos, s, THETAS[th]);
             CHECK(EXPECT_CLOSE("rope", out, ref, n, 1e-6, 1e-7), "shape %d theta %g", c,
                   THETAS[th]);
@@ -72,7 +72,7 @@ TEST(test_rope_preserves_the_norm_of_every_rotated_pair) {
         int *pos = random_positions(s->N, 30 + c);
         TRng r = trng(40 + c);
         fill_normal(&r, x, n, 2.0f);
-        cpu_rope_forward(out, x, pos, s->N, s->NH, s->HD, 1e6f);
+        kernels_cpu.rope_forward(out, x, pos, s->N, s->NH, s->HD, 1e6f);
         int half = s->HD / 2;
         for (size_t row = 0, k = 0; row < (size_t)s->N * s->NH; row++)
             for (int i = 0; i < half; i++, k++) {
@@ -94,7 +94,7 @@ typedef struct {
 
 static double rope_loss(void *vctx) {
     LossCtx *c = vctx;
-    cpu_rope_forward(c->out, c->x, c->pos, c->s->N, c->s->NH, c->s->HD, c->theta);
+    kernels_cpu.rope_forward(c->out, c->x, c->pos, c->s->N, c->s->NH, c->s->HD, c->theta);
     return dot_loss(c->out, c->proj, numel(c->s));
 }
 
@@ -109,7 +109,7 @@ TEST(test_rope_backward_matches_finite_differences) {
             TRng r = trng(60 + c);
             fill_normal(&r, ctx.x, n, 1.0f);
             fill_normal(&r, ctx.proj, n, 1.0f);
-            cpu_rope_backward(dx, ctx.proj, ctx.pos, s->N, s->NH, s->HD, THETAS[th]);
+            kernels_cpu.rope_backward(dx, ctx.proj, ctx.pos, s->N, s->NH, s->HD, THETAS[th]);
             CHECK(GRAD_CHECK("dinp", rope_loss, &ctx, ctx.x, dx, n, 1e-2), "shape %d theta %g",
                   c, THETAS[th]);
             free(ctx.x); free(ctx.out); free(ctx.proj); free((int *)ctx.pos); free(dx);
@@ -126,8 +126,8 @@ TEST(test_rope_backward_inverts_forward) {
         TRng r = trng(80 + c);
         fill_normal(&r, x, n, 1.0f);
         for (size_t i = 0; i < n; i++) want[i] = x[i];
-        cpu_rope_forward(y, x, pos, s->N, s->NH, s->HD, 1e4f);
-        cpu_rope_backward(back, y, pos, s->N, s->NH, s->HD, 1e4f);
+        kernels_cpu.rope_forward(y, x, pos, s->N, s->NH, s->HD, 1e4f);
+        kernels_cpu.rope_backward(back, y, pos, s->N, s->NH, s->HD, 1e4f);
         CHECK(EXPECT_CLOSE("R^T R x", back, want, n, 1e-6, 1e-6), "shape %d", c);
         free(x); free(y); free(back); free(want); free(pos);
     }
@@ -140,8 +140,8 @@ TEST(test_rope_forward_in_place_matches_out_of_place) {
     int *pos = random_positions(s->N, 90);
     TRng r = trng(91);
     fill_normal(&r, x, n, 1.0f);
-    cpu_rope_forward(out, x, pos, s->N, s->NH, s->HD, 1e6f);
-    cpu_rope_forward(x, x, pos, s->N, s->NH, s->HD, 1e6f);
+    kernels_cpu.rope_forward(out, x, pos, s->N, s->NH, s->HD, 1e6f);
+    kernels_cpu.rope_forward(x, x, pos, s->N, s->NH, s->HD, 1e6f);
     EXPECT_SAME("in place", x, out, n);
     free(x); free(out); free(pos);
 }
@@ -156,11 +156,11 @@ TEST(test_rope_backward_accumulates_and_accepts_null) {
         TRng r = trng(110 + c);
         fill_normal(&r, dout, n, 1.0f);
         fill_normal(&r, acc, n, 1.0f);
-        cpu_rope_backward(fresh, dout, pos, s->N, s->NH, s->HD, 1e6f);
+        kernels_cpu.rope_backward(fresh, dout, pos, s->N, s->NH, s->HD, 1e6f);
         for (size_t i = 0; i < n; i++) want[i] = (double)acc[i] + fresh[i];
-        cpu_rope_backward(acc, dout, pos, s->N, s->NH, s->HD, 1e6f);
+        kernels_cpu.rope_backward(acc, dout, pos, s->N, s->NH, s->HD, 1e6f);
         CHECK(EXPECT_CLOSE("prefill + gradient", acc, want, n, 1e-6, 1e-6), "shape %d", c);
-        cpu_rope_backward(NULL, dout, pos, s->N, s->NH, s->HD, 1e6f); /* must not touch memory */
+        kernels_cpu.rope_backward(NULL, dout, pos, s->N, s->NH, s->HD, 1e6f); /* must not touch memory */
         free(dout); free(fresh); free(acc); free(want); free(pos);
     }
 }
@@ -175,8 +175,8 @@ TEST(test_rope_is_bitwise_independent_of_thread_count) {
     fill_normal(&r, x, n, 1.0f);
     for (int run = 0; run < 2; run++) {
         omp_set_num_threads(run ? 3 : 1);
-        cpu_rope_forward(out[run], x, pos, s.N, s.NH, s.HD, 1e6f);
-        cpu_rope_backward(dx[run], x, pos, s.N, s.NH, s.HD, 1e6f);
+        kernels_cpu.rope_forward(out[run], x, pos, s.N, s.NH, s.HD, 1e6f);
+        kernels_cpu.rope_backward(dx[run], x, pos, s.N, s.NH, s.HD, 1e6f);
     }
     omp_set_num_threads(saved);
     EXPECT_SAME("forward, 1 vs 3 threads", out[0], out[1], n);

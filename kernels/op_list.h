@@ -1,0 +1,202 @@
+/* op_list.h - THE list of kernel ops: every op's name and signature, written once.
+ *
+ * KERNEL_OPS(X) expands X(name, (parameters)) for every op both backends implement;
+ * KERNEL_OPS_OPTIONAL(X) for ops a backend may leave NULL (callers test the pointer).
+ * From this list come the KernelOps struct (kernels.h), the declarations of both backends
+ * (kernels/cpu/cpu.h: cpu_NAME, kernels/cuda/cuda_kernels.h: cuda_NAME) and both tables
+ * (kernels/cpu/table.c, kernels/cuda/table.cu). Adding or changing an op: edit its entry
+ * here, then the two implementations (and the tests); nothing else lists signatures.
+ *
+ * Conventions (all tables):
+ * - fp32, contiguous, row-major. Shapes are written next to each pointer. Every pointer,
+ *   integer arrays included, is memory of the table's device (the CUDA table takes device
+ *   pointers and runs on the backend's compute stream), except where a comment says host.
+ * - Backward kernels ACCUMULATE (+=) into every gradient they write, and any gradient
+ *   pointer may be NULL, meaning "not needed" (a frozen weight, a leaf input).
+ * - Losses are roots: they take the upstream scale `dloss` and also accumulate.
+ * - Results do not depend on the number of threads: every output element and every
+ *   reduction is computed in a fixed order by exactly one thread.
+ * - No hidden state changes what an op computes: the GEMM precision and the bf16 weight
+ *   copy are arguments (`precision`, a KernelPrecision; `weight16`), so is AdamW's bf16
+ *   copy of the parameters (`params16`).
+ *
+ * Dimension letters: N rows (= product of leading dims, e.g. B*T), C channels in,
+ * OC channels out, B batch (sequences or images), T tokens per sequence, NH query
+ * heads, KV key/value heads (GQA: NH % KV == 0), HD head dim, P preference pairs,
+ * G patch grid side, p patch size.
+ */
+#ifndef MMRM_KERNELS_OP_LIST_H
+#define MMRM_KERNELS_OP_LIST_H
+
+/* clang-format off */
+#define KERNEL_OPS(X) \
+    /* ---- matmul: out = inp . weight^T + bias (nn.Linear). precision: KP_FP32 exact fp32;   \
+     * KP_BF16 bf16 operands in memory, fp32 accumulation and output (weight16, the bf16     \
+     * copy of weight, is read when not NULL, else the weight is converted per call);        \
+     * KP_BF16_FP32_OPERANDS the same rounding applied inside the GEMM to fp32 operands.     \
+     * The CPU table computes in fp32 at every precision and ignores weight16. ---- */       \
+    X(matmul_forward, (float *out,                /* (N, OC) */                              \
+                       const float *inp,          /* (N, C) */                               \
+                       const float *weight,       /* (OC, C) */                              \
+                       const uint16_t *weight16,  /* (OC, C) bf16 copy of weight, or NULL */ \
+                       const float *bias,         /* (OC) or NULL */                         \
+                       int N, int C, int OC, int precision))                                 \
+    X(matmul_backward, (float *dinp,              /* (N, C) or NULL */                       \
+                        float *dweight,           /* (OC, C) or NULL */                      \
+                        float *dbias,             /* (OC) or NULL */                         \
+                        const float *dout,        /* (N, OC) */                              \
+                        const float *inp,         /* (N, C) */                               \
+                        const float *weight,      /* (OC, C) */                              \
+                        const uint16_t *weight16, /* (OC, C) or NULL */                      \
+                        int N, int C, int OC, int precision))                                \
+                                                                                             \
+    /* ---- token embedding: out[n] = table[ids[n]]; ids are checked by the caller ---- */   \
+    X(embedding_forward, (float *out,             /* (N, C) */                               \
+                          const int *ids,         /* (N) in [0, V) */                        \
+                          const float *table,     /* (V, C) */                               \
+                          int N, int C))                                                     \
+    /* scatter-add; deterministic (rows are added in increasing n for every column) */       \
+    X(embedding_backward, (float *dtable,         /* (V, C) */                               \
+                           const float *dout,     /* (N, C) */                               \
+                           const int *ids,        /* (N) */                                  \
+                           int N, int C))                                                    \
+                                                                                             \
+    /* ---- LayerNorm over the last dim; mean/rstd saved for backward ---- */                \
+    X(layernorm_forward, (float *out,             /* (N, C) */                               \
+                          float *mean,            /* (N) */                                  \
+                          float *rstd,            /* (N) */                                  \
+                          const float *inp,       /* (N, C) */                               \
+                          const float *weight,    /* (C) */                                  \
+                          const float *bias,      /* (C) or NULL */                          \
+                          int N, int C, float eps))                                          \
+    X(layernorm_backward, (float *dinp, float *dweight, float *dbias, /* (N,C) (C) (C) */    \
+                           const float *dout, const float *inp, const float *weight,         \
+                           const float *mean, const float *rstd, int N, int C))              \
+                                                                                             \
+    /* ---- RMSNorm: out = x * rsqrt(mean(x^2) + eps) * weight ---- */                       \
+    X(rmsnorm_forward, (float *out,               /* (N, C) */                               \
+                        float *rstd,              /* (N) */                                  \
+                        const float *inp,         /* (N, C) */                               \
+                        const float *weight,      /* (C) */                                  \
+                        int N, int C, float eps))                                            \
+    X(rmsnorm_backward, (float *dinp, float *dweight, /* (N,C) (C) */                        \
+                         const float *dout, const float *inp, const float *weight,           \
+                         const float *rstd, int N, int C))                                   \
+                                                                                             \
+    /* ---- exact GELU: 0.5 x (1 + erf(x / sqrt 2)) ---- */                                  \
+    X(gelu_forward, (float *out, const float *inp, size_t n))                                \
+    X(gelu_backward, (float *dinp, const float *dout, const float *inp, size_t n))           \
+                                                                                             \
+    /* ---- SwiGLU gate product: out = silu(gate) * up ---- */                               \
+    X(swiglu_forward, (float *out, const float *gate, const float *up, size_t n))            \
+    X(swiglu_backward, (float *dgate, float *dup, const float *dout,                         \
+                        const float *gate, const float *up, size_t n))                       \
+                                                                                             \
+    /* ---- rotate-half RoPE; row n of every head rotates by pos[n] * theta^(-2i/HD) ---- */  \
+    X(rope_forward, (float *out,                  /* (N, NH, HD) */                          \
+                     const float *inp,            /* (N, NH, HD) */                          \
+                     const int *pos,              /* (N) */                                  \
+                     int N, int NH, int HD, float theta))                                    \
+    X(rope_backward, (float *dinp, const float *dout, const int *pos,                        \
+                      int N, int NH, int HD, float theta))                                   \
+                                                                                             \
+    /* ---- attention: softmax(Q K^T / sqrt(HD)) V per head, GQA (query head h uses kv head  \
+     * h / (NH/KV)), right-padded sequences: only keys j < lengths[b] are attended, rows     \
+     * t >= lengths[b] produce out = 0 and lse = 0 and get no gradient. causal: keys j <= t. \
+     * lse is the log-sum-exp of the scaled scores per query row, saved for backward. ---- */ \
+    X(attention_forward, (float *out,             /* (B, T, NH, HD) */                       \
+                          float *lse,             /* (B, NH, T) */                           \
+                          const float *q,         /* (B, T, NH, HD) */                       \
+                          const float *k,         /* (B, T, KV, HD) */                       \
+                          const float *v,         /* (B, T, KV, HD) */                       \
+                          const int *lengths,     /* (B) in [0, T] */                        \
+                          int B, int T, int NH, int KV, int HD, int causal))                 \
+    X(attention_backward, (float *dq, float *dk, float *dv, /* shapes of q, k, v */          \
+                           const float *dout, const float *out, const float *lse,            \
+                           const float *q, const float *k, const float *v,                   \
+                           const int *lengths, int B, int T, int NH, int KV, int HD,         \
+                           int causal))                                                      \
+                                                                                             \
+    /* ---- patch embedding = im2col + matmul. cols row (b, y, x) = b*G*G + y*G + x holds    \
+     * the patch in conv-weight order (ch, ky, kx), so weight (C, CH, p, p) is (C, CH*p*p). */ \
+    X(im2col_forward, (float *cols,               /* (B*(H/p)*(W/p), CH*p*p) */              \
+                       const float *img,          /* (B, CH, H, W) */                        \
+                       int B, int CH, int H, int W, int p))                                  \
+    X(im2col_backward, (float *dimg, const float *dcols, int B, int CH, int H, int W, int p)) \
+                                                                                             \
+    /* ---- pixel shuffle v2 (spec/model.md s2): token a*(G/2)+b gets the channels of        \
+     * [P(2a,2b), P(2a,2b+1), P(2a+1,2b), P(2a+1,2b+1)]; G even ---- */                      \
+    X(pixel_shuffle_forward, (float *out,         /* (B, (G/2)*(G/2), 4C) */                 \
+                              const float *inp,   /* (B, G*G, C) */                          \
+                              int B, int G, int C))                                          \
+    X(pixel_shuffle_backward, (float *dinp, const float *dout, int B, int G, int C))         \
+                                                                                             \
+    /* ---- residual add and per-channel scale (layer scale) ---- */                         \
+    X(add_forward, (float *out, const float *a, const float *b, size_t n))                   \
+    X(add_backward, (float *da, float *db, const float *dout, size_t n))                     \
+    X(channel_scale_forward, (float *out,         /* (N, C) */                               \
+                              const float *inp,   /* (N, C) */                               \
+                              const float *scale, /* (C) */                                  \
+                              int N, int C))                                                 \
+    X(channel_scale_backward, (float *dinp, float *dscale, const float *dout,                \
+                               const float *inp, const float *scale, int N, int C))          \
+                                                                                             \
+    /* ---- stochastic depth: out = inp * keep_scale[b] per sample; keep_scale is 0          \
+     * (dropped) or 1/(1-rate) (kept), drawn by the runtime's RNG ---- */                    \
+    X(drop_path_forward, (float *out, const float *inp, const float *keep_scale, /* (B) */   \
+                          int B, size_t per_sample))                                         \
+    X(drop_path_backward, (float *dinp, const float *dout, const float *keep_scale,          \
+                           int B, size_t per_sample))                                        \
+                                                                                             \
+    /* ---- Bradley-Terry: losses[i] = softplus(-(rc - rr - margin)); loss = mean.           \
+     * Gradients of dloss * mean(...) are accumulated into dchosen / drejected. ---- */      \
+    X(bt_loss, (float *loss,                      /* (1) */                                  \
+                float *losses,                    /* (P) */                                  \
+                float *dchosen, float *drejected, /* (P) each, or NULL */                    \
+                const float *rc, const float *rr, /* (P) */                                  \
+                const float *margin,              /* (P) or NULL */                          \
+                int P, float dloss))                                                         \
+                                                                                             \
+    /* ---- fused shortcut-aware loss (spec/algorithm.md), one pass:                         \
+     * dm = mc - mr, db = bc - br, Lm = softplus(-dm), Lb = softplus(-db),                   \
+     * w = eps/2 + Lb / (eps + Lb + Lm) (a constant for the gradient),                       \
+     * loss = mean(w * Lm + Lb); gradients of dloss * loss accumulated into the four         \
+     * d-vectors; w, Lm, Lb written for logging. Both backends compute a pair with           \
+     * kernels/scalar.h. ---- */                                                      \
+    X(shortcut_loss, (float *loss,                /* (1) */                                  \
+                      float *w, float *lm, float *lb, /* (P) each */                         \
+                      float *dmc, float *dmr, float *dbc, float *dbr, /* (P) or NULL */      \
+                      const float *mc, const float *mr, /* main rewards (P) */               \
+                      const float *bc, const float *br, /* bias rewards (P) */               \
+                      int P, float eps, float dloss))                                        \
+                                                                                             \
+    /* ---- AdamW as torch.optim.AdamW: p *= 1 - lr*wd; m,v moments of g = grad*grad_scale;  \
+     * p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). t >= 1. params16, when not       \
+     * NULL, is a bf16 copy of params that the update rewrites (round to nearest even). */   \
+    X(adamw_update, (float *params, uint16_t *params16, const float *grads, float *m,        \
+                     float *v, size_t n, float lr, float beta1, float beta2, float eps,      \
+                     float weight_decay, int t, float grad_scale))                           \
+                                                                                             \
+    /* ---- global gradient norm: out[0] = sum(g^2) (accumulated in double, fixed order).    \
+     * out is a HOST pointer on every table (the CUDA one waits for the result). ---- */     \
+    X(sum_squares, (float *out, const float *g, size_t n))                                   \
+    /* clipping and gradient-accumulation scaling: x *= s */                                 \
+    X(scale_inplace, (float *x, float s, size_t n))                                          \
+                                                                                             \
+    /* ---- bf16 storage (activations staged through fp32 by runtime/ops.c, the weight      \
+     * copies of runtime/memory.c): round to nearest even (NaN stays NaN), exact widening */ \
+    X(f32_to_bf16, (uint16_t *dst, const float *src, size_t n))                              \
+    X(bf16_to_f32, (float *dst, const uint16_t *src, size_t n))
+
+#define KERNEL_OPS_OPTIONAL(X) \
+    /* matmul_forward/backward with a bf16-stored input, which a bf16 GEMM takes as it is    \
+     * (NULL, as on the CPU: runtime/ops.c widens the input through fp32 instead) */         \
+    X(matmul_forward_x16, (float *out, const uint16_t *inp, const float *weight,             \
+                           const uint16_t *weight16, const float *bias, int N, int C,        \
+                           int OC, int precision))                                           \
+    X(matmul_backward_x16, (float *dinp, float *dweight, float *dbias, const float *dout,    \
+                            const uint16_t *inp, const float *weight,                        \
+                            const uint16_t *weight16, int N, int C, int OC, int precision))
+/* clang-format on */
+
+#endif
