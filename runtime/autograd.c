@@ -102,12 +102,6 @@ Tensor *graph_activation(Graph *g, const char *name, int ndim, const int *shape)
     return t;
 }
 
-Tensor *graph_zeros(Graph *g, const char *name, int ndim, const int *shape) {
-    Tensor *t = new_tensor(g, name, ndim, shape);
-    t->data = arena_calloc(&g->act, t->numel * sizeof(float));
-    return t;
-}
-
 float *graph_grad(Graph *g, Tensor *t) {
     if (!t->grad) {
         MMRM_CHECK(!t->is_param, "parameter %s has no gradient buffer (frozen?)", t->name);

@@ -83,7 +83,7 @@ int graph_set_grad(Graph *g, int enabled);
 /* Sets (or with NULL clears) the parameter-use observers; they stay until cleared. */
 void graph_set_hooks(Graph *g, const GraphHooks *h);
 
-/* New f32 tensor from the arena (uninitialised, or zeroed with _zeros): inputs, losses. */
+/* New f32 tensor from the arena (uninitialised): inputs, losses. */
 Tensor *graph_tensor(Graph *g, const char *name, int ndim, const int *shape);
 /* New activation in the graph's activation storage type (act_dtype), uninitialised. */
 Tensor *graph_activation(Graph *g, const char *name, int ndim, const int *shape);
@@ -97,7 +97,6 @@ void graph_set_act_dtype(Graph *g, DType dt);
  * when it has one. The CPU table computes in fp32 whatever this says. Training and scoring
  * with precision = bf16 set this and act_dtype = DT_BF16 together. */
 void graph_set_precision(Graph *g, KernelPrecision p);
-Tensor *graph_zeros(Graph *g, const char *name, int ndim, const int *shape);
 /* Scratch from the host/meta arena for op state (lives until graph_reset). */
 void *graph_scratch(Graph *g, size_t bytes);
 /* t's values as fp32 readable on the host: an f32 tensor's data on the CPU, else a copy

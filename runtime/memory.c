@@ -321,7 +321,3 @@ size_t params_count_group(const ParamStore *s, ParamGroup g) {
     return n;
 }
 
-size_t params_bytes(const ParamStore *s) {
-    size_t f = s->numel + (s->grad ? s->n_trainable : 0) + (s->m ? 2 * s->n_trainable : 0);
-    return f * sizeof(float) + (s->w16 ? s->numel * sizeof(uint16_t) : 0);
-}

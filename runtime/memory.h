@@ -93,7 +93,6 @@ void params_to_device(ParamStore *s, Device d);
  * copy returned in *tofree too (free it). For checkpoints and logging. */
 const float *params_host(const ParamStore *s, const float *p, size_t n, float **tofree);
 size_t params_count_group(const ParamStore *s, ParamGroup g);
-size_t params_bytes(const ParamStore *s); /* params + grads + moments + bf16 copy */
 /* precision = bf16 on CUDA: keeps a bf16 copy of all parameters (w16; each parameter
  * tensor's w16 points at its part) that runtime/ops.c passes to the GEMMs as their weight
  * operand and train/optim.c to AdamW, which rewrites it with every update. Returns 0
