@@ -51,9 +51,6 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#ifdef MMRM_MPI
-#include <mpi.h>
-#endif
 
 #include "infer/commands.h"
 #include "infer/scorer.h"
@@ -886,11 +883,13 @@ typedef struct {
     Buf buf;
     Counts c;
     int tty;                   /* a progress bar is drawn on stderr */
+    Progress *prog;            /* rank 0's */
 } Run;
 
-/* Scores chunk k and appends its lines (one write, then fsync). The number of responses it
- * held, or -1 with the error set. */
-static long score_chunk(Run *u, size_t k) {
+/* The work queue's task (u is the Run): scores chunk k and appends its lines (one write, then
+ * fsync). The number of responses it held, or -1 with the error set. */
+static long score_chunk(void *ctx, size_t k) {
+    Run *u = ctx;
     int ng = 0;
     long nresp = 0;
     for (size_t r = u->at[k]; r < u->at[k + 1]; r++) {
@@ -922,132 +921,8 @@ static long score_chunk(Run *u, size_t k) {
     return nresp;
 }
 
-/* one process: the chunks in order */
-static int run_alone(Run *u, Progress *prog) {
-    for (size_t k = 0; k < u->nchunks; k++) {
-        long n = score_chunk(u, k);
-        if (n < 0) return -1;
-        progress_add(prog, n);
-    }
-    return 0;
-}
-
-#ifdef MMRM_MPI
-/* Worker -> rank 0 on TAG_ASK: {responses this rank has scored so far, 1 when it asks for
- * nothing more}; rank 0 -> worker on TAG_CHUNK: a chunk index, or -1 when none is left. */
-enum { TAG_ASK = 7101, TAG_CHUNK = 7102, WORK_AHEAD = 2 };
-
-_Noreturn static void mpi_failed(const Comm *cm, const char *call, int rc, int line) {
-    char err[MPI_MAX_ERROR_STRING], msg[MPI_MAX_ERROR_STRING + 256];
-    int len = 0;
-    if (MPI_Error_string(rc, err, &len) != MPI_SUCCESS) snprintf(err, sizeof err, "code %d", rc);
-    snprintf(msg, sizeof msg, "%s failed: %s [%s:%d]", call, err, __FILE__, line);
-    comm_abort(cm, 1, msg);
-}
-#define SCORE_MPI(cm, call)                                                  \
-    do {                                                                     \
-        int mpi_rc_ = (call);                                                \
-        if (mpi_rc_ != MPI_SUCCESS) mpi_failed(cm, #call, mpi_rc_, __LINE__); \
-    } while (0)
-
-typedef struct {
-    size_t next;        /* the next chunk to hand out */
-    int finished;       /* workers that asked for nothing more */
-    long *worker_done;  /* (world) responses each worker reported */
-    long *chunks;       /* (world) chunks handed to each rank */
-} Coord;
-
-/* Receives one message from src and answers it. */
-static void serve(const Comm *cm, const Run *u, Coord *co, int src, Progress *prog) {
-    long m[2];
-    SCORE_MPI(cm, MPI_Recv(m, 2, MPI_LONG, src, TAG_ASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    progress_add(prog, m[0] - co->worker_done[src]);
-    co->worker_done[src] = m[0];
-    if (m[1]) {
-        co->finished++;
-        return;
-    }
-    long k = co->next < u->nchunks ? (long)co->next++ : -1;
-    co->chunks[src] += k >= 0;
-    SCORE_MPI(cm, MPI_Send(&k, 1, MPI_LONG, src, TAG_CHUNK, MPI_COMM_WORLD));
-}
-
-/* Rank 0: answers every pending request, scores the next chunk itself, and so on; when none
- * is left, answers until every worker has finished. */
-static int coordinate(const Comm *cm, Run *u, Progress *prog) {
-    Coord co = {0, 0, xcalloc((size_t)cm->world, sizeof(long)),
-                xcalloc((size_t)cm->world, sizeof(long))};
-    int rc = 0;
-    for (;;) {
-        int flag;
-        MPI_Status st;
-        for (;;) {
-            SCORE_MPI(cm, MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &flag, &st));
-            if (!flag) break;
-            serve(cm, u, &co, st.MPI_SOURCE, prog);
-        }
-        if (co.next >= u->nchunks) break;
-        co.chunks[0]++;
-        long n = score_chunk(u, co.next++);
-        if (n < 0) {
-            rc = -1;
-            break;
-        }
-        progress_add(prog, n);
-    }
-    while (rc == 0 && co.finished < cm->world - 1) {
-        MPI_Status st;
-        SCORE_MPI(cm, MPI_Probe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &st));
-        serve(cm, u, &co, st.MPI_SOURCE, prog);
-    }
-    if (rc == 0) {
-        Buf b = {0};
-        char item[48];
-        for (int r = 0; r < cm->world; r++) {
-            snprintf(item, sizeof item, "%s%ld", r ? ", " : "", co.chunks[r]);
-            buf_lit(&b, item);
-        }
-        buf_put(&b, "", 1);
-        mmrm_log("chunks scored by ranks 0..%d: %s", cm->world - 1, b.p);
-        free(b.p);
-    }
-    free(co.worker_done);
-    free(co.chunks);
-    return rc;
-}
-
-static void ask(const Comm *cm, long done, int more, long *reply, MPI_Request *rq) {
-    long m[2] = {done, !more};
-    SCORE_MPI(cm, MPI_Send(m, 2, MPI_LONG, 0, TAG_ASK, MPI_COMM_WORLD));
-    if (more) SCORE_MPI(cm, MPI_Irecv(reply, 1, MPI_LONG, 0, TAG_CHUNK, MPI_COMM_WORLD, rq));
-}
-
-/* A worker: WORK_AHEAD requests stay in flight (answers to one sender arrive in the order
- * asked), so the next chunk is known when one ends even though rank 0 answers only between
- * its own chunks. */
-static int work(const Comm *cm, Run *u) {
-    long got[WORK_AHEAD], done = 0;
-    MPI_Request rq[WORK_AHEAD];
-    for (int d = 0; d < WORK_AHEAD; d++) ask(cm, done, 1, &got[d], &rq[d]);
-    for (int d = 0;; d = (d + 1) % WORK_AHEAD) {
-        SCORE_MPI(cm, MPI_Wait(&rq[d], MPI_STATUS_IGNORE));
-        long k = got[d];
-        if (k < 0) break; /* and the requests still in flight are answered -1 too */
-        if ((size_t)k >= u->nchunks) {
-            mmrm_set_error("rank 0 handed out chunk %ld of %zu: the ranks planned different "
-                           "work", k, u->nchunks);
-            return -1;
-        }
-        ask(cm, done, 1, &got[d], &rq[d]);
-        long n = score_chunk(u, (size_t)k);
-        if (n < 0) return -1;
-        done += n;
-    }
-    SCORE_MPI(cm, MPI_Waitall(WORK_AHEAD, rq, MPI_STATUSES_IGNORE));
-    ask(cm, done, 0, NULL, NULL);
-    return 0;
-}
-#endif
+/* the work queue's report on rank 0: responses scored by any rank */
+static void chunk_done(void *ctx, long responses) { progress_add(((Run *)ctx)->prog, responses); }
 
 /* Opens OUT for appending and takes its lock; the fd, or -1 with the error set. */
 static int open_locked(const char *output) {
@@ -1248,12 +1123,22 @@ static int score_main(const Comm *cm, int argc, char **argv) {
     Progress prog;
     progress_start(&prog, "responses", cm->rank == 0 ? to_score : 0);
     u.tty = prog.tty;
+    u.prog = &prog;
+    long *chunks_of = xcalloc((size_t)cm->world, sizeof *chunks_of);
     double t0 = progress_now();
-    if (cm->world == 1) rc = run_alone(&u, &prog);
-#ifdef MMRM_MPI
-    else if (cm->rank == 0) rc = coordinate(cm, &u, &prog);
-    else rc = work(cm, &u);
-#endif
+    rc = comm_work_queue(cm, nchunks, score_chunk, chunk_done, &u, chunks_of);
+    if (rc == 0 && cm->world > 1 && cm->rank == 0) {
+        Buf b = {0};
+        char item[48];
+        for (int r = 0; r < cm->world; r++) {
+            snprintf(item, sizeof item, "%s%ld", r ? ", " : "", chunks_of[r]);
+            buf_lit(&b, item);
+        }
+        buf_put(&b, "", 1);
+        mmrm_log("chunks scored by ranks 0..%d: %s", cm->world - 1, b.p);
+        free(b.p);
+    }
+    free(chunks_of);
     rc = rc ? fail() : 0;
     double secs = progress_now() - t0;
     if (cm->rank == 0) progress_end(&prog);
@@ -1312,7 +1197,7 @@ int cmd_score(int argc, char **argv) {
     comm_init(&comm, &argc, &argv);
     if (comm.rank > 0) mmrm_set_quiet(1); /* rank 0 tells the story; warnings still show */
     int rc = score_main(&comm, argc, argv);
-    /* a failing rank skips MPI_Finalize: its non-zero exit then ends every rank (comm.h) */
+    /* a failing rank skips comm_finalize: its non-zero exit then ends every rank (comm.h) */
     if (rc == 0) comm_finalize(&comm);
     return rc;
 }
