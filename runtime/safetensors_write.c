@@ -19,7 +19,7 @@
  * Python's json.dumps does (HF's index: non-ASCII as \uXXXX, UTF-16 surrogate pairs). The
  * input is valid UTF-8 (checked before writing). */
 static void put_json_string(StrBuf *b, const char *s, int ascii) {
-    sb_append(b, "\"", 1);
+    sb_putc(b, '"');
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; u[i];) {
         unsigned c = u[i];
@@ -38,7 +38,7 @@ static void put_json_string(StrBuf *b, const char *s, int ascii) {
             sb_printf(b, "\\u%04x", c);
             i++;
         } else if (c < 0x80 || !ascii) {
-            sb_append(b, (const char *)&u[i], 1);
+            sb_putc(b, (char)c);
             i++;
         } else {
             size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
@@ -46,13 +46,13 @@ static void put_json_string(StrBuf *b, const char *s, int ascii) {
             for (size_t k = 1; k < len; k++) cp = (cp << 6) | (u[i + k] & 0x3f);
             if (cp >= 0x10000)
                 sb_printf(b, "\\u%04x\\u%04x", 0xd800 + ((cp - 0x10000) >> 10),
-                           0xdc00 + ((cp - 0x10000) & 0x3ff));
+                          0xdc00 + ((cp - 0x10000) & 0x3ff));
             else
                 sb_printf(b, "\\u%04x", cp);
             i += len;
         }
     }
-    sb_append(b, "\"", 1);
+    sb_putc(b, '"');
 }
 
 static size_t out_numel(const StTensorOut *t) {
