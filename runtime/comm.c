@@ -2,8 +2,8 @@
  * (compiled with MMRM_MPI) and NCCL for device buffers (compiled with MMRM_NCCL, which
  * needs MMRM_MPI for multi-process runs: the NCCL unique id travels over MPI), and the work
  * queue over MPI point-to-point messages. A build without either still has the whole API:
- * world is 1, collectives are identities and the queue runs every task in order. The only
- * file that calls MPI.
+ * world is 1, collectives are identities and the queue runs every task in order. No other
+ * product file calls MPI.
  *
  * Host float sums run in rounds through bounded scratch: an all-to-all hands each rank
  * the W contributions to the elements it owns, the owner sums them in double in rank
