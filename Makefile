@@ -200,7 +200,7 @@ fuzz: ## libFuzzer on the JSONL record parser for FUZZ_SECONDS (installs clang a
 	  else echo "mmrm: make fuzz needs clang: sudo apt-get install -y clang"; exit 1; fi; }
 	@mkdir -p build/fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-	  tests/fuzz/fuzz_records.c models/records.c runtime/jsonl.c runtime/error.c \
+	  tests/fuzz/fuzz_records.c models/records.c runtime/jsonl.c runtime/strbuf.c runtime/error.c \
 	  -lcjson -lstb -lm -o build/fuzz/fuzz_records
 	build/fuzz/fuzz_records -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
 

@@ -24,6 +24,7 @@
 #include "models/template.h"
 #include "models/tokenizer.h"
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 
 /* the reference pair for the FLOP estimate: one 1-tile image and 256 text tokens per response */
 #define PAIR_TILES 1
@@ -276,7 +277,7 @@ int cmd_info(int argc, char **argv) {
                        "and model.safetensors", dir);
         return fail();
     }
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!fs_join(path, sizeof path, dir, "config.json")) return fail();
     if (!file_exists(path)) {
         mmrm_set_error("%s: no config.json, so this is not a model directory (create one with "
                        "`mmrm init --config CONFIG.json --out %s`)", dir, dir);
@@ -289,7 +290,10 @@ int cmd_info(int argc, char **argv) {
     Info in = {0};
     in.dir = dir;
     if (rm_load(&m, dir, DEV_CPU, freeze, 0, &in.rep) != 0) return fail();
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!fs_join(path, sizeof path, dir, "model.safetensors")) {
+        rm_free(&m);
+        return fail();
+    }
     in.weights_file = file_exists(path) ? "model.safetensors" : "model.safetensors.index.json";
     for (int g = 0; g < PG_COUNT; g++) in.count[g] = params_count_group(&m.ps, (ParamGroup)g);
     in.total = m.ps.numel;
@@ -297,7 +301,10 @@ int cmd_info(int argc, char **argv) {
     in.flops_token = rm_llm_flops_per_token(cfg);
     in.flops_tile = rm_vit_flops_per_tile(cfg);
     in.flops_pair = pair_forward_flops(cfg, PAIR_TILES, PAIR_TEXT_TOKENS);
-    snprintf(path, sizeof path, "%s/%s", dir, TOKENIZER_FILE);
+    if (!fs_join(path, sizeof path, dir, TOKENIZER_FILE)) {
+        rm_free(&m);
+        return fail();
+    }
     if (file_exists(path)) {
         in.tok = tokenizer_load(dir);
         if (!in.tok) {
@@ -378,8 +385,9 @@ static int write_tokenizer(const ModelConfig *cfg, const char *cfg_path, const c
                   "in %s to score or train text", TOKENIZER_FILE, tok->vocab_size, img, cfg_path,
                   cfg->llm.vocab, cfg->img_context_id, dir);
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, TOKENIZER_FILE);
-        if (unlink(path) != 0 && errno != ENOENT) {
+        if (!fs_join(path, sizeof path, dir, TOKENIZER_FILE)) {
+            rc = -1;
+        } else if (unlink(path) != 0 && errno != ENOENT) {
             mmrm_set_error("%s: cannot remove the previous tokenizer (%s)", path, strerror(errno));
             rc = -1;
         }
@@ -436,7 +444,7 @@ int cmd_init(int argc, char **argv) {
     snprintf(cfg.template_name, sizeof cfg.template_name, "%s", template_name(kind));
 
     char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", out);
+    if (!fs_join(path, sizeof path, out, "config.json")) return fail();
     if (!force && file_exists(path)) {
         mmrm_set_error("%s already holds a model (config.json); pass --force to overwrite it", out);
         return fail();

@@ -19,6 +19,7 @@
 #include "infer/scorer.h"
 #include "models/records.h"
 #include "runtime/error.h"
+#include "runtime/strbuf.h"
 #include "runtime/jsonl.h"
 
 static const char usage_text[] =
@@ -284,11 +285,11 @@ int cmd_eval(int argc, char **argv) {
     float *c = xmalloc((ps.n + 1) * sizeof *c), *r = xmalloc((ps.n + 1) * sizeof *r);
     float *tc = NULL, *tr = NULL;
     int *cat = xmalloc((ps.n + 1) * sizeof *cat);
-    double t0 = progress_now();
+    double t0 = clock_seconds();
     if (score_plan(sc, &plan, data, "responses", mm) ||
         (tsc && score_plan(tsc, &plan, data, "text-only responses", txt)))
         goto out_scored;
-    double secs = progress_now() - t0;
+    double secs = clock_seconds() - t0;
     if (tsc) {
         tc = xmalloc((ps.n + 1) * sizeof *tc);
         tr = xmalloc((ps.n + 1) * sizeof *tr);

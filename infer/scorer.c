@@ -11,11 +11,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "models/checkpoint.h"
 #include "runtime/error.h"
+#include "runtime/strbuf.h"
 
 typedef struct Held {
     float *px; /* (tiles, 3, S, S) */
@@ -72,12 +72,6 @@ void scorer_default_options(const ModelConfig *cfg, ScorerOptions *o) {
                                  .max_num = cfg->max_dynamic_patch,
                                  .dynamic = cfg->dynamic_image_size,
                                  .use_thumbnail = cfg->use_thumbnail};
-}
-
-double progress_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int check_options(const RewardModel *m, const ScorerOptions *o) {
@@ -261,12 +255,12 @@ static int flush(Scorer *s, int keep_last) {
     RmBatch bt = {B, T, s->ids, s->lengths, n_images, s->tiles, pixels, s->image_of,
                   s->o.blank ? s->blank_feat : NULL};
     if (rm_check_batch(s->m, &bt)) return -1;
-    double t0 = progress_now();
+    double t0 = clock_seconds();
     graph_reset(&s->g);
     Tensor *r = rm_forward(s->m, &s->g, &bt);
     const float *scores = graph_host(&s->g, r);
     for (int b = 0; b < B; b++) s->dst[b]->score = scores[b];
-    s->st.forward_seconds += progress_now() - t0;
+    s->st.forward_seconds += clock_seconds() - t0;
     s->st.forwards++;
     s->st.sequences += B;
     s->st.padded += (long)B * T;
@@ -291,7 +285,7 @@ static ScoreStatus status_of(int template_rc) {
 
 /* Decodes and tiles the group's image into a new held entry; 0 or -1 with the error set. */
 static int hold_image(Scorer *s, const char *path) {
-    double t0 = progress_now();
+    double t0 = clock_seconds();
     Image img;
     if (image_load(path, &img)) return -1;
     int n = image_num_tiles(img.w, img.h, &s->o.image);
@@ -304,7 +298,7 @@ static int hold_image(Scorer *s, const char *path) {
     }
     s->held[s->nheld++] = (Held){px, n, 0};
     s->st.images++;
-    s->st.image_seconds += progress_now() - t0;
+    s->st.image_seconds += clock_seconds() - t0;
     return 0;
 }
 
@@ -499,7 +493,7 @@ static void fmt_duration(double sec, char *buf, size_t n) {
 }
 
 static void progress_draw(Progress *p, int final) {
-    double now = progress_now(), el = now - p->start;
+    double now = clock_seconds(), el = now - p->start;
     double rate = el > 0 ? (double)p->done / el : 0;
     char eta[32], spent[32];
     fmt_duration(rate > 0 ? (double)(p->total - p->done) / rate : -1, eta, sizeof eta);
@@ -525,12 +519,12 @@ void progress_start(Progress *p, const char *what, long total) {
     p->what = what;
     p->total = total;
     p->tty = isatty(STDERR_FILENO);
-    p->start = p->last_print = progress_now();
+    p->start = p->last_print = clock_seconds();
 }
 
 void progress_add(Progress *p, long n) {
     p->done += n;
-    double now = progress_now();
+    double now = clock_seconds();
     if (p->tty) {
         if (now - p->last_print >= 0.1) progress_draw(p, 0);
         return;

@@ -148,7 +148,5 @@ void progress_start(Progress *p, const char *what, long total);
 void progress_add(Progress *p, long n);
 /* the final state (ends the bar's line on a terminal) */
 void progress_end(Progress *p);
-/* monotonic seconds */
-double progress_now(void);
 
 #endif

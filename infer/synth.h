@@ -20,8 +20,6 @@
 
 #include <stdint.h>
 
-#include "models/tokenizer.h"
-
 #define SYNTH_NCOLOURS 6
 #define SYNTH_NSHAPES 3
 #define SYNTH_CUE " Hope this helps!"
@@ -64,11 +62,5 @@ void synth_defaults(SynthOptions *o);
  * written atomically). Returns 0 with *st filled, or -1 with mmrm_last_error() for bad options
  * (naming the option) or a file that cannot be written. */
 int synth_generate(const char *dir, const SynthOptions *o, SynthStats *st);
-
-/* The benchmark's word tokenizer (models/tokenizer.h, TOKENIZER_WORD, add_bos false as the
- * Hermes-2 template wants): every word piece of every prompt, response and the cue, sorted,
- * so that a prompt or response is a dozen ids instead of ~50 bytes. synth_generate writes it
- * as DIR/mmrm_tokenizer.json; train's tokenizer_path picks it up. */
-Tokenizer *synth_tokenizer(void);
 
 #endif

@@ -21,7 +21,8 @@ static void cubic_coeffs(float t, float c[4]) {
     c[3] = ((A * x4 - 5 * A) * x4 + 8 * A) * x4 - 4 * A;
 }
 
-void pos_embed_resize(const float *in, int gi, float *out, int go, int C) {
+/* bicubic resize of a (C, gi, gi) grid stored as (gi*gi, C) rows into (go*go, C) rows */
+static void pos_embed_resize(const float *in, int gi, float *out, int go, int C) {
     float scale = (float)gi / (float)go;
     for (int oy = 0; oy < go; oy++) {
         /* align_corners=False source index, not clamped for cubic (as PyTorch) */
@@ -84,7 +85,7 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
     if (!rep) rep = &local;
     memset(rep, 0, sizeof *rep);
     char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!fs_join(path, sizeof path, dir, "config.json")) return -1;
     ModelConfig cfg;
     if (config_load(path, &cfg) != 0) return -1;
     if (force_image_size > 0) cfg.image_size = force_image_size;
@@ -164,6 +165,6 @@ int rm_save(const RewardModel *m, const char *dir, const char *dtype) {
     free(host_copy);
     if (rc != 0) return -1;
     char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!fs_join(path, sizeof path, dir, "config.json")) return -1;
     return config_save(&m->cfg, path);
 }

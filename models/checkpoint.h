@@ -35,7 +35,4 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
  * every file atomically. 0 or -1. */
 int rm_save(const RewardModel *m, const char *dir, const char *dtype);
 
-/* bicubic resize of a (C, gi, gi) grid stored as (gi*gi, C) rows into (go*go, C) rows */
-void pos_embed_resize(const float *in, int gi, float *out, int go, int C);
-
 #endif

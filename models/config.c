@@ -2,7 +2,6 @@
 #include "models/config.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,25 +19,6 @@ int config_grid(const ModelConfig *cfg) { return cfg->image_size / cfg->vision.p
 int config_tokens_per_tile(const ModelConfig *cfg) {
     int g = (int)lround(config_grid(cfg) * cfg->downsample_ratio);
     return g * g;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mmrm_set_error("%s: cannot open (%s)", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = xmalloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) buf = xrealloc(buf, cap *= 2);
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 typedef struct { const char *path, *section; int err; } Ctx;
@@ -240,7 +220,7 @@ int config_validate(const ModelConfig *cfg, const char *path) {
 
 int config_load(const char *path, ModelConfig *cfg) {
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = fs_read_file(path, &len);
     if (!text) return -1;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "runtime/error.h"
+#include "runtime/strbuf.h"
 
 /* UTF-8, copied from spec/data.md */
 static const char SYS[] = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，"
@@ -90,28 +91,11 @@ static void py_strip(const char *s, size_t n, size_t *begin, size_t *end) {
 
 /* ---- text ---- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} Buf;
-
-static void buf_add(Buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        while (b->n + n + 1 > b->cap) b->cap = b->cap ? 2 * b->cap : 4096;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
-
 /* s[0..n), stripped where the template strips, less its first `skip` bytes after that */
-static void add_message(Buf *b, TemplateKind kind, const char *s, size_t n, size_t skip) {
+static void add_message(StrBuf *b, TemplateKind kind, const char *s, size_t n, size_t skip) {
     size_t begin = 0, end = n;
     if (kind == TEMPLATE_INTERNLM2_CHAT) py_strip(s, n, &begin, &end);
-    buf_add(b, s + begin + skip, end - begin - skip);
+    sb_append(b, s + begin + skip, end - begin - skip);
 }
 
 /* The whole text; *prefix_len is the length up to and including the assistant header.
@@ -133,25 +117,25 @@ static char *build_text(TemplateKind kind, const char *system, const char *promp
     memcpy(user + nu, prompt, np + 1);
     nu += np;
 
-    Buf b = {0};
-    buf_str(&b, "<|im_start|>system\n");
-    buf_str(&b, system ? system : template_default_system(kind));
-    buf_str(&b, "<|im_end|><|im_start|>user\n");
+    StrBuf b = {0};
+    sb_puts(&b, "<|im_start|>system\n");
+    sb_puts(&b, system ? system : template_default_system(kind));
+    sb_puts(&b, "<|im_end|><|im_start|>user\n");
     size_t skip = 0;
     if (n_image_tokens > 0) {
-        buf_str(&b, "<img>");
-        for (int i = 0; i < n_image_tokens; i++) buf_str(&b, "<IMG_CONTEXT>");
-        buf_str(&b, "</img>");
+        sb_puts(&b, "<img>");
+        for (int i = 0; i < n_image_tokens; i++) sb_puts(&b, "<IMG_CONTEXT>");
+        sb_puts(&b, "</img>");
         skip = image_len;
     }
     add_message(&b, kind, user, nu, skip);
-    buf_str(&b, "<|im_end|><|im_start|>assistant\n");
-    *prefix_len = b.n;
+    sb_puts(&b, "<|im_end|><|im_start|>assistant\n");
+    *prefix_len = b.len;
     add_message(&b, kind, response, strlen(response), 0);
-    buf_str(&b, "<|im_end|>");
+    sb_puts(&b, "<|im_end|>");
     free(user);
-    *len = b.n;
-    return b.p;
+    *len = b.len;
+    return sb_take(&b);
 }
 
 const char *template_default_system(TemplateKind kind) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 
 #define BYTE_VOCAB 256
 #define MAX_VOCAB (1 << 24) /* far beyond any real vocabulary; bounds a hostile file's */
@@ -296,42 +297,6 @@ char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *len_
 
 /* ---- the tokenizer file ---- */
 
-static char *path_join(const char *dir, const char *name) {
-    size_t nd = strlen(dir), nn = strlen(name);
-    char *p = xmalloc(nd + nn + 2);
-    memcpy(p, dir, nd);
-    p[nd] = '/';
-    memcpy(p + nd + 1, name, nn + 1);
-    return p;
-}
-
-/* whole file into a NUL-terminated buffer; NULL with an error */
-static char *read_file(const char *path, size_t *len_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mmrm_set_error("cannot open tokenizer file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, len = 0;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        len += fread(buf + len, 1, cap - len - 1, f);
-        if (len < cap - 1) break;
-        cap *= 2;
-        buf = xrealloc(buf, cap);
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        mmrm_set_error("cannot read tokenizer file %s", path);
-        free(buf);
-        return NULL;
-    }
-    buf[len] = '\0';
-    *len_out = len;
-    return buf;
-}
-
 /* an integral JSON number in [lo, hi] */
 static int json_int(const cJSON *item, long lo, long hi, int *out) {
     if (!cJSON_IsNumber(item)) return 0;
@@ -532,9 +497,11 @@ static Tokenizer *tokenizer_from_json(const char *path, const cJSON *root) {
 }
 
 Tokenizer *tokenizer_load(const char *dir) {
-    char *path = path_join(dir, TOKENIZER_FILE);
+    char path[PATH_MAX];
+    if (!fs_join(path, sizeof path, dir, TOKENIZER_FILE)) return NULL;
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = fs_read_file(path, &len);
+    if (!text) mmrm_set_error("cannot open tokenizer file %s: %s", path, strerror(errno));
     Tokenizer *tok = NULL;
     if (text) {
         /* the length includes the terminating NUL: cJSON's check for trailing garbage
@@ -552,7 +519,6 @@ Tokenizer *tokenizer_load(const char *dir) {
         }
         free(text);
     }
-    free(path);
     return tok;
 }
 
@@ -597,8 +563,12 @@ int tokenizer_save(const Tokenizer *tok, const char *dir) {
     cJSON_Delete(root);
     MMRM_CHECK(json, "tokenizer_save: out of memory printing JSON");
 
-    char *path = path_join(dir, TOKENIZER_FILE);
-    char *tmp = path_join(dir, TOKENIZER_FILE ".tmp");
+    char path[PATH_MAX], tmp[PATH_MAX];
+    if (!fs_join(path, sizeof path, dir, TOKENIZER_FILE) ||
+        !fs_join(tmp, sizeof tmp, dir, TOKENIZER_FILE ".tmp")) {
+        cJSON_free(json);
+        return -1;
+    }
     int rc = -1;
     FILE *f = fopen(tmp, "wb");
     if (!f) {
@@ -618,7 +588,5 @@ int tokenizer_save(const Tokenizer *tok, const char *dir) {
         }
     }
     cJSON_free(json);
-    free(tmp);
-    free(path);
     return rc;
 }

@@ -1,7 +1,9 @@
 /* comm.c - the communicator's three back ends: single process, MPI for host buffers
  * (compiled with MMRM_MPI) and NCCL for device buffers (compiled with MMRM_NCCL, which
- * needs MMRM_MPI for multi-process runs: the NCCL unique id travels over MPI). A build
- * without either still has the whole API: world is 1 and collectives are identities.
+ * needs MMRM_MPI for multi-process runs: the NCCL unique id travels over MPI), and the work
+ * queue over MPI point-to-point messages. A build without either still has the whole API:
+ * world is 1, collectives are identities and the queue runs every task in order. No other
+ * product file calls MPI.
  *
  * Host float sums run in rounds through bounded scratch: an all-to-all hands each rank
  * the W contributions to the elements it owns, the owner sums them in double in rank
@@ -390,6 +392,120 @@ void comm_allgather_f32(const Comm *c, const float *shard, float *buf, size_t n)
     free(recv);
 #else
     no_mpi(c, "all-gather");
+#endif
+}
+
+/* ---- the work queue ---- */
+
+#ifdef MMRM_MPI
+/* Worker -> rank 0 on TAG_ASK: {units this rank has done so far, 1 when it asks for nothing
+ * more}; rank 0 -> worker on TAG_TASK: a task index, or -1 when none is left. */
+enum { TAG_ASK = 7101, TAG_TASK = 7102, QUEUE_AHEAD = 2 };
+
+typedef struct {
+    size_t n, next;    /* tasks, and the next one to hand out */
+    int finished;      /* workers that asked for nothing more */
+    long *worker_done; /* (world) units each worker reported */
+    long *tasks;       /* (world) tasks handed to each rank */
+    CommDoneFn done;
+    void *ctx;
+} Queue;
+
+/* Receives one message from src and answers it. */
+static void queue_serve(Queue *q, int src) {
+    long m[2];
+    MPI_CHECK(MPI_Recv(m, 2, MPI_LONG, src, TAG_ASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    if (q->done) q->done(q->ctx, m[0] - q->worker_done[src]);
+    q->worker_done[src] = m[0];
+    if (m[1]) {
+        q->finished++;
+        return;
+    }
+    long k = q->next < q->n ? (long)q->next++ : -1;
+    q->tasks[src] += k >= 0;
+    MPI_CHECK(MPI_Send(&k, 1, MPI_LONG, src, TAG_TASK, MPI_COMM_WORLD));
+}
+
+/* Rank 0: answers every pending request, runs the next task itself, and so on; when none is
+ * left, answers until every worker has finished. */
+static int queue_coordinate(const Comm *c, Queue *q, CommTaskFn run) {
+    for (;;) {
+        int flag;
+        MPI_Status st;
+        for (;;) {
+            MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &flag, &st));
+            if (!flag) break;
+            queue_serve(q, st.MPI_SOURCE);
+        }
+        if (q->next >= q->n) break;
+        q->tasks[0]++;
+        long units = run(q->ctx, q->next++);
+        if (units < 0) return -1;
+        if (q->done) q->done(q->ctx, units);
+    }
+    while (q->finished < c->world - 1) {
+        MPI_Status st;
+        MPI_CHECK(MPI_Probe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &st));
+        queue_serve(q, st.MPI_SOURCE);
+    }
+    return 0;
+}
+
+static void queue_ask(long done, int more, long *reply, MPI_Request *rq) {
+    long m[2] = {done, !more};
+    MPI_CHECK(MPI_Send(m, 2, MPI_LONG, 0, TAG_ASK, MPI_COMM_WORLD));
+    if (more) MPI_CHECK(MPI_Irecv(reply, 1, MPI_LONG, 0, TAG_TASK, MPI_COMM_WORLD, rq));
+}
+
+/* A worker: QUEUE_AHEAD requests stay in flight (answers to one sender arrive in the order
+ * asked), so the next task is known when one ends. */
+static int queue_work(size_t n, CommTaskFn run, void *ctx) {
+    long got[QUEUE_AHEAD], done = 0;
+    MPI_Request rq[QUEUE_AHEAD];
+    for (int d = 0; d < QUEUE_AHEAD; d++) queue_ask(done, 1, &got[d], &rq[d]);
+    for (int d = 0;; d = (d + 1) % QUEUE_AHEAD) {
+        MPI_CHECK(MPI_Wait(&rq[d], MPI_STATUS_IGNORE));
+        long k = got[d];
+        if (k < 0) break; /* and the requests still in flight are answered -1 too */
+        if ((size_t)k >= n) {
+            mmrm_set_error("rank 0 handed out chunk %ld of %zu: the ranks planned different "
+                           "work", k, n);
+            return -1;
+        }
+        queue_ask(done, 1, &got[d], &rq[d]);
+        long units = run(ctx, (size_t)k);
+        if (units < 0) return -1;
+        done += units;
+    }
+    MPI_CHECK(MPI_Waitall(QUEUE_AHEAD, rq, MPI_STATUSES_IGNORE));
+    queue_ask(done, 0, NULL, NULL);
+    return 0;
+}
+#endif
+
+int comm_work_queue(const Comm *c, size_t n, CommTaskFn run, CommDoneFn done, void *ctx,
+                    long *tasks) {
+    if (c->world == 1) {
+        for (size_t k = 0; k < n; k++) {
+            long units = run(ctx, k);
+            if (units < 0) return -1;
+            if (done) done(ctx, units);
+        }
+        if (tasks) tasks[0] = (long)n;
+        return 0;
+    }
+#ifdef MMRM_MPI
+    if (c->rank > 0) return queue_work(n, run, ctx);
+    Queue q = {n, 0, 0, xcalloc((size_t)c->world, sizeof(long)),
+               xcalloc((size_t)c->world, sizeof(long)), done, ctx};
+    int rc = queue_coordinate(c, &q, run);
+    if (tasks) memcpy(tasks, q.tasks, (size_t)c->world * sizeof *tasks);
+    free(q.worker_done);
+    free(q.tasks);
+    return rc;
+#else
+    (void)done, (void)ctx, (void)tasks;
+    no_mpi(c, "work queue");
 #endif
 }
 

@@ -78,6 +78,25 @@ void comm_reduce_scatter_sum_f32(const Comm *c, const float *buf, size_t n, floa
  * buf + rank*S */
 void comm_allgather_f32(const Comm *c, const float *shard, float *buf, size_t n);
 
+/* ---- a work queue: tasks 0..n-1 handed out on request ----
+ *
+ * Every rank calls comm_work_queue with the same n. Rank 0 hands out the task indices in
+ * increasing order: to a worker when it asks, and to itself between its own tasks, answering
+ * every pending request before it takes one, so a faster rank asks more often and takes more.
+ * A worker keeps its next two requests in flight, so that an answer is there when a task ends
+ * although rank 0 answers only between its own tasks (a slow rank delays the end of the queue
+ * by at most two of its tasks). run(ctx, k) does task k on this rank and returns the units of
+ * work it held (>= 0, e.g. responses scored) or -1 to stop: the queue then returns -1 at once,
+ * and the caller's non-zero exit ends the job (above). On rank 0, done(ctx, units) (NULL:
+ * none) is called with the units newly done by any rank as they become known (its own after
+ * each task, a worker's with its next request), for a progress display. tasks (NULL, or world
+ * longs) receives on rank 0 how many tasks each rank ran. At world 1 the tasks run in order
+ * 0..n-1 without MPI. Returns 0 or -1 (run's error, or a worker handed an index past n). */
+typedef long (*CommTaskFn)(void *ctx, size_t k);
+typedef void (*CommDoneFn)(void *ctx, long units);
+int comm_work_queue(const Comm *c, size_t n, CommTaskFn run, CommDoneFn done, void *ctx,
+                    long *tasks);
+
 /* ---- device buffers (NCCL; stream is a cudaStream_t, NULL = default stream) ---- */
 /* Selects this rank's GPU (local_rank; fatal if the node has fewer GPUs than ranks) and
  * creates the NCCL communicator; allowed at world 1 so the code path is the same. */

@@ -16,7 +16,9 @@
 char *fs_read_file(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        mmrm_set_error("%s: cannot open (%s)", path, strerror(errno));
+        int err = errno;
+        mmrm_set_error("%s: cannot open (%s)", path, strerror(err));
+        errno = err;
         return NULL;
     }
     size_t cap = 4096, len = 0;
@@ -27,11 +29,12 @@ char *fs_read_file(const char *path, size_t *n) {
         len += got;
         if (got == 0) break;
     }
-    int bad = ferror(f);
+    int bad = ferror(f), err = errno;
     fclose(f);
     if (bad) {
         mmrm_set_error("%s: read error", path);
         free(buf);
+        errno = err;
         return NULL;
     }
     buf[len] = 0;
@@ -77,6 +80,27 @@ void fs_fsync_dir(const char *dir) {
     }
 }
 
+void fs_fsync_parent(const char *path) {
+    char d[4200];
+    snprintf(d, sizeof d, "%s", path);
+    fs_fsync_dir(dirname(d));
+}
+
+int fs_write_fd(int fd, const void *p, size_t n, const char *path) {
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+            mmrm_set_error("%s: write failed (%s)", path, strerror(errno));
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 int fs_write_atomic(const char *path, const void *data, size_t n) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -89,9 +113,7 @@ int fs_write_atomic(const char *path, const void *data, size_t n) {
         unlink(tmp);
         return -1;
     }
-    char d[4200];
-    snprintf(d, sizeof d, "%s", path);
-    fs_fsync_dir(dirname(d));
+    fs_fsync_parent(path);
     return 0;
 }
 

@@ -7,8 +7,8 @@
 #include <stddef.h>
 
 /* The whole file at path, NUL-terminated (*n = its size without the NUL when n is not NULL;
- * the caller frees). NULL, with mmrm_last_error() naming the file, when it cannot be
- * opened or read. */
+ * the caller frees). NULL, with mmrm_last_error() naming the file and errno telling why,
+ * when it cannot be opened or read. */
 char *fs_read_file(const char *path, size_t *n);
 /* dir "/" name into buf (one slash: none added when dir is empty or ends in '/'). Returns
  * buf, or NULL with mmrm_last_error() naming both parts when it does not fit in cap. */
@@ -20,6 +20,11 @@ int fs_mkdir_p(const char *dir);
  * one is complete and synced. 0, or -1 with mmrm_last_error() (the temporary is removed). */
 int fs_write_atomic(const char *path, const void *data, size_t n);
 void fs_fsync_dir(const char *dir);
+/* fs_fsync_dir of the folder holding path, so that a newly created entry is durable too */
+void fs_fsync_parent(const char *path);
+/* All n bytes to fd (short writes and EINTR retried); 0, or -1 with mmrm_last_error()
+ * naming path. */
+int fs_write_fd(int fd, const void *p, size_t n, const char *path);
 /* rm -rf (no error when absent) */
 void fs_remove_tree(const char *path);
 

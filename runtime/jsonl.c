@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "runtime/error.h"
+#include "runtime/strbuf.h"
 
 #define READ_CHUNK (1 << 16)
 
@@ -17,8 +18,7 @@ struct JsonlReader {
     FILE *f;
     char *path;
     size_t max_line;
-    char *line;      /* the current line, NUL-terminated, cap bytes allocated */
-    size_t len, cap;
+    StrBuf line;     /* the current line (it may hold NUL bytes, which are reported) */
     int lineno;
     int eof;
     size_t pos, end; /* unread bytes are chunk[pos, end) */
@@ -46,26 +46,12 @@ JsonlReader *jsonl_open(const char *path) {
 
 void jsonl_set_max_line(JsonlReader *r, size_t max_bytes) { r->max_line = max_bytes; }
 
-const char *jsonl_path(const JsonlReader *r) { return r->path; }
-
 void jsonl_close(JsonlReader *r) {
     if (!r) return;
     fclose(r->f);
     free(r->path);
-    free(r->line);
+    sb_free(&r->line);
     free(r);
-}
-
-/* Appends n bytes to the line, keeping one byte for the terminating NUL. */
-static void line_append(JsonlReader *r, const char *s, size_t n) {
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < r->len + n + 1) cap *= 2;
-        r->line = xrealloc(r->line, cap);
-        r->cap = cap;
-    }
-    memcpy(r->line + r->len, s, n);
-    r->len += n;
 }
 
 /* Assembles the next line (without its LF) in r->line. Returns 1 for a line, 0 at end of file,
@@ -74,7 +60,7 @@ static void line_append(JsonlReader *r, const char *s, size_t n) {
 static int read_line(JsonlReader *r) {
     size_t limit = r->max_line + 1;
     int got_bytes = 0, too_long = 0;
-    r->len = 0;
+    sb_reset(&r->line);
     for (;;) {
         if (r->pos == r->end) {
             if (r->eof) break;
@@ -95,8 +81,8 @@ static int read_line(JsonlReader *r) {
         size_t avail = r->end - r->pos;
         const char *nl = memchr(s, '\n', avail);
         size_t take = nl ? (size_t)(nl - s) : avail;
-        if (!too_long && r->len + take > limit) too_long = 1;
-        if (!too_long) line_append(r, s, take);
+        if (!too_long && r->line.len + take > limit) too_long = 1;
+        if (!too_long) sb_append(&r->line, s, take);
         r->pos += take + (nl != NULL);
         if (nl) break;
     }
@@ -167,18 +153,18 @@ int jsonl_next(JsonlReader *r, cJSON **value, int *lineno) {
         int rc = read_line(r);
         if (rc == 0 || rc == -2) return rc;
         *lineno = r->lineno;
-        size_t n = r->len;
-        if (rc == 1 && n > 0 && r->line[n - 1] == '\r') n--;
+        size_t n = r->line.len;
+        if (rc == 1 && n > 0 && r->line.s[n - 1] == '\r') n--;
         if (rc == -1 || n > r->max_line) {
             mmrm_set_error("%s:%d: malformed JSON (line longer than %zu bytes; JSONL holds one "
                            "record per line)", r->path, r->lineno, r->max_line);
             return -1;
         }
-        const char *line = r->line;
+        const char *line = r->line.s ? r->line.s : "";
         size_t skip = 0; /* a UTF-8 byte order mark opening the file */
         if (r->lineno == 1 && n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) skip = 3;
         if (is_blank(line + skip, n - skip)) continue;
-        r->line[n] = '\0';
+        r->line.s[n] = '\0';
 
         char near[128];
         const char *nul = memchr(line, '\0', n);

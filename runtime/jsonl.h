@@ -32,7 +32,6 @@ int jsonl_next(JsonlReader *r, cJSON **value, int *lineno);
  * their end without being kept. */
 void jsonl_set_max_line(JsonlReader *r, size_t max_bytes);
 
-const char *jsonl_path(const JsonlReader *r);
 void jsonl_close(JsonlReader *r);
 
 #endif

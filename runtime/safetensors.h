@@ -16,6 +16,10 @@
  * header padded with spaces to a multiple of 8 bytes, __metadata__ keys sorted (Python
  * orders them as a hash map does; sorted is one of its orders). Identical input gives
  * identical bytes. Files are replaced atomically.
+ *
+ * Implemented in three files: safetensors_read.c (st_*: open, validate, read),
+ * safetensors_index.c (mw_*: a model directory, its index and shards) and
+ * safetensors_write.c (st_save, st_save_sharded).
  */
 #ifndef MMRM_SAFETENSORS_H
 #define MMRM_SAFETENSORS_H

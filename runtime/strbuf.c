@@ -48,6 +48,11 @@ char *sb_take(StrBuf *b) {
     return s;
 }
 
+void sb_reset(StrBuf *b) {
+    b->len = 0;
+    if (b->s) b->s[0] = 0;
+}
+
 void sb_free(StrBuf *b) {
     free(b->s);
     b->s = NULL;

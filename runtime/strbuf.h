@@ -17,6 +17,8 @@ void sb_putc(StrBuf *b, char c);
 void sb_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* the contents as a malloc'd string (never NULL; "" when empty); the buffer is emptied */
 char *sb_take(StrBuf *b);
+/* empties the buffer, keeping its memory for the next contents */
+void sb_reset(StrBuf *b);
 void sb_free(StrBuf *b);
 
 /* seconds on CLOCK_MONOTONIC (for durations and rates, never for dates) */

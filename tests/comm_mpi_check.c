@@ -4,7 +4,8 @@
  * Every rank fills its inputs from a seed derived from its rank, so every rank can
  * regenerate every other rank's inputs and compute the expected collective results
  * itself: sums in double in rank order rounded once (the documented fixed order), the
- * mean, each ZeRO-1 shard, the all-gather of the shards, the metrics sum and a broadcast.
+ * mean, each ZeRO-1 shard, the all-gather of the shards, the metrics sum and a broadcast;
+ * and the work queue hands every task to exactly one rank.
  * Results are compared bitwise, and rank 0's all-reduce result is broadcast so every
  * rank also checks it holds the identical buffer.
  *
@@ -127,6 +128,46 @@ static void check_metrics_and_broadcast(const Comm *c) {
     comm_barrier(c);
 }
 
+/* the work queue: over all ranks every task runs exactly once, rank 0 learns every unit done
+ * and how many tasks each rank ran, and the workers' done callback is never called */
+typedef struct {
+    double *ran; /* (n) times this rank ran task k */
+    long units;  /* what done() received */
+    int calls;   /* done() calls */
+} QueueCheck;
+
+static long queue_task(void *ctx, size_t k) {
+    ((QueueCheck *)ctx)->ran[k] += 1;
+    return (long)k + 1;
+}
+
+static void queue_done(void *ctx, long units) {
+    QueueCheck *q = ctx;
+    q->units += units;
+    q->calls++;
+}
+
+static void check_work_queue(const Comm *c, size_t n) {
+    QueueCheck q = {calloc(n + 1, sizeof(double)), 0, 0};
+    long *tasks = calloc((size_t)c->world, sizeof *tasks);
+    check(comm_work_queue(c, n, queue_task, queue_done, &q, tasks) == 0, "work queue rc", n, 0);
+    long mine = 0;
+    for (size_t k = 0; k < n; k++) mine += q.ran[k] > 0;
+    comm_allreduce_sum_f64(c, q.ran, n);
+    for (size_t k = 0; k < n; k++) check(q.ran[k] == 1.0, "work queue: each task once", n, k);
+    if (c->rank == 0) {
+        long total = 0;
+        for (int r = 0; r < c->world; r++) total += tasks[r];
+        check(total == (long)n && tasks[0] == mine, "work queue: tasks per rank", n, 0);
+        check(q.units == (long)(n * (n + 1) / 2), "work queue: units reported", n, 0);
+    } else {
+        check(q.calls == 0, "work queue: no done() on a worker", n, 0);
+    }
+    comm_barrier(c);
+    free(q.ran);
+    free(tasks);
+}
+
 #ifdef MMRM_NCCL
 #define CUDA_OK(call)                                                                   \
     do {                                                                                \
@@ -244,6 +285,8 @@ int main(int argc, char **argv) {
     const size_t sizes[] = {0, 1, 2, 7, 1000, 100003, ((size_t)4 << 20) + 12345};
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) check_case(c, sizes[k]);
     check_metrics_and_broadcast(c);
+    const size_t queues[] = {0, 1, 2, 37};
+    for (size_t k = 0; k < sizeof queues / sizeof *queues; k++) check_work_queue(c, queues[k]);
     printf("rank %d/%d (%s): %d checks, %d failed\n", c->rank, c->world, comm_kind_name(c->kind),
            g_checks, g_failed);
     comm_finalize(&g_comm);

@@ -2,7 +2,7 @@
 # The communicator across processes: builds tests/comm_mpi_check.c with runtime/comm.c
 # against MPI and runs it under mpirun with 2 and 3 ranks (fixed-order sums, mean,
 # reduce-scatter/all-gather, metrics sum, broadcast: each rank regenerates every rank's
-# inputs and compares bitwise), then checks that a rank failing through comm_abort or
+# inputs and compares bitwise; the work queue runs every task once), then checks that a rank failing through comm_abort or
 # through MMRM_FATAL ends the whole job with a message naming it instead of hanging, and
 # that a build without MPI refuses a multi-process launch with a hint. Under a sanitizer
 # build ($MMRM in build/san) the check is built with ASan+UBSan and OpenMPI's own leaks are

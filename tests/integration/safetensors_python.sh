@@ -3,7 +3,7 @@
 # what mmrm writes Python loads, byte-identical to Python's own output; what Python writes mmrm
 # reads; malformed files both reject. Skipped without python3 + safetensors + numpy (CI has no
 # Python ML stack; tests/unit/test_safetensors.c covers the Python-written direction through the
-# committed fixture). Builds a small tool from runtime/safetensors.c into a temporary directory.
+# committed fixture). Builds a small tool from runtime/safetensors_*.c into a temporary directory.
 set -euo pipefail
 if ! python3 -c "import safetensors, numpy" 2>/dev/null; then
     echo "skipped: python safetensors not installed"
@@ -99,5 +99,6 @@ int main(int argc, char **argv) {
 }
 EOF
 gcc -std=c11 -D_GNU_SOURCE -O1 -fopenmp -Wall -Wextra -Werror -I. "$work/st_tool.c" \
-    runtime/safetensors.c runtime/tensor.c runtime/error.c -lcjson -lm -o "$work/st_tool"
+    runtime/safetensors_*.c runtime/strbuf.c runtime/tensor.c runtime/error.c \
+    kernels/cpu/convert.c -lcjson -lm -o "$work/st_tool"
 python3 tests/oracle/check_safetensors.py check "$work/st_tool" "$work"

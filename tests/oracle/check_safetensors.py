@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""check_safetensors.py - checks runtime/safetensors.c against the real Python `safetensors`
+"""check_safetensors.py - checks runtime/safetensors_*.c against the real Python `safetensors`
 package, in both directions.
 
     pip install safetensors numpy
@@ -12,7 +12,7 @@ package, in both directions.
         hold seeded() values (below) the C test recomputes.
 
     python3 tests/oracle/check_safetensors.py check TOOL WORKDIR
-        TOOL is a small C program built from runtime/safetensors.c (the integration script
+        TOOL is a small C program built from runtime/safetensors_*.c (the integration script
         tests/integration/safetensors_python.sh builds it) with three commands:
           TOOL write FILE               writes the tensors of WRITTEN (below) with st_save
           TOOL write-sharded DIR BYTES  the same with st_save_sharded

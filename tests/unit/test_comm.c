@@ -1,7 +1,7 @@
 /* test_comm.c - the communicator's single-process back end (runtime/comm.c) and the ZeRO-1
  * shard layout. Without a launcher, comm_init gives rank 0 of world 1 with no MPI; every
  * collective then leaves its buffer bitwise unchanged and a one-rank reduce-scatter /
- * all-gather moves the whole buffer. The layout is checked for many (n, world) pairs
+ * all-gather moves the whole buffer, and the work queue runs its tasks in order. The layout is checked for many (n, world) pairs
  * against ownership counted element by element. Multi-process behaviour is checked by
  * tests/integration/comm_mpi.sh. */
 #include <stdlib.h>
@@ -131,4 +131,36 @@ TEST(test_comm_kind_names_are_distinct) {
               strcmp(comm_kind_name(COMM_SINGLE), comm_kind_name(COMM_NCCL)),
           "kind names %s %s %s", comm_kind_name(COMM_SINGLE), comm_kind_name(COMM_MPI),
           comm_kind_name(COMM_NCCL));
+}
+
+typedef struct {
+    size_t order[8];
+    int ran, stop_at;
+    long units;
+} QueueLog;
+
+static long queue_task(void *ctx, size_t k) {
+    QueueLog *q = ctx;
+    if (q->ran == q->stop_at) return -1;
+    q->order[q->ran++] = k;
+    return 10 + (long)k;
+}
+
+static void queue_done(void *ctx, long units) { ((QueueLog *)ctx)->units += units; }
+
+TEST(test_comm_single_process_work_queue_runs_tasks_in_order_and_stops_on_error) {
+    char *saved[NVARS];
+    Comm c;
+    init_single(&c, saved);
+    QueueLog q = {.stop_at = -1};
+    long tasks = -1;
+    CHECK(comm_work_queue(&c, 5, queue_task, queue_done, &q, &tasks) == 0, "queue failed");
+    CHECK(q.ran == 5 && tasks == 5 && q.units == 10 + 11 + 12 + 13 + 14,
+          "ran %d tasks (reported %ld), units %ld", q.ran, tasks, q.units);
+    for (int i = 0; i < q.ran; i++) CHECK(q.order[i] == (size_t)i, "task %d was %zu", i, q.order[i]);
+    QueueLog bad = {.stop_at = 2};
+    CHECK(comm_work_queue(&c, 5, queue_task, NULL, &bad, NULL) == -1 && bad.ran == 2,
+          "a failing task did not stop the queue (ran %d)", bad.ran);
+    comm_finalize(&c);
+    restore_env(saved);
 }

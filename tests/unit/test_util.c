@@ -1,6 +1,8 @@
 /* test_util.c - the shared helpers: fs_read_file (sizes around the growth steps, NUL bytes,
- * a missing file), fs_join (slashes, overflow), the string buffer against snprintf, and the
- * monotonic clock. */
+ * a missing file), fs_join (slashes, overflow), fs_write_fd, the string buffer against
+ * snprintf and its reset, and the monotonic clock. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +41,7 @@ TEST(fs_read_file_returns_every_byte_nul_terminated) {
     }
     char path[256];
     fs_join(path, sizeof path, dir, "missing.json");
-    CHECK(fs_read_file(path, NULL) == NULL, "a missing file reads");
+    CHECK(fs_read_file(path, NULL) == NULL && errno == ENOENT, "a missing file reads");
     CHECK(strstr(mmrm_last_error(), "missing.json") != NULL, "error names the file: %s",
           mmrm_last_error());
     rmdir(dir);
@@ -78,6 +80,46 @@ TEST(strbuf_matches_snprintf_across_growth) {
     CHECK(strcmp(s, want) == 0 && b.s == NULL && b.len == 0, "take");
     free(s);
     sb_free(&b);
+}
+
+TEST(fs_write_fd_writes_every_byte_and_names_the_file_on_error) {
+    char dir[] = "/tmp/mmrm_util_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[256];
+    fs_join(path, sizeof path, dir, "out.bin");
+    enum { N = 300001 };
+    char *want = malloc(N);
+    TRng r = trng(23);
+    for (size_t i = 0; i < N; i++) want[i] = (char)(trng_uniform(&r) * 256);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fs_write_fd(fd, want, N, path) == 0, "write: %s", mmrm_last_error());
+    close(fd);
+    fs_fsync_parent(path);
+    size_t n = 0;
+    char *got = fs_read_file(path, &n);
+    CHECK(got && n == N && memcmp(got, want, N) == 0, "read back %zu bytes", n);
+    free(got);
+    fd = open(path, O_RDONLY);
+    CHECK(fs_write_fd(fd, want, 10, path) == -1 && strstr(mmrm_last_error(), "out.bin"),
+          "a read-only fd: %s", mmrm_last_error());
+    close(fd);
+    free(want);
+    unlink(path);
+    rmdir(dir);
+}
+
+TEST(strbuf_reset_empties_and_keeps_the_memory) {
+    StrBuf b = {0};
+    sb_printf(&b, "%0200d", 7);
+    char *p = b.s;
+    size_t cap = b.cap;
+    sb_reset(&b);
+    CHECK(b.len == 0 && b.s == p && b.cap == cap && b.s[0] == 0, "reset: len %zu", b.len);
+    sb_puts(&b, "ab");
+    CHECK(b.s == p && strcmp(b.s, "ab") == 0, "after reset: %s", b.s);
+    sb_free(&b);
+    sb_reset(&b);
+    CHECK(b.s == NULL && b.len == 0, "reset of an empty buffer");
 }
 
 TEST(clock_seconds_is_monotonic_and_advances) {
