@@ -189,7 +189,9 @@ extern "C" float lab_copy_ms(double traffic) {
 }
 
 extern "C" void lab_row(int v, const char *name, float ms, double flop, double bytes, float ref_ms) {
-    if (flop > 0)
+    if (!(ms > 0)) // the emulator's events measure nothing
+        printf("  time v%d %-44s %10.4f ms (no rate: not a GPU time)\n", v, name, ms);
+    else if (flop > 0)
         printf("  time v%d %-44s %10.4f ms %9.2f TFLOP/s %7.1f%% of ref\n", v, name, ms,
                flop / ms / 1e9, 100.0 * ref_ms / ms);
     else

@@ -23,7 +23,7 @@ for order in forward reverse random:1; do
             echo "ok   $f ($order): $last"
         else
             echo "FAIL $f ($order, exit $rc): $last"
-            grep -E "^  FAIL|^       worst|cuda_emu|mmrm:|bench_cuda:" "$log" | head -n 40 || true
+            grep -E "; tol |^  FAIL|^       worst|^cuda_emu|^mmrm:|^bench_cuda:" "$log" | head -n 40 || true
             failed=1
         fi
         rm -f "$log"
