@@ -76,6 +76,9 @@ ifeq ($(CUDA),1)
 LIB_OBJ  += $(patsubst %.cu,$(BUILD)/%.o,$(wildcard kernels/cuda/*.cu))
 endif
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+# the kernel lab (bench/lab, README.md there): linked into build/bench_cuda and, through
+# translate.pl like kernels/cuda, into build/emu_bench_cuda
+LAB_CU   := $(wildcard bench/lab/*.cu)
 
 .PHONY: all help deps deps-check test bench demo fuzz clean cuda gpu-test
 .DEFAULT_GOAL := all
@@ -177,6 +180,20 @@ $(BUILD)/emu_parity: $(EMU_OBJ)
 $(BUILD)/emu_mmrm: $(BUILD)/emu/$(MAIN_SRC:.c=.o) $(filter-out $(BUILD)/emu/tests/gpu/%,$(EMU_OBJ))
 	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
 
+# build/emu_bench_cuda: bench_cuda with the kernel lab (bench/lab/*.cu, translated like
+# kernels/cuda) on the emulated backend; tests/integration/kernel_lab.sh runs its --check
+EMU_LAB_OBJ := $(patsubst %.cu,$(BUILD)/emu/%.o,$(LAB_CU))
+.SECONDARY: $(patsubst %.cu,$(BUILD)/emu/%.cpp,$(LAB_CU))
+
+$(BUILD)/emu/bench/lab/%.o: $(BUILD)/emu/bench/lab/%.cpp tests/cuda_emu/cuda_emu.h $(FLAGS_STAMP) $(EMU_STAMP)
+	$(EMU_CXX) $(EMU_CPPFLAGS) -include tests/cuda_emu/cuda_emu.h $(EMU_CXXFLAGS) -c $< -o $@
+
+# bench_cuda.c includes <cuda_runtime_api.h>: the emulator's stub (its C declarations)
+$(BUILD)/emu/bench/bench_cuda.o: CFLAGS += -Itests/cuda_emu/include
+
+$(BUILD)/emu_bench_cuda: $(BUILD)/emu/bench/bench_cuda.o $(EMU_LAB_OBJ) $(filter-out $(BUILD)/emu/tests/gpu/%,$(EMU_OBJ))
+	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
+
 $(BUILD)/mmrm: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
@@ -186,7 +203,10 @@ $(BUILD)/test_unit: $(TEST_OBJ) $(LIB_OBJ)
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm ## build and run every CPU test; last line "N passed, N failed"
+$(BUILD)/bench_cuda: $(BUILD)/bench/bench_cuda.o $(patsubst %.cu,$(BUILD)/%.o,$(LAB_CU)) $(LIB_OBJ)
+	$(CC) $^ -o $@ $(LDLIBS)
+
+test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
 bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)

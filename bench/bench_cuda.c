@@ -8,12 +8,15 @@
  * and bandwidth at gradient-buffer sizes (under mpirun, across the ranks); and a reward-model
  * training step (forward + backward, precision bf16) with activations stored in fp32 vs bf16:
  * time and activation arena. Times with CUDA events on the backend's stream, median of REPS.
- * Prints one table per family; never asserts. */
+ * Prints one table per family; never asserts.
+ * bench_cuda --only FAMILY [--variant N] [--check] runs the kernel lab instead (bench/lab,
+ * README.md there): numbered variants of one kernel family, checked against the CPU and timed. */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/lab/lab.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/kernels.h"
 #include "models/reward_model.h"
@@ -219,6 +222,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     printf("device: %s\n\n", cuda_device_description());
+    int lab = lab_main(argc, argv); /* --only FAMILY ...: the kernel lab, then nothing else */
+    if (lab >= 0) {
+#ifdef MMRM_NCCL
+        comm_finalize(comm);
+#endif
+        return lab;
+    }
 
     /* GEMMs: (N tokens, C in, OC out) of Qwen2-0.5B / InternLM2-7B / InternViT-300M layers */
     const int shapes[][3] = {{4096, 896, 896}, {4096, 896, 4864}, {4096, 4864, 896},
