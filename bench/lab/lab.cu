@@ -19,7 +19,7 @@ extern "C" {
 extern "C" void lab_op_matmul_forward(const KernelOps *ops, float *out, const float *inp,
                                       const float *weight, const float *bias, int N, int C,
                                       int OC) {
-    ops->matmul_forward(out, inp, weight, bias, N, C, OC);
+    ops->matmul_forward(out, inp, weight, nullptr, bias, N, C, OC, KP_FP32);
 }
 
 extern "C" void lab_op_layernorm_forward(const KernelOps *ops, float *out, float *mean,
@@ -66,7 +66,7 @@ extern "C" void lab_op_adamw_update(const KernelOps *ops, float *params, const f
                                     float *m, float *v, size_t n, float lr, float beta1,
                                     float beta2, float eps, float weight_decay, int t,
                                     float grad_scale) {
-    ops->adamw_update(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale);
+    ops->adamw_update(params, nullptr, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -256,7 +256,6 @@ extern "C" int lab_main(int argc, char **argv) {
         return 2;
     }
     cuda_backend_init();
-    cuda_set_precision(0); // fp32 GEMMs: the lab compares fp32 kernels with the fp32 CPU
     Lab L = {variant, check, 0, 0, 0};
     printf("kernel lab: %s: %s%s\n", fam->name, fam->what,
            check ? " (--check: small odd shapes, correctness only)" : "");
