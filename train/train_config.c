@@ -28,9 +28,9 @@
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
 
-_Static_assert(sizeof(TrainAlgorithm) == sizeof(int) && sizeof(LrSchedule) == sizeof(int) &&
+_Static_assert(sizeof(TrainAlgorithm) == sizeof(int) && sizeof(SchedKind) == sizeof(int) &&
                    sizeof(TrainDevice) == sizeof(int) && sizeof(TrainPrecision) == sizeof(int) &&
-                   sizeof(RecOnBad) == sizeof(int),
+                   sizeof(TrainOverlap) == sizeof(int) && sizeof(RecOnBad) == sizeof(int),
                "enum fields are written through int pointers");
 
 typedef enum { T_STR, T_LIST, T_INT, T_I64, T_F64, T_BOOL, T_ENUM, T_TEMPLATE } KeyType;
@@ -49,9 +49,13 @@ typedef struct {
     const char *what;           /* named in range errors and missing-key messages */
 } Key;
 
+/* names in enum order */
 static const char *const k_algorithms[] = {"standard", "shortcut_aware", NULL};
 static const char *const k_schedules[] = {"cosine", "linear", "constant", "constant_with_warmup",
                                           NULL};
+_Static_assert(SCHED_COSINE == 0 && SCHED_LINEAR == 1 && SCHED_CONSTANT == 2 &&
+                   SCHED_CONSTANT_WITH_WARMUP == 3,
+               "k_schedules names train/optim.h's SchedKind in its order");
 static const char *const k_devices[] = {"auto", "cpu", "cuda", NULL};
 static const char *const k_precisions[] = {"auto", "fp32", "bf16", NULL};
 static const char *const k_overlap[] = {"auto", "true", "false", NULL};
@@ -765,6 +769,6 @@ const char *train_algorithm_name(TrainAlgorithm a) {
     return a >= TRAIN_STANDARD && a <= TRAIN_SHORTCUT_AWARE ? k_algorithms[a] : "?";
 }
 
-const char *lr_schedule_name(LrSchedule s) {
-    return s >= LR_COSINE && s <= LR_CONSTANT_WITH_WARMUP ? k_schedules[s] : "?";
+const char *train_device_name(TrainDevice d) {
+    return d >= TRAIN_DEVICE_AUTO && d <= TRAIN_DEVICE_CUDA ? k_devices[d] : "?";
 }

@@ -24,32 +24,8 @@
 #include "kernels/cuda/cuda_backend.h"
 #endif
 
-void trainer_options_default(TrainerOptions *o) {
-    memset(o, 0, sizeof *o);
-    o->algorithm = ALGO_STANDARD;
-    o->drop_path_rate = -1;
-    o->max_dynamic_patch = 6;
-    o->min_dynamic_patch = 1;
-    o->dynamic_image_size = 1;
-    o->use_thumbnail = 1;
-    o->max_length = 4096;
-    o->num_train_epochs = 1;
-    o->max_steps = -1;
-    o->pairs_per_device = 4;
-    o->accum = 1;
-    o->grad_bucket_mb = 25;
-    o->overlap_grad_reduce = -1;
-    o->opt = (AdamW){.lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0,
-                     .max_grad_norm = 1.0, .sched = SCHED_COSINE};
-    o->logging_steps = 10;
-    o->save_steps = 500;
-    o->eval_steps = 0;
-    o->seed = 42;
-    o->resume = 1;
-    o->shortcut_eps = 1e-7;
-    o->save_bias_model = 1;
-    o->save_dtype = "F32";
-}
+/* checkpoints hold fp32 weights, so that a resumed run continues bitwise */
+#define SAVE_DTYPE "F32"
 
 /* ---------------------------------------------------------------- files */
 
@@ -116,14 +92,14 @@ static void log_push(State *s, const LogEntry *e) {
     s->log[s->nlog++] = *e;
 }
 
-static cJSON *log_json(const LogEntry *e, Algorithm algo) {
+static cJSON *log_json(const LogEntry *e, TrainAlgorithm algo) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", e->step);
     cJSON_AddNumberToObject(o, "loss", e->loss);
     cJSON_AddNumberToObject(o, "accuracy", e->acc);
     cJSON_AddNumberToObject(o, "lr", e->lr);
     cJSON_AddNumberToObject(o, "grad_norm", e->grad_norm);
-    if (algo == ALGO_SHORTCUT_AWARE) {
+    if (algo == TRAIN_SHORTCUT_AWARE) {
         cJSON_AddNumberToObject(o, "loss_bias", e->loss_bias);
         cJSON_AddNumberToObject(o, "accuracy_bias", e->acc_bias);
         cJSON_AddNumberToObject(o, "w_mean", e->w_mean);
@@ -135,7 +111,7 @@ static cJSON *log_json(const LogEntry *e, Algorithm algo) {
 }
 
 /* cJSON prints doubles with 17 significant digits when needed, so values round-trip */
-static int state_save(const State *s, Algorithm algo, const char *path) {
+static int state_save(const State *s, TrainAlgorithm algo, const char *path) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "global_step", s->step);
     cJSON_AddNumberToObject(o, "cursor_epoch", s->cursor.epoch);
@@ -146,7 +122,7 @@ static int state_save(const State *s, Algorithm algo, const char *path) {
     cJSON_AddStringToObject(o, "dropout_counter", c);
     cJSON_AddNumberToObject(o, "skipped_nonfinite", s->skipped_nonfinite);
     cJSON_AddNumberToObject(o, "consecutive_nonfinite", s->consecutive_nonfinite);
-    cJSON_AddStringToObject(o, "algorithm", algo == ALGO_STANDARD ? "standard" : "shortcut_aware");
+    cJSON_AddStringToObject(o, "algorithm", train_algorithm_name(algo));
     cJSON *h = cJSON_AddArrayToObject(o, "log_history");
     for (long i = 0; i < s->nlog; i++) cJSON_AddItemToArray(h, log_json(&s->log[i], algo));
     char *text = cJSON_Print(o);
@@ -270,7 +246,8 @@ static int optimizer_load(ParamStore *ps, const char *path) {
 /* ---------------------------------------------------------------- run */
 
 typedef struct Run {
-    const TrainerOptions *o;
+    const TrainConfig *o;
+    const TrainRuntime *rt;
     RewardModel main, bias;
     int has_bias;
     Tokenizer *tok;
@@ -291,23 +268,24 @@ typedef struct Run {
     GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
 } Run;
 
-static int freeze_of(const TrainerOptions *o, int f[PG_COUNT]) {
+static int freeze_of(const TrainConfig *o, int f[PG_COUNT]) {
     memset(f, 0, sizeof(int) * PG_COUNT);
-    f[PG_VISION] = o->freeze_vision;
-    f[PG_CONNECTOR] = o->freeze_connector;
+    f[PG_VISION] = o->freeze_backbone;
+    f[PG_CONNECTOR] = o->freeze_mlp;
     f[PG_LLM] = o->freeze_llm;
     return 0;
 }
 
-static int load_or_init(RewardModel *m, const char *dir, const char *init, const TrainerOptions *o,
+static int load_or_init(RewardModel *m, const char *dir, const char *init, const Run *r,
                         uint64_t seed, const char *what) {
+    const TrainConfig *o = r->o;
     int freeze[PG_COUNT];
     freeze_of(o, freeze);
     if (dir && *dir) {
         LoadReport rep;
-        if (rm_load_ex(m, dir, o->device, freeze, seed, o->force_image_size, o->drop_path_rate, &rep))
+        if (rm_load_ex(m, dir, r->rt->device, freeze, seed, o->force_image_size, o->drop_path_rate, &rep))
             return -1;
-        if (!o->quiet)
+        if (!r->rt->quiet)
             mmrm_log("%s model: %s (%d tensors, %s on disk, %d ignored%s%s)", what, dir, rep.n_loaded,
                      rep.disk_dtype, rep.n_ignored, rep.score_initialised ? ", score.weight initialised" : "",
                      rep.pos_resized_from ? ", position embedding resized" : "");
@@ -320,19 +298,19 @@ static int load_or_init(RewardModel *m, const char *dir, const char *init, const
     if (config_validate(&cfg, init)) return -1;
     rm_create(m, &cfg, DEV_CPU, freeze);
     rm_init_random(m, seed);
-    rm_to_device(m, o->device);
-    if (!o->quiet) mmrm_log("%s model: random init from %s (seed %llu)", what, init, (unsigned long long)seed);
+    rm_to_device(m, r->rt->device);
+    if (!r->rt->quiet) mmrm_log("%s model: random init from %s (seed %llu)", what, init, (unsigned long long)seed);
     return 0;
 }
 
 static BatchOptions batch_options(const Run *r, int eval) {
-    const TrainerOptions *o = r->o;
+    const TrainConfig *o = r->o;
     BatchOptions b;
     memset(&b, 0, sizeof b);
-    b.pairs = o->pairs_per_device;
+    b.pairs = o->per_device_train_batch_size;
     b.rank = r->rank;
     b.world = r->world;
-    b.seed = o->seed;
+    b.seed = (uint64_t)o->seed;
     b.shuffle = !eval;
     b.layout = BATCH_PADDED;
     b.epochs = eval ? 1 : 0;
@@ -345,7 +323,7 @@ static BatchOptions batch_options(const Run *r, int eval) {
     b.image = (ImageConfig){c->image_size, c->min_dynamic_patch, c->max_dynamic_patch,
                             c->dynamic_image_size, c->use_thumbnail};
     b.blank_rows = r->has_bias && !eval;
-    b.on_bad = o->on_bad_fail ? REC_ON_BAD_FAIL : REC_ON_BAD_SKIP;
+    b.on_bad = o->on_bad_record;
     b.num_workers = o->num_workers;
     return b;
 }
@@ -367,8 +345,8 @@ static int save_checkpoint(Run *r, const char *name) {
             float *sm = xmalloc(2 * z->S * sizeof(float)); /* the shards, in host memory */
             device_copy_to_host(z->device, sm, z->m, z->S * sizeof(float));
             device_copy_to_host(z->device, sm + z->S, z->v, z->S * sizeof(float));
-            comm_allgather_f32(r->o->comm, sm, hm[i], z->n);
-            comm_allgather_f32(r->o->comm, sm + z->S, hv[i], z->n);
+            comm_allgather_f32(r->rt->comm, sm, hm[i], z->n);
+            comm_allgather_f32(r->rt->comm, sm + z->S, hv[i], z->n);
             free(sm);
         }
     int rc = r->rank == 0 ? save_checkpoint_rank0(r, name, hm, hv) : 0;
@@ -376,24 +354,24 @@ static int save_checkpoint(Run *r, const char *name) {
         free(hm[i]);
         free(hv[i]);
     }
-    if (r->world > 1) comm_barrier(r->o->comm);
+    if (r->world > 1) comm_barrier(r->rt->comm);
     return rc;
 }
 
 /* hm/hv: under ZeRO-1 the gathered moments per store (host memory), else NULLs */
 static int save_checkpoint_rank0(Run *r, const char *name, float *const hm[2], float *const hv[2]) {
-    const TrainerOptions *o = r->o;
+    const TrainConfig *o = r->o;
     char tmp[4200], final[4200], p[4300];
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", o->output_dir, name);
     snprintf(final, sizeof final, "%s/%s", o->output_dir, name);
     fs_remove_tree(tmp);
-    if (rm_save(&r->main, tmp, o->save_dtype)) return -1;
+    if (rm_save(&r->main, tmp, SAVE_DTYPE)) return -1;
     if (tokenizer_save(r->tok, tmp)) return -1;
     snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
     if (optimizer_save(&r->main.ps, r->opt.t, p, hm[0], hv[0])) return -1;
     if (r->has_bias && o->save_bias_model) {
         snprintf(p, sizeof p, "%s/bias", tmp);
-        if (rm_save(&r->bias, p, o->save_dtype) || tokenizer_save(r->tok, p)) return -1;
+        if (rm_save(&r->bias, p, SAVE_DTYPE) || tokenizer_save(r->tok, p)) return -1;
         snprintf(p, sizeof p, "%s/bias/optimizer.safetensors", tmp);
         if (optimizer_save(&r->bias.ps, r->opt.t, p, hm[1], hv[1])) return -1;
     }
@@ -448,7 +426,7 @@ static int evaluate(Run *r, double *acc, double *margin, long *n_pairs) {
     if (rc < 0) return -1;
     if (r->world > 1) {
         double sums[3] = {right, msum, (double)n};
-        comm_allreduce_sum_f64(r->o->comm, sums, 3);
+        comm_allreduce_sum_f64(r->rt->comm, sums, 3);
         right = sums[0]; msum = sums[1]; n = (long)sums[2];
     }
     *acc = n ? right / n : NAN;
@@ -465,11 +443,11 @@ static void fmt_eta(double s, char *buf, size_t n) {
 
 /* One optimizer step over accum micro-batches; fills e. 0, or -1 on a data error. */
 static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
-    const TrainerOptions *o = r->o;
-    int P_step = o->pairs_per_device * o->accum, nonfinite = 0;
+    const TrainConfig *o = r->o;
+    int P_step = o->per_device_train_batch_size * o->gradient_accumulation_steps, nonfinite = 0;
     double loss = 0, right = 0, loss_b = 0, right_b = 0, wsum = 0, wmin = INFINITY, wmax = -INFINITY;
     long pairs = 0;
-    for (int micro = 0; micro < o->accum; micro++) {
+    for (int micro = 0; micro < o->gradient_accumulation_steps; micro++) {
         const Batch *b;
         int rc = batch_loader_next(L, &b);
         if (rc <= 0) {
@@ -478,12 +456,12 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
         }
         r->st.cursor = b->next;
         const char *abort_at = getenv("MMRM_DEBUG_ABORT_AT_MICRO");
-        if (abort_at && atol(abort_at) == r->st.step * o->accum + micro) {
+        if (abort_at && atol(abort_at) == r->st.step * o->gradient_accumulation_steps + micro) {
             fprintf(stderr, "mmrm: aborting at micro-batch %s (MMRM_DEBUG_ABORT_AT_MICRO)\n", abort_at);
             fflush(NULL);
             _exit(3);
         }
-        if (r->gs && micro == o->accum - 1) gradsync_begin(r->gs, &r->g);
+        if (r->gs && micro == o->gradient_accumulation_steps - 1) gradsync_begin(r->gs, &r->g);
         if (b->P == 0) continue;
         graph_reset(&r->g);
         RmBatch v;
@@ -536,20 +514,20 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
     if (r->world > 1) {
         /* every rank must take the same step: the gradients are averaged, sum what is logged */
         double sums[8] = {loss, right, (double)pairs, loss_b, right_b, wsum, (double)nonfinite, 0};
-        comm_allreduce_sum_f64(o->comm, sums, 8);
+        comm_allreduce_sum_f64(r->rt->comm, sums, 8);
         loss = sums[0]; right = sums[1]; pairs = (long)sums[2]; loss_b = sums[3]; right_b = sums[4];
         wsum = sums[5]; nonfinite = sums[6] > 0;
         /* min and max through a sum: each rank fills its own slots */
         double *mm = xcalloc(2 * r->world, sizeof *mm);
         mm[2 * r->rank] = wmin;
         mm[2 * r->rank + 1] = wmax;
-        comm_allreduce_sum_f64(o->comm, mm, 2 * r->world);
+        comm_allreduce_sum_f64(r->rt->comm, mm, 2 * r->world);
         for (int k = 0; k < r->world; k++) wmin = fmin(wmin, mm[2 * k]), wmax = fmax(wmax, mm[2 * k + 1]);
         free(mm);
     }
     StepResult res = {NAN, lr_at(&r->opt, r->st.step), 1};
     if (!nonfinite && pairs > 0)
-        res = r->zero ? adamw_step_zero1(&r->opt, r->g.K, o->comm, stores, r->zs, nstores, r->st.step)
+        res = r->zero ? adamw_step_zero1(&r->opt, r->g.K, r->rt->comm, stores, r->zs, nstores, r->st.step)
                       : adamw_step(&r->opt, r->g.K, stores, nstores, r->st.step);
     params_zero_grad(&r->main.ps);
     if (r->has_bias) params_zero_grad(&r->bias.ps);
@@ -588,20 +566,21 @@ static void metrics_write(Run *r, cJSON *o) {
     free(t);
 }
 
-int train_run(const TrainerOptions *o) {
+int train_run(const TrainConfig *o, const TrainRuntime *rt) {
     Run r;
     memset(&r, 0, sizeof r);
     r.o = o;
-    r.rank = o->comm ? o->comm->rank : 0;
-    r.world = o->comm ? o->comm->world : 1;
-    mmrm_set_quiet(o->quiet || r.rank != 0);
+    r.rt = rt;
+    r.rank = rt->comm ? rt->comm->rank : 0;
+    r.world = rt->comm ? rt->comm->world : 1;
+    mmrm_set_quiet(rt->quiet || r.rank != 0);
     int status = 1;
     BatchLoader *L = NULL;
     if (fs_mkdir_p(o->output_dir)) goto fail;
     long steps[4096];
     int nck = list_checkpoints(o->output_dir, steps, 4096);
     char resume_dir[4200] = "";
-    if (nck > 0 && o->resume) {
+    if (nck > 0 && o->resume && !o->overwrite_output_dir) {
         snprintf(resume_dir, sizeof resume_dir, "%s/checkpoint-%ld", o->output_dir, steps[nck - 1]);
     } else if (nck > 0 && !o->overwrite_output_dir) {
         mmrm_set_error("%s already holds checkpoints (newest checkpoint-%ld): set resume=true to "
@@ -622,23 +601,24 @@ int train_run(const TrainerOptions *o) {
         char p[4300];
         snprintf(p, sizeof p, "%s/trainer_state.json", resume_dir);
         if (state_load(&r.st, p)) goto fail;
-        if (load_or_init(&r.main, resume_dir, NULL, o, o->seed, "main")) goto fail;
+        if (load_or_init(&r.main, resume_dir, NULL, &r, (uint64_t)o->seed, "main")) goto fail;
         snprintf(p, sizeof p, "%s/optimizer.safetensors", resume_dir);
         if (optimizer_load(&r.main.ps, p)) goto fail;
         mmrm_log("resuming from %s (step %ld)", resume_dir, r.st.step);
-    } else if (load_or_init(&r.main, o->model_path, o->init_config, o, o->seed, "main")) {
+    } else if (load_or_init(&r.main, o->model_name_or_path, o->init_model_config, &r, (uint64_t)o->seed, "main")) {
         goto fail;
     }
     r.main.grad_checkpoint = o->grad_checkpoint;
-    if (o->algorithm == ALGO_SHORTCUT_AWARE) {
+    if (o->algorithm == TRAIN_SHORTCUT_AWARE) {
         r.has_bias = 1;
         char p[4300];
         snprintf(p, sizeof p, "%s/bias", resume_dir);
         if (*resume_dir) {
-            if (load_or_init(&r.bias, p, NULL, o, o->seed + 1, "bias")) goto fail;
+            if (load_or_init(&r.bias, p, NULL, &r, (uint64_t)o->seed + 1, "bias")) goto fail;
             snprintf(p, sizeof p, "%s/bias/optimizer.safetensors", resume_dir);
             if (optimizer_load(&r.bias.ps, p)) goto fail;
-        } else if (load_or_init(&r.bias, o->bias_model_path, o->init_bias_config, o, o->seed + 1, "bias")) {
+        } else if (load_or_init(&r.bias, o->bias_model_path, o->init_bias_model_config, &r, (uint64_t)o->seed + 1,
+                                "bias")) {
             goto fail;
         }
         r.bias.grad_checkpoint = o->grad_checkpoint;
@@ -671,14 +651,14 @@ int train_run(const TrainerOptions *o) {
         }
 
     /* tokenizer and template */
-    const char *tokdir = *resume_dir ? resume_dir : o->tokenizer_path ? o->tokenizer_path : o->model_path;
-    const char *tname = o->template_name && *o->template_name ? o->template_name : r.main.cfg.template_name;
+    const char *tokdir = *resume_dir ? resume_dir : *o->tokenizer_path ? o->tokenizer_path : o->model_name_or_path;
+    const char *tname = *o->conv_style ? o->conv_style : r.main.cfg.template_name;
     if (template_parse(tname, &r.tmpl)) goto fail;
     if (tokdir && *tokdir) {
         char p[4300];
         snprintf(p, sizeof p, "%s/%s", tokdir, TOKENIZER_FILE);
         /* an explicit tokenizer_path must hold one; a model directory may lack it (byte) */
-        int want = !*resume_dir && o->tokenizer_path;
+        int want = !*resume_dir && *o->tokenizer_path;
         if ((want || access(p, R_OK) == 0) && !(r.tok = tokenizer_load(tokdir))) goto fail;
     }
     if (!r.tok) r.tok = tokenizer_byte_new(r.tmpl == TEMPLATE_INTERNLM2_CHAT);
@@ -695,36 +675,40 @@ int train_run(const TrainerOptions *o) {
     }
 
     /* data */
-    RecordOptions ro = {o->image_root, o->on_bad_fail ? REC_ON_BAD_FAIL : REC_ON_BAD_SKIP};
-    if (pairset_load(&r.train, (const char *const *)o->datasets, o->n_datasets, &ro)) goto fail;
+    RecordOptions ro = {o->image_root, o->on_bad_record};
+    if (pairset_load(&r.train, (const char *const *)o->dataset_paths, o->n_dataset_paths, &ro)) goto fail;
     if (r.train.n == 0) {
         mmrm_set_error("no usable pairs in the training data (%s)", r.train.load.summary);
         goto fail;
     }
-    if (o->n_eval_datasets > 0 && pairset_load(&r.eval, o->eval_datasets, o->n_eval_datasets, &ro))
+    if (o->n_eval_dataset_paths > 0 &&
+        pairset_load(&r.eval, (const char *const *)o->eval_dataset_paths, o->n_eval_dataset_paths, &ro))
         goto fail;
-    graph_init(&r.g, o->device, 64 << 20, o->seed);
+    graph_init(&r.g, rt->device, 64 << 20, (uint64_t)o->seed);
     /* bf16: activations stored in bf16 too (compute, gradients and statistics stay fp32) */
-    if (o->bf16) graph_set_act_dtype(&r.g, DT_BF16);
+    if (rt->bf16) graph_set_act_dtype(&r.g, DT_BF16);
     r.g.training = 1;
     r.g.recompute = o->grad_checkpoint;
     r.g.dropout.counter = r.st.dropout_counter;
     BatchOptions bo = batch_options(&r, 0);
     if (!(L = batch_loader_open(&r.train, r.tok, &bo))) goto fail;
     const BatchStats *bs = batch_loader_stats(L);
-    long per_epoch = bs->steps_per_epoch / o->accum;
+    long per_epoch = bs->steps_per_epoch / o->gradient_accumulation_steps;
     if (per_epoch < 1 && o->max_steps <= 0) {
         mmrm_set_error("one epoch holds %ld micro-batches, fewer than gradient_accumulation_steps %d: "
-                       "lower the batch size or accumulation, or set max_steps", bs->steps_per_epoch, o->accum);
+                       "lower the batch size or accumulation, or set max_steps", bs->steps_per_epoch, o->gradient_accumulation_steps);
         goto fail;
     }
-    r.total_steps = o->max_steps > 0 ? o->max_steps : (long)ceil(o->num_train_epochs * per_epoch);
-    r.opt = o->opt;
-    if (r.opt.warmup_steps <= 0) r.opt.warmup_steps = (long)ceil(o->warmup_ratio * r.total_steps);
-    r.opt.total_steps = r.total_steps;
-    r.opt.t = r.st.opt_t;
+    r.total_steps = o->max_steps > 0 ? (long)o->max_steps : (long)ceil(o->num_train_epochs * per_epoch);
+    /* the optimizer's state, from the keys it takes and the run's step counts */
+    r.opt = (AdamW){.lr = o->learning_rate, .beta1 = o->adam_beta1, .beta2 = o->adam_beta2,
+                    .eps = o->adam_epsilon, .weight_decay = o->weight_decay,
+                    .max_grad_norm = o->max_grad_norm, .sched = o->lr_scheduler_type,
+                    .warmup_steps = o->warmup_steps > 0 ? (long)o->warmup_steps
+                                                        : (long)ceil(o->warmup_ratio * r.total_steps),
+                    .total_steps = r.total_steps, .t = r.st.opt_t};
     r.zero = o->zero_stage == 1 && r.world > 1;
-    if (r.zero && o->device != DEV_CPU && o->comm->kind != COMM_NCCL) {
+    if (r.zero && rt->device != DEV_CPU && rt->comm->kind != COMM_NCCL) {
         mmrm_set_error("zero_stage = 1 on GPUs needs NCCL (a build with `make cuda NCCL=1` and one GPU "
                        "per rank); use zero_stage = 0 here");
         goto fail;
@@ -733,7 +717,7 @@ int train_run(const TrainerOptions *o) {
         ParamStore *stores[2] = {&r.main.ps, &r.bias.ps};
         for (int i = 0; i < (r.has_bias ? 2 : 1); i++) {
             ZeroShard *z = &r.zs[i];
-            zero_shard_init(z, stores[i], o->comm);
+            zero_shard_init(z, stores[i], rt->comm);
             if (stores[i]->m) { /* resumed: keep this rank's slice of the full moments */
                 Device d = stores[i]->device;
                 if (z->count) {
@@ -747,16 +731,16 @@ int train_run(const TrainerOptions *o) {
         }
     }
     /* one process with NCCL (MMRM_NCCL=1) runs the same path as many: a check of it */
-    if ((r.world > 1 || (o->comm && o->comm->kind == COMM_NCCL)) && !r.zero) {
+    if ((r.world > 1 || (rt->comm && rt->comm->kind == COMM_NCCL)) && !r.zero) {
         ParamStore *stores[2] = {&r.main.ps, &r.bias.ps};
-        int nccl = o->comm->kind == COMM_NCCL;
-        int overlap = o->overlap_grad_reduce < 0 ? nccl : o->overlap_grad_reduce;
-        r.gs = gradsync_create(o->comm, stores, r.has_bias ? 2 : 1,
+        int nccl = rt->comm->kind == COMM_NCCL;
+        int overlap = o->overlap_grad_reduce == OVERLAP_AUTO ? nccl : o->overlap_grad_reduce == OVERLAP_TRUE;
+        r.gs = gradsync_create(rt->comm, stores, r.has_bias ? 2 : 1,
                                (size_t)(o->grad_bucket_mb * 1048576.0), overlap);
         GradSyncStats gst = gradsync_stats(r.gs);
         if (gst.staged)
             mmrm_log("gradient all-reduce: staged through host memory and MPI (no NCCL)%s",
-                     o->overlap_grad_reduce == 1 ? "; overlap_grad_reduce needs NCCL on a GPU" : "");
+                     o->overlap_grad_reduce == OVERLAP_TRUE ? "; overlap_grad_reduce needs NCCL on a GPU" : "");
         else
             mmrm_log("gradient all-reduce: %d bucket(s) of at most %.1f MiB through %s, %s", gst.buckets,
                      gst.largest_bytes / 1048576.0, nccl ? "NCCL" : "MPI",
@@ -766,7 +750,7 @@ int train_run(const TrainerOptions *o) {
     }
     /* bf16: the weights as the GEMMs read them, from here on kept current by AdamW */
     int w16 = 0;
-    if (o->bf16) {
+    if (rt->bf16) {
         w16 = params_enable_bf16(&r.main.ps);
         if (r.has_bias) params_enable_bf16(&r.bias.ps);
     }
@@ -776,7 +760,7 @@ int train_run(const TrainerOptions *o) {
         double mib = 1.0 / 1048576.0;
         char copy[96] = "";
         if (w16) snprintf(copy, sizeof copy, " (fp32 master) + bf16 copy %.1f MiB", total * 2 * mib);
-        if (o->bf16) mmrm_log("activations stored in bf16 (fp32 compute, gradients and statistics)");
+        if (rt->bf16) mmrm_log("activations stored in bf16 (fp32 compute, gradients and statistics)");
         mmrm_log("memory per rank: parameters %.1f MiB%s, gradients %.1f MiB, AdamW moments %.1f MiB%s",
                  total * 4 * mib, copy, trainable * 4 * mib,
                  (r.zero ? 2.0 * comm_shard_size(trainable, r.world) : 2.0 * trainable) * 4 * mib,
@@ -784,7 +768,7 @@ int train_run(const TrainerOptions *o) {
     }
 
     /* the frozen bias ViT sees one constant image: its features once per run */
-    if (r.has_bias && o->freeze_vision) {
+    if (r.has_bias && o->freeze_backbone) {
         int prev = graph_set_grad(&r.g, 0);
         int S = r.bias.cfg.image_size;
         Image blank;
@@ -813,10 +797,10 @@ int train_run(const TrainerOptions *o) {
     }
     mmrm_log("training: %s, %ld steps of %d pairs (%d per micro-batch x %d accumulation x %d ranks), "
              "%zu pairs, %ld micro-batches per epoch, warmup %ld, lr %.2e",
-             o->algorithm == ALGO_STANDARD ? "standard" : "shortcut_aware", r.total_steps,
-             o->pairs_per_device * o->accum * r.world, o->pairs_per_device, o->accum, r.world, bs->usable,
+             train_algorithm_name(o->algorithm), r.total_steps,
+             o->per_device_train_batch_size * o->gradient_accumulation_steps * r.world, o->per_device_train_batch_size, o->gradient_accumulation_steps, r.world, bs->usable,
              bs->steps_per_epoch, r.opt.warmup_steps, r.opt.lr);
-    int tty = isatty(2) && !o->quiet && r.rank == 0;
+    int tty = isatty(2) && !rt->quiet && r.rank == 0;
     r.t0 = now_s();
     r.start_step = r.st.step;
     while (r.st.step < r.total_steps) {
@@ -840,13 +824,13 @@ int train_run(const TrainerOptions *o) {
         } else {
             r.st.consecutive_nonfinite = 0;
         }
-        if (!o->quiet && r.rank == 0 && (tty || (o->logging_steps > 0 && e.step % o->logging_steps == 0) || e.step == r.total_steps))
+        if (!rt->quiet && r.rank == 0 && (tty || (o->logging_steps > 0 && e.step % o->logging_steps == 0) || e.step == r.total_steps))
             print_progress(&r, &e, tty);
         if (r.eval.n > 0 && ((o->eval_steps > 0 && e.step % o->eval_steps == 0) || e.step == r.total_steps)) {
             double acc, margin;
             long n;
             if (evaluate(&r, &acc, &margin, &n)) goto fail;
-            if (!o->quiet && r.rank == 0) {
+            if (!rt->quiet && r.rank == 0) {
                 if (tty) fputc('\n', stderr);
                 mmrm_log("eval at step %ld: accuracy %.4f, mean margin %.4f (%ld pairs)", e.step, acc, margin, n);
             }
@@ -863,9 +847,9 @@ int train_run(const TrainerOptions *o) {
             snprintf(name, sizeof name, "checkpoint-%ld", e.step);
             if (save_checkpoint(&r, name)) goto fail;
         }
-        if (o->stop_after_steps > 0 && e.step - r.start_step >= o->stop_after_steps) {
+        if (rt->stop_after_steps > 0 && e.step - r.start_step >= rt->stop_after_steps) {
             if (tty) fputc('\n', stderr);
-            mmrm_log("stopping after %ld steps as asked (stop_after_steps)", o->stop_after_steps);
+            mmrm_log("stopping after %ld steps as asked (stop_after_steps)", rt->stop_after_steps);
             status = 0;
             goto done;
         }
