@@ -1,6 +1,7 @@
 /* cmd_train.c - `mmrm train CONFIG.ini [key=value ...]`: reads and validates the
  * configuration, prints it and saves it in output_dir, then runs the trainer. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +79,12 @@ int cmd_train(int argc, char **argv) {
     const char *need[2][2] = {{c.model_name_or_path, c.init_model_config},
                               {c.bias_model_path, c.init_bias_model_config}};
     for (int k = 0; k < (c.algorithm == TRAIN_SHORTCUT_AWARE ? 2 : 1); k++) {
-        char p[4200];
-        if (*need[k][0]) snprintf(p, sizeof p, "%s/config.json", need[k][0]);
-        else snprintf(p, sizeof p, "%s", need[k][1]);
+        char buf[PATH_MAX];
+        const char *p = *need[k][0] ? fs_join(buf, sizeof buf, need[k][0], "config.json") : need[k][1];
+        if (!p) {
+            fprintf(stderr, "mmrm: error: %s\n", mmrm_last_error());
+            goto out;
+        }
         if (access(p, R_OK) != 0) {
             fprintf(stderr, "mmrm: error: %s: %s (check %s in %s)\n", p, strerror(errno),
                     *need[k][0] ? (k ? "bias_model_path" : "model_name_or_path")
@@ -103,9 +107,9 @@ int cmd_train(int argc, char **argv) {
                  comm.world > 1 ? "s" : "", comm_kind_name(comm.kind));
         fprintf(stderr, "mmrm: resolved configuration (%s):\n", argv[1]);
         train_config_print(&c, stderr);
-        char path[4200];
-        snprintf(path, sizeof path, "%s/train_config.ini", c.output_dir);
-        if (fs_mkdir_p(c.output_dir) || train_config_save(&c, path)) {
+        char path[PATH_MAX];
+        if (!fs_join(path, sizeof path, c.output_dir, "train_config.ini") || fs_mkdir_p(c.output_dir) ||
+            train_config_save(&c, path)) {
             fprintf(stderr, "mmrm: error: %s\n", mmrm_last_error());
             goto out;
         }

@@ -4,11 +4,11 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "models/batch.h"
@@ -20,6 +20,7 @@
 #include "runtime/gradsync.h"
 #include "runtime/ops.h"
 #include "runtime/safetensors.h"
+#include "runtime/strbuf.h"
 #ifdef MMRM_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -29,12 +30,6 @@
 
 /* ---------------------------------------------------------------- files */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 /* step of a complete checkpoint directory name "checkpoint-STEP" (trainer_state.json
  * present), else -1 */
 static long checkpoint_step(const char *out, const char *name) {
@@ -42,9 +37,17 @@ static long checkpoint_step(const char *out, const char *name) {
     char *end;
     long s = strtol(name + 11, &end, 10);
     if (end == name + 11 || *end) return -1;
-    char p[4200];
-    snprintf(p, sizeof p, "%s/%s/trainer_state.json", out, name);
+    char dir[PATH_MAX], p[PATH_MAX];
+    if (!fs_join(dir, sizeof dir, out, name) || !fs_join(p, sizeof p, dir, "trainer_state.json"))
+        return -1;
     return access(p, R_OK) == 0 ? s : -1;
+}
+
+/* out/checkpoint-STEP into buf; NULL when too long (mmrm_last_error()) */
+static char *checkpoint_dir(char *buf, size_t cap, const char *out, long step) {
+    char name[64];
+    snprintf(name, sizeof name, "checkpoint-%ld", step);
+    return fs_join(buf, cap, out, name);
 }
 
 /* steps of the complete checkpoints in out, ascending; returns the count */
@@ -139,17 +142,8 @@ static double jnum(const cJSON *o, const char *k, int *bad) {
 }
 
 static int state_load(State *s, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mmrm_set_error("%s: cannot open (%s)", path, strerror(errno));
-        return -1;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = xmalloc(n + 1);
-    text[fread(text, 1, n, f)] = 0;
-    fclose(f);
+    char *text = fs_read_file(path, NULL);
+    if (!text) return -1;
     cJSON *o = cJSON_Parse(text);
     free(text);
     int bad = !cJSON_IsObject(o);
@@ -361,24 +355,27 @@ static int save_checkpoint(Run *r, const char *name) {
 /* hm/hv: under ZeRO-1 the gathered moments per store (host memory), else NULLs */
 static int save_checkpoint_rank0(Run *r, const char *name, float *const hm[2], float *const hv[2]) {
     const TrainConfig *o = r->o;
-    char tmp[4200], final[4200], p[4300];
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", o->output_dir, name);
-    snprintf(final, sizeof final, "%s/%s", o->output_dir, name);
+    char hidden[80], tmp[PATH_MAX], final[PATH_MAX], bias[PATH_MAX], p[PATH_MAX];
+    snprintf(hidden, sizeof hidden, ".%s.tmp", name);
+    if (!fs_join(tmp, sizeof tmp, o->output_dir, hidden) || !fs_join(final, sizeof final, o->output_dir, name))
+        return -1;
     fs_remove_tree(tmp);
     if (rm_save(&r->main, tmp, SAVE_DTYPE)) return -1;
     if (tokenizer_save(r->tok, tmp)) return -1;
-    snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
-    if (optimizer_save(&r->main.ps, r->opt.t, p, hm[0], hv[0])) return -1;
+    if (!fs_join(p, sizeof p, tmp, "optimizer.safetensors") ||
+        optimizer_save(&r->main.ps, r->opt.t, p, hm[0], hv[0]))
+        return -1;
     if (r->has_bias && o->save_bias_model) {
-        snprintf(p, sizeof p, "%s/bias", tmp);
-        if (rm_save(&r->bias, p, SAVE_DTYPE) || tokenizer_save(r->tok, p)) return -1;
-        snprintf(p, sizeof p, "%s/bias/optimizer.safetensors", tmp);
-        if (optimizer_save(&r->bias.ps, r->opt.t, p, hm[1], hv[1])) return -1;
+        if (!fs_join(bias, sizeof bias, tmp, "bias")) return -1;
+        if (rm_save(&r->bias, bias, SAVE_DTYPE) || tokenizer_save(r->tok, bias)) return -1;
+        if (!fs_join(p, sizeof p, bias, "optimizer.safetensors") ||
+            optimizer_save(&r->bias.ps, r->opt.t, p, hm[1], hv[1]))
+            return -1;
     }
     r->st.opt_t = r->opt.t;
     r->st.dropout_counter = r->g.dropout.counter;
-    snprintf(p, sizeof p, "%s/trainer_state.json", tmp); /* last: marks it complete */
-    if (state_save(&r->st, o->algorithm, p)) return -1;
+    /* last: marks it complete */
+    if (!fs_join(p, sizeof p, tmp, "trainer_state.json") || state_save(&r->st, o->algorithm, p)) return -1;
     fs_fsync_dir(tmp);
     fs_remove_tree(final);
     if (rename(tmp, final) != 0) {
@@ -390,10 +387,8 @@ static int save_checkpoint_rank0(Run *r, const char *name, float *const hm[2], f
     if (o->save_total_limit > 0) {
         long steps[4096];
         int n = list_checkpoints(o->output_dir, steps, 4096);
-        for (int i = 0; i < n - o->save_total_limit; i++) {
-            snprintf(p, sizeof p, "%s/checkpoint-%ld", o->output_dir, steps[i]);
-            fs_remove_tree(p);
-        }
+        for (int i = 0; i < n - o->save_total_limit; i++)
+            if (checkpoint_dir(p, sizeof p, o->output_dir, steps[i])) fs_remove_tree(p);
     }
     return 0;
 }
@@ -545,7 +540,7 @@ static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
 }
 
 static void print_progress(Run *r, const LogEntry *e, int tty) {
-    double el = now_s() - r->t0;
+    double el = clock_seconds() - r->t0;
     double rate = r->pairs_seen / fmax(el, 1e-9), trate = r->tokens_seen / fmax(el, 1e-9);
     char eta[32];
     fmt_eta((r->total_steps - e->step) * el / fmax(1.0, (double)(e->step - r->start_step)), eta, sizeof eta);
@@ -579,31 +574,27 @@ int train_run(const TrainConfig *o, const TrainRuntime *rt) {
     if (fs_mkdir_p(o->output_dir)) goto fail;
     long steps[4096];
     int nck = list_checkpoints(o->output_dir, steps, 4096);
-    char resume_dir[4200] = "";
+    char resume_dir[PATH_MAX] = "";
     if (nck > 0 && o->resume && !o->overwrite_output_dir) {
-        snprintf(resume_dir, sizeof resume_dir, "%s/checkpoint-%ld", o->output_dir, steps[nck - 1]);
+        if (!checkpoint_dir(resume_dir, sizeof resume_dir, o->output_dir, steps[nck - 1])) goto fail;
     } else if (nck > 0 && !o->overwrite_output_dir) {
         mmrm_set_error("%s already holds checkpoints (newest checkpoint-%ld): set resume=true to "
                        "continue or overwrite_output_dir=true to start over", o->output_dir, steps[nck - 1]);
         goto fail;
     } else if (nck > 0) {
-        char p[4300];
-        for (int i = 0; i < nck; i++) {
-            snprintf(p, sizeof p, "%s/checkpoint-%ld", o->output_dir, steps[i]);
-            fs_remove_tree(p);
-        }
-        snprintf(p, sizeof p, "%s/checkpoint-last", o->output_dir);
-        fs_remove_tree(p);
+        char p[PATH_MAX];
+        for (int i = 0; i < nck; i++)
+            if (checkpoint_dir(p, sizeof p, o->output_dir, steps[i])) fs_remove_tree(p);
+        if (fs_join(p, sizeof p, o->output_dir, "checkpoint-last")) fs_remove_tree(p);
     }
 
     /* models */
     if (*resume_dir) {
-        char p[4300];
-        snprintf(p, sizeof p, "%s/trainer_state.json", resume_dir);
-        if (state_load(&r.st, p)) goto fail;
+        char p[PATH_MAX];
+        if (!fs_join(p, sizeof p, resume_dir, "trainer_state.json") || state_load(&r.st, p)) goto fail;
         if (load_or_init(&r.main, resume_dir, NULL, &r, (uint64_t)o->seed, "main")) goto fail;
-        snprintf(p, sizeof p, "%s/optimizer.safetensors", resume_dir);
-        if (optimizer_load(&r.main.ps, p)) goto fail;
+        if (!fs_join(p, sizeof p, resume_dir, "optimizer.safetensors") || optimizer_load(&r.main.ps, p))
+            goto fail;
         mmrm_log("resuming from %s (step %ld)", resume_dir, r.st.step);
     } else if (load_or_init(&r.main, o->model_name_or_path, o->init_model_config, &r, (uint64_t)o->seed, "main")) {
         goto fail;
@@ -611,12 +602,13 @@ int train_run(const TrainConfig *o, const TrainRuntime *rt) {
     r.main.grad_checkpoint = o->grad_checkpoint;
     if (o->algorithm == TRAIN_SHORTCUT_AWARE) {
         r.has_bias = 1;
-        char p[4300];
-        snprintf(p, sizeof p, "%s/bias", resume_dir);
+        char bias[PATH_MAX], p[PATH_MAX];
         if (*resume_dir) {
-            if (load_or_init(&r.bias, p, NULL, &r, (uint64_t)o->seed + 1, "bias")) goto fail;
-            snprintf(p, sizeof p, "%s/bias/optimizer.safetensors", resume_dir);
-            if (optimizer_load(&r.bias.ps, p)) goto fail;
+            if (!fs_join(bias, sizeof bias, resume_dir, "bias") ||
+                load_or_init(&r.bias, bias, NULL, &r, (uint64_t)o->seed + 1, "bias"))
+                goto fail;
+            if (!fs_join(p, sizeof p, bias, "optimizer.safetensors") || optimizer_load(&r.bias.ps, p))
+                goto fail;
         } else if (load_or_init(&r.bias, o->bias_model_path, o->init_bias_model_config, &r, (uint64_t)o->seed + 1,
                                 "bias")) {
             goto fail;
@@ -655,8 +647,8 @@ int train_run(const TrainConfig *o, const TrainRuntime *rt) {
     const char *tname = *o->conv_style ? o->conv_style : r.main.cfg.template_name;
     if (template_parse(tname, &r.tmpl)) goto fail;
     if (tokdir && *tokdir) {
-        char p[4300];
-        snprintf(p, sizeof p, "%s/%s", tokdir, TOKENIZER_FILE);
+        char p[PATH_MAX];
+        if (!fs_join(p, sizeof p, tokdir, TOKENIZER_FILE)) goto fail;
         /* an explicit tokenizer_path must hold one; a model directory may lack it (byte) */
         int want = !*resume_dir && *o->tokenizer_path;
         if ((want || access(p, R_OK) == 0) && !(r.tok = tokenizer_load(tokdir))) goto fail;
@@ -787,8 +779,8 @@ int train_run(const TrainConfig *o, const TrainRuntime *rt) {
     }
 
     /* metrics.jsonl restarts from the checkpoint's history so a resumed run has no duplicates */
-    char mpath[4300];
-    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o->output_dir);
+    char mpath[PATH_MAX];
+    if (!fs_join(mpath, sizeof mpath, o->output_dir, "metrics.jsonl")) goto fail;
     r.metrics = r.rank == 0 ? fopen(mpath, "w") : NULL;
     for (long i = 0; i < r.st.nlog; i++) {
         cJSON *j = log_json(&r.st.log[i], o->algorithm);
@@ -801,7 +793,7 @@ int train_run(const TrainConfig *o, const TrainRuntime *rt) {
              o->per_device_train_batch_size * o->gradient_accumulation_steps * r.world, o->per_device_train_batch_size, o->gradient_accumulation_steps, r.world, bs->usable,
              bs->steps_per_epoch, r.opt.warmup_steps, r.opt.lr);
     int tty = isatty(2) && !rt->quiet && r.rank == 0;
-    r.t0 = now_s();
+    r.t0 = clock_seconds();
     r.start_step = r.st.step;
     while (r.st.step < r.total_steps) {
         LogEntry e;
@@ -860,7 +852,7 @@ int train_run(const TrainConfig *o, const TrainRuntime *rt) {
         snprintf(name, sizeof name, "checkpoint-%ld", r.st.step);
         if (save_checkpoint(&r, name) || save_checkpoint(&r, "checkpoint-last")) goto fail;
     }
-    double el = now_s() - r.t0;
+    double el = clock_seconds() - r.t0;
     mmrm_log("done: %ld steps in %.1f s (%.2f pairs/s, %.0f tokens/s), final loss %.4f, accuracy %.3f%s; "
              "model in %s/checkpoint-last",
              r.st.step - r.start_step, el, r.pairs_seen / fmax(el, 1e-9), r.tokens_seen / fmax(el, 1e-9),
