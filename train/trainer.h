@@ -2,12 +2,13 @@
  * gradient accumulation, AdamW with schedule and clipping, non-finite step skipping,
  * periodic evaluation, metrics, checkpoints and exact resume.
  *
- * One step: for each of accum micro-batches (P pairs each, from the batch loader), the main
- * model scores chosen and rejected rows (the ViT runs once per pair image); with
- * shortcut_aware the bias model scores the same rows shown the blank image (its ViT
- * features computed once per run when its ViT is frozen); the loss of the micro-batch is
- * backpropagated with weight P_micro / P_step so the accumulated gradient is that of one
- * big batch. Then both models' gradients are clipped together and AdamW steps.
+ * One step: for each of gradient_accumulation_steps micro-batches (P =
+ * per_device_train_batch_size pairs each, from the batch loader), the main model scores
+ * chosen and rejected rows (the ViT runs once per pair image); with shortcut_aware the bias
+ * model scores the same rows shown the blank image (its ViT features computed once per run
+ * when its ViT is frozen); the loss of the micro-batch is backpropagated with weight
+ * P_micro / P_step so the accumulated gradient is that of one big batch. Then both models'
+ * gradients are clipped together and AdamW steps.
  *
  * Checkpoints: output_dir/checkpoint-STEP/ with config.json, model.safetensors,
  * mmrm_tokenizer.json, optimizer.safetensors, trainer_state.json and, for shortcut_aware,
