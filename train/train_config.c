@@ -27,10 +27,11 @@
 #include "models/template.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
+#include "runtime/strbuf.h"
 
-_Static_assert(sizeof(TrainAlgorithm) == sizeof(int) && sizeof(LrSchedule) == sizeof(int) &&
+_Static_assert(sizeof(TrainAlgorithm) == sizeof(int) && sizeof(SchedKind) == sizeof(int) &&
                    sizeof(TrainDevice) == sizeof(int) && sizeof(TrainPrecision) == sizeof(int) &&
-                   sizeof(RecOnBad) == sizeof(int),
+                   sizeof(TrainOverlap) == sizeof(int) && sizeof(RecOnBad) == sizeof(int),
                "enum fields are written through int pointers");
 
 typedef enum { T_STR, T_LIST, T_INT, T_I64, T_F64, T_BOOL, T_ENUM, T_TEMPLATE } KeyType;
@@ -49,9 +50,13 @@ typedef struct {
     const char *what;           /* named in range errors and missing-key messages */
 } Key;
 
+/* names in enum order */
 static const char *const k_algorithms[] = {"standard", "shortcut_aware", NULL};
 static const char *const k_schedules[] = {"cosine", "linear", "constant", "constant_with_warmup",
                                           NULL};
+_Static_assert(SCHED_COSINE == 0 && SCHED_LINEAR == 1 && SCHED_CONSTANT == 2 &&
+                   SCHED_CONSTANT_WITH_WARMUP == 3,
+               "k_schedules names train/optim.h's SchedKind in its order");
 static const char *const k_devices[] = {"auto", "cpu", "cuda", NULL};
 static const char *const k_precisions[] = {"auto", "fp32", "bf16", NULL};
 static const char *const k_overlap[] = {"auto", "true", "false", NULL};
@@ -678,34 +683,34 @@ static void format_double(double x, char *buf, size_t n) {
     }
 }
 
-static void write_value(const TrainConfig *c, const Key *k, FILE *f) {
+static void write_value(const TrainConfig *c, const Key *k, StrBuf *b) {
     const void *v = cfield(c, k);
     char num[64];
     switch (k->type) {
     case T_STR:
     case T_TEMPLATE:
-        fputs(*(char *const *)v, f);
+        sb_puts(b, *(char *const *)v);
         break;
     case T_LIST: {
         int n = *(const int *)((const char *)c + k->count_off);
-        for (int i = 0; i < n; i++) fprintf(f, "%s%s", i ? "," : "", (*(char **const *)v)[i]);
+        for (int i = 0; i < n; i++) sb_printf(b, "%s%s", i ? "," : "", (*(char **const *)v)[i]);
         break;
     }
     case T_INT:
-        fprintf(f, "%d", *(const int *)v);
+        sb_printf(b, "%d", *(const int *)v);
         break;
     case T_I64:
-        fprintf(f, "%lld", *(const long long *)v);
+        sb_printf(b, "%lld", *(const long long *)v);
         break;
     case T_F64:
         format_double(*(const double *)v, num, sizeof num);
-        fputs(num, f);
+        sb_puts(b, num);
         break;
     case T_BOOL:
-        fputs(*(const int *)v ? "true" : "false", f);
+        sb_puts(b, *(const int *)v ? "true" : "false");
         break;
     case T_ENUM:
-        fputs(k->names[*(const int *)v], f);
+        sb_puts(b, k->names[*(const int *)v]);
         break;
     }
 }
@@ -717,34 +722,34 @@ static int value_is_empty(const TrainConfig *c, const Key *k) {
 }
 
 /* "key = value" lines; an unset string is "key =" (no trailing space) */
-static void write_keys(const TrainConfig *c, FILE *f, int with_groups) {
+static void write_keys(const TrainConfig *c, StrBuf *b, int with_groups) {
     for (int i = 0; i < NKEYS; i++) {
         const Key *k = &g_keys[i];
-        if (with_groups && k->group) fprintf(f, "%s# %s\n", i ? "\n" : "", k->group);
-        fprintf(f, "%s =", k->name);
+        if (with_groups && k->group) sb_printf(b, "%s# %s\n", i ? "\n" : "", k->group);
+        sb_printf(b, "%s =", k->name);
         if (!value_is_empty(c, k)) {
-            fputc(' ', f);
-            write_value(c, k, f);
+            sb_putc(b, ' ');
+            write_value(c, k, b);
         }
-        fputc('\n', f);
+        sb_putc(b, '\n');
     }
 }
 
-void train_config_print(const TrainConfig *c, FILE *f) { write_keys(c, f, 0); }
+void train_config_print(const TrainConfig *c, FILE *f) {
+    StrBuf b = {0};
+    write_keys(c, &b, 0);
+    fputs(b.s, f);
+    sb_free(&b);
+}
 
 int train_config_save(const TrainConfig *c, const char *path) {
-    char *text = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&text, &n);
-    if (!f) MMRM_FATAL("open_memstream: %s", strerror(errno));
-    fputs("# mmrm train configuration, resolved: every key, defaults included.\n"
-          "# `mmrm train THIS_FILE` repeats the run.\n"
-          "[train]\n\n",
-          f);
-    write_keys(c, f, 1);
-    if (fclose(f) != 0) MMRM_FATAL("open_memstream: %s", strerror(errno));
-    int rc = fs_write_atomic(path, text, n);
-    free(text);
+    StrBuf b = {0};
+    sb_puts(&b, "# mmrm train configuration, resolved: every key, defaults included.\n"
+                "# `mmrm train THIS_FILE` repeats the run.\n"
+                "[train]\n\n");
+    write_keys(c, &b, 1);
+    int rc = fs_write_atomic(path, b.s, b.len);
+    sb_free(&b);
     return rc;
 }
 
@@ -765,6 +770,6 @@ const char *train_algorithm_name(TrainAlgorithm a) {
     return a >= TRAIN_STANDARD && a <= TRAIN_SHORTCUT_AWARE ? k_algorithms[a] : "?";
 }
 
-const char *lr_schedule_name(LrSchedule s) {
-    return s >= LR_COSINE && s <= LR_CONSTANT_WITH_WARMUP ? k_schedules[s] : "?";
+const char *train_device_name(TrainDevice d) {
+    return d >= TRAIN_DEVICE_AUTO && d <= TRAIN_DEVICE_CUDA ? k_devices[d] : "?";
 }

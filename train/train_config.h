@@ -93,6 +93,9 @@
  *
  * Steps are optimizer steps (one per gradient_accumulation_steps micro-steps); with max_steps =
  * -1 the run has ceil(num_train_epochs x steps per epoch) of them.
+ *
+ * TrainConfig is the one set of training options: the key table of train_config.c fills it
+ * (that table holds every default) and the trainer (train/trainer.h) takes it as loaded.
  */
 #ifndef MMRM_TRAIN_CONFIG_H
 #define MMRM_TRAIN_CONFIG_H
@@ -100,9 +103,10 @@
 #include <stdio.h>
 
 #include "models/records.h"
+#include "train/optim.h"
 
+/* The enum keys; each value's name in the file is the table's (train_config.c). */
 typedef enum { TRAIN_STANDARD = 0, TRAIN_SHORTCUT_AWARE } TrainAlgorithm;
-typedef enum { LR_COSINE = 0, LR_LINEAR, LR_CONSTANT, LR_CONSTANT_WITH_WARMUP } LrSchedule;
 typedef enum { TRAIN_DEVICE_AUTO = 0, TRAIN_DEVICE_CPU, TRAIN_DEVICE_CUDA } TrainDevice;
 typedef enum { PRECISION_AUTO = 0, PRECISION_FP32, PRECISION_BF16 } TrainPrecision;
 typedef enum { OVERLAP_AUTO = 0, OVERLAP_TRUE, OVERLAP_FALSE } TrainOverlap;
@@ -141,7 +145,7 @@ typedef struct TrainConfig {
     int per_device_train_batch_size;
     int gradient_accumulation_steps;
     double learning_rate;
-    LrSchedule lr_scheduler_type;
+    SchedKind lr_scheduler_type;  /* train/optim.h */
     double warmup_ratio;
     long long warmup_steps;     /* > 0 overrides warmup_ratio */
     double weight_decay;
@@ -151,7 +155,7 @@ typedef struct TrainConfig {
     long long seed;
     int zero_stage;
     double grad_bucket_mb;      /* data parallel: all-reduce bucket size */
-    int overlap_grad_reduce;    /* TrainOverlap */
+    TrainOverlap overlap_grad_reduce;
     /* run */
     char *output_dir;
     int overwrite_output_dir;
@@ -179,8 +183,9 @@ void train_config_print(const TrainConfig *c, FILE *f);
 /* Releases the strings and lists; c may be loaded again afterwards. */
 void train_config_free(TrainConfig *c);
 
-/* the names used in the file, e.g. "shortcut_aware", "constant_with_warmup" */
+/* the names used in the file: "standard", "shortcut_aware"; "auto", "cpu", "cuda" (the
+ * spelling device_resolve takes) */
 const char *train_algorithm_name(TrainAlgorithm a);
-const char *lr_schedule_name(LrSchedule s);
+const char *train_device_name(TrainDevice d);
 
 #endif

@@ -1,918 +1,120 @@
-/* trainer.c - the training loop, checkpoints and resume (trainer.h). */
+/* trainer.c - train_run (trainer.h): a run's stages in order, the loop over its steps and
+ * the end of the run. The stages live in the files that run.h lists. */
 #include "train/trainer.h"
 
-#include <cjson/cJSON.h>
-#include <dirent.h>
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "models/batch.h"
-#include "models/checkpoint.h"
-#include "models/records.h"
-#include "models/tokenizer.h"
 #include "runtime/error.h"
-#include "runtime/fsutil.h"
-#include "runtime/gradsync.h"
-#include "runtime/ops.h"
-#include "runtime/safetensors.h"
+#include "runtime/strbuf.h"
+#include "train/run.h"
 
-void trainer_options_default(TrainerOptions *o) {
-    memset(o, 0, sizeof *o);
-    o->algorithm = ALGO_STANDARD;
-    o->drop_path_rate = -1;
-    o->max_dynamic_patch = 6;
-    o->min_dynamic_patch = 1;
-    o->dynamic_image_size = 1;
-    o->use_thumbnail = 1;
-    o->max_length = 4096;
-    o->num_train_epochs = 1;
-    o->max_steps = -1;
-    o->pairs_per_device = 4;
-    o->accum = 1;
-    o->grad_bucket_mb = 25;
-    o->overlap_grad_reduce = -1;
-    o->opt = (AdamW){.lr = 1e-5, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0,
-                     .max_grad_norm = 1.0, .sched = SCHED_COSINE};
-    o->logging_steps = 10;
-    o->save_steps = 500;
-    o->eval_steps = 0;
-    o->seed = 42;
-    o->resume = 1;
-    o->shortcut_eps = 1e-7;
-    o->save_bias_model = 1;
-    o->save_dtype = "F32";
+static void run_init(Run *r, const TrainConfig *c, const TrainRuntime *rt) {
+    memset(r, 0, sizeof *r);
+    r->c = c;
+    r->rt = rt;
+    r->rank = rt->comm ? rt->comm->rank : 0;
+    r->world = rt->comm ? rt->comm->world : 1;
+    mmrm_set_quiet(rt->quiet || r->rank != 0);
 }
 
-/* ---------------------------------------------------------------- files */
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
+static void run_free(Run *r) {
+    if (r->loader) batch_loader_close(r->loader);
+    if (r->metrics) fclose(r->metrics);
+    if (r->g.tape) graph_free(&r->g);
+    if (r->main.ps.data) rm_free(&r->main);
+    if (r->bias.ps.data) rm_free(&r->bias);
+    if (r->tok) tokenizer_free(r->tok);
+    pairset_free(&r->train);
+    pairset_free(&r->eval);
+    free(r->blank_cache);
+    free(r->st.log);
+    zero_shard_free(&r->zs[0]);
+    zero_shard_free(&r->zs[1]);
+    gradsync_free(r->gs);
 }
 
-/* step of a complete checkpoint directory name "checkpoint-STEP" (trainer_state.json
- * present), else -1 */
-static long checkpoint_step(const char *out, const char *name) {
-    if (strncmp(name, "checkpoint-", 11) != 0) return -1;
-    char *end;
-    long s = strtol(name + 11, &end, 10);
-    if (end == name + 11 || *end) return -1;
-    char p[4200];
-    snprintf(p, sizeof p, "%s/%s/trainer_state.json", out, name);
-    return access(p, R_OK) == 0 ? s : -1;
-}
+/* every n steps (n > 0) */
+static int due(int n, long step) { return n > 0 && step % n == 0; }
 
-/* steps of the complete checkpoints in out, ascending; returns the count */
-static int list_checkpoints(const char *out, long *steps, int cap) {
-    DIR *d = opendir(out);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < cap) {
-        long s = checkpoint_step(out, e->d_name);
-        if (s >= 0) steps[n++] = s;
-    }
-    closedir(d);
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && steps[j] < steps[j - 1]; j--) {
-            long t = steps[j]; steps[j] = steps[j - 1]; steps[j - 1] = t;
-        }
-    return n;
-}
-
-/* ---------------------------------------------------------------- state */
-
-typedef struct LogEntry {
-    long step;
-    double loss, acc, lr, grad_norm;
-    double loss_bias, acc_bias, w_mean, w_min, w_max; /* shortcut_aware */
-    int skipped;
-} LogEntry;
-
-typedef struct State {
-    long step;              /* optimizer steps done */
-    BatchCursor cursor;
-    long opt_t;
-    uint64_t dropout_counter;
-    long skipped_nonfinite, consecutive_nonfinite;
-    LogEntry *log;
-    long nlog, caplog;
-} State;
-
-static void log_push(State *s, const LogEntry *e) {
-    if (s->nlog == s->caplog) {
-        s->caplog = s->caplog ? 2 * s->caplog : 256;
-        s->log = xrealloc(s->log, s->caplog * sizeof *s->log);
-    }
-    s->log[s->nlog++] = *e;
-}
-
-static cJSON *log_json(const LogEntry *e, Algorithm algo) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "step", e->step);
-    cJSON_AddNumberToObject(o, "loss", e->loss);
-    cJSON_AddNumberToObject(o, "accuracy", e->acc);
-    cJSON_AddNumberToObject(o, "lr", e->lr);
-    cJSON_AddNumberToObject(o, "grad_norm", e->grad_norm);
-    if (algo == ALGO_SHORTCUT_AWARE) {
-        cJSON_AddNumberToObject(o, "loss_bias", e->loss_bias);
-        cJSON_AddNumberToObject(o, "accuracy_bias", e->acc_bias);
-        cJSON_AddNumberToObject(o, "w_mean", e->w_mean);
-        cJSON_AddNumberToObject(o, "w_min", e->w_min);
-        cJSON_AddNumberToObject(o, "w_max", e->w_max);
-    }
-    if (e->skipped) cJSON_AddTrueToObject(o, "skipped_nonfinite");
-    return o;
-}
-
-/* cJSON prints doubles with 17 significant digits when needed, so values round-trip */
-static int state_save(const State *s, Algorithm algo, const char *path) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "global_step", s->step);
-    cJSON_AddNumberToObject(o, "cursor_epoch", s->cursor.epoch);
-    cJSON_AddNumberToObject(o, "cursor_pos", s->cursor.pos);
-    cJSON_AddNumberToObject(o, "optimizer_t", s->opt_t);
-    char c[32];
-    snprintf(c, sizeof c, "%llu", (unsigned long long)s->dropout_counter);
-    cJSON_AddStringToObject(o, "dropout_counter", c);
-    cJSON_AddNumberToObject(o, "skipped_nonfinite", s->skipped_nonfinite);
-    cJSON_AddNumberToObject(o, "consecutive_nonfinite", s->consecutive_nonfinite);
-    cJSON_AddStringToObject(o, "algorithm", algo == ALGO_STANDARD ? "standard" : "shortcut_aware");
-    cJSON *h = cJSON_AddArrayToObject(o, "log_history");
-    for (long i = 0; i < s->nlog; i++) cJSON_AddItemToArray(h, log_json(&s->log[i], algo));
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    int rc = fs_write_atomic(path, text, strlen(text));
-    free(text);
-    return rc;
-}
-
-static double jnum(const cJSON *o, const char *k, int *bad) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v)) { *bad = 1; return 0; }
-    return v->valuedouble;
-}
-
-static int state_load(State *s, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        mmrm_set_error("%s: cannot open (%s)", path, strerror(errno));
-        return -1;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = xmalloc(n + 1);
-    text[fread(text, 1, n, f)] = 0;
-    fclose(f);
-    cJSON *o = cJSON_Parse(text);
-    free(text);
-    int bad = !cJSON_IsObject(o);
-    memset(s, 0, sizeof *s);
-    if (!bad) {
-        s->step = (long)jnum(o, "global_step", &bad);
-        s->cursor.epoch = (long)jnum(o, "cursor_epoch", &bad);
-        s->cursor.pos = (long)jnum(o, "cursor_pos", &bad);
-        s->opt_t = (long)jnum(o, "optimizer_t", &bad);
-        s->skipped_nonfinite = (long)jnum(o, "skipped_nonfinite", &bad);
-        s->consecutive_nonfinite = (long)jnum(o, "consecutive_nonfinite", &bad);
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "dropout_counter");
-        if (cJSON_IsString(c)) s->dropout_counter = strtoull(c->valuestring, NULL, 10);
-        else bad = 1;
-        const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "log_history"), *e;
-        cJSON_ArrayForEach(e, h) {
-            LogEntry le = {0};
-            le.step = (long)jnum(e, "step", &bad);
-            le.loss = jnum(e, "loss", &bad);
-            le.acc = jnum(e, "accuracy", &bad);
-            le.lr = jnum(e, "lr", &bad);
-            le.grad_norm = jnum(e, "grad_norm", &bad);
-            int unused = 0;
-            le.loss_bias = jnum(e, "loss_bias", &unused);
-            le.acc_bias = jnum(e, "accuracy_bias", &unused);
-            le.w_mean = jnum(e, "w_mean", &unused);
-            le.w_min = jnum(e, "w_min", &unused);
-            le.w_max = jnum(e, "w_max", &unused);
-            le.skipped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "skipped_nonfinite"));
-            log_push(s, &le);
-        }
-    }
-    cJSON_Delete(o);
-    if (bad) {
-        mmrm_set_error("%s: not a valid trainer state (fields missing or of the wrong type)", path);
-        return -1;
-    }
-    return 0;
-}
-
-/* the AdamW moments of ps, or (ZeRO-1) the gathered ones in host memory hm/hv */
-static int optimizer_save(const ParamStore *ps, long t, const char *path, const float *hm,
-                          const float *hv) {
-    size_t n = ps->n_trainable;
-    char tbuf[32];
-    snprintf(tbuf, sizeof tbuf, "%ld", t);
-    StMeta meta[1] = {{"step", tbuf}};
-    if (!n || (!ps->m && !hm)) return st_save(path, NULL, 0, meta, 1);
-    float *fm = NULL, *fv = NULL; /* host copies when the state lives on a GPU */
-    StTensorOut out[2] = {
-        {.name = "exp_avg", .src = DT_F32, .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
-         .data = hm ? hm : params_host(ps, ps->m, n, &fm)},
-        {.name = "exp_avg_sq", .src = DT_F32, .dtype = ST_F32, .ndim = 1, .shape = {(int64_t)n},
-         .data = hv ? hv : params_host(ps, ps->v, n, &fv)},
-    };
-    int rc = st_save(path, out, 2, meta, 1);
-    free(fm);
-    free(fv);
-    return rc;
-}
-
-static int optimizer_load(ParamStore *ps, const char *path) {
-    SafeTensors *st = st_open(path);
-    if (!st) return -1;
-    int rc = 0;
-    if (ps->n_trainable) {
-        params_alloc_optimizer(ps);
-        const StEntry *m = st_find(st, "exp_avg"), *v = st_find(st, "exp_avg_sq");
-        if (!m || !v) {
-            /* a checkpoint saved before the first optimizer step has no moments */
-            rc = (m || v) ? -1 : 0;
-        } else {
-            size_t n = ps->n_trainable;
-            if (ps->device == DEV_CPU) {
-                rc = st_read_f32(st, m, ps->m, n) || st_read_f32(st, v, ps->v, n);
-            } else { /* through the host */
-                float *h = xmalloc(2 * n * sizeof(float));
-                rc = st_read_f32(st, m, h, n) || st_read_f32(st, v, h + n, n);
-                if (!rc) {
-                    device_copy_from_host(ps->device, ps->m, h, n * sizeof(float));
-                    device_copy_from_host(ps->device, ps->v, h + n, n * sizeof(float));
-                    device_sync(ps->device);
-                }
-                free(h);
-            }
-        }
-        if (rc) mmrm_set_error("%s: optimizer state does not match the model's %zu trainable "
-                               "parameters (were the freeze settings changed?)", path, ps->n_trainable);
-    }
-    st_close(st);
-    return rc ? -1 : 0;
-}
-
-/* ---------------------------------------------------------------- run */
-
-typedef struct Run {
-    const TrainerOptions *o;
-    RewardModel main, bias;
-    int has_bias;
-    Tokenizer *tok;
-    TemplateKind tmpl;
-    PairSet train, eval;
-    Graph g;
-    float *blank_cache;     /* frozen bias ViT: features of the blank tile */
-    State st;
-    AdamW opt;
-    long total_steps;
-    FILE *metrics;
-    double t0;
-    long pairs_seen, tokens_seen;
-    long start_step;        /* the step this process started from */
-    int rank, world;
-    int zero;               /* ZeRO-1 active (zero_stage 1 and world > 1) */
-    ZeroShard zs[2];        /* per store: main, bias */
-    GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
-} Run;
-
-static int freeze_of(const TrainerOptions *o, int f[PG_COUNT]) {
-    memset(f, 0, sizeof(int) * PG_COUNT);
-    f[PG_VISION] = o->freeze_vision;
-    f[PG_CONNECTOR] = o->freeze_connector;
-    f[PG_LLM] = o->freeze_llm;
-    return 0;
-}
-
-static int load_or_init(RewardModel *m, const char *dir, const char *init, const TrainerOptions *o,
-                        uint64_t seed, const char *what) {
-    int freeze[PG_COUNT];
-    freeze_of(o, freeze);
-    if (dir && *dir) {
-        LoadReport rep;
-        if (rm_load_ex(m, dir, o->device, freeze, seed, o->force_image_size, o->drop_path_rate, &rep))
-            return -1;
-        if (!o->quiet)
-            mmrm_log("%s model: %s (%d tensors, %s on disk, %d ignored%s%s)", what, dir, rep.n_loaded,
-                     rep.disk_dtype, rep.n_ignored, rep.score_initialised ? ", score.weight initialised" : "",
-                     rep.pos_resized_from ? ", position embedding resized" : "");
+/* A non-finite step was skipped: counted; three in a row stop the run. */
+static int count_nonfinite(Run *r, const LogEntry *e) {
+    if (!e->skipped) {
+        r->st.consecutive_nonfinite = 0;
         return 0;
     }
-    ModelConfig cfg;
-    if (config_load(init, &cfg)) return -1;
-    if (o->force_image_size > 0) cfg.image_size = cfg.vision.image_size = o->force_image_size;
-    if (o->drop_path_rate >= 0) cfg.vision.drop_path_rate = o->drop_path_rate;
-    if (config_validate(&cfg, init)) return -1;
-    rm_create(m, &cfg, DEV_CPU, freeze);
-    rm_init_random(m, seed);
-    rm_to_device(m, o->device);
-    if (!o->quiet) mmrm_log("%s model: random init from %s (seed %llu)", what, init, (unsigned long long)seed);
-    return 0;
-}
-
-static BatchOptions batch_options(const Run *r, int eval) {
-    const TrainerOptions *o = r->o;
-    BatchOptions b;
-    memset(&b, 0, sizeof b);
-    b.pairs = o->pairs_per_device;
-    b.rank = r->rank;
-    b.world = r->world;
-    b.seed = o->seed;
-    b.shuffle = !eval;
-    b.layout = BATCH_PADDED;
-    b.epochs = eval ? 1 : 0;
-    b.start = eval ? (BatchCursor){0, 0} : r->st.cursor;
-    b.template_kind = r->tmpl;
-    b.system_message = config_system_message(&r->main.cfg);
-    b.max_length = o->max_length;
-    b.tokens_per_tile = config_tokens_per_tile(&r->main.cfg);
-    const ModelConfig *c = &r->main.cfg; /* train_run recorded the run's tiling there */
-    b.image = (ImageConfig){c->image_size, c->min_dynamic_patch, c->max_dynamic_patch,
-                            c->dynamic_image_size, c->use_thumbnail};
-    b.blank_rows = r->has_bias && !eval;
-    b.on_bad = o->on_bad_fail ? REC_ON_BAD_FAIL : REC_ON_BAD_SKIP;
-    b.num_workers = o->num_workers;
-    return b;
-}
-
-static int save_checkpoint_rank0(Run *r, const char *name, float *const hm[2], float *const hv[2]);
-
-/* rank 0 writes; the others wait so that nobody runs ahead of a checkpoint being written.
- * Under ZeRO-1 the moments are gathered first, so a checkpoint never depends on the number
- * of ranks. */
-static int save_checkpoint(Run *r, const char *name) {
-    int n = r->has_bias ? 2 : 1;
-    float *hm[2] = {NULL, NULL}, *hv[2] = {NULL, NULL};
-    if (r->zero)
-        for (int i = 0; i < n; i++) {
-            ZeroShard *z = &r->zs[i];
-            if (!z->n || r->opt.t == 0) continue;
-            hm[i] = xmalloc(z->n * sizeof(float));
-            hv[i] = xmalloc(z->n * sizeof(float));
-            float *sm = xmalloc(2 * z->S * sizeof(float)); /* the shards, in host memory */
-            device_copy_to_host(z->device, sm, z->m, z->S * sizeof(float));
-            device_copy_to_host(z->device, sm + z->S, z->v, z->S * sizeof(float));
-            comm_allgather_f32(r->o->comm, sm, hm[i], z->n);
-            comm_allgather_f32(r->o->comm, sm + z->S, hv[i], z->n);
-            free(sm);
-        }
-    int rc = r->rank == 0 ? save_checkpoint_rank0(r, name, hm, hv) : 0;
-    for (int i = 0; i < 2; i++) {
-        free(hm[i]);
-        free(hv[i]);
-    }
-    if (r->world > 1) comm_barrier(r->o->comm);
-    return rc;
-}
-
-/* hm/hv: under ZeRO-1 the gathered moments per store (host memory), else NULLs */
-static int save_checkpoint_rank0(Run *r, const char *name, float *const hm[2], float *const hv[2]) {
-    const TrainerOptions *o = r->o;
-    char tmp[4200], final[4200], p[4300];
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", o->output_dir, name);
-    snprintf(final, sizeof final, "%s/%s", o->output_dir, name);
-    fs_remove_tree(tmp);
-    if (rm_save(&r->main, tmp, o->save_dtype)) return -1;
-    if (tokenizer_save(r->tok, tmp)) return -1;
-    snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
-    if (optimizer_save(&r->main.ps, r->opt.t, p, hm[0], hv[0])) return -1;
-    if (r->has_bias && o->save_bias_model) {
-        snprintf(p, sizeof p, "%s/bias", tmp);
-        if (rm_save(&r->bias, p, o->save_dtype) || tokenizer_save(r->tok, p)) return -1;
-        snprintf(p, sizeof p, "%s/bias/optimizer.safetensors", tmp);
-        if (optimizer_save(&r->bias.ps, r->opt.t, p, hm[1], hv[1])) return -1;
-    }
-    r->st.opt_t = r->opt.t;
-    r->st.dropout_counter = r->g.dropout.counter;
-    snprintf(p, sizeof p, "%s/trainer_state.json", tmp); /* last: marks it complete */
-    if (state_save(&r->st, o->algorithm, p)) return -1;
-    fs_fsync_dir(tmp);
-    fs_remove_tree(final);
-    if (rename(tmp, final) != 0) {
-        mmrm_set_error("%s: cannot rename into place (%s)", final, strerror(errno));
+    r->st.skipped_nonfinite++;
+    if (++r->st.consecutive_nonfinite >= 3) {
+        mmrm_set_error("3 consecutive steps with non-finite loss or gradients (last at step %ld): "
+                       "lower learning_rate or check the data", e->step);
         return -1;
     }
-    fs_fsync_dir(o->output_dir);
-    /* keep the save_total_limit newest numbered checkpoints */
-    if (o->save_total_limit > 0) {
-        long steps[4096];
-        int n = list_checkpoints(o->output_dir, steps, 4096);
-        for (int i = 0; i < n - o->save_total_limit; i++) {
-            snprintf(p, sizeof p, "%s/checkpoint-%ld", o->output_dir, steps[i]);
-            fs_remove_tree(p);
-        }
-    }
+    if (r->rank == 0)
+        mmrm_warn("step %ld: non-finite loss or gradients, update skipped (%ld so far)", e->step,
+                  r->st.skipped_nonfinite);
     return 0;
 }
 
-/* pairwise accuracy and mean margin of the main model on the eval set */
-static int evaluate(Run *r, double *acc, double *margin, long *n_pairs) {
-    BatchOptions bo = batch_options(r, 1);
-    bo.num_workers = 0;
-    BatchLoader *L = batch_loader_open(&r->eval, r->tok, &bo);
-    if (!L) return -1;
-    const Batch *b;
-    double right = 0, msum = 0;
-    long n = 0;
-    int prev = graph_set_grad(&r->g, 0), rc;
-    while ((rc = batch_loader_next(L, &b)) == 1) {
-        if (b->P == 0) continue;
-        graph_reset(&r->g);
-        RmBatch v;
-        batch_rm_view(b, &v);
-        const float *s = graph_host(&r->g, rm_forward(&r->main, &r->g, &v));
-        for (int i = 0; i < b->P; i++) {
-            double d = (double)s[2 * i] - s[2 * i + 1];
-            right += d > 0 ? 1.0 : d == 0 ? 0.5 : 0.0;
-            msum += d;
-            n++;
-        }
-    }
-    graph_set_grad(&r->g, prev);
-    batch_loader_close(L);
-    if (rc < 0) return -1;
-    if (r->world > 1) {
-        double sums[3] = {right, msum, (double)n};
-        comm_allreduce_sum_f64(r->o->comm, sums, 3);
-        right = sums[0]; msum = sums[1]; n = (long)sums[2];
-    }
-    *acc = n ? right / n : NAN;
-    *margin = n ? msum / n : NAN;
-    *n_pairs = n;
-    return 0;
-}
-
-static void fmt_eta(double s, char *buf, size_t n) {
-    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
-    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
-    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
-}
-
-/* One optimizer step over accum micro-batches; fills e. 0, or -1 on a data error. */
-static int train_step(Run *r, BatchLoader *L, LogEntry *e) {
-    const TrainerOptions *o = r->o;
-    int P_step = o->pairs_per_device * o->accum, nonfinite = 0;
-    double loss = 0, right = 0, loss_b = 0, right_b = 0, wsum = 0, wmin = INFINITY, wmax = -INFINITY;
-    long pairs = 0;
-    for (int micro = 0; micro < o->accum; micro++) {
-        const Batch *b;
-        int rc = batch_loader_next(L, &b);
-        if (rc <= 0) {
-            if (rc == 0) mmrm_set_error("the batch loader ended early");
-            return -1;
-        }
-        r->st.cursor = b->next;
-        const char *abort_at = getenv("MMRM_DEBUG_ABORT_AT_MICRO");
-        if (abort_at && atol(abort_at) == r->st.step * o->accum + micro) {
-            fprintf(stderr, "mmrm: aborting at micro-batch %s (MMRM_DEBUG_ABORT_AT_MICRO)\n", abort_at);
-            fflush(NULL);
-            _exit(3);
-        }
-        if (r->gs && micro == o->accum - 1) gradsync_begin(r->gs, &r->g);
-        if (b->P == 0) continue;
-        graph_reset(&r->g);
-        RmBatch v;
-        batch_rm_view(b, &v);
-        int P = b->P;
-        Tensor *rw = op_reshape(&r->g, rm_forward(&r->main, &r->g, &v), 2, (int[]){2 * P, 1});
-        int *ic = graph_scratch(&r->g, P * sizeof(int)), *ir = graph_scratch(&r->g, P * sizeof(int));
-        for (int i = 0; i < P; i++) ic[i] = 2 * i, ir[i] = 2 * i + 1;
-        Tensor *rc_t = op_gather_rows(&r->g, rw, ic, P), *rr_t = op_gather_rows(&r->g, rw, ir, P);
-        Tensor *root, *bc = NULL, *br = NULL;
-        ShortcutLoss sl = {0};
-        if (!r->has_bias) {
-            root = op_bt_loss(&r->g, rc_t, rr_t, b->margin, NULL);
-        } else {
-            RmBatch bv;
-            batch_rm_view_blank(b, &bv);
-            bv.vit_cache = r->blank_cache;
-            Tensor *bw = op_reshape(&r->g, rm_forward(&r->bias, &r->g, &bv), 2, (int[]){2 * P, 1});
-            bc = op_gather_rows(&r->g, bw, ic, P);
-            br = op_gather_rows(&r->g, bw, ir, P);
-            sl = op_shortcut_loss(&r->g, rc_t, rr_t, bc, br, (float)o->shortcut_eps);
-            root = sl.loss;
-        }
-        float dloss = (float)P / (float)P_step; /* the step's loss is the mean over its pairs */
-        graph_backward_from(&r->g, root, &dloss);
-        /* what is logged is read after backward has been queued: on a GPU the copies then
-         * wait for the whole micro-step instead of stalling between forward and backward */
-        if (r->has_bias) {
-            const float *w = graph_host(&r->g, sl.w), *lb = graph_host(&r->g, sl.lb);
-            const float *bcs = graph_host(&r->g, bc), *brs = graph_host(&r->g, br);
-            for (int i = 0; i < P; i++) {
-                wsum += w[i];
-                wmin = fmin(wmin, w[i]);
-                wmax = fmax(wmax, w[i]);
-                loss_b += lb[i];
-                right_b += bcs[i] > brs[i] ? 1.0 : bcs[i] == brs[i] ? 0.5 : 0.0;
-            }
-        }
-        float lv = graph_host(&r->g, root)[0];
-        if (!isfinite(lv)) nonfinite = 1;
-        loss += (double)lv * P;
-        const float *cs = graph_host(&r->g, rc_t), *rs = graph_host(&r->g, rr_t);
-        for (int i = 0; i < P; i++) right += cs[i] > rs[i] ? 1.0 : cs[i] == rs[i] ? 0.5 : 0.0;
-        pairs += P;
-        for (int i = 0; i < 2 * P; i++) r->tokens_seen += b->rows.lengths[i];
-    }
-    ParamStore *stores[2] = {&r->main.ps, &r->bias.ps};
-    int nstores = r->has_bias ? 2 : 1;
-    if (r->gs) gradsync_finish(r->gs, &r->g); /* ZeRO-1 reduce-scatters in its step */
-    if (r->world > 1) {
-        /* every rank must take the same step: the gradients are averaged, sum what is logged */
-        double sums[8] = {loss, right, (double)pairs, loss_b, right_b, wsum, (double)nonfinite, 0};
-        comm_allreduce_sum_f64(o->comm, sums, 8);
-        loss = sums[0]; right = sums[1]; pairs = (long)sums[2]; loss_b = sums[3]; right_b = sums[4];
-        wsum = sums[5]; nonfinite = sums[6] > 0;
-        /* min and max through a sum: each rank fills its own slots */
-        double *mm = xcalloc(2 * r->world, sizeof *mm);
-        mm[2 * r->rank] = wmin;
-        mm[2 * r->rank + 1] = wmax;
-        comm_allreduce_sum_f64(o->comm, mm, 2 * r->world);
-        for (int k = 0; k < r->world; k++) wmin = fmin(wmin, mm[2 * k]), wmax = fmax(wmax, mm[2 * k + 1]);
-        free(mm);
-    }
-    StepResult res = {NAN, lr_at(&r->opt, r->st.step), 1};
-    if (!nonfinite && pairs > 0)
-        res = r->zero ? adamw_step_zero1(&r->opt, r->g.K, o->comm, stores, r->zs, nstores, r->st.step)
-                      : adamw_step(&r->opt, r->g.K, stores, nstores, r->st.step);
-    params_zero_grad(&r->main.ps);
-    if (r->has_bias) params_zero_grad(&r->bias.ps);
-    r->pairs_seen += pairs;
-    *e = (LogEntry){.step = r->st.step + 1, .loss = pairs ? loss / pairs : NAN, .acc = pairs ? right / pairs : NAN,
-                    .lr = res.lr, .grad_norm = res.grad_norm, .skipped = res.skipped};
-    if (r->has_bias && pairs) {
-        e->loss_bias = loss_b / pairs;
-        e->acc_bias = right_b / pairs;
-        e->w_mean = wsum / pairs;
-        e->w_min = wmin;
-        e->w_max = wmax;
-    }
-    return 0;
-}
-
-static void print_progress(Run *r, const LogEntry *e, int tty) {
-    double el = now_s() - r->t0;
-    double rate = r->pairs_seen / fmax(el, 1e-9), trate = r->tokens_seen / fmax(el, 1e-9);
-    char eta[32];
-    fmt_eta((r->total_steps - e->step) * el / fmax(1.0, (double)(e->step - r->start_step)), eta, sizeof eta);
-    char extra[160] = "";
-    if (r->has_bias)
-        snprintf(extra, sizeof extra, " | bias loss %.4f acc %.3f | w %.3f [%.3f, %.3f]", e->loss_bias,
-                 e->acc_bias, e->w_mean, e->w_min, e->w_max);
-    fprintf(stderr, "%sstep %ld/%ld | loss %.4f | acc %.3f%s | %.1f pairs/s | %.0f tok/s | lr %.2e | eta %s%s",
-            tty ? "\r\033[K" : "mmrm: ", e->step, r->total_steps, e->loss, e->acc, extra, rate, trate,
-            e->lr, eta, tty ? "" : "\n");
-}
-
-static void metrics_write(Run *r, cJSON *o) {
-    if (!r->metrics) return;
-    char *t = cJSON_PrintUnformatted(o);
-    fprintf(r->metrics, "%s\n", t);
-    fflush(r->metrics);
-    free(t);
-}
-
-int train_run(const TrainerOptions *o) {
-    Run r;
-    memset(&r, 0, sizeof r);
-    r.o = o;
-    r.rank = o->comm ? o->comm->rank : 0;
-    r.world = o->comm ? o->comm->world : 1;
-    mmrm_set_quiet(o->quiet || r.rank != 0);
-    int status = 1;
-    BatchLoader *L = NULL;
-    if (fs_mkdir_p(o->output_dir)) goto fail;
-    long steps[4096];
-    int nck = list_checkpoints(o->output_dir, steps, 4096);
-    char resume_dir[4200] = "";
-    if (nck > 0 && o->resume) {
-        snprintf(resume_dir, sizeof resume_dir, "%s/checkpoint-%ld", o->output_dir, steps[nck - 1]);
-    } else if (nck > 0 && !o->overwrite_output_dir) {
-        mmrm_set_error("%s already holds checkpoints (newest checkpoint-%ld): set resume=true to "
-                       "continue or overwrite_output_dir=true to start over", o->output_dir, steps[nck - 1]);
-        goto fail;
-    } else if (nck > 0) {
-        char p[4300];
-        for (int i = 0; i < nck; i++) {
-            snprintf(p, sizeof p, "%s/checkpoint-%ld", o->output_dir, steps[i]);
-            fs_remove_tree(p);
-        }
-        snprintf(p, sizeof p, "%s/checkpoint-last", o->output_dir);
-        fs_remove_tree(p);
-    }
-
-    /* models */
-    if (*resume_dir) {
-        char p[4300];
-        snprintf(p, sizeof p, "%s/trainer_state.json", resume_dir);
-        if (state_load(&r.st, p)) goto fail;
-        if (load_or_init(&r.main, resume_dir, NULL, o, o->seed, "main")) goto fail;
-        snprintf(p, sizeof p, "%s/optimizer.safetensors", resume_dir);
-        if (optimizer_load(&r.main.ps, p)) goto fail;
-        mmrm_log("resuming from %s (step %ld)", resume_dir, r.st.step);
-    } else if (load_or_init(&r.main, o->model_path, o->init_config, o, o->seed, "main")) {
-        goto fail;
-    }
-    r.main.grad_checkpoint = o->grad_checkpoint;
-    if (o->algorithm == ALGO_SHORTCUT_AWARE) {
-        r.has_bias = 1;
-        char p[4300];
-        snprintf(p, sizeof p, "%s/bias", resume_dir);
-        if (*resume_dir) {
-            if (load_or_init(&r.bias, p, NULL, o, o->seed + 1, "bias")) goto fail;
-            snprintf(p, sizeof p, "%s/bias/optimizer.safetensors", resume_dir);
-            if (optimizer_load(&r.bias.ps, p)) goto fail;
-        } else if (load_or_init(&r.bias, o->bias_model_path, o->init_bias_config, o, o->seed + 1, "bias")) {
-            goto fail;
-        }
-        r.bias.grad_checkpoint = o->grad_checkpoint;
-        if (r.bias.cfg.image_size != r.main.cfg.image_size ||
-            config_tokens_per_tile(&r.bias.cfg) != config_tokens_per_tile(&r.main.cfg) ||
-            r.bias.cfg.img_context_id != r.main.cfg.img_context_id || r.bias.cfg.llm.vocab != r.main.cfg.llm.vocab) {
-            mmrm_set_error("the bias model must take the main model's inputs (image size, tokens per "
-                           "tile, vocabulary, IMG_CONTEXT id)");
-            goto fail;
-        }
-        const char *ms = config_system_message(&r.main.cfg), *bs = config_system_message(&r.bias.cfg);
-        if ((ms == NULL) != (bs == NULL) || (ms && strcmp(ms, bs))) {
-            mmrm_set_error("the bias model's system_message (\"%s\") must equal the main model's "
-                           "(\"%s\"): both read the same templated rows",
-                           bs ? bs : "<the template's>", ms ? ms : "<the template's>");
-            goto fail;
-        }
-    }
-
-    /* the checkpoints record how this run cut its images, so that scoring them cuts alike */
-    RewardModel *rms[2] = {&r.main, r.has_bias ? &r.bias : NULL};
-    for (int k = 0; k < 2; k++)
-        if (rms[k]) {
-            ModelConfig *c = &rms[k]->cfg;
-            c->has_tiling = 1;
-            c->dynamic_image_size = o->dynamic_image_size;
-            c->use_thumbnail = o->use_thumbnail;
-            c->min_dynamic_patch = o->min_dynamic_patch;
-            c->max_dynamic_patch = o->max_dynamic_patch;
-        }
-
-    /* tokenizer and template */
-    const char *tokdir = *resume_dir ? resume_dir : o->tokenizer_path ? o->tokenizer_path : o->model_path;
-    const char *tname = o->template_name && *o->template_name ? o->template_name : r.main.cfg.template_name;
-    if (template_parse(tname, &r.tmpl)) goto fail;
-    if (tokdir && *tokdir) {
-        char p[4300];
-        snprintf(p, sizeof p, "%s/%s", tokdir, TOKENIZER_FILE);
-        /* an explicit tokenizer_path must hold one; a model directory may lack it (byte) */
-        int want = !*resume_dir && o->tokenizer_path;
-        if ((want || access(p, R_OK) == 0) && !(r.tok = tokenizer_load(tokdir))) goto fail;
-    }
-    if (!r.tok) r.tok = tokenizer_byte_new(r.tmpl == TEMPLATE_INTERNLM2_CHAT);
-    if (r.tok->vocab_size > r.main.cfg.llm.vocab) {
-        mmrm_set_error("the tokenizer has %d tokens but the model's vocabulary %d", r.tok->vocab_size,
-                       r.main.cfg.llm.vocab);
-        goto fail;
-    }
-    int ctx_id = tokenizer_special_id(r.tok, "<IMG_CONTEXT>");
-    if (ctx_id != r.main.cfg.img_context_id) {
-        mmrm_set_error("the tokenizer's <IMG_CONTEXT> id %d differs from the model's img_context_token_id %d",
-                       ctx_id, r.main.cfg.img_context_id);
-        goto fail;
-    }
-
-    /* data */
-    RecordOptions ro = {o->image_root, o->on_bad_fail ? REC_ON_BAD_FAIL : REC_ON_BAD_SKIP};
-    if (pairset_load(&r.train, (const char *const *)o->datasets, o->n_datasets, &ro)) goto fail;
-    if (r.train.n == 0) {
-        mmrm_set_error("no usable pairs in the training data (%s)", r.train.load.summary);
-        goto fail;
-    }
-    if (o->n_eval_datasets > 0 && pairset_load(&r.eval, o->eval_datasets, o->n_eval_datasets, &ro))
-        goto fail;
-    graph_init(&r.g, o->device, 64 << 20, o->seed);
-    /* bf16: activations stored in bf16 too (compute, gradients and statistics stay fp32) */
-    if (o->bf16) {
-        graph_set_act_dtype(&r.g, DT_BF16);
-        graph_set_precision(&r.g, KP_BF16);
-    }
-    r.g.training = 1;
-    r.g.recompute = o->grad_checkpoint;
-    r.g.dropout.counter = r.st.dropout_counter;
-    BatchOptions bo = batch_options(&r, 0);
-    if (!(L = batch_loader_open(&r.train, r.tok, &bo))) goto fail;
-    const BatchStats *bs = batch_loader_stats(L);
-    long per_epoch = bs->steps_per_epoch / o->accum;
-    if (per_epoch < 1 && o->max_steps <= 0) {
-        mmrm_set_error("one epoch holds %ld micro-batches, fewer than gradient_accumulation_steps %d: "
-                       "lower the batch size or accumulation, or set max_steps", bs->steps_per_epoch, o->accum);
-        goto fail;
-    }
-    r.total_steps = o->max_steps > 0 ? o->max_steps : (long)ceil(o->num_train_epochs * per_epoch);
-    r.opt = o->opt;
-    if (r.opt.warmup_steps <= 0) r.opt.warmup_steps = (long)ceil(o->warmup_ratio * r.total_steps);
-    r.opt.total_steps = r.total_steps;
-    r.opt.t = r.st.opt_t;
-    r.zero = o->zero_stage == 1 && r.world > 1;
-    if (r.zero && o->device != DEV_CPU && o->comm->kind != COMM_NCCL) {
-        mmrm_set_error("zero_stage = 1 on GPUs needs NCCL (a build with `make cuda NCCL=1` and one GPU "
-                       "per rank); use zero_stage = 0 here");
-        goto fail;
-    }
-    if (r.zero) {
-        ParamStore *stores[2] = {&r.main.ps, &r.bias.ps};
-        for (int i = 0; i < (r.has_bias ? 2 : 1); i++) {
-            ZeroShard *z = &r.zs[i];
-            zero_shard_init(z, stores[i], o->comm);
-            if (stores[i]->m) { /* resumed: keep this rank's slice of the full moments */
-                Device d = stores[i]->device;
-                if (z->count) {
-                    device_memcpy(d, z->m, stores[i]->m + z->lo, z->count * sizeof(float));
-                    device_memcpy(d, z->v, stores[i]->v + z->lo, z->count * sizeof(float));
-                }
-                device_free(d, stores[i]->m);
-                device_free(d, stores[i]->v);
-                stores[i]->m = stores[i]->v = NULL;
-            }
-        }
-    }
-    /* one process with NCCL (MMRM_NCCL=1) runs the same path as many: a check of it */
-    if ((r.world > 1 || (o->comm && o->comm->kind == COMM_NCCL)) && !r.zero) {
-        ParamStore *stores[2] = {&r.main.ps, &r.bias.ps};
-        int nccl = o->comm->kind == COMM_NCCL;
-        int overlap = o->overlap_grad_reduce < 0 ? nccl : o->overlap_grad_reduce;
-        r.gs = gradsync_create(o->comm, stores, r.has_bias ? 2 : 1,
-                               (size_t)(o->grad_bucket_mb * 1048576.0), overlap);
-        GradSyncStats gst = gradsync_stats(r.gs);
-        if (gst.staged)
-            mmrm_log("gradient all-reduce: staged through host memory and MPI (no NCCL)%s",
-                     o->overlap_grad_reduce == 1 ? "; overlap_grad_reduce needs NCCL on a GPU" : "");
-        else
-            mmrm_log("gradient all-reduce: %d bucket(s) of at most %.1f MiB through %s, %s", gst.buckets,
-                     gst.largest_bytes / 1048576.0, nccl ? "NCCL" : "MPI",
-                     gst.overlap ? (nccl ? "overlapped with backward on a second stream"
-                                         : "started during backward")
-                                 : "after backward");
-    }
-    /* bf16: the weights as the GEMMs read them, from here on kept current by AdamW */
-    int w16 = 0;
-    if (o->bf16) {
-        w16 = params_enable_bf16(&r.main.ps);
-        if (r.has_bias) params_enable_bf16(&r.bias.ps);
-    }
-    {
-        size_t trainable = r.main.ps.n_trainable + (r.has_bias ? r.bias.ps.n_trainable : 0);
-        size_t total = r.main.ps.numel + (r.has_bias ? r.bias.ps.numel : 0);
-        double mib = 1.0 / 1048576.0;
-        char copy[96] = "";
-        if (w16) snprintf(copy, sizeof copy, " (fp32 master) + bf16 copy %.1f MiB", total * 2 * mib);
-        if (o->bf16) mmrm_log("activations stored in bf16 (fp32 compute, gradients and statistics)");
-        mmrm_log("memory per rank: parameters %.1f MiB%s, gradients %.1f MiB, AdamW moments %.1f MiB%s",
-                 total * 4 * mib, copy, trainable * 4 * mib,
-                 (r.zero ? 2.0 * comm_shard_size(trainable, r.world) : 2.0 * trainable) * 4 * mib,
-                 r.zero ? " (ZeRO-1: sharded over the ranks)" : "");
-    }
-
-    /* the frozen bias ViT sees one constant image: its features once per run */
-    if (r.has_bias && o->freeze_vision) {
-        int prev = graph_set_grad(&r.g, 0);
-        int S = r.bias.cfg.image_size;
-        Image blank;
-        image_blank(IMAGE_BLANK_SIZE, IMAGE_BLANK_SIZE, &blank);
-        ImageConfig ic = {S, 1, 1, 0, 0};
-        float *tile = xmalloc((size_t)3 * S * S * sizeof(float));
-        image_preprocess(&blank, &ic, tile, 1);
-        image_free(&blank);
-        graph_reset(&r.g);
-        Tensor *f = rm_vit_features(&r.bias, &r.g, tile, 1);
-        r.blank_cache = xmalloc(f->numel * sizeof(float));
-        memcpy(r.blank_cache, graph_host(&r.g, f), f->numel * sizeof(float));
-        free(tile);
-        graph_reset(&r.g);
-        graph_set_grad(&r.g, prev);
-    }
-
-    /* metrics.jsonl restarts from the checkpoint's history so a resumed run has no duplicates */
-    char mpath[4300];
-    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o->output_dir);
-    r.metrics = r.rank == 0 ? fopen(mpath, "w") : NULL;
-    for (long i = 0; i < r.st.nlog; i++) {
-        cJSON *j = log_json(&r.st.log[i], o->algorithm);
-        metrics_write(&r, j);
-        cJSON_Delete(j);
-    }
-    mmrm_log("training: %s, %ld steps of %d pairs (%d per micro-batch x %d accumulation x %d ranks), "
-             "%zu pairs, %ld micro-batches per epoch, warmup %ld, lr %.2e",
-             o->algorithm == ALGO_STANDARD ? "standard" : "shortcut_aware", r.total_steps,
-             o->pairs_per_device * o->accum * r.world, o->pairs_per_device, o->accum, r.world, bs->usable,
-             bs->steps_per_epoch, r.opt.warmup_steps, r.opt.lr);
-    int tty = isatty(2) && !o->quiet && r.rank == 0;
-    r.t0 = now_s();
-    r.start_step = r.st.step;
-    while (r.st.step < r.total_steps) {
+/* The steps up to total_steps, each logged, evaluated and saved when due. 0 after the last
+ * step, 1 when stop_after_steps ended the run early, -1 on an error. */
+static int train_loop(Run *r) {
+    const TrainConfig *c = r->c;
+    const TrainRuntime *rt = r->rt;
+    log_plan(r);
+    r->tty = isatty(2) && !rt->quiet && r->rank == 0;
+    r->t0 = clock_seconds();
+    r->start_step = r->st.step;
+    while (r->st.step < r->total_steps) {
         LogEntry e;
-        if (train_step(&r, L, &e)) goto fail;
-        r.st.step = e.step;
-        log_push(&r.st, &e);
-        cJSON *j = log_json(&e, o->algorithm);
-        metrics_write(&r, j);
-        cJSON_Delete(j);
-        if (e.skipped) {
-            r.st.skipped_nonfinite++;
-            if (++r.st.consecutive_nonfinite >= 3) {
-                mmrm_set_error("3 consecutive steps with non-finite loss or gradients (last at step %ld): "
-                               "lower learning_rate or check the data", e.step);
-                goto fail;
-            }
-            if (r.rank == 0)
-                mmrm_warn("step %ld: non-finite loss or gradients, update skipped (%ld so far)", e.step,
-                      r.st.skipped_nonfinite);
-        } else {
-            r.st.consecutive_nonfinite = 0;
-        }
-        if (!o->quiet && r.rank == 0 && (tty || (o->logging_steps > 0 && e.step % o->logging_steps == 0) || e.step == r.total_steps))
-            print_progress(&r, &e, tty);
-        if (r.eval.n > 0 && ((o->eval_steps > 0 && e.step % o->eval_steps == 0) || e.step == r.total_steps)) {
-            double acc, margin;
-            long n;
-            if (evaluate(&r, &acc, &margin, &n)) goto fail;
-            if (!o->quiet && r.rank == 0) {
-                if (tty) fputc('\n', stderr);
-                mmrm_log("eval at step %ld: accuracy %.4f, mean margin %.4f (%ld pairs)", e.step, acc, margin, n);
-            }
-            cJSON *ej = cJSON_CreateObject();
-            cJSON_AddNumberToObject(ej, "step", e.step);
-            cJSON_AddNumberToObject(ej, "eval_accuracy", acc);
-            cJSON_AddNumberToObject(ej, "eval_mean_margin", margin);
-            cJSON_AddNumberToObject(ej, "eval_pairs", n);
-            metrics_write(&r, ej);
-            cJSON_Delete(ej);
-        }
-        if (o->save_steps > 0 && e.step % o->save_steps == 0 && e.step < r.total_steps) {
-            char name[64];
-            snprintf(name, sizeof name, "checkpoint-%ld", e.step);
-            if (save_checkpoint(&r, name)) goto fail;
-        }
-        if (o->stop_after_steps > 0 && e.step - r.start_step >= o->stop_after_steps) {
-            if (tty) fputc('\n', stderr);
-            mmrm_log("stopping after %ld steps as asked (stop_after_steps)", o->stop_after_steps);
-            status = 0;
-            goto done;
+        if (train_step(r, &e)) return -1;
+        r->st.step = e.step;
+        log_record(r, &e);
+        if (count_nonfinite(r, &e)) return -1;
+        int last = e.step == r->total_steps;
+        if (!rt->quiet && r->rank == 0 && (r->tty || due(c->logging_steps, e.step) || last)) log_progress(r, &e);
+        if (r->eval.n > 0 && (due(c->eval_steps, e.step) || last) && evaluate_and_log(r, e.step)) return -1;
+        if (due(c->save_steps, e.step) && !last && checkpoint_save_step(r, e.step)) return -1;
+        if (rt->stop_after_steps > 0 && e.step - r->start_step >= rt->stop_after_steps) {
+            if (r->tty) fputc('\n', stderr);
+            mmrm_log("stopping after %ld steps as asked (stop_after_steps)", rt->stop_after_steps);
+            return 1;
         }
     }
-    if (tty) fputc('\n', stderr);
-    {
-        char name[64];
-        snprintf(name, sizeof name, "checkpoint-%ld", r.st.step);
-        if (save_checkpoint(&r, name) || save_checkpoint(&r, "checkpoint-last")) goto fail;
+    if (r->tty) fputc('\n', stderr);
+    return 0;
+}
+
+/* Where the run starts (resumed or new) and all it builds before its first step, in this
+ * order: each stage reads what the ones before it set up. */
+static int setup(Run *r) {
+    if (checkpoint_choose_start(r) || setup_models(r) || setup_tokenizer(r) || setup_data(r) ||
+        setup_optimizer(r))
+        return -1;
+    setup_grad_sync(r);
+    setup_bf16_weights(r);
+    setup_blank_cache(r);
+    return metrics_open(r);
+}
+
+/* the last step's checkpoint, checkpoint-last (the final model) and the summary */
+static int finish(Run *r) {
+    if (checkpoint_save_step(r, r->st.step) || checkpoint_save_last(r)) return -1;
+    log_summary(r);
+    return 0;
+}
+
+int train_run(const TrainConfig *c, const TrainRuntime *rt) {
+    Run r;
+    run_init(&r, c, rt);
+    int rc = setup(&r);
+    if (rc == 0) rc = train_loop(&r); /* 1: stopped early, as asked */
+    if (rc == 0) rc = finish(&r);
+    if (rc < 0) {
+        fflush(stdout);
+        fprintf(stderr, "%smmrm: error: %s\n", isatty(2) ? "\n" : "", mmrm_last_error());
     }
-    double el = now_s() - r.t0;
-    mmrm_log("done: %ld steps in %.1f s (%.2f pairs/s, %.0f tokens/s), final loss %.4f, accuracy %.3f%s; "
-             "model in %s/checkpoint-last",
-             r.st.step - r.start_step, el, r.pairs_seen / fmax(el, 1e-9), r.tokens_seen / fmax(el, 1e-9),
-             r.st.nlog ? r.st.log[r.st.nlog - 1].loss : NAN, r.st.nlog ? r.st.log[r.st.nlog - 1].acc : NAN,
-             r.st.skipped_nonfinite ? " (some steps skipped: non-finite)" : "", o->output_dir);
-    if (r.g.act_dtype == DT_BF16)
-        mmrm_log("activation arena per rank: %.1f MiB at peak (activations in bf16; gradients "
-                 "fp32) + %.1f MiB fp32 staging of one op's operands", r.g.act.peak / 1048576.0,
-                 r.g.stage.peak / 1048576.0);
-    else
-        mmrm_log("activation arena per rank: %.1f MiB at peak (activations and gradients fp32)",
-                 r.g.act.peak / 1048576.0);
-    if (r.gs) {
-        GradSyncStats gst = gradsync_stats(r.gs);
-        if (gst.steps && !gst.staged)
-            mmrm_log("gradient all-reduce: %.1f of %d bucket(s) per step started during backward",
-                     (double)gst.started_early / gst.steps, gst.buckets);
-    }
-    status = 0;
-    goto done;
-fail:
-    fflush(stdout);
-    fprintf(stderr, "%smmrm: error: %s\n", isatty(2) ? "\n" : "", mmrm_last_error());
-done:
-    if (L) batch_loader_close(L);
-    if (r.metrics) fclose(r.metrics);
-    if (r.g.tape) graph_free(&r.g);
-    if (r.main.ps.data) rm_free(&r.main);
-    if (r.bias.ps.data) rm_free(&r.bias);
-    if (r.tok) tokenizer_free(r.tok);
-    pairset_free(&r.train);
-    pairset_free(&r.eval);
-    free(r.blank_cache);
-    free(r.st.log);
-    zero_shard_free(&r.zs[0]);
-    zero_shard_free(&r.zs[1]);
-    gradsync_free(r.gs);
-    return status;
+    run_free(&r);
+    return rc < 0 ? 1 : 0;
 }

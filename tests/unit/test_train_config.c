@@ -99,7 +99,7 @@ static void check_reference(const char *path, const char *model_dir, const char 
         return;
     /* spec/algorithm.md, "Reference hyper-parameters" */
     CHECK(c.learning_rate == 1e-5, "%s: learning_rate %g", path, c.learning_rate);
-    CHECK(c.lr_scheduler_type == LR_COSINE, "%s: schedule", path);
+    CHECK(c.lr_scheduler_type == SCHED_COSINE, "%s: schedule", path);
     CHECK(c.warmup_ratio == 0.1 && c.warmup_steps == 0, "%s: warmup", path);
     CHECK(c.weight_decay == 0.05, "%s: weight_decay %g", path, c.weight_decay);
     CHECK(c.adam_beta2 == 0.98, "%s: adam_beta2 %g", path, c.adam_beta2);
@@ -157,7 +157,7 @@ TEST(test_defaults_are_the_reference_recipe_and_hf_values) {
     TrainConfig c;
     if (CHECK(train_config_load(&c, write_ini("t.ini", REQUIRED), 0, NULL) == 0, "%s",
               mmrm_last_error())) {
-        CHECK(c.learning_rate == 1e-5 && c.lr_scheduler_type == LR_COSINE &&
+        CHECK(c.learning_rate == 1e-5 && c.lr_scheduler_type == SCHED_COSINE &&
                   c.warmup_ratio == 0.1 && c.weight_decay == 0.05 && c.adam_beta2 == 0.98,
               "spec optimiser defaults");
         CHECK(c.num_train_epochs == 1 && c.per_device_train_batch_size == 4 &&
@@ -384,7 +384,7 @@ TEST(test_quotes_sections_comments_and_enum_case_follow_the_ini_rules) {
         CHECK(strcmp(c.output_dir, "out/run;1") == 0, "':' separator, ';' inside a word: %s",
               c.output_dir);
         CHECK(strcmp(c.conv_style, "internlm2-chat") == 0, "conv_style");
-        CHECK(c.lr_scheduler_type == LR_CONSTANT_WITH_WARMUP, "enum in any case, CRLF");
+        CHECK(c.lr_scheduler_type == SCHED_CONSTANT_WITH_WARMUP, "enum in any case, CRLF");
         CHECK(c.learning_rate == 2e-5, "quoted number");
         CHECK(strcmp(c.image_root, "it's") == 0, "a quote inside a value stays: %s",
               c.image_root);

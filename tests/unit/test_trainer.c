@@ -65,37 +65,48 @@ static const char *dataset(void) {
     return g_dir;
 }
 
-static char g_paths[4][512];
-
-static void options(TrainerOptions *o, Algorithm algo, const char *out) {
+/* A run over the data set into out: the configuration's defaults (train_config.c's key
+ * table), then what these tests train with, including where that differs from the defaults
+ * (the paper's recipe): the ViT trains, no recompute, no accumulation, beta2 0.999, no
+ * prefetch workers, every checkpoint kept. The caller frees c (train_config_free). */
+static void options(TrainConfig *c, TrainAlgorithm algo, const char *out) {
     const char *d = dataset();
-    trainer_options_default(o);
-    snprintf(g_paths[0], sizeof g_paths[0], "%s/train.jsonl", d);
-    snprintf(g_paths[1], sizeof g_paths[1], "%s/config.json", d);
-    snprintf(g_paths[2], sizeof g_paths[2], "%s/%s", d, out);
-    static const char *ds[1];
-    ds[0] = g_paths[0];
-    o->datasets = ds;
-    o->n_datasets = 1;
-    o->init_config = g_paths[1];
-    o->init_bias_config = g_paths[1];
-    o->algorithm = algo;
-    o->output_dir = g_paths[2];
-    o->dynamic_image_size = 0;
-    o->max_length = 512;
-    o->pairs_per_device = 4;
-    o->opt.lr = 3e-3;
-    o->opt.weight_decay = 0.01;
-    o->opt.sched = SCHED_CONSTANT;
-    o->warmup_ratio = 0;
-    o->max_steps = 6;
-    o->save_steps = 0;
-    o->logging_steps = 1000;
-    o->seed = 5;
-    o->quiet = 1;
-    o->overwrite_output_dir = 1;
-    o->resume = 0;
+    char buf[32][600], *ov[32];
+    int n = 0;
+#define OV(...) (snprintf(buf[n], sizeof buf[n], __VA_ARGS__), ov[n] = buf[n], n++)
+    OV("dataset_path=%s/train.jsonl", d);
+    OV("init_model_config=%s/config.json", d);
+    OV("init_bias_model_config=%s/config.json", d);
+    OV("algorithm=%s", train_algorithm_name(algo));
+    OV("output_dir=%s/%s", d, out);
+    OV("dynamic_image_size=false");
+    OV("max_length=512");
+    OV("per_device_train_batch_size=4");
+    OV("learning_rate=3e-3");
+    OV("weight_decay=0.01");
+    OV("lr_scheduler_type=constant");
+    OV("warmup_ratio=0");
+    OV("max_steps=6");
+    OV("save_steps=0");
+    OV("logging_steps=1000");
+    OV("seed=5");
+    OV("overwrite_output_dir=true");
+    OV("resume=false");
+    OV("freeze_backbone=false");
+    OV("grad_checkpoint=false");
+    OV("gradient_accumulation_steps=1");
+    OV("adam_beta2=0.999");
+    OV("num_workers=0");
+    OV("save_total_limit=0");
+#undef OV
+    if (train_config_load(c, NULL, n, ov) != 0) {
+        fprintf(stderr, "test_trainer: the options do not load: %s\n", mmrm_last_error());
+        exit(2);
+    }
 }
+
+/* the tests' runs print nothing */
+static const TrainRuntime quiet = {.quiet = 1};
 
 static void rm_out(const char *out) {
     char cmd[700];
@@ -104,14 +115,14 @@ static void rm_out(const char *out) {
 }
 
 /* loads output_dir/checkpoint-last/<sub> into m */
-static int load_final(RewardModel *m, const TrainerOptions *o, const char *sub) {
+static int load_final(RewardModel *m, const TrainConfig *o, const char *sub) {
     char p[700];
     snprintf(p, sizeof p, "%s/checkpoint-last%s", o->output_dir, sub);
     return rm_load(m, p, DEV_CPU, NULL, 1, NULL);
 }
 
 /* log_history losses of the final trainer state */
-static int final_losses(const TrainerOptions *o, double *loss, int cap) {
+static int final_losses(const TrainConfig *o, double *loss, int cap) {
     char p[700];
     snprintf(p, sizeof p, "%s/checkpoint-last/trainer_state.json", o->output_dir);
     FILE *f = fopen(p, "r");
@@ -125,12 +136,12 @@ static int final_losses(const TrainerOptions *o, double *loss, int cap) {
     return k;
 }
 
-static void check_learns(Algorithm algo) {
-    TrainerOptions o;
-    options(&o, algo, algo == ALGO_STANDARD ? "learn_std" : "learn_sa");
+static void check_learns(TrainAlgorithm algo) {
+    TrainConfig o;
+    options(&o, algo, algo == TRAIN_STANDARD ? "learn_std" : "learn_sa");
     o.max_steps = 40;
-    o.opt.lr = 1e-2;
-    CHECK(train_run(&o) == 0, "training failed: %s", mmrm_last_error());
+    o.learning_rate = 1e-2;
+    CHECK(train_run(&o, &quiet) == 0, "training failed: %s", mmrm_last_error());
     double loss[64];
     int n = final_losses(&o, loss, 64);
     CHECK(n == 40, "log history has %d losses", n);
@@ -154,28 +165,29 @@ static void check_learns(Algorithm algo) {
     if (f) fclose(f);
     printf("    mean training accuracy over the last 8 steps %.3f\n", acc_last);
     CHECK(acc_last > 0.68, "accuracy did not rise (half the pairs are text-learnable: about 0.75 expected): %.3f", acc_last);
-    rm_out(algo == ALGO_STANDARD ? "learn_std" : "learn_sa");
+    rm_out(algo == TRAIN_STANDARD ? "learn_std" : "learn_sa");
+    train_config_free(&o);
 }
 
-TEST(test_standard_training_lowers_the_loss_and_raises_accuracy) { check_learns(ALGO_STANDARD); }
-TEST(test_shortcut_aware_training_lowers_the_loss_and_raises_accuracy) { check_learns(ALGO_SHORTCUT_AWARE); }
+TEST(test_standard_training_lowers_the_loss_and_raises_accuracy) { check_learns(TRAIN_STANDARD); }
+TEST(test_shortcut_aware_training_lowers_the_loss_and_raises_accuracy) { check_learns(TRAIN_SHORTCUT_AWARE); }
 
 TEST(test_gradient_accumulation_equals_one_big_batch) {
-    TrainerOptions a, b;
-    options(&a, ALGO_STANDARD, "accum_a");
-    options(&b, ALGO_STANDARD, "accum_b");
-    a.opt.weight_decay = b.opt.weight_decay = 0.05;
+    TrainConfig a, b;
+    options(&a, TRAIN_STANDARD, "accum_a");
+    options(&b, TRAIN_STANDARD, "accum_b");
+    a.weight_decay = b.weight_decay = 0.05;
     a.max_steps = b.max_steps = 3;
-    a.pairs_per_device = 4;
-    b.pairs_per_device = 2;
-    b.accum = 2;
-    CHECK(train_run(&a) == 0 && train_run(&b) == 0, "training failed: %s", mmrm_last_error());
+    a.per_device_train_batch_size = 4;
+    b.per_device_train_batch_size = 2;
+    b.gradient_accumulation_steps = 2;
+    CHECK(train_run(&a, &quiet) == 0 && train_run(&b, &quiet) == 0, "training failed: %s", mmrm_last_error());
     RewardModel ma, mb;
     if (CHECK(load_final(&ma, &a, "") == 0 && load_final(&mb, &b, "") == 0, "%s", mmrm_last_error())) {
         double num = 0, den = 0, moved = 0;
         RewardModel init;
         ModelConfig cfg;
-        config_load(a.init_config, &cfg);
+        config_load(a.init_model_config, &cfg);
         rm_create(&init, &cfg, DEV_CPU, NULL);
         rm_init_random(&init, a.seed);
         for (size_t i = 0; i < ma.ps.numel; i++) {
@@ -195,18 +207,20 @@ TEST(test_gradient_accumulation_equals_one_big_batch) {
     }
     rm_out("accum_a");
     rm_out("accum_b");
+    train_config_free(&a);
+    train_config_free(&b);
 }
 
 TEST(test_frozen_groups_are_bit_identical_after_training) {
-    TrainerOptions o;
-    options(&o, ALGO_SHORTCUT_AWARE, "frozen");
-    o.freeze_vision = 1;
-    o.freeze_connector = 1;
+    TrainConfig o;
+    options(&o, TRAIN_SHORTCUT_AWARE, "frozen");
+    o.freeze_backbone = 1;
+    o.freeze_mlp = 1;
     o.max_steps = 3;
-    CHECK(train_run(&o) == 0, "training failed: %s", mmrm_last_error());
+    CHECK(train_run(&o, &quiet) == 0, "training failed: %s", mmrm_last_error());
     RewardModel init, fin, bias;
     ModelConfig cfg;
-    config_load(o.init_config, &cfg);
+    config_load(o.init_model_config, &cfg);
     rm_create(&init, &cfg, DEV_CPU, NULL);
     rm_init_random(&init, o.seed);
     if (CHECK(load_final(&fin, &o, "") == 0 && load_final(&bias, &o, "/bias") == 0, "%s", mmrm_last_error())) {
@@ -223,33 +237,34 @@ TEST(test_frozen_groups_are_bit_identical_after_training) {
     }
     rm_free(&init);
     rm_out("frozen");
+    train_config_free(&o);
 }
 
-static void check_resume(Algorithm algo) {
-    const char *o1 = algo == ALGO_STANDARD ? "resume_full" : "resume_full_sa";
-    const char *o2 = algo == ALGO_STANDARD ? "resume_cut" : "resume_cut_sa";
-    TrainerOptions full, cut;
+static void check_resume(TrainAlgorithm algo) {
+    const char *o1 = algo == TRAIN_STANDARD ? "resume_full" : "resume_full_sa";
+    const char *o2 = algo == TRAIN_STANDARD ? "resume_cut" : "resume_cut_sa";
+    TrainConfig full, cut;
     options(&full, algo, o1);
     options(&cut, algo, o2);
     full.max_steps = cut.max_steps = 7;
     full.save_steps = cut.save_steps = 2;
-    full.accum = cut.accum = 2;
-    full.pairs_per_device = cut.pairs_per_device = 2;
-    full.opt.sched = cut.opt.sched = SCHED_COSINE;
+    full.gradient_accumulation_steps = cut.gradient_accumulation_steps = 2;
+    full.per_device_train_batch_size = cut.per_device_train_batch_size = 2;
+    full.lr_scheduler_type = cut.lr_scheduler_type = SCHED_COSINE;
     full.warmup_ratio = cut.warmup_ratio = 0.2;
-    cut.stop_after_steps = 5; /* the last checkpoint is at step 4: step 5 is recomputed */
-    CHECK(train_run(&full) == 0, "full run failed: %s", mmrm_last_error());
-    CHECK(train_run(&cut) == 0, "interrupted run failed: %s", mmrm_last_error());
-    cut.stop_after_steps = 0;
+    TrainRuntime stop = quiet;
+    stop.stop_after_steps = 5; /* the last checkpoint is at step 4: step 5 is recomputed */
+    CHECK(train_run(&full, &quiet) == 0, "full run failed: %s", mmrm_last_error());
+    CHECK(train_run(&cut, &stop) == 0, "interrupted run failed: %s", mmrm_last_error());
     cut.resume = 1;
     cut.overwrite_output_dir = 0;
-    CHECK(train_run(&cut) == 0, "resumed run failed: %s", mmrm_last_error());
+    CHECK(train_run(&cut, &quiet) == 0, "resumed run failed: %s", mmrm_last_error());
     double la[16], lb[16];
     int na = final_losses(&full, la, 16), nb = final_losses(&cut, lb, 16);
     CHECK(na == 7 && nb == 7, "histories of %d and %d steps", na, nb);
     for (int i = 0; i < na && i < nb; i++) CHECK(la[i] == lb[i], "step %d loss %.17g vs %.17g", i + 1, la[i], lb[i]);
     const char *subs[2] = {"", "/bias"};
-    for (int s = 0; s < (algo == ALGO_STANDARD ? 1 : 2); s++) {
+    for (int s = 0; s < (algo == TRAIN_STANDARD ? 1 : 2); s++) {
         RewardModel a, b;
         if (CHECK(load_final(&a, &full, subs[s]) == 0 && load_final(&b, &cut, subs[s]) == 0, "%s", mmrm_last_error())) {
             EXPECT_SAME("final weights", a.ps.data, b.ps.data, a.ps.numel);
@@ -258,44 +273,48 @@ static void check_resume(Algorithm algo) {
     }
     rm_out(o1);
     rm_out(o2);
+    train_config_free(&full);
+    train_config_free(&cut);
 }
 
-TEST(test_interrupted_standard_run_resumes_to_bitwise_the_same_result) { check_resume(ALGO_STANDARD); }
-TEST(test_interrupted_shortcut_aware_run_resumes_to_bitwise_the_same_result) { check_resume(ALGO_SHORTCUT_AWARE); }
+TEST(test_interrupted_standard_run_resumes_to_bitwise_the_same_result) { check_resume(TRAIN_STANDARD); }
+TEST(test_interrupted_shortcut_aware_run_resumes_to_bitwise_the_same_result) { check_resume(TRAIN_SHORTCUT_AWARE); }
 
 TEST(test_incomplete_checkpoint_is_ignored_on_resume) {
-    TrainerOptions o;
-    options(&o, ALGO_STANDARD, "incomplete");
+    TrainConfig o;
+    options(&o, TRAIN_STANDARD, "incomplete");
     o.max_steps = 4;
     o.save_steps = 2;
-    o.stop_after_steps = 3;
-    CHECK(train_run(&o) == 0, "run failed: %s", mmrm_last_error());
+    TrainRuntime stop = quiet;
+    stop.stop_after_steps = 3;
+    CHECK(train_run(&o, &stop) == 0, "run failed: %s", mmrm_last_error());
     /* a save killed midway: the temporary directory, and a numbered one without its state */
     char p[800];
     snprintf(p, sizeof p, "%s/.checkpoint-4.tmp", o.output_dir);
     mkdir(p, 0755);
     snprintf(p, sizeof p, "%s/checkpoint-9", o.output_dir);
     mkdir(p, 0755);
-    o.stop_after_steps = 0;
     o.resume = 1;
     o.overwrite_output_dir = 0;
-    CHECK(train_run(&o) == 0, "resume failed: %s", mmrm_last_error());
+    CHECK(train_run(&o, &quiet) == 0, "resume failed: %s", mmrm_last_error());
     double l[8];
     CHECK(final_losses(&o, l, 8) == 4, "resumed from the wrong checkpoint");
     /* refusing to start over without overwrite_output_dir */
     o.resume = 0;
-    CHECK(train_run(&o) == 1 && strstr(mmrm_last_error(), "overwrite_output_dir"), "message: %s",
+    CHECK(train_run(&o, &quiet) == 1 && strstr(mmrm_last_error(), "overwrite_output_dir"), "message: %s",
           mmrm_last_error());
     rm_out("incomplete");
+    train_config_free(&o);
 }
 
 TEST(test_three_consecutive_non_finite_steps_stop_the_run) {
-    TrainerOptions o;
-    options(&o, ALGO_STANDARD, "nonfinite");
-    o.opt.lr = 1e30; /* the first update sends the weights to inf */
-    o.opt.max_grad_norm = 0;
+    TrainConfig o;
+    options(&o, TRAIN_STANDARD, "nonfinite");
+    o.learning_rate = 1e30; /* the first update sends the weights to inf */
+    o.max_grad_norm = 0;
     o.max_steps = 10;
-    CHECK(train_run(&o) == 1, "the run did not fail");
+    CHECK(train_run(&o, &quiet) == 1, "the run did not fail");
     CHECK(strstr(mmrm_last_error(), "3 consecutive steps"), "message: %s", mmrm_last_error());
     rm_out("nonfinite");
+    train_config_free(&o);
 }

@@ -1,0 +1,118 @@
+/* logging.c - what a run reports (run.h): the step history (trainer_state.json's
+ * log_history and metrics.jsonl, one JSON object per step or evaluation), the progress line
+ * (redrawn in place on a terminal, one line per logging_steps otherwise), and the lines
+ * before the first step and after the last. Only rank 0 writes (the others are quiet). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "runtime/error.h"
+#include "runtime/fsutil.h"
+#include "runtime/strbuf.h"
+#include "train/run.h"
+
+void log_push(State *s, const LogEntry *e) {
+    if (s->nlog == s->caplog) {
+        s->caplog = s->caplog ? 2 * s->caplog : 256;
+        s->log = xrealloc(s->log, s->caplog * sizeof *s->log);
+    }
+    s->log[s->nlog++] = *e;
+}
+
+cJSON *log_json(const LogEntry *e, TrainAlgorithm algo) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", e->step);
+    cJSON_AddNumberToObject(o, "loss", e->loss);
+    cJSON_AddNumberToObject(o, "accuracy", e->acc);
+    cJSON_AddNumberToObject(o, "lr", e->lr);
+    cJSON_AddNumberToObject(o, "grad_norm", e->grad_norm);
+    if (algo == TRAIN_SHORTCUT_AWARE) {
+        cJSON_AddNumberToObject(o, "loss_bias", e->loss_bias);
+        cJSON_AddNumberToObject(o, "accuracy_bias", e->acc_bias);
+        cJSON_AddNumberToObject(o, "w_mean", e->w_mean);
+        cJSON_AddNumberToObject(o, "w_min", e->w_min);
+        cJSON_AddNumberToObject(o, "w_max", e->w_max);
+    }
+    if (e->skipped) cJSON_AddTrueToObject(o, "skipped_nonfinite");
+    return o;
+}
+
+void metrics_write(Run *r, cJSON *o) {
+    if (!r->metrics) return;
+    char *t = cJSON_PrintUnformatted(o);
+    fprintf(r->metrics, "%s\n", t);
+    fflush(r->metrics);
+    free(t);
+}
+
+/* metrics.jsonl restarts from the checkpoint's history so a resumed run has no duplicates */
+int metrics_open(Run *r) {
+    char path[PATH_MAX];
+    if (!fs_join(path, sizeof path, r->c->output_dir, "metrics.jsonl")) return -1;
+    r->metrics = r->rank == 0 ? fopen(path, "w") : NULL;
+    for (long i = 0; i < r->st.nlog; i++) {
+        cJSON *j = log_json(&r->st.log[i], r->c->algorithm);
+        metrics_write(r, j);
+        cJSON_Delete(j);
+    }
+    return 0;
+}
+
+void log_record(Run *r, const LogEntry *e) {
+    log_push(&r->st, e);
+    cJSON *j = log_json(e, r->c->algorithm);
+    metrics_write(r, j);
+    cJSON_Delete(j);
+}
+
+void log_plan(const Run *r) {
+    const TrainConfig *c = r->c;
+    const BatchStats *bs = batch_loader_stats(r->loader);
+    int P = c->per_device_train_batch_size, accum = c->gradient_accumulation_steps;
+    mmrm_log("training: %s, %ld steps of %d pairs (%d per micro-batch x %d accumulation x %d ranks), "
+             "%zu pairs, %ld micro-batches per epoch, warmup %ld, lr %.2e",
+             train_algorithm_name(c->algorithm), r->total_steps, P * accum * r->world, P, accum, r->world,
+             bs->usable, bs->steps_per_epoch, r->opt.warmup_steps, r->opt.lr);
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+void log_progress(const Run *r, const LogEntry *e) {
+    double el = clock_seconds() - r->t0;
+    double rate = r->pairs_seen / fmax(el, 1e-9), trate = r->tokens_seen / fmax(el, 1e-9);
+    char eta[32];
+    fmt_eta((r->total_steps - e->step) * el / fmax(1.0, (double)(e->step - r->start_step)), eta, sizeof eta);
+    char extra[160] = "";
+    if (r->has_bias)
+        snprintf(extra, sizeof extra, " | bias loss %.4f acc %.3f | w %.3f [%.3f, %.3f]", e->loss_bias,
+                 e->acc_bias, e->w_mean, e->w_min, e->w_max);
+    fprintf(stderr, "%sstep %ld/%ld | loss %.4f | acc %.3f%s | %.1f pairs/s | %.0f tok/s | lr %.2e | eta %s%s",
+            r->tty ? "\r\033[K" : "mmrm: ", e->step, r->total_steps, e->loss, e->acc, extra, rate, trate,
+            e->lr, eta, r->tty ? "" : "\n");
+}
+
+void log_summary(const Run *r) {
+    const State *st = &r->st;
+    double el = clock_seconds() - r->t0;
+    mmrm_log("done: %ld steps in %.1f s (%.2f pairs/s, %.0f tokens/s), final loss %.4f, accuracy %.3f%s; "
+             "model in %s/checkpoint-last",
+             st->step - r->start_step, el, r->pairs_seen / fmax(el, 1e-9), r->tokens_seen / fmax(el, 1e-9),
+             st->nlog ? st->log[st->nlog - 1].loss : NAN, st->nlog ? st->log[st->nlog - 1].acc : NAN,
+             st->skipped_nonfinite ? " (some steps skipped: non-finite)" : "", r->c->output_dir);
+    if (r->g.act_dtype == DT_BF16)
+        mmrm_log("activation arena per rank: %.1f MiB at peak (activations in bf16; gradients "
+                 "fp32) + %.1f MiB fp32 staging of one op's operands", r->g.act.peak / 1048576.0,
+                 r->g.stage.peak / 1048576.0);
+    else
+        mmrm_log("activation arena per rank: %.1f MiB at peak (activations and gradients fp32)",
+                 r->g.act.peak / 1048576.0);
+    if (r->gs) {
+        GradSyncStats gst = gradsync_stats(r->gs);
+        if (gst.steps && !gst.staged)
+            mmrm_log("gradient all-reduce: %.1f of %d bucket(s) per step started during backward",
+                     (double)gst.started_early / gst.steps, gst.buckets);
+    }
+}

@@ -1,0 +1,109 @@
+/* run.h - one training run as the trainer's files share it (private to train/: the public
+ * interface is trainer.h). trainer.c runs the stages; setup.c builds the run (models,
+ * tokenizer, data, optimizer, gradient reduction, bf16 weights); step.c takes one optimizer
+ * step; evaluate.c measures the eval set; checkpointing.c chooses where a run starts, saves
+ * and resumes; logging.c writes the log lines and metrics.jsonl. */
+#ifndef MMRM_TRAIN_RUN_H
+#define MMRM_TRAIN_RUN_H
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "models/batch.h"
+#include "models/records.h"
+#include "models/reward_model.h"
+#include "models/template.h"
+#include "models/tokenizer.h"
+#include "runtime/autograd.h"
+#include "runtime/gradsync.h"
+#include "train/optim.h"
+#include "train/trainer.h"
+
+/* one optimizer step as logged (metrics.jsonl, trainer_state.json's log_history) */
+typedef struct LogEntry {
+    long step;
+    double loss, acc, lr, grad_norm;
+    double loss_bias, acc_bias, w_mean, w_min, w_max; /* shortcut_aware */
+    int skipped;
+} LogEntry;
+
+/* what trainer_state.json holds: where a resumed run continues */
+typedef struct State {
+    long step;              /* optimizer steps done */
+    BatchCursor cursor;
+    long opt_t;
+    uint64_t dropout_counter;
+    long skipped_nonfinite, consecutive_nonfinite;
+    LogEntry *log;          /* (nlog,) the history, grown by log_push */
+    long nlog, caplog;
+} State;
+
+typedef struct Run {
+    const TrainConfig *c;
+    const TrainRuntime *rt;
+    int rank, world;
+    char resume_dir[PATH_MAX]; /* the checkpoint this run continues from, or "" */
+    RewardModel main, bias;
+    int has_bias;           /* shortcut_aware */
+    Tokenizer *tok;
+    TemplateKind tmpl;
+    PairSet train, eval;
+    Graph g;
+    BatchLoader *loader;    /* the training batches */
+    float *blank_cache;     /* frozen bias ViT: features of the blank tile */
+    State st;
+    AdamW opt;
+    long total_steps;
+    int zero;               /* ZeRO-1 active (zero_stage 1 and world > 1) */
+    ZeroShard zs[2];        /* per store: main, bias */
+    GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
+    FILE *metrics;          /* metrics.jsonl, rank 0 */
+    int tty;                /* rank 0 logs to a terminal: the progress line redraws */
+    double t0;              /* clock_seconds() at the first step of this process */
+    long pairs_seen, tokens_seen;
+    long start_step;        /* the step this process started from */
+} Run;
+
+/* setup.c: the stages that build a run, in train_run's order; 0, or -1 with
+ * mmrm_last_error() */
+int setup_models(Run *r);       /* main (and bias) model: resumed, loaded or initialised */
+int setup_tokenizer(Run *r);    /* tokenizer and chat template */
+int setup_data(Run *r);         /* pair sets, graph, batch loader, the number of steps */
+int setup_optimizer(Run *r);    /* AdamW state, ZeRO-1 shards */
+void setup_grad_sync(Run *r);   /* data parallel: the bucketed all-reduce */
+void setup_bf16_weights(Run *r); /* precision = bf16: the weight copies; the memory report */
+void setup_blank_cache(Run *r); /* shortcut_aware, frozen ViT: the blank tile's features */
+/* the batches of the training (eval = 0) or eval set (eval = 1) */
+BatchOptions batch_options(const Run *r, int eval);
+
+/* checkpointing.c */
+/* output_dir created; resume_dir set to its newest complete checkpoint when resuming, else
+ * any earlier run's checkpoints removed (overwrite_output_dir) or refused */
+int checkpoint_choose_start(Run *r);
+int checkpoint_load_state(Run *r);    /* resume_dir/trainer_state.json into r->st */
+/* dir/optimizer.safetensors: the AdamW moments of ps */
+int checkpoint_load_optimizer(ParamStore *ps, const char *dir);
+int checkpoint_save_step(Run *r, long step); /* output_dir/checkpoint-STEP */
+int checkpoint_save_last(Run *r);            /* output_dir/checkpoint-last */
+
+/* step.c: one optimizer step over gradient_accumulation_steps micro-batches; fills e.
+ * 0, or -1 on a data error. */
+int train_step(Run *r, LogEntry *e);
+
+/* evaluate.c: pairwise accuracy and mean margin of the main model on the eval set, logged
+ * and written to metrics.jsonl */
+int evaluate_and_log(Run *r, long step);
+
+/* logging.c */
+void log_push(State *s, const LogEntry *e);         /* appends to the history */
+cJSON *log_json(const LogEntry *e, TrainAlgorithm algo);
+int metrics_open(Run *r);               /* metrics.jsonl, starting with the resumed history */
+void metrics_write(Run *r, cJSON *o);   /* one line (rank 0) */
+void log_record(Run *r, const LogEntry *e); /* a step into the history and metrics.jsonl */
+void log_plan(const Run *r);            /* the run's shape, before the first step */
+void log_progress(const Run *r, const LogEntry *e);
+void log_summary(const Run *r);         /* the end: rates, final loss, peak memory */
+
+#endif

@@ -1,0 +1,155 @@
+/* step.c - one optimizer step (run.h): gradient_accumulation_steps micro-batches, each
+ * scored by the main model (and, shortcut_aware, by the bias model on the blank-image rows),
+ * its loss backpropagated with weight P_micro / P_step so that the accumulated gradient is
+ * that of one big batch; data parallel, the gradients averaged during the last
+ * micro-batch's backward and the logged sums reduced across ranks; then AdamW over both
+ * models, or nothing when the loss or gradients are not finite. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "runtime/error.h"
+#include "runtime/ops.h"
+#include "train/run.h"
+
+/* what a step sums over its micro-batches (and ranks) for its log entry */
+typedef struct Tally {
+    double loss, right, loss_b, right_b, wsum, wmin, wmax;
+    long pairs;
+    int nonfinite;
+} Tally;
+
+/* one micro-batch's graph: the rewards of the chosen and rejected rows (P each), with
+ * shortcut_aware the bias model's of the same rows shown the blank image, and the loss */
+typedef struct Micro {
+    Tensor *loss, *rc, *rr, *bc, *br;
+    ShortcutLoss sl;
+} Micro;
+
+/* MMRM_DEBUG_ABORT_AT_MICRO=N: the process dies at the run's micro-batch N, as a crash would
+ * (the tests of resuming in the middle of gradient accumulation) */
+static void debug_abort(const Run *r, int micro) {
+    const char *abort_at = getenv("MMRM_DEBUG_ABORT_AT_MICRO");
+    if (abort_at && atol(abort_at) == r->st.step * r->c->gradient_accumulation_steps + micro) {
+        fprintf(stderr, "mmrm: aborting at micro-batch %s (MMRM_DEBUG_ABORT_AT_MICRO)\n", abort_at);
+        fflush(NULL);
+        _exit(3);
+    }
+}
+
+static Micro forward(Run *r, const Batch *b) {
+    Micro m = {0};
+    graph_reset(&r->g);
+    RmBatch v;
+    batch_rm_view(b, &v);
+    int P = b->P;
+    Tensor *rw = op_reshape(&r->g, rm_forward(&r->main, &r->g, &v), 2, (int[]){2 * P, 1});
+    int *ic = graph_scratch(&r->g, P * sizeof(int)), *ir = graph_scratch(&r->g, P * sizeof(int));
+    for (int i = 0; i < P; i++) ic[i] = 2 * i, ir[i] = 2 * i + 1;
+    m.rc = op_gather_rows(&r->g, rw, ic, P);
+    m.rr = op_gather_rows(&r->g, rw, ir, P);
+    if (!r->has_bias) {
+        m.loss = op_bt_loss(&r->g, m.rc, m.rr, b->margin, NULL);
+        return m;
+    }
+    RmBatch bv;
+    batch_rm_view_blank(b, &bv);
+    bv.vit_cache = r->blank_cache;
+    Tensor *bw = op_reshape(&r->g, rm_forward(&r->bias, &r->g, &bv), 2, (int[]){2 * P, 1});
+    m.bc = op_gather_rows(&r->g, bw, ic, P);
+    m.br = op_gather_rows(&r->g, bw, ir, P);
+    m.sl = op_shortcut_loss(&r->g, m.rc, m.rr, m.bc, m.br, (float)r->c->shortcut_eps);
+    m.loss = m.sl.loss;
+    return m;
+}
+
+/* what is logged is read after backward has been queued: on a GPU the copies then wait for
+ * the whole micro-step instead of stalling between forward and backward */
+static void tally(Run *r, const Batch *b, const Micro *m, Tally *t) {
+    int P = b->P;
+    if (r->has_bias) {
+        const float *w = graph_host(&r->g, m->sl.w), *lb = graph_host(&r->g, m->sl.lb);
+        const float *bcs = graph_host(&r->g, m->bc), *brs = graph_host(&r->g, m->br);
+        for (int i = 0; i < P; i++) {
+            t->wsum += w[i];
+            t->wmin = fmin(t->wmin, w[i]);
+            t->wmax = fmax(t->wmax, w[i]);
+            t->loss_b += lb[i];
+            t->right_b += bcs[i] > brs[i] ? 1.0 : bcs[i] == brs[i] ? 0.5 : 0.0;
+        }
+    }
+    float lv = graph_host(&r->g, m->loss)[0];
+    if (!isfinite(lv)) t->nonfinite = 1;
+    t->loss += (double)lv * P;
+    const float *cs = graph_host(&r->g, m->rc), *rs = graph_host(&r->g, m->rr);
+    for (int i = 0; i < P; i++) t->right += cs[i] > rs[i] ? 1.0 : cs[i] == rs[i] ? 0.5 : 0.0;
+    t->pairs += P;
+    for (int i = 0; i < 2 * P; i++) r->tokens_seen += b->rows.lengths[i];
+}
+
+/* every rank must take the same step: the gradients are averaged, sum what is logged */
+static void reduce_tally(Run *r, Tally *t) {
+    double sums[8] = {t->loss, t->right, (double)t->pairs, t->loss_b, t->right_b, t->wsum,
+                      (double)t->nonfinite, 0};
+    comm_allreduce_sum_f64(r->rt->comm, sums, 8);
+    t->loss = sums[0]; t->right = sums[1]; t->pairs = (long)sums[2]; t->loss_b = sums[3];
+    t->right_b = sums[4]; t->wsum = sums[5]; t->nonfinite = sums[6] > 0;
+    /* min and max through a sum: each rank fills its own slots */
+    double *mm = xcalloc(2 * r->world, sizeof *mm);
+    mm[2 * r->rank] = t->wmin;
+    mm[2 * r->rank + 1] = t->wmax;
+    comm_allreduce_sum_f64(r->rt->comm, mm, 2 * r->world);
+    for (int k = 0; k < r->world; k++) t->wmin = fmin(t->wmin, mm[2 * k]), t->wmax = fmax(t->wmax, mm[2 * k + 1]);
+    free(mm);
+}
+
+/* AdamW over both models unless the step is not finite; the gradients are zeroed either way */
+static StepResult optimizer_step(Run *r, const Tally *t) {
+    ParamStore *stores[2] = {&r->main.ps, &r->bias.ps};
+    int nstores = r->has_bias ? 2 : 1;
+    StepResult res = {NAN, lr_at(&r->opt, r->st.step), 1};
+    if (!t->nonfinite && t->pairs > 0)
+        res = r->zero ? adamw_step_zero1(&r->opt, r->g.K, r->rt->comm, stores, r->zs, nstores, r->st.step)
+                      : adamw_step(&r->opt, r->g.K, stores, nstores, r->st.step);
+    params_zero_grad(&r->main.ps);
+    if (r->has_bias) params_zero_grad(&r->bias.ps);
+    return res;
+}
+
+int train_step(Run *r, LogEntry *e) {
+    int accum = r->c->gradient_accumulation_steps;
+    int P_step = r->c->per_device_train_batch_size * accum;
+    Tally t = {.wmin = INFINITY, .wmax = -INFINITY};
+    for (int micro = 0; micro < accum; micro++) {
+        const Batch *b;
+        int rc = batch_loader_next(r->loader, &b);
+        if (rc <= 0) {
+            if (rc == 0) mmrm_set_error("the batch loader ended early");
+            return -1;
+        }
+        r->st.cursor = b->next;
+        debug_abort(r, micro);
+        if (r->gs && micro == accum - 1) gradsync_begin(r->gs, &r->g);
+        if (b->P == 0) continue;
+        Micro m = forward(r, b);
+        float dloss = (float)b->P / (float)P_step; /* the step's loss is the mean over its pairs */
+        graph_backward_from(&r->g, m.loss, &dloss);
+        tally(r, b, &m, &t);
+    }
+    if (r->gs) gradsync_finish(r->gs, &r->g); /* ZeRO-1 reduce-scatters in its step */
+    if (r->world > 1) reduce_tally(r, &t);
+    StepResult res = optimizer_step(r, &t);
+    r->pairs_seen += t.pairs;
+    long pairs = t.pairs;
+    *e = (LogEntry){.step = r->st.step + 1, .loss = pairs ? t.loss / pairs : NAN, .acc = pairs ? t.right / pairs : NAN,
+                    .lr = res.lr, .grad_norm = res.grad_norm, .skipped = res.skipped};
+    if (r->has_bias && pairs) {
+        e->loss_bias = t.loss_b / pairs;
+        e->acc_bias = t.right_b / pairs;
+        e->w_mean = t.wsum / pairs;
+        e->w_min = t.wmin;
+        e->w_max = t.wmax;
+    }
+    return 0;
+}
