@@ -20,7 +20,7 @@ CUDA_ARCHS ?= 80 90
 DEB_PKGS := libstb-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev g++ perl
 DEP_FILES := /usr/include/stb/stb_image.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/bin/g++ /usr/bin/perl
 
-CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Werror -I. -MMD -MP
+CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Wmissing-prototypes -Werror -I. -MMD -MP
 LDLIBS   := -fopenmp -lstb -linih -lcjson -lm -lpthread
 BUILD    := build
 ifeq ($(NATIVE),1)

@@ -10,10 +10,10 @@
 #include "kernels/kernels.h"
 #include "runtime/comm.h"
 #include "runtime/tensor.h"
+#include "train/trainer.h"
 
 #define MMRM_VERSION "0.1.0"
 
-int cmd_train(int argc, char **argv); /* train/cmd_train.c */
 
 typedef struct {
     const char *name;

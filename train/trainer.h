@@ -51,4 +51,7 @@ typedef struct TrainRuntime {
  * (message printed). */
 int train_run(const TrainConfig *c, const TrainRuntime *rt);
 
+/* `mmrm train CONFIG.ini [key=value ...]` (train/cmd_train.c): exit status */
+int cmd_train(int argc, char **argv);
+
 #endif
