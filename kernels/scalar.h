@@ -63,4 +63,22 @@ KSCALAR KShortcutPair kscalar_shortcut_pair(float mc, float mr, float bc, float 
     return r;
 }
 
+/* Pair i of the fused shortcut-aware loss, everything a backend writes for it: w, Lm, Lb,
+ * and the four gradients accumulated (each d-vector may be NULL). Returns the pair's term of
+ * the loss sum. Both backends' loops call this; only their summation of the terms differs. */
+KSCALAR double kscalar_shortcut_pair_store(int i, const float *mc, const float *mr,
+                                           const float *bc, const float *br, double eps,
+                                           double scale, float *w, float *lm, float *lb,
+                                           float *dmc, float *dmr, float *dbc, float *dbr) {
+    KShortcutPair r = kscalar_shortcut_pair(mc[i], mr[i], bc[i], br[i], eps, scale);
+    w[i] = (float)r.w;
+    lm[i] = (float)r.lm;
+    lb[i] = (float)r.lb;
+    if (dmc) dmc[i] -= (float)r.gm;
+    if (dmr) dmr[i] += (float)r.gm;
+    if (dbc) dbc[i] -= (float)r.gb;
+    if (dbr) dbr[i] += (float)r.gb;
+    return r.term;
+}
+
 #endif

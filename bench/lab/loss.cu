@@ -27,16 +27,6 @@ constexpr int kThreads = 256; // a power of two (tree)
 
 // ---- shortcut loss ----
 
-__device__ __forceinline__ double neg_log_sigmoid(double x) {
-    return fmax(-x, 0.0) + log1p(exp(-fabs(x)));
-}
-
-__device__ __forceinline__ double sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
 __device__ double block_sum(double v, double *sh) {
     sh[threadIdx.x] = v;
     __syncthreads();
@@ -54,21 +44,9 @@ sc_partial_kernel(double *partial, float *w, float *lm, float *lb, float *dmc, f
     __shared__ double sh[kThreads];
     const int i = blockIdx.x * kThreads + threadIdx.x;
     double contrib = 0.0;
-    if (i < P) {
-        double scale = (double)dloss / P, e = eps;
-        double dm = (double)mc[i] - mr[i], db = (double)bc[i] - br[i];
-        double Lm = neg_log_sigmoid(dm), Lb = neg_log_sigmoid(db);
-        double wi = 0.5 * e + Lb / (e + Lb + Lm);
-        w[i] = (float)wi;
-        lm[i] = (float)Lm;
-        lb[i] = (float)Lb;
-        contrib = wi * Lm + Lb;
-        double gm = scale * wi * sigmoid(-dm), gb = scale * sigmoid(-db);
-        if (dmc) dmc[i] -= (float)gm;
-        if (dmr) dmr[i] += (float)gm;
-        if (dbc) dbc[i] -= (float)gb;
-        if (dbr) dbr[i] += (float)gb;
-    }
+    if (i < P) // the per-pair arithmetic both backends share (kernels/scalar.h)
+        contrib = kscalar_shortcut_pair_store(i, mc, mr, bc, br, eps, (double)dloss / P, w, lm,
+                                              lb, dmc, dmr, dbc, dbr);
     double total = block_sum(contrib, sh);
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }

@@ -38,15 +38,8 @@ void cpu_shortcut_loss(float *loss,                        /* (1) */
     double scale = (double)dloss / P;
     double e = eps;
     for (int i = 0; i < P; i++) {
-        KShortcutPair r = kscalar_shortcut_pair(mc[i], mr[i], bc[i], br[i], e, scale);
-        w[i] = (float)r.w;
-        lm[i] = (float)r.lm;
-        lb[i] = (float)r.lb;
-        sum += r.term;
-        if (dmc) dmc[i] -= (float)r.gm;
-        if (dmr) dmr[i] += (float)r.gm;
-        if (dbc) dbc[i] -= (float)r.gb;
-        if (dbr) dbr[i] += (float)r.gb;
+        sum += kscalar_shortcut_pair_store(i, mc, mr, bc, br, e, scale, w, lm, lb, dmc, dmr, dbc,
+                                           dbr);
     }
     loss[0] = (float)(sum / P);
 }

@@ -54,15 +54,8 @@ shortcut_loss_kernel(float *loss, float *w, float *lm, float *lb, float *dmc, fl
     double e = eps;
     double sum = 0.0;
     for (int i = threadIdx.x; i < P; i += kThreads) {
-        KShortcutPair r = kscalar_shortcut_pair(mc[i], mr[i], bc[i], br[i], e, scale);
-        w[i] = (float)r.w;
-        lm[i] = (float)r.lm;
-        lb[i] = (float)r.lb;
-        sum += r.term;
-        if (dmc) dmc[i] -= (float)r.gm;
-        if (dmr) dmr[i] += (float)r.gm;
-        if (dbc) dbc[i] -= (float)r.gb;
-        if (dbr) dbr[i] += (float)r.gb;
+        sum += kscalar_shortcut_pair_store(i, mc, mr, bc, br, e, scale, w, lm, lb, dmc, dmr, dbc,
+                                           dbr);
     }
     double total = block_sum(sum, sh);
     if (threadIdx.x == 0) loss[0] = (float)(total / P);
