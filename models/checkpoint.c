@@ -95,7 +95,9 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
     if (!w) return -1;
     RewardModel tmp;
     rm_create(&tmp, &cfg, DEV_CPU, freeze); /* filled on the host, moved at the end */
-    int rc = 0, n_f32 = 0, n_bf16 = 0, n_other = 0;
+    int rc = 0, n_read = 0;
+    StDType disk = ST_F32; /* of the first tensor read; "mixed" when another differs */
+    int mixed = 0;
     for (int i = 0; i < tmp.ps.n && rc == 0; i++) {
         Tensor *t = params_get(&tmp.ps, i);
         const SafeTensors *st;
@@ -111,9 +113,8 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
             rc = -1;
             break;
         }
-        n_f32 += e->dtype == ST_F32;
-        n_bf16 += e->dtype == ST_BF16;
-        n_other += e->dtype != ST_F32 && e->dtype != ST_BF16;
+        if (n_read++ == 0) disk = e->dtype;
+        mixed |= e->dtype != disk;
         if (t == tmp.pos)
             rc = load_pos(&tmp, st, e, rep);
         else
@@ -124,7 +125,7 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
         for (int i = 0; i < mw_count(w); i++)
             if (!params_find(&tmp.ps, mw_get(w, i, NULL)->name)) rep->n_ignored++;
         snprintf(rep->disk_dtype, sizeof rep->disk_dtype, "%s",
-                 n_other || (n_f32 && n_bf16) ? "mixed" : n_bf16 ? "BF16" : "F32");
+                 mixed ? "mixed" : st_dtype_name(disk));
         /* the model now holds the run-size grid: a save must not resize again */
         tmp.cfg.vision.image_size = tmp.cfg.image_size;
         rm_to_device(&tmp, d);
@@ -138,8 +139,9 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
 
 int rm_save(const RewardModel *m, const char *dir, const char *dtype) {
     StDType dt;
-    if (!strcmp(dtype, "F32")) dt = ST_F32;
-    else if (!strcmp(dtype, "BF16")) dt = ST_BF16;
+    const char *torch_dtype; /* config.json's name for it, as save_pretrained writes */
+    if (!strcmp(dtype, "F32")) dt = ST_F32, torch_dtype = "float32";
+    else if (!strcmp(dtype, "BF16")) dt = ST_BF16, torch_dtype = "bfloat16";
     else {
         mmrm_set_error("save dtype \"%s\": valid: F32, BF16", dtype);
         return -1;
@@ -166,5 +168,5 @@ int rm_save(const RewardModel *m, const char *dir, const char *dtype) {
     if (rc != 0) return -1;
     char path[4096];
     if (!fs_join(path, sizeof path, dir, "config.json")) return -1;
-    return config_save(&m->cfg, path);
+    return config_save(&m->cfg, path, torch_dtype);
 }

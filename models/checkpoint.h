@@ -20,7 +20,7 @@ typedef struct LoadReport {
     int n_ignored;          /* tensors in the files that the model does not use */
     int score_initialised;  /* score.weight was absent and got the spec's init */
     int pos_resized_from;   /* old grid side when the position embedding was resized, else 0 */
-    char disk_dtype[16];    /* dtype of the stored parameters ("F32", "BF16", "mixed") */
+    char disk_dtype[16];    /* dtype of the stored parameters ("F32", "BF16", "F16", ...; "mixed") */
 } LoadReport;
 
 /* Creates m from DIR (config.json + weights) on device d with the given frozen groups.

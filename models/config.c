@@ -234,54 +234,105 @@ int config_load(const char *path, ModelConfig *cfg) {
     }
     Ctx c = {path, "", 0};
     int rc = parse(&c, root, cfg);
+    if (rc == 0) {
+        char *compact = cJSON_PrintUnformatted(root);
+        size_t n = strlen(compact);
+        if (n > CONFIG_MAX_SOURCE) {
+            mmrm_set_error("%s: the config is %zu bytes as compact JSON; at most %d are kept "
+                           "for saving it back (CONFIG_MAX_SOURCE)", path, n, CONFIG_MAX_SOURCE);
+            rc = -1;
+        } else {
+            memcpy(cfg->source, compact, n + 1);
+        }
+        free(compact);
+    }
     cJSON_Delete(root);
     free(text);
     return rc;
 }
 
-int config_save(const ModelConfig *cfg, const char *path) {
+/* obj[key] = item, in place when obj has the key (its position in the file is kept) */
+static void put(cJSON *obj, const char *key, cJSON *item) {
+    if (cJSON_GetObjectItemCaseSensitive(obj, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item);
+    else
+        cJSON_AddItemToObject(obj, key, item);
+}
+
+static void put_num(cJSON *o, const char *k, double v) { put(o, k, cJSON_CreateNumber(v)); }
+static void put_bool(cJSON *o, const char *k, int v) { put(o, k, cJSON_CreateBool(v)); }
+static void put_str(cJSON *o, const char *k, const char *v) { put(o, k, cJSON_CreateString(v)); }
+static void put_names(cJSON *o, const char *k, const char *v) {
+    put(o, k, cJSON_CreateStringArray(&v, 1));
+}
+
+/* obj[key] as an object to fill: the source's own when it has one, else a new one */
+static cJSON *section(cJSON *root, const char *key) {
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (cJSON_IsObject(s)) return s;
+    s = cJSON_CreateObject();
+    put(root, key, s);
+    return s;
+}
+
+static const char *llm_model_types[] = {"qwen2", "internlm2", "llama"};
+
+int config_save(const ModelConfig *cfg, const char *path, const char *torch_dtype) {
     const VisionConfig *v = &cfg->vision;
     const LlmConfig *l = &cfg->llm;
-    cJSON *root = cJSON_CreateObject(), *vc = cJSON_CreateObject(), *lc = cJSON_CreateObject();
-    cJSON_AddItemToObject(root, "architectures", cJSON_CreateStringArray((const char *[]){"InternVLChatModel"}, 1));
-    cJSON_AddNumberToObject(root, "downsample_ratio", cfg->downsample_ratio);
-    cJSON_AddNumberToObject(root, "force_image_size", cfg->image_size);
-    cJSON_AddNumberToObject(root, "img_context_token_id", cfg->img_context_id);
-    if (cfg->init_range > 0) cJSON_AddNumberToObject(root, "initializer_range", cfg->init_range);
-    cJSON_AddStringToObject(root, "ps_version", "v2");
-    cJSON_AddNumberToObject(root, "select_layer", cfg->select_layer);
-    cJSON_AddStringToObject(root, "template", cfg->template_name);
-    if (cfg->has_system_message) cJSON_AddStringToObject(root, "system_message", cfg->system_message);
-    if (cfg->has_tiling) {
-        cJSON_AddBoolToObject(root, "dynamic_image_size", cfg->dynamic_image_size);
-        cJSON_AddBoolToObject(root, "use_thumbnail", cfg->use_thumbnail);
-        cJSON_AddNumberToObject(root, "min_dynamic_patch", cfg->min_dynamic_patch);
-        cJSON_AddNumberToObject(root, "max_dynamic_patch", cfg->max_dynamic_patch);
+    cJSON *root = cfg->source[0] ? cJSON_Parse(cfg->source) : NULL;
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root); /* a config built in code */
+        root = cJSON_CreateObject();
     }
-    cJSON_AddNumberToObject(vc, "drop_path_rate", v->drop_path_rate);
-    cJSON_AddNumberToObject(vc, "hidden_size", v->hidden);
-    cJSON_AddNumberToObject(vc, "image_size", v->image_size);
-    cJSON_AddNumberToObject(vc, "intermediate_size", v->intermediate);
-    cJSON_AddNumberToObject(vc, "layer_norm_eps", v->eps);
-    cJSON_AddStringToObject(vc, "norm_type", v->rms_norm ? "rms_norm" : "layer_norm");
-    cJSON_AddNumberToObject(vc, "num_attention_heads", v->heads);
-    cJSON_AddNumberToObject(vc, "num_channels", v->channels);
-    cJSON_AddNumberToObject(vc, "num_hidden_layers", v->layers);
-    cJSON_AddNumberToObject(vc, "patch_size", v->patch);
-    cJSON_AddBoolToObject(vc, "qk_normalization", v->qk_norm);
-    cJSON_AddBoolToObject(vc, "qkv_bias", v->qkv_bias);
-    cJSON_AddItemToObject(lc, "architectures", cJSON_CreateStringArray((const char *[]){llm_arch_name(l->arch)}, 1));
-    cJSON_AddNumberToObject(lc, "hidden_size", l->hidden);
-    cJSON_AddNumberToObject(lc, "intermediate_size", l->intermediate);
-    cJSON_AddNumberToObject(lc, "max_position_embeddings", l->max_positions);
-    cJSON_AddNumberToObject(lc, "num_attention_heads", l->heads);
-    cJSON_AddNumberToObject(lc, "num_hidden_layers", l->layers);
-    cJSON_AddNumberToObject(lc, "num_key_value_heads", l->kv_heads);
-    cJSON_AddNumberToObject(lc, "rms_norm_eps", l->rms_eps);
-    cJSON_AddNumberToObject(lc, "rope_theta", l->rope_theta);
-    cJSON_AddNumberToObject(lc, "vocab_size", l->vocab);
-    cJSON_AddItemToObject(root, "llm_config", lc);
-    cJSON_AddItemToObject(root, "vision_config", vc);
+    put_names(root, "architectures", "InternVLChatModel");
+    put_str(root, "model_type", "internvl_chat");
+    put_num(root, "downsample_ratio", cfg->downsample_ratio);
+    put_num(root, "force_image_size", cfg->image_size);
+    put_num(root, "img_context_token_id", cfg->img_context_id);
+    if (cfg->init_range > 0) put_num(root, "initializer_range", cfg->init_range);
+    put_str(root, "ps_version", "v2");
+    put_num(root, "select_layer", cfg->select_layer);
+    put_str(root, "template", cfg->template_name);
+    put_str(root, "torch_dtype", torch_dtype);
+    if (cfg->has_system_message) put_str(root, "system_message", cfg->system_message);
+    else cJSON_DeleteItemFromObjectCaseSensitive(root, "system_message");
+    if (cfg->has_tiling) {
+        put_bool(root, "dynamic_image_size", cfg->dynamic_image_size);
+        put_bool(root, "use_thumbnail", cfg->use_thumbnail);
+        put_num(root, "min_dynamic_patch", cfg->min_dynamic_patch);
+        put_num(root, "max_dynamic_patch", cfg->max_dynamic_patch);
+    }
+    cJSON *lc = section(root, "llm_config"), *vc = section(root, "vision_config");
+    put_names(vc, "architectures", "InternVisionModel");
+    put_str(vc, "model_type", "intern_vit_6b");
+    put_str(vc, "hidden_act", "gelu");
+    put_str(vc, "torch_dtype", torch_dtype);
+    put_num(vc, "drop_path_rate", v->drop_path_rate);
+    put_num(vc, "hidden_size", v->hidden);
+    put_num(vc, "image_size", v->image_size);
+    put_num(vc, "intermediate_size", v->intermediate);
+    put_num(vc, "layer_norm_eps", v->eps);
+    put_str(vc, "norm_type", v->rms_norm ? "rms_norm" : "layer_norm");
+    put_num(vc, "num_attention_heads", v->heads);
+    put_num(vc, "num_channels", v->channels);
+    put_num(vc, "num_hidden_layers", v->layers);
+    put_num(vc, "patch_size", v->patch);
+    put_bool(vc, "qk_normalization", v->qk_norm);
+    put_bool(vc, "qkv_bias", v->qkv_bias);
+    put_names(lc, "architectures", llm_arch_name(l->arch));
+    put_str(lc, "model_type", llm_model_types[l->arch]);
+    put_str(lc, "hidden_act", "silu");
+    put_str(lc, "torch_dtype", torch_dtype);
+    put_num(lc, "hidden_size", l->hidden);
+    put_num(lc, "intermediate_size", l->intermediate);
+    put_num(lc, "max_position_embeddings", l->max_positions);
+    put_num(lc, "num_attention_heads", l->heads);
+    put_num(lc, "num_hidden_layers", l->layers);
+    put_num(lc, "num_key_value_heads", l->kv_heads);
+    put_num(lc, "rms_norm_eps", l->rms_eps);
+    put_num(lc, "rope_theta", l->rope_theta);
+    put_num(lc, "vocab_size", l->vocab);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     size_t n = strlen(text);

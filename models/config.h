@@ -5,6 +5,10 @@
  * load time (models/reward_model.c), as InternVL's fine-tuning does.
  * Unknown keys are ignored (real HF configs carry many); missing required keys, wrong
  * types, unknown architectures and inconsistent shapes are errors naming the field.
+ * Unknown keys are also kept: config_load records the whole file (ModelConfig.source) and
+ * config_save writes it back with mmrm's values in the keys it models, so a published
+ * InternVL2 config.json (auto_map, model_type, llm_config's own auto_map and generation
+ * fields, use_backbone_lora, ...) keeps every key through load -> save.
  */
 #ifndef MMRM_CONFIG_H
 #define MMRM_CONFIG_H
@@ -36,6 +40,7 @@ typedef struct LlmConfig {
 } LlmConfig;
 
 #define CONFIG_MAX_SYSTEM_MESSAGE 1023 /* bytes */
+#define CONFIG_MAX_SOURCE 32767 /* bytes of compact JSON; published InternVL2 configs take ~2.5k */
 
 typedef struct ModelConfig {
     VisionConfig vision;
@@ -57,6 +62,8 @@ typedef struct ModelConfig {
     int has_system_message; /* "system_message" present (an mmrm key; HF configs keep unknown
                              * keys as attributes): it replaces the template's system prompt */
     char system_message[CONFIG_MAX_SYSTEM_MESSAGE + 1];
+    /* the config.json it was read from as compact JSON; "" for a config built in code */
+    char source[CONFIG_MAX_SOURCE + 1];
 } ModelConfig;
 
 /* the system message the chat template should use: NULL for the template's own */
@@ -66,8 +73,11 @@ static inline const char *config_system_message(const ModelConfig *cfg) {
 
 /* 0, or -1 with mmrm_last_error() naming the file and field */
 int config_load(const char *path, ModelConfig *cfg);
-/* writes cfg as config.json (atomically); 0 or -1 */
-int config_save(const ModelConfig *cfg, const char *path);
+/* writes cfg as config.json (atomically): cfg->source's keys, mmrm's values replacing those
+ * it models, plus the keys HF's loaders look for (architectures and model_type at each level,
+ * hidden_act) and torch_dtype ("float32", "bfloat16": the dtype of the weights beside it,
+ * at each level as save_pretrained writes it); 0 or -1 */
+int config_save(const ModelConfig *cfg, const char *path, const char *torch_dtype);
 int config_validate(const ModelConfig *cfg, const char *path);
 
 const char *llm_arch_name(LlmArch a);

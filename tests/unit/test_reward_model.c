@@ -223,7 +223,7 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
     c.init_range = 0.2;
     char path[256];
     snprintf(path, sizeof path, "/tmp/mmrm_test_%d_config.json", (int)getpid());
-    CHECK(config_save(&c, path) == 0, "save: %s", mmrm_last_error());
+    CHECK(config_save(&c, path, "float32") == 0, "save: %s", mmrm_last_error());
     CHECK(config_load(path, &d) == 0, "load: %s", mmrm_last_error());
     CHECK(d.llm.arch == LLM_INTERNLM2 && d.llm.kv_heads == 2 && d.vision.qk_norm && d.vision.rms_norm &&
               d.image_size == 8 && d.llm.head_dim == 4 && !strcmp(d.template_name, "Hermes-2") &&
@@ -239,7 +239,7 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
     c.use_thumbnail = 0;
     c.min_dynamic_patch = 2;
     c.max_dynamic_patch = 9;
-    CHECK(config_save(&c, path) == 0 && config_load(path, &d) == 0, "%s", mmrm_last_error());
+    CHECK(config_save(&c, path, "float32") == 0 && config_load(path, &d) == 0, "%s", mmrm_last_error());
     CHECK(d.has_tiling && !d.dynamic_image_size && !d.use_thumbnail && d.min_dynamic_patch == 2 &&
               d.max_dynamic_patch == 9,
           "recorded tiling did not round-trip");
@@ -248,7 +248,7 @@ TEST(test_config_json_round_trips_and_bad_fields_are_named) {
     for (int k = 0; k < 2; k++) {
         c.has_system_message = 1;
         snprintf(c.system_message, sizeof c.system_message, "%s", msgs[k]);
-        CHECK(config_save(&c, path) == 0 && config_load(path, &d) == 0, "%s", mmrm_last_error());
+        CHECK(config_save(&c, path, "float32") == 0 && config_load(path, &d) == 0, "%s", mmrm_last_error());
         CHECK(d.has_system_message && !strcmp(config_system_message(&d), msgs[k]),
               "system_message \"%s\" did not round-trip", msgs[k]);
     }
