@@ -358,11 +358,11 @@ int rm_check_batch(const RewardModel *m, const RmBatch *bt) {
     return 0;
 }
 
-Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
+/* images, splice and decoder layers: (B, T, H) before the final norm */
+static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt) {
     const ModelConfig *cfg = &m->cfg;
     const LlmConfig *l = &cfg->llm;
     int B = bt->B, T = bt->T, H = l->hidden, tpt = config_tokens_per_tile(cfg);
-    if (rm_check_batch(m, bt) != 0) MMRM_FATAL("rm_forward: %s", mmrm_last_error());
     /* images -> connector rows; row offset of each image */
     int *first = ints(g, bt->n_images + 1);
     first[0] = 0;
@@ -420,11 +420,24 @@ Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
             llm_layer(g, &ctx, &x, 1, &out, 1);
         x = out;
     }
+    return x;
+}
+
+Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
+    if (rm_check_batch(m, bt) != 0) MMRM_FATAL("rm_forward: %s", mmrm_last_error());
+    const LlmConfig *l = &m->cfg.llm;
+    int B = bt->B, T = bt->T;
+    Tensor *x = decoder(m, g, bt);
     /* the final norm is row-wise, so only the pooled rows need it */
     int *last = ints(g, B);
     for (int b = 0; b < B; b++) last[b] = b * T + bt->lengths[b] - 1;
     Tensor *h = op_rmsnorm(g, op_gather_rows(g, x, last, B), m->final_norm, l->rms_eps);
     return op_reshape(g, op_linear_f32(g, h, m->score, NULL), 1, (int[]){B});
+}
+
+Tensor *rm_hidden_states(RewardModel *m, Graph *g, const RmBatch *bt) {
+    if (rm_check_batch(m, bt) != 0) MMRM_FATAL("rm_hidden_states: %s", mmrm_last_error());
+    return op_rmsnorm(g, decoder(m, g, bt), m->final_norm, m->cfg.llm.rms_eps);
 }
 
 /* ---------------------------------------------------------------- cost */

@@ -77,6 +77,9 @@ int rm_check_batch(const RewardModel *m, const RmBatch *batch);
 /* rewards (B) for the batch; records the tape when grad is enabled. Fatal on a batch that
  * rm_check_batch rejects: callers validate data before it gets here. */
 Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *batch);
+/* the decoder's last hidden states (B, T, H) after the final norm, at every position (HF's
+ * last_hidden_state); rows t >= lengths[b] are padding and undefined. Fatal like rm_forward. */
+Tensor *rm_hidden_states(RewardModel *m, Graph *g, const RmBatch *bt);
 /* the connector output for a set of tiles: (n_tiles, tokens_per_tile, H) */
 Tensor *rm_vision(RewardModel *m, Graph *g, const float *pixels, int n_tiles);
 /* its two halves: ViT + CLS drop + pixel shuffle -> (n_tiles, tokens_per_tile, 4C), and
