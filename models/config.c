@@ -218,6 +218,45 @@ int config_validate(const ModelConfig *cfg, const char *path) {
     return 0;
 }
 
+/* Numbers are kept as the file wrote them: cJSON prints 2.0 as 2 and 1000000.0 as 1000000,
+ * and Python reads those back as ints (transformers warns on an int rope_scaling factor).
+ * Each number of the tree becomes a raw node holding its text; the tree and text are in the
+ * same document order, so the k-th number node takes the k-th number token. */
+static const char *next_number(const char *p, size_t *len) {
+    for (; *p; p++) {
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1]) p++;
+            if (!*p) return NULL;
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            *len = strspn(p, "+-0123456789.eE");
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void keep_number_text(cJSON *node, const char **cursor) {
+    for (cJSON *c = node->child; c && *cursor; c = c->next) {
+        if (cJSON_IsNumber(c)) {
+            size_t len;
+            const char *tok = next_number(*cursor, &len);
+            if (!tok) {
+                *cursor = NULL;
+                return;
+            }
+            char *raw = malloc(len + 1); /* cJSON_Delete frees it (default hooks) */
+            memcpy(raw, tok, len);
+            raw[len] = 0;
+            c->type = cJSON_Raw;
+            c->valuestring = raw;
+            *cursor = tok + len;
+        } else {
+            keep_number_text(c, cursor);
+        }
+    }
+}
+
 int config_load(const char *path, ModelConfig *cfg) {
     size_t len;
     char *text = fs_read_file(path, &len);
@@ -235,6 +274,8 @@ int config_load(const char *path, ModelConfig *cfg) {
     Ctx c = {path, "", 0};
     int rc = parse(&c, root, cfg);
     if (rc == 0) {
+        const char *cursor = text;
+        keep_number_text(root, &cursor);
         char *compact = cJSON_PrintUnformatted(root);
         size_t n = strlen(compact);
         if (n > CONFIG_MAX_SOURCE) {
@@ -259,7 +300,24 @@ static void put(cJSON *obj, const char *key, cJSON *item) {
         cJSON_AddItemToObject(obj, key, item);
 }
 
-static void put_num(cJSON *o, const char *k, double v) { put(o, k, cJSON_CreateNumber(v)); }
+/* a number mmrm models: the source's text stays when it holds the same value */
+static void put_num(cJSON *o, const char *k, double v) {
+    const cJSON *old = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsRaw(old) && strtod(old->valuestring, NULL) == v) return;
+    put(o, k, cJSON_CreateNumber(v));
+}
+
+/* a number HF's config classes hold as a float (rope_theta, eps, ratios): written with a
+ * fraction or exponent like Python's json (1000000.0, 1e-06), so it reads back as a float */
+static void put_float(cJSON *o, const char *k, double v) {
+    const cJSON *old = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsRaw(old) && strtod(old->valuestring, NULL) == v) return;
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    if (!strpbrk(buf, ".eEni")) strcat(buf, ".0");
+    put(o, k, cJSON_CreateRaw(buf));
+}
 static void put_bool(cJSON *o, const char *k, int v) { put(o, k, cJSON_CreateBool(v)); }
 static void put_str(cJSON *o, const char *k, const char *v) { put(o, k, cJSON_CreateString(v)); }
 static void put_names(cJSON *o, const char *k, const char *v) {
@@ -281,16 +339,19 @@ int config_save(const ModelConfig *cfg, const char *path, const char *torch_dtyp
     const VisionConfig *v = &cfg->vision;
     const LlmConfig *l = &cfg->llm;
     cJSON *root = cfg->source[0] ? cJSON_Parse(cfg->source) : NULL;
-    if (!cJSON_IsObject(root)) {
+    if (cJSON_IsObject(root)) {
+        const char *cursor = cfg->source;
+        keep_number_text(root, &cursor);
+    } else {
         cJSON_Delete(root); /* a config built in code */
         root = cJSON_CreateObject();
     }
     put_names(root, "architectures", "InternVLChatModel");
     put_str(root, "model_type", "internvl_chat");
-    put_num(root, "downsample_ratio", cfg->downsample_ratio);
+    put_float(root, "downsample_ratio", cfg->downsample_ratio);
     put_num(root, "force_image_size", cfg->image_size);
     put_num(root, "img_context_token_id", cfg->img_context_id);
-    if (cfg->init_range > 0) put_num(root, "initializer_range", cfg->init_range);
+    if (cfg->init_range > 0) put_float(root, "initializer_range", cfg->init_range);
     put_str(root, "ps_version", "v2");
     put_num(root, "select_layer", cfg->select_layer);
     put_str(root, "template", cfg->template_name);
@@ -308,11 +369,11 @@ int config_save(const ModelConfig *cfg, const char *path, const char *torch_dtyp
     put_str(vc, "model_type", "intern_vit_6b");
     put_str(vc, "hidden_act", "gelu");
     put_str(vc, "torch_dtype", torch_dtype);
-    put_num(vc, "drop_path_rate", v->drop_path_rate);
+    put_float(vc, "drop_path_rate", v->drop_path_rate);
     put_num(vc, "hidden_size", v->hidden);
     put_num(vc, "image_size", v->image_size);
     put_num(vc, "intermediate_size", v->intermediate);
-    put_num(vc, "layer_norm_eps", v->eps);
+    put_float(vc, "layer_norm_eps", v->eps);
     put_str(vc, "norm_type", v->rms_norm ? "rms_norm" : "layer_norm");
     put_num(vc, "num_attention_heads", v->heads);
     put_num(vc, "num_channels", v->channels);
@@ -330,8 +391,8 @@ int config_save(const ModelConfig *cfg, const char *path, const char *torch_dtyp
     put_num(lc, "num_attention_heads", l->heads);
     put_num(lc, "num_hidden_layers", l->layers);
     put_num(lc, "num_key_value_heads", l->kv_heads);
-    put_num(lc, "rms_norm_eps", l->rms_eps);
-    put_num(lc, "rope_theta", l->rope_theta);
+    put_float(lc, "rms_norm_eps", l->rms_eps);
+    put_float(lc, "rope_theta", l->rope_theta);
     put_num(lc, "vocab_size", l->vocab);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);

@@ -1,6 +1,6 @@
 /* test_hf_config.c - mmrm against the InternVL2 config.json files as published
  * (tests/fixtures/hf_configs/): they parse with their real sizes, load -> save keeps every key
- * and value they have, a config built in code is saved with the keys HF's loaders read, and a
+ * and value they have (numbers as written: 2.0 stays 2.0), a config built in code is saved with the keys HF's loaders read, and a
  * checkpoint stored in F16 is reported as F16. Run from the repository root. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -132,6 +132,25 @@ TEST(test_hf_config_load_save_keeps_every_published_key_and_value) {
         }
         cJSON_Delete(want);
         cJSON_Delete(got);
+        /* numbers keep their text: Python reads 2.0 as a float and 2 as an int */
+        char *text = fs_read_file(out, NULL);
+        struct { const char *name, *key, *want; } num[] = {
+            {"InternVL2-1B", "rope_theta", "1000000.0"}, {"InternVL2-1B", "temperature", "1.0"},
+            {"InternVL2-1B", "layer_norm_eps", "1e-06"}, {"InternVL2-8B", "factor", "2.0"},
+            {"InternVL2-8B", "rope_theta", "1000000"}, {"InternVL2-8B", "downsample_ratio", "0.5"},
+        };
+        for (size_t i = 0; text && i < sizeof num / sizeof num[0]; i++) {
+            if (strcmp(num[i].name, names[k])) continue;
+            char key[64];
+            snprintf(key, sizeof key, "\"%s\":", num[i].key);
+            const char *at = strstr(text, key);
+            at = at ? at + strlen(key) + strspn(at + strlen(key), " \t") : NULL;
+            CHECK(at && !strncmp(at, num[i].want, strlen(num[i].want)) &&
+                      strchr(",\n}", at[strlen(num[i].want)]),
+                  "%s: \"%s\" is written as %.12s, published as %s", names[k], num[i].key,
+                  at ? at : "(absent)", num[i].want);
+        }
+        free(text);
         /* and mmrm reads back what it wrote */
         CHECK(config_load(out, &d) == 0, "reload: %s", mmrm_last_error());
         CHECK(d.llm.arch == c.llm.arch && d.llm.hidden == c.llm.hidden && d.llm.vocab == c.llm.vocab &&
