@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `mmrm init` and `mmrm info`: a model initialised from configs/model/tiny.json (and from an
 # InternLM2 config with an RMSNorm, qk-normalised ViT written here) reports parameter counts
-# equal to counts computed in this script from the config's shapes; --json parses; the same
+# equal to counts computed in this script from the config's shapes; --json parses; an F16
+# checkpoint is named F16 (where python3 is there to write one); the same
 # seed gives a byte-identical model.safetensors and another seed does not; an existing model
 # is kept without --force; the tokenizer's add_bos follows the template; bad configs and
 # directories fail naming the file; --help works.
@@ -95,6 +96,33 @@ EOF
 else
     grep -Eq "\"total\":[[:space:]]*$total,?$" "$tmp/info.json" || fail "--json total: $(cat "$tmp/info.json")"
     [ "$(head -c 1 "$tmp/info.json")" = "{" ] || fail "--json is not an object"
+fi
+
+# a checkpoint stored in F16 is named F16 (a rewrite of the F32 one, Python's stdlib only)
+if command -v python3 >/dev/null 2>&1; then
+    mkdir "$tmp/f16"
+    cp "$tmp/a/config.json" "$tmp/a/mmrm_tokenizer.json" "$tmp/f16/"
+    python3 - "$tmp/a/model.safetensors" "$tmp/f16/model.safetensors" <<'EOF'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+out, blob, off = {}, bytearray(), 0
+for name, t in sorted(hdr.items()):
+    if name == "__metadata__":
+        out[name] = t
+        continue
+    a, b = t["data_offsets"]
+    vals = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
+    blob += struct.pack("<%de" % len(vals), *vals)
+    out[name] = {"dtype": "F16", "shape": t["shape"], "data_offsets": [off, len(blob)]}
+    off = len(blob)
+h = json.dumps(out, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(h)) + h + bytes(blob))
+EOF
+    info=$("$MMRM" info "$tmp/f16")
+    grep -q "F16 on disk" <<<"$info" || fail "an F16 checkpoint must be named F16: $info"
 fi
 
 # determinism: same seed -> same bytes; another seed -> different bytes
