@@ -245,7 +245,7 @@ static void keep_number_text(cJSON *node, const char **cursor) {
                 *cursor = NULL;
                 return;
             }
-            char *raw = malloc(len + 1); /* cJSON_Delete frees it (default hooks) */
+            char *raw = xmalloc(len + 1); /* cJSON_Delete frees it (default hooks: free) */
             memcpy(raw, tok, len);
             raw[len] = 0;
             c->type = cJSON_Raw;
