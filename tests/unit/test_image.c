@@ -179,6 +179,50 @@ static void expect_load_error(const char *path, const char *reason) {
     image_free(&img);
 }
 
+/* The JPEG fixtures of tests/oracle/gen_jpeg_fixtures.py: every subsampling, progressive,
+ * grey, Adobe CMYK, restart markers, odd sizes, EXIF orientation (not applied), corrupt data
+ * (decoded as Pillow does) and truncations (refused, as Pillow does). */
+#define JPEG_FIXTURES "tests/fixtures/jpeg/"
+
+TEST(test_jpeg_decode_equals_pillow_bit_exactly_and_refuses_what_pillow_refuses) {
+    size_t n, blob_n;
+    char *text = (char *)slurp(JPEG_FIXTURES "manifest.txt", &n);
+    unsigned char *want_all = slurp(JPEG_FIXTURES "expected.bin", &blob_n);
+    int decoded = 0, refused = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[128], what[64], path[256];
+        int w, h;
+        long off;
+        if (sscanf(line, "rgb %127s %d %d %ld", name, &w, &h, &off) == 4) {
+            snprintf(path, sizeof path, JPEG_FIXTURES "%s", name);
+            Image img;
+            if (!CHECK(image_load(path, &img) == 0, "%s: %s", name, mmrm_last_error())) continue;
+            size_t size = (size_t)w * h * 3, differ = 0;
+            if (CHECK(img.w == w && img.h == h && off >= 0 && (size_t)off + size <= blob_n,
+                      "%s: decoded %d x %d, Pillow %d x %d", name, img.w, img.h, w, h)) {
+                int worst = 0;
+                for (size_t k = 0; k < size; k++) {
+                    int d = abs(img.rgb[k] - want_all[off + k]);
+                    differ += d != 0;
+                    worst = d > worst ? d : worst;
+                }
+                CHECK(differ == 0, "%s: %zu of %zu values differ from Pillow (worst %d)", name,
+                      differ, size, worst);
+            }
+            image_free(&img);
+            decoded++;
+        } else if (sscanf(line, "error %127s %63s", name, what) == 2) {
+            snprintf(path, sizeof path, JPEG_FIXTURES "%s", name);
+            expect_load_error(path, what);
+            refused++;
+        }
+    }
+    CHECK(decoded >= 19 && refused >= 3, "manifest has %d decodable and %d refused files",
+          decoded, refused);
+    free(text);
+    free(want_all);
+}
+
 /* half of a fixture, written to tmp */
 static void write_truncated(const char *fixture, const char *tmp) {
     size_t n;
