@@ -234,14 +234,62 @@ static int jpeg_decode(const unsigned char *data, size_t n, const char *name, Im
     return 0;
 }
 
+static int is_jpeg(const unsigned char *d, size_t n) {
+    return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF;
+}
+
+/* the header of a JPEG file, up to its first scan, through the same error policy */
+static int jpeg_info(FILE *f, const char *name, int *w, int *h) {
+    struct jpeg_decompress_struct cinfo;
+    JpegErr err = {0};
+    cinfo.err = jpeg_std_error(&err.mgr);
+    err.mgr.error_exit = jpeg_fail;
+    err.mgr.emit_message = jpeg_message;
+    if (setjmp(err.jump)) {
+        if (err.truncated)
+            mmrm_set_error("%s: JPEG file is truncated (it ends inside the header)", name);
+        else
+            mmrm_set_error("%s: corrupt JPEG header (libjpeg: %s)", name, err.msg);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_stdio_src(&cinfo, f);
+    jpeg_read_header(&cinfo, TRUE);
+    *w = (int)cinfo.image_width; /* at most 65535: the SOF field is 16 bits */
+    *h = (int)cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
+    return 0;
+}
+
+int image_info(const char *path, int *w, int *h) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mmrm_set_error("%s: cannot open image (%s)", path, strerror(errno));
+        return -1;
+    }
+    unsigned char sig[3];
+    size_t got = fread(sig, 1, sizeof sig, f);
+    rewind(f);
+    int rc = 0, comp;
+    if (is_jpeg(sig, got)) {
+        rc = jpeg_info(f, path, w, h);
+    } else if (!stbi_info_from_file(f, w, h, &comp)) {
+        mmrm_set_error("%s: cannot read an image header (%s); supported formats: " FORMATS, path,
+                       stbi_failure_reason());
+        rc = -1;
+    }
+    fclose(f);
+    return rc;
+}
+
 int image_decode(const unsigned char *data, size_t n, const char *name, Image *img) {
     *img = (Image){0};
     if (n > INT_MAX) {
         mmrm_set_error("%s: image file is %zu bytes, over the 2 GiB the decoder reads", name, n);
         return -1;
     }
-    if (n >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
-        return jpeg_decode(data, n, name, img);
+    if (is_jpeg(data, n)) return jpeg_decode(data, n, name, img);
     int w, h, comp;
     if (!stbi_info_from_memory(data, (int)n, &w, &h, &comp)) {
         /* stbi_info tries every format in turn, so its failure reason is always the last
@@ -319,8 +367,8 @@ int image_load(const char *path, Image *img) {
     return rc;
 }
 
-/* libstb allocates with the C allocator (STBI_MALLOC defaults to malloc), so every Image's
- * pixels, decoded or resized, are released the same way. */
+/* stb allocates with the C allocator (STBI_MALLOC defaults to malloc), as xmalloc does, so
+ * every Image's pixels, decoded by either library or resized, are released the same way. */
 void image_free(Image *img) {
     free(img->rgb);
     *img = (Image){0};

@@ -172,7 +172,7 @@ static void expect_load_error(const char *path, const char *reason) {
  * (decoded as Pillow does) and truncations (refused, as Pillow does). */
 #define JPEG_FIXTURES "tests/fixtures/jpeg/"
 
-TEST(test_jpeg_decode_equals_pillow_bit_exactly_and_refuses_what_pillow_refuses) {
+TEST(test_jpeg_images_decode_to_pillows_bytes_exactly_and_fail_where_pillow_fails) {
     size_t n, blob_n;
     char *text = (char *)slurp(JPEG_FIXTURES "manifest.txt", &n);
     unsigned char *want_all = slurp(JPEG_FIXTURES "expected.bin", &blob_n);
@@ -198,6 +198,9 @@ TEST(test_jpeg_decode_equals_pillow_bit_exactly_and_refuses_what_pillow_refuses)
                       differ, size, worst);
             }
             image_free(&img);
+            int iw = 0, ih = 0;
+            CHECK(image_info(path, &iw, &ih) == 0 && iw == w && ih == h,
+                  "%s: image_info says %d x %d: %s", name, iw, ih, mmrm_last_error());
             decoded++;
         } else if (sscanf(line, "error %127s %63s", name, what) == 2) {
             snprintf(path, sizeof path, JPEG_FIXTURES "%s", name);
@@ -307,7 +310,28 @@ TEST(test_load_errors_name_the_file_and_the_reason) {
     snprintf(path, sizeof path, "/tmp/mmrm_test_image_%d_huge.jpg", pid);
     write_jpeg_header(path, 20000, 100);
     expect_load_error(path, "over the limit");
+    /* image_info reads up to the first scan, which this file lacks */
+    int iw = 0, ih = 0;
+    CHECK(image_info(path, &iw, &ih) == -1 && strstr(mmrm_last_error(), "truncated"),
+          "image_info on a header without a scan: %s", mmrm_last_error());
     unlink(path);
+    /* a JPEG whose quantisation table has a bogus length: libjpeg's error, not an exit() */
+    size_t n;
+    unsigned char *jpg = slurp(JPEG_FIXTURES "baseline420_64x48.jpg", &n);
+    for (size_t k = 2; k + 3 < n; k++)
+        if (jpg[k] == 0xFF && jpg[k + 1] == 0xDB) {
+            jpg[k + 2] = 0;
+            jpg[k + 3] = 1;
+            break;
+        }
+    snprintf(path, sizeof path, "/tmp/mmrm_test_image_%d_badtable.jpg", pid);
+    write_file(path, jpg, n);
+    free(jpg);
+    expect_load_error(path, "corrupt JPEG");
+    CHECK(image_info(path, &iw, &ih) == -1 && strstr(mmrm_last_error(), path),
+          "image_info accepted a bad header: %s", mmrm_last_error());
+    unlink(path);
+    expect_load_error(JPEG_FIXTURES "truncated_64x48.jpg", "JPEG file is truncated");
     snprintf(path, sizeof path, "/tmp/mmrm_test_image_%d_huge.bmp", pid);
     write_bmp_header(path, 100000, 100000);
     expect_load_error(path, "over the limit");
