@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jpeglib.h> /* after stdio.h, which it needs */
+
 #define FIXTURES "tests/fixtures/images/"
 
 /* ---- fixtures: manifest lines and the blob they point into, loaded once */
@@ -212,6 +214,55 @@ TEST(test_jpeg_images_decode_to_pillows_bytes_exactly_and_fail_where_pillow_fail
           decoded, refused);
     free(text);
     free(want_all);
+}
+
+/* src's quantised coefficients rewritten losslessly with arithmetic coding (what jpegtran
+ * -arithmetic does): the pixels must not change. Pillow's encoder cannot write such files. */
+static void transcode_arithmetic(const char *src, const char *dst) {
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    if (!in || !out) {
+        fprintf(stderr, "test_image: cannot open %s or %s\n", src, dst);
+        exit(2);
+    }
+    struct jpeg_decompress_struct d;
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr derr, cerr;
+    d.err = jpeg_std_error(&derr);
+    jpeg_create_decompress(&d);
+    jpeg_stdio_src(&d, in);
+    jpeg_read_header(&d, TRUE);
+    jvirt_barray_ptr *coefs = jpeg_read_coefficients(&d);
+    c.err = jpeg_std_error(&cerr);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, out);
+    jpeg_copy_critical_parameters(&d, &c);
+    c.arith_code = TRUE;
+    jpeg_write_coefficients(&c, coefs);
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    jpeg_finish_decompress(&d);
+    jpeg_destroy_decompress(&d);
+    fclose(in);
+    fclose(out);
+}
+
+TEST(test_arithmetic_coded_jpeg_images_decode_like_their_huffman_originals) {
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/mmrm_test_image_%d_arith.jpg", (int)getpid());
+    transcode_arithmetic(JPEG_FIXTURES "baseline420_64x48.jpg", path);
+    Image a, b;
+    int w = 0, h = 0;
+    CHECK(image_info(path, &w, &h) == 0 && w == 64 && h == 48, "image_info: %d x %d (%s)", w,
+          h, mmrm_last_error());
+    if (CHECK(image_load(path, &a) == 0, "%s", mmrm_last_error()) &&
+        CHECK(image_load(JPEG_FIXTURES "baseline420_64x48.jpg", &b) == 0, "%s",
+              mmrm_last_error())) {
+        CHECK(a.w == b.w && a.h == b.h && !memcmp(a.rgb, b.rgb, (size_t)a.w * a.h * 3),
+              "the arithmetic-coded copy decodes to other pixels");
+        image_free(&a);
+        image_free(&b);
+    }
+    unlink(path);
 }
 
 /* half of a fixture, written to tmp */
