@@ -116,7 +116,9 @@ static int too_large(const char *name, long long w, long long h) {
 /* JPEG goes through libjpeg-turbo with the settings of Pillow's JpegDecoder (libjpeg's
  * defaults: ISLOW integer IDCT, fancy upsampling, no scaling; output RGB for colour, grey for
  * one component, CMYK for four), because stb_image's IDCT and upsampling round differently
- * and move pixels by a few levels from what the reference model saw. */
+ * and move pixels by a few levels from what the reference model saw. The libjpeg API rather
+ * than TurboJPEG's: its error manager tells the end of the data (an error, as in Pillow) from
+ * the other warnings (ignored, as in Pillow), and it gives the CMYK samples themselves. */
 
 /* A progressive file of thousands of tiny scans costs a pass over the coefficients per scan;
  * real encoders write at most a few dozen (the same guard as djpeg -maxscans). */

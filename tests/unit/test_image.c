@@ -265,6 +265,56 @@ TEST(test_arithmetic_coded_jpeg_images_decode_like_their_huffman_originals) {
     unlink(path);
 }
 
+/* A valid progressive 8 x 8 grey JPEG of 1 + 63 * 10 scans: each AC coefficient sent alone,
+ * its bits in ten successive-approximation steps. */
+static unsigned char *many_scans_jpeg(unsigned long *size, int *nscans) {
+    enum { AC_STEPS = 10, SCANS = 1 + 63 * AC_STEPS };
+    static jpeg_scan_info script[SCANS];
+    int k = 0;
+    script[k++] = (jpeg_scan_info){1, {0}, 0, 0, 0, 0};
+    for (int c = 1; c < 64; c++) {
+        script[k++] = (jpeg_scan_info){1, {0}, c, c, 0, AC_STEPS - 1};
+        for (int al = AC_STEPS - 2; al >= 0; al--)
+            script[k++] = (jpeg_scan_info){1, {0}, c, c, al + 1, al};
+    }
+    unsigned char pixels[64], *out = NULL;
+    for (int i = 0; i < 64; i++) pixels[i] = (unsigned char)(i * 37 % 251);
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &out, size);
+    c.image_width = c.image_height = 8;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    c.scan_info = script;
+    c.num_scans = k;
+    jpeg_start_compress(&c, TRUE);
+    for (int y = 0; y < 8; y++) {
+        JSAMPROW row = pixels + 8 * y;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    *nscans = k;
+    return out;
+}
+
+TEST(test_jpeg_with_more_progressive_scans_than_the_limit_is_refused) {
+    unsigned long n = 0;
+    int nscans;
+    unsigned char *data = many_scans_jpeg(&n, &nscans);
+    Image img;
+    int rc = image_decode(data, n, "scans.jpg", &img);
+    CHECK(rc == -1 && strstr(mmrm_last_error(), "scans.jpg") &&
+          strstr(mmrm_last_error(), "progressive scans"),
+          "a JPEG of %d scans: rc %d, %s", nscans, rc, rc ? mmrm_last_error() : "decoded");
+    if (rc == 0) image_free(&img);
+    free(data);
+}
+
 /* half of a fixture, written to tmp */
 static void write_truncated(const char *fixture, const char *tmp) {
     size_t n;
