@@ -13,7 +13,8 @@ Pillow 10.4.0's manylinux wheel bundles libjpeg-turbo 3.0.3; Debian 12's libjpeg
 the unit test is what shows it on the machine that runs it.
 
 It (re)writes tests/fixtures/jpeg/:
-  - the JPEG files (made with Pillow's encoder, some patched afterwards, see make_files);
+  - the JPEG files (made with Pillow's encoder, some patched afterwards, see make_files; the
+    YCCK one with libjpeg, which needs cc and libjpeg's headers);
   - expected.bin: PIL's decoded RGB bytes, (H, W, 3) uint8 each, that manifest.txt points into;
   - manifest.txt, one record per line:
       rgb NAME W H OFF      Image.open(NAME).convert('RGB') is W x H, bytes at OFF
@@ -23,7 +24,9 @@ The random content is seeded, so a rerun with the same Pillow gives the same fil
 import io
 import os
 import struct
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import PIL
@@ -53,6 +56,50 @@ def exif_orientation(value):
     """a minimal little-endian EXIF block with one IFD0 entry: Orientation = value"""
     ifd = struct.pack("<HHHIHH", 1, 0x0112, 3, 1, value, 0) + struct.pack("<I", 0)
     return b"Exif\0\0" + b"II*\0" + struct.pack("<I", 8) + ifd
+
+
+# Pillow cannot write YCCK (Adobe transform 2, CMYK stored as YCbCr + K); libjpeg can. Built
+# with the system's cc and libjpeg (the packages mmrm's build needs anyway).
+YCCK_C = r"""
+#include <stdio.h>
+#include <jpeglib.h>
+int main(int argc, char **argv) {
+    enum { W = 33, H = 17 };
+    static unsigned char px[H][W * 4];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W * 4; x++) px[y][x] = (unsigned char)((x * 29 + y * 53 + x * y) % 256);
+    FILE *f = fopen(argv[1], "wb");
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = W;
+    c.image_height = H;
+    c.input_components = 4;
+    c.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_set_colorspace(&c, JCS_YCCK);
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    for (int y = 0; y < H; y++) {
+        JSAMPROW row = px[y];
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    fclose(f);
+    return 0;
+}
+"""
+
+
+def ycck_jpeg(path):
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "ycck.c"), "w") as f:
+            f.write(YCCK_C)
+        exe = os.path.join(d, "ycck")
+        subprocess.run(["cc", os.path.join(d, "ycck.c"), "-o", exe, "-ljpeg"], check=True)
+        subprocess.run([exe, path], check=True)
 
 
 def make_files(rng):
@@ -88,6 +135,8 @@ def make_files(rng):
     save("cmyk_adobe_32x24.jpg", rgb(rng, 32, 24).convert("CMYK"), quality=95)
     cmyk = Image.fromarray(rng.integers(0, 256, (17, 33, 4)).astype(np.uint8), "CMYK")
     save("cmyk_adobe_33x17.jpg", cmyk, quality=90)
+    ycck_jpeg(os.path.join(OUT, "ycck_adobe_33x17.jpg"))
+    files.append("ycck_adobe_33x17.jpg")
     # RGB stored without the colour transform (Adobe transform 0, components R, G, B)
     save("rgb_keep_30x20.jpg", rgb(rng, 30, 20), quality=90, keep_rgb=True)
     save("restart_64x48.jpg", rgb(rng, 64, 48), quality=90, restart_marker_blocks=3)
