@@ -17,7 +17,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC     ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCHS ?= 80 90
 
-DEB_PKGS := libstb-dev libjpeg62-turbo-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev g++ perl
+DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev g++ perl
 DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/bin/g++ /usr/bin/perl
 
 CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Wmissing-prototypes -Werror -I. -MMD -MP
