@@ -1,6 +1,7 @@
 /* image.c - decoding (libjpeg-turbo for JPEG, stb_image for the rest), the PIL-exact bicubic
- * resize, InternVL dynamic tiling and tile normalisation. The reference pipeline is PIL + torchvision; every step here reproduces
- * its integer and float rounding so that tiles match it bit for bit (see image.h).
+ * resize, InternVL dynamic tiling and tile normalisation. The reference pipeline is PIL +
+ * torchvision; every step here reproduces its integer and float rounding so that tiles match
+ * it bit for bit (see image.h).
  */
 #include "models/image.h"
 
@@ -154,7 +155,8 @@ static void jpeg_message(j_common_ptr cinfo, int level) {
 static void jpeg_progress(j_common_ptr cinfo) {
     if (((j_decompress_ptr)cinfo)->input_scan_number > JPEG_MAX_SCANS) {
         JpegErr *e = (JpegErr *)cinfo->err;
-        snprintf(e->msg, sizeof e->msg, "more than %d progressive scans", JPEG_MAX_SCANS);
+        snprintf(e->msg, sizeof e->msg, "more than %d progressive scans, mmrm's limit",
+                 JPEG_MAX_SCANS);
         longjmp(e->jump, 1);
     }
 }
@@ -174,7 +176,7 @@ static void cmyk_row_to_rgb(const unsigned char *in /* (w, 4) */, int w,
 }
 
 static int jpeg_decode(const unsigned char *data, size_t n, const char *name, Image *img) {
-    struct jpeg_decompress_struct cinfo;
+    struct jpeg_decompress_struct cinfo = {0}; /* read by the error path, even early */
     JpegErr err = {0};
     /* volatile: assigned between setjmp and the longjmp back to it */
     unsigned char *volatile rgb = NULL;
@@ -189,7 +191,7 @@ static int jpeg_decode(const unsigned char *data, size_t n, const char *name, Im
                 mmrm_set_error("%s: JPEG file is truncated (%zu bytes; the data ends before "
                                "the image does)", name, n);
             else
-                mmrm_set_error("%s: corrupt JPEG (libjpeg: %s)", name, err.msg);
+                mmrm_set_error("%s: corrupt JPEG (%s)", name, err.msg);
         }
         jpeg_destroy_decompress(&cinfo);
         free(rgb);
@@ -224,7 +226,8 @@ static int jpeg_decode(const unsigned char *data, size_t n, const char *name, Im
         JSAMPROW dst = comps == 3 ? out : row;
         jpeg_read_scanlines(&cinfo, &dst, 1);
         if (comps == 1)
-            for (long long x = 0; x < w; x++) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x];
+            for (long long x = 0; x < w; x++)
+                out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x];
         else if (comps == 4)
             cmyk_row_to_rgb(row, (int)w, out);
     }
@@ -242,7 +245,7 @@ static int is_jpeg(const unsigned char *d, size_t n) {
 
 /* the header of a JPEG file, up to its first scan, through the same error policy */
 static int jpeg_info(FILE *f, const char *name, int *w, int *h) {
-    struct jpeg_decompress_struct cinfo;
+    struct jpeg_decompress_struct cinfo = {0}; /* read by the error path, even early */
     JpegErr err = {0};
     cinfo.err = jpeg_std_error(&err.mgr);
     err.mgr.error_exit = jpeg_fail;
@@ -251,7 +254,7 @@ static int jpeg_info(FILE *f, const char *name, int *w, int *h) {
         if (err.truncated)
             mmrm_set_error("%s: JPEG file is truncated (it ends inside the header)", name);
         else
-            mmrm_set_error("%s: corrupt JPEG header (libjpeg: %s)", name, err.msg);
+            mmrm_set_error("%s: corrupt JPEG header (%s)", name, err.msg);
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
