@@ -18,6 +18,13 @@ It (re)writes tests/fixtures/jpeg/:
   - expected.bin: PIL's decoded RGB bytes, (H, W, 3) uint8 each, that manifest.txt points into;
   - manifest.txt, one record per line:
       rgb NAME W H OFF      Image.open(NAME).convert('RGB') is W x H, bytes at OFF
+      corrupt NAME W H OFF  the same for a file with corrupt entropy data, which Pillow decodes
+                            (libjpeg only warns): the garbage coefficients are out of the IDCT's
+                            range, where libjpeg-turbo's SIMD IDCT (16-bit lanes) and its C IDCT
+                            wrap differently, so these bytes hold only for the same code path
+                            (x86-64 SSE2/AVX2 here; with JSIMD_FORCENONE=1 both Pillow and mmrm
+                            move 57 values, identically); the test requires the decode, not the
+                            bytes
       error NAME WHAT       Pillow refuses NAME; WHAT is a word mmrm's message must contain
 The random content is seeded, so a rerun with the same Pillow gives the same files.
 """
@@ -184,7 +191,8 @@ def main():
             continue
         off = blob.tell()
         blob.write(np.asarray(img, dtype=np.uint8).tobytes())
-        lines.append(f"rgb {name} {img.width} {img.height} {off}")
+        kind = "corrupt" if name.startswith("corrupt_") else "rgb"
+        lines.append(f"{kind} {name} {img.width} {img.height} {off}")
     with open(os.path.join(OUT, "expected.bin"), "wb") as f:
         f.write(blob.getvalue())
     with open(os.path.join(OUT, "manifest.txt"), "w") as f:
