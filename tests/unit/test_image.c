@@ -1,9 +1,10 @@
 /* test_image.c - the image processor (models/image.c) against PIL and torchvision: decoding
  * to RGB, the bicubic resize, tiling decisions, the candidate order and tile normalisation,
  * all checked on the fixtures that tests/oracle/gen_image_fixtures.py wrote (its header
- * describes tests/fixtures/images/manifest.txt); plus the tiling rule re-derived here by brute
- * force, the blank image of the bias branch, and the errors for bad files. Runs from the
- * repository root; needs no Python. */
+ * describes tests/fixtures/images/manifest.txt) and, for JPEG decoding, those of
+ * tests/oracle/gen_jpeg_fixtures.py (tests/fixtures/jpeg/); plus the tiling rule re-derived
+ * here by brute force, the blank image of the bias branch, and the errors for bad files. Runs
+ * from the repository root; needs no Python. */
 #include "../harness.h"
 #include "../../models/image.h"
 #include "../../runtime/error.h"
