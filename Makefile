@@ -220,8 +220,8 @@ fuzz: ## libFuzzer on the JSONL record parser for FUZZ_SECONDS (installs clang a
 	  else echo "mmrm: make fuzz needs clang: sudo apt-get install -y clang"; exit 1; fi; }
 	@mkdir -p build/fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-	  tests/fuzz/fuzz_records.c models/records.c runtime/jsonl.c runtime/strbuf.c runtime/error.c \
-	  -lcjson -lstb -lm -o build/fuzz/fuzz_records
+	  tests/fuzz/fuzz_records.c models/records.c models/image.c runtime/jsonl.c runtime/strbuf.c \
+	  runtime/error.c -lcjson -lstb -ljpeg -lm -o build/fuzz/fuzz_records
 	build/fuzz/fuzz_records -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
 
 demo: $(BUILD)/mmrm ## the quick-start job: synthetic benchmark, standard vs shortcut-aware RM, one table
