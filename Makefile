@@ -17,11 +17,11 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC     ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCHS ?= 80 90
 
-DEB_PKGS := libstb-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev g++ perl
-DEP_FILES := /usr/include/stb/stb_image.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/bin/g++ /usr/bin/perl
+DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev g++ perl
+DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/bin/g++ /usr/bin/perl
 
 CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Wmissing-prototypes -Werror -I. -MMD -MP
-LDLIBS   := -fopenmp -lstb -linih -lcjson -lm -lpthread
+LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lm -lpthread
 BUILD    := build
 ifeq ($(NATIVE),1)
 CFLAGS   += -march=native
@@ -119,7 +119,7 @@ $(BUILD)/%.o: %.cu $(FLAGS_STAMP) | deps-check
 cuda: ## build build/mmrm with the CPU and CUDA backends (nvcc; GPUs sm_80 and sm_90)
 	$(MAKE) CUDA=1 all $(BUILD)/gpu_parity $(BUILD)/bench_cuda
 	@# the shared libraries a bare GPU machine may lack travel with the build (tests/gpu/run.sh)
-	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libstb/ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
+	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libjpeg|libstb/ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
 
 gpu-test: ## on a GPU machine: tests/gpu/run.sh (CUDA vs CPU parity, benchmarks; OUT=dir)
 	bash tests/gpu/run.sh
@@ -220,8 +220,8 @@ fuzz: ## libFuzzer on the JSONL record parser for FUZZ_SECONDS (installs clang a
 	  else echo "mmrm: make fuzz needs clang: sudo apt-get install -y clang"; exit 1; fi; }
 	@mkdir -p build/fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-	  tests/fuzz/fuzz_records.c models/records.c runtime/jsonl.c runtime/strbuf.c runtime/error.c \
-	  -lcjson -lstb -lm -o build/fuzz/fuzz_records
+	  tests/fuzz/fuzz_records.c models/records.c models/image.c runtime/jsonl.c runtime/strbuf.c \
+	  runtime/error.c -lcjson -lstb -ljpeg -lm -o build/fuzz/fuzz_records
 	build/fuzz/fuzz_records -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
 
 demo: $(BUILD)/mmrm ## the quick-start job: synthetic benchmark, standard vs shortcut-aware RM, one table

@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <stb/stb_image.h>
-
 #include "runtime/error.h"
 #include "runtime/rng.h"
 
@@ -448,11 +446,10 @@ static void scan_skip(ScanPart *sp, size_t i, int why, const char *what) {
 static int scan_pair(ScanPart *sp, size_t i, int *row) {
     const BatchOptions *o = &sp->L->opt;
     const Pair *p = &sp->L->ps->pairs[i];
-    int w, h, comp;
+    int w, h;
     char what[512];
-    if (!stbi_info(p->image, &w, &h, &comp)) {
-        msgf(what, sizeof what, "%s: cannot read the image header (%s)", p->image,
-                 stbi_failure_reason());
+    if (image_info(p->image, &w, &h) != 0) { /* the message names the file */
+        msgf(what, sizeof what, "%s", mmrm_last_error());
         scan_skip(sp, i, BATCH_SKIP_IMAGE, what);
         return 0;
     }

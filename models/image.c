@@ -1,18 +1,22 @@
-/* image.c - decoding (stb_image), the PIL-exact bicubic resize, InternVL dynamic tiling and
- * tile normalisation. The reference pipeline is PIL + torchvision; every step here reproduces
- * its integer and float rounding so that tiles match it bit for bit (see image.h).
+/* image.c - decoding (libjpeg-turbo for JPEG, stb_image for the rest), the PIL-exact bicubic
+ * resize, InternVL dynamic tiling and tile normalisation. The reference pipeline is PIL +
+ * torchvision; every step here reproduces its integer and float rounding so that tiles match
+ * it bit for bit (see image.h).
  */
 #include "models/image.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jerror.h>
+#include <jpeglib.h>
 #include <stb/stb_image.h>
 
 #include "runtime/error.h"
@@ -98,12 +102,199 @@ static unsigned char *gif_rgb(const unsigned char *data, size_t n, const GifFram
     return rgb;
 }
 
+/* 1, with the error set, when a header's size is over the limits: checked before any pixel
+ * is allocated, since a corrupt or hostile header must not make the loader allocate gigabytes */
+static int too_large(const char *name, long long w, long long h) {
+    if (w <= IMAGE_MAX_SIDE && h <= IMAGE_MAX_SIDE && w * h <= IMAGE_MAX_PIXELS) return 0;
+    mmrm_set_error("%s: image is %lld x %lld pixels, over the limit (sides <= %d, at most %lld "
+                   "pixels); the header may be corrupt, else downscale the image",
+                   name, w, h, IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- JPEG (libjpeg-turbo) */
+
+/* JPEG goes through libjpeg-turbo with the settings of Pillow's JpegDecoder (libjpeg's
+ * defaults: ISLOW integer IDCT, fancy upsampling, no scaling; output RGB for colour, grey for
+ * one component, CMYK for four), because stb_image's IDCT and upsampling round differently
+ * and move pixels by a few levels from what the reference model saw. The libjpeg API rather
+ * than TurboJPEG's: its error manager tells the end of the data (an error, as in Pillow) from
+ * the other warnings (ignored, as in Pillow), and it gives the CMYK samples themselves. */
+
+/* A progressive file of thousands of tiny scans costs a pass over the coefficients per scan;
+ * real encoders write at most a few dozen (the same guard as djpeg -maxscans). */
+#define JPEG_MAX_SCANS 500
+
+typedef struct {
+    struct jpeg_error_mgr mgr;
+    struct jpeg_progress_mgr progress;
+    jmp_buf jump;
+    int truncated; /* the data ended before the decoder was done */
+    char msg[JMSG_LENGTH_MAX];
+} JpegErr;
+
+/* libjpeg's default error_exit calls exit(); an error returns to jpeg_decode instead */
+static void jpeg_fail(j_common_ptr cinfo) {
+    JpegErr *e = (JpegErr *)cinfo->err;
+    cinfo->err->format_message(cinfo, e->msg);
+    longjmp(e->jump, 1);
+}
+
+/* Pillow's decoder drops libjpeg's warnings, so corrupt entropy data or stray bytes decode to
+ * whatever libjpeg makes of them, here too. The one warning that is an error is the end of the
+ * data (the memory source then feeds a fake EOI): there Pillow's reader raises "image file is
+ * truncated", unless ImageFile.LOAD_TRUNCATED_IMAGES, which the reference does not set. */
+static void jpeg_message(j_common_ptr cinfo, int level) {
+    JpegErr *e = (JpegErr *)cinfo->err;
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+        e->truncated = 1;
+        longjmp(e->jump, 1);
+    }
+}
+
+static void jpeg_progress(j_common_ptr cinfo) {
+    if (((j_decompress_ptr)cinfo)->input_scan_number > JPEG_MAX_SCANS) {
+        JpegErr *e = (JpegErr *)cinfo->err;
+        snprintf(e->msg, sizeof e->msg, "more than %d progressive scans, mmrm's limit",
+                 JPEG_MAX_SCANS);
+        longjmp(e->jump, 1);
+    }
+}
+
+/* Pillow unpacks every 4-component JPEG as "CMYK;I" (Adobe's inverted CMYK), then
+ * convert('RGB') computes nk = 255 - k, v = nk - nk * c / 255 with its MULDIV255 rounding
+ * (Convert.c cmyk2rgb); in is libjpeg's CMYK row, still inverted. */
+static void cmyk_row_to_rgb(const unsigned char *in /* (w, 4) */, int w,
+                            unsigned char *out /* (w, 3) */) {
+    for (int x = 0; x < w; x++) {
+        int nk = in[4 * x + 3];
+        for (int c = 0; c < 3; c++) {
+            int t = (255 - in[4 * x + c]) * nk + 128;
+            out[3 * x + c] = (unsigned char)(nk - (((t >> 8) + t) >> 8));
+        }
+    }
+}
+
+static int jpeg_decode(const unsigned char *data, size_t n, const char *name, Image *img) {
+    struct jpeg_decompress_struct cinfo = {0}; /* read by the error path, even early */
+    JpegErr err = {0};
+    /* volatile: assigned between setjmp and the longjmp back to it */
+    unsigned char *volatile rgb = NULL;
+    unsigned char *volatile row = NULL;
+    cinfo.err = jpeg_std_error(&err.mgr);
+    err.mgr.error_exit = jpeg_fail;
+    err.mgr.emit_message = jpeg_message;
+    if (setjmp(err.jump)) {
+        /* a header that ends or breaks after its SOF still gets the size verdict */
+        if (!cinfo.image_width || !too_large(name, cinfo.image_width, cinfo.image_height)) {
+            if (err.truncated)
+                mmrm_set_error("%s: JPEG file is truncated (%zu bytes; the data ends before "
+                               "the image does)", name, n);
+            else
+                mmrm_set_error("%s: corrupt JPEG (%s)", name, err.msg);
+        }
+        jpeg_destroy_decompress(&cinfo);
+        free(rgb);
+        free(row);
+        return -1;
+    }
+    jpeg_create_decompress(&cinfo);
+    err.progress.progress_monitor = jpeg_progress;
+    cinfo.progress = &err.progress;
+    jpeg_mem_src(&cinfo, data, (unsigned long)n);
+    jpeg_read_header(&cinfo, TRUE);
+    long long w = cinfo.image_width, h = cinfo.image_height;
+    int comps = cinfo.num_components;
+    if (too_large(name, w, h)) {
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    if (comps != 1 && comps != 3 && comps != 4) {
+        mmrm_set_error("%s: JPEG with %d components (PIL reads 1 grey, 3 colour or 4 CMYK)",
+                       name, comps);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    cinfo.out_color_space = comps == 1 ? JCS_GRAYSCALE : comps == 3 ? JCS_RGB : JCS_CMYK;
+    cinfo.dct_method = JDCT_ISLOW;
+    cinfo.do_fancy_upsampling = TRUE;
+    jpeg_start_decompress(&cinfo);
+    rgb = xmalloc((size_t)w * h * 3);
+    if (comps != 3) row = xmalloc((size_t)w * comps);
+    while (cinfo.output_scanline < cinfo.output_height) {
+        unsigned char *out = rgb + (size_t)cinfo.output_scanline * w * 3;
+        JSAMPROW dst = comps == 3 ? out : row;
+        jpeg_read_scanlines(&cinfo, &dst, 1);
+        if (comps == 1)
+            for (long long x = 0; x < w; x++)
+                out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x];
+        else if (comps == 4)
+            cmyk_row_to_rgb(row, (int)w, out);
+    }
+    /* reads up to EOI: a file that ends before it is truncated for Pillow too */
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    free(row);
+    *img = (Image){(int)w, (int)h, rgb};
+    return 0;
+}
+
+static int is_jpeg(const unsigned char *d, size_t n) {
+    return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF;
+}
+
+/* the header of a JPEG file, up to its first scan, through the same error policy */
+static int jpeg_info(FILE *f, const char *name, int *w, int *h) {
+    struct jpeg_decompress_struct cinfo = {0}; /* read by the error path, even early */
+    JpegErr err = {0};
+    cinfo.err = jpeg_std_error(&err.mgr);
+    err.mgr.error_exit = jpeg_fail;
+    err.mgr.emit_message = jpeg_message;
+    if (setjmp(err.jump)) {
+        if (err.truncated)
+            mmrm_set_error("%s: JPEG file is truncated (it ends inside the header)", name);
+        else
+            mmrm_set_error("%s: corrupt JPEG header (%s)", name, err.msg);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_stdio_src(&cinfo, f);
+    jpeg_read_header(&cinfo, TRUE);
+    *w = (int)cinfo.image_width; /* at most 65535: the SOF field is 16 bits */
+    *h = (int)cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
+    return 0;
+}
+
+int image_info(const char *path, int *w, int *h) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        mmrm_set_error("%s: cannot open image (%s)", path, strerror(errno));
+        return -1;
+    }
+    unsigned char sig[3];
+    size_t got = fread(sig, 1, sizeof sig, f);
+    rewind(f);
+    int rc = 0, comp;
+    if (is_jpeg(sig, got)) {
+        rc = jpeg_info(f, path, w, h);
+    } else if (!stbi_info_from_file(f, w, h, &comp)) {
+        mmrm_set_error("%s: cannot read an image header (%s); supported formats: " FORMATS, path,
+                       stbi_failure_reason());
+        rc = -1;
+    }
+    fclose(f);
+    return rc;
+}
+
 int image_decode(const unsigned char *data, size_t n, const char *name, Image *img) {
     *img = (Image){0};
     if (n > INT_MAX) {
         mmrm_set_error("%s: image file is %zu bytes, over the 2 GiB the decoder reads", name, n);
         return -1;
     }
+    if (is_jpeg(data, n)) return jpeg_decode(data, n, name, img);
     int w, h, comp;
     if (!stbi_info_from_memory(data, (int)n, &w, &h, &comp)) {
         /* stbi_info tries every format in turn, so its failure reason is always the last
@@ -115,12 +306,7 @@ int image_decode(const unsigned char *data, size_t n, const char *name, Image *i
         stbi_image_free(p);
         return -1;
     }
-    if (w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || (long long)w * h > IMAGE_MAX_PIXELS) {
-        mmrm_set_error("%s: image is %d x %d pixels, over the limit (sides <= %d, at most %lld "
-                       "pixels); the header may be corrupt, else downscale the image",
-                       name, w, h, IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS);
-        return -1;
-    }
+    if (too_large(name, w, h)) return -1;
     int is_gif = n >= 4 && !memcmp(data, "GIF8", 4);
     GifFrame gif;
     if ((n >= 2 && !memcmp(data, "BM", 2) && !bmp_complete(data, n, w, h)) ||
@@ -186,8 +372,8 @@ int image_load(const char *path, Image *img) {
     return rc;
 }
 
-/* libstb allocates with the C allocator (STBI_MALLOC defaults to malloc), so every Image's
- * pixels, decoded or resized, are released the same way. */
+/* stb allocates with the C allocator (STBI_MALLOC defaults to malloc), as xmalloc does, so
+ * every Image's pixels, decoded by either library or resized, are released the same way. */
 void image_free(Image *img) {
     free(img->rgb);
     *img = (Image){0};

@@ -34,16 +34,23 @@ typedef struct {
 } ImageConfig;
 
 /* Decodes JPEG, PNG, BMP, GIF (first frame), TGA, PSD, PNM to RGB as PIL's convert('RGB')
- * does: grey is replicated, alpha dropped (not composited), 16-bit channels keep their high
- * byte except 16-bit grey, which clips at 255 (PIL's I;16 -> RGB); a GIF's transparent pixels
- * and the screen outside its first frame take the palette colour PIL gives them. Lossless
- * formats match PIL exactly; JPEG pixels may differ from PIL's libjpeg-turbo by a few levels
- * (IDCT and chroma upsampling rounding). 0, or -1 with mmrm_last_error() naming the file and
- * the reason (missing, not an image, truncated, corrupt, too large). */
+ * does, bit for bit: grey is replicated, alpha dropped (not composited), 16-bit channels keep
+ * their high byte except 16-bit grey, which clips at 255 (PIL's I;16 -> RGB); a GIF's
+ * transparent pixels and the screen outside its first frame take the palette colour PIL gives
+ * them. JPEG goes through libjpeg-turbo with Pillow's settings (ISLOW IDCT, fancy upsampling;
+ * 4-component files read as Adobe-inverted CMYK and converted with PIL's formula); the EXIF
+ * orientation is not applied (Image.open does not apply it either). As in Pillow, a JPEG whose
+ * data ends early is an error, while corrupt entropy data inside a complete file decodes to
+ * what libjpeg makes of it. 0, or -1 with mmrm_last_error() naming the file and the reason
+ * (missing, not an image, truncated, corrupt, too large). */
 int image_load(const char *path, Image *img);
 /* the same from bytes in memory; name is only used in messages */
 int image_decode(const unsigned char *data, size_t n, const char *name, Image *img);
 void image_free(Image *img);
+/* The size in path's header, read by the decoder image_load uses for that format (libjpeg for
+ * JPEG, stb_image for the rest) without decoding pixels: the cheap check of every record at
+ * load time. 0, or -1 with mmrm_last_error() naming the file and the reason. */
+int image_info(const char *path, int *w, int *h);
 
 /* dst = src resized to w x h with PIL's Image.resize((w, h)) on an RGB image: bicubic
  * (a = -0.5), support widened by the downscale factor, horizontal pass then vertical, 8-bit

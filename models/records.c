@@ -18,8 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <stb/stb_image.h>
-
+#include "models/image.h"
 #include "runtime/error.h"
 #include "runtime/jsonl.h"
 
@@ -168,8 +167,8 @@ static char *resolve_image(const Ctx *c, const char *img_path) {
     return p;
 }
 
-/* Resolves img_path into *resolved (malloc'd) and checks that it exists and that stb_image
- * recognises its header: cheap enough for every record at load time. Returns 1 for a bad
+/* Resolves img_path into *resolved (malloc'd) and checks that it exists and that the decoder
+ * reads its header (image_info): cheap enough for every record at load time. Returns 1 for a bad
  * image, with *resolved freed and NULL. */
 static int check_image(Ctx *c, const char *img_path, char **resolved) {
     const char *how = img_path[0] == '/' ? "img_path is absolute"
@@ -181,17 +180,17 @@ static int check_image(Ctx *c, const char *img_path, char **resolved) {
     int is_bad = 0;
     FILE *f = fopen(path, "rb");
     struct stat st;
-    int w, h, comp;
+    int w, h;
     if (!f) {
         is_bad = bad(c, REC_MISSING_IMAGE, " %s (%s; %s)", path, strerror(errno), how);
-    } else if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        is_bad = bad(c, REC_MISSING_IMAGE, " %s (it is a directory; %s)", path, how);
-    } else if (!stbi_info_from_file(f, &w, &h, &comp)) {
-        const char *why = stbi_failure_reason();
-        is_bad = bad(c, REC_UNDECODABLE_IMAGE, " %s (stb_image: %s; supported: JPEG, PNG, BMP, "
-                     "GIF, TGA, PSD, HDR, PIC, PNM)", path, why ? why : "unrecognised header");
+    } else {
+        int is_dir = fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode);
+        fclose(f);
+        if (is_dir)
+            is_bad = bad(c, REC_MISSING_IMAGE, " %s (it is a directory; %s)", path, how);
+        else if (image_info(path, &w, &h) != 0) /* the message starts with the path */
+            is_bad = bad(c, REC_UNDECODABLE_IMAGE, " %s", mmrm_last_error());
     }
-    if (f) fclose(f);
     if (is_bad) {
         free(path);
         path = NULL;

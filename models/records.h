@@ -9,7 +9,7 @@
  *   is not a finite number ("N/A") is skipped. `model` is not used.
  * Scoring records are {prompt, img_path, responses: [...]}.
  * Relative img_path values resolve against image_root, else the JSONL file's folder. At load the
- * image must exist and stb_image must recognise its header (no full decode).
+ * image must exist and the decoder must read its header (image_info, no full decode).
  *
  * A bad record is counted under one reason and skipped, or with on_bad_record = fail stops the
  * load with "file:line: <reason> ... (hint)". Loading logs one summary line (mmrm_log), plus the

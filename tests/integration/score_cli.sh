@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # mmrm score end to end on a tiny random model (mmrm init, configs/model/tiny.json) and fixture
-# images: one line per response with the input's fields echoed; a missing image and a corrupt
-# one are reported as IN:line and counted, the others scored; a rerun scores nothing and leaves
-# the output byte-identical; --grouped gives one line per record with the same scores; a run
-# killed with SIGKILL mid-way plus a torn partial line, then rerun, holds every response exactly
-# once with the scores of an uninterrupted run, and a second run is refused while one writes;
-# a corrupt line inside the output stops the run.
+# images (PNG, GIF, JPEG): one line per response with the input's fields echoed; a missing image
+# and a corrupt one are reported as IN:line and counted, the others scored; a rerun scores
+# nothing and leaves the output byte-identical; --grouped gives one line per record with the
+# same scores; a run killed with SIGKILL mid-way plus a torn partial line, then rerun, holds
+# every response exactly once with the scores of an uninterrupted run, and a second run is
+# refused while one writes; a corrupt line inside the output stops the run.
 # The JSON is written and checked with python3's json module (skipped without python3).
 set -euo pipefail
 if ! command -v python3 >/dev/null 2>&1; then
@@ -22,6 +22,7 @@ mkdir "$tmp/img"
 for f in rgb_37x23.png rgb_61x113.png grey_45x30.png palette_50x31.gif rgb_300x7.png; do
     cp "tests/fixtures/images/$f" "$tmp/img/"
 done
+cp tests/fixtures/jpeg/s422_48x32.jpg "$tmp/img/" # JPEG goes through libjpeg-turbo
 head -c 60 tests/fixtures/images/rgb_101x101.png >"$tmp/img/corrupt.png" # header, no pixels
 
 # records.jsonl: N records of K responses (some text needs JSON escapes), then the bad ones
@@ -29,7 +30,8 @@ python3 - "$tmp" <<'EOF'
 import json, random, sys
 tmp = sys.argv[1]
 random.seed(5)
-imgs = ["rgb_37x23.png", "rgb_61x113.png", "grey_45x30.png", "palette_50x31.gif", "rgb_300x7.png"]
+imgs = ["rgb_37x23.png", "rgb_61x113.png", "grey_45x30.png", "palette_50x31.gif", "rgb_300x7.png",
+        "s422_48x32.jpg"]
 words = ["cat", "dog", "red", "blue", "tree", "два", "猫", "a \"quoted\" word", "tab\there", "line\nbreak"]
 def records(n, k, tag):
     out = []

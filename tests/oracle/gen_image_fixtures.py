@@ -19,8 +19,9 @@ It (re)writes tests/fixtures/images/:
     BMP);
   - expected.bin: raw bytes and little-endian float32 arrays that manifest.txt points into;
   - manifest.txt: one record per line (offsets are byte offsets into expected.bin):
-      image NAME W H EXACT OFF      PIL's Image.open(NAME).convert('RGB'), (H, W, 3) uint8;
-                                    EXACT 0 marks lossy formats (the decoders may differ)
+      image NAME W H OFF            PIL's Image.open(NAME).convert('RGB'), (H, W, 3) uint8;
+                                    mmrm decodes every one bit-exactly, JPEGs included
+                                    (libjpeg-turbo; gen_jpeg_fixtures.py has more of them)
       synth W H                     a source image built by a formula (synth_rgb below, and
                                     the same formula in the C test), too big to store
       resize SRC W H OFF            SRC.resize((W, H)) (PIL's default filter), (H, W, 3) uint8;
@@ -147,12 +148,12 @@ def gif_in_larger_screen(path, img, screen, left, top, **kw):
 
 
 def make_images(rng):
-    """writes the test images; returns their names with 1 for lossless (bit-exact decode)"""
+    """writes the test images; returns their names"""
     out = []
 
-    def save(name, img, exact=1, **kw):
+    def save(name, img, **kw):
         img.save(os.path.join(OUT, name), **kw)
-        out.append((name, exact))
+        out.append(name)
 
     for w, h in [(37, 23), (61, 113), (300, 7), (8, 200), (101, 101)]:
         save(f"rgb_{w}x{h}.png", Image.fromarray(smooth_noise(rng, h, w, 3), "RGB"))
@@ -168,31 +169,31 @@ def make_images(rng):
     for name, kw in [("framed_trns_14x12.gif", {"transparency": 1}), ("framed_14x12.gif", {})]:
         frame = Image.fromarray(smooth_noise(rng, 8, 10, 3), "RGB").quantize(colors=8)
         gif_in_larger_screen(os.path.join(OUT, name), frame, (14, 12), 2, 3, **kw)
-        out.append((name, 1))
+        out.append(name)
     ptr = Image.fromarray(smooth_noise(rng, 19, 23, 3), "RGB").quantize(colors=16)
     save("palette_trns_23x19.png", ptr, transparency=3)
     save("bilevel_30x10.png", Image.fromarray(rng.integers(0, 2, (10, 30)).astype(bool)))
     save("bgr_29x17.bmp", Image.fromarray(smooth_noise(rng, 17, 29, 3), "RGB"))
-    save("photo_64x48.jpg", Image.fromarray(smooth_noise(rng, 48, 64, 3), "RGB"), exact=0,
+    save("photo_64x48.jpg", Image.fromarray(smooth_noise(rng, 48, 64, 3), "RGB"),
          quality=90)
-    save("photo444_27x41.jpg", Image.fromarray(smooth_noise(rng, 41, 27, 3), "RGB"), exact=0,
+    save("photo444_27x41.jpg", Image.fromarray(smooth_noise(rng, 41, 27, 3), "RGB"),
          quality=95, subsampling=0)
-    save("grey_40x30.jpg", Image.fromarray(smooth_noise(rng, 30, 40, 1)[..., 0], "L"), exact=0,
+    save("grey_40x30.jpg", Image.fromarray(smooth_noise(rng, 30, 40, 1)[..., 0], "L"),
          quality=90)
-    save("progressive_40x30.jpg", Image.fromarray(smooth_noise(rng, 30, 40, 3), "RGB"), exact=0,
+    save("progressive_40x30.jpg", Image.fromarray(smooth_noise(rng, 30, 40, 3), "RGB"),
          quality=90, progressive=True)
     save("cmyk_32x24.jpg", Image.fromarray(smooth_noise(rng, 24, 32, 3), "RGB").convert("CMYK"),
-         exact=0, quality=95)
+         quality=95)
     # 16-bit grey: PIL's I;16 -> RGB clips at 255; 16-bit RGB keeps the high byte
     g16 = rng.integers(0, 600, (11, 20, 1)).astype(np.uint16)
     g16[0, :4, 0] = [0, 255, 256, 65535]
     png16(os.path.join(OUT, "grey16_20x11.png"), g16, 0)
-    out.append(("grey16_20x11.png", 1))
+    out.append("grey16_20x11.png")
     png16(os.path.join(OUT, "rgb16_13x9.png"), rng.integers(0, 65536, (9, 13, 3)).astype(np.uint16), 2)
-    out.append(("rgb16_13x9.png", 1))
+    out.append("rgb16_13x9.png")
     png16(os.path.join(OUT, "greyalpha16_9x7.png"),
           rng.integers(0, 65536, (7, 9, 2)).astype(np.uint16), 4)
-    out.append(("greyalpha16_9x7.png", 1))
+    out.append("greyalpha16_9x7.png")
     return out
 
 
@@ -214,11 +215,11 @@ def main():
     rng = np.random.default_rng(20240607)
     blob, lines = Blob(), []
     sources = {}
-    for name, exact in make_images(rng):
+    for name in make_images(rng):
         img = Image.open(os.path.join(OUT, name)).convert("RGB")
         sources[name] = img
         off = blob.put(np.asarray(img, dtype=np.uint8).tobytes())
-        lines.append(f"image {name} {img.width} {img.height} {exact} {off}")
+        lines.append(f"image {name} {img.width} {img.height} {off}")
     for w, h in [(1000, 700), (33, 1200)]:
         sources[f"synth:{w}x{h}"] = Image.fromarray(synth_rgb(w, h), "RGB")
         lines.append(f"synth {w} {h}")
