@@ -209,10 +209,11 @@ $(BUILD)/bench_cuda: $(BUILD)/bench/bench_cuda.o $(patsubst %.cu,$(BUILD)/%.o,$(
 test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
-bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)
+bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model $(BUILD)/bench_tokenizer ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s, tokenizer MB/s (printed, not asserted)
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_pipeline --pairs 200
 	$(BUILD)/bench_model --quick
+	$(BUILD)/bench_tokenizer
 
 FUZZ_SECONDS ?= 30
 fuzz: ## libFuzzer on the JSONL record parser for FUZZ_SECONDS (installs clang as root if missing)
