@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "models/tokenizer_bpe.h"
 #include "runtime/error.h"
@@ -534,6 +535,12 @@ Tokenizer *tokenizer_load(const char *dir) {
         free(text);
     }
     return tok;
+}
+
+int tokenizer_present(const char *dir) {
+    char path[PATH_MAX];
+    return (fs_join(path, sizeof path, dir, TOKENIZER_FILE) && access(path, R_OK) == 0) ||
+           tokenizer_bpe_present(dir);
 }
 
 static cJSON *json_role_id(int id) { return id < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(id); }

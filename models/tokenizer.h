@@ -78,6 +78,8 @@ void tokenizer_free(Tokenizer *tok);
  * TOKENIZER_FILE (atomically, via a temporary file), or for TOKENIZER_BPE copies of the HF
  * files it was loaded from; 0 or -1. */
 Tokenizer *tokenizer_load(const char *dir);
+/* 1 if dir holds files tokenizer_load reads (TOKENIZER_FILE or HF BPE files) */
+int tokenizer_present(const char *dir);
 int tokenizer_save(const Tokenizer *tok, const char *dir);
 
 /* Encodes text[0..len) (it may hold any bytes, NUL included). Writes at most cap ids and

@@ -2,7 +2,8 @@
 # `mmrm tokenize` on the BPE oracle fixtures (tests/oracle/gen_bpe_fixtures.py): every corpus
 # line, from --input and from stdin, gives HF's ids; --jsonl texts with newlines too; --decode
 # gives ASCII lines back byte for byte and every line back as text that encodes to the same
-# ids (decoding gives the NFC form); bad input fails naming the line; --help works.
+# ids (decoding gives the NFC form); bad input fails naming the line; --help works; a model
+# trained with a BPE tokenizer_path keeps its HF files in the checkpoint and scores with them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -57,4 +58,22 @@ expect_fail 1 "<stdin>:1: expected one JSON string" \
 expect_fail 2 "--tokenizer DIR or --model DIR is required" "$MMRM" tokenize
 expect_fail 2 "unknown argument --bogus" "$MMRM" tokenize --model "$fix/qwen2" --bogus
 "$MMRM" tokenize --help | grep -q "usage: mmrm tokenize" || fail "--help"
+
+# training and scoring with a BPE tokenizer_path: a tiny model whose vocabulary is the
+# 2,000-merge tokenizer.json's; the checkpoint carries the HF files and scoring reads them
+mkdir "$tmp/tok"
+cp "$fix/tiny_json/tokenizer.json" "$tmp/tok/"
+printf '{"pad_token": "<|endoftext|>", "eos_token": "<|im_end|>"}\n' > "$tmp/tok/special_tokens_map.json"
+ctx=$(echo '<IMG_CONTEXT>' | "$MMRM" tokenize --model "$tmp/tok" | tr -d '[]')
+sed -e "s/\"img_context_token_id\": 262/\"img_context_token_id\": $ctx/" \
+    -e 's/"vocab_size": 270/"vocab_size": 2268/' "$root/configs/model/tiny.json" > "$tmp/tiny_bpe.json"
+grep -q "\"img_context_token_id\": $ctx" "$tmp/tiny_bpe.json" || fail "could not write the BPE model config"
+"$MMRM" synth --out "$tmp/data" --pairs 24 > "$tmp/synth.log" 2>&1 || fail "synth: $(tail -3 "$tmp/synth.log")"
+OMP_NUM_THREADS=1 "$MMRM" train "$root/configs/scratch_standard.ini" init_model_config="$tmp/tiny_bpe.json" \
+    tokenizer_path="$tmp/tok" dataset_path="$tmp/data/train.jsonl" eval_dataset_path="$tmp/data/test_id.jsonl" \
+    output_dir="$tmp/run" max_steps=2 > "$tmp/train.log" 2>&1 || fail "train with a BPE tokenizer: $(tail -3 "$tmp/train.log")"
+cmp -s "$tmp/tok/tokenizer.json" "$tmp/run/checkpoint-last/tokenizer.json" || fail "the checkpoint lacks the tokenizer.json"
+OMP_NUM_THREADS=1 "$MMRM" score --model "$tmp/run/checkpoint-last" --input "$tmp/data/score_input.jsonl" \
+    --output "$tmp/scores.jsonl" > "$tmp/score.log" 2>&1 || fail "score: $(tail -3 "$tmp/score.log")"
+[ "$(grep -c '"score"' "$tmp/scores.jsonl")" -gt 0 ] || fail "no scores"
 echo "tokenize_cli: all checks passed"
