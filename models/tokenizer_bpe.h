@@ -2,14 +2,16 @@
  *
  * Encoding a text between added tokens, as HF tokenizers does for Qwen2:
  *   1. NFC (utf8proc);
- *   2. the pre-tokenizer's Split regex (PCRE2, UTF + UCP, JIT), matches and the gaps
- *      between them are pieces;
+ *   2. the pre-tokenizer's Split regex (PCRE2, UTF + UCP, JIT; \s spelled as Unicode's
+ *      White_Space, which is Oniguruma's \s), matches and the gaps between them are pieces;
  *   3. each piece's bytes become GPT-2 byte symbols, merged by rank (lowest first, leftmost
  *      on ties: HF's BPE::merge_word), with a cache of recent pieces.
  * Invalid UTF-8: a byte that does not belong to a valid UTF-8 sequence is U+FFFD for NFC and
  * the regex (what HF does with a lone surrogate, i.e. Python's errors="surrogateescape"),
  * while its own byte is what BPE merges, so decoding gives the input bytes back. Tokens are
  * stored as raw bytes; decoding concatenates them.
+ * Added tokens (special or not) are matched on the raw text, before NFC: right for every
+ * Qwen2/InternVL2 token (all "normalized": false); lstrip/rstrip/single_word are refused.
  */
 #ifndef MMRM_TOKENIZER_BPE_H
 #define MMRM_TOKENIZER_BPE_H

@@ -306,3 +306,32 @@ TEST(test_bpe_tokenizer_saves_as_copies_of_its_hf_files) {
     rmdir(dir);
     free(dir);
 }
+
+TEST(test_bpe_encoding_from_two_threads_equals_serial_encoding) {
+    /* the piece cache is shared: a thread that finds it busy merges without it */
+    Tokenizer *tok = tokenizer_load(FIX "tiny_json");
+    size_t n;
+    char *corpus = fs_read_file(FIX "bpe_corpus.txt", &n);
+    if (!CHECK(tok && corpus, "load: %s", mmrm_last_error())) return;
+    enum { LINES = 4000 };
+    const char *line[LINES];
+    size_t len[LINES], at = 0;
+    int k = 0;
+    while (k < LINES && (line[k] = next_line(corpus, n, &at, &len[k]))) k++;
+    long serial = 0, parallel = 0;
+    int buf[1 << 12];
+    for (int i = 0; i < k; i++) {
+        int c = tokenizer_encode(tok, line[i], len[i], buf, 1 << 12);
+        for (int j = 0; j < c && j < (1 << 12); j++) serial += (long)buf[j] * (j + 1);
+    }
+#pragma omp parallel for num_threads(2) reduction(+ : parallel) schedule(dynamic, 16)
+    for (int i = 0; i < k; i++) {
+        int local[1 << 12];
+        int c = tokenizer_encode(tok, line[i], len[i], local, 1 << 12);
+        for (int j = 0; j < c && j < (1 << 12); j++) parallel += (long)local[j] * (j + 1);
+    }
+    CHECK(serial == parallel, "checksum of %d lines: serial %ld, two threads %ld", k, serial,
+          parallel);
+    free(corpus);
+    tokenizer_free(tok);
+}
