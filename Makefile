@@ -17,11 +17,11 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC     ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCHS ?= 80 90
 
-DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev openmpi-bin libopenmpi-dev g++ perl
-DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/bin/g++ /usr/bin/perl
+DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev libpcre2-dev libutf8proc-dev openmpi-bin libopenmpi-dev g++ perl
+DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/include/pcre2.h /usr/include/utf8proc.h /usr/bin/g++ /usr/bin/perl
 
 CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Wmissing-prototypes -Werror -I. -MMD -MP
-LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lm -lpthread
+LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lm -lpthread
 BUILD    := build
 ifeq ($(NATIVE),1)
 CFLAGS   += -march=native
@@ -209,10 +209,11 @@ $(BUILD)/bench_cuda: $(BUILD)/bench/bench_cuda.o $(patsubst %.cu,$(BUILD)/%.o,$(
 test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
-bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s (printed, not asserted)
+bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model $(BUILD)/bench_tokenizer ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s, tokenizer MB/s (printed, not asserted)
 	$(BUILD)/bench_matmul
 	$(BUILD)/bench_pipeline --pairs 200
 	$(BUILD)/bench_model --quick
+	$(BUILD)/bench_tokenizer
 
 FUZZ_SECONDS ?= 30
 fuzz: ## libFuzzer on the JSONL record parser for FUZZ_SECONDS (installs clang as root if missing)

@@ -182,11 +182,15 @@ static int check_tokenizer(const Tokenizer *tok, TemplateKind kind, TemplateIds 
 }
 
 /* ids of text[0..len), after BOS when bos >= 0, in a new buffer; NULL with an error.
- * tokenizer_encode never needs more ids than bytes. */
+ * One id per byte is enough but for a BPE tokenizer's NFC, which may lengthen the text. */
 static int *encode_all(const Tokenizer *tok, const char *text, size_t len, int bos, int *n_out) {
     int off = bos >= 0;
     int *ids = xmalloc((len + 1 + (size_t)off) * sizeof *ids);
     int n = tokenizer_encode(tok, text, len, ids + off, (int)len + 1);
+    if (n > (int)len + 1) {
+        ids = xrealloc(ids, ((size_t)n + (size_t)off) * sizeof *ids);
+        n = tokenizer_encode(tok, text, len, ids + off, n);
+    }
     if (n < 0) {
         free(ids);
         return NULL;

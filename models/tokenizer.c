@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "models/tokenizer_bpe.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
 
@@ -25,6 +27,7 @@ static const char *kind_name(TokenizerKind kind) {
     switch (kind) {
     case TOKENIZER_BYTE: return "byte";
     case TOKENIZER_WORD: return "word";
+    case TOKENIZER_BPE: return "bpe";
     }
     MMRM_FATAL("tokenizer: unknown kind %d", (int)kind);
 }
@@ -158,6 +161,7 @@ void tokenizer_free(Tokenizer *tok) {
     for (int k = 0; k < tok->n_words; k++) free(tok->words[k].text);
     free(tok->words);
     free(tok->special);
+    bpe_free(tok->bpe);
     free(tok);
 }
 
@@ -222,6 +226,9 @@ static void encode_plain(const Tokenizer *tok, const char *s, size_t n, int *ids
                 if (*count < (size_t)cap) ids[*count] = (unsigned char)s[i];
         }
         return;
+    case TOKENIZER_BPE:
+        bpe_encode(tok->bpe, s, n, ids, cap, count);
+        return;
     }
     MMRM_FATAL("tokenizer: unknown kind %d", (int)tok->kind);
 }
@@ -257,6 +264,11 @@ static const char *token_text(const Tokenizer *tok, int id, char *one, size_t *n
     if (sp) {
         *n = sp->len;
         return sp->text;
+    }
+    if (tok->kind == TOKENIZER_BPE) {
+        const char *bytes = bpe_token_bytes(tok->bpe, id, n);
+        if (!bytes) *n = 0;
+        return bytes;
     }
     if (id >= 0 && id < BYTE_VOCAB) {
         *one = (char)(unsigned char)id;
@@ -501,7 +513,10 @@ Tokenizer *tokenizer_load(const char *dir) {
     if (!fs_join(path, sizeof path, dir, TOKENIZER_FILE)) return NULL;
     size_t len;
     char *text = fs_read_file(path, &len);
-    if (!text) mmrm_set_error("cannot open tokenizer file %s: %s", path, strerror(errno));
+    if (!text && errno == ENOENT && tokenizer_bpe_present(dir)) return tokenizer_bpe_load(dir);
+    if (!text)
+        mmrm_set_error("cannot open tokenizer file %s: %s (nor has the directory HF tokenizer "
+                       "files: tokenizer.json, or vocab.json + merges.txt)", path, strerror(errno));
     Tokenizer *tok = NULL;
     if (text) {
         /* the length includes the terminating NUL: cJSON's check for trailing garbage
@@ -522,9 +537,16 @@ Tokenizer *tokenizer_load(const char *dir) {
     return tok;
 }
 
+int tokenizer_present(const char *dir) {
+    char path[PATH_MAX];
+    return (fs_join(path, sizeof path, dir, TOKENIZER_FILE) && access(path, R_OK) == 0) ||
+           tokenizer_bpe_present(dir);
+}
+
 static cJSON *json_role_id(int id) { return id < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(id); }
 
 int tokenizer_save(const Tokenizer *tok, const char *dir) {
+    if (tok->kind == TOKENIZER_BPE) return tokenizer_bpe_save(tok, dir);
     cJSON *root = cJSON_CreateObject();
     cJSON *arr = cJSON_CreateArray();
     MMRM_CHECK(root && arr, "tokenizer_save: out of memory building JSON");

@@ -39,7 +39,9 @@
 
 #define TOKENIZER_FILE "mmrm_tokenizer.json"
 
-typedef enum { TOKENIZER_BYTE, TOKENIZER_WORD } TokenizerKind;
+typedef enum { TOKENIZER_BYTE, TOKENIZER_WORD, TOKENIZER_BPE } TokenizerKind;
+
+struct BpeModel; /* models/tokenizer_bpe.c */
 
 typedef struct {
     char *text; /* NUL-terminated, never empty */
@@ -57,6 +59,7 @@ typedef struct {
     unsigned char special_first[256]; /* 1 where some special token starts with that byte */
     int n_words;                /* TOKENIZER_WORD: the vocabulary, sorted by text */
     SpecialToken *words;        /* [n_words] (text, len, id) */
+    struct BpeModel *bpe;       /* TOKENIZER_BPE: vocabulary, merges, split regex */
 } Tokenizer;
 
 /* the byte tokenizer with the default special tokens above */
@@ -70,14 +73,20 @@ void tokenizer_word_pieces(const char *text, size_t len,
                            void (*fn)(const char *piece, size_t len, void *ctx), void *ctx);
 void tokenizer_free(Tokenizer *tok);
 
-/* Loads DIR/TOKENIZER_FILE, validating it; NULL with mmrm_last_error() naming the file and
- * field on failure. tokenizer_save writes it (atomically, via a temporary file); 0 or -1. */
+/* Loads DIR/TOKENIZER_FILE, validating it; without one, DIR's HF BPE files (TOKENIZER_BPE).
+ * NULL with mmrm_last_error() naming the file and field on failure. tokenizer_save writes
+ * TOKENIZER_FILE (atomically, via a temporary file), or for TOKENIZER_BPE copies of the HF
+ * files it was loaded from; 0 or -1. */
 Tokenizer *tokenizer_load(const char *dir);
+/* 1 if dir holds files tokenizer_load reads (TOKENIZER_FILE or HF BPE files) */
+int tokenizer_present(const char *dir);
 int tokenizer_save(const Tokenizer *tok, const char *dir);
 
 /* Encodes text[0..len) (it may hold any bytes, NUL included). Writes at most cap ids and
  * returns how many the whole text needs (like snprintf: a result > cap means "call again
- * with a bigger buffer"); -1 on error. Never more ids than len. */
+ * with a bigger buffer"); -1 on error. The byte and word kinds never need more ids than len;
+ * BPE never more than the bytes of the text in NFC, which can be longer (U+0958 becomes two
+ * code points; at most 3x). */
 int tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int *ids, int cap);
 
 /* Decodes ids[0..n) into a new NUL-terminated buffer (free() it) of *len_out bytes; NULL

@@ -122,11 +122,10 @@ int setup_tokenizer(Run *r) {
     const char *tname = *c->conv_style ? c->conv_style : r->main.cfg.template_name;
     if (template_parse(tname, &r->tmpl)) return -1;
     if (tokdir && *tokdir) {
-        char p[PATH_MAX];
-        if (!fs_join(p, sizeof p, tokdir, TOKENIZER_FILE)) return -1;
-        /* an explicit tokenizer_path must hold one; a model directory may lack it (byte) */
+        /* an explicit tokenizer_path must hold one (mmrm's file or HF's BPE files); a model
+         * directory may lack it (byte) */
         int want = !*res && *c->tokenizer_path;
-        if ((want || access(p, R_OK) == 0) && !(r->tok = tokenizer_load(tokdir))) return -1;
+        if ((want || tokenizer_present(tokdir)) && !(r->tok = tokenizer_load(tokdir))) return -1;
     }
     if (!r->tok) r->tok = tokenizer_byte_new(r->tmpl == TEMPLATE_INTERNLM2_CHAT);
     if (r->tok->vocab_size > r->main.cfg.llm.vocab) {
