@@ -119,7 +119,7 @@ $(BUILD)/%.o: %.cu $(FLAGS_STAMP) | deps-check
 cuda: ## build build/mmrm with the CPU and CUDA backends (nvcc; GPUs sm_80 and sm_90)
 	$(MAKE) CUDA=1 all $(BUILD)/gpu_parity $(BUILD)/bench_cuda
 	@# the shared libraries a bare GPU machine may lack travel with the build (tests/gpu/run.sh)
-	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libjpeg|libstb/ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
+	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libjpeg|libstb|libpcre2|libutf8proc/ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
 
 gpu-test: ## on a GPU machine: tests/gpu/run.sh (CUDA vs CPU parity, benchmarks; OUT=dir)
 	bash tests/gpu/run.sh
