@@ -110,11 +110,8 @@ static int check_tokenizer(const Scorer *s) {
     }
     int ctx = tokenizer_special_id(s->tok, "<IMG_CONTEXT>");
     if (ctx < 0) return -1;
-    if (ctx != cfg->img_context_id) {
-        mmrm_set_error("the tokenizer's <IMG_CONTEXT> is id %d but the model config says %d "
-                       "(img_context_token_id)", ctx, cfg->img_context_id);
-        return -1;
-    }
+    /* a published config.json has no img_context_token_id: the tokenizer's id is adopted */
+    if (config_adopt_img_context(&s->m->cfg, ctx)) return -1;
     int *row = xmalloc((size_t)s->o.max_length * sizeof *row);
     int rc = template_encode(s->tok, s->kind, s->system, "", "", s->tpt, s->o.max_length, row,
                              s->o.max_length, NULL);

@@ -147,6 +147,7 @@ static int parse(Ctx *c, const cJSON *root, ModelConfig *cfg) {
     snprintf(cfg->template_name, sizeof cfg->template_name, "%s",
              get_str(c, root, "template", 0, "internlm2-chat"));
     cfg->img_context_id = get_int(c, root, "img_context_token_id", 0, 262);
+    cfg->img_context_from_config = cJSON_HasObjectItem(root, "img_context_token_id");
     cfg->init_range = get_num(c, root, "initializer_range", 0, 0.02);
     cfg->has_tiling = 1;
     cfg->dynamic_image_size = get_bool(c, root, "dynamic_image_size", 1);
@@ -350,7 +351,8 @@ int config_save(const ModelConfig *cfg, const char *path, const char *torch_dtyp
     put_str(root, "model_type", "internvl_chat");
     put_float(root, "downsample_ratio", cfg->downsample_ratio);
     put_num(root, "force_image_size", cfg->image_size);
-    put_num(root, "img_context_token_id", cfg->img_context_id);
+    /* known (from config.json or adopted from the tokenizer): else left to the tokenizer */
+    if (cfg->img_context_from_config) put_num(root, "img_context_token_id", cfg->img_context_id);
     if (cfg->init_range > 0) put_float(root, "initializer_range", cfg->init_range);
     put_str(root, "ps_version", "v2");
     put_num(root, "select_layer", cfg->select_layer);
@@ -403,4 +405,17 @@ int config_save(const ModelConfig *cfg, const char *path, const char *torch_dtyp
     int rc = fs_write_atomic(path, text, n + 1);
     free(text);
     return rc;
+}
+
+int config_adopt_img_context(ModelConfig *cfg, int ctx_id) {
+    MMRM_REQUIRE(ctx_id >= 0, "the tokenizer has no <IMG_CONTEXT> token");
+    MMRM_REQUIRE(ctx_id < cfg->llm.vocab, "the tokenizer's <IMG_CONTEXT> id %d is outside the "
+                 "model's vocabulary (%d)", ctx_id, cfg->llm.vocab);
+    if (!cfg->img_context_from_config) {
+        cfg->img_context_id = ctx_id;
+        cfg->img_context_from_config = 1;
+    }
+    MMRM_REQUIRE(ctx_id == cfg->img_context_id, "the tokenizer's <IMG_CONTEXT> id %d differs "
+                 "from the model's img_context_token_id %d", ctx_id, cfg->img_context_id);
+    return 0;
 }

@@ -50,6 +50,8 @@ typedef struct ModelConfig {
     double downsample_ratio; /* 0.5 */
     char template_name[32];
     int img_context_id;    /* id of <IMG_CONTEXT> (img_context_token_id, default byte vocab) */
+    int img_context_from_config; /* img_context_token_id was in config.json; else the
+                                  * tokenizer's id is adopted (config_adopt_img_context) */
     double init_range;     /* initializer_range: std of the random init of weight matrices
                             * (HF's key; 0.02 when absent; 0 in a struct = 0.02) */
     /* image tiling of InternVL's config.json (dynamic_image_size, use_thumbnail,
@@ -73,6 +75,10 @@ static inline const char *config_system_message(const ModelConfig *cfg) {
 
 /* 0, or -1 with mmrm_last_error() naming the file and field */
 int config_load(const char *path, ModelConfig *cfg);
+/* The tokenizer's <IMG_CONTEXT> id (ctx_id) and cfg's: a config.json without
+ * img_context_token_id (published InternVL2 configs have none: InternVL's code takes the id
+ * from the tokenizer) adopts ctx_id; one with it must agree. 0, or -1 with an error. */
+int config_adopt_img_context(ModelConfig *cfg, int ctx_id);
 /* writes cfg as config.json (atomically): cfg->source's keys, mmrm's values replacing those
  * it models, plus the keys HF's loaders look for (architectures and model_type at each level,
  * hidden_act) and torch_dtype ("float32", "bfloat16": the dtype of the weights beside it,

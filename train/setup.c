@@ -133,10 +133,13 @@ int setup_tokenizer(Run *r) {
                        r->main.cfg.llm.vocab);
         return -1;
     }
+    /* a published config.json has no img_context_token_id: the tokenizer's id is adopted */
     int ctx_id = tokenizer_special_id(r->tok, "<IMG_CONTEXT>");
-    if (ctx_id != r->main.cfg.img_context_id) {
-        mmrm_set_error("the tokenizer's <IMG_CONTEXT> id %d differs from the model's img_context_token_id %d",
-                       ctx_id, r->main.cfg.img_context_id);
+    if (config_adopt_img_context(&r->main.cfg, ctx_id)) return -1;
+    if (r->has_bias && config_adopt_img_context(&r->bias.cfg, ctx_id)) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", mmrm_last_error());
+        mmrm_set_error("bias model: %s", why);
         return -1;
     }
     return 0;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A model directory laid out as a published InternVL2-1B one, on the CPU: the published
+# config.json (tests/fixtures/hf_configs/InternVL2-1B: no img_context_token_id, Hermes-2,
+# dynamic tiling up to 12 tiles, 448-pixel tiles of 14-pixel patches, vocabulary 151655) with
+# the depth and widths reduced, the real Qwen2 tokenizer files (vocab.json, merges.txt,
+# tokenizer_config.json with InternVL2's added tokens) and random weights stored in BF16.
+# Checks: the tokenizer's <IMG_CONTEXT> (151648) is adopted for the config's missing
+# img_context_token_id; `mmrm train` runs 2 steps with both algorithms and writes a checkpoint
+# whose config.json keeps the published keys and records 151648; `mmrm score` scores with it;
+# `mmrm tokenize --model` on the trained checkpoint gives the HF ids of a known text.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+tmp=${KEEP:-$(mktemp -d)}
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
+
+# the published config, reduced in depth and width (every other key as published)
+perl -MJSON::PP -e '
+    my $j = JSON::PP->new->canonical;
+    local $/; my $c = $j->decode(<STDIN>);
+    my $v = $c->{vision_config};
+    @$v{qw(hidden_size intermediate_size num_attention_heads num_hidden_layers)} = (32, 64, 2, 1);
+    my $l = $c->{llm_config};
+    @$l{qw(hidden_size intermediate_size num_attention_heads num_key_value_heads num_hidden_layers)} =
+        (64, 128, 4, 2, 1);
+    print $j->encode($c);' <"$root/tests/fixtures/hf_configs/InternVL2-1B/config.json" >"$tmp/config.json"
+grep -q img_context_token_id "$tmp/config.json" && { echo "the published config has no img_context_token_id"; exit 1; }
+
+"$MMRM" init --config "$tmp/config.json" --out "$tmp/model" --dtype BF16 >"$tmp/init.log" 2>&1 ||
+    { cat "$tmp/init.log"; exit 1; }
+cp "$root"/tests/fixtures/tokenizers/qwen2/{vocab.json,merges.txt,tokenizer_config.json,added_tokens.json,special_tokens_map.json} "$tmp/model/"
+rm -f "$tmp/model/mmrm_tokenizer.json"
+"$MMRM" info "$tmp/model" >"$tmp/info.log" 2>&1 || { cat "$tmp/info.log"; exit 1; }
+grep -q "BF16" "$tmp/info.log" || { echo "mmrm info does not say BF16:"; cat "$tmp/info.log"; exit 1; }
+
+"$MMRM" synth --out "$tmp/data" --pairs 8 --seed 5 >/dev/null
+for algo in standard shortcut_aware; do
+    bias=()
+    [ $algo = shortcut_aware ] && bias=(bias_model_path="$tmp/model")
+    "$MMRM" train "$root/configs/scratch_standard.ini" init_model_config= model_name_or_path="$tmp/model" \
+        "${bias[@]}" algorithm=$algo dataset_path="$tmp/data/train.jsonl" eval_dataset_path= \
+        output_dir="$tmp/out_$algo" max_steps=2 per_device_train_batch_size=2 \
+        dynamic_image_size=true use_thumbnail=true max_length=1024 max_dynamic_patch=2 logging_steps=1 \
+        >"$tmp/train_$algo.log" 2>&1 || { tail -n 20 "$tmp/train_$algo.log"; exit 1; }
+    grep -q "step 2/2" "$tmp/train_$algo.log" || { echo "$algo: no step 2/2"; tail -n 20 "$tmp/train_$algo.log"; exit 1; }
+    ck="$tmp/out_$algo/checkpoint-last"
+    grep -q '"img_context_token_id":[[:space:]]*151648' "$ck/config.json" ||
+        { echo "$algo: checkpoint config lacks img_context_token_id 151648"; exit 1; }
+    for key in use_backbone_lora use_llm_lora _commit_hash; do
+        grep -q "\"$key\"" "$ck/config.json" || { echo "$algo: checkpoint config lost $key"; exit 1; }
+    done
+    echo "train $algo: 2 steps on the published layout, checkpoint keeps the published keys"
+done
+
+ck="$tmp/out_standard/checkpoint-last"
+"$MMRM" score --model "$ck" --input "$tmp/data/score_input.jsonl" --output "$tmp/scores.jsonl" \
+    >"$tmp/score.log" 2>&1 || { tail -n 20 "$tmp/score.log"; exit 1; }
+want=$(perl -MJSON::PP -ne '$n += @{decode_json($_)->{responses}}; END { print $n }' "$tmp/data/score_input.jsonl")
+got=$(grep -c '"score":[[:space:]]*-\?[0-9]' "$tmp/scores.jsonl")
+[ "$got" = "$want" ] || { echo "score: $got finite scores, want $want"; tail -n 20 "$tmp/score.log"; exit 1; }
+echo "score: $got responses scored with the trained checkpoint"
+
+# the checkpoint's tokenizer is the Qwen2 one: the ids transformers 4.44.2's AutoTokenizer gives
+# for this text from tests/fixtures/tokenizers/qwen2 ([9707, 1879, 151648])
+ids=$(printf 'Hello world<IMG_CONTEXT>\n' | "$MMRM" tokenize --model "$ck")
+[ "$ids" = "[9707, 1879, 151648]" ] || { echo "tokenize --model: $ids"; exit 1; }
+echo "tokenize --model on the checkpoint: Qwen2 ids"
