@@ -11,12 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/config.h"
+#include "models/template.h"
 #include "models/tokenizer.h"
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 #include "runtime/strbuf.h"
 
 static const char USAGE[] =
     "usage: mmrm tokenize (--tokenizer DIR | --model DIR) [--input FILE] [--jsonl] [--decode]\n"
+    "       mmrm tokenize --model DIR --template [--input FILE]\n"
     "\n"
     "Encodes each input line (stdin, or --input FILE) with DIR's tokenizer (mmrm_tokenizer.json,\n"
     "or HF's tokenizer.json / vocab.json + merges.txt) and prints its ids as one JSON array per\n"
@@ -27,6 +31,12 @@ static const char USAGE[] =
     "  --jsonl                        each input line is one JSON string (texts may hold\n"
     "                                 newlines); with --decode, print JSON strings too\n"
     "  --decode                       the reverse: a JSON array of ids per line in, the text out\n"
+    "  --template                     the model's input rows: each input line is a JSON object\n"
+    "                                 {\"prompt\", \"response\", \"tiles\"} (tiles: image tiles,\n"
+    "                                 default 1, 0 = no image); prints {\"ids\": [...],\n"
+    "                                 \"image\": [first, end) of <img>..</img> or null,\n"
+    "                                 \"response_start\", \"reward_index\"} with DIR's chat\n"
+    "                                 template, system message and tokens per tile (config.json)\n"
     "  --help                         this text\n"
     "\n"
     "example:  echo 'Hello, world' | mmrm tokenize --model DIR      prints [9707, 11, 1879]\n";
@@ -105,9 +115,70 @@ done:
     return rc;
 }
 
+/* --template: one {"prompt", "response", "tiles"} object -> the model's input row */
+typedef struct {
+    TemplateKind kind;
+    const char *system;
+    int tokens_per_tile;
+} TemplateSetup;
+
+static int template_line(const Tokenizer *tok, const TemplateSetup *ts, const char *line,
+                         size_t n, int **ids, int *cap, StrBuf *out) {
+    cJSON *o = cJSON_ParseWithLength(line, n);
+    int rc = -1;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "response");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "tiles");
+    if (!cJSON_IsObject(o) || !cJSON_IsString(p) || !cJSON_IsString(r)) {
+        mmrm_set_error("expected a JSON object with string fields \"prompt\" and \"response\"");
+        goto done;
+    }
+    int tiles = 1;
+    if (t) {
+        if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) || t->valuedouble < 0 ||
+            t->valuedouble > 64) {
+            mmrm_set_error("\"tiles\" must be an integer in [0, 64]");
+            goto done;
+        }
+        tiles = (int)t->valuedouble;
+    }
+    int need = (int)(strlen(p->valuestring) + strlen(r->valuestring)) * 3 + tiles * ts->tokens_per_tile + 4096;
+    if (need > *cap) {
+        *cap = need;
+        *ids = xrealloc(*ids, (size_t)need * sizeof **ids);
+    }
+    TemplateInfo info;
+    int k = template_encode(tok, ts->kind, ts->system, p->valuestring, r->valuestring,
+                            tiles * ts->tokens_per_tile, *cap, *ids, *cap, &info);
+    if (k < 0) {
+        if (k != TEMPLATE_ERROR) mmrm_set_error("the template rejects this row: %s", template_status_str(k));
+        goto done;
+    }
+    sb_puts(out, "{\"ids\": [");
+    for (int i = 0; i < k; i++) sb_printf(out, i ? ", %d" : "%d", (*ids)[i]);
+    if (info.image_start >= 0)
+        sb_printf(out, "], \"image\": [%d, %d]", info.image_start,
+                  info.image_start + tiles * ts->tokens_per_tile + 2);
+    else sb_puts(out, "], \"image\": null");
+    sb_printf(out, ", \"response_start\": %d, \"reward_index\": %d}\n", info.response_start, k - 1);
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int template_setup(const char *dir, TemplateSetup *ts, ModelConfig *cfg) {
+    char path[PATH_MAX];
+    if (!fs_join(path, sizeof path, dir, "config.json") || config_load(path, cfg)) return -1;
+    if (template_parse(cfg->template_name, &ts->kind)) return -1;
+    ts->system = config_system_message(cfg);
+    ts->tokens_per_tile = config_tokens_per_tile(cfg);
+    return 0;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     const char *dir = NULL, *input = NULL;
-    int jsonl = 0, decode = 0;
+    int jsonl = 0, decode = 0, templ = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -121,11 +192,20 @@ int cmd_tokenize(int argc, char **argv) {
             jsonl = 1;
         } else if (!strcmp(a, "--decode")) {
             decode = 1;
+        } else if (!strcmp(a, "--template")) {
+            templ = 1;
         } else {
             return usage_error("unknown argument ", a);
         }
     }
     if (!dir) return usage_error("--tokenizer DIR or --model DIR is required", NULL);
+    if (templ && (decode || jsonl)) return usage_error("--template takes neither --decode nor --jsonl", NULL);
+    static ModelConfig cfg; /* large: not on the stack */
+    TemplateSetup ts;
+    if (templ && template_setup(dir, &ts, &cfg)) {
+        fprintf(stderr, "mmrm: error: --template: %s\n", mmrm_last_error());
+        return 1;
+    }
     Tokenizer *tok = tokenizer_load(dir);
     if (!tok) {
         fprintf(stderr, "mmrm: error: %s\n", mmrm_last_error());
@@ -149,7 +229,9 @@ int cmd_tokenize(int argc, char **argv) {
         size_t n = (size_t)got;
         if (n && line[n - 1] == '\n') n--;
         int ok;
-        if (decode) {
+        if (templ) {
+            ok = template_line(tok, &ts, line, n, &ids, &ids_cap, &out) == 0;
+        } else if (decode) {
             ok = decode_line(tok, line, n, jsonl, &ids, &ids_cap, &out) == 0;
         } else if (jsonl) {
             cJSON *s = cJSON_ParseWithLength(line, n);

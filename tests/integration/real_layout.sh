@@ -65,3 +65,22 @@ echo "score: $got responses scored with the trained checkpoint"
 ids=$(printf 'Hello world<IMG_CONTEXT>\n' | "$MMRM" tokenize --model "$ck")
 [ "$ids" = "[9707, 1879, 151648]" ] || { echo "tokenize --model: $ids"; exit 1; }
 echo "tokenize --model on the checkpoint: Qwen2 ids"
+
+# --template: the model's input row (Hermes-2, the published system prompt, 256 tokens per
+# tile): <img> 151646, 256 x tiles <IMG_CONTEXT> 151648, </img> 151647 where "image" says, and
+# the reward index on the final <|im_end|> 151645
+printf '%s\n' '{"prompt": "What is shown?", "response": "A red cube.", "tiles": 2}' \
+    '{"prompt": "No image here", "response": "ok", "tiles": 0}' |
+    "$MMRM" tokenize --model "$ck" --template >"$tmp/rows.jsonl"
+perl -MJSON::PP -ne '
+    my $r = decode_json($_); my @ids = @{$r->{ids}}; my $tiles = $. == 1 ? 2 : 0;
+    my $ctx = grep { $_ == 151648 } @ids;
+    die "row $.: $ctx IMG_CONTEXT tokens, want " . 256 * $tiles . "\n" if $ctx != 256 * $tiles;
+    if ($tiles) {
+        my ($a, $b) = @{$r->{image}};
+        die "row $.: image span [$a, $b)\n" if $ids[$a] != 151646 || $ids[$b - 1] != 151647 || $b - $a != 2 + 256 * $tiles;
+    } else { die "row $.: image should be null\n" if defined $r->{image}; }
+    die "row $.: reward index\n" if $r->{reward_index} != $#ids || $ids[-1] != 151645;
+    die "row $.: starts with $ids[0]\n" if $ids[0] != 151644;' "$tmp/rows.jsonl" ||
+    { echo "tokenize --template:"; cat "$tmp/rows.jsonl"; exit 1; }
+echo "tokenize --template: image block and reward index where the template puts them"
