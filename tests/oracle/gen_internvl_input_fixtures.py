@@ -36,9 +36,11 @@ have yet.
 import json
 import os
 
+import tokenizers
 import transformers
 
 assert transformers.__version__ == "4.44.2", transformers.__version__
+assert tokenizers.__version__ == "0.19.1", tokenizers.__version__
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 QWEN2 = os.path.join(HERE, "..", "fixtures", "tokenizers", "qwen2")
