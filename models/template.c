@@ -152,7 +152,7 @@ char *template_text(TemplateKind kind, const char *system, const char *prompt,
 /* ---- tokens ---- */
 
 typedef struct {
-    int im_end, img, img_end, img_context;
+    int im_start, im_end, img, img_end, img_context;
 } TemplateIds;
 
 /* the special tokens the template needs, and a BOS convention that matches the template */
@@ -168,7 +168,7 @@ static int check_tokenizer(const Tokenizer *tok, TemplateKind kind, TemplateIds 
             return -1;
         }
     }
-    *t = (TemplateIds){ids[1], ids[2], ids[3], ids[4]};
+    *t = (TemplateIds){ids[0], ids[1], ids[2], ids[3], ids[4]};
     int wants_bos = kind == TEMPLATE_INTERNLM2_CHAT;
     if (wants_bos != tok->add_bos) {
         mmrm_set_error("template %s %s, but the tokenizer has add_bos %s (templates pair with "
@@ -243,7 +243,15 @@ int template_encode(const Tokenizer *tok, TemplateKind kind, const char *system,
         n_context += full[i] == t.img_context;
     }
     int n_response = n_full - 1 - response_start;
-    if (info) *info = (TemplateInfo){n_full, image_start, response_start, 0};
+    if (info) *info = (TemplateInfo){n_full, image_start, response_start, 0, 0};
+
+    /* The reference reads the reward before the first pad id of the row (models/template.h);
+     * a pad id that is one of the template's own tokens would put that in the system turn,
+     * so then the final <|im_end|> stays the place */
+    int pad_at = n_full, pad = tok->pad_id;
+    if (pad >= 0 && pad != t.im_start && pad != t.im_end && pad != t.img && pad != t.img_end &&
+        pad != t.img_context)
+        for (pad_at = 0; pad_at < n_full && full[pad_at] != pad; pad_at++) {}
 
     if (n_context != n_image_tokens) {
         mmrm_set_error("the prompt or response holds the text \"<IMG_CONTEXT>\": %d image "
@@ -252,8 +260,18 @@ int template_encode(const Tokenizer *tok, TemplateKind kind, const char *system,
         goto done;
     }
     int n_out = n_full;
-    if (n_full > max_length) {
-        int image_end = image_start >= 0 ? image_start + n_image_tokens + 2 : 0;
+    int image_end = image_start >= 0 ? image_start + n_image_tokens + 2 : 0;
+    if (pad_at < n_full && pad_at <= max_length) {
+        if (pad_at < image_end) {
+            mmrm_set_error("the text holds the pad token's text at token %d, before the image "
+                           "block ends (token %d): the reward would be read there", pad_at,
+                           image_end - 1);
+            rc = TEMPLATE_IMAGE_CUT;
+            goto done;
+        }
+        n_out = pad_at;
+        if (info) info->pad_cut = n_full - pad_at;
+    } else if (n_full > max_length) {
         if (max_length <= image_end) {
             mmrm_set_error("max_length %d would cut into the image block (tokens %d..%d of %d)",
                            max_length, image_start, image_end - 1, n_full);

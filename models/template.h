@@ -19,6 +19,12 @@
  * No EOS is appended; the reward is read at the final <|im_end|>. An empty (or, after
  * stripping, blank) message keeps its <|im_end|>, where the reference's conversation code
  * would drop it, so that the reward position never moves.
+ * The one exception follows the reference's read-out (Generalizable-MM-RM's reward model:
+ * the token before the first pad id of the row): a text that holds the pad token's text
+ * ("<|endoftext|>" for Qwen2) is read before it. Attention is causal, so that score is the
+ * score of the row up to there, and the row ends there (info->pad_cut counts the tokens
+ * dropped); such a row before the end of the image block is rejected as TEMPLATE_IMAGE_CUT.
+ * A pad id that is one of the template's own tokens is never looked for.
  *
  * Truncation at max_length keeps the reference's right truncation of the response but
  * always ends on <|im_end|>, so the reward is read at the same kind of token: the response
@@ -48,6 +54,7 @@ typedef struct {
     int response_start; /* index of the first response token = length of the prefix that
                          * every response to this prompt shares */
     int truncated;      /* response tokens dropped to fit max_length */
+    int pad_cut;        /* tokens dropped from the pad token's text on */
 } TemplateInfo;
 
 /* 0, or -1 with an error listing the valid names ("internlm2-chat", "Hermes-2") */

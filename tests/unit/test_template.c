@@ -311,6 +311,36 @@ TEST(test_empty_response_still_ends_on_im_end) {
     tokenizer_free(tok);
 }
 
+/* the reference reads the reward before the first pad id (Generalizable-MM-RM's reward model);
+ * attention is causal, so ending the row there gives the same score */
+TEST(test_pad_token_text_ends_the_row_where_the_reference_reads_the_reward) {
+    Tokenizer *tok = tokenizer_byte_new(0); /* pad: <pad>, 269 */
+    int ids[2048], whole[2048];
+    TemplateInfo info;
+    int n_whole = template_encode(tok, TEMPLATE_HERMES_2, NULL, "Q", "ab<pad>cd", 4, 2048, whole,
+                                  2048, NULL);
+    int n = template_encode(tok, TEMPLATE_HERMES_2, NULL, "Q", "ab<pad>cd", 4, 2048, ids, 2048,
+                            &info);
+    CHECK(n > 2 && ids[n - 1] == 'b' && ids[n - 2] == 'a' && info.pad_cut == 4,
+          "pad in the response: %d ids ending %d, pad_cut %d", n, n > 0 ? ids[n - 1] : -1,
+          info.pad_cut);
+    CHECK(n_whole == n && info.full_length == n + 4, "full length %d", info.full_length);
+    n = template_encode(tok, TEMPLATE_HERMES_2, NULL, "Q<pad>", "ab", 4, 2048, ids, 2048, &info);
+    CHECK(n > 0 && ids[n - 1] == 'Q' && n < info.response_start,
+          "pad in the prompt: the row ends inside the prompt, got %d", n);
+    n = template_encode(tok, TEMPLATE_HERMES_2, "S<pad>", "Q", "ab", 4, 2048, ids, 2048, NULL);
+    CHECK(n == TEMPLATE_IMAGE_CUT && strstr(mmrm_last_error(), "pad token"),
+          "pad before the image block: got %d", n);
+    n = template_encode(tok, TEMPLATE_HERMES_2, "S<pad>", "Q", "ab", 0, 2048, ids, 2048, NULL);
+    CHECK(n > 0 && ids[n - 1] == 'S', "pad in the system turn without an image: got %d", n);
+    /* max_length before the pad: the usual truncation, ending on <|im_end|> */
+    n = template_encode(tok, TEMPLATE_HERMES_2, NULL, "Q", "abc<pad>cd", 4, n_whole, ids, 2048,
+                        &info);
+    CHECK(n == n_whole && ids[n - 1] == IM_END && ids[n - 2] == 'a' && info.pad_cut == 0 &&
+          info.truncated == 5, "pad beyond max_length: got %d", n);
+    tokenizer_free(tok);
+}
+
 TEST(test_image_context_written_in_the_text_rejects_the_sample) {
     Tokenizer *tok = tokenizer_byte_new(0);
     int ids[2048];
