@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
+#include "models/tokenizer_spm.h"
 
 #define BYTE_VOCAB 256
 #define MAX_VOCAB (1 << 24) /* far beyond any real vocabulary; bounds a hostile file's */
@@ -25,6 +27,7 @@ static const char *kind_name(TokenizerKind kind) {
     switch (kind) {
     case TOKENIZER_BYTE: return "byte";
     case TOKENIZER_WORD: return "word";
+    case TOKENIZER_SPM: return "sentencepiece";
     }
     MMRM_FATAL("tokenizer: unknown kind %d", (int)kind);
 }
@@ -158,6 +161,7 @@ void tokenizer_free(Tokenizer *tok) {
     for (int k = 0; k < tok->n_words; k++) free(tok->words[k].text);
     free(tok->words);
     free(tok->special);
+    spm_model_free(tok->spm);
     free(tok);
 }
 
@@ -222,6 +226,9 @@ static void encode_plain(const Tokenizer *tok, const char *s, size_t n, int *ids
                 if (*count < (size_t)cap) ids[*count] = (unsigned char)s[i];
         }
         return;
+    case TOKENIZER_SPM:
+        spm_encode(tok->spm, s, n, ids, cap, count);
+        return;
     }
     MMRM_FATAL("tokenizer: unknown kind %d", (int)tok->kind);
 }
@@ -273,6 +280,7 @@ static const char *token_text(const Tokenizer *tok, int id, char *one, size_t *n
 }
 
 char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *len_out) {
+    if (tok->kind == TOKENIZER_SPM) return spm_decode(tok, ids, n, len_out);
     size_t total = 0, piece_len;
     char one;
     for (int i = 0; i < n; i++) {
@@ -499,9 +507,15 @@ static Tokenizer *tokenizer_from_json(const char *path, const cJSON *root) {
 Tokenizer *tokenizer_load(const char *dir) {
     char path[PATH_MAX];
     if (!fs_join(path, sizeof path, dir, TOKENIZER_FILE)) return NULL;
+    char spm_path[PATH_MAX];
+    if (access(path, F_OK) != 0 && fs_join(spm_path, sizeof spm_path, dir, SPM_MODEL_FILE) &&
+        access(spm_path, F_OK) == 0)
+        return tokenizer_spm_load(dir);
     size_t len;
     char *text = fs_read_file(path, &len);
-    if (!text) mmrm_set_error("cannot open tokenizer file %s: %s", path, strerror(errno));
+    if (!text)
+        mmrm_set_error("cannot open tokenizer file %s: %s%s", path, strerror(errno),
+                       errno == ENOENT ? " (nor is there a " SPM_MODEL_FILE ")" : "");
     Tokenizer *tok = NULL;
     if (text) {
         /* the length includes the terminating NUL: cJSON's check for trailing garbage
@@ -525,6 +539,7 @@ Tokenizer *tokenizer_load(const char *dir) {
 static cJSON *json_role_id(int id) { return id < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(id); }
 
 int tokenizer_save(const Tokenizer *tok, const char *dir) {
+    if (tok->kind == TOKENIZER_SPM) return tokenizer_spm_save(tok, dir);
     cJSON *root = cJSON_CreateObject();
     cJSON *arr = cJSON_CreateArray();
     MMRM_CHECK(root && arr, "tokenizer_save: out of memory building JSON");

@@ -39,7 +39,9 @@
 
 #define TOKENIZER_FILE "mmrm_tokenizer.json"
 
-typedef enum { TOKENIZER_BYTE, TOKENIZER_WORD } TokenizerKind;
+typedef enum { TOKENIZER_BYTE, TOKENIZER_WORD, TOKENIZER_SPM } TokenizerKind;
+
+typedef struct SpmModel SpmModel; /* models/tokenizer_spm.c */
 
 typedef struct {
     char *text; /* NUL-terminated, never empty */
@@ -57,6 +59,7 @@ typedef struct {
     unsigned char special_first[256]; /* 1 where some special token starts with that byte */
     int n_words;                /* TOKENIZER_WORD: the vocabulary, sorted by text */
     SpecialToken *words;        /* [n_words] (text, len, id) */
+    SpmModel *spm;              /* TOKENIZER_SPM: the sentencepiece model */
 } Tokenizer;
 
 /* the byte tokenizer with the default special tokens above */
@@ -77,7 +80,10 @@ int tokenizer_save(const Tokenizer *tok, const char *dir);
 
 /* Encodes text[0..len) (it may hold any bytes, NUL included). Writes at most cap ids and
  * returns how many the whole text needs (like snprintf: a result > cap means "call again
- * with a bigger buffer"); -1 on error. Never more ids than len. */
+ * with a bigger buffer"); -1 on error. The byte and word kinds never need more ids than
+ * len; the sentencepiece kind can (its dummy prefix "▁" adds an id per run of text between
+ * special tokens: "." -> "▁", "."; byte fallback spells an unknown character, and each
+ * invalid UTF-8 byte as U+FFFD, in up to 3 byte ids per input byte): size by the result. */
 int tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int *ids, int cap);
 
 /* Decodes ids[0..n) into a new NUL-terminated buffer (free() it) of *len_out bytes; NULL
