@@ -860,6 +860,9 @@ static const char *token_content(const cJSON *item) {
     return cJSON_IsString(c) ? c->valuestring : NULL;
 }
 
+/* An added token may take the id of a model piece of another text: InternLM2's
+ * added_tokens_decoder gives reserved pieces of its tokenizer.model new texts (the chat
+ * markers), and HF then decodes that id as the added token, as here. */
 static int add_token(Tokenizer *tok, int *cap, const char *path, const char *text, long id) {
     if (!text || !*text || id < 0 || id >= SPM_MAX_PIECES) {
         mmrm_set_error("%s: added token \"%s\" id %ld: a token is a non-empty string with an id "
@@ -874,13 +877,6 @@ static int add_token(Tokenizer *tok, int *cap, const char *path, const char *tex
                            text, id, sp->text, sp->id);
             return -1;
         }
-    }
-    if (id < tok->spm->n && tok->spm->pieces[id].type != PT_CONTROL &&
-        tok->spm->pieces[id].type != PT_UNKNOWN && tok->spm->pieces[id].type != PT_USER &&
-        strcmp(tok->spm->pieces[id].text, text) != 0) {
-        mmrm_set_error("%s: added token \"%s\" has id %ld, which is the model's piece \"%s\"",
-                       path, text, id, tok->spm->pieces[id].text);
-        return -1;
     }
     if (tok->n_special == *cap) {
         *cap = *cap ? 2 * *cap : 16;
@@ -953,11 +949,17 @@ static int load_added(Tokenizer *tok, const char *dir, int *cap) {
         }
     }
     cJSON_Delete(added);
-    /* without a list, the model's CONTROL and UNKNOWN pieces (<s>, </s>, <unk>) */
-    if (!tok->n_special)
-        for (int i = 0; i < tok->spm->n; i++)
-            if (tok->spm->pieces[i].type == PT_CONTROL || tok->spm->pieces[i].type == PT_UNKNOWN)
-                if (add_token(tok, cap, SPM_MODEL_FILE, tok->spm->pieces[i].text, i)) goto done;
+    /* the model's CONTROL and UNKNOWN pieces (<unk>, <s>, </s>) are special tokens too, as
+     * HF's unk/bos/eos are, unless the files gave their id or text to another token */
+    for (int i = 0; i < tok->spm->n; i++) {
+        const Piece *p = &tok->spm->pieces[i];
+        int taken = 0;
+        for (int k = 0; k < tok->n_special && !taken; k++)
+            taken = tok->special[k].id == i || strcmp(tok->special[k].text, p->text) == 0;
+        if ((p->type == PT_CONTROL || p->type == PT_UNKNOWN) && !taken &&
+            add_token(tok, cap, SPM_MODEL_FILE, p->text, i))
+            goto done;
+    }
     /* special_tokens_map.json: roles; additional_special_tokens must be known tokens */
     cJSON *map = read_json(dir, "special_tokens_map.json", path, sizeof path, &err);
     if (err) goto done;

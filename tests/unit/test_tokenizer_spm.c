@@ -411,6 +411,48 @@ TEST(test_spm_tiny_model_merges_by_score_and_merges_unknowns_without_byte_fallba
     remove_dir(dir);
 }
 
+static void write_file(const char *dir, const char *name, const char *text) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+TEST(test_spm_reads_added_tokens_json_and_special_tokens_map) {
+    Pbw w = tiny_model(2, "identity", 0, 0);
+    char *dir = dir_with_model(w.b, w.n);
+    write_file(dir, "added_tokens.json", "{\"<img>\": 8, \"<x>\": 9}");
+    write_file(dir, "special_tokens_map.json",
+               "{\"bos_token\": {\"content\": \"<s>\"}, \"pad_token\": \"<img>\", "
+               "\"additional_special_tokens\": [\"<x>\", \"ab\"]}");
+    Tokenizer *tok = tokenizer_load(dir);
+    CHECK(tok, "load: %s", mmrm_last_error());
+    if (tok) {
+        CHECK(tok->vocab_size == 10 && tok->n_special == 6 && tok->pad_id == 8 && tok->bos_id == 1,
+              "vocab %d, %d specials (<img> <x> ab <unk> <s> </s>), pad %d bos %d",
+              tok->vocab_size, tok->n_special, tok->pad_id, tok->bos_id);
+        int ids[16];
+        int n = tokenizer_encode(tok, "xab<img><s>", 11, ids, 16);
+        CHECK(n == 5 && ids[0] == 3 && ids[1] == 0 && ids[2] == 6 && ids[3] == 8 && ids[4] == 1,
+              "\"xab<img><s>\" -> %d ids %d %d %d %d %d", n, ids[0], ids[1], ids[2], ids[3], ids[4]);
+        char *back = tokenizer_decode(tok, ids, n, NULL);
+        CHECK(back && !strcmp(back, "<unk>ab<img><s>"), "decodes to \"%s\"", back);
+        free(back);
+        tokenizer_free(tok);
+    }
+    write_file(dir, "added_tokens.json", "{\"<img>\": 8, \"<img2>\": 8}");
+    CHECK(!tokenizer_load(dir) && strstr(mmrm_last_error(), "added_tokens.json") &&
+              strstr(mmrm_last_error(), "conflicts"),
+          "two tokens for one id: %s", mmrm_last_error());
+    write_file(dir, "added_tokens.json", "{\"<img>\": 8}");
+    write_file(dir, "special_tokens_map.json", "{\"pad_token\": \"<nope>\"}");
+    CHECK(!tokenizer_load(dir) && strstr(mmrm_last_error(), "special_tokens_map.json") &&
+              strstr(mmrm_last_error(), "pad_token"),
+          "an unknown role token: %s", mmrm_last_error());
+    remove_dir(dir);
+}
+
 TEST(test_spm_bad_model_files_give_one_clear_error) {
     char tmpl[] = "/tmp/mmrm_test_spm_XXXXXX";
     char *empty = strdup(mkdtemp(tmpl));
