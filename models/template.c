@@ -195,7 +195,8 @@ static int *encode_all(const Tokenizer *tok, const char *text, size_t len, int b
         n = tokenizer_encode(tok, text, len, ids + off, cap);
     }
     if (n < 0 || n > cap) {
-        if (n > cap) mmrm_set_error("template_encode: the tokenizer needed %d ids, then %d", cap, n);
+        if (n > cap)
+            mmrm_set_error("template_encode: the tokenizer needed %d ids, then %d", cap, n);
         free(ids);
         return NULL;
     }

@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,7 +119,8 @@ static int pb_key(Pb *b, uint32_t *field, int *wt) {
 static int pb_bytes(Pb *b, Pb *sub) {
     uint64_t n;
     if (pb_varint(b, &n)) return -1;
-    if (n > (uint64_t)(b->end - b->p)) return pb_fail(b, "length-delimited field runs past the end");
+    if (n > (uint64_t)(b->end - b->p))
+        return pb_fail(b, "length-delimited field runs past the end");
     *sub = (Pb){b->p, b->start, b->p + n, b->path};
     b->p += n;
     return 0;
@@ -209,35 +211,47 @@ static int parse_piece(Pb *b, Piece *pc, const uint8_t **text) {
     }
 }
 
+/* the TrainerSpec integers read: the rest (training options) is skipped */
+static const struct {
+    uint32_t field;
+    const char *name;
+    long lo, hi;
+    size_t off;
+} g_trainer_ints[] = {
+    {3, "TrainerSpec.model_type (field 3)", 1, 4, offsetof(TrainerSpec, model_type)},
+    {24, "TrainerSpec.treat_whitespace_as_suffix (field 24)", 0, 1,
+     offsetof(TrainerSpec, ws_suffix)},
+    {35, "TrainerSpec.byte_fallback (field 35)", 0, 1, offsetof(TrainerSpec, byte_fallback)},
+    {40, "TrainerSpec.unk_id (field 40)", INT_MIN, INT_MAX, offsetof(TrainerSpec, unk_id)},
+    {41, "TrainerSpec.bos_id (field 41)", INT_MIN, INT_MAX, offsetof(TrainerSpec, bos_id)},
+    {42, "TrainerSpec.eos_id (field 42)", INT_MIN, INT_MAX, offsetof(TrainerSpec, eos_id)},
+    {43, "TrainerSpec.pad_id (field 43)", INT_MIN, INT_MAX, offsetof(TrainerSpec, pad_id)},
+};
+enum { N_TRAINER_INTS = sizeof g_trainer_ints / sizeof g_trainer_ints[0] };
+
 static int parse_trainer(Pb *b, TrainerSpec *t) {
     for (;;) {
         uint32_t f;
         int wt, k = pb_key(b, &f, &wt);
         if (k) return k < 0 ? -1 : 0;
-        long *dst = NULL;
-        const char *name = NULL;
-        long lo = INT_MIN, hi = INT_MAX;
-        switch (f) {
-        case 3: dst = &t->model_type; name = "TrainerSpec.model_type (field 3)"; lo = 1; hi = 4; break;
-        case 24: dst = &t->ws_suffix; name = "TrainerSpec.treat_whitespace_as_suffix (field 24)"; lo = 0; hi = 1; break;
-        case 35: dst = &t->byte_fallback; name = "TrainerSpec.byte_fallback (field 35)"; lo = 0; hi = 1; break;
-        case 40: dst = &t->unk_id; name = "TrainerSpec.unk_id (field 40)"; break;
-        case 41: dst = &t->bos_id; name = "TrainerSpec.bos_id (field 41)"; break;
-        case 42: dst = &t->eos_id; name = "TrainerSpec.eos_id (field 42)"; break;
-        case 43: dst = &t->pad_id; name = "TrainerSpec.pad_id (field 43)"; break;
-        case 44: {
+        if (f == 44) {
             Pb s;
-            if (pb_want(b, "TrainerSpec.unk_surface (field 44)", wt, 2) || pb_bytes(b, &s)) return -1;
+            if (pb_want(b, "TrainerSpec.unk_surface (field 44)", wt, 2) || pb_bytes(b, &s))
+                return -1;
             t->unk_surface = s.p;
             t->unk_surface_len = (size_t)(s.end - s.p);
             t->has_unk_surface = 1;
             continue;
         }
-        default:
+        int i = 0;
+        while (i < N_TRAINER_INTS && g_trainer_ints[i].field != f) i++;
+        if (i == N_TRAINER_INTS) {
             if (pb_skip(b, wt)) return -1;
             continue;
         }
-        if (pb_int(b, name, wt, lo, hi, dst)) return -1;
+        long *dst = (long *)((char *)t + g_trainer_ints[i].off);
+        if (pb_int(b, g_trainer_ints[i].name, wt, g_trainer_ints[i].lo, g_trainer_ints[i].hi, dst))
+            return -1;
     }
 }
 
@@ -260,7 +274,8 @@ static int parse_normalizer(Pb *b, NormSpec *n) {
             n->charsmap_len = (size_t)(s.end - s.p);
             break;
         case 3:
-            if (pb_int(b, "NormalizerSpec.add_dummy_prefix (field 3)", wt, 0, 1, &n->add_dummy_prefix))
+            if (pb_int(b, "NormalizerSpec.add_dummy_prefix (field 3)", wt, 0, 1,
+                       &n->add_dummy_prefix))
                 return -1;
             break;
         case 4:
@@ -968,14 +983,18 @@ static int load_added(Tokenizer *tok, const char *dir, int *cap) {
     for (int r = 0; r < 2; r++) {
         const cJSON *j = roles[r];
         if (!j) continue;
-        if (role_id(tok, role_path[r], "bos_token", cJSON_GetObjectItemCaseSensitive(j, "bos_token"), &tok->bos_id) ||
-            role_id(tok, role_path[r], "eos_token", cJSON_GetObjectItemCaseSensitive(j, "eos_token"), &tok->eos_id) ||
-            role_id(tok, role_path[r], "pad_token", cJSON_GetObjectItemCaseSensitive(j, "pad_token"), &tok->pad_id)) {
-            cJSON_Delete(map);
-            goto done;
+        static const char *const names[3] = {"bos_token", "eos_token", "pad_token"};
+        int *dst[3] = {&tok->bos_id, &tok->eos_id, &tok->pad_id};
+        for (int q = 0; q < 3; q++) {
+            if (role_id(tok, role_path[r], names[q],
+                        cJSON_GetObjectItemCaseSensitive(j, names[q]), dst[q])) {
+                cJSON_Delete(map);
+                goto done;
+            }
         }
     }
-    const cJSON *extra = map ? cJSON_GetObjectItemCaseSensitive(map, "additional_special_tokens") : NULL;
+    const cJSON *extra =
+        map ? cJSON_GetObjectItemCaseSensitive(map, "additional_special_tokens") : NULL;
     for (const cJSON *it = cJSON_IsArray(extra) ? extra->child : NULL; it; it = it->next) {
         int id = -1;
         if (role_id(tok, path, "additional_special_tokens", it, &id) ||

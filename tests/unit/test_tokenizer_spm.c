@@ -120,7 +120,8 @@ static Tokenizer *load_model(const char *name) {
     char dir[256];
     snprintf(dir, sizeof dir, SPM_DIR "%s", name);
     Tokenizer *tok = tokenizer_load(dir);
-    CHECK(tok && tok->kind == TOKENIZER_SPM, "%s: %s", dir, tok ? "not sentencepiece" : mmrm_last_error());
+    CHECK(tok && tok->kind == TOKENIZER_SPM, "%s: %s", dir,
+          tok ? "not sentencepiece" : mmrm_last_error());
     return tok;
 }
 
@@ -284,7 +285,8 @@ TEST(test_spm_dummy_prefix_may_need_more_ids_than_bytes) {
     CHECK(n == 2 && back && !strcmp(back, "7"), "\"7\" -> %d ids -> \"%s\"", n, back);
     free(back);
     n = tokenizer_encode(tok, "\xE2\x82\xAC", 3, ids, 8);
-    CHECK(n == 4 && ids[1] == 3 + 0xE2, "\"€\" -> %d ids (expected \"▁\" <0xE2> <0x82> <0xAC>)", n);
+    CHECK(n == 4 && ids[1] == 3 + 0xE2, "\"€\" -> %d ids (expected \"▁\" <0xE2> <0x82> <0xAC>)",
+          n);
     /* a chat sample whose every text run is one such character */
     int out[256];
     TemplateInfo info;
@@ -294,7 +296,8 @@ TEST(test_spm_dummy_prefix_may_need_more_ids_than_bytes) {
     int want[256];
     int nw = tokenizer_encode(tok, text, strlen(text), want, 256);
     CHECK(m == nw + 1 && out[0] == tok->bos_id && !memcmp(out + 1, want, (size_t)nw * sizeof *want),
-          "template_encode: %d ids (%s), tokenizer %d + BOS", m, m < 0 ? mmrm_last_error() : "ok", nw);
+          "template_encode: %d ids (%s), tokenizer %d + BOS", m,
+          m < 0 ? mmrm_last_error() : "ok", nw);
     tokenizer_free(tok);
 }
 
@@ -435,7 +438,8 @@ TEST(test_spm_reads_added_tokens_json_and_special_tokens_map) {
         int ids[16];
         int n = tokenizer_encode(tok, "xab<img><s>", 11, ids, 16);
         CHECK(n == 5 && ids[0] == 3 && ids[1] == 0 && ids[2] == 6 && ids[3] == 8 && ids[4] == 1,
-              "\"xab<img><s>\" -> %d ids %d %d %d %d %d", n, ids[0], ids[1], ids[2], ids[3], ids[4]);
+              "\"xab<img><s>\" -> %d ids %d %d %d %d %d", n, ids[0], ids[1], ids[2], ids[3],
+              ids[4]);
         char *back = tokenizer_decode(tok, ids, n, NULL);
         CHECK(back && !strcmp(back, "<unk>ab<img><s>"), "decodes to \"%s\"", back);
         free(back);
