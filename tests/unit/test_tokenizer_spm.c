@@ -298,6 +298,17 @@ TEST(test_spm_dummy_prefix_may_need_more_ids_than_bytes) {
     CHECK(m == nw + 1 && out[0] == tok->bos_id && !memcmp(out + 1, want, (size_t)nw * sizeof *want),
           "template_encode: %d ids (%s), tokenizer %d + BOS", m,
           m < 0 ? mmrm_last_error() : "ok", nw);
+    /* 100 invalid bytes: each is U+FFFD, 3 byte ids, so the sample needs far more ids than
+     * bytes and template.c must ask again with the size tokenizer_encode reported */
+    char bad[101];
+    memset(bad, 0x80, 100);
+    bad[100] = '\0';
+    int big[512];
+    m = template_encode(tok, TEMPLATE_INTERNLM2_CHAT, "7", "7", bad, 0, 512, big, 512, &info);
+    CHECK(m > 300 && big[m - 1] == tokenizer_special_id(tok, "<|im_end|>") &&
+              big[m - 2] == 3 + 0xBD && info.response_start + 300 <= m,
+          "template_encode of 100 invalid bytes: %d ids (%s)", m,
+          m < 0 ? mmrm_last_error() : "ok");
     tokenizer_free(tok);
 }
 
