@@ -30,7 +30,10 @@ The models are small SentencePiece BPE models with byte_fallback, trained on the
 Reference ids: text is split at the special/added tokens (leftmost, longest match; the
 tokenizer's contents in tokenizer_config.json's added_tokens_decoder), as transformers'
 slow LlamaTokenizer (legacy) splits added tokens, each added token is its id, and each
-non-empty segment between them is sentencepiece's encode(segment) (out_type=int). The
+non-empty segment between them is sentencepiece's encode(segment) (out_type=int).
+--check-transformers confirms that transformers==4.44.2's LlamaTokenizer(legacy=True) gives
+the same ids for every line (its decode is not the inverse: it puts spaces around added
+tokens and, by clean_up_tokenization_spaces, drops some before punctuation). The
 script also checks that sp.decode(ids) == line for lines without added tokens and without
 a literal U+2581 (decoding turns every U+2581 into a space), the round trip the C test then
 asserts for every such line (with added tokens too: mmrm decodes each run between them alone).
@@ -219,10 +222,27 @@ def write_config(out_dir, sp):
     return {v["content"]: int(k) for k, v in dec.items()}
 
 
+def check_transformers(d, lines):
+    """the reference ids are what HF's slow LlamaTokenizer (legacy) gives, added tokens and all"""
+    import transformers
+    from transformers import LlamaTokenizer
+    assert transformers.__version__ == "4.44.2", transformers.__version__
+    tok = LlamaTokenizer.from_pretrained(d, legacy=True, add_bos_token=False, add_eos_token=False)
+    with open(os.path.join(d, "ids.txt")) as f:
+        ref = [list(map(int, line.split())) for line in f]
+    bad = sum(tok.encode(s, add_special_tokens=False) != r for s, r in zip(lines, ref))
+    print(f"  transformers {transformers.__version__} LlamaTokenizer(legacy=True): "
+          f"{bad} of {len(lines)} lines differ")
+    assert bad == 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--lines", type=int, default=20000)
+    ap.add_argument("--check-transformers", action="store_true",
+                    help="also check that transformers==4.44.2's slow LlamaTokenizer (legacy) "
+                         "gives the same ids for every line (pip install transformers==4.44.2)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     r = random.Random(20261205)
@@ -271,6 +291,8 @@ def main():
                 f.write(" ".join(map(str, ids)) + "\n")
         print(f"{name}: {sp.get_piece_size()} pieces, {len(lines)} lines "
               f"({n_round} checked to round-trip through sp.decode), {len(blines)} byte lines")
+        if args.check_transformers:
+            check_transformers(d, lines)
 
 
 if __name__ == "__main__":
