@@ -70,8 +70,8 @@ struct SpmModel {
     int bos_id, eos_id, pad_id; /* trainer_spec's, -1 when not a piece */
     char *unk_surface;
     int n_user;
-    int *user;         /* [n_user] USER_DEFINED ids */
-    unsigned char user_first[256];
+    int *user;         /* [n_user] USER_DEFINED ids, grouped by first byte: */
+    int user_at[257];  /* those starting with byte c are user[user_at[c]..user_at[c+1]) */
 };
 
 /* ---- a strict protobuf reader (wire format: varint, 64-bit, length-delimited, 32-bit) ---- */
@@ -378,6 +378,19 @@ static const char *model_type_name(long t) {
     }
 }
 
+/* sorts m->user by first byte (a counting sort, stable) and fills m->user_at */
+static void group_users(SpmModel *m) {
+    int count[257] = {0};
+    for (int k = 0; k < m->n_user; k++) count[(unsigned char)m->pieces[m->user[k]].text[0] + 1]++;
+    for (int c = 0; c < 256; c++) count[c + 1] += count[c];
+    memcpy(m->user_at, count, sizeof count);
+    int *sorted = xmalloc((size_t)(m->n_user ? m->n_user : 1) * sizeof *sorted);
+    for (int k = 0; k < m->n_user; k++)
+        sorted[count[(unsigned char)m->pieces[m->user[k]].text[0]]++] = m->user[k];
+    free(m->user);
+    m->user = sorted;
+}
+
 /* parses and checks the serialized ModelProto data[0..len) read from path */
 static SpmModel *model_parse(const char *path, const uint8_t *data, size_t len) {
     Pb b = {data, data, data + len, path};
@@ -490,7 +503,6 @@ static SpmModel *model_parse(const char *path, const uint8_t *data, size_t len) 
         }
         if (p->type == PT_USER) {
             m->user[m->n_user++] = i;
-            m->user_first[(unsigned char)p->text[0]] = 1;
         } else if (p->type == PT_UNKNOWN) {
             if (m->unk_id >= 0) {
                 mmrm_set_error("%s: pieces %d and %d are both of type UNKNOWN", path, m->unk_id, i);
@@ -512,6 +524,7 @@ static SpmModel *model_parse(const char *path, const uint8_t *data, size_t len) 
             m->byte_id[c] = i;
         }
     }
+    group_users(m);
     if (m->unk_id < 0) {
         mmrm_set_error("%s: no piece of type UNKNOWN (sentencepiece requires <unk>)", path);
         goto fail;
@@ -560,9 +573,9 @@ static size_t utf8_valid_len(const unsigned char *s, size_t n) {
 
 /* the longest user-defined symbol s[0..n) starts with: its length, 0 if none */
 static size_t match_user(const SpmModel *m, const char *s, size_t n) {
-    if (!m->user_first[(unsigned char)s[0]]) return 0;
     size_t best = 0;
-    for (int k = 0; k < m->n_user; k++) {
+    unsigned char c = (unsigned char)s[0];
+    for (int k = m->user_at[c]; k < m->user_at[c + 1]; k++) {
         const Piece *p = &m->pieces[m->user[k]];
         if (p->len > best && p->len <= n && memcmp(p->text, s, p->len) == 0) best = p->len;
     }
