@@ -120,7 +120,8 @@ static int pb_bytes(Pb *b, Pb *sub) {
     uint64_t n;
     if (pb_varint(b, &n)) return -1;
     if (n > (uint64_t)(b->end - b->p))
-        return pb_fail(b, "length-delimited field runs past the end");
+        return pb_fail(b, "a length-delimited field runs past the end of its message (the "
+                          "file is truncated or corrupt)");
     *sub = (Pb){b->p, b->start, b->p + n, b->path};
     b->p += n;
     return 0;
