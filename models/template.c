@@ -182,16 +182,21 @@ static int check_tokenizer(const Tokenizer *tok, TemplateKind kind, TemplateIds 
 }
 
 /* ids of text[0..len), after BOS when bos >= 0, in a new buffer; NULL with an error.
- * One id per byte is enough but for a BPE tokenizer's NFC, which may lengthen the text. */
+ * len + 2 ids are almost always enough (SentencePiece's dummy prefix "▁" can add one id
+ * per text run, its byte fallback up to 3 ids per byte); when not, tokenizer_encode said
+ * how many it needs and the second call has exactly that room. */
 static int *encode_all(const Tokenizer *tok, const char *text, size_t len, int bos, int *n_out) {
-    int off = bos >= 0;
-    int *ids = xmalloc((len + 1 + (size_t)off) * sizeof *ids);
-    int n = tokenizer_encode(tok, text, len, ids + off, (int)len + 1);
-    if (n > (int)len + 1) {
-        ids = xrealloc(ids, ((size_t)n + (size_t)off) * sizeof *ids);
-        n = tokenizer_encode(tok, text, len, ids + off, n);
+    int off = bos >= 0, cap = (int)len + 2;
+    int *ids = xmalloc(((size_t)cap + (size_t)off) * sizeof *ids);
+    int n = tokenizer_encode(tok, text, len, ids + off, cap);
+    if (n > cap) {
+        cap = n;
+        ids = xrealloc(ids, ((size_t)cap + (size_t)off) * sizeof *ids);
+        n = tokenizer_encode(tok, text, len, ids + off, cap);
     }
-    if (n < 0) {
+    if (n < 0 || n > cap) {
+        if (n > cap)
+            mmrm_set_error("template_encode: the tokenizer needed %d ids, then %d", cap, n);
         free(ids);
         return NULL;
     }

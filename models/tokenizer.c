@@ -13,6 +13,7 @@
 #include "models/tokenizer_bpe.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
+#include "models/tokenizer_spm.h"
 
 #define BYTE_VOCAB 256
 #define MAX_VOCAB (1 << 24) /* far beyond any real vocabulary; bounds a hostile file's */
@@ -28,6 +29,7 @@ static const char *kind_name(TokenizerKind kind) {
     case TOKENIZER_BYTE: return "byte";
     case TOKENIZER_WORD: return "word";
     case TOKENIZER_BPE: return "bpe";
+    case TOKENIZER_SPM: return "sentencepiece";
     }
     MMRM_FATAL("tokenizer: unknown kind %d", (int)kind);
 }
@@ -162,6 +164,7 @@ void tokenizer_free(Tokenizer *tok) {
     free(tok->words);
     free(tok->special);
     bpe_free(tok->bpe);
+    spm_model_free(tok->spm);
     free(tok);
 }
 
@@ -229,6 +232,9 @@ static void encode_plain(const Tokenizer *tok, const char *s, size_t n, int *ids
     case TOKENIZER_BPE:
         bpe_encode(tok->bpe, s, n, ids, cap, count);
         return;
+    case TOKENIZER_SPM:
+        spm_encode(tok->spm, s, n, ids, cap, count);
+        return;
     }
     MMRM_FATAL("tokenizer: unknown kind %d", (int)tok->kind);
 }
@@ -285,6 +291,7 @@ static const char *token_text(const Tokenizer *tok, int id, char *one, size_t *n
 }
 
 char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *len_out) {
+    if (tok->kind == TOKENIZER_SPM) return spm_decode(tok, ids, n, len_out);
     size_t total = 0, piece_len;
     char one;
     for (int i = 0; i < n; i++) {
@@ -511,12 +518,17 @@ static Tokenizer *tokenizer_from_json(const char *path, const cJSON *root) {
 Tokenizer *tokenizer_load(const char *dir) {
     char path[PATH_MAX];
     if (!fs_join(path, sizeof path, dir, TOKENIZER_FILE)) return NULL;
+    char spm_path[PATH_MAX];
+    if (access(path, F_OK) != 0 && fs_join(spm_path, sizeof spm_path, dir, SPM_MODEL_FILE) &&
+        access(spm_path, F_OK) == 0)
+        return tokenizer_spm_load(dir);
     size_t len;
     char *text = fs_read_file(path, &len);
     if (!text && errno == ENOENT && tokenizer_bpe_present(dir)) return tokenizer_bpe_load(dir);
     if (!text)
         mmrm_set_error("cannot open tokenizer file %s: %s (nor has the directory HF tokenizer "
-                       "files: tokenizer.json, or vocab.json + merges.txt)", path, strerror(errno));
+                       "files: tokenizer.json, vocab.json + merges.txt, or " SPM_MODEL_FILE ")",
+                       path, strerror(errno));
     Tokenizer *tok = NULL;
     if (text) {
         /* the length includes the terminating NUL: cJSON's check for trailing garbage
@@ -539,14 +551,17 @@ Tokenizer *tokenizer_load(const char *dir) {
 
 int tokenizer_present(const char *dir) {
     char path[PATH_MAX];
+    char spm[PATH_MAX];
     return (fs_join(path, sizeof path, dir, TOKENIZER_FILE) && access(path, R_OK) == 0) ||
-           tokenizer_bpe_present(dir);
+           tokenizer_bpe_present(dir) ||
+           (fs_join(spm, sizeof spm, dir, SPM_MODEL_FILE) && access(spm, R_OK) == 0);
 }
 
 static cJSON *json_role_id(int id) { return id < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(id); }
 
 int tokenizer_save(const Tokenizer *tok, const char *dir) {
     if (tok->kind == TOKENIZER_BPE) return tokenizer_bpe_save(tok, dir);
+    if (tok->kind == TOKENIZER_SPM) return tokenizer_spm_save(tok, dir);
     cJSON *root = cJSON_CreateObject();
     cJSON *arr = cJSON_CreateArray();
     MMRM_CHECK(root && arr, "tokenizer_save: out of memory building JSON");

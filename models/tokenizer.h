@@ -21,8 +21,18 @@
  *   looked up again; a word not in the vocabulary is spelled out in bytes. Every byte string
  *   still round-trips exactly. tokenizer_word_new puts the default special tokens at 256..269
  *   and the words at 270 onwards, in the order given.
+ * - TOKENIZER_SPM: SentencePiece BPE with byte fallback (InternLM2's, Llama's; see
+ *   models/tokenizer_spm.c), loaded from a model directory's tokenizer.model when it has no
+ *   TOKENIZER_FILE. Its special tokens are the added tokens of the HF files beside it
+ *   (tokenizer_config.json's added_tokens_decoder, added_tokens.json, special_tokens_map.json;
+ *   without them the model's <unk>, <s>, </s>). Each run of text between special tokens is
+ *   encoded exactly as sentencepiece's encode(), dummy prefix "▁" included, which is what
+ *   transformers' slow LlamaTokenizer (legacy) does; decoding treats each run alone, so
+ *   valid UTF-8 without a literal "▁" round-trips exactly. Each invalid UTF-8 byte is read
+ *   as U+FFFD, as sentencepiece's C++ does. tokenizer_save writes tokenizer.model and a
+ *   tokenizer_config.json.
  *
- * On disk a tokenizer lives in the model directory as TOKENIZER_FILE (JSON):
+ * On disk a byte or word tokenizer lives in the model directory as TOKENIZER_FILE (JSON):
  *   {"type": "byte", "vocab_size": 270,
  *    "special_tokens": [{"id": 256, "content": "<s>"}, ...],
  *    "bos_id": 256, "eos_id": 257, "pad_id": 269, "add_bos": true}
@@ -39,9 +49,10 @@
 
 #define TOKENIZER_FILE "mmrm_tokenizer.json"
 
-typedef enum { TOKENIZER_BYTE, TOKENIZER_WORD, TOKENIZER_BPE } TokenizerKind;
+typedef enum { TOKENIZER_BYTE, TOKENIZER_WORD, TOKENIZER_BPE, TOKENIZER_SPM } TokenizerKind;
 
 struct BpeModel; /* models/tokenizer_bpe.c */
+typedef struct SpmModel SpmModel; /* models/tokenizer_spm.c */
 
 typedef struct {
     char *text; /* NUL-terminated, never empty */
@@ -60,6 +71,7 @@ typedef struct {
     int n_words;                /* TOKENIZER_WORD: the vocabulary, sorted by text */
     SpecialToken *words;        /* [n_words] (text, len, id) */
     struct BpeModel *bpe;       /* TOKENIZER_BPE: vocabulary, merges, split regex */
+    SpmModel *spm;              /* TOKENIZER_SPM: the sentencepiece model */
 } Tokenizer;
 
 /* the byte tokenizer with the default special tokens above */
@@ -78,15 +90,18 @@ void tokenizer_free(Tokenizer *tok);
  * TOKENIZER_FILE (atomically, via a temporary file), or for TOKENIZER_BPE copies of the HF
  * files it was loaded from; 0 or -1. */
 Tokenizer *tokenizer_load(const char *dir);
-/* 1 if dir holds files tokenizer_load reads (TOKENIZER_FILE or HF BPE files) */
+/* 1 if dir holds files tokenizer_load reads (TOKENIZER_FILE, HF BPE files, tokenizer.model) */
 int tokenizer_present(const char *dir);
 int tokenizer_save(const Tokenizer *tok, const char *dir);
 
 /* Encodes text[0..len) (it may hold any bytes, NUL included). Writes at most cap ids and
  * returns how many the whole text needs (like snprintf: a result > cap means "call again
- * with a bigger buffer"); -1 on error. The byte and word kinds never need more ids than len;
- * BPE never more than the bytes of the text in NFC, which can be longer (U+0958 becomes two
- * code points; at most 3x). */
+ * with a bigger buffer"); -1 on error. The byte and word kinds never need more ids than
+ * len; BPE never more than the bytes of the text in NFC, which can be longer (U+0958 becomes
+ * two code points; at most 3x); the sentencepiece kind can need more (its dummy prefix "▁"
+ * adds an id per run of text between special tokens: "7" -> "▁", "7" in Llama's; byte
+ * fallback spells an unknown character, and each invalid UTF-8 byte as U+FFFD, in up to 3
+ * byte ids per input byte): size by the result. */
 int tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int *ids, int cap);
 
 /* Decodes ids[0..n) into a new NUL-terminated buffer (free() it) of *len_out bytes; NULL
