@@ -109,17 +109,18 @@ static void warn_tokenizer_mismatch(const Info *in, const ModelConfig *cfg) {
     int img = -1;
     for (int i = 0; i < tok->n_special; i++)
         if (!strcmp(tok->special[i].text, "<IMG_CONTEXT>")) img = tok->special[i].id;
-    if (img != cfg->img_context_id)
-        mmrm_warn("%s/%s: <IMG_CONTEXT> is id %d but config.json's img_context_token_id is %d",
-                  in->dir, TOKENIZER_FILE, img, cfg->img_context_id);
+    /* a config without img_context_token_id takes the tokenizer's (config_adopt_img_context) */
+    if (cfg->img_context_from_config && img != cfg->img_context_id)
+        mmrm_warn("%s: the tokenizer's <IMG_CONTEXT> is id %d but config.json's "
+                  "img_context_token_id is %d", in->dir, img, cfg->img_context_id);
     if (tok->vocab_size > cfg->llm.vocab)
-        mmrm_warn("%s/%s: vocab_size %d exceeds the model's vocab_size %d", in->dir,
-                  TOKENIZER_FILE, tok->vocab_size, cfg->llm.vocab);
+        mmrm_warn("%s: the tokenizer's vocab_size %d exceeds the model's vocab_size %d", in->dir,
+                  tok->vocab_size, cfg->llm.vocab);
     TemplateKind kind;
     if (template_parse(cfg->template_name, &kind) != 0)
         mmrm_warn("%s/config.json: %s", in->dir, mmrm_last_error());
     else if (tok->add_bos != (kind == TEMPLATE_INTERNLM2_CHAT))
-        mmrm_warn("%s/%s: add_bos is %s but template %s %s a BOS", in->dir, TOKENIZER_FILE,
+        mmrm_warn("%s: the tokenizer's add_bos is %s but template %s %s a BOS", in->dir,
                   tok->add_bos ? "true" : "false", cfg->template_name,
                   kind == TEMPLATE_INTERNLM2_CHAT ? "needs" : "takes no");
 }
@@ -166,10 +167,11 @@ static void print_text(const Info *in, const ModelConfig *cfg) {
            human_flops(in->flops_pair, f3, sizeof f3), PAIR_TILES * config_tokens_per_tile(cfg),
            PAIR_TEXT_TOKENS, PAIR_TILES);
     if (in->tok)
-        printf("tokenizer   %s (byte, vocab %d, add_bos %s)\n", TOKENIZER_FILE, in->tok->vocab_size,
-               in->tok->add_bos ? "yes" : "no");
+        printf("tokenizer   %s (vocab %d, add_bos %s)\n", tokenizer_kind_name(in->tok->kind),
+               in->tok->vocab_size, in->tok->add_bos ? "yes" : "no");
     else
-        printf("tokenizer   none (no %s in the directory)\n", TOKENIZER_FILE);
+        printf("tokenizer   none (no %s, HF tokenizer files or tokenizer.model in the directory)\n",
+               TOKENIZER_FILE);
 }
 
 static void print_json(const Info *in, const ModelConfig *cfg) {
@@ -233,8 +235,7 @@ static void print_json(const Info *in, const ModelConfig *cfg) {
     cJSON_AddNumberToObject(jf, "pair_text_tokens", PAIR_TEXT_TOKENS);
     if (in->tok) {
         cJSON *jt = cJSON_AddObjectToObject(root, "tokenizer");
-        cJSON_AddStringToObject(jt, "file", TOKENIZER_FILE);
-        cJSON_AddStringToObject(jt, "type", "byte");
+        cJSON_AddStringToObject(jt, "type", tokenizer_kind_name(in->tok->kind));
         cJSON_AddNumberToObject(jt, "vocab_size", in->tok->vocab_size);
         cJSON_AddBoolToObject(jt, "add_bos", in->tok->add_bos);
     } else {
@@ -301,11 +302,7 @@ int cmd_info(int argc, char **argv) {
     in.flops_token = rm_llm_flops_per_token(cfg);
     in.flops_tile = rm_vit_flops_per_tile(cfg);
     in.flops_pair = pair_forward_flops(cfg, PAIR_TILES, PAIR_TEXT_TOKENS);
-    if (!fs_join(path, sizeof path, dir, TOKENIZER_FILE)) {
-        rm_free(&m);
-        return fail();
-    }
-    if (file_exists(path)) {
+    if (tokenizer_present(dir)) {
         in.tok = tokenizer_load(dir);
         if (!in.tok) {
             rm_free(&m);

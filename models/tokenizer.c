@@ -24,7 +24,7 @@ static const char *const g_byte_specials[] = {
 };
 enum { BYTE_N_SPECIAL = sizeof g_byte_specials / sizeof g_byte_specials[0] };
 
-static const char *kind_name(TokenizerKind kind) {
+const char *tokenizer_kind_name(TokenizerKind kind) {
     switch (kind) {
     case TOKENIZER_BYTE: return "byte";
     case TOKENIZER_WORD: return "word";
@@ -177,7 +177,7 @@ static const SpecialToken *special_by_id(const Tokenizer *tok, int id) {
 int tokenizer_special_id(const Tokenizer *tok, const char *text) {
     for (int k = 0; k < tok->n_special; k++)
         if (strcmp(tok->special[k].text, text) == 0) return tok->special[k].id;
-    mmrm_set_error("the %s tokenizer has no special token \"%s\"", kind_name(tok->kind), text);
+    mmrm_set_error("the %s tokenizer has no special token \"%s\"", tokenizer_kind_name(tok->kind), text);
     return -1;
 }
 
@@ -297,7 +297,7 @@ char *tokenizer_decode(const Tokenizer *tok, const int *ids, int n, size_t *len_
     for (int i = 0; i < n; i++) {
         if (!token_text(tok, ids[i], &one, &piece_len)) {
             mmrm_set_error("tokenizer_decode: id %d at position %d has no token (%s tokenizer, "
-                           "vocab_size %d)", ids[i], i, kind_name(tok->kind), tok->vocab_size);
+                           "vocab_size %d)", ids[i], i, tokenizer_kind_name(tok->kind), tok->vocab_size);
             return NULL;
         }
         total += piece_len;
@@ -572,7 +572,7 @@ int tokenizer_save(const Tokenizer *tok, const char *dir) {
                        cJSON_AddItemToArray(arr, item),
                    "tokenizer_save: out of memory building JSON");
     }
-    MMRM_CHECK(cJSON_AddStringToObject(root, "type", kind_name(tok->kind)) &&
+    MMRM_CHECK(cJSON_AddStringToObject(root, "type", tokenizer_kind_name(tok->kind)) &&
                    cJSON_AddNumberToObject(root, "vocab_size", tok->vocab_size) &&
                    cJSON_AddItemToObject(root, "special_tokens", arr) &&
                    cJSON_AddItemToObject(root, "bos_id", json_role_id(tok->bos_id)) &&

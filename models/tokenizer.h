@@ -90,6 +90,8 @@ void tokenizer_free(Tokenizer *tok);
  * TOKENIZER_FILE (atomically, via a temporary file), or for TOKENIZER_BPE copies of the HF
  * files it was loaded from; 0 or -1. */
 Tokenizer *tokenizer_load(const char *dir);
+/* "byte", "word", "bpe", "sentencepiece" */
+const char *tokenizer_kind_name(TokenizerKind kind);
 /* 1 if dir holds files tokenizer_load reads (TOKENIZER_FILE, HF BPE files, tokenizer.model) */
 int tokenizer_present(const char *dir);
 int tokenizer_save(const Tokenizer *tok, const char *dir);
