@@ -12,11 +12,11 @@
  * Hermes-2, as Qwen2's). --vlfeedback makes each record VLFeedback-like: a prompt of 60-150
  * words and two responses of 150-400 words of English-like text (common words, one in
  * five a random letter string, punctuation, newlines) instead of the short random letters.
- * --breakdown also times, single-threaded over the same pairs, the parts of building a batch
- * on their own: tokenisation (template_encode of both responses, as put_row calls it; with a fresh tokenizer, so once
- * with an empty piece cache, then warm as in the batch pass), image decode + preprocess
- * (image_load + image_preprocess, as the batch does) and the rest (the single-threaded batch
- * pass less those two), and the scan at open, which tokenises both responses once more.
+ * --breakdown also times, single-threaded over the same pairs, the parts of building a batch on
+ * their own: tokenisation (template_encode of both responses, as put_row calls it; with a fresh
+ * tokenizer, so once with an empty piece cache, then warm as in the batch pass), image decode +
+ * preprocess (image_load + image_preprocess, as the batch does) and the rest (the single-threaded
+ * batch pass less those two), and the scan at open, which tokenises both responses once more.
  *
  * Build: make build/bench_pipeline
  * Run: build/bench_pipeline [--pairs N (1000)] [--workers W (2)] [--tokenizer DIR]
