@@ -309,6 +309,13 @@ int cmd_info(int argc, char **argv) {
             return fail();
         }
         warn_tokenizer_mismatch(&in, cfg);
+        /* a config without img_context_token_id shows the id train and score adopt from the
+         * tokenizer (config_adopt_img_context), not the built-in default */
+        int ctx = -1;
+        for (int i = 0; i < in.tok->n_special; i++)
+            if (!strcmp(in.tok->special[i].text, "<IMG_CONTEXT>")) ctx = in.tok->special[i].id;
+        if (!m.cfg.img_context_from_config && ctx >= 0 && ctx < m.cfg.llm.vocab)
+            config_adopt_img_context(&m.cfg, ctx);
     }
     if (json) print_json(&in, cfg);
     else print_text(&in, cfg);
