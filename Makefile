@@ -76,11 +76,15 @@ ifeq ($(CUDA),1)
 LIB_OBJ  += $(patsubst %.cu,$(BUILD)/%.o,$(wildcard kernels/cuda/*.cu))
 endif
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+# the libFuzzer targets tests/fuzz/fuzz_NAME.c (`make fuzz`, below); make test replays them
+FUZZ_TARGETS := records safetensors st_index config train_config image tokenizer trainer_state
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz_replay_%)
+.SECONDARY: $(patsubst %,$(BUILD)/tests/fuzz/%.o,$(FUZZ_TARGETS:%=fuzz_%) driver fuzz_util)
 # the kernel lab (bench/lab, README.md there): linked into build/bench_cuda and, through
 # translate.pl like kernels/cuda, into build/emu_bench_cuda
 LAB_CU   := $(wildcard bench/lab/*.cu)
 
-.PHONY: all help deps deps-check test bench demo fuzz clean cuda gpu-test
+.PHONY: all help deps deps-check fuzz-check test bench demo fuzz clean cuda gpu-test
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/mmrm ## build build/mmrm for the CPU
@@ -206,7 +210,7 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 $(BUILD)/bench_cuda: $(BUILD)/bench/bench_cuda.o $(patsubst %.cu,$(BUILD)/%.o,$(LAB_CU)) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda ## build and run every CPU test; last line "N passed, N failed"
+test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda $(FUZZ_REPLAY) ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
 bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model $(BUILD)/bench_tokenizer ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s, tokenizer MB/s (printed, not asserted)
@@ -215,15 +219,46 @@ bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model $(BUIL
 	$(BUILD)/bench_model --quick
 	$(BUILD)/bench_tokenizer
 
+# Fuzzing (tests/fuzz, fuzz.h there): each target links with libFuzzer through clang, the
+# library compiled once more with ASan+UBSan and coverage into build/fuzz (MPI off). Seeds
+# are tests/fuzz/corpus/NAME; new inputs go to build/fuzz/corpus/NAME; a crash is left as
+# build/fuzz/crash-* and stops the run. `make test` replays the seeds and the regressions
+# (tests/fuzz/regressions/NAME) through the same targets built with gcc and driver.c.
 FUZZ_SECONDS ?= 30
-fuzz: ## libFuzzer on the JSONL record parser for FUZZ_SECONDS (installs clang as root if missing)
-	@command -v clang >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq clang >/dev/null; \
-	  else echo "mmrm: make fuzz needs clang: sudo apt-get install -y clang"; exit 1; fi; }
-	@mkdir -p build/fuzz/corpus
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-	  tests/fuzz/fuzz_records.c models/records.c models/image.c runtime/jsonl.c runtime/strbuf.c \
-	  runtime/error.c -lcjson -lstb -ljpeg -lm -o build/fuzz/fuzz_records
-	build/fuzz/fuzz_records -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -fno-omit-frame-pointer -I. \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fuzz_util.o
+FUZZ_LIBS    := -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lm -lpthread -fopenmp
+.SECONDARY: $(FUZZ_OBJ)
+
+fuzz-check:
+	@if ! command -v clang >/dev/null 2>&1 || ! echo '#include <omp.h>' | clang -fopenmp -E -x c - >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "mmrm: installing clang and libomp-dev for make fuzz"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libomp-dev >/dev/null || exit 1; \
+	  else echo "mmrm: make fuzz needs clang with OpenMP: sudo apt-get install -y clang libomp-dev"; exit 1; fi; \
+	fi
+
+build/fuzz/obj/%.o: %.c | deps-check fuzz-check
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(FUZZ_LIBS)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%) ## build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  echo "=== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2560 \
+	    -print_final_stats=1 -artifact_prefix=build/fuzz/ build/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+	    2>build/fuzz/$$t.log || { tail -n 60 build/fuzz/$$t.log; exit 1; }; \
+	  grep -E '^stat::(number_of_executed_units|peak_rss_mb)' build/fuzz/$$t.log; \
+	done
+
+# the targets without libFuzzer: driver.c runs one over files (tests/integration/fuzz_regressions.sh)
+$(BUILD)/fuzz_replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/driver.o \
+                        $(BUILD)/tests/fuzz/fuzz_util.o $(LIB_OBJ)
+	$(CC) $^ -o $@ $(LDLIBS)
 
 demo: $(BUILD)/mmrm ## the quick-start job: synthetic benchmark, standard vs shortcut-aware RM, one table
 	MMRM=$(BUILD)/mmrm bash bench/demo.sh

@@ -127,7 +127,7 @@ static LogEntry log_entry_of(const cJSON *e, int *bad) {
     return le;
 }
 
-static int state_load(State *s, const char *path) {
+int checkpoint_read_state(State *s, const char *path) {
     char *text = fs_read_file(path, NULL);
     if (!text) return -1;
     cJSON *o = cJSON_Parse(text);
@@ -161,7 +161,7 @@ static int state_load(State *s, const char *path) {
 int checkpoint_load_state(Run *r) {
     char p[PATH_MAX];
     if (!fs_join(p, sizeof p, r->resume_dir, "trainer_state.json")) return -1;
-    return state_load(&r->st, p);
+    return checkpoint_read_state(&r->st, p);
 }
 
 /* ---------------------------------------------------------------- optimizer.safetensors */

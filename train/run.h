@@ -83,6 +83,9 @@ BatchOptions batch_options(const Run *r, int eval);
  * any earlier run's checkpoints removed (overwrite_output_dir) or refused */
 int checkpoint_choose_start(Run *r);
 int checkpoint_load_state(Run *r);    /* resume_dir/trainer_state.json into r->st */
+/* a trainer_state.json into s (what checkpoint_load_state does; tests/fuzz reads it directly);
+ * s->log is the caller's to free, after an error too */
+int checkpoint_read_state(State *s, const char *path);
 /* dir/optimizer.safetensors: the AdamW moments of ps */
 int checkpoint_load_optimizer(ParamStore *ps, const char *dir);
 int checkpoint_save_step(Run *r, long step); /* output_dir/checkpoint-STEP */

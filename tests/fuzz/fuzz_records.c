@@ -1,11 +1,7 @@
 /* fuzz_records.c - libFuzzer target: arbitrary bytes as one JSONL file, read by the pair and
  * scoring loaders under both bad-record policies, with the load's bookkeeping checked. Records
  * may name img.bmp (a valid 1x1 BMP) or bad.bmp (not an image) in the image root the target
- * creates. Not part of the unit tests; build and run with
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *     tests/fuzz/fuzz_records.c models/records.c runtime/jsonl.c runtime/error.c \
- *     -lcjson -lstb -lm -o /tmp/fuzz_records
- *   /tmp/fuzz_records -max_total_time=30 CORPUS_DIR
+ * creates. See fuzz.h; `make fuzz` builds and runs it.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +12,7 @@
 
 #include "runtime/error.h"
 #include "models/records.h"
+#include "tests/fuzz/fuzz.h"
 
 static int g_fd = -1;
 static char g_path[64];   /* the input, as /proc/self/fd/N */
