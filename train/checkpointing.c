@@ -109,10 +109,21 @@ static double jnum(const cJSON *o, const char *k, int *bad) {
     return v->valuedouble;
 }
 
+/* a count (step, cursor, ...): a whole number in [0, 2^53]; anything else would overflow the
+ * conversion to long (undefined behaviour) or silently truncate */
+static long jcount(const cJSON *o, const char *k, int *bad) {
+    double v = jnum(o, k, bad);
+    if (!(v >= 0 && v <= 9007199254740992.0) || v != (double)(long)v) {
+        *bad = 1;
+        return 0;
+    }
+    return (long)v;
+}
+
 /* one log_history entry (log_json's fields; the shortcut_aware ones may be absent) */
 static LogEntry log_entry_of(const cJSON *e, int *bad) {
     LogEntry le = {0};
-    le.step = (long)jnum(e, "step", bad);
+    le.step = jcount(e, "step", bad);
     le.loss = jnum(e, "loss", bad);
     le.acc = jnum(e, "accuracy", bad);
     le.lr = jnum(e, "lr", bad);
@@ -135,12 +146,12 @@ int checkpoint_read_state(State *s, const char *path) {
     int bad = !cJSON_IsObject(o);
     memset(s, 0, sizeof *s);
     if (!bad) {
-        s->step = (long)jnum(o, "global_step", &bad);
-        s->cursor.epoch = (long)jnum(o, "cursor_epoch", &bad);
-        s->cursor.pos = (long)jnum(o, "cursor_pos", &bad);
-        s->opt_t = (long)jnum(o, "optimizer_t", &bad);
-        s->skipped_nonfinite = (long)jnum(o, "skipped_nonfinite", &bad);
-        s->consecutive_nonfinite = (long)jnum(o, "consecutive_nonfinite", &bad);
+        s->step = jcount(o, "global_step", &bad);
+        s->cursor.epoch = jcount(o, "cursor_epoch", &bad);
+        s->cursor.pos = jcount(o, "cursor_pos", &bad);
+        s->opt_t = jcount(o, "optimizer_t", &bad);
+        s->skipped_nonfinite = jcount(o, "skipped_nonfinite", &bad);
+        s->consecutive_nonfinite = jcount(o, "consecutive_nonfinite", &bad);
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "dropout_counter");
         if (cJSON_IsString(c)) s->dropout_counter = strtoull(c->valuestring, NULL, 10);
         else bad = 1;
