@@ -604,8 +604,9 @@ static int load_added(Tokenizer *tok, const char *dir, int *cap) {
     cJSON *added = read_json(dir, "added_tokens.json", path, sizeof path, &err);
     if (err) goto done;
     for (const cJSON *it = added ? added->child : NULL; it; it = it->next) {
-        long id = cJSON_IsNumber(it) && it->valuedouble == (double)(long)it->valuedouble
-                      ? (long)it->valuedouble : -1;
+        /* range first: converting 1e300 to long is undefined behaviour */
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        long id = v >= 0 && v < SPM_MAX_PIECES && v == (double)(long)v ? (long)v : -1;
         if (add_token(tok, cap, path, it->string, id)) {
             cJSON_Delete(added);
             goto done;
