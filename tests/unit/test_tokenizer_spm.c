@@ -460,6 +460,11 @@ TEST(test_spm_reads_added_tokens_json_and_special_tokens_map) {
     CHECK(!tokenizer_load(dir) && strstr(mmrm_last_error(), "added_tokens.json") &&
               strstr(mmrm_last_error(), "conflicts"),
           "two tokens for one id: %s", mmrm_last_error());
+    /* found by tests/fuzz/fuzz_tokenizer.c: the id went through (long)1e300 unchecked */
+    write_file(dir, "added_tokens.json", "{\"<img>\": 1e300}");
+    CHECK(!tokenizer_load(dir) && strstr(mmrm_last_error(), "added_tokens.json") &&
+              strstr(mmrm_last_error(), "id -1"),
+          "an id out of range: %s", mmrm_last_error());
     write_file(dir, "added_tokens.json", "{\"<img>\": 8}");
     write_file(dir, "special_tokens_map.json", "{\"pad_token\": \"<nope>\"}");
     CHECK(!tokenizer_load(dir) && strstr(mmrm_last_error(), "special_tokens_map.json") &&

@@ -17,6 +17,7 @@
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
 #include "tests/harness.h"
+#include "train/run.h"
 #include "train/trainer.h"
 
 static const char *colours[4] = {"red", "green", "blue", "yellow"};
@@ -317,4 +318,33 @@ TEST(test_three_consecutive_non_finite_steps_stop_the_run) {
     CHECK(strstr(mmrm_last_error(), "3 consecutive steps"), "message: %s", mmrm_last_error());
     rm_out("nonfinite");
     train_config_free(&o);
+}
+
+/* found by tests/fuzz/fuzz_trainer_state.c: counts went through (long)double unchecked, which
+ * is undefined for 1e300 */
+TEST(test_trainer_state_counts_must_be_whole_numbers_in_range) {
+    char dir[] = "/tmp/mmrm_test_state_XXXXXX";
+    CHECK(mkdtemp(dir), "mkdtemp");
+    char p[64];
+    snprintf(p, sizeof p, "%s/trainer_state.json", dir);
+    static const char *const steps[] = {"7", "1e300", "-3", "2.5", "-9.3e18"};
+    for (int i = 0; i < 5; i++) {
+        FILE *f = fopen(p, "w");
+        fprintf(f, "{\"global_step\": %s, \"cursor_epoch\": 0, \"cursor_pos\": 3, "
+                   "\"optimizer_t\": 7, \"dropout_counter\": \"12\", \"skipped_nonfinite\": 0, "
+                   "\"consecutive_nonfinite\": 0, \"log_history\": [{\"step\": %s, \"loss\": 0.5, "
+                   "\"accuracy\": 1, \"lr\": 1e-5, \"grad_norm\": 2}]}", steps[i], i ? "1" : "7");
+        fclose(f);
+        State s = {0};
+        int rc = checkpoint_read_state(&s, p);
+        if (i == 0)
+            CHECK(rc == 0 && s.step == 7 && s.cursor.pos == 3 && s.nlog == 1 && s.log[0].step == 7,
+                  "a valid state: rc %d step %ld (%s)", rc, s.step, mmrm_last_error());
+        else
+            CHECK(rc == -1 && strstr(mmrm_last_error(), "not a valid trainer state"),
+                  "global_step %s: rc %d", steps[i], rc);
+        free(s.log);
+    }
+    remove(p);
+    rmdir(dir);
 }
