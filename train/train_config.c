@@ -275,13 +275,18 @@ static char *trim(char *s) {
 }
 
 /* A string value must survive being saved and read back: no control characters, no
- * whitespace before ';' (the reader would take it for an inline comment), and no quote at
- * either end once the quotes have been removed (they would be removed again). */
+ * whitespace before ';' and no ';' first (saved as "key = ;...", the reader would take it for
+ * an inline comment), and no quote at either end once the quotes have been removed (they
+ * would be removed again). */
 static int check_text(Parse *p, Origin o, const Key *k, const char *v) {
     for (const char *s = v; *s; s++) {
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
             return fail(p, o, "%s contains a control character (byte 0x%02x)", k->name,
                         (unsigned char)*s);
+        if (*s == ';' && s == v)
+            return fail(p, o, "%s = '%s': a value starting with ';' would be read back as a "
+                              "comment",
+                        k->name, v);
         if (*s == ';' && s > v && isspace((unsigned char)s[-1]))
             return fail(p, o, "%s = '%s': ' ;' would start a comment when the file is read "
                               "back; remove the space",

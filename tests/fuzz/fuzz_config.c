@@ -26,6 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     config_grid(&cfg);
     config_tokens_per_tile(&cfg);
     if (config_save(&cfg, g_saved, "float32")) return 0;
-    if (config_load(g_saved, &again)) abort(); /* what we write, we must read */
+    if (config_load(g_saved, &again)) { /* what we write, we must read */
+        fprintf(stderr, "fuzz_config: saved config does not load back: %s\n", mmrm_last_error());
+        abort();
+    }
     return 0;
 }

@@ -41,9 +41,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     TrainConfig c;
     if (train_config_load(&c, len ? g_ini : NULL, n, ov) == 0) {
-        if (train_config_save(&c, g_saved)) abort();
         TrainConfig again;
-        if (train_config_load(&again, g_saved, 0, NULL)) abort();
+        if (train_config_save(&c, g_saved) || train_config_load(&again, g_saved, 0, NULL)) {
+            fprintf(stderr, "fuzz_train_config: saved config does not load back: %s\n",
+                    mmrm_last_error());
+            abort();
+        }
         train_config_free(&again);
         train_config_free(&c);
     }

@@ -693,3 +693,21 @@ TEST(test_save_replaces_atomically_and_fails_cleanly) {
     }
     tmp_end();
 }
+
+/* found by tests/fuzz/fuzz_train_config.c: "output_dir=;out" loaded, was saved as
+ * "output_dir = ;out" and read back as unset (" ;" starts an inline comment) */
+TEST(test_a_value_starting_with_a_semicolon_is_refused_since_it_would_not_read_back) {
+    char *ov[] = {"model_name_or_path=/m", "output_dir=out", "dataset_path=d.jsonl", NULL};
+    static char *const bad[] = {"output_dir=;out", "dataset_path=;a.jsonl,b.jsonl",
+                                "image_root= ;x"};
+    for (int i = 0; i < 3; i++) {
+        ov[3] = bad[i];
+        TrainConfig c;
+        CHECK(train_config_load(&c, NULL, 4, ov) == -1 && strstr(mmrm_last_error(), "comment"),
+              "%s: %s", bad[i], mmrm_last_error());
+    }
+    ov[3] = "output_dir=a;b";
+    TrainConfig c;
+    if (CHECK(train_config_load(&c, NULL, 4, ov) == 0, "a ';' inside: %s", mmrm_last_error()))
+        train_config_free(&c);
+}
