@@ -225,6 +225,8 @@ bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model $(BUIL
 # build/fuzz/crash-* and stops the run. `make test` replays the seeds and the regressions
 # (tests/fuzz/regressions/NAME) through the same targets built with gcc and driver.c.
 FUZZ_SECONDS ?= 30
+# extra libFuzzer flags; CI passes a fixed -seed and -runs so its short pass is reproducible
+FUZZ_ARGS    ?=
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -fno-omit-frame-pointer -I. \
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fuzz_util.o
@@ -249,7 +251,7 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%) ## build the libFuzzer targets (clang)
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/corpus/$$t; \
 	  echo "=== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
-	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2560 \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2560 $(FUZZ_ARGS) \
 	    -print_final_stats=1 -artifact_prefix=build/fuzz/ build/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
 	    2>build/fuzz/$$t.log || { tail -n 60 build/fuzz/$$t.log; exit 1; }; \
 	  grep -E '^stat::(number_of_executed_units|peak_rss_mb)' build/fuzz/$$t.log; \
