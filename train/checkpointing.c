@@ -1,8 +1,9 @@
 /* checkpointing.c - checkpoint directories (run.h): where a run starts (output_dir's newest
  * complete checkpoint, or a clean output_dir), trainer_state.json and optimizer.safetensors
  * written and read back, and the save itself: a hidden temporary directory renamed into
- * place once complete, then the oldest numbered checkpoints beyond save_total_limit
- * removed. trainer_state.json is written last, so its presence marks a complete one. */
+ * place once complete (a previous copy under that name renamed aside first, then removed),
+ * then the oldest numbered checkpoints beyond save_total_limit removed. trainer_state.json
+ * is written last, so its presence marks a complete one. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -250,28 +251,43 @@ static void prune_checkpoints(const TrainConfig *c) {
  * NULLs */
 static int save_rank0(Run *r, const char *name, float *const hm[2], float *const hv[2]) {
     const TrainConfig *c = r->c;
-    char hidden[80], tmp[PATH_MAX], final[PATH_MAX], p[PATH_MAX];
+    char hidden[80], old_name[80], tmp[PATH_MAX], old[PATH_MAX], final[PATH_MAX], p[PATH_MAX];
     snprintf(hidden, sizeof hidden, ".%s.tmp", name);
-    if (!fs_join(tmp, sizeof tmp, c->output_dir, hidden) || !fs_join(final, sizeof final, c->output_dir, name))
+    snprintf(old_name, sizeof old_name, ".%s.old", name);
+    if (!fs_join(tmp, sizeof tmp, c->output_dir, hidden) || !fs_join(final, sizeof final, c->output_dir, name) ||
+        !fs_join(old, sizeof old, c->output_dir, old_name))
         return -1;
     fs_remove_tree(tmp);
-    if (save_model(r, &r->main, tmp, hm[0], hv[0])) return -1;
+    fs_remove_tree(old);
+    /* a failed write (a full disk) removes the partial copy, giving its space back */
+    if (save_model(r, &r->main, tmp, hm[0], hv[0])) goto fail;
     if (r->has_bias && c->save_bias_model &&
         (!fs_join(p, sizeof p, tmp, "bias") || save_model(r, &r->bias, p, hm[1], hv[1])))
-        return -1;
+        goto fail;
     r->st.opt_t = r->opt.t;
     r->st.dropout_counter = r->g.dropout.counter;
     /* last: marks it complete */
-    if (!fs_join(p, sizeof p, tmp, "trainer_state.json") || state_save(&r->st, c->algorithm, p)) return -1;
+    if (!fs_join(p, sizeof p, tmp, "trainer_state.json") || state_save(&r->st, c->algorithm, p)) goto fail;
     fs_fsync_dir(tmp);
-    fs_remove_tree(final);
+    /* a checkpoint being replaced (checkpoint-last, saved again by a rerun of a finished run)
+     * is renamed away whole before it is removed: removing it in place would leave a
+     * half-deleted directory under the visible name if the process died meanwhile */
+    if (rename(final, old) != 0 && errno != ENOENT) {
+        mmrm_set_error("%s: cannot move the previous copy aside (%s)", final, strerror(errno));
+        goto fail;
+    }
     if (rename(tmp, final) != 0) {
         mmrm_set_error("%s: cannot rename into place (%s)", final, strerror(errno));
-        return -1;
+        rename(old, final);
+        goto fail;
     }
     fs_fsync_dir(c->output_dir);
+    fs_remove_tree(old);
     prune_checkpoints(c);
     return 0;
+fail:
+    fs_remove_tree(tmp);
+    return -1;
 }
 
 /* rank 0 writes; the others wait so that nobody runs ahead of a checkpoint being written.

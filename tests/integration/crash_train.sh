@@ -9,6 +9,11 @@
 # TRIALS=N trials per algorithm (default 1: the short form `make test` runs), STEPS=N steps
 # per run (default 4); RANKS=2 runs
 # every training under mpirun with 2 ranks (crash_train_mpi.sh); ALGOS picks the algorithms.
+# Then, deterministically (one rank, standard): a rerun of a finished run saves the final
+# step's checkpoint again, replacing the old copy; killed in the middle of removing that copy
+# (tests/faults/kill_at_remove.c), it must leave checkpoint-N whole, and the next rerun must
+# resume (the old copy used to be removed in place: a half-deleted checkpoint-N that still
+# held trainer_state.json passed as complete, and every rerun failed on its missing files).
 set -euo pipefail
 RANKS=${RANKS:-1}
 TRIALS=${TRIALS:-1}
@@ -93,3 +98,19 @@ for algo in $ALGOS; do
     done
     echo "train $algo, $RANKS rank(s): $TRIALS trials ($unkilled finished before the first kill), $kills kills ($in_write inside a checkpoint write), $resumed final reruns resumed from a checkpoint; all ended to the uninterrupted run's bytes"
 done
+
+[ "$RANKS" = 1 ] && [[ " $ALGOS " == *" standard "* ]] || exit 0
+cc -shared -fPIC -O1 -o "$tmp/kill_at_remove.so" "$root/tests/faults/kill_at_remove.c" -ldl
+ref=$tmp/ref_standard
+for victim in optimizer.safetensors model.safetensors trainer_state.json config.json; do
+    out=$tmp/replaced; rm -rf "$out"; cp -r "$ref" "$out"
+    rc=0
+    KILL_AT_REMOVE=/$victim LD_PRELOAD="$tmp/kill_at_remove.so" "$MMRM" train "$cfg" "${common[@]}" \
+        algorithm=standard output_dir="$out" >"$tmp/replace.log" 2>&1 || rc=$?
+    [ "$rc" = 137 ] || { echo "the kill at the removal of $victim did not happen (exit $rc)"; cat "$tmp/replace.log"; exit 1; }
+    check_dirs "$ref" "$out" || { echo "after a kill while a checkpoint was replaced (at $victim)"; exit 1; }
+    "$MMRM" train "$cfg" "${common[@]}" algorithm=standard output_dir="$out" >"$tmp/replace.log" 2>&1 \
+        || { echo "the rerun after a kill while a checkpoint was replaced (at $victim) failed:"; tail -n 5 "$tmp/replace.log"; exit 1; }
+    check_dirs "$ref" "$out"
+done
+echo "killed while replacing checkpoint-$STEPS (at 4 different files): each left it whole, and the rerun resumed"
