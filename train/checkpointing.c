@@ -6,6 +6,7 @@
  * is written last, so its presence marks a complete one. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,48 @@ static int save_model(const Run *r, const RewardModel *m, const char *dir, const
     return optimizer_save(&m->ps, r->opt.t, p, hm, hv);
 }
 
+/* The first non-finite value of n floats at src (on device d), or -1. */
+static long first_nonfinite(Device d, const float *src, size_t n) {
+    if (!src || !n) return -1;
+    const float *h = src;
+    float *copy = NULL;
+    if (d != DEV_CPU) {
+        copy = xmalloc(n * sizeof(float));
+        device_copy_to_host(d, copy, src, n * sizeof(float));
+        h = copy;
+    }
+    long at = -1;
+    for (size_t i = 0; i < n && at < 0; i++)
+        if (!isfinite(h[i])) at = (long)i;
+    free(copy);
+    return at;
+}
+
+/* 0 when the weights and AdamW moments (hm/hv: ZeRO-1's gathered ones, else the store's)
+ * about to be saved are all finite; else -1 with an error naming the tensor. The
+ * non-finite skip policy keeps NaN/Inf out of the weights; this makes sure that whatever got
+ * past it (a broken model loaded, a fault in memory) never reaches a checkpoint, where a
+ * resume would pick it up as the newest good state. */
+static int check_finite(const ParamStore *ps, const char *model, const float *hm, const float *hv) {
+    const char *what = "weights";
+    long at = first_nonfinite(ps->device, ps->data, ps->numel);
+    if (at < 0 && ps->n_trainable) {
+        what = "AdamW moments";
+        at = hm ? first_nonfinite(DEV_CPU, hm, ps->n_trainable) : first_nonfinite(ps->device, ps->m, ps->n_trainable);
+        if (at < 0) at = hv ? first_nonfinite(DEV_CPU, hv, ps->n_trainable) : first_nonfinite(ps->device, ps->v, ps->n_trainable);
+    }
+    if (at < 0) return 0;
+    const char *name = "?";
+    for (int i = 0; i < ps->n; i++) {
+        long lo = (long)((const float *)ps->params[i].data - ps->data);
+        if (at >= lo && at < lo + (long)ps->params[i].numel) name = ps->params[i].name;
+    }
+    mmrm_set_error("the %s model's %s hold a non-finite value (in %s, element %ld of the store): "
+                   "not saving it, so that a resume starts from the last finite checkpoint",
+                   model, what, name, at);
+    return -1;
+}
+
 /* keeps the save_total_limit newest numbered checkpoints */
 static void prune_checkpoints(const TrainConfig *c) {
     if (c->save_total_limit <= 0) return;
@@ -256,6 +299,9 @@ static int save_rank0(Run *r, const char *name, float *const hm[2], float *const
     snprintf(old_name, sizeof old_name, ".%s.old", name);
     if (!fs_join(tmp, sizeof tmp, c->output_dir, hidden) || !fs_join(final, sizeof final, c->output_dir, name) ||
         !fs_join(old, sizeof old, c->output_dir, old_name))
+        return -1;
+    if (check_finite(&r->main.ps, "main", hm[0], hv[0]) ||
+        (r->has_bias && check_finite(&r->bias.ps, "bias", hm[1], hv[1])))
         return -1;
     fs_remove_tree(tmp);
     fs_remove_tree(old);
