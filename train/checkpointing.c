@@ -238,19 +238,23 @@ static int save_model(const Run *r, const RewardModel *m, const char *dir, const
     return optimizer_save(&m->ps, r->opt.t, p, hm, hv);
 }
 
-/* The first non-finite value of n floats at src (on device d), or -1. */
+/* The first non-finite value of n floats at src (on device d), or -1. Device memory is
+ * read through a bounded host buffer (a large model's store is tens of GB). */
 static long first_nonfinite(Device d, const float *src, size_t n) {
     if (!src || !n) return -1;
-    const float *h = src;
-    float *copy = NULL;
-    if (d != DEV_CPU) {
-        copy = xmalloc(n * sizeof(float));
-        device_copy_to_host(d, copy, src, n * sizeof(float));
-        h = copy;
-    }
+    size_t chunk = d == DEV_CPU ? n : (size_t)1 << 24;
+    float *copy = d == DEV_CPU ? NULL : xmalloc((n < chunk ? n : chunk) * sizeof(float));
     long at = -1;
-    for (size_t i = 0; i < n && at < 0; i++)
-        if (!isfinite(h[i])) at = (long)i;
+    for (size_t lo = 0; lo < n && at < 0; lo += chunk) {
+        size_t k = n - lo < chunk ? n - lo : chunk;
+        const float *h = src + lo;
+        if (copy) {
+            device_copy_to_host(d, copy, src + lo, k * sizeof(float));
+            h = copy;
+        }
+        for (size_t i = 0; i < k && at < 0; i++)
+            if (!isfinite(h[i])) at = (long)(lo + i);
+    }
     free(copy);
     return at;
 }
