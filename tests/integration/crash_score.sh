@@ -55,7 +55,7 @@ kills=0; unkilled=0; torn=0; lines_at_kill=0
 for trial in $(seq 1 "$TRIALS"); do
     out=$tmp/out.jsonl; rm -rf "$out" "$out.parts"
     for attempt in 1 2 3; do
-        ms=$(rand_ms "$span")
+        ms=$(rand_ms $((span * 3 / 4)))
         if run_killed "$ms" "${launch[@]}" "${score[@]}" --output "$out"; then
             kills=$((kills + 1))
             [ -s "$out" ] && [ -n "$(tail -c 1 "$out")" ] && torn=$((torn + 1))

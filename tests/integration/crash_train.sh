@@ -77,7 +77,7 @@ for algo in $ALGOS; do
             if [ "$attempt" = 2 ]; then
                 ms=$(rand_ms 30); how=(run_killed_in_write "$out/.checkpoint-*" "$ms")
             else
-                ms=$(rand_ms "$span"); how=(run_killed "$ms")
+                ms=$(rand_ms $((span * 3 / 4))); how=(run_killed "$ms")
             fi
             if "${how[@]}" "${launch[@]}" "$MMRM" train "$cfg" "${common[@]}" algorithm=$algo output_dir="$out"; then
                 kills=$((kills + 1))
