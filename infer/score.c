@@ -290,6 +290,9 @@ static long score_chunk(void *ctx, size_t k) {
     }
     if (ng == 0) return 0;
     if (scorer_score(u->sc, u->groups, ng, u->outs + u->sel_start[u->grec[0]], u->msg)) return -1;
+    /* put_lines counts what it formats; a chunk whose write fails (a full disk) was not
+     * appended, and the final report must not say it was */
+    Counts before = u->c;
     sb_reset(&u->buf);
     for (int g = 0; g < ng; g++) {
         size_t r = u->grec[g];
@@ -301,9 +304,13 @@ static long score_chunk(void *ctx, size_t k) {
         put_lines(&u->buf, rec, &u->groups[g], u->sel_index + u->sel_start[r],
                   u->outs + u->sel_start[r], u->grouped, u->tagged ? rec->line : -1, &u->c);
     }
-    if (fs_write_fd(u->fd, u->buf.s, u->buf.len, u->path)) return -1;
+    if (fs_write_fd(u->fd, u->buf.s, u->buf.len, u->path)) {
+        u->c = before;
+        return -1;
+    }
     if (fsync(u->fd) != 0) {
         mmrm_set_error("%s: fsync failed (%s)", u->path, strerror(errno));
+        u->c = before;
         return -1;
     }
     return nresp;

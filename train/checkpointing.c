@@ -1,10 +1,12 @@
 /* checkpointing.c - checkpoint directories (run.h): where a run starts (output_dir's newest
  * complete checkpoint, or a clean output_dir), trainer_state.json and optimizer.safetensors
  * written and read back, and the save itself: a hidden temporary directory renamed into
- * place once complete, then the oldest numbered checkpoints beyond save_total_limit
- * removed. trainer_state.json is written last, so its presence marks a complete one. */
+ * place once complete (a previous copy under that name renamed aside first, then removed),
+ * then the oldest numbered checkpoints beyond save_total_limit removed. trainer_state.json
+ * is written last, so its presence marks a complete one. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +249,52 @@ static int save_model(const Run *r, const RewardModel *m, const char *dir, const
     return optimizer_save(&m->ps, r->opt.t, p, hm, hv);
 }
 
+/* The first non-finite value of n floats at src (on device d), or -1. Device memory is
+ * read through a bounded host buffer (a large model's store is tens of GB). */
+static long first_nonfinite(Device d, const float *src, size_t n) {
+    if (!src || !n) return -1;
+    size_t chunk = d == DEV_CPU ? n : (size_t)1 << 24;
+    float *copy = d == DEV_CPU ? NULL : xmalloc((n < chunk ? n : chunk) * sizeof(float));
+    long at = -1;
+    for (size_t lo = 0; lo < n && at < 0; lo += chunk) {
+        size_t k = n - lo < chunk ? n - lo : chunk;
+        const float *h = src + lo;
+        if (copy) {
+            device_copy_to_host(d, copy, src + lo, k * sizeof(float));
+            h = copy;
+        }
+        for (size_t i = 0; i < k && at < 0; i++)
+            if (!isfinite(h[i])) at = (long)(lo + i);
+    }
+    free(copy);
+    return at;
+}
+
+/* 0 when the weights and AdamW moments (hm/hv: ZeRO-1's gathered ones, else the store's)
+ * about to be saved are all finite; else -1 with an error naming the tensor. The
+ * non-finite skip policy keeps NaN/Inf out of the weights; this makes sure that whatever got
+ * past it (a broken model loaded, a fault in memory) never reaches a checkpoint, where a
+ * resume would pick it up as the newest good state. */
+static int check_finite(const ParamStore *ps, const char *model, const float *hm, const float *hv) {
+    const char *what = "weights";
+    long at = first_nonfinite(ps->device, ps->data, ps->numel);
+    if (at < 0 && ps->n_trainable) {
+        what = "AdamW moments";
+        at = hm ? first_nonfinite(DEV_CPU, hm, ps->n_trainable) : first_nonfinite(ps->device, ps->m, ps->n_trainable);
+        if (at < 0) at = hv ? first_nonfinite(DEV_CPU, hv, ps->n_trainable) : first_nonfinite(ps->device, ps->v, ps->n_trainable);
+    }
+    if (at < 0) return 0;
+    const char *name = "?";
+    for (int i = 0; i < ps->n; i++) {
+        long lo = (long)((const float *)ps->params[i].data - ps->data);
+        if (at >= lo && at < lo + (long)ps->params[i].numel) name = ps->params[i].name;
+    }
+    mmrm_set_error("the %s model's %s hold a non-finite value (in %s, element %ld of the store): "
+                   "not saving it, so that a resume starts from the last finite checkpoint",
+                   model, what, name, at);
+    return -1;
+}
+
 /* keeps the save_total_limit newest numbered checkpoints */
 static void prune_checkpoints(const TrainConfig *c) {
     if (c->save_total_limit <= 0) return;
@@ -261,28 +309,46 @@ static void prune_checkpoints(const TrainConfig *c) {
  * NULLs */
 static int save_rank0(Run *r, const char *name, float *const hm[2], float *const hv[2]) {
     const TrainConfig *c = r->c;
-    char hidden[80], tmp[PATH_MAX], final[PATH_MAX], p[PATH_MAX];
+    char hidden[80], old_name[80], tmp[PATH_MAX], old[PATH_MAX], final[PATH_MAX], p[PATH_MAX];
     snprintf(hidden, sizeof hidden, ".%s.tmp", name);
-    if (!fs_join(tmp, sizeof tmp, c->output_dir, hidden) || !fs_join(final, sizeof final, c->output_dir, name))
+    snprintf(old_name, sizeof old_name, ".%s.old", name);
+    if (!fs_join(tmp, sizeof tmp, c->output_dir, hidden) || !fs_join(final, sizeof final, c->output_dir, name) ||
+        !fs_join(old, sizeof old, c->output_dir, old_name))
+        return -1;
+    if (check_finite(&r->main.ps, "main", hm[0], hv[0]) ||
+        (r->has_bias && check_finite(&r->bias.ps, "bias", hm[1], hv[1])))
         return -1;
     fs_remove_tree(tmp);
-    if (save_model(r, &r->main, tmp, hm[0], hv[0])) return -1;
+    fs_remove_tree(old);
+    /* a failed write (a full disk) removes the partial copy, giving its space back */
+    if (save_model(r, &r->main, tmp, hm[0], hv[0])) goto fail;
     if (r->has_bias && c->save_bias_model &&
         (!fs_join(p, sizeof p, tmp, "bias") || save_model(r, &r->bias, p, hm[1], hv[1])))
-        return -1;
+        goto fail;
     r->st.opt_t = r->opt.t;
     r->st.dropout_counter = r->g.dropout.counter;
     /* last: marks it complete */
-    if (!fs_join(p, sizeof p, tmp, "trainer_state.json") || state_save(&r->st, c->algorithm, p)) return -1;
+    if (!fs_join(p, sizeof p, tmp, "trainer_state.json") || state_save(&r->st, c->algorithm, p)) goto fail;
     fs_fsync_dir(tmp);
-    fs_remove_tree(final);
+    /* a checkpoint being replaced (checkpoint-last, saved again by a rerun of a finished run)
+     * is renamed away whole before it is removed: removing it in place would leave a
+     * half-deleted directory under the visible name if the process died meanwhile */
+    if (rename(final, old) != 0 && errno != ENOENT) {
+        mmrm_set_error("%s: cannot move the previous copy aside (%s)", final, strerror(errno));
+        goto fail;
+    }
     if (rename(tmp, final) != 0) {
         mmrm_set_error("%s: cannot rename into place (%s)", final, strerror(errno));
-        return -1;
+        rename(old, final);
+        goto fail;
     }
     fs_fsync_dir(c->output_dir);
+    fs_remove_tree(old);
     prune_checkpoints(c);
     return 0;
+fail:
+    fs_remove_tree(tmp);
+    return -1;
 }
 
 /* rank 0 writes; the others wait so that nobody runs ahead of a checkpoint being written.

@@ -8,8 +8,8 @@
 # build ($MMRM in build/san) the check is built with ASan+UBSan and OpenMPI's own leaks are
 # suppressed (tests/lsan.supp). Skipped when mpirun or mpicc is missing.
 set -euo pipefail
-command -v mpirun >/dev/null 2>&1 || { echo "skipped: no mpirun"; exit 0; }
-command -v mpicc >/dev/null 2>&1 || { echo "skipped: no mpicc (install libopenmpi-dev)"; exit 0; }
+command -v mpirun >/dev/null 2>&1 || { echo "skipped: no mpirun"; exit 77; }
+command -v mpicc >/dev/null 2>&1 || { echo "skipped: no mpicc (install libopenmpi-dev)"; exit 77; }
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)

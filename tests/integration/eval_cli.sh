@@ -8,7 +8,7 @@
 set -euo pipefail
 if ! command -v python3 >/dev/null 2>&1; then
     echo "skipped: python3 not installed"
-    exit 0
+    exit 77
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

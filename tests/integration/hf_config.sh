@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 py=${HF_PYTHON:-python3}
 if ! "$py" -c "import transformers, sys; sys.exit(transformers.__version__ != '4.44.2')" 2>/dev/null; then
     echo "skipped: $py has no transformers 4.44.2 (set HF_PYTHON)"
-    exit 0
+    exit 77
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

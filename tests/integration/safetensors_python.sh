@@ -7,7 +7,7 @@
 set -euo pipefail
 if ! python3 -c "import safetensors, numpy" 2>/dev/null; then
     echo "skipped: python safetensors not installed"
-    exit 0
+    exit 77
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

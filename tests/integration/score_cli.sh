@@ -10,7 +10,7 @@
 set -euo pipefail
 if ! command -v python3 >/dev/null 2>&1; then
     echo "skipped: python3 not installed"
-    exit 0
+    exit 77
 fi
 tmp=$(mktemp -d)
 pid=

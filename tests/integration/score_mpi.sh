@@ -9,9 +9,9 @@
 # folder is removed; a job whose ranks cannot load the model ends with the message, not a hang.
 # The JSON is checked with python3's json module (skipped without python3 or mpirun).
 set -euo pipefail
-command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 0; }
-grep -q "multi-process: mpi" <<<"$("$MMRM" version)" || { echo "skipped: this mmrm was built without MPI"; exit 0; }
-command -v python3 >/dev/null || { echo "skipped: python3 not installed"; exit 0; }
+command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 77; }
+grep -q "multi-process: mpi" <<<"$("$MMRM" version)" || { echo "skipped: this mmrm was built without MPI"; exit 77; }
+command -v python3 >/dev/null || { echo "skipped: python3 not installed"; exit 77; }
 tmp=$(mktemp -d)
 job= # the session (= pid of mpirun, started by setsid) of a background job
 stop_job() { # SIGKILL to every process of the job's session, then wait until they are gone

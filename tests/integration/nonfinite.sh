@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Numerical faults: a NaN in a batch's pixel or an Inf in a gradient (MMRM_DEBUG_NONFINITE,
+# train/step.c) makes that step's update skipped, counted and logged, and the run goes on; a
+# NaN in a weight (injected, or in a crafted model directory) ends the run with an error
+# instead of being saved; in every case no checkpoint ever holds a non-finite value (every
+# tensor of every model.safetensors and optimizer.safetensors is read back), and a rerun
+# resumes from the last finite checkpoint.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+MMRM=$(cd "$(dirname "$MMRM")" && pwd)/$(basename "$MMRM")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$root"
+
+"$MMRM" synth --out "$tmp/data" --pairs 48 --seed 4 >/dev/null
+cfg="$tmp/empty.ini"; : > "$cfg"
+common=(init_model_config=configs/model/tiny.json init_bias_model_config=configs/model/tiny.json
+        dataset_path="$tmp/data/train.jsonl" freeze_backbone=false drop_path_rate=0
+        dynamic_image_size=false max_length=512 max_steps=3 learning_rate=1e-3 warmup_steps=1
+        save_steps=1 num_workers=0 logging_steps=1 seed=3 per_device_train_batch_size=4
+        gradient_accumulation_steps=1 resume=true overwrite_output_dir=false)
+
+# header length, then the data section as float32 (mmrm saves checkpoints in F32)
+st_offset() { echo $((8 + $(od -An -t u8 -N 8 "$1" | tr -d ' '))); }
+all_finite() { # every float of every safetensors file under DIR
+    local f bad=0
+    while IFS= read -r f; do
+        # (no grep -q: it would stop reading at the first match, od would die of SIGPIPE,
+        # and pipefail would turn the match into a failure)
+        if [ "$(od -An -v -t f4 -j "$(st_offset "$f")" "$f" | grep -ci 'nan\|inf')" != 0 ]; then
+            echo "non-finite values in $f"; bad=1
+        fi
+    done < <(find "$1" -name '*.safetensors')
+    return $bad
+}
+
+# standard: every fault; shortcut_aware (the bias model is saved too): an Inf gradient
+for algo in standard shortcut_aware; do
+    kinds="pixel grad"
+    [ "$algo" = shortcut_aware ] && kinds=grad
+    for kind in $kinds; do
+        out=$tmp/${algo}_$kind
+        MMRM_DEBUG_NONFINITE=$kind:2 "$MMRM" train "$cfg" "${common[@]}" algorithm=$algo output_dir="$out" \
+            2>"$tmp/log" || { echo "$algo, $kind: the run did not survive one non-finite step"; tail -n 5 "$tmp/log"; exit 1; }
+        grep -q "injecting a non-finite $kind at step 2" "$tmp/log" || { echo "$kind was not injected"; exit 1; }
+        grep -q "step 2: non-finite loss or gradients, update skipped (1 so far)" "$tmp/log" \
+            || { echo "$algo, $kind: step 2 was not reported as skipped"; tail -n 8 "$tmp/log"; exit 1; }
+        grep -q '"skipped_nonfinite":[[:space:]]*1,' "$out/checkpoint-last/trainer_state.json" \
+            || { echo "$algo, $kind: trainer_state.json does not count the skipped step"; exit 1; }
+        # a skipped step leaves the weights as they were
+        cmp "$out/checkpoint-1/model.safetensors" "$out/checkpoint-2/model.safetensors"
+        cmp -s "$out/checkpoint-2/model.safetensors" "$out/checkpoint-3/model.safetensors" \
+            && { echo "$algo, $kind: training did not go on after the skipped step"; exit 1; }
+        all_finite "$out"
+        echo "$algo, $kind: step 2 skipped and counted, weights unchanged by it, training went on; every saved tensor finite"
+    done
+
+    [ "$algo" = standard ] || continue
+    "$MMRM" train "$cfg" "${common[@]}" algorithm=$algo output_dir="$tmp/ref_$algo" 2>"$tmp/log" || { cat "$tmp/log"; exit 1; }
+    out=$tmp/${algo}_weight
+    rc=0
+    MMRM_DEBUG_NONFINITE=weight:2 "$MMRM" train "$cfg" "${common[@]}" algorithm=$algo output_dir="$out" 2>"$tmp/log" || rc=$?
+    [ "$rc" = 1 ] || { echo "$algo, weight: exit $rc (an error expected)"; tail -n 5 "$tmp/log"; exit 1; }
+    grep -q "error: the main model's weights hold a non-finite value (in vision_model.embeddings.patch_embedding.weight" "$tmp/log" \
+        || { echo "$algo, weight: no clear error"; tail -n 5 "$tmp/log"; exit 1; }
+    [ -d "$out/checkpoint-1" ] && [ ! -e "$out/checkpoint-2" ] && [ ! -e "$out/checkpoint-last" ] \
+        || { echo "$algo, weight: wrong checkpoints left"; ls -a "$out"; exit 1; }
+    all_finite "$out"
+    "$MMRM" train "$cfg" "${common[@]}" algorithm=$algo output_dir="$out" >"$tmp/log" 2>&1 || { tail -n 5 "$tmp/log"; exit 1; }
+    grep -q "resuming from $out/checkpoint-1" "$tmp/log" || { echo "$algo, weight: the rerun did not resume from checkpoint-1"; exit 1; }
+    cmp "$tmp/ref_$algo/checkpoint-last/model.safetensors" "$out/checkpoint-last/model.safetensors"
+    echo "$algo, weight: the run stopped before saving the NaN weight; the rerun resumed from checkpoint-1 and ended bitwise equal to the run without the fault"
+done
+
+# a crafted model directory whose first stored weight is NaN, as the starting model
+model=$tmp/nan_model
+mkdir "$model"
+cp "$tmp/ref_standard/checkpoint-1/"{config.json,model.safetensors,mmrm_tokenizer.json} "$model/"
+printf '\x00\x00\xc0\x7f' | dd of="$model/model.safetensors" bs=1 seek="$(st_offset "$model/model.safetensors")" conv=notrunc status=none
+all_finite "$model" >/dev/null && { echo "the crafted model has no NaN"; exit 1; }
+for save in 1; do
+    out=$tmp/crafted_$save
+    rc=0
+    "$MMRM" train "$cfg" dataset_path="$tmp/data/train.jsonl" model_name_or_path="$model" freeze_backbone=false \
+        dynamic_image_size=false max_steps=3 save_steps=$save num_workers=0 logging_steps=1 \
+        per_device_train_batch_size=4 output_dir="$out" 2>"$tmp/log" || rc=$?
+    [ "$rc" = 1 ] || { echo "a NaN model trained to the end (exit $rc)"; tail -n 5 "$tmp/log"; exit 1; }
+    grep "mmrm: error:" "$tmp/log" | grep -q "non-finite" || { echo "no clear error for a NaN model"; tail -n 5 "$tmp/log"; exit 1; }
+    [ -z "$(compgen -G "$out/checkpoint-*")" ] || { echo "a checkpoint was written from a NaN model"; ls "$out"; exit 1; }
+    echo "crafted NaN model, save_steps=$save: stopped with '$(grep "mmrm: error:" "$tmp/log" | sed 's/mmrm: error: //')'; no checkpoint written"
+done
