@@ -27,16 +27,6 @@ constexpr int kThreads = 256; // a power of two (tree)
 
 // ---- shortcut loss ----
 
-__device__ double block_sum(double v, double *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = kThreads / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    return sh[0];
-}
-
 __global__ void __launch_bounds__(kThreads)
 sc_partial_kernel(double *partial, float *w, float *lm, float *lb, float *dmc, float *dmr,
                   float *dbc, float *dbr, const float *mc, const float *mr, const float *bc,
@@ -47,7 +37,7 @@ sc_partial_kernel(double *partial, float *w, float *lm, float *lb, float *dmc, f
     if (i < P) // the per-pair arithmetic both backends share (kernels/scalar.h)
         contrib = kscalar_shortcut_pair_store(i, mc, mr, bc, br, eps, (double)dloss / P, w, lm,
                                               lb, dmc, dmr, dbc, dbr);
-    double total = block_sum(contrib, sh);
+    double total = cuda_block_sum<kThreads>(contrib, sh);
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
@@ -56,7 +46,7 @@ sc_final_kernel(float *loss, const double *partial, int nblocks, int P) {
     __shared__ double sh[kThreads];
     double acc = 0.0;
     for (int b = threadIdx.x; b < nblocks; b += kThreads) acc += partial[b];
-    double total = block_sum(acc, sh);
+    double total = cuda_block_sum<kThreads>(acc, sh);
     if (threadIdx.x == 0) loss[0] = (float)(total / P);
 }
 

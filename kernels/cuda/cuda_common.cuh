@@ -45,6 +45,21 @@ void *cuda_scratch(int slot, size_t bytes);
 /* slots: 0 reductions' partial sums (any family), 1 attention's D rows, 2-4 matmul.cu's bf16
  * copies of the GEMM operands (weight, input, output gradient), 5 free */
 
+/* the sum of v over a block of N threads (N a power of two; sh: N doubles of shared memory)
+ * by a fixed tree, valid in every thread: the order depends on N only, so it is
+ * deterministic (the losses, sum_squares, the lab) */
+template <unsigned N>
+__device__ double cuda_block_sum(double v, double *sh) {
+    static_assert(N && (N & (N - 1)) == 0, "cuda_block_sum: N must be a power of two");
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned s = N / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    return sh[0];
+}
+
 static inline unsigned cuda_blocks(size_t n, unsigned threads) {
     size_t b = (n + threads - 1) / threads;
     return (unsigned)(b > 1048576 ? 1048576 : (b ? b : 1)); /* grid-stride loops cover the rest */

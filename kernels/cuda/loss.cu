@@ -15,17 +15,6 @@ namespace {
 
 constexpr int kThreads = 256; // a power of two (tree reduction)
 
-// sum of v over the block, fixed tree; the result is valid in every thread
-__device__ double block_sum(double v, double *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = kThreads / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    return sh[0];
-}
-
 __global__ void __launch_bounds__(kThreads)
 bt_loss_kernel(float *loss, float *losses, float *dchosen, float *drejected, const float *rc,
                const float *rr, const float *margin, int P, float dloss) {
@@ -41,7 +30,7 @@ bt_loss_kernel(float *loss, float *losses, float *dchosen, float *drejected, con
         if (dchosen) dchosen[i] -= (float)g;
         if (drejected) drejected[i] += (float)g;
     }
-    double total = block_sum(sum, sh);
+    double total = cuda_block_sum<kThreads>(sum, sh);
     if (threadIdx.x == 0) loss[0] = (float)(total / P);
 }
 
@@ -57,7 +46,7 @@ shortcut_loss_kernel(float *loss, float *w, float *lm, float *lb, float *dmc, fl
         sum += kscalar_shortcut_pair_store(i, mc, mr, bc, br, e, scale, w, lm, lb, dmc, dmr, dbc,
                                            dbr);
     }
-    double total = block_sum(sum, sh);
+    double total = cuda_block_sum<kThreads>(sum, sh);
     if (threadIdx.x == 0) loss[0] = (float)(total / P);
 }
 

@@ -45,16 +45,6 @@ __global__ void adamw_kernel(float *params, uint16_t *w16, const float *grads, f
 constexpr unsigned kSumsqBlocks = 1024;
 static_assert(kSumsqBlocks == 4 * kThreads, "sumsq_final_kernel: 4 partials per thread");
 
-__device__ double block_sum(double v, double *sh) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned s = kThreads / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    return sh[0];
-}
-
 __global__ void __launch_bounds__(kThreads)
 sumsq_partial_kernel(double *partial, const float *g, size_t n) {
     __shared__ double sh[kThreads];
@@ -70,7 +60,7 @@ sumsq_partial_kernel(double *partial, const float *g, size_t n) {
         acc += (double)d * d;
     }
     for (; i < n; i += S) acc += (double)g[i] * g[i];
-    double total = block_sum(acc, sh);
+    double total = cuda_block_sum<kThreads>(acc, sh);
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
@@ -82,7 +72,7 @@ sumsq_final_kernel(double *result, const double *partial) {
     acc += p[1];
     acc += p[2];
     acc += p[3];
-    double total = block_sum(acc, sh);
+    double total = cuda_block_sum<kThreads>(acc, sh);
     if (threadIdx.x == 0) result[0] = total;
 }
 
