@@ -220,7 +220,9 @@ int cmd_eval(int argc, char **argv) {
 
     /* the data first: a malformed benchmark record stops before the model is loaded */
     BenchFormat fmt;
-    if (bench_format_resolve(format, data, &fmt)) return fail();
+    if (strcmp(format, "auto") && bench_format_resolve(format, data, &fmt))
+        return usage_error("eval: %s", mmrm_last_error());
+    if (!strcmp(format, "auto") && bench_format_resolve(format, data, &fmt)) return fail();
     PairSet ps = {0};
     BenchSet bs = {0};
     Categories cats = {0};

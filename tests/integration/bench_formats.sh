@@ -168,7 +168,12 @@ rc_nope=$?
 set -e
 [ "$rc_auto" = 1 ] && grep -q "odd.jsonl:1: --format auto cannot tell" "$tmp/odd.err" ||
     { cat "$tmp/odd.err"; echo "auto on an unknown layout: rc $rc_auto"; exit 1; }
-[ "$rc_nope" = 1 ] && grep -q "unknown --format 'nope'" "$tmp/nope.err" ||
+[ "$rc_nope" = 2 ] && grep -q "unknown --format 'nope'" "$tmp/nope.err" ||
     { cat "$tmp/nope.err"; echo "unknown format: rc $rc_nope"; exit 1; }
+# auto on mmrm's own pairwise records: the usual evaluation, no benchmark part
+printf '{"prompt": "q", "img_path": "%s", "chosen": "a cat", "rejected": "a dog"}\n' \
+    "$PWD/tests/fixtures/images/rgb_37x23.png" >"$tmp/own.jsonl"
+"$MMRM" eval --model "$tmp/model" --data "$tmp/own.jsonl" --format auto --json 2>/dev/null |
+    python3 -c "import json, sys; e = json.load(sys.stdin); assert e['benchmark'] is None and e['pairs'] == 1, e"
 "$MMRM" eval --help | grep -q -- "--format F"
 echo "bench formats: 3 layouts match score, 8 malformed records rejected with file:line and field"
