@@ -6,7 +6,8 @@
  * Pairs come from models/records.h, so both training formats work. The pairs a ratings record
  * yields share its image and response texts: they are scored as one group, each response
  * once. The category is read from the same file by line, since pairs keep only their file
- * and line. */
+ * and line. With --format a public benchmark's records are read instead (bench_formats.h),
+ * which adds the benchmark's own metrics to the table and the JSON ("benchmark"). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
