@@ -10,6 +10,7 @@ int cmd_init(int argc, char **argv);   /* infer/cmd_model.c */
 int cmd_synth(int argc, char **argv);  /* infer/synth.c */
 int cmd_score(int argc, char **argv);  /* infer/score.c */
 int cmd_eval(int argc, char **argv);   /* infer/eval.c */
+int cmd_bon(int argc, char **argv);    /* infer/bon.c */
 int cmd_tokenize(int argc, char **argv); /* infer/cmd_tokenize.c */
 
 #endif

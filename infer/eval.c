@@ -6,7 +6,8 @@
  * Pairs come from models/records.h, so both training formats work. The pairs a ratings record
  * yields share its image and response texts: they are scored as one group, each response
  * once. The category is read from the same file by line, since pairs keep only their file
- * and line. */
+ * and line. With --format a public benchmark's records are read instead (bench_formats.h),
+ * which adds the benchmark's own metrics to the table and the JSON ("benchmark"). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "infer/bench_formats.h"
 #include "infer/commands.h"
 #include "infer/metrics.h"
+#include "infer/score_groups.h"
 #include "infer/scorer.h"
 #include "models/records.h"
 #include "runtime/error.h"
@@ -39,6 +42,12 @@ static const char usage_text[] =
     "  --text-only-model DIR   the text-only verdict from this model (e.g. a trained bias\n"
     "                          model) shown the blank white image as one tile\n"
     "  --text-only             the text-only verdict from --model itself, blank image\n"
+    "  --format F              the layout of --data: pairs (the default: pairwise or ratings\n"
+    "                          records), vlrewardbench, mmrewardbench, mmrlhf (public\n"
+    "                          benchmarks' JSONL exports; bench/export_benchmark.py), or auto\n"
+    "                          (from the first record's fields). A benchmark adds its official\n"
+    "                          metrics: overall and macro accuracy, per category, Acc+ (mmrlhf),\n"
+    "                          with its own tie rule; its malformed records stop the run\n"
     "  --json                  one JSON object on stdout instead of the table\n"
     "%s"
     "  --help                  this text\n";
@@ -132,17 +141,17 @@ typedef struct {
 
 /* Consecutive pairs of one record share a group; within it a response text (the loader's
  * pointer) is scored once. */
-static void plan_build(const PairSet *ps, Plan *p) {
+static void plan_build(const Pair *pairs, size_t n, Plan *p) {
     memset(p, 0, sizeof *p);
-    p->groups = xmalloc((ps->n ? ps->n : 1) * sizeof *p->groups);
-    p->group_line = xmalloc((ps->n ? ps->n : 1) * sizeof *p->group_line);
-    p->texts = xmalloc((2 * ps->n + 1) * sizeof *p->texts);
-    p->chosen_at = xmalloc((ps->n ? ps->n : 1) * sizeof *p->chosen_at);
-    p->rejected_at = xmalloc((ps->n ? ps->n : 1) * sizeof *p->rejected_at);
+    p->groups = xmalloc((n ? n : 1) * sizeof *p->groups);
+    p->group_line = xmalloc((n ? n : 1) * sizeof *p->group_line);
+    p->texts = xmalloc((2 * n + 1) * sizeof *p->texts);
+    p->chosen_at = xmalloc((n ? n : 1) * sizeof *p->chosen_at);
+    p->rejected_at = xmalloc((n ? n : 1) * sizeof *p->rejected_at);
     size_t start = 0;
-    for (size_t i = 0; i < ps->n; i++) {
-        const Pair *q = &ps->pairs[i];
-        int same = i > 0 && ps->pairs[i - 1].file == q->file && ps->pairs[i - 1].line == q->line;
+    for (size_t i = 0; i < n; i++) {
+        const Pair *q = &pairs[i];
+        int same = i > 0 && pairs[i - 1].file == q->file && pairs[i - 1].line == q->line;
         if (!same) {
             start = p->ntexts;
             p->groups[p->ngroups] = (ScoreGroup){q->prompt, q->image, NULL, 0};
@@ -176,48 +185,8 @@ static void plan_free(Plan *p) {
     free(p->rejected_at);
 }
 
-/* Scores every group of the plan into outs (ntexts), in chunks of about a batch, with
- * progress and a warning per group that failed. 0 or -1. */
-static int score_plan(Scorer *sc, const Plan *p, const char *data, const char *what,
-                      ScoreOut *outs) {
-    int B = scorer_options(sc)->batch_size;
-    char (*msg)[SCORER_MSG_LEN] = xmalloc((size_t)4 * B * sizeof *msg);
-    long failed[SCORE_NSTATUS] = {0};
-    Progress prog;
-    progress_start(&prog, what, (long)p->ntexts);
-    size_t at = 0;
-    int rc = 0;
-    for (int g0 = 0; g0 < p->ngroups && rc == 0;) {
-        /* whole groups, ending where the responses fill whole forwards or pass 4 forwards */
-        int ng = 0, nresp = 0;
-        while (g0 + ng < p->ngroups && ng < 4 * B &&
-               !(nresp >= B && (nresp % B == 0 || nresp >= 4 * B)))
-            nresp += p->groups[g0 + ng++].n;
-        if (scorer_score(sc, p->groups + g0, ng, outs + at, msg)) {
-            rc = -1;
-            break;
-        }
-        for (int g = 0; g < ng; g++) {
-            if (msg[g][0]) {
-                if (prog.tty) fputs("\r\033[K", stderr);
-                mmrm_warn("%s:%d: %s", data, p->group_line[g0 + g], msg[g]);
-            }
-        }
-        for (int k = 0; k < nresp; k++) failed[outs[at + (size_t)k].status]++;
-        at += (size_t)nresp;
-        g0 += ng;
-        progress_add(&prog, nresp);
-    }
-    progress_end(&prog);
-    for (int s = 1; s < SCORE_NSTATUS; s++)
-        if (failed[s]) mmrm_log("  %s: %ld responses not scored: %s", what, failed[s],
-                                score_status_name((ScoreStatus)s));
-    free(msg);
-    return rc;
-}
-
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *text_model = NULL;
+    const char *model = NULL, *data = NULL, *text_model = NULL, *format = "pairs";
     int text_self = 0, json = 0;
     ScorerCli cli = {0};
     for (int i = 1; i < argc; i++) {
@@ -233,10 +202,12 @@ int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--text-only")) {
             text_self = 1;
         } else if (!strcmp(a, "--model") || !strcmp(a, "--data") ||
-                   !strcmp(a, "--text-only-model")) {
+                   !strcmp(a, "--text-only-model") || !strcmp(a, "--format")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", a);
-            const char **dst = !strcmp(a, "--model") ? &model : !strcmp(a, "--data") ? &data
-                                                                                    : &text_model;
+            const char **dst = !strcmp(a, "--model")  ? &model
+                               : !strcmp(a, "--data") ? &data
+                               : !strcmp(a, "--format") ? &format
+                                                        : &text_model;
             *dst = argv[++i];
         } else {
             return usage_error("eval: unknown option '%s'", a);
@@ -248,83 +219,122 @@ int cmd_eval(int argc, char **argv) {
         return usage_error("eval: %s", "--text-only and --text-only-model exclude each other "
                                        "(the first uses --model itself)");
 
+    /* the data first: a malformed benchmark record stops before the model is loaded */
+    BenchFormat fmt;
+    if (strcmp(format, "auto") && bench_format_resolve(format, data, &fmt))
+        return usage_error("eval: %s", mmrm_last_error());
+    if (!strcmp(format, "auto") && bench_format_resolve(format, data, &fmt)) return fail();
+    PairSet ps = {0};
+    BenchSet bs = {0};
+    Categories cats = {0};
+    const Pair *pairs;
+    size_t npairs;
+    if (fmt == BENCH_PAIRS) {
+        RecordOptions ropt = {.image_root = cli.image_root, .on_bad_record = REC_ON_BAD_SKIP};
+        if (pairset_load(&ps, &data, 1, &ropt)) return fail();
+        if (categories_read(&cats, data)) {
+            pairset_free(&ps);
+            return fail();
+        }
+        pairs = ps.pairs;
+        npairs = ps.n;
+    } else {
+        if (bench_load(&bs, data, fmt, cli.image_root)) return fail();
+        pairs = bs.pairs;
+        npairs = bs.n;
+    }
+
     RewardModel m, tm;
-    Tokenizer *tok, *ttok = NULL;
+    Tokenizer *tok = NULL, *ttok = NULL;
     Scorer *sc = NULL, *tsc = NULL;
-    int rc = 1, have_tm = 0;
+    int rc = 1, have_m = 0, have_tm = 0;
     Device dev;
     int bf16 = 0;
-    if (scorer_cli_device(&cli, 0, &dev, &bf16)) return 2;
-    if (scorer_load_model(model, dev, bf16, &m, &tok)) return fail();
+    Plan plan = {0};
+    ScoreOut *mm = NULL, *txt = NULL;
+    float *c = NULL, *r = NULL, *tc = NULL, *tr = NULL;
+    int *cat = NULL;
+    if (scorer_cli_device(&cli, 0, &dev, &bf16)) {
+        rc = 2;
+        goto out;
+    }
+    if (scorer_load_model(model, dev, bf16, &m, &tok)) goto out;
+    have_m = 1;
     ScorerOptions o;
     scorer_cli_options(&cli, &m.cfg, &o);
-    if (!(sc = scorer_new(&m, tok, &o))) goto out_model;
+    if (!(sc = scorer_new(&m, tok, &o))) goto out;
     if (text_model) {
-        if (scorer_load_model(text_model, dev, bf16, &tm, &ttok)) goto out_model;
+        if (scorer_load_model(text_model, dev, bf16, &tm, &ttok)) goto out;
         have_tm = 1;
     }
     if (text_self || text_model) {
         ScorerOptions to;
         scorer_cli_options(&cli, have_tm ? &tm.cfg : &m.cfg, &to);
         to.blank = 1;
-        if (!(tsc = scorer_new(have_tm ? &tm : &m, have_tm ? ttok : tok, &to))) goto out_model;
+        if (!(tsc = scorer_new(have_tm ? &tm : &m, have_tm ? ttok : tok, &to))) goto out;
     }
 
-    PairSet ps;
-    RecordOptions ropt = {.image_root = cli.image_root, .on_bad_record = REC_ON_BAD_SKIP};
-    if (pairset_load(&ps, &data, 1, &ropt)) goto out_model;
-    Categories cats;
-    if (categories_read(&cats, data)) {
-        pairset_free(&ps);
-        goto out_model;
-    }
-    Plan plan;
-    plan_build(&ps, &plan);
-    ScoreOut *mm = xmalloc((plan.ntexts + 1) * sizeof *mm);
-    ScoreOut *txt = tsc ? xmalloc((plan.ntexts + 1) * sizeof *txt) : NULL;
-    float *c = xmalloc((ps.n + 1) * sizeof *c), *r = xmalloc((ps.n + 1) * sizeof *r);
-    float *tc = NULL, *tr = NULL;
-    int *cat = xmalloc((ps.n + 1) * sizeof *cat);
+    plan_build(pairs, npairs, &plan);
+    mm = xmalloc((plan.ntexts + 1) * sizeof *mm);
+    txt = tsc ? xmalloc((plan.ntexts + 1) * sizeof *txt) : NULL;
+    c = xmalloc((npairs + 1) * sizeof *c);
+    r = xmalloc((npairs + 1) * sizeof *r);
+    cat = xmalloc((npairs + 1) * sizeof *cat);
     double t0 = clock_seconds();
-    if (score_plan(sc, &plan, data, "responses", mm) ||
-        (tsc && score_plan(tsc, &plan, data, "text-only responses", txt)))
-        goto out_scored;
+    if (score_groups(sc, plan.groups, plan.ngroups, plan.group_line, data, "responses", mm) ||
+        (tsc && score_groups(tsc, plan.groups, plan.ngroups, plan.group_line, data,
+                             "text-only responses", txt)))
+        goto out;
     double secs = clock_seconds() - t0;
     if (tsc) {
-        tc = xmalloc((ps.n + 1) * sizeof *tc);
-        tr = xmalloc((ps.n + 1) * sizeof *tr);
+        tc = xmalloc((npairs + 1) * sizeof *tc);
+        tr = xmalloc((npairs + 1) * sizeof *tr);
     }
-    for (size_t i = 0; i < ps.n; i++) {
+    for (size_t i = 0; i < npairs; i++) {
         c[i] = mm[plan.chosen_at[i]].score; /* NaN when not scored */
         r[i] = mm[plan.rejected_at[i]].score;
-        cat[i] = category_of(&cats, ps.pairs[i].line);
+        cat[i] = fmt == BENCH_PAIRS ? category_of(&cats, pairs[i].line) : bs.category[i];
         if (tsc) {
             tc[i] = txt[plan.chosen_at[i]].score;
             tr[i] = txt[plan.rejected_at[i]].score;
         }
     }
     EvalMetrics em;
-    metrics_compute(c, r, ps.n, cat, (const char *const *)cats.names, cats.n, tc, tr, &em);
+    if (fmt == BENCH_PAIRS)
+        metrics_compute(c, r, npairs, cat, (const char *const *)cats.names, cats.n, tc, tr, &em);
+    else
+        metrics_compute(c, r, npairs, cat, (const char *const *)bs.cats, bs.ncat, tc, tr, &em);
+    BenchMetrics bm = {0};
+    if (fmt != BENCH_PAIRS) bench_metrics_compute(&bs, c, r, &bm);
     long scored = (long)plan.ntexts * (tsc ? 2 : 1);
-    mmrm_log("scored %ld responses of %zu pairs in %.2f s (%.1f responses/s)", scored, ps.n,
+    mmrm_log("scored %ld responses of %zu pairs in %.2f s (%.1f responses/s)", scored, npairs,
              secs, secs > 0 ? (double)scored / secs : 0.0);
     if (json) {
         char *text = metrics_json(&em, data);
-        printf("%s\n", text);
+        cJSON *obj = cJSON_Parse(text);
         free(text);
+        if (!obj) MMRM_FATAL("metrics_json wrote invalid JSON");
+        cJSON_AddItemToObject(obj, "benchmark",
+                              fmt == BENCH_PAIRS ? cJSON_CreateNull() : bench_metrics_json(&bm));
+        text = cJSON_PrintUnformatted(obj);
+        printf("%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(obj);
     } else {
         metrics_print_table(stdout, &em, data);
         if (text_model) printf("  text-only verdict: %s shown the blank image\n", text_model);
         else if (text_self) printf("  text-only verdict: the same model shown the blank image\n");
+        if (fmt != BENCH_PAIRS) bench_metrics_print(stdout, &bm);
     }
     metrics_free(&em);
+    bench_metrics_free(&bm);
     rc = 0;
     if (fflush(stdout) != 0) {
         mmrm_set_error("writing the results to stdout failed");
         rc = 1;
     }
-out_scored:
-    if (rc) fail();
+out:
+    if (rc == 1) fail();
     free(mm);
     free(txt);
     free(c);
@@ -335,24 +345,16 @@ out_scored:
     plan_free(&plan);
     categories_free(&cats);
     pairset_free(&ps);
+    bench_free(&bs);
     scorer_free(tsc);
     scorer_free(sc);
     if (have_tm) {
         tokenizer_free(ttok);
         rm_free(&tm);
     }
-    tokenizer_free(tok);
-    rm_free(&m);
+    if (have_m) {
+        tokenizer_free(tok);
+        rm_free(&m);
+    }
     return rc;
-out_model:
-    fail();
-    scorer_free(tsc);
-    scorer_free(sc);
-    if (have_tm) {
-        tokenizer_free(ttok);
-        rm_free(&tm);
-    }
-    tokenizer_free(tok);
-    rm_free(&m);
-    return 1;
 }

@@ -19,6 +19,7 @@
 #include <stb/stb_image_write.h>
 
 #include "infer/commands.h"
+#include "infer/scorer.h"
 #include "models/tokenizer.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
@@ -412,7 +413,7 @@ static int make_pair(const char *dir, const SynthOptions *o, int s, int i, PairO
 /* Pairs are made in parallel (PNG compression dominates) and assembled in index order, so the
  * output does not depend on the thread count. */
 static int make_split(const char *dir, const SynthOptions *o, int s, StrBuf *jsonl, StrBuf *score,
-                      SynthStats *st) {
+                      SynthStats *st, Progress *prog) {
     SynthSplitStats *x = &st->split[s];
     x->pairs = split_pairs(o, s);
     PairOut *outs = xcalloc((size_t)x->pairs, sizeof *outs);
@@ -423,7 +424,7 @@ static int make_split(const char *dir, const SynthOptions *o, int s, StrBuf *jso
         StrBuf png = {0};
         unsigned char *rgb = xmalloc((size_t)o->max_size * o->max_size * 3);
 #pragma omp for schedule(dynamic, 8)
-        for (int i = 0; i < x->pairs; i++)
+        for (int i = 0; i < x->pairs; i++) {
             if (make_pair(dir, o, s, i, &outs[i], &png, rgb) != 0) {
 #pragma omp critical(synth_error)
                 if (!failed) {
@@ -431,6 +432,11 @@ static int make_split(const char *dir, const SynthOptions *o, int s, StrBuf *jso
                     snprintf(msg, sizeof msg, "%s", mmrm_last_error());
                 }
             }
+            if (prog) {
+#pragma omp critical(synth_progress)
+                progress_add(prog, 1);
+            }
+        }
         sb_free(&png);
         free(rgb);
     }
@@ -458,6 +464,9 @@ static int make_split(const char *dir, const SynthOptions *o, int s, StrBuf *jso
 
 static Tokenizer *synth_tokenizer(void);
 
+/* cmd_synth's: a progress display on stderr (the unit tests call synth_generate quietly) */
+static int show_progress;
+
 int synth_generate(const char *dir, const SynthOptions *o, SynthStats *st) {
     double t0 = clock_seconds();
     memset(st, 0, sizeof *st);
@@ -474,8 +483,13 @@ int synth_generate(const char *dir, const SynthOptions *o, SynthStats *st) {
 
     int rc = -1;
     StrBuf jsonl[SYNTH_NSPLITS] = {{0}}, score = {0}, text = {0};
+    Progress prog;
+    long total = 0;
+    for (int s = 0; s < SYNTH_NSPLITS; s++) total += split_pairs(o, s);
+    if (show_progress) progress_start(&prog, "pairs", total);
     for (int s = 0; s < SYNTH_NSPLITS; s++)
-        if (make_split(dir, o, s, &jsonl[s], &score, st) != 0) goto done;
+        if (make_split(dir, o, s, &jsonl[s], &score, st, show_progress ? &prog : NULL) != 0) goto done;
+    if (show_progress) progress_end(&prog);
     if (sync_file_system(images) != 0) goto done;
     for (int s = 0; s < SYNTH_NSPLITS; s++) {
         char name[64];
@@ -670,6 +684,7 @@ int cmd_synth(int argc, char **argv) {
     if (!out) return bad_arg("--out DIR is required");
 
     SynthStats st;
+    show_progress = 1;
     if (synth_generate(out, &o, &st) != 0) {
         fprintf(stderr, "mmrm: error: synth: %s\n", mmrm_last_error());
         return 1;

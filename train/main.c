@@ -27,6 +27,7 @@ static const Command commands[] = {
     {"train", cmd_train, "train a reward model (standard or shortcut-aware) from an INI config"},
     {"score", cmd_score, "score responses of a JSONL file with a model (resumable)"},
     {"eval", cmd_eval, "pairwise accuracy, text-only accuracy and SFD of a model on pairs"},
+    {"bon", cmd_bon, "best-of-N: pick the highest-reward response of each record"},
     {"synth", cmd_synth, "write the synthetic shortcut benchmark"},
     {"info", cmd_info, "describe a model directory: sizes, parameters, FLOPs"},
     {"init", cmd_init, "create a randomly initialised model directory from a config.json"},
