@@ -103,8 +103,14 @@ static unsigned char *gif_rgb(const unsigned char *data, size_t n, const GifFram
 }
 
 /* 1, with the error set, when a header's size is over the limits: checked before any pixel
- * is allocated, since a corrupt or hostile header must not make the loader allocate gigabytes */
+ * is allocated, since a corrupt or hostile header must not make the loader allocate gigabytes.
+ * An empty image (stb_image reads a GIF whose screen is 14 x 0 as such; found by fuzz_image)
+ * is refused too: nothing downstream can tile it. */
 static int too_large(const char *name, long long w, long long h) {
+    if (w < 1 || h < 1) {
+        mmrm_set_error("%s: image is %lld x %lld pixels, empty (the header is corrupt)", name, w, h);
+        return 1;
+    }
     if (w <= IMAGE_MAX_SIDE && h <= IMAGE_MAX_SIDE && w * h <= IMAGE_MAX_PIXELS) return 0;
     mmrm_set_error("%s: image is %lld x %lld pixels, over the limit (sides <= %d, at most %lld "
                    "pixels); the header may be corrupt, else downscale the image",
@@ -292,6 +298,9 @@ int image_info(const char *path, int *w, int *h) {
         rc = jpeg_info(f, path, w, h);
     } else if (!stbi_info_from_file(f, w, h, &comp)) {
         header_error(path, stbi_failure_reason());
+        rc = -1;
+    } else if (*w < 1 || *h < 1) {
+        too_large(path, *w, *h);
         rc = -1;
     }
     fclose(f);

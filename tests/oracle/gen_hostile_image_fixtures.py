@@ -146,6 +146,9 @@ def main():
     g = bytearray(save(Image.fromarray(rgb(4, 4)).quantize(4), "GIF"))
     g[6:10] = struct.pack("<HH", 30000, 30000)
     files["gif_screen_30000x30000.gif"] = bytes(g)
+    # a GIF whose screen is 4 x 0 (stb_image reads it as an empty image; found by fuzz_image)
+    g[6:10] = struct.pack("<HH", 4, 0)
+    files["gif_screen_4x0.gif"] = bytes(g)
     files["empty.png"] = b""
     files["text.png"] = b"not an image at all\n"
 

@@ -49,6 +49,9 @@ static const Difference DIFFERENCES[] = {
     /* stb_image checks no PNG CRCs, so it reads past a bad IHDR checksum; the header and
      * pixels are still validated, and the file decodes as its bytes say */
     {"bad_ihdr_crc_8x6.png", NULL, "stb_image does not verify chunk CRCs"},
+    /* a GIF screen with a zero side: Pillow grows the image to the first frame; stb_image
+     * reads it as empty, and mmrm refuses an empty image (found by fuzz_image) */
+    {"gif_screen_4x0.gif", "empty", "a zero-height GIF screen"},
 };
 
 static const Difference *difference(const char *name) {
