@@ -27,9 +27,9 @@ ifeq ($(NATIVE),1)
 CFLAGS   += -march=native
 endif
 ifeq ($(SANITIZE),1)
-CFLAGS   := $(filter-out -O3,$(CFLAGS)) -O1 -fsanitize=address,undefined \
-            -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-LDLIBS   += -fsanitize=address,undefined
+CFLAGS   := $(filter-out -O3,$(CFLAGS)) -O1 -fsanitize=address,undefined,float-cast-overflow \
+            -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer
+LDLIBS   += -fsanitize=address,undefined,float-cast-overflow
 BUILD    := build/san
 endif
 ifeq ($(MPI),1)
@@ -142,7 +142,7 @@ EMU_CXX      ?= g++
 EMU_CPPFLAGS := -I. -Itests/cuda_emu/include -DMMRM_CUDA -DMMRM_CUDA_EMU
 EMU_CXXFLAGS := -std=c++20 -O2 -g -fopenmp -Wall -Wextra -Wno-unknown-pragmas -MMD -MP
 ifeq ($(SANITIZE),1)
-EMU_CXXFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+EMU_CXXFLAGS += -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer
 endif
 # With MPI, the emulated build also has NCCL: tests/cuda_emu/nccl_emu.c implements the
 # NCCL calls over MPI (include/nccl.h there), so the GPU data-parallel path runs in tests.
@@ -228,7 +228,7 @@ FUZZ_SECONDS ?= 30
 # extra libFuzzer flags; CI passes a fixed -seed and -runs so its short pass is reproducible
 FUZZ_ARGS    ?=
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -fno-omit-frame-pointer -I. \
-                -fsanitize=address,undefined -fno-sanitize-recover=undefined
+                -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
 FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fuzz_util.o
 FUZZ_LIBS    := -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lm -lpthread -fopenmp
 .SECONDARY: $(FUZZ_OBJ)

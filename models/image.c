@@ -103,8 +103,14 @@ static unsigned char *gif_rgb(const unsigned char *data, size_t n, const GifFram
 }
 
 /* 1, with the error set, when a header's size is over the limits: checked before any pixel
- * is allocated, since a corrupt or hostile header must not make the loader allocate gigabytes */
+ * is allocated, since a corrupt or hostile header must not make the loader allocate gigabytes.
+ * An empty image (stb_image reads a GIF whose screen is 14 x 0 as such; found by fuzz_image)
+ * is refused too: nothing downstream can tile it. */
 static int too_large(const char *name, long long w, long long h) {
+    if (w < 1 || h < 1) {
+        mmrm_set_error("%s: image is %lld x %lld pixels, empty (the header is corrupt)", name, w, h);
+        return 1;
+    }
     if (w <= IMAGE_MAX_SIDE && h <= IMAGE_MAX_SIDE && w * h <= IMAGE_MAX_PIXELS) return 0;
     mmrm_set_error("%s: image is %lld x %lld pixels, over the limit (sides <= %d, at most %lld "
                    "pixels); the header may be corrupt, else downscale the image",
@@ -267,6 +273,17 @@ static int jpeg_info(FILE *f, const char *name, int *w, int *h) {
     return 0;
 }
 
+/* stb's header failure: its "too large" (a side over 2^24, or a size that overflows) is our
+ * size limit's error; anything else is a header stb cannot read */
+static void header_error(const char *name, const char *reason) {
+    if (reason && !strcmp(reason, "too large"))
+        mmrm_set_error("%s: image dimensions over the limit (sides <= %d, at most %lld pixels; "
+                       "stb_image: too large)", name, IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS);
+    else
+        mmrm_set_error("%s: cannot read an image header (%s); supported formats: " FORMATS, name,
+                       reason);
+}
+
 int image_info(const char *path, int *w, int *h) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -280,8 +297,10 @@ int image_info(const char *path, int *w, int *h) {
     if (is_jpeg(sig, got)) {
         rc = jpeg_info(f, path, w, h);
     } else if (!stbi_info_from_file(f, w, h, &comp)) {
-        mmrm_set_error("%s: cannot read an image header (%s); supported formats: " FORMATS, path,
-                       stbi_failure_reason());
+        header_error(path, stbi_failure_reason());
+        rc = -1;
+    } else if (*w < 1 || *h < 1) {
+        too_large(path, *w, *h);
         rc = -1;
     }
     fclose(f);
@@ -301,8 +320,7 @@ int image_decode(const unsigned char *data, size_t n, const char *name, Image *i
          * one's ("unknown image type"); the loader picks the format by its signature and
          * stops at the same bad header with the reason that applies */
         unsigned char *p = stbi_load_from_memory(data, (int)n, &w, &h, &comp, 3);
-        mmrm_set_error("%s: cannot read an image header (%s); supported formats: " FORMATS,
-                       name, p ? "unknown image type" : stbi_failure_reason());
+        header_error(name, p ? "unknown image type" : stbi_failure_reason());
         stbi_image_free(p);
         return -1;
     }

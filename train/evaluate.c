@@ -57,7 +57,7 @@ int evaluate_and_log(Run *r, long step) {
     cJSON_AddNumberToObject(ej, "eval_accuracy", acc);
     cJSON_AddNumberToObject(ej, "eval_mean_margin", margin);
     cJSON_AddNumberToObject(ej, "eval_pairs", n);
-    metrics_write(r, ej);
+    int rc = metrics_write(r, ej);
     cJSON_Delete(ej);
-    return 0;
+    return rc;
 }

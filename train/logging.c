@@ -2,8 +2,10 @@
  * log_history and metrics.jsonl, one JSON object per step or evaluation), the progress line
  * (redrawn in place on a terminal, one line per logging_steps otherwise), and the lines
  * before the first step and after the last. Only rank 0 writes (the others are quiet). */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
@@ -36,32 +38,45 @@ cJSON *log_json(const LogEntry *e, TrainAlgorithm algo) {
     return o;
 }
 
-void metrics_write(Run *r, cJSON *o) {
-    if (!r->metrics) return;
+/* a failed write (a full disk) is an error that stops the run: the curves must not go
+ * missing silently while training goes on */
+static int metrics_error(const Run *r, const char *what) {
+    char path[PATH_MAX];
+    if (!fs_join(path, sizeof path, r->c->output_dir, "metrics.jsonl")) return -1;
+    mmrm_set_error("%s: cannot %s (%s)", path, what, strerror(errno));
+    return -1;
+}
+
+int metrics_write(Run *r, cJSON *o) {
+    if (!r->metrics) return 0;
     char *t = cJSON_PrintUnformatted(o);
-    fprintf(r->metrics, "%s\n", t);
-    fflush(r->metrics);
+    int bad = fprintf(r->metrics, "%s\n", t) < 0 || fflush(r->metrics) != 0;
     free(t);
+    return bad ? metrics_error(r, "write") : 0;
 }
 
 /* metrics.jsonl restarts from the checkpoint's history so a resumed run has no duplicates */
 int metrics_open(Run *r) {
+    if (r->rank != 0) return 0;
     char path[PATH_MAX];
     if (!fs_join(path, sizeof path, r->c->output_dir, "metrics.jsonl")) return -1;
-    r->metrics = r->rank == 0 ? fopen(path, "w") : NULL;
+    r->metrics = fopen(path, "w");
+    if (!r->metrics) return metrics_error(r, "create");
     for (long i = 0; i < r->st.nlog; i++) {
         cJSON *j = log_json(&r->st.log[i], r->c->algorithm);
-        metrics_write(r, j);
+        int rc = metrics_write(r, j);
         cJSON_Delete(j);
+        if (rc) return -1;
     }
     return 0;
 }
 
-void log_record(Run *r, const LogEntry *e) {
+int log_record(Run *r, const LogEntry *e) {
     log_push(&r->st, e);
     cJSON *j = log_json(e, r->c->algorithm);
-    metrics_write(r, j);
+    int rc = metrics_write(r, j);
     cJSON_Delete(j);
+    return rc;
 }
 
 void log_plan(const Run *r) {

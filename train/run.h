@@ -103,8 +103,8 @@ int evaluate_and_log(Run *r, long step);
 void log_push(State *s, const LogEntry *e);         /* appends to the history */
 cJSON *log_json(const LogEntry *e, TrainAlgorithm algo);
 int metrics_open(Run *r);               /* metrics.jsonl, starting with the resumed history */
-void metrics_write(Run *r, cJSON *o);   /* one line (rank 0) */
-void log_record(Run *r, const LogEntry *e); /* a step into the history and metrics.jsonl */
+int metrics_write(Run *r, cJSON *o);    /* one line (rank 0); -1 when the write fails */
+int log_record(Run *r, const LogEntry *e); /* a step into the history and metrics.jsonl; 0 or -1 */
 void log_plan(const Run *r);            /* the run's shape, before the first step */
 void log_progress(const Run *r, const LogEntry *e);
 void log_summary(const Run *r);         /* the end: rates, final loss, peak memory */

@@ -42,11 +42,12 @@ static void debug_abort(const Run *r, int micro) {
 /* MMRM_DEBUG_NONFINITE=KIND:STEP (KIND pixel, weight or grad; STEP counted from 1): a NaN
  * in the first pixel of step STEP's first micro-batch, in the main model's first weight
  * before step STEP, or an Inf in its first gradient after step STEP's backward (the tests of
- * the non-finite skip policy, tests/integration/nonfinite.sh; CPU only). */
+ * the non-finite skip policy, tests/integration/nonfinite.sh; on any device: the weight and
+ * the gradient are written through device_copy_from_host). */
 static int debug_nonfinite(const Run *r, const char *kind) {
     const char *v = getenv("MMRM_DEBUG_NONFINITE");
     size_t k = strlen(kind);
-    if (!v || strncmp(v, kind, k) != 0 || v[k] != ':' || r->main.ps.device != DEV_CPU) return 0;
+    if (!v || strncmp(v, kind, k) != 0 || v[k] != ':') return 0;
     if (atol(v + k + 1) != r->st.step + 1) return 0;
     fprintf(stderr, "mmrm: injecting a non-finite %s at step %ld (MMRM_DEBUG_NONFINITE)\n", kind,
             r->st.step + 1);
@@ -146,7 +147,10 @@ int train_step(Run *r, LogEntry *e) {
         r->st.cursor = b->next;
         debug_abort(r, micro);
         if (micro == 0 && b->P > 0 && debug_nonfinite(r, "pixel")) ((Batch *)b)->pixels[0] = NAN;
-        if (micro == 0 && debug_nonfinite(r, "weight")) r->main.ps.data[0] = NAN;
+        if (micro == 0 && debug_nonfinite(r, "weight")) {
+            const float nan = NAN;
+            device_copy_from_host(r->main.ps.device, r->main.ps.data, &nan, sizeof nan);
+        }
         if (r->gs && micro == accum - 1) gradsync_begin(r->gs, &r->g);
         if (b->P == 0) continue;
         Micro m = forward(r, b);
@@ -155,7 +159,10 @@ int train_step(Run *r, LogEntry *e) {
         tally(r, b, &m, &t);
     }
     if (r->gs) gradsync_finish(r->gs, &r->g); /* ZeRO-1 reduce-scatters in its step */
-    if (r->main.ps.grad && debug_nonfinite(r, "grad")) r->main.ps.grad[0] = INFINITY;
+    if (r->main.ps.grad && debug_nonfinite(r, "grad")) {
+        const float inf = INFINITY;
+        device_copy_from_host(r->main.ps.device, r->main.ps.grad, &inf, sizeof inf);
+    }
     if (r->world > 1) reduce_tally(r, &t);
     StepResult res = optimizer_step(r, &t);
     r->pairs_seen += t.pairs;

@@ -70,7 +70,7 @@ static int train_loop(Run *r) {
         LogEntry e;
         if (train_step(r, &e)) return -1;
         r->st.step = e.step;
-        log_record(r, &e);
+        if (log_record(r, &e)) return -1;
         if (count_nonfinite(r, &e)) return -1;
         int last = e.step == r->total_steps;
         if (!rt->quiet && r->rank == 0 && (r->tty || due(c->logging_steps, e.step) || last)) log_progress(r, &e);

@@ -1,13 +1,15 @@
 /* full_disk.c - an LD_PRELOAD shim that makes a folder behave like a disk that fills up, for
  * tests/integration/disk_full.sh (a tmpfs mount needs privileges the sandbox and CI lack).
  *
- *   FULL_DISK_DIR=/path  FULL_DISK_BYTES=N  [FULL_DISK_ERRNO=EIO]  LD_PRELOAD=full_disk.so cmd
+ *   FULL_DISK_DIR=/path  FULL_DISK_BYTES=N  [FULL_DISK_ERRNO=EIO]  [FULL_DISK_NAME=file]
+ *   LD_PRELOAD=full_disk.so cmd
  *
  * Writes to files under FULL_DISK_DIR draw on a budget of N bytes shared by the process: the
  * write that crosses it is cut short (the bytes that fit are written, as on a real disk),
  * and every later one fails with ENOSPC (or EIO); fflush and fsync of such a file fail too
  * once the budget is spent. write() and fwrite() are intercepted (mmrm's writers use them);
- * stdio's internal flushes are not, so the budget counts only those. */
+ * stdio's internal flushes are not, so the budget counts only those. FULL_DISK_NAME limits
+ * the shim to files of that name (e.g. metrics.jsonl) under the folder. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -18,12 +20,13 @@
 #include <unistd.h>
 
 static long long budget = -1; /* bytes left; -1: not read yet */
-static const char *dir;
+static const char *dir, *name;
 static int fail_errno = ENOSPC;
 
 static void init(void) {
     if (budget != -1) return;
     dir = getenv("FULL_DISK_DIR");
+    name = getenv("FULL_DISK_NAME");
     const char *b = getenv("FULL_DISK_BYTES");
     budget = b ? atoll(b) : LLONG_MAX;
     const char *e = getenv("FULL_DISK_ERRNO");
@@ -40,7 +43,9 @@ static int watched(int fd) {
     if (n <= 0) return 0;
     path[n] = 0;
     size_t d = strlen(dir);
-    return strncmp(path, dir, d) == 0 && (path[d] == '/' || path[d] == 0);
+    if (strncmp(path, dir, d) != 0 || (path[d] != '/' && path[d] != 0)) return 0;
+    const char *base = strrchr(path, '/');
+    return !name || !*name || strcmp(base ? base + 1 : path, name) == 0;
 }
 
 /* how many of n bytes may go to fd; 0 with errno set when none */

@@ -9,7 +9,8 @@
 # run's (no partial hidden copy left taking space), and a rerun with space must end bitwise
 # where the uninterrupted run ends. Scoring must stop with the error, keep every line written
 # before (only a torn last line may be cut), not report more lines appended than the file
-# holds, and a rerun with space must complete the output exactly.
+# holds, and a rerun with space must complete the output exactly; also with 2 ranks (a budget
+# per process). metrics.jsonl alone on a full disk (FULL_DISK_NAME) stops training too.
 # BUDGETS="N ..." overrides the training budgets (bytes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -85,6 +86,34 @@ for algo in standard shortcut_aware; do
     done
 done
 
+# metrics.jsonl alone on a full disk: in a new run (its first line), and in a resumed run
+# (the history rewritten at the start): an error naming it, the checkpoints untouched, and a
+# rerun with space ends bitwise equal
+for when in new resumed; do
+    out=$tmp/metrics_$when
+    rm -rf "$out"
+    if [ "$when" = resumed ]; then
+        # a run that dies in step 3 (after checkpoint-2)
+        MMRM_DEBUG_ABORT_AT_MICRO=2 "$MMRM" train "$cfg" "${common[@]}" algorithm=standard output_dir="$out" \
+            2>"$tmp/log" && { echo "the run was not aborted"; exit 1; }
+        [ -d "$out/checkpoint-2" ] || { echo "no checkpoint-2 before the abort"; tail -n 5 "$tmp/log"; exit 1; }
+    fi
+    before=$(cd "$out" 2>/dev/null && find . -path './checkpoint-*' -type f -exec md5sum {} + | sort || true)
+    rc=0
+    FULL_DISK_NAME=metrics.jsonl full "$out" 0 ENOSPC "$MMRM" train "$cfg" "${common[@]}" algorithm=standard \
+        output_dir="$out" 2>"$tmp/log" || rc=$?
+    [ "$rc" = 1 ] || { echo "metrics.jsonl on a full disk ($when run): exit $rc"; tail -n 5 "$tmp/log"; exit 1; }
+    grep "mmrm: error:" "$tmp/log" | grep -q "$out/metrics.jsonl: cannot write (No space left on device)" \
+        || { echo "metrics.jsonl ($when run): no clear error"; tail -n 5 "$tmp/log"; exit 1; }
+    after=$(cd "$out" && find . -path './checkpoint-*' -type f -exec md5sum {} + | sort)
+    [ "$before" = "$after" ] || { echo "metrics.jsonl ($when run): checkpoints changed by the failed run"; exit 1; }
+    "$MMRM" train "$cfg" "${common[@]}" algorithm=standard output_dir="$out" >"$tmp/log" 2>&1 \
+        || { echo "metrics.jsonl ($when run): the rerun failed"; tail -n 5 "$tmp/log"; exit 1; }
+    cmp "$tmp/ref_standard/checkpoint-last/model.safetensors" "$out/checkpoint-last/model.safetensors"
+    cmp "$tmp/ref_standard/metrics.jsonl" "$out/metrics.jsonl"
+    echo "train, metrics.jsonl on a full disk ($when run): stopped with the error; checkpoints untouched; the rerun ended bitwise equal, with the same metrics.jsonl"
+done
+
 # scoring: 8 records x 6 (distinct prompts), 96 responses, 2 per chunk
 for i in 1 2 3 4 5 6; do sed "s/\"prompt\": *\"/&#$i /" "$tmp/data/score_input.jsonl"; done > "$tmp/data/in.jsonl"
 score=("$MMRM" score --model "$tmp/ref_standard/checkpoint-last" --input "$tmp/data/in.jsonl" --batch-size 2)
@@ -106,3 +135,27 @@ for bytes in 0 3000 9999; do
     sort "$out" | cmp -s - "$tmp/ref.sorted" || { echo "score: the output after the rerun is not exact"; exit 1; }
     echo "score, $bytes bytes of space: stopped with the error after $complete complete lines (reported $appended appended); the rerun completed it exactly"
 done
+
+# 2 ranks: every process has its own budget (its part file OUT.parts/rank-R, and rank 0 also
+# OUT when it merges): the job stops with the error, nothing is written twice or foreign, and
+# a 2-rank rerun with space completes the output exactly
+if command -v mpirun >/dev/null && grep -q "multi-process: mpi" <<<"$("$MMRM" version)"; then
+    mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
+    for bytes in 0 1500 6000 12000; do
+        dir=$tmp/m_$bytes
+        out=$dir/out.jsonl
+        mkdir -p "$dir"
+        rc=0
+        "${mpi[@]}" -x LD_PRELOAD="$tmp/full_disk.so" -x FULL_DISK_DIR="$dir" -x FULL_DISK_BYTES="$bytes" \
+            -x FULL_DISK_ERRNO=ENOSPC -x ASAN_OPTIONS "${score[@]}" --output "$out" >"$tmp/log" 2>&1 || rc=$?
+        [ "$rc" != 0 ] || { echo "score, 2 ranks, $bytes bytes each: exit 0"; tail -n 5 "$tmp/log"; exit 1; }
+        grep "mmrm: error:" "$tmp/log" | grep -q "No space left on device" || { echo "score, 2 ranks: no clear error"; tail -n 8 "$tmp/log"; exit 1; }
+        cp "$tmp/log" "$tmp/log.1"
+        "${mpi[@]}" "${score[@]}" --output "$out" >"$tmp/log" 2>&1 || { echo "score, 2 ranks: the rerun failed"; tail -n 8 "$tmp/log"; exit 1; }
+        sort "$out" | cmp -s - "$tmp/ref.sorted" || { echo "score, 2 ranks, $bytes bytes: the output after the rerun is not exact"; exit 1; }
+        [ -z "$(compgen -G "$out.parts*")" ] || { echo "score, 2 ranks: part files left"; ls "$dir"; exit 1; }
+        echo "score, 2 ranks, $bytes bytes of space per process: stopped with '$(grep -m1 "mmrm: error:" "$tmp/log.1" | sed "s/.*error: //")'; the 2-rank rerun completed it exactly"
+    done
+else
+    echo "(2-rank scoring on a full disk not run: no mpirun or an mmrm without MPI)"
+fi

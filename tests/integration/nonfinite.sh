@@ -4,7 +4,7 @@
 # NaN in a weight (injected, or in a crafted model directory) ends the run with an error
 # instead of being saved; in every case no checkpoint ever holds a non-finite value (every
 # tensor of every model.safetensors and optimizer.safetensors is read back), and a rerun
-# resumes from the last finite checkpoint.
+# resumes from the last finite checkpoint. The same faults on the emulated GPU (build/emu_mmrm).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 MMRM=$(cd "$(dirname "$MMRM")" && pwd)/$(basename "$MMRM")
@@ -88,4 +88,34 @@ for save in 1; do
     grep "mmrm: error:" "$tmp/log" | grep -q "non-finite" || { echo "no clear error for a NaN model"; tail -n 5 "$tmp/log"; exit 1; }
     [ -z "$(compgen -G "$out/checkpoint-*")" ] || { echo "a checkpoint was written from a NaN model"; ls "$out"; exit 1; }
     echo "crafted NaN model, save_steps=$save: stopped with '$(grep "mmrm: error:" "$tmp/log" | sed 's/mmrm: error: //')'; no checkpoint written"
+done
+
+# The same faults on the GPU code path (build/emu_mmrm: the CUDA backend on the CPU emulator):
+# the injected NaN/Inf lands in device memory; the skip decision and the finiteness check
+# before a save read device memory back. fp32, and bf16 (activations in bf16, the GEMMs over
+# bf16 weight copies that AdamW refreshes) for the gradient fault.
+emu="$(dirname "$MMRM")/emu_mmrm"
+[ -x "$emu" ] || { echo "FAIL: $emu is missing (make $emu)"; exit 1; }
+# (under ASan/UBSan, build/san, where the emulator runs 3-4x slower: the gradient fault only)
+cases="pixel:fp32 grad:fp32 grad:bf16 weight:fp32"
+case "$MMRM" in */san/*) cases="grad:fp32" ;; esac
+for case in $cases; do
+    kind=${case%:*} prec=${case#*:}
+    out=$tmp/emu_${kind}_$prec
+    rc=0
+    MMRM_DEBUG_NONFINITE=$kind:2 "$emu" train "$cfg" "${common[@]}" algorithm=standard device=cuda precision=$prec \
+        output_dir="$out" 2>"$tmp/log" || rc=$?
+    grep -q "injecting a non-finite $kind at step 2" "$tmp/log" || { echo "emulated GPU: $kind was not injected"; tail -n 5 "$tmp/log"; exit 1; }
+    if [ "$kind" = weight ]; then
+        [ "$rc" = 1 ] && grep -q "error: the main model's weights hold a non-finite value" "$tmp/log" \
+            || { echo "emulated GPU, weight: exit $rc, no clear error"; tail -n 5 "$tmp/log"; exit 1; }
+        [ -d "$out/checkpoint-1" ] && [ ! -e "$out/checkpoint-2" ] || { echo "emulated GPU, weight: wrong checkpoints"; ls "$out"; exit 1; }
+    else
+        [ "$rc" = 0 ] || { echo "emulated GPU, $kind/$prec: the run did not survive one non-finite step"; tail -n 5 "$tmp/log"; exit 1; }
+        grep -q "step 2: non-finite loss or gradients, update skipped (1 so far)" "$tmp/log" \
+            || { echo "emulated GPU, $kind/$prec: step 2 not reported as skipped"; tail -n 8 "$tmp/log"; exit 1; }
+        cmp "$out/checkpoint-1/model.safetensors" "$out/checkpoint-2/model.safetensors"
+    fi
+    all_finite "$out"
+    echo "emulated GPU ($prec), $kind: $([ "$kind" = weight ] && echo "stopped before saving the NaN" || echo "step 2 skipped, weights unchanged by it"); every saved tensor finite"
 done

@@ -90,7 +90,7 @@ TEST(fs_write_fd_writes_every_byte_and_names_the_file_on_error) {
     enum { N = 300001 };
     char *want = malloc(N);
     TRng r = trng(23);
-    for (size_t i = 0; i < N; i++) want[i] = (char)(trng_uniform(&r) * 256);
+    for (size_t i = 0; i < N; i++) want[i] = (char)(unsigned char)(int)(trng_uniform(&r) * 256);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     CHECK(fs_write_fd(fd, want, N, path) == 0, "write: %s", mmrm_last_error());
     close(fd);
