@@ -59,5 +59,6 @@ int evaluate_and_log(Run *r, long step) {
     cJSON_AddNumberToObject(ej, "eval_pairs", n);
     metrics_write(r, ej);
     cJSON_Delete(ej);
+    tb_eval(r, step, acc, margin);
     return 0;
 }

@@ -1,7 +1,8 @@
 /* logging.c - what a run reports (run.h): the step history (trainer_state.json's
- * log_history and metrics.jsonl, one JSON object per step or evaluation), the progress line
- * (redrawn in place on a terminal, one line per logging_steps otherwise), and the lines
- * before the first step and after the last. Only rank 0 writes (the others are quiet). */
+ * log_history and metrics.jsonl, one JSON object per step or evaluation), the TensorBoard
+ * event file (output_dir/runs, every step and evaluation), the progress line (redrawn in
+ * place on a terminal, one line per logging_steps otherwise), and the lines before the first
+ * step and after the last. Only rank 0 writes (the others are quiet). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -23,6 +24,7 @@ cJSON *log_json(const LogEntry *e, TrainAlgorithm algo) {
     cJSON_AddNumberToObject(o, "step", e->step);
     cJSON_AddNumberToObject(o, "loss", e->loss);
     cJSON_AddNumberToObject(o, "accuracy", e->acc);
+    if (isfinite(e->margin)) cJSON_AddNumberToObject(o, "margin", e->margin);
     cJSON_AddNumberToObject(o, "lr", e->lr);
     cJSON_AddNumberToObject(o, "grad_norm", e->grad_norm);
     if (algo == TRAIN_SHORTCUT_AWARE) {
@@ -115,4 +117,94 @@ void log_summary(const Run *r) {
             mmrm_log("gradient all-reduce: %.1f of %d bucket(s) per step started during backward",
                      (double)gst.started_early / gst.steps, gst.buckets);
     }
+}
+
+/* ---------------------------------------------------------------- TensorBoard */
+
+#define TB_W_BUCKETS 20
+
+typedef struct {
+    const char *tag;
+    double v;
+} TbScalar;
+
+/* the scalars of a step that its LogEntry holds (HF Trainer's tag names where it has one);
+ * returns how many. The margin only when finite, as in metrics.jsonl (histories written
+ * before it was logged have none). */
+static int tb_scalars(const LogEntry *e, int has_bias, TbScalar s[8]) {
+    int n = 0;
+    s[n++] = (TbScalar){"train/loss", e->loss};
+    s[n++] = (TbScalar){"train/accuracy", e->acc};
+    if (isfinite(e->margin)) s[n++] = (TbScalar){"train/margin", e->margin};
+    s[n++] = (TbScalar){"train/learning_rate", e->lr};
+    s[n++] = (TbScalar){"train/grad_norm", e->grad_norm};
+    if (has_bias) {
+        s[n++] = (TbScalar){"train/loss_bias", e->loss_bias};
+        s[n++] = (TbScalar){"train/accuracy_bias", e->acc_bias};
+        s[n++] = (TbScalar){"train/w_mean", e->w_mean};
+    }
+    return n;
+}
+
+/* a write error stops the TensorBoard output, not the run */
+static void tb_failed(Run *r) {
+    mmrm_warn("%s; no more TensorBoard events are written", mmrm_last_error());
+    tfevents_close(r->tb);
+    r->tb = NULL;
+}
+
+int tb_open(Run *r) {
+    if (r->rank != 0 || r->c->report_to != REPORT_TENSORBOARD) return 0;
+    char dir[PATH_MAX];
+    if (!fs_join(dir, sizeof dir, r->c->output_dir, "runs")) return -1;
+    double now = tf_wall_time();
+    TfEventList kept = {0};
+    if (r->resume_dir[0]) {
+        /* the earlier files' events up to the checkpoint (histograms and throughput included),
+         * then the history's scalars of any step they lack (a first run without report_to) */
+        if (tfevents_collect(dir, r->st.step, &kept))
+            mmrm_warn("%s; its events are not kept", mmrm_last_error());
+        StrBuf b = {0};
+        for (long i = 0; i < r->st.nlog; i++) {
+            TbScalar s[8];
+            int n = tb_scalars(&r->st.log[i], r->has_bias, s);
+            for (int k = 0; k < n; k++) {
+                sb_reset(&b);
+                tf_event_scalar(&b, now, r->st.log[i].step, s[k].tag, (float)s[k].v);
+                tf_list_add(&kept, b.s, b.len);
+            }
+        }
+        sb_free(&b);
+    }
+    r->tb = tfevents_open(dir, now, &kept);
+    tf_list_free(&kept);
+    return r->tb ? 0 : -1;
+}
+
+void tb_step(Run *r, const LogEntry *e, double pairs_per_s) {
+    if (!r->tb) return;
+    double now = tf_wall_time();
+    TbScalar s[8];
+    int n = tb_scalars(e, r->has_bias, s), rc = 0;
+    for (int k = 0; k < n && !rc; k++) rc = tfevents_scalar(r->tb, now, e->step, s[k].tag, (float)s[k].v);
+    if (!rc) rc = tfevents_scalar(r->tb, now, e->step, "train/pairs_per_second", (float)pairs_per_s);
+    if (!rc && r->has_bias && r->nw_step > 0) {
+        double *w = xmalloc(r->nw_step * sizeof *w), limit[TB_W_BUCKETS], count[TB_W_BUCKETS];
+        size_t n_w = 0;
+        for (long i = 0; i < r->nw_step; i++)
+            if (isfinite(r->w_step[i])) w[n_w++] = r->w_step[i];
+        TfHistogram h;
+        tf_histogram_fill(&h, w, n_w, TB_W_BUCKETS, limit, count);
+        rc = tfevents_histogram(r->tb, now, e->step, "train/w", &h);
+        free(w);
+    }
+    if (rc || tfevents_flush(r->tb)) tb_failed(r);
+}
+
+void tb_eval(Run *r, long step, double acc, double margin) {
+    if (!r->tb) return;
+    double now = tf_wall_time();
+    if (tfevents_scalar(r->tb, now, step, "eval/accuracy", (float)acc) ||
+        tfevents_scalar(r->tb, now, step, "eval/mean_margin", (float)margin) || tfevents_flush(r->tb))
+        tb_failed(r);
 }
