@@ -224,7 +224,7 @@ static int get_field(Cursor *c, int *field, int *wt, uint64_t *v, Cursor *payloa
         c->p += 4;
         return 0;
     case WT_LEN:
-        if (get_varint(c, v) || *v > left) return -1;
+        if (get_varint(c, v) || *v > (uint64_t)(c->end - c->p)) return -1;
         payload->p = c->p;
         payload->end = c->p + *v;
         c->p += *v;
@@ -297,10 +297,25 @@ long tfevents_read(const char *path, TfRecordFn fn, void *ctx, int *torn) {
 
 /* ---------------------------------------------------------------- run directories */
 
+static uint64_t key_hash(const char *tag, int64_t step) {
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)step * 0x9E3779B97F4A7C15ull;
+    for (const unsigned char *p = (const unsigned char *)tag; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+/* the slot of (tag, step): where it is listed, or the empty slot it would take */
+static long find_slot(const TfEventList *l, const char *tag, int64_t step) {
+    long mask = l->nslot - 1, i = (long)(key_hash(tag, step) & (uint64_t)mask);
+    while (l->slot[i]) {
+        const struct TfListed *e = &l->ev[l->slot[i] - 1];
+        if (e->step == step && strcmp(e->tag, tag) == 0) break;
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
 int tf_list_has(const TfEventList *l, const char *tag, int64_t step) {
-    for (long i = 0; i < l->count; i++)
-        if (l->ev[i].step == step && strcmp(l->ev[i].tag, tag) == 0) return 1;
-    return 0;
+    return l->nslot && l->slot[find_slot(l, tag, step)] != 0;
 }
 
 int tf_list_add(TfEventList *l, const void *data, size_t n) {
@@ -314,6 +329,14 @@ int tf_list_add(TfEventList *l, const void *data, size_t n) {
     char *copy = xmalloc(n ? n : 1);
     memcpy(copy, data, n);
     l->ev[l->count++] = (struct TfListed){info.step, xstrdup(info.tag), copy, n};
+    if (2 * l->count > l->nslot) { /* grow and re-index */
+        free(l->slot);
+        l->nslot = l->nslot ? 2 * l->nslot : 128;
+        l->slot = xcalloc(l->nslot, sizeof *l->slot);
+        for (long i = 0; i < l->count; i++) l->slot[find_slot(l, l->ev[i].tag, l->ev[i].step)] = i + 1;
+    } else {
+        l->slot[find_slot(l, info.tag, info.step)] = l->count;
+    }
     return 1;
 }
 
@@ -323,6 +346,7 @@ void tf_list_free(TfEventList *l) {
         free(l->ev[i].data);
     }
     free(l->ev);
+    free(l->slot);
     memset(l, 0, sizeof *l);
 }
 

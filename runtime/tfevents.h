@@ -81,6 +81,8 @@ typedef struct TfEventList {
         size_t n;
     } *ev;
     long count, cap;
+    long *slot;   /* open-addressing index of (tag, step) -> ev position + 1; 0: empty */
+    long nslot;   /* a power of two, at least twice count */
 } TfEventList;
 /* adds an encoded summary Event (one Value), unless an event of the same tag and step is
  * already listed; returns 1 if added, 0 if it was a duplicate, -1 if not a summary Event */

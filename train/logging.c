@@ -162,8 +162,14 @@ int tb_open(Run *r) {
     if (r->resume_dir[0]) {
         /* the earlier files' events up to the checkpoint (histograms and throughput included),
          * then the history's scalars of any step they lack (a first run without report_to) */
-        if (tfevents_collect(dir, r->st.step, &kept))
-            mmrm_warn("%s; its events are not kept", mmrm_last_error());
+        if (tfevents_collect(dir, r->st.step, &kept)) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", mmrm_last_error());
+            mmrm_set_error("%s (an earlier event file of this run: make it readable, or remove it "
+                           "or set report_to = none to go on without it)", why);
+            tf_list_free(&kept);
+            return -1;
+        }
         StrBuf b = {0};
         for (long i = 0; i < r->st.nlog; i++) {
             TbScalar s[8];

@@ -372,3 +372,60 @@ TEST(test_tfevents_rebuild_keeps_each_step_up_to_the_checkpoint_once) {
     sb_free(&ev);
     rm_tmp(dir);
 }
+
+/* a long run's list: thousands of (tag, step) keys, each found, each added once */
+TEST(test_tfevents_list_finds_every_key_and_refuses_repeats) {
+    static const char *tags[] = {"train/loss", "train/accuracy", "eval/accuracy"};
+    TfEventList l = {0};
+    StrBuf ev = {0};
+    int added = 0, repeats = 0;
+    for (int round = 0; round < 2; round++)
+        for (int step = 1; step <= 3000; step++)
+            for (int t = 0; t < 3; t++) {
+                sb_reset(&ev);
+                tf_event_scalar(&ev, 1.0, step, tags[t], (float)step);
+                int rc = tf_list_add(&l, ev.s, ev.len);
+                added += rc == 1;
+                repeats += rc == 0;
+            }
+    CHECK(added == 9000 && repeats == 9000 && l.count == 9000, "%d added, %d repeats, %ld listed", added, repeats,
+          l.count);
+    int missing = 0;
+    for (int step = 1; step <= 3000; step++)
+        for (int t = 0; t < 3; t++) missing += !tf_list_has(&l, tags[t], step);
+    CHECK(missing == 0, "%d keys not found", missing);
+    CHECK(!tf_list_has(&l, "train/loss", 3001) && !tf_list_has(&l, "train/los", 1), "absent keys");
+    sb_reset(&ev);
+    tf_event_file_version(&ev, 1.0, "brain.Event:2");
+    CHECK(tf_list_add(&l, ev.s, ev.len) == -1, "a file_version event is not a summary event");
+    tf_list_free(&l);
+    sb_free(&ev);
+}
+
+/* bytes of another kind (random, or a real event cut short) are refused, never over-read */
+TEST(test_tfevents_parse_refuses_malformed_events) {
+    StrBuf ev = {0};
+    tf_event_scalar(&ev, 12.5, 77, "train/loss", 0.25f);
+    TfEventInfo info;
+    CHECK(tf_event_parse(ev.s, ev.len, &info) == 0 && info.step == 77 && info.wall_time == 12.5 &&
+              strcmp(info.tag, "train/loss") == 0,
+          "the whole event");
+    for (size_t cut = 1; cut < ev.len; cut++) {
+        char *c = xmalloc(cut); /* exactly cut bytes: ASan sees an over-read */
+        memcpy(c, ev.s, cut);
+        TfEventInfo i2;
+        int rc = tf_event_parse(c, cut, &i2);
+        CHECK(rc == -1 || !i2.has_summary || strcmp(i2.tag, "train/loss") != 0 || cut == ev.len,
+              "cut at %zu parsed as complete", cut);
+        free(c);
+    }
+    TRng rng = trng(5);
+    for (int k = 0; k < 2000; k++) {
+        size_t n = 1 + (size_t)(trng_uniform(&rng) * 64);
+        unsigned char *c = xmalloc(n);
+        for (size_t i = 0; i < n; i++) c[i] = (unsigned char)(trng_uniform(&rng) * 256);
+        tf_event_parse(c, n, &info);
+        free(c);
+    }
+    sb_free(&ev);
+}
