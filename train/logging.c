@@ -3,8 +3,11 @@
  * event file (output_dir/runs, every step and evaluation), the progress line (redrawn in
  * place on a terminal, one line per logging_steps otherwise), and the lines before the first
  * step and after the last. Only rank 0 writes (the others are quiet). */
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
@@ -46,15 +49,61 @@ void metrics_write(Run *r, cJSON *o) {
     free(t);
 }
 
-/* metrics.jsonl restarts from the checkpoint's history so a resumed run has no duplicates */
+/* the evaluation lines of an earlier metrics.jsonl at steps up to max_step, in file order
+ * (an array; empty when there is no such file) */
+static cJSON *earlier_evals(const char *path, long max_step) {
+    cJSON *out = cJSON_CreateArray();
+    char *text = fs_read_file(path, NULL);
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        cJSON *o = cJSON_Parse(line); /* a torn last line does not parse: dropped */
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step");
+        if (cJSON_GetObjectItemCaseSensitive(o, "eval_accuracy") && cJSON_IsNumber(st) && st->valuedouble <= max_step)
+            cJSON_AddItemToArray(out, o);
+        else
+            cJSON_Delete(o);
+    }
+    free(text);
+    return out;
+}
+
+/* metrics.jsonl restarts from the checkpoint's history (and the earlier file's evaluations up
+ * to the checkpoint), written atomically, so a resumed run has no duplicates */
 int metrics_open(Run *r) {
     char path[PATH_MAX];
     if (!fs_join(path, sizeof path, r->c->output_dir, "metrics.jsonl")) return -1;
-    r->metrics = r->rank == 0 ? fopen(path, "w") : NULL;
-    for (long i = 0; i < r->st.nlog; i++) {
+    if (r->rank != 0) return 0;
+    cJSON *evals = r->resume_dir[0] ? earlier_evals(path, r->st.step) : cJSON_CreateArray();
+    const cJSON *ev = evals->child;
+    StrBuf b = {0};
+    for (long i = 0; i <= r->st.nlog; i++) {
+        long upto = i < r->st.nlog ? r->st.log[i].step : LONG_MAX;
+        for (; ev && cJSON_GetObjectItemCaseSensitive(ev, "step")->valuedouble < upto; ev = ev->next) {
+            char *t = cJSON_PrintUnformatted(ev);
+            sb_printf(&b, "%s\n", t);
+            free(t);
+        }
+        if (i == r->st.nlog) break;
         cJSON *j = log_json(&r->st.log[i], r->c->algorithm);
-        metrics_write(r, j);
+        char *t = cJSON_PrintUnformatted(j);
+        sb_printf(&b, "%s\n", t);
+        free(t);
         cJSON_Delete(j);
+        /* the evaluations of this step come after its line, as when they were written */
+        for (; ev && cJSON_GetObjectItemCaseSensitive(ev, "step")->valuedouble == upto; ev = ev->next) {
+            char *e = cJSON_PrintUnformatted(ev);
+            sb_printf(&b, "%s\n", e);
+            free(e);
+        }
+    }
+    r->resumed_evals = evals;
+    int rc = fs_write_atomic(path, b.s ? b.s : "", b.len);
+    sb_free(&b);
+    if (rc) return -1;
+    if (!(r->metrics = fopen(path, "a"))) {
+        mmrm_set_error("%s: cannot open for appending (%s)", path, strerror(errno));
+        return -1;
     }
     return 0;
 }
@@ -161,7 +210,8 @@ int tb_open(Run *r) {
     TfEventList kept = {0};
     if (r->resume_dir[0]) {
         /* the earlier files' events up to the checkpoint (histograms and throughput included),
-         * then the history's scalars of any step they lack (a first run without report_to) */
+         * then the history's scalars and the kept evaluations of any step they lack (a first
+         * run without report_to) */
         if (tfevents_collect(dir, r->st.step, &kept)) {
             char why[1024];
             snprintf(why, sizeof why, "%s", mmrm_last_error());
@@ -179,6 +229,19 @@ int tb_open(Run *r) {
                 tf_event_scalar(&b, now, r->st.log[i].step, s[k].tag, (float)s[k].v);
                 tf_list_add(&kept, b.s, b.len);
             }
+        }
+        const cJSON *ev;
+        cJSON_ArrayForEach(ev, r->resumed_evals) {
+            const cJSON *step = cJSON_GetObjectItemCaseSensitive(ev, "step");
+            const cJSON *acc = cJSON_GetObjectItemCaseSensitive(ev, "eval_accuracy");
+            const cJSON *margin = cJSON_GetObjectItemCaseSensitive(ev, "eval_mean_margin");
+            if (!cJSON_IsNumber(step) || !cJSON_IsNumber(acc) || !cJSON_IsNumber(margin)) continue;
+            sb_reset(&b);
+            tf_event_scalar(&b, now, (int64_t)step->valuedouble, "eval/accuracy", (float)acc->valuedouble);
+            tf_list_add(&kept, b.s, b.len);
+            sb_reset(&b);
+            tf_event_scalar(&b, now, (int64_t)step->valuedouble, "eval/mean_margin", (float)margin->valuedouble);
+            tf_list_add(&kept, b.s, b.len);
         }
         sb_free(&b);
     }

@@ -62,6 +62,8 @@ typedef struct Run {
     ZeroShard zs[2];        /* per store: main, bias */
     GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
     FILE *metrics;          /* metrics.jsonl, rank 0 */
+    cJSON *resumed_evals;   /* a resume: the earlier metrics.jsonl's evaluation lines up to
+                             * the checkpoint (metrics_open keeps them; tb_open too) */
     TfEventWriter *tb;      /* report_to = tensorboard: output_dir/runs, rank 0 */
     float *w_step;          /* shortcut_aware: the step's per-pair weights w (all ranks' on
                              * rank 0), for the TensorBoard histogram; nw_step of them */
@@ -116,7 +118,8 @@ void log_progress(const Run *r, const LogEntry *e);
 void log_summary(const Run *r);         /* the end: rates, final loss, peak memory */
 /* report_to = tensorboard, rank 0: output_dir/runs rebuilt to hold one event file with
  * the events of the steps up to the resumed checkpoint (those of the earlier files, then
- * the checkpoint's log history for steps they lack), or a fresh one for a new run */
+ * for what they lack the checkpoint's log history and the kept evaluation lines), or a
+ * fresh one for a new run */
 int tb_open(Run *r);
 /* a step's scalars (train/...), its throughput (pairs per second of the step) and, with
  * shortcut_aware, the histogram of w; an evaluation's (eval/...) */

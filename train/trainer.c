@@ -23,6 +23,7 @@ static void run_init(Run *r, const TrainConfig *c, const TrainRuntime *rt) {
 static void run_free(Run *r) {
     if (r->loader) batch_loader_close(r->loader);
     if (r->metrics) fclose(r->metrics);
+    cJSON_Delete(r->resumed_evals);
     tfevents_close(r->tb);
     free(r->w_step);
     if (r->g.tape) graph_free(&r->g);

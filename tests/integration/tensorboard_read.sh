@@ -5,9 +5,10 @@
 # histogram at every shortcut_aware step. Then resumes: a run that dies after logging a step
 # past its newest checkpoint (MMRM_DEBUG_ABORT_AT_MICRO), its event file also given a torn
 # tail, and a run killed with SIGKILL right after a checkpoint, each resumed: the reader sees
-# the uninterrupted run's steps, each once, with its values (histograms included); a first
-# run without TensorBoard output resumed with it: the history's steps are replayed (without
-# throughput or histogram). Also: report_to = none writes no runs/, an unknown value is an
+# the uninterrupted run's steps, each once, with its values (histograms included), and
+# metrics.jsonl is the uninterrupted run's byte for byte (evaluations included); a first
+# run without TensorBoard output resumed with it: the history's steps and the earlier
+# metrics.jsonl's evaluations are replayed (without throughput or histogram). Also: report_to = none writes no runs/, an unknown value is an
 # error naming the key, a second event file is caught by the reader, and (with mpirun) a
 # 2-rank run's histogram holds every rank's pairs.
 # Needs a Python with tensorboard: TB_PYTHON (default python3), e.g. a venv made as
@@ -57,7 +58,8 @@ for algo in standard shortcut_aware; do
     grep -q '"step":3,' "$out/metrics.jsonl" || { echo "step 3 was not logged before the abort"; exit 1; }
     printf '\x2a\x00\x00\x00\x00\x00\x00\x00\x01\x02' >> "$(ls "$out"/runs/events.out.tfevents.*)"
     train "${a[@]}" output_dir="$out" 2>"$tmp/log" || { cat "$tmp/log"; exit 1; }
-    check "$out" --algorithm $algo --pairs-per-step 4 --same-as "$ref" --eval-subset
+    check "$out" --algorithm $algo --pairs-per-step 4 --same-as "$ref"
+    cmp "$ref/metrics.jsonl" "$out/metrics.jsonl" || { echo "metrics.jsonl differs from the uninterrupted run's"; exit 1; }
 
     # SIGKILL 0-300 ms after checkpoint-4 appears
     out=$tmp/kill_$algo
@@ -67,7 +69,8 @@ for algo in standard shortcut_aware; do
         echo "$algo: the run finished before the kill"
     fi
     train "${a[@]}" output_dir="$out" 2>"$tmp/log" || { cat "$tmp/log"; exit 1; }
-    check "$out" --algorithm $algo --pairs-per-step 4 --same-as "$ref" --eval-subset
+    check "$out" --algorithm $algo --pairs-per-step 4 --same-as "$ref"
+    cmp "$ref/metrics.jsonl" "$out/metrics.jsonl" || { echo "metrics.jsonl differs from the uninterrupted run's"; exit 1; }
 done
 
 # a first run without TensorBoard output, resumed with it: steps 1-2 come from the history
@@ -76,7 +79,8 @@ if MMRM_DEBUG_ABORT_AT_MICRO=6 train algorithm=shortcut_aware report_to=none out
     echo "the run did not abort"; exit 1
 fi
 train algorithm=shortcut_aware output_dir="$out" 2>"$tmp/log" || { cat "$tmp/log"; exit 1; }
-check "$out" --algorithm shortcut_aware --pairs-per-step 4 --replayed-steps 2 --eval-subset
+check "$out" --algorithm shortcut_aware --pairs-per-step 4 --replayed-steps 2
+cmp "$tmp/ref_shortcut_aware/metrics.jsonl" "$out/metrics.jsonl" || { echo "metrics.jsonl differs from the uninterrupted run's"; exit 1; }
 
 # the reader must see a step written twice: a second copy of the file
 f=$(ls "$tmp/ref_standard"/runs/events.out.tfevents.*)

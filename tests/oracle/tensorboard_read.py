@@ -9,8 +9,7 @@ TensorBoard's own EventAccumulator and checks them against the run's metrics.jso
     train/loss_bias, train/accuracy_bias, train/w_mean for shortcut_aware) equal
     metrics.jsonl's loss, accuracy, margin, lr, grad_norm (loss_bias, accuracy_bias, w_mean)
     at exactly the steps metrics.jsonl has, rounded to float32 (as_logged); eval/accuracy and eval/mean_margin
-    equal its eval lines at their steps (with --eval-subset, metrics.jsonl's eval lines may be
-    fewer: a resumed run's metrics.jsonl keeps only the history's steps);
+    equal its eval lines, at exactly their steps;
   - train/pairs_per_second is positive at every step;
   - shortcut_aware (--algorithm): the histogram train/w at every step, with num = the sum of
     its buckets = --pairs-per-step, and min, max and sum / num equal to metrics.jsonl's
@@ -86,7 +85,6 @@ def main():
     ap.add_argument("--algorithm", default="standard")
     ap.add_argument("--pairs-per-step", type=int, default=0)
     ap.add_argument("--same-as", help="an uninterrupted run's output_dir")
-    ap.add_argument("--eval-subset", action="store_true")
     ap.add_argument("--replayed-steps", type=int, default=0,
                     help="steps up to this one were replayed from the checkpoint's history: "
                          "no throughput, no histogram")
@@ -111,7 +109,7 @@ def main():
             checked += 1
     for key, tag in EVAL.items():
         got = scalars.get(tag, {})
-        if not (set(evals) <= set(got) if a.eval_subset else sorted(got) == sorted(evals)):
+        if sorted(got) != sorted(evals):
             fail(f"{tag}: steps {sorted(got)}, metrics.jsonl has {sorted(evals)}")
         for s, l in evals.items():
             if s in got and not as_logged(got[s], l[key]):
