@@ -122,7 +122,8 @@ static long jcount(const cJSON *o, const char *k, int *bad) {
     return (long)v;
 }
 
-/* one log_history entry (log_json's fields; the shortcut_aware ones may be absent) */
+/* one log_history entry (log_json's fields; the margin and the shortcut_aware ones may be
+ * absent) */
 static LogEntry log_entry_of(const cJSON *e, int *bad) {
     LogEntry le = {0};
     le.step = jcount(e, "step", bad);
@@ -130,7 +131,9 @@ static LogEntry log_entry_of(const cJSON *e, int *bad) {
     le.acc = jnum(e, "accuracy", bad);
     le.lr = jnum(e, "lr", bad);
     le.grad_norm = jnum(e, "grad_norm", bad);
-    int unused = 0;
+    int unused = 0, no_margin = 0;
+    le.margin = jnum(e, "margin", &no_margin);
+    if (no_margin) le.margin = NAN; /* a history from before the margin was logged */
     le.loss_bias = jnum(e, "loss_bias", &unused);
     le.acc_bias = jnum(e, "accuracy_bias", &unused);
     le.w_mean = jnum(e, "w_mean", &unused);

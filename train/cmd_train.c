@@ -20,7 +20,9 @@ static void usage(FILE *f) {
             "Trains a reward model with the standard (Bradley-Terry) or the shortcut-aware\n"
             "objective. CONFIG.ini uses the reference's key names (see configs/ and the README);\n"
             "key=value arguments override the file. Output: output_dir/checkpoint-STEP/,\n"
-            "output_dir/checkpoint-last/ (the final model), metrics.jsonl, train_config.ini.\n"
+            "output_dir/checkpoint-last/ (the final model), metrics.jsonl, train_config.ini,\n"
+            "and TensorBoard events in output_dir/runs/ (report_to = tensorboard, the default;\n"
+            "view with `tensorboard --logdir OUT/runs`; report_to = none: off).\n"
             "A run whose output_dir holds checkpoints resumes from the newest complete one.\n");
 }
 

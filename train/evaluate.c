@@ -59,5 +59,7 @@ int evaluate_and_log(Run *r, long step) {
     cJSON_AddNumberToObject(ej, "eval_pairs", n);
     int rc = metrics_write(r, ej);
     cJSON_Delete(ej);
-    return rc;
+    if (rc) return -1;
+    tb_eval(r, step, acc, margin);
+    return 0;
 }

@@ -2,7 +2,7 @@
  * interface is trainer.h). trainer.c runs the stages; setup.c builds the run (models,
  * tokenizer, data, optimizer, gradient reduction, bf16 weights); step.c takes one optimizer
  * step; evaluate.c measures the eval set; checkpointing.c chooses where a run starts, saves
- * and resumes; logging.c writes the log lines and metrics.jsonl. */
+ * and resumes; logging.c writes the log lines, metrics.jsonl and the TensorBoard events. */
 #ifndef MMRM_TRAIN_RUN_H
 #define MMRM_TRAIN_RUN_H
 
@@ -18,6 +18,7 @@
 #include "models/tokenizer.h"
 #include "runtime/autograd.h"
 #include "runtime/gradsync.h"
+#include "runtime/tfevents.h"
 #include "train/optim.h"
 #include "train/trainer.h"
 
@@ -25,6 +26,7 @@
 typedef struct LogEntry {
     long step;
     double loss, acc, lr, grad_norm;
+    double margin;          /* mean reward margin r(chosen) - r(rejected) of the step's pairs */
     double loss_bias, acc_bias, w_mean, w_min, w_max; /* shortcut_aware */
     int skipped;
 } LogEntry;
@@ -60,6 +62,12 @@ typedef struct Run {
     ZeroShard zs[2];        /* per store: main, bias */
     GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
     FILE *metrics;          /* metrics.jsonl, rank 0 */
+    cJSON *resumed_evals;   /* a resume: the earlier metrics.jsonl's evaluation lines up to
+                             * the checkpoint (metrics_open keeps them; tb_open too) */
+    TfEventWriter *tb;      /* report_to = tensorboard: output_dir/runs, rank 0 */
+    float *w_step;          /* shortcut_aware: the step's per-pair weights w (all ranks' on
+                             * rank 0), for the TensorBoard histogram; nw_step of them */
+    long nw_step, capw_step;
     int tty;                /* rank 0 logs to a terminal: the progress line redraws */
     double t0;              /* clock_seconds() at the first step of this process */
     long pairs_seen, tokens_seen;
@@ -108,5 +116,14 @@ int log_record(Run *r, const LogEntry *e); /* a step into the history and metric
 void log_plan(const Run *r);            /* the run's shape, before the first step */
 void log_progress(const Run *r, const LogEntry *e);
 void log_summary(const Run *r);         /* the end: rates, final loss, peak memory */
+/* report_to = tensorboard, rank 0: output_dir/runs rebuilt to hold one event file with
+ * the events of the steps up to the resumed checkpoint (those of the earlier files, then
+ * for what they lack the checkpoint's log history and the kept evaluation lines), or a
+ * fresh one for a new run */
+int tb_open(Run *r);
+/* a step's scalars (train/...), its throughput (pairs per second of the step) and, with
+ * shortcut_aware, the histogram of w; an evaluation's (eval/...) */
+void tb_step(Run *r, const LogEntry *e, double pairs_per_s);
+void tb_eval(Run *r, long step, double acc, double margin);
 
 #endif

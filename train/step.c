@@ -16,7 +16,7 @@
 
 /* what a step sums over its micro-batches (and ranks) for its log entry */
 typedef struct Tally {
-    double loss, right, loss_b, right_b, wsum, wmin, wmax;
+    double loss, right, margin, loss_b, right_b, wsum, wmin, wmax;
     long pairs;
     int nonfinite;
 } Tally;
@@ -87,7 +87,12 @@ static void tally(Run *r, const Batch *b, const Micro *m, Tally *t) {
     if (r->has_bias) {
         const float *w = graph_host(&r->g, m->sl.w), *lb = graph_host(&r->g, m->sl.lb);
         const float *bcs = graph_host(&r->g, m->bc), *brs = graph_host(&r->g, m->br);
+        if (r->nw_step + P > r->capw_step) {
+            r->capw_step = 2 * (r->nw_step + P);
+            r->w_step = xrealloc(r->w_step, r->capw_step * sizeof *r->w_step);
+        }
         for (int i = 0; i < P; i++) {
+            r->w_step[r->nw_step++] = w[i];
             t->wsum += w[i];
             t->wmin = fmin(t->wmin, w[i]);
             t->wmax = fmax(t->wmax, w[i]);
@@ -99,7 +104,10 @@ static void tally(Run *r, const Batch *b, const Micro *m, Tally *t) {
     if (!isfinite(lv)) t->nonfinite = 1;
     t->loss += (double)lv * P;
     const float *cs = graph_host(&r->g, m->rc), *rs = graph_host(&r->g, m->rr);
-    for (int i = 0; i < P; i++) t->right += cs[i] > rs[i] ? 1.0 : cs[i] == rs[i] ? 0.5 : 0.0;
+    for (int i = 0; i < P; i++) {
+        t->right += cs[i] > rs[i] ? 1.0 : cs[i] == rs[i] ? 0.5 : 0.0;
+        t->margin += (double)cs[i] - rs[i];
+    }
     t->pairs += P;
     for (int i = 0; i < 2 * P; i++) r->tokens_seen += b->rows.lengths[i];
 }
@@ -107,10 +115,10 @@ static void tally(Run *r, const Batch *b, const Micro *m, Tally *t) {
 /* every rank must take the same step: the gradients are averaged, sum what is logged */
 static void reduce_tally(Run *r, Tally *t) {
     double sums[8] = {t->loss, t->right, (double)t->pairs, t->loss_b, t->right_b, t->wsum,
-                      (double)t->nonfinite, 0};
+                      (double)t->nonfinite, t->margin};
     comm_allreduce_sum_f64(r->rt->comm, sums, 8);
     t->loss = sums[0]; t->right = sums[1]; t->pairs = (long)sums[2]; t->loss_b = sums[3];
-    t->right_b = sums[4]; t->wsum = sums[5]; t->nonfinite = sums[6] > 0;
+    t->right_b = sums[4]; t->wsum = sums[5]; t->nonfinite = sums[6] > 0; t->margin = sums[7];
     /* min and max through a sum: each rank fills its own slots */
     double *mm = xcalloc(2 * r->world, sizeof *mm);
     mm[2 * r->rank] = t->wmin;
@@ -118,6 +126,24 @@ static void reduce_tally(Run *r, Tally *t) {
     comm_allreduce_sum_f64(r->rt->comm, mm, 2 * r->world);
     for (int k = 0; k < r->world; k++) t->wmin = fmin(t->wmin, mm[2 * k]), t->wmax = fmax(t->wmax, mm[2 * k + 1]);
     free(mm);
+}
+
+/* the w values of every rank's pairs onto rank 0 (for the TensorBoard histogram): each rank
+ * sends P_step slots, the unused ones NaN */
+static void gather_w(Run *r, int P_step) {
+    size_t W = (size_t)r->world;
+    float *shard = xmalloc(P_step * sizeof *shard), *all = xmalloc(W * P_step * sizeof *all);
+    for (long i = 0; i < P_step; i++) shard[i] = i < r->nw_step ? r->w_step[i] : NAN;
+    comm_allgather_f32(r->rt->comm, shard, all, W * P_step);
+    if ((long)(W * P_step) > r->capw_step) {
+        r->capw_step = (long)(W * P_step);
+        r->w_step = xrealloc(r->w_step, r->capw_step * sizeof *r->w_step);
+    }
+    r->nw_step = 0;
+    for (size_t i = 0; i < W * P_step; i++)
+        if (!isnan(all[i])) r->w_step[r->nw_step++] = all[i];
+    free(shard);
+    free(all);
 }
 
 /* AdamW over both models unless the step is not finite; the gradients are zeroed either way */
@@ -137,6 +163,7 @@ int train_step(Run *r, LogEntry *e) {
     int accum = r->c->gradient_accumulation_steps;
     int P_step = r->c->per_device_train_batch_size * accum;
     Tally t = {.wmin = INFINITY, .wmax = -INFINITY};
+    r->nw_step = 0;
     for (int micro = 0; micro < accum; micro++) {
         const Batch *b;
         int rc = batch_loader_next(r->loader, &b);
@@ -164,11 +191,13 @@ int train_step(Run *r, LogEntry *e) {
         device_copy_from_host(r->main.ps.device, r->main.ps.grad, &inf, sizeof inf);
     }
     if (r->world > 1) reduce_tally(r, &t);
+    if (r->world > 1 && r->has_bias && r->c->report_to == REPORT_TENSORBOARD) gather_w(r, P_step);
     StepResult res = optimizer_step(r, &t);
     r->pairs_seen += t.pairs;
     long pairs = t.pairs;
     *e = (LogEntry){.step = r->st.step + 1, .loss = pairs ? t.loss / pairs : NAN, .acc = pairs ? t.right / pairs : NAN,
-                    .lr = res.lr, .grad_norm = res.grad_norm, .skipped = res.skipped};
+                    .margin = pairs ? t.margin / pairs : NAN, .lr = res.lr, .grad_norm = res.grad_norm,
+                    .skipped = res.skipped};
     if (r->has_bias && pairs) {
         e->loss_bias = t.loss_b / pairs;
         e->acc_bias = t.right_b / pairs;

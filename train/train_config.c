@@ -31,7 +31,8 @@
 
 _Static_assert(sizeof(TrainAlgorithm) == sizeof(int) && sizeof(SchedKind) == sizeof(int) &&
                    sizeof(TrainDevice) == sizeof(int) && sizeof(TrainPrecision) == sizeof(int) &&
-                   sizeof(TrainOverlap) == sizeof(int) && sizeof(RecOnBad) == sizeof(int),
+                   sizeof(TrainOverlap) == sizeof(int) && sizeof(RecOnBad) == sizeof(int) &&
+                   sizeof(TrainReportTo) == sizeof(int),
                "enum fields are written through int pointers");
 
 typedef enum { T_STR, T_LIST, T_INT, T_I64, T_F64, T_BOOL, T_ENUM, T_TEMPLATE } KeyType;
@@ -61,6 +62,7 @@ static const char *const k_devices[] = {"auto", "cpu", "cuda", NULL};
 static const char *const k_precisions[] = {"auto", "fp32", "bf16", NULL};
 static const char *const k_overlap[] = {"auto", "true", "false", NULL};
 static const char *const k_on_bad[] = {"skip", "fail", NULL};
+static const char *const k_report_to[] = {"none", "tensorboard", NULL};
 
 #define F(field) offsetof(TrainConfig, field)
 #define STR(n, w) {.name = #n, .type = T_STR, .off = F(n), .def = "", .what = w}
@@ -137,6 +139,7 @@ static const Key g_keys[] = {
     INT(save_total_limit, 0, INT_MAX, "10", "checkpoints kept, 0: all"),
     BOOL(save_bias_model, "true", "also save the shortcut-aware bias RM"),
     INT(eval_steps, 0, INT_MAX, "0", "optimizer steps between evaluations, 0: at the end"),
+    ENUM(report_to, k_report_to, "tensorboard", "tensorboard: event files in output_dir/runs"),
 };
 #define NKEYS ((int)(sizeof g_keys / sizeof g_keys[0]))
 
@@ -156,7 +159,6 @@ static const struct {
     {"save_strategy", "mmrm saves every save_steps steps; remove the line"},
     {"evaluation_strategy", "mmrm evaluates every eval_steps steps when eval_dataset_path is "
                             "set; remove the line"},
-    {"report_to", "mmrm logs to stderr and output_dir; remove the line"},
     {"logging_first_step", "mmrm always logs the first step; remove the line"},
     {"remove_unused_columns", "a HF datasets setting with no meaning here; remove the line"},
     {"lr", "the key is learning_rate"},

@@ -11,7 +11,7 @@
  * override replaces the file's value. Keys take one line of any length; an indented line
  * after a key is an error (inih would read it as a continuation of that value). Relative
  * paths are kept as written: they resolve against the working directory, as the reference's
- * scripts do. Reference-only keys (bf16, deepspeed, gradient_checkpointing, report_to, ...)
+ * scripts do. Reference-only keys (bf16, deepspeed, gradient_checkpointing, ...)
  * are errors that name the mmrm equivalent or say that the line can go.
  *
  * Values. Booleans: true/false, 1/0, yes/no (any case). Enums: the names below, in any case
@@ -83,7 +83,10 @@
  * | save_total_limit            | >= 0 checkpoints kept (0: all)           | 10       | yaml |
  * | save_bias_model             | bool: shortcut_aware saves the bias RM too | true   | mmrm |
  * | eval_steps                  | >= 0 steps between evaluations (0: at the end) | 0  | mmrm |
+ * | report_to                   | none, tensorboard (event files in output_dir/runs) | tensorboard | HF* |
  * req: required; req*: one of the two; req**: one of the two with algorithm = shortcut_aware.
+ * HF*: HF's key and value names (HF's default reports to every installed integration; the
+ * reference's configs say tensorboard, which is mmrm's default).
  * Unset image_root: relative img_path values resolve against the JSONL file's folder. Unset
  * conv_style: the model config's template. overwrite_output_dir = true starts over even where
  * output_dir holds a run (resume is then ignored); resume = true continues from output_dir's
@@ -110,6 +113,7 @@ typedef enum { TRAIN_STANDARD = 0, TRAIN_SHORTCUT_AWARE } TrainAlgorithm;
 typedef enum { TRAIN_DEVICE_AUTO = 0, TRAIN_DEVICE_CPU, TRAIN_DEVICE_CUDA } TrainDevice;
 typedef enum { PRECISION_AUTO = 0, PRECISION_FP32, PRECISION_BF16 } TrainPrecision;
 typedef enum { OVERLAP_AUTO = 0, OVERLAP_TRUE, OVERLAP_FALSE } TrainOverlap;
+typedef enum { REPORT_NONE = 0, REPORT_TENSORBOARD } TrainReportTo;
 
 /* Every string is non-NULL after a successful load; "" means unset. */
 typedef struct TrainConfig {
@@ -165,6 +169,7 @@ typedef struct TrainConfig {
     int save_total_limit;       /* 0: keep every checkpoint */
     int save_bias_model;
     int eval_steps;             /* 0: evaluate at the end only */
+    TrainReportTo report_to;
 } TrainConfig;
 
 /* Defaults, then the file at path (NULL: none, the overrides alone), then each "key=value"

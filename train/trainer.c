@@ -23,6 +23,9 @@ static void run_init(Run *r, const TrainConfig *c, const TrainRuntime *rt) {
 static void run_free(Run *r) {
     if (r->loader) batch_loader_close(r->loader);
     if (r->metrics) fclose(r->metrics);
+    cJSON_Delete(r->resumed_evals);
+    tfevents_close(r->tb);
+    free(r->w_step);
     if (r->g.tape) graph_free(&r->g);
     if (r->main.ps.data) rm_free(&r->main);
     if (r->bias.ps.data) rm_free(&r->bias);
@@ -68,9 +71,13 @@ static int train_loop(Run *r) {
     r->start_step = r->st.step;
     while (r->st.step < r->total_steps) {
         LogEntry e;
+        double t_step = clock_seconds();
+        long pairs_before = r->pairs_seen;
         if (train_step(r, &e)) return -1;
+        t_step = clock_seconds() - t_step;
         r->st.step = e.step;
         if (log_record(r, &e)) return -1;
+        tb_step(r, &e, (r->pairs_seen - pairs_before) / (t_step > 0 ? t_step : 1e-9));
         if (count_nonfinite(r, &e)) return -1;
         int last = e.step == r->total_steps;
         if (!rt->quiet && r->rank == 0 && (r->tty || due(c->logging_steps, e.step) || last)) log_progress(r, &e);
@@ -95,7 +102,7 @@ static int setup(Run *r) {
     setup_grad_sync(r);
     setup_bf16_weights(r);
     setup_blank_cache(r);
-    return metrics_open(r);
+    return metrics_open(r) || tb_open(r) ? -1 : 0;
 }
 
 /* the last step's checkpoint, checkpoint-last (the final model) and the summary */

@@ -648,7 +648,7 @@ TEST(test_printed_config_lists_every_key_once_and_reads_back_as_an_ini) {
         "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "adam_beta1",
         "adam_beta2", "adam_epsilon", "max_grad_norm", "shortcut_eps", "seed", "zero_stage", "grad_bucket_mb", "overlap_grad_reduce",
         "output_dir", "overwrite_output_dir", "resume", "logging_steps", "save_steps",
-        "save_total_limit", "save_bias_model", "eval_steps"};
+        "save_total_limit", "save_bias_model", "eval_steps", "report_to"};
     int nkeys = (int)(sizeof keys / sizeof keys[0]), lines = 0;
     for (const char *s = text; *s; s++) lines += *s == '\n';
     CHECK(lines == nkeys, "%d lines for %d keys", lines, nkeys);
