@@ -17,11 +17,13 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC     ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCHS ?= 80 90
 
-DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev libpcre2-dev libutf8proc-dev openmpi-bin libopenmpi-dev g++ perl
-DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/include/pcre2.h /usr/include/utf8proc.h /usr/bin/g++ /usr/bin/perl
+DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev libpcre2-dev libutf8proc-dev openmpi-bin libopenmpi-dev g++ perl \
+            libcairo2-dev fonts-dejavu-core
+DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/include/pcre2.h /usr/include/utf8proc.h /usr/bin/g++ /usr/bin/perl \
+             /usr/include/cairo/cairo.h /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Wmissing-prototypes -Werror -I. -MMD -MP
-LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lm -lpthread
+LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lcairo -lm -lpthread
 BUILD    := build
 ifeq ($(NATIVE),1)
 CFLAGS   += -march=native
