@@ -23,7 +23,7 @@ DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/in
              /usr/include/cairo/cairo.h /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Wmissing-prototypes -Werror -I. -MMD -MP
-LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lcairo -lm -lpthread
+LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lcairo -lfontconfig -lm -lpthread
 BUILD    := build
 ifeq ($(NATIVE),1)
 CFLAGS   += -march=native

@@ -16,6 +16,7 @@
 
 #include <cairo/cairo.h>
 #include <cjson/cJSON.h>
+#include <fontconfig/fontconfig.h>
 
 #include "infer/commands.h"
 #include "runtime/error.h"
@@ -223,21 +224,25 @@ static double nice_step(double range, int target) {
 }
 
 /* An axis around [lo, hi] with about `target` ticks; pad adds that fraction of the range on
- * both sides first (so that curves do not run along the frame), unit keeps it in [0, 1]. */
-static Axis axis_make(double lo, double hi, int target, double pad, int unit) {
-    if (!(hi > lo)) { /* one value: a range around it */
+ * both sides first (so that curves do not run along the frame), unit keeps it in [0, 1],
+ * integral keeps the ticks on whole numbers (steps). */
+static Axis axis_make(double lo, double hi, int target, double pad, int unit, int integral) {
+    double plo = lo, phi = hi;
+    if (!(phi > plo)) { /* one value: a range around it */
         double d = fabs(lo) > 0 ? fabs(lo) * 0.1 : 0.5;
-        lo -= d;
-        hi += d;
+        plo -= d;
+        phi += d;
     }
-    double r = hi - lo;
-    double plo = lo - pad * r, phi = hi + pad * r;
+    double r = phi - plo;
+    plo -= pad * r;
+    phi += pad * r;
     if (unit) {
         if (lo >= 0 && plo < 0) plo = 0;
         if (hi <= 1 && phi > 1) phi = 1;
     }
     Axis a;
     a.step = nice_step(phi - plo, target);
+    if (integral && a.step < 1) a.step = 1;
     a.lo = floor(plo / a.step + 1e-9) * a.step;
     a.hi = ceil(phi / a.step - 1e-9) * a.step;
     a.decimals = a.step >= 1 ? 0 : (int)ceil(-log10(a.step) - 1e-9);
@@ -367,7 +372,7 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
     f.T = y + 30 * s;
     f.B = y + h - 44 * s;
     f.R = x + w - 16 * s;
-    f.y = axis_make(ylo, yhi, (int)fmax(2, fmin(8, (f.B - f.T) / (48 * s))), 0.04, p->unit);
+    f.y = axis_make(ylo, yhi, (int)fmax(2, fmin(8, (f.B - f.T) / (48 * s))), 0.04, p->unit, 0);
     /* the left margin fits the widest y tick label */
     font(cv, 11, 0);
     double lw = 0;
@@ -378,7 +383,7 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
     }
     f.L = x + 14 * s + font_height(cv) + 8 * s + lw + 6 * s;
     /* the x ticks from the cell's width, so that every panel has the same */
-    f.x = axis_make(xlo, xhi, (int)fmax(2, fmin(8, (w - 110 * s) / (70 * s))), 0, 0);
+    f.x = axis_make(xlo, xhi, (int)fmax(2, fmin(8, (w - 110 * s) / (70 * s))), 0, 0, 1);
 
     /* plot area: a light background, white grid lines on the ticks (on pixel centres) */
     cairo_rectangle(cr, f.L, f.T, f.R - f.L, f.B - f.T);
@@ -541,6 +546,10 @@ static int render(const Run *runs, int nruns, const int *shown, int nshown, cons
     }
     cairo_destroy(cr);
     cairo_surface_destroy(surf);
+    /* cairo and fontconfig keep their font caches for the life of the process; with no cairo
+     * object left, release them, so that leak checkers see only our own allocations */
+    cairo_debug_reset_static_data();
+    FcFini();
     return rc;
 }
 
