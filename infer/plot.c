@@ -249,9 +249,12 @@ static Axis axis_make(double lo, double hi, int target, double pad, int unit, in
     return a;
 }
 
+/* steps of 1000 or more as "20k", of a million or more as "2M": long runs keep short labels */
 static void tick_label(const Axis *a, double v, char *buf, size_t n) {
     if (fabs(v) < a->step * 1e-6) v = 0; /* no "-0.0" */
-    snprintf(buf, n, "%.*f", a->decimals, v);
+    if (a->step >= 1e6 && v) snprintf(buf, n, "%.0fM", v / 1e6);
+    else if (a->step >= 1e3 && v) snprintf(buf, n, "%.0fk", v / 1e3);
+    else snprintf(buf, n, "%.*f", a->decimals, v);
 }
 
 /* ---- drawing ---- */
@@ -484,14 +487,8 @@ static cairo_status_t png_to_buffer(void *closure, const unsigned char *data, un
     return CAIRO_STATUS_SUCCESS;
 }
 
-/* The image into *png (the caller frees it): 0, or -1 with the error set. */
-static int render(const Run *runs, int nruns, const int *shown, int nshown, const char *title,
-                  int W, int H, int smooth, StrBuf *png) {
-    int cols, rows;
-    grid(nshown, &cols, &rows);
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    MMRM_REQUIRE(cairo_surface_status(surf) == CAIRO_STATUS_SUCCESS, "plot: a %dx%d image: %s", W, H,
-                 cairo_status_to_string(cairo_surface_status(surf)));
+/* a context on surf with the plot's font and line settings */
+static cairo_t *context(cairo_surface_t *surf) {
     cairo_t *cr = cairo_create(surf);
     cairo_font_options_t *fo = cairo_font_options_create();
     /* grey antialiasing: subpixel colour fringes would stay in the PNG */
@@ -501,23 +498,48 @@ static int render(const Run *runs, int nruns, const int *shown, int nshown, cons
     cairo_font_options_destroy(fo);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    return cr;
+}
 
-    Canvas cv = {cr, 1};
-    double header0 = 12 + (title ? 26 : 0) + 24; /* at scale 1, one legend row */
-    cv.s = fmax(0.8, fmin(3.0, fmin(W / (cols * CELL_W), H / (rows * CELL_H + header0))));
-    double s = cv.s, m = 12 * s;
+/* The title (when given) and the legend from the top of a W-pixel-wide image: drawn when draw
+ * is set; returns where the panels start. */
+static double header(Canvas *cv, const Run *runs, int nruns, const char *title, int W, int draw) {
+    double s = cv->s, y = 12 * s;
+    if (title) {
+        font(cv, 16, 1);
+        cairo_set_source_rgb(cv->cr, 0.1, 0.1, 0.12);
+        if (draw) text(cv, title, W / 2.0, y, 0.5, 0);
+        y += font_height(cv) + 6 * s;
+    }
+    y += legend(cv, runs, nruns, y, W - 28 * s, draw);
+    return y + 4 * s;
+}
+
+/* The height that gives every panel row CELL_H x scale pixels under the header (measured on a
+ * scratch surface: the legend may wrap). */
+static int default_height(const Run *runs, int nruns, const char *title, int W, int rows, double s) {
+    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1);
+    Canvas cv = {context(surf), s};
+    double top = header(&cv, runs, nruns, title, W, 0);
+    cairo_destroy(cv.cr);
+    cairo_surface_destroy(surf);
+    return (int)fmin(MAX_SIDE, ceil(top + rows * CELL_H * s + 12 * s));
+}
+
+/* The image into *png (the caller frees it) at scale s: 0, or -1 with the error set. */
+static int render(const Run *runs, int nruns, const int *shown, int nshown, const char *title,
+                  int W, int H, double s, int smooth, StrBuf *png) {
+    int cols, rows;
+    grid(nshown, &cols, &rows);
+    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+    MMRM_REQUIRE(cairo_surface_status(surf) == CAIRO_STATUS_SUCCESS, "plot: a %dx%d image: %s", W, H,
+                 cairo_status_to_string(cairo_surface_status(surf)));
+    Canvas cv = {context(surf), s};
+    cairo_t *cr = cv.cr;
+    double m = 12 * s;
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
-    double y = m;
-    if (title) {
-        font(&cv, 16, 1);
-        cairo_set_source_rgb(cr, 0.1, 0.1, 0.12);
-        text(&cv, title, W / 2.0, y, 0.5, 0);
-        y += font_height(&cv) + 6 * s;
-    }
-    double lh = legend(&cv, runs, nruns, y, W - 28 * s, 0);
-    legend(&cv, runs, nruns, y, W - 28 * s, 1);
-    y += lh + 4 * s;
+    double y = header(&cv, runs, nruns, title, W, 1);
     double cw = (W - 2 * m) / cols, ch = (H - y - m) / rows;
     int rc = 0;
     if (cw < 150 * s || ch < 120 * s) {
@@ -663,12 +685,15 @@ int cmd_plot(int argc, char **argv) {
     for (int i = 0; i < ndirs; i++)
         if (!runs[i].ntrain && !runs[i].neval)
             mmrm_warn("%s: no training or eval entries yet; it is in the legend only", dirs[i]);
+    /* scale 1 is a 440 x 330 panel; a given size scales the layout to fit */
     int cols, nrows;
     grid(nshown, &cols, &nrows);
     if (!W) W = (int)(cols * CELL_W);
-    if (!H) H = (int)(nrows * CELL_H + (title ? 72 : 44));
+    double s = fmax(0.8, fmin(3.0, W / (cols * CELL_W)));
+    if (!H) H = default_height(runs, ndirs, title, W, nrows, s);
+    else s = fmax(0.8, fmin(s, H / (nrows * CELL_H + 12 + (title ? 26 : 0) + 24)));
     StrBuf png = {0};
-    if (render(runs, ndirs, shown, nshown, title, W, H, smooth, &png) ||
+    if (render(runs, ndirs, shown, nshown, title, W, H, s, smooth, &png) ||
         fs_write_atomic(out, png.s, png.len)) {
         sb_free(&png);
         fail();

@@ -6,9 +6,9 @@
 # printed colour and whose curve area (below the legend) holds that colour too; a run left out
 # leaves its colour out; panels follow the data (no w or eval panel without w or eval
 # entries); --smooth and --label work. Bad inputs exit 1 (missing run, no metrics.jsonl,
-# malformed line, non-numeric field, no data) or 2 (usage) with a message naming the file and
-# line or option, and leave no output and no temporary file; a failed plot leaves an older
-# image in place.
+# malformed line, non-numeric field, no data, an image too small for its panels) or 2 (usage)
+# with a message naming the file and line or option, and leave no output and no temporary
+# file; a failed plot leaves an older image in place.
 set -euo pipefail
 if ! command -v python3 >/dev/null 2>&1; then
     echo "skipped: python3 not installed"
@@ -178,6 +178,7 @@ fails 1 "$tmp/malformed/metrics.jsonl:3" "$tmp/malformed"
 fails 1 "metrics.jsonl:2: field \"loss\" is not a number" "$tmp/badfield"
 fails 1 "metrics.jsonl:1: field \"step\" is missing" "$tmp/nostep"
 fails 1 "no data to plot" "$tmp/nodata"
+fails 1 "too small for 3 panels" "$runs/standard" --width 200 --height 200
 fails 2 "--width" "$runs/standard" --width 10
 fails 2 "--height" "$runs/standard" --height 12x
 fails 2 "--smooth" "$runs/standard" --smooth 0
