@@ -189,7 +189,12 @@ static char *run_name(const char *arg) {
         else if (!slash) strcpy(p, ".");
     }
     const char *base = strrchr(p, '/');
-    char *name = xstrdup(base && base[1] ? base + 1 : p);
+    base = base && base[1] ? base + 1 : p;
+    /* "." or "..": the folder's own name */
+    char *real = !strcmp(base, ".") || !strcmp(base, "..") ? realpath(p, NULL) : NULL;
+    if (real && strrchr(real, '/')[1]) base = strrchr(real, '/') + 1;
+    char *name = xstrdup(base);
+    free(real);
     free(p);
     return name;
 }
