@@ -254,6 +254,13 @@ static Axis axis_make(double lo, double hi, int target, double pad, int unit, in
     return a;
 }
 
+/* the number of tick intervals: about the target, or none for an axis that values too large
+ * for doubles broke (a range of inf, or steps lost in the values' rounding) */
+static int axis_ticks(const Axis *a) {
+    double n = round((a->hi - a->lo) / a->step);
+    return n >= 0 && n <= 100 ? (int)n : 0;
+}
+
 /* steps of 1000 or more as "20k", of a million or more as "2M": long runs keep short labels */
 static void tick_label(const Axis *a, double v, char *buf, size_t n) {
     if (fabs(v) < a->step * 1e-6) v = 0; /* no "-0.0" */
@@ -385,7 +392,8 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
     font(cv, 11, 0);
     double lw = 0;
     char buf[64];
-    for (double v = f.y.lo; v <= f.y.hi + f.y.step * 0.5; v += f.y.step) {
+    for (int i = 0; i <= axis_ticks(&f.y); i++) {
+        double v = f.y.lo + i * f.y.step;
         tick_label(&f.y, v, buf, sizeof buf);
         lw = fmax(lw, text_width(cv, buf));
     }
@@ -400,12 +408,14 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_set_line_width(cr, fmax(1, round(1.2 * s)));
     double off = fmod(fmax(1, round(1.2 * s)), 2) ? 0.5 : 0;
-    for (double v = f.y.lo; v <= f.y.hi + f.y.step * 0.5; v += f.y.step) {
+    for (int i = 0; i <= axis_ticks(&f.y); i++) {
+        double v = f.y.lo + i * f.y.step;
         double yy = round(py(&f, v)) + off;
         cairo_move_to(cr, f.L, yy);
         cairo_line_to(cr, f.R, yy);
     }
-    for (double v = f.x.lo; v <= f.x.hi + f.x.step * 0.5; v += f.x.step) {
+    for (int i = 0; i <= axis_ticks(&f.x); i++) {
+        double v = f.x.lo + i * f.x.step;
         double xx = round(px(&f, v)) + off;
         cairo_move_to(cr, xx, f.T);
         cairo_line_to(cr, xx, f.B);
@@ -414,11 +424,13 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
 
     /* tick labels */
     cairo_set_source_rgb(cr, 0.33, 0.33, 0.36);
-    for (double v = f.y.lo; v <= f.y.hi + f.y.step * 0.5; v += f.y.step) {
+    for (int i = 0; i <= axis_ticks(&f.y); i++) {
+        double v = f.y.lo + i * f.y.step;
         tick_label(&f.y, v, buf, sizeof buf);
         text(cv, buf, f.L - 6 * s, py(&f, v), 1, 0.5);
     }
-    for (double v = f.x.lo; v <= f.x.hi + f.x.step * 0.5; v += f.x.step) {
+    for (int i = 0; i <= axis_ticks(&f.x); i++) {
+        double v = f.x.lo + i * f.x.step;
         tick_label(&f.x, v, buf, sizeof buf);
         text(cv, buf, px(&f, v), f.B + 5 * s, 0.5, 0);
     }
@@ -704,7 +716,8 @@ int cmd_plot(int argc, char **argv) {
         fail();
         goto out_runs;
     }
-    printf("%s: %dx%d pixels, %d panels, %d run%s\n", out, W, H, nshown, ndirs, ndirs > 1 ? "s" : "");
+    printf("%s: %dx%d pixels, %d panel%s, %d run%s\n", out, W, H, nshown, nshown > 1 ? "s" : "", ndirs,
+           ndirs > 1 ? "s" : "");
     for (int i = 0; i < ndirs; i++)
         printf("  %-24s #%02x%02x%02x  %ld training entries, %ld eval entries\n", runs[i].name,
                PALETTE[i][0], PALETTE[i][1], PALETTE[i][2], runs[i].ntrain, runs[i].neval);
