@@ -88,6 +88,7 @@ echo "uncorrelated), the text-only verdict from the shortcut-aware run's bias mo
 echo "oracle: the grounding run (another seed's scenes, cue uncorrelated in training), which both"
 echo "reward models start from; its train time is the grounding's, theirs the fine-tuning's."
 "$mmrm" plot "$out/standard" "$out/robust" --label standard --label shortcut-aware \
-    --title "fine-tuning on the shortcut benchmark (seed $seed)" --out "$out/curves.png" > /dev/null
+    --title "fine-tuning on the shortcut benchmark (seed $seed)" --smooth 10 --out "$out/curves.png" \
+    > /dev/null
 echo
 echo "training curves: $out/curves.png"

@@ -229,7 +229,8 @@ static double nice_step(double range, int target) {
 }
 
 /* An axis around [lo, hi] with about `target` ticks; pad adds that fraction of the range on
- * both sides first (so that curves do not run along the frame), unit keeps it in [0, 1],
+ * both sides first (so that curves do not run along the frame) but not below 0 for data that
+ * is not, unit keeps it in [0, 1] (and at least 0.1 wide),
  * integral keeps the ticks on whole numbers (steps). */
 static Axis axis_make(double lo, double hi, int target, double pad, int unit, int integral) {
     double plo = lo, phi = hi;
@@ -242,9 +243,16 @@ static Axis axis_make(double lo, double hi, int target, double pad, int unit, in
     plo -= pad * r;
     phi += pad * r;
     if (unit) {
-        if (lo >= 0 && plo < 0) plo = 0;
-        if (hi <= 1 && phi > 1) phi = 1;
+        /* at least 0.1 wide: two runs 0.005 apart do not look like a gap */
+        double c = (plo + phi) / 2;
+        if (phi - plo < 0.1) {
+            plo = c - 0.05;
+            phi = c + 0.05;
+        }
+        if (lo >= 0 && plo < 0) phi -= plo, plo = 0;
+        if (hi <= 1 && phi > 1) plo -= phi - 1, phi = 1;
     }
+    if (lo >= 0 && plo < 0) plo = 0; /* a loss or a weight: no negative ticks */
     Axis a;
     a.step = nice_step(phi - plo, target);
     if (integral && a.step < 1) a.step = 1;
