@@ -11,7 +11,10 @@
 #     start, data, steps and seed);
 #  4. each is evaluated on test_id (i.i.d.) and test_ood (o.o.d.), with SFD on test_oracle
 #     (cue uncorrelated) from one text-only verdict: the shortcut-aware run's bias model fed
-#     the blank image. One table.
+#     the blank image. One table;
+#  5. the two fine-tunings' training curves side by side, `mmrm plot` -> OUT/curves.png (the
+#     grounding run, 15 times longer, would squeeze them into the left of a shared step axis;
+#     `mmrm plot OUT/pretrain --out FILE.png` draws it alone).
 # Usage: bench/demo.sh [SEED] (env MMRM: the binary, OUT: the folder, PAIRS: training pairs
 # (2000), GROUND_PAIRS: grounding pairs (8000), EXTRA: key=value overrides for the two
 # fine-tunings, PRETRAIN_EXTRA: for the grounding run).
@@ -84,3 +87,8 @@ echo "SFD = acc(RM | text-only right) - acc(RM | text-only wrong), in points, on
 echo "uncorrelated), the text-only verdict from the shortcut-aware run's bias model (blank image)."
 echo "oracle: the grounding run (another seed's scenes, cue uncorrelated in training), which both"
 echo "reward models start from; its train time is the grounding's, theirs the fine-tuning's."
+"$mmrm" plot "$out/standard" "$out/robust" --label standard --label shortcut-aware \
+    --title "fine-tuning on the shortcut benchmark (seed $seed)" --smooth 10 --out "$out/curves.png" \
+    > /dev/null
+echo
+echo "training curves: $out/curves.png"
