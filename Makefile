@@ -17,11 +17,11 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC     ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCHS ?= 80 90
 
-DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev libpcre2-dev libutf8proc-dev openmpi-bin libopenmpi-dev g++ perl
-DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/include/pcre2.h /usr/include/utf8proc.h /usr/bin/g++ /usr/bin/perl
+DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev openmpi-bin libopenmpi-dev g++ perl
+DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/include/pcre2.h /usr/include/utf8proc.h /usr/include/microhttpd.h /usr/bin/g++ /usr/bin/perl
 
 CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Wmissing-prototypes -Werror -I. -MMD -MP
-LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lm -lpthread
+LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lm -lpthread
 BUILD    := build
 ifeq ($(NATIVE),1)
 CFLAGS   += -march=native
@@ -230,7 +230,7 @@ FUZZ_ARGS    ?=
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -fno-omit-frame-pointer -I. \
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fuzz_util.o
-FUZZ_LIBS    := -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lm -lpthread -fopenmp
+FUZZ_LIBS    := -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lm -lpthread -fopenmp
 .SECONDARY: $(FUZZ_OBJ)
 
 fuzz-check:

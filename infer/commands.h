@@ -11,5 +11,6 @@ int cmd_synth(int argc, char **argv);  /* infer/synth.c */
 int cmd_score(int argc, char **argv);  /* infer/score.c */
 int cmd_eval(int argc, char **argv);   /* infer/eval.c */
 int cmd_tokenize(int argc, char **argv); /* infer/cmd_tokenize.c */
+int cmd_serve(int argc, char **argv);  /* infer/serve.c */
 
 #endif

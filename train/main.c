@@ -31,6 +31,7 @@ static const Command commands[] = {
     {"info", cmd_info, "describe a model directory: sizes, parameters, FLOPs"},
     {"init", cmd_init, "create a randomly initialised model directory from a config.json"},
     {"tokenize", cmd_tokenize, "text to token ids and back with a model's tokenizer"},
+    {"serve", cmd_serve, "an HTTP reward server: POST /score, GET /health, cross-client batching"},
     {"version", cmd_version, "the build: version, backends, OpenMP threads"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
