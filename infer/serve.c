@@ -144,7 +144,10 @@ static void job_free(Job *j) {
     if (!j) return;
     for (int t = 0; t < j->ntmp; t++) unlink(j->tmp_files[t]), free(j->tmp_files[t]);
     for (int r = 0; r < j->nrec; r++) free(j->rec_error[r]);
-    for (int g = 0; g < j->ngroups; g++) free((void *)j->groups[g].image);
+    for (int g = 0; g < j->ngroups; g++) {
+        free((void *)j->groups[g].image);
+        free((void *)j->groups[g].responses);
+    }
     free(j->tmp_files);
     free(j->rec_error);
     free(j->rec_n);
