@@ -104,6 +104,8 @@ typedef struct Job {
     char **rec_error;    /* (nrec) NULL, or why the record was not scored (malloc'd) */
     int *group_of;       /* (nrec) the record's index in groups, or -1 */
     ScoreGroup *groups;  /* (ngroups) the records that go to the scorer */
+    long *length;        /* (ngroups) the group's rough token length, for packing */
+    int *first;          /* (ngroups) the group's first response in outs */
     int ngroups, nresp;  /* nresp: responses in groups */
     ScoreOut *outs;      /* (nresp) */
     char (*msg)[SCORER_MSG_LEN]; /* (ngroups) */
@@ -136,6 +138,7 @@ typedef struct {
     long batches, batch_jobs, batch_resp, max_batch_resp, max_batch_jobs;
     long scored, failed_resp;
     double score_seconds;
+    ScorerStats st;         /* the scorer's, copied after each batch */
 } Server;
 
 static double now_s(void) { return clock_seconds(); }
@@ -153,16 +156,35 @@ static void job_free(Job *j) {
     free(j->rec_n);
     free(j->group_of);
     free(j->groups);
+    free(j->length);
+    free(j->first);
     free(j->outs);
     free(j->msg);
     free(j);
 }
 
-/* The scorer thread: batches of whole jobs, one scorer_score call each. */
+/* A group of a batch, in the order it goes to the scorer. */
+typedef struct {
+    long length;
+    Job *job;
+    int g;
+} Slot;
+
+static int slot_cmp(const void *a, const void *b) {
+    const Slot *x = a, *y = b;
+    if (x->length != y->length) return x->length < y->length ? -1 : 1;
+    return x < y ? -1 : x > y; /* qsort is not stable; equal lengths keep arrival order */
+}
+
+/* The scorer thread: batches of whole jobs, one scorer_score call each. The batch's groups go
+ * to the scorer sorted by their rough token length (image tiles first), so that a forward
+ * packs sequences of similar length: a forward is as long as its longest sequence, and
+ * records of 1-tile and 7-tile images mixed would mostly pay for padding. */
 static void *scorer_main(void *arg) {
     Server *s = arg;
     ScoreGroup *groups = NULL;
     ScoreOut *outs = NULL;
+    Slot *slots = NULL;
     char (*msg)[SCORER_MSG_LEN] = NULL;
     int cap_g = 0, cap_r = 0;
     pthread_mutex_lock(&s->mu);
@@ -198,32 +220,31 @@ static void *scorer_main(void *arg) {
         if (ng > cap_g) {
             cap_g = ng;
             groups = xrealloc(groups, (size_t)cap_g * sizeof *groups);
+            slots = xrealloc(slots, (size_t)cap_g * sizeof *slots);
             msg = xrealloc(msg, (size_t)cap_g * sizeof *msg);
         }
         if (nresp > cap_r) {
             cap_r = nresp;
             outs = xrealloc(outs, (size_t)cap_r * sizeof *outs);
         }
-        int at_g = 0, at_r = 0;
-        for (Job *j = first; j; j = j->next) {
-            memcpy(groups + at_g, j->groups, (size_t)j->ngroups * sizeof *groups);
-            at_g += j->ngroups;
-        }
+        int at_g = 0;
+        for (Job *j = first; j; j = j->next)
+            for (int g = 0; g < j->ngroups; g++) slots[at_g++] = (Slot){j->length[g], j, g};
+        qsort(slots, (size_t)ng, sizeof *slots, slot_cmp);
+        for (int k = 0; k < ng; k++) groups[k] = slots[k].job->groups[slots[k].g];
         double t0 = now_s();
         int rc = ng ? scorer_score(s->sc, groups, ng, outs, msg) : 0;
         double secs = now_s() - t0;
         if (rc) mmrm_warn("serve: scoring a batch of %d responses failed: %s", nresp,
                           mmrm_last_error());
         long ok = 0;
-        at_g = 0;
-        for (Job *j = first; j; j = j->next) {
-            if (!rc) {
-                memcpy(j->outs, outs + at_r, (size_t)j->nresp * sizeof *outs);
-                memcpy(j->msg, msg + at_g, (size_t)j->ngroups * sizeof *msg);
-                for (int k = 0; k < j->nresp; k++) ok += j->outs[k].status == SCORE_OK;
-            }
-            at_r += j->nresp;
-            at_g += j->ngroups;
+        for (int k = 0, at_r = 0; k < ng && !rc; k++) {
+            Job *j = slots[k].job;
+            int g = slots[k].g;
+            memcpy(j->outs + j->first[g], outs + at_r, (size_t)groups[k].n * sizeof *outs);
+            memcpy(j->msg[g], msg[k], sizeof msg[k]);
+            for (int x = 0; x < groups[k].n; x++) ok += outs[at_r + x].status == SCORE_OK;
+            at_r += groups[k].n;
         }
 
         pthread_mutex_lock(&s->mu);
@@ -235,6 +256,7 @@ static void *scorer_main(void *arg) {
         s->scored += ok;
         s->failed_resp += nresp - ok;
         s->score_seconds += secs;
+        s->st = *scorer_stats(s->sc);
         for (Job *j = first, *next; j; j = next) {
             next = j->next;
             j->failed = rc != 0;
@@ -244,6 +266,7 @@ static void *scorer_main(void *arg) {
     }
     pthread_mutex_unlock(&s->mu);
     free(groups);
+    free(slots);
     free(outs);
     free(msg);
     return NULL;
@@ -439,8 +462,9 @@ static int read_record(Server *s, Job *j, int r, const cJSON *rec, const char *w
     j->rec_n[r] = n;
     char *path = NULL, *err = NULL;
     int rc = resolve_image(s, j, rec, where, &path, &err, reply);
+    long tiles = 1;
     if (rc == 0 && !scorer_options(s->sc)->blank) {
-        int w, h;
+        int w = 0, h = 0;
         if (image_info(path, &w, &h) != 0) {
             err = xstrdup(mmrm_last_error());
             rc = 1;
@@ -450,6 +474,8 @@ static int read_record(Server *s, Job *j, int r, const cJSON *rec, const char *w
                      w, h, SERVE_MAX_PIXELS);
             err = xstrdup(m);
             rc = 1;
+        } else {
+            tiles = image_num_tiles(w, h, &scorer_options(s->sc)->image);
         }
         if (rc) free(path);
     }
@@ -458,6 +484,12 @@ static int read_record(Server *s, Job *j, int r, const cJSON *rec, const char *w
         j->rec_error[r] = err;
         return rc;
     }
+    /* bytes stand in for tokens: only the order matters, and tiles dominate it */
+    size_t longest = 0;
+    for (k = 0; k < n; k++)
+        if (strlen(resp[k]) > longest) longest = strlen(resp[k]);
+    j->length[j->ngroups] = tiles << 32 | (long)(strlen(p->valuestring) + longest);
+    j->first[j->ngroups] = j->nresp;
     j->group_of[r] = j->ngroups;
     j->groups[j->ngroups++] = (ScoreGroup){p->valuestring, path, resp, n};
     j->nresp += n;
@@ -519,6 +551,8 @@ static int parse_request(Server *s, const char *body, size_t len, cJSON **doc, J
     j->rec_error = xcalloc((size_t)n, sizeof *j->rec_error);
     j->group_of = xmalloc((size_t)n * sizeof *j->group_of);
     j->groups = xmalloc((size_t)n * sizeof *j->groups);
+    j->length = xmalloc((size_t)n * sizeof *j->length);
+    j->first = xmalloc((size_t)n * sizeof *j->first);
     j->tmp_files = xmalloc((size_t)n * sizeof *j->tmp_files);
     const cJSON *rec = single ? *doc : recs->child;
     for (int r = 0; r < n; r++, rec = rec->next) {
@@ -533,13 +567,13 @@ static int parse_request(Server *s, const char *body, size_t len, cJSON **doc, J
 }
 
 /* one record's answer: scores (null where not scored), and an error when one failed */
-static cJSON *record_result(const Job *j, int r, int *at) {
+static cJSON *record_result(const Job *j, int r) {
     cJSON *o = cJSON_CreateObject();
     cJSON *sc = cJSON_AddArrayToObject(o, "scores");
     int g = j->group_of[r];
     const char *err = j->rec_error[r];
     for (int k = 0; k < j->rec_n[r]; k++) {
-        const ScoreOut *x = g >= 0 ? &j->outs[*at + k] : NULL;
+        const ScoreOut *x = g >= 0 ? &j->outs[j->first[g] + k] : NULL;
         if (x && x->status == SCORE_OK && isfinite(x->score))
             cJSON_AddItemToArray(sc, cJSON_CreateNumber((double)x->score));
         else
@@ -547,10 +581,7 @@ static cJSON *record_result(const Job *j, int r, int *at) {
         if (x && x->status == SCORE_OK && !isfinite(x->score) && !err)
             err = "a score is not finite (the model's weights may be broken)";
     }
-    if (g >= 0) {
-        if (j->msg[g][0]) err = j->msg[g];
-        *at += j->rec_n[r];
-    }
+    if (g >= 0 && j->msg[g][0]) err = j->msg[g];
     if (err) cJSON_AddStringToObject(o, "error", err);
     return o;
 }
@@ -583,14 +614,13 @@ static Reply score_request(Server *s, const char *body, size_t len) {
     if (!reply.body && j->failed)
         reply = reply_error(500, "scoring failed; see the server's log");
     if (!reply.body) {
-        int at = 0;
         cJSON *out;
         if (j->single) {
-            out = record_result(j, 0, &at);
+            out = record_result(j, 0);
         } else {
             out = cJSON_CreateObject();
             cJSON *arr = cJSON_AddArrayToObject(out, "records");
-            for (int r = 0; r < j->nrec; r++) cJSON_AddItemToArray(arr, record_result(j, r, &at));
+            for (int r = 0; r < j->nrec; r++) cJSON_AddItemToArray(arr, record_result(j, r));
         }
         reply = (Reply){200, cJSON_PrintUnformatted(out)};
         cJSON_Delete(out);
@@ -620,6 +650,9 @@ static Reply health(Server *s) {
                             s->batches ? (double)s->batch_resp / (double)s->batches : 0.0);
     cJSON_AddNumberToObject(o, "batch_responses_max", (double)s->max_batch_resp);
     cJSON_AddNumberToObject(o, "scoring_s", s->score_seconds);
+    cJSON_AddNumberToObject(o, "forwards", (double)s->st.forwards);
+    cJSON_AddNumberToObject(o, "padding_pct", s->st.padded ? 100.0 * (double)(s->st.padded -
+                            s->st.tokens) / (double)s->st.padded : 0.0);
     cJSON_AddNumberToObject(o, "queue_responses", s->queue_resp);
     cJSON_AddNumberToObject(o, "max_batch", s->max_batch);
     cJSON_AddNumberToObject(o, "batch_wait_ms", s->batch_wait_ms);
