@@ -73,17 +73,18 @@ static const char usage_text[] =
     "wrong method, 413 body over --max-request-bytes, 503 queue full or shutting down.\n"
     "\n"
     "options:\n"
-    "  --model DIR                the reward model (config.json, weights, tokenizer file)\n"
-    "  --host ADDR                address to listen on (default 127.0.0.1)\n"
-    "  --port P                   port (default 8000; 0 picks a free one, printed on stderr)\n"
-    "  --max-request-bytes N      largest request body (default 16777216)\n"
-    "  --max-batch N              most responses per scorer call (default 64)\n"
-    "  --batch-wait-ms MS         how long the oldest queued request waits for others to\n"
-    "                             join its batch (default 5)\n"
-    "  --max-queue N              most responses waiting; beyond that 503 (default 4096)\n"
-    "  --blank-image              show every record the blank white image (text-only scores)\n"
+    "  --model DIR             the reward model (config.json, weights, tokenizer file)\n"
+    "  --host ADDR             address to listen on (default 127.0.0.1)\n"
+    "  --port P                port (default 8000; 0 picks a free one, printed on stderr)\n"
+    "  --max-request-bytes N   largest request body (default 16777216)\n"
+    "  --max-batch N           most responses per scorer call (default 64)\n"
+    "  --batch-wait-ms MS      how long the oldest queued request waits for others to join\n"
+    "                          its batch (default 5)\n"
+    "  --max-queue N           most responses waiting; beyond that 503 (default 4096)\n"
+    "  --blank-image           show every record the blank white image (text-only scores;\n"
+    "                          img_path and image_base64 are then ignored)\n"
     "%s"
-    "  --help                     this text\n"
+    "  --help                  this text\n"
     "(--image-root here is the only folder img_path may name; without it only image_base64\n"
     "is accepted)\n";
 
@@ -461,9 +462,10 @@ static int read_record(Server *s, Job *j, int r, const cJSON *rec, const char *w
     }
     j->rec_n[r] = n;
     char *path = NULL, *err = NULL;
-    int rc = resolve_image(s, j, rec, where, &path, &err, reply);
+    int blank = scorer_options(s->sc)->blank; /* no image is read */
+    int rc = blank ? 0 : resolve_image(s, j, rec, where, &path, &err, reply);
     long tiles = 1;
-    if (rc == 0 && !scorer_options(s->sc)->blank) {
+    if (rc == 0 && !blank) {
         int w = 0, h = 0;
         if (image_info(path, &w, &h) != 0) {
             err = xstrdup(mmrm_last_error());

@@ -7,7 +7,8 @@
 # Content-Length (413), img_path escaping the root by ../, by an absolute path, by a symlinked
 # file and a symlinked folder (403), an unknown path (404), wrong methods (405) and a taken port
 # are refused; SIGTERM with requests in flight answers them, exits 0 and removes the inline
-# images' folder. The requests and checks are written with python3's json module.
+# images' folder; with --blank-image the scores are mmrm score --blank-image's, and a full
+# queue (503) or a request larger than it (413) is refused; SIGINT stops it too. The requests and checks are written with python3's json module.
 set -euo pipefail
 for tool in curl python3; do
     if ! command -v "$tool" >/dev/null 2>&1; then
@@ -201,6 +202,57 @@ for c in $late; do
     case $c in 200 | 503 | 000) ;; *) echo "a request in flight at SIGTERM got $c"; exit 1 ;; esac
 done
 [ -z "$(ls -A "$TMPDIR")" ] || { ls -la "$TMPDIR"; echo "inline images left behind"; exit 1; }
-echo "refusals: 400 x7, 403 x5, 413 x2, 404, 405 x2 as expected; taken port refused; SIGTERM:" \
-    "in-flight answers $(echo $late | tr ' ' '\n' | sort | uniq -c | tr '\n' ' ' | tr -s ' ')"
+# ---- --blank-image without an image root: images are ignored, the scores are those of mmrm
+# score --blank-image; a full queue answers 503 (a request waits 1.5 s for company while the
+# queue holds 3 of --max-queue 4 responses), a request larger than the queue 413; SIGINT stops
+"$MMRM" score --model "$tmp/model" --input "$tmp/records.jsonl" --output "$tmp/ref_blank.jsonl" \
+    --image-root "$root" --grouped --blank-image 2>/dev/null
+python3 - "$tmp" <<'EOF2'
+import json, sys
+tmp = sys.argv[1]
+recs = [json.loads(l) for l in open(f"{tmp}/records.jsonl")]
+three = next(r for r in recs if len(r["responses"]) == 3)
+json.dump(three, open(f"{tmp}/three.json", "w"))
+json.dump({"prompt": "p", "img_path": "nowhere.png", "responses": ["a", "b"]}, open(f"{tmp}/two.json", "w"))
+json.dump({"prompt": "p", "responses": ["a", "b", "c", "d", "e"]}, open(f"{tmp}/five.json", "w"))
+EOF2
+"$MMRM" serve --model "$tmp/model" --port 0 --blank-image --max-queue 4 --batch-wait-ms 1500 \
+    2>"$tmp/blank.log" &
+pid=$!
+url=
+for _ in $(seq 1 600); do
+    url=$(grep -o 'on http://127\.0\.0\.1:[0-9]*' "$tmp/blank.log" | head -1 | cut -c4-) || true
+    [ -n "$url" ] && break
+    sleep 0.1
+done
+[ -n "$url" ] || { cat "$tmp/blank.log"; echo "the blank-image server did not start"; exit 1; }
+curl -s -o "$tmp/three.out" -w '%{http_code}' --data-binary "@$tmp/three.json" "$url/score" >"$tmp/three.code" &
+client=$!
+for _ in $(seq 1 200); do
+    curl -s "$url/health" | grep -q '"queue_responses":3' && break
+    sleep 0.02
+done
+expect 503 "queue is full" --data-binary "@$tmp/two.json" "$url/score"
+expect 413 "more than --max-queue 4" --data-binary "@$tmp/five.json" "$url/score"
+wait "$client"
+[ "$(cat "$tmp/three.code")" = 200 ] || { echo "the queued request got $(cat "$tmp/three.code")"; exit 1; }
+python3 - "$tmp" <<'EOF2'
+import json, sys
+tmp = sys.argv[1]
+three = json.load(open(f"{tmp}/three.json"))
+ref = {(l["prompt"], tuple(l["responses"])): l["scores"] for l in map(json.loads, open(f"{tmp}/ref_blank.jsonl"))}
+want = ref[(three["prompt"], tuple(three["responses"]))]
+got = json.load(open(f"{tmp}/three.out"))["scores"]
+assert len(got) == 3 and all(abs(g - w) <= 1e-6 * abs(w) + 1e-9 for g, w in zip(got, want)), (got, want)
+EOF2
+kill -INT "$pid"
+set +e
+wait "$pid"
+rc=$?
+set -e
+pid=
+[ "$rc" = 0 ] && grep -q "SIGINT: stopping" "$tmp/blank.log" || { cat "$tmp/blank.log"; echo "SIGINT: exit $rc"; exit 1; }
+
+echo "refusals: 400 x7, 403 x5, 413 x3, 503, 404, 405 x2 as expected; taken port refused;" \
+    "blank-image scores equal; SIGTERM: in-flight answers $(echo $late | tr ' ' '\n' | sort | uniq -c | tr '\n' ' ' | tr -s ' ')"
 echo "serve_cli: ok"
