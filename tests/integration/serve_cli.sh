@@ -8,7 +8,8 @@
 # file and a symlinked folder (403), an unknown path (404), wrong methods (405) and a taken port
 # are refused; SIGTERM with requests in flight answers them, exits 0 and removes the inline
 # images' folder; with --blank-image the scores are mmrm score --blank-image's, and a full
-# queue (503) or a request larger than it (413) is refused; SIGINT stops it too. The requests and checks are written with python3's json module.
+# queue (503) or a request larger than it (413) is refused; SIGINT stops it too.
+# The requests and checks are written with python3's json module.
 set -euo pipefail
 for tool in curl python3; do
     if ! command -v "$tool" >/dev/null 2>&1; then
