@@ -5,7 +5,8 @@
 # the p50/p99 latency from curl's %{time_total}, and the server's batch counters. It runs each
 # mode of MODES: "batched" (--max-batch MAX_BATCH, --batch-wait-ms WAIT_MS: requests of several
 # clients share a scorer call) and "single" (--max-batch RESPONSES, --batch-wait-ms 0: one request
-# per scorer call), so the gain of batching across clients shows.
+# per scorer call), so the gain of batching across clients shows. "scorer busy" is the share of
+# the wall time spent inside scorer_score.
 # Env: MMRM (build/mmrm), MODEL (a model folder; default: mmrm init of CONFIG, default
 # configs/model/small.json), CLIENTS (8), REQUESTS (200), RESPONSES (4), MAX_BATCH (64),
 # WAIT_MS (5), BATCH_SIZE (8, sequences per forward), MODES ("batched single").
@@ -79,8 +80,9 @@ for mode in $modes; do
     awk -v n="$requests" -v r="$responses" -v t0="$t0" -v t1="$t1" -v mode="$mode" -v mb="$mb" \
         -v wm="$wm" -v p50="$(pct 0.5)" -v p99="$(pct 0.99)" -v b="$(field batches "$tmp/health.json")" \
         -v bq="$(field batch_requests_mean "$tmp/health.json")" \
-        -v pad="$(field padding_pct "$tmp/health.json")" 'BEGIN {
+        -v pad="$(field padding_pct "$tmp/health.json")" \
+        -v busy="$(field scoring_s "$tmp/health.json")" 'BEGIN {
         s = t1 - t0
-        printf "%-8s (--max-batch %d, --batch-wait-ms %d): %.2f s | %.1f requests/s, %.1f responses/s | latency p50 %.3f s, p99 %.3f s | %d batches, %.1f requests per batch, %.0f%% padding\n",
-               mode, mb, wm, s, n / s, n * r / s, p50, p99, b, bq, pad }'
+        printf "%-8s (--max-batch %d, --batch-wait-ms %d): %.2f s | %.1f requests/s, %.1f responses/s | latency p50 %.3f s, p99 %.3f s | %d batches, %.1f requests per batch, %.0f%% padding | scorer busy %.0f%%\n",
+               mode, mb, wm, s, n / s, n * r / s, p50, p99, b, bq, pad, 100 * busy / s }'
 done
