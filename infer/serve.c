@@ -142,8 +142,6 @@ typedef struct {
     ScorerStats st;         /* the scorer's, copied after each batch */
 } Server;
 
-static double now_s(void) { return clock_seconds(); }
-
 static void job_free(Job *j) {
     if (!j) return;
     for (int t = 0; t < j->ntmp; t++) unlink(j->tmp_files[t]), free(j->tmp_files[t]);
@@ -167,6 +165,7 @@ static void job_free(Job *j) {
 /* A group of a batch, in the order it goes to the scorer. */
 typedef struct {
     long length;
+    int order; /* position in the queue: equal lengths keep it (qsort is not stable) */
     Job *job;
     int g;
 } Slot;
@@ -174,7 +173,7 @@ typedef struct {
 static int slot_cmp(const void *a, const void *b) {
     const Slot *x = a, *y = b;
     if (x->length != y->length) return x->length < y->length ? -1 : 1;
-    return x < y ? -1 : x > y; /* qsort is not stable; equal lengths keep arrival order */
+    return (x->order > y->order) - (x->order < y->order);
 }
 
 /* The scorer thread: batches of whole jobs, one scorer_score call each. The batch's groups go
@@ -195,7 +194,7 @@ static void *scorer_main(void *arg) {
         /* wait for company until the oldest job has waited batch_wait_ms */
         double deadline = s->head->queued_at + s->batch_wait_ms / 1e3;
         while (s->queue_resp < s->max_batch && !s->stopping) {
-            double left = deadline - now_s();
+            double left = deadline - clock_seconds();
             if (left <= 0) break;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -230,12 +229,13 @@ static void *scorer_main(void *arg) {
         }
         int at_g = 0;
         for (Job *j = first; j; j = j->next)
-            for (int g = 0; g < j->ngroups; g++) slots[at_g++] = (Slot){j->length[g], j, g};
+            for (int g = 0; g < j->ngroups; g++, at_g++)
+                slots[at_g] = (Slot){j->length[g], at_g, j, g};
         qsort(slots, (size_t)ng, sizeof *slots, slot_cmp);
         for (int k = 0; k < ng; k++) groups[k] = slots[k].job->groups[slots[k].g];
-        double t0 = now_s();
+        double t0 = clock_seconds();
         int rc = ng ? scorer_score(s->sc, groups, ng, outs, msg) : 0;
-        double secs = now_s() - t0;
+        double secs = clock_seconds() - t0;
         if (rc) mmrm_warn("serve: scoring a batch of %d responses failed: %s", nresp,
                           mmrm_last_error());
         long ok = 0;
@@ -353,7 +353,8 @@ static int resolve_image(Server *s, Job *j, const cJSON *rec, const char *where,
     }
     const cJSON *f = ip ? ip : ib;
     if (!cJSON_IsString(f)) {
-        *reply = reply_error(400, "%s.%s: expected a string", where, ip ? "img_path" : "image_base64");
+        *reply = reply_error(400, "%s.%s: expected a string", where,
+                             ip ? "img_path" : "image_base64");
         return -1;
     }
     const char *v = f->valuestring;
@@ -603,7 +604,7 @@ static Reply score_request(Server *s, const char *body, size_t len) {
             reply = reply_error(503, "the queue is full (%d responses waiting, --max-queue %d): "
                                 "retry later", s->queue_resp, s->max_queue);
         } else if (j->ngroups > 0) {
-            j->queued_at = now_s();
+            j->queued_at = clock_seconds();
             if (s->tail) s->tail->next = j;
             else s->head = j;
             s->tail = j;
@@ -637,7 +638,7 @@ static Reply health(Server *s) {
     pthread_mutex_lock(&s->mu);
     cJSON_AddStringToObject(o, "status", s->stopping ? "stopping" : "ok");
     cJSON_AddStringToObject(o, "model", s->model_dir);
-    cJSON_AddNumberToObject(o, "uptime_s", now_s() - s->started);
+    cJSON_AddNumberToObject(o, "uptime_s", clock_seconds() - s->started);
     cJSON_AddNumberToObject(o, "requests", (double)s->requests);
     cJSON_AddNumberToObject(o, "score_requests", (double)s->score_requests);
     cJSON_AddNumberToObject(o, "http_4xx", (double)s->http_4xx);
@@ -710,7 +711,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         pthread_mutex_unlock(&s->mu);
         int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
         if (!strcmp(url, "/health")) {
-            if (!is_get) return send_reply(s, c, reply_error(405, "/health takes GET"), "GET, HEAD");
+            if (!is_get)
+                return send_reply(s, c, reply_error(405, "/health takes GET"), "GET, HEAD");
             return send_reply(s, c, health(s), NULL);
         }
         if (strcmp(url, "/score") != 0)
@@ -926,7 +928,7 @@ int cmd_serve(int argc, char **argv) {
     pthread_cond_init(&s.queued, &ca);
     pthread_cond_init(&s.done, NULL);
     pthread_condattr_destroy(&ca);
-    s.started = now_s();
+    s.started = clock_seconds();
     if (pipe2(stop_pipe, O_CLOEXEC) != 0) {
         fprintf(stderr, "mmrm: error: pipe: %s\n", strerror(errno));
         close(lfd);
@@ -975,7 +977,8 @@ out_threads:
     pthread_mutex_unlock(&s.mu);
     pthread_join(scorer_thread, NULL);
     if (d) {
-        /* the connections that were scored are sending their answers: give them a moment */
+        /* the connections that were scored are sending their answers: give them up to 5 s
+         * (an idle keep-alive connection holds this wait; MHD_stop_daemon then closes it) */
         for (int t = 0; t < 500; t++) {
             const union MHD_DaemonInfo *inf =
                 MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
@@ -985,8 +988,8 @@ out_threads:
         MHD_stop_daemon(d);
     }
     mmrm_log("serve: stopped after %.0f s: %ld requests, %ld responses scored in %ld batches "
-             "(%.1f responses per batch)", now_s() - s.started, s.requests, s.scored, s.batches,
-             s.batches ? (double)s.batch_resp / (double)s.batches : 0.0);
+             "(%.1f responses per batch)", clock_seconds() - s.started, s.requests, s.scored,
+             s.batches, s.batches ? (double)s.batch_resp / (double)s.batches : 0.0);
 out_sync:
     pthread_cond_destroy(&s.queued);
     pthread_cond_destroy(&s.done);
