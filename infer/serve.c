@@ -107,6 +107,7 @@ typedef struct Job {
     ScoreGroup *groups;  /* (ngroups) the records that go to the scorer */
     long *length;        /* (ngroups) the group's rough token length, for packing */
     int *first;          /* (ngroups) the group's first response in outs */
+    const char **shown;  /* (ngroups) the image as the client named it, for messages */
     int ngroups, nresp;  /* nresp: responses in groups */
     ScoreOut *outs;      /* (nresp) */
     char (*msg)[SCORER_MSG_LEN]; /* (ngroups) */
@@ -157,6 +158,7 @@ static void job_free(Job *j) {
     free(j->groups);
     free(j->length);
     free(j->first);
+    free(j->shown);
     free(j->outs);
     free(j->msg);
     free(j);
@@ -424,6 +426,18 @@ static int resolve_image(Server *s, Job *j, const cJSON *rec, const char *where,
     return 0;
 }
 
+/* msg (malloc'd) with the server's path of an image replaced by the client's name for it:
+ * answers do not tell where the server keeps files */
+static char *client_message(const char *msg, const char *path, const char *shown) {
+    StrBuf b = {0};
+    const char *at = path ? strstr(msg, path) : NULL;
+    if (!at) return xstrdup(msg);
+    sb_append(&b, msg, (size_t)(at - msg));
+    sb_puts(&b, shown);
+    sb_puts(&b, at + strlen(path));
+    return sb_take(&b);
+}
+
 /* Reads one record into job slot r: 0, 1 (the record fails: rec_error set), -1 (*reply). */
 static int read_record(Server *s, Job *j, int r, const cJSON *rec, const char *where,
                        Reply *reply) {
@@ -466,10 +480,12 @@ static int read_record(Server *s, Job *j, int r, const cJSON *rec, const char *w
     int blank = scorer_options(s->sc)->blank; /* no image is read */
     int rc = blank ? 0 : resolve_image(s, j, rec, where, &path, &err, reply);
     long tiles = 1;
+    const cJSON *ip = cJSON_GetObjectItemCaseSensitive(rec, "img_path");
+    const char *shown = ip && cJSON_IsString(ip) ? ip->valuestring : "image_base64";
     if (rc == 0 && !blank) {
         int w = 0, h = 0;
         if (image_info(path, &w, &h) != 0) {
-            err = xstrdup(mmrm_last_error());
+            err = client_message(mmrm_last_error(), path, shown);
             rc = 1;
         } else if ((long)w * h > SERVE_MAX_PIXELS) {
             char m[256];
@@ -493,6 +509,7 @@ static int read_record(Server *s, Job *j, int r, const cJSON *rec, const char *w
         if (strlen(resp[k]) > longest) longest = strlen(resp[k]);
     j->length[j->ngroups] = tiles << 32 | (long)(strlen(p->valuestring) + longest);
     j->first[j->ngroups] = j->nresp;
+    j->shown[j->ngroups] = shown;
     j->group_of[r] = j->ngroups;
     j->groups[j->ngroups++] = (ScoreGroup){p->valuestring, path, resp, n};
     j->nresp += n;
@@ -556,6 +573,7 @@ static int parse_request(Server *s, const char *body, size_t len, cJSON **doc, J
     j->groups = xmalloc((size_t)n * sizeof *j->groups);
     j->length = xmalloc((size_t)n * sizeof *j->length);
     j->first = xmalloc((size_t)n * sizeof *j->first);
+    j->shown = xmalloc((size_t)n * sizeof *j->shown);
     j->tmp_files = xmalloc((size_t)n * sizeof *j->tmp_files);
     const cJSON *rec = single ? *doc : recs->child;
     for (int r = 0; r < n; r++, rec = rec->next) {
@@ -572,6 +590,7 @@ static int parse_request(Server *s, const char *body, size_t len, cJSON **doc, J
 /* one record's answer: scores (null where not scored), and an error when one failed */
 static cJSON *record_result(const Job *j, int r) {
     cJSON *o = cJSON_CreateObject();
+    char *own = NULL;
     cJSON *sc = cJSON_AddArrayToObject(o, "scores");
     int g = j->group_of[r];
     const char *err = j->rec_error[r];
@@ -584,8 +603,10 @@ static cJSON *record_result(const Job *j, int r) {
         if (x && x->status == SCORE_OK && !isfinite(x->score) && !err)
             err = "a score is not finite (the model's weights may be broken)";
     }
-    if (g >= 0 && j->msg[g][0]) err = j->msg[g];
+    if (g >= 0 && j->msg[g][0])
+        err = own = client_message(j->msg[g], j->groups[g].image, j->shown[g]);
     if (err) cJSON_AddStringToObject(o, "error", err);
+    free(own);
     return o;
 }
 

@@ -118,7 +118,8 @@ for k, p in enumerate(plan):
     assert len(results) == len(p["idx"]), (k, got)
     for i, res in zip(p["idx"], results):
         if i < 0:  # the corrupt image: its record fails, the others are scored
-            assert res["scores"] == [None, None] and "corrupt.png" in res["error"], (k, res)
+            assert res["scores"] == [None, None] and res["error"].startswith("img/corrupt.png: "), (k, res)
+            assert tmp not in res["error"], f"the server's paths in an answer: {res}"
             continue
         r = recs[i]
         want = ref[(r["prompt"], r["img_path"], tuple(r["responses"]))]
@@ -169,6 +170,9 @@ expect 413 "max-request-bytes" -H 'Transfer-Encoding: chunked' --data-binary "@$
 expect 404 "no such path" "$url/nope"
 expect 405 "takes POST" "$url/score"
 expect 405 "takes GET" -X POST -d '{}' "$url/health"
+# a missing image fails its record, not the request
+post 200 '{"scores":[null],"error":"img/none.png: image not found' \
+    '{"records": [{"prompt": "x", "img_path": "img/none.png", "responses": ["a"]}]}'
 # the server still answers after all that
 post 200 '"scores"' '{"prompt": "x", "img_path": "img/rgb_37x23.png", "responses": ["a"]}'
 
