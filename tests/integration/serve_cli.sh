@@ -208,7 +208,7 @@ for c in $late; do
 done
 [ -z "$(ls -A "$TMPDIR")" ] || { ls -la "$TMPDIR"; echo "inline images left behind"; exit 1; }
 # ---- --blank-image without an image root: images are ignored, the scores are those of mmrm
-# score --blank-image; a full queue answers 503 (a request waits 1.5 s for company while the
+# score --blank-image; a full queue answers 503 (a request waits 3 s for company while the
 # queue holds 3 of --max-queue 4 responses), a request larger than the queue 413; SIGINT stops
 "$MMRM" score --model "$tmp/model" --input "$tmp/records.jsonl" --output "$tmp/ref_blank.jsonl" \
     --image-root "$root" --grouped --blank-image 2>/dev/null
@@ -221,7 +221,7 @@ json.dump(three, open(f"{tmp}/three.json", "w"))
 json.dump({"prompt": "p", "img_path": "nowhere.png", "responses": ["a", "b"]}, open(f"{tmp}/two.json", "w"))
 json.dump({"prompt": "p", "responses": ["a", "b", "c", "d", "e"]}, open(f"{tmp}/five.json", "w"))
 EOF2
-"$MMRM" serve --model "$tmp/model" --port 0 --blank-image --max-queue 4 --batch-wait-ms 1500 \
+"$MMRM" serve --model "$tmp/model" --port 0 --blank-image --max-queue 4 --batch-wait-ms 3000 \
     2>"$tmp/blank.log" &
 pid=$!
 url=
