@@ -17,13 +17,13 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC     ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCHS ?= 80 90
 
-DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev libpcre2-dev libutf8proc-dev openmpi-bin libopenmpi-dev g++ perl \
+DEB_PKGS := libstb-dev libjpeg-dev libinih-dev libcjson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev openmpi-bin libopenmpi-dev g++ perl \
             libcairo2-dev fonts-dejavu-core
-DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/include/pcre2.h /usr/include/utf8proc.h /usr/bin/g++ /usr/bin/perl \
+DEP_FILES := /usr/include/stb/stb_image.h /usr/include/jpeglib.h /usr/include/ini.h /usr/include/cjson/cJSON.h /usr/include/pcre2.h /usr/include/utf8proc.h /usr/include/microhttpd.h /usr/bin/g++ /usr/bin/perl \
              /usr/include/cairo/cairo.h /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 
 CFLAGS   := -std=c11 -D_GNU_SOURCE -O3 -g -fopenmp -Wall -Wextra -Wmissing-prototypes -Werror -I. -MMD -MP
-LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lcairo -lfontconfig -lm -lpthread
+LDLIBS   := -fopenmp -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lcairo -lfontconfig -lm -lpthread
 BUILD    := build
 ifeq ($(NATIVE),1)
 CFLAGS   += -march=native
@@ -126,7 +126,7 @@ cuda: ## build build/mmrm with the CPU and CUDA backends (nvcc; GPUs sm_80 and s
 	$(MAKE) CUDA=1 all $(BUILD)/gpu_parity $(BUILD)/bench_cuda
 	@# the shared libraries a bare GPU machine may lack travel with the build (tests/gpu/run.sh);
 	@# cairo's (mmrm plot) with their X11/font dependencies, so that mmrm starts there too
-	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libjpeg|libstb|libpcre2|libutf8proc|libcairo|libfontconfig|libpixman|libfreetype|libpng16|libxcb|libX|libexpat|libbrotli|libbsd|libmd\./ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
+	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libjpeg|libstb|libpcre2|libutf8proc|libmicrohttpd|libgnutls|libnettle|libhogweed|libp11-kit|libidn2|libunistring|libtasn1|libgmp|libffi|libcairo|libfontconfig|libpixman|libfreetype|libpng16|libxcb|libX|libexpat|libbrotli|libbsd|libmd\./ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
 
 gpu-test: ## on a GPU machine: tests/gpu/run.sh (CUDA vs CPU parity, benchmarks; OUT=dir)
 	bash tests/gpu/run.sh
@@ -233,7 +233,7 @@ FUZZ_ARGS    ?=
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -fno-omit-frame-pointer -I. \
                 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
 FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/tests/fuzz/fuzz_util.o
-FUZZ_LIBS    := -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lcairo -lfontconfig -lm -lpthread -fopenmp
+FUZZ_LIBS    := -lstb -ljpeg -linih -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lcairo -lfontconfig -lm -lpthread -fopenmp
 .SECONDARY: $(FUZZ_OBJ)
 
 fuzz-check:

@@ -13,5 +13,6 @@ int cmd_eval(int argc, char **argv);   /* infer/eval.c */
 int cmd_bon(int argc, char **argv);    /* infer/bon.c */
 int cmd_tokenize(int argc, char **argv); /* infer/cmd_tokenize.c */
 int cmd_plot(int argc, char **argv);   /* infer/plot.c */
+int cmd_serve(int argc, char **argv);  /* infer/serve.c */
 
 #endif

@@ -104,7 +104,7 @@ static void excerpt(const char *s, size_t n, size_t at, char *out, size_t out_n)
 
 /* Index of the first byte that does not start a well-formed UTF-8 sequence (no overlong forms,
  * no surrogates, nothing above U+10FFFF), or n if the whole text is valid. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
+size_t jsonl_utf8_invalid_at(const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         unsigned c = s[i];
@@ -132,7 +132,7 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
 
 /* Index of the first \u0000 escape, or n. Backslashes only occur inside strings in valid JSON,
  * so skipping the character after each backslash keeps escaped backslashes apart. */
-static size_t nul_escape_at(const char *s, size_t n) {
+size_t jsonl_nul_escape_at(const char *s, size_t n) {
     for (size_t i = 0; i + 1 < n; i++) {
         if (s[i] != '\\') continue;
         if (s[i + 1] == 'u' && n - i >= 6 && memcmp(s + i + 2, "0000", 4) == 0) return i;
@@ -173,14 +173,14 @@ int jsonl_next(JsonlReader *r, cJSON **value, int *lineno) {
                            r->lineno, (size_t)(nul - line) + 1);
             return -1;
         }
-        size_t bad = utf8_invalid_at((const unsigned char *)line, n);
+        size_t bad = jsonl_utf8_invalid_at((const unsigned char *)line, n);
         if (bad < n) {
             excerpt(line, n, bad, near, sizeof near);
             mmrm_set_error("%s:%d: malformed JSON (invalid UTF-8 at byte %zu: '%s'; JSONL must "
                            "be UTF-8 text)", r->path, r->lineno, bad + 1, near);
             return -1;
         }
-        size_t esc = nul_escape_at(line, n);
+        size_t esc = jsonl_nul_escape_at(line, n);
         if (esc < n) {
             mmrm_set_error("%s:%d: malformed JSON (\\u0000 escape at byte %zu; NUL characters "
                            "in strings are not supported)", r->path, r->lineno, esc + 1);

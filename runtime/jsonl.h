@@ -34,4 +34,9 @@ void jsonl_set_max_line(JsonlReader *r, size_t max_bytes);
 
 void jsonl_close(JsonlReader *r);
 
+/* The checks a line passes, for JSON text from elsewhere (an HTTP body): the index of the first
+ * byte that does not start well-formed UTF-8, and of the first \u0000 escape; n when none. */
+size_t jsonl_utf8_invalid_at(const unsigned char *s, size_t n);
+size_t jsonl_nul_escape_at(const char *s, size_t n);
+
 #endif

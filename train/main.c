@@ -33,6 +33,7 @@ static const Command commands[] = {
     {"init", cmd_init, "create a randomly initialised model directory from a config.json"},
     {"tokenize", cmd_tokenize, "text to token ids and back with a model's tokenizer"},
     {"plot", cmd_plot, "training curves of runs (metrics.jsonl) as one PNG"},
+    {"serve", cmd_serve, "an HTTP reward server: POST /score, GET /health, cross-client batching"},
     {"version", cmd_version, "the build: version, backends, OpenMP threads"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
