@@ -46,8 +46,10 @@ static int get_int(Ctx *c, const cJSON *obj, const char *key, int required, int 
 static double get_num(Ctx *c, const cJSON *obj, const char *key, int required, double dflt) {
     const cJSON *v = field(c, obj, key, required);
     if (!v || cJSON_IsNull(v)) return dflt;
-    if (!cJSON_IsNumber(v)) {
-        if (!c->err) mmrm_set_error("%s: field \"%s%s\" must be a number", c->path, c->section, key);
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+        /* (a literal such as 1e999 parses to infinity, which no field can take) */
+        if (!c->err)
+            mmrm_set_error("%s: field \"%s%s\" must be a finite number", c->path, c->section, key);
         c->err = 1;
         return dflt;
     }
@@ -262,6 +264,14 @@ int config_load(const char *path, ModelConfig *cfg) {
     size_t len;
     char *text = fs_read_file(path, &len);
     if (!text) return -1;
+    const char *nul = memchr(text, 0, len);
+    if (nul) { /* cJSON would skip it as white space; JSON text has none (found by fuzz_config) */
+        int line = 1;
+        for (const char *p = text; p < nul; p++) line += *p == '\n';
+        mmrm_set_error("%s:%d: a NUL byte (malformed config.json: not JSON text)", path, line);
+        free(text);
+        return -1;
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root || !cJSON_IsObject(root)) {

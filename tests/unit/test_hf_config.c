@@ -294,3 +294,44 @@ TEST(test_checkpoint_stored_in_f16_is_reported_as_f16_and_mixed_when_not_all_are
     unlink(p);
     rmdir(dir);
 }
+
+/* Found by the fuzz_config campaign: a number literal that overflows a double (1e606 parses
+ * to infinity) was accepted as rms_norm_eps and saved as the non-JSON "inf", and a NUL byte,
+ * which cJSON skips as white space, stopped the number-text pass early; both are refused. */
+TEST(test_config_refuses_infinite_numbers_and_nul_bytes) {
+    size_t n;
+    char *base = fs_read_file("configs/model/tiny.json", &n);
+    if (!CHECK(base != NULL, "%s", mmrm_last_error())) return;
+    char *at = strstr(base, "\"rms_norm_eps\"");
+    if (!CHECK(at != NULL, "tiny.json has no rms_norm_eps")) { free(base); return; }
+    char *colon = strchr(at, ':');
+    size_t head = (size_t)(colon + 1 - base);
+    size_t tail = strcspn(colon + 1, ",}\n");
+    static ModelConfig cfg;
+    char path[] = "/tmp/mmrm_cfg_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    close(fd);
+    /* 1e606 in place of the value */
+    FILE *f = fopen(path, "wb");
+    fwrite(base, 1, head, f);
+    fputs(" 1e606", f);
+    fputs(colon + 1 + tail, f);
+    fclose(f);
+    CHECK(config_load(path, &cfg) == -1 && strstr(mmrm_last_error(), "rms_norm_eps") &&
+              strstr(mmrm_last_error(), "finite"),
+          "1e606 accepted or unclear error: %s", mmrm_last_error());
+    /* a NUL byte inside white space */
+    f = fopen(path, "wb");
+    fwrite(base, 1, 2, f);
+    fputc(0, f);
+    fwrite(base + 2, 1, n - 2, f);
+    fclose(f);
+    CHECK(config_load(path, &cfg) == -1 && strstr(mmrm_last_error(), "NUL byte") &&
+              strstr(mmrm_last_error(), path),
+          "a NUL byte accepted or unclear error: %s", mmrm_last_error());
+    /* the file itself loads */
+    CHECK(config_load("configs/model/tiny.json", &cfg) == 0, "%s", mmrm_last_error());
+    unlink(path);
+    free(base);
+}
