@@ -21,17 +21,29 @@ static void freeze_of(const TrainConfig *c, int f[PG_COUNT]) {
     f[PG_VISION] = c->freeze_backbone;
     f[PG_CONNECTOR] = c->freeze_mlp;
     f[PG_LLM] = c->freeze_llm;
+    if (c->lora_r > 0) f[PG_VISION] = f[PG_CONNECTOR] = f[PG_LLM] = 1; /* LoRA: the base is frozen */
 }
 
-/* the model directory dir, or (dir unset) a random init from the config.json init */
+static LoraConfig lora_of(const TrainConfig *c) {
+    LoraConfig lc = {.r = c->lora_r, .alpha = c->lora_alpha, .dropout = c->lora_dropout,
+                     .n_targets = c->n_lora_target_modules};
+    for (int i = 0; i < c->n_lora_target_modules; i++)
+        snprintf(lc.targets[i], LORA_NAME_LEN, "%s", c->lora_target_modules[i]);
+    return lc;
+}
+
+/* the model directory dir, or (dir unset) a random init from the config.json init; with
+ * lora_r > 0 plus fresh adapters, or those of a checkpoint (adapter, a resume) */
 static int load_or_init(const Run *r, RewardModel *m, const char *dir, const char *init,
-                        uint64_t seed, const char *what) {
+                        uint64_t seed, const char *what, const char *adapter) {
     const TrainConfig *c = r->c;
     int freeze[PG_COUNT];
     freeze_of(c, freeze);
+    LoraConfig lc = lora_of(c);
     if (dir && *dir) {
         LoadReport rep;
-        if (rm_load_ex(m, dir, r->rt->device, freeze, seed, c->force_image_size, c->drop_path_rate, &rep))
+        if (rm_load_ex(m, dir, r->rt->device, freeze, seed, c->force_image_size, c->drop_path_rate,
+                       &lc, adapter, &rep))
             return -1;
         if (!r->rt->quiet)
             mmrm_log("%s model: %s (%d tensors, %s on disk, %d ignored%s%s)", what, dir, rep.n_loaded,
@@ -44,8 +56,14 @@ static int load_or_init(const Run *r, RewardModel *m, const char *dir, const cha
     if (c->force_image_size > 0) cfg.image_size = cfg.vision.image_size = c->force_image_size;
     if (c->drop_path_rate >= 0) cfg.vision.drop_path_rate = c->drop_path_rate;
     if (config_validate(&cfg, init)) return -1;
-    rm_create(m, &cfg, DEV_CPU, freeze);
+    if (adapter && lora_read_config(adapter, &lc)) return -1;
+    if (lc.r > 0 && lora_check(&lc, &cfg, init)) return -1;
+    rm_create_lora(m, &cfg, DEV_CPU, freeze, &lc);
     rm_init_random(m, seed);
+    if (adapter && lora_load_weights(m, adapter)) {
+        rm_free(m);
+        return -1;
+    }
     rm_to_device(m, r->rt->device);
     if (!r->rt->quiet) mmrm_log("%s model: random init from %s (seed %llu)", what, init, (unsigned long long)seed);
     return 0;
@@ -55,8 +73,11 @@ static int load_or_init(const Run *r, RewardModel *m, const char *dir, const cha
 static int main_model(Run *r) {
     const TrainConfig *c = r->c;
     uint64_t seed = (uint64_t)c->seed;
-    if (!*r->resume_dir) return load_or_init(r, &r->main, c->model_name_or_path, c->init_model_config, seed, "main");
-    if (checkpoint_load_state(r) || load_or_init(r, &r->main, r->resume_dir, NULL, seed, "main") ||
+    if (!*r->resume_dir) return load_or_init(r, &r->main, c->model_name_or_path, c->init_model_config, seed, "main", NULL);
+    /* a LoRA checkpoint holds the adapters: the base comes from where the run started */
+    if (checkpoint_load_state(r) ||
+        (c->lora_r > 0 ? load_or_init(r, &r->main, c->model_name_or_path, c->init_model_config, seed, "main", r->resume_dir)
+                       : load_or_init(r, &r->main, r->resume_dir, NULL, seed, "main", NULL)) ||
         checkpoint_load_optimizer(&r->main.ps, r->resume_dir))
         return -1;
     mmrm_log("resuming from %s (step %ld)", r->resume_dir, r->st.step);
@@ -70,8 +91,10 @@ static int bias_model(Run *r) {
     uint64_t seed = (uint64_t)c->seed + 1;
     char dir[PATH_MAX];
     if (!*r->resume_dir) {
-        if (load_or_init(r, &r->bias, c->bias_model_path, c->init_bias_model_config, seed, "bias")) return -1;
-    } else if (!fs_join(dir, sizeof dir, r->resume_dir, "bias") || load_or_init(r, &r->bias, dir, NULL, seed, "bias") ||
+        if (load_or_init(r, &r->bias, c->bias_model_path, c->init_bias_model_config, seed, "bias", NULL)) return -1;
+    } else if (!fs_join(dir, sizeof dir, r->resume_dir, "bias") ||
+               (c->lora_r > 0 ? load_or_init(r, &r->bias, c->bias_model_path, c->init_bias_model_config, seed, "bias", dir)
+                              : load_or_init(r, &r->bias, dir, NULL, seed, "bias", NULL)) ||
                checkpoint_load_optimizer(&r->bias.ps, dir)) {
         return -1;
     }
