@@ -12,5 +12,6 @@ int cmd_score(int argc, char **argv);  /* infer/score.c */
 int cmd_eval(int argc, char **argv);   /* infer/eval.c */
 int cmd_bon(int argc, char **argv);    /* infer/bon.c */
 int cmd_tokenize(int argc, char **argv); /* infer/cmd_tokenize.c */
+int cmd_merge(int argc, char **argv);  /* infer/cmd_merge.c */
 
 #endif
