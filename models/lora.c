@@ -171,6 +171,8 @@ int lora_read_config(const char *dir, LoraConfig *lc) {
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
     const cJSON *dora = cJSON_GetObjectItemCaseSensitive(j, "use_dora");
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rank_pattern");
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern");
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(j, "layers_to_transform");
     if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA"))
         mmrm_set_error("%s: peft_type must be \"LORA\"", path);
     else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble != (int)r->valuedouble)
@@ -181,8 +183,12 @@ int lora_read_config(const char *dir, LoraConfig *lc) {
         mmrm_set_error("%s: field \"lora_dropout\" must be a number", path);
     else if (cJSON_IsTrue(fi) || cJSON_IsTrue(rs) || cJSON_IsTrue(dora))
         mmrm_set_error("%s: fan_in_fan_out, use_rslora and use_dora are not supported", path);
-    else if (cJSON_IsObject(rp) && cJSON_GetArraySize(rp) > 0)
-        mmrm_set_error("%s: rank_pattern is not supported (one rank for every module)", path);
+    else if ((cJSON_IsObject(rp) && cJSON_GetArraySize(rp) > 0) ||
+             (cJSON_IsObject(ap) && cJSON_GetArraySize(ap) > 0))
+        mmrm_set_error("%s: rank_pattern and alpha_pattern are not supported (one rank and alpha "
+                       "for every module)", path);
+    else if (lt && !cJSON_IsNull(lt))
+        mmrm_set_error("%s: layers_to_transform is not supported (every layer is adapted)", path);
     else if (!cJSON_IsArray(tm) || cJSON_GetArraySize(tm) < 1 ||
              cJSON_GetArraySize(tm) > LORA_MAX_TARGETS)
         mmrm_set_error("%s: field \"target_modules\" must be a list of 1 to %d module names "

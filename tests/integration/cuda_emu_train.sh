@@ -2,7 +2,8 @@
 # The GPU code paths of the command line, end to end, on the CPU emulator (tests/cuda_emu):
 # build/emu_mmrm is mmrm with the emulated CUDA backend. For both algorithms, 2 training
 # steps with device = cuda (precision = fp32) must give the same per-step losses as
-# device = cpu within 1e-4 relative, and final weights within 1e-4 (models moved to the
+# device = cpu within 1e-4 relative (also with LoRA adapters), and final weights within 1e-4
+# (models moved to the
 # device, uploads of every op input, logging read back after backward, checkpoints and
 # optimizer state staged through the host); precision = bf16 (activations stored in bf16,
 # GEMMs over bf16 weight copies kept by the fused AdamW) equals GEMMs over the fp32 master
@@ -51,6 +52,16 @@ for algo in standard robust; do
     echo "$algo: final weights cpu vs cuda: worst rel $ww"
     awk -v w="$ww" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL $algo weights differ"; exit 1; }
 done
+
+# LoRA (adapters on the LLM and the ViT, dropout on: the masks are drawn on the host): the
+# adapter GEMMs go through the device's op table like every other linear
+lora=(lora_r=4 lora_alpha=8 lora_dropout=0.1 lora_target_modules=q_proj,v_proj,down_proj,qkv,fc1)
+train standard cpu "$d/lora_cpu" "${lora[@]}"
+train standard cuda "$d/lora_gpu" "${lora[@]}"
+w=$(paste <(losses "$d/lora_cpu") <(losses "$d/lora_gpu") | worst)
+echo "lora: per-step loss cpu vs cuda (emulated): worst rel $w"
+[ "$(losses "$d/lora_gpu" | wc -l)" = 2 ] || { echo "FAIL lora: logged steps"; exit 1; }
+awk -v w="$w" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL lora losses differ"; exit 1; }
 
 # precision = bf16: the GEMMs read bf16 copies of the weights that the fused AdamW kernel
 # rewrites (kernels/cuda/bf16.cu). The emulator's GEMM over bf16 operands and its FAST_16BF

@@ -320,3 +320,104 @@ TEST(test_lora_target_names_are_checked_per_model_family) {
     bad = lora_cfg(4, 8, 1.0, "q_proj");
     CHECK(lora_check(&bad, &q, "t") != 0 && strstr(mmrm_last_error(), "lora_dropout"), "dropout 1 accepted");
 }
+
+/* ---- peft (tests/oracle/lora_peft_oracle.py, tests/fixtures/lora/peft_qwen2) ---- */
+
+#define PEFT_FIXTURE "tests/fixtures/lora/peft_qwen2"
+
+static void *fixture_tensor(SafeTensors *st, const char *name, int i32, size_t *n) {
+    const StEntry *e = st_find(st, name);
+    if (!CHECK(e != NULL, "fixture lacks %s", name)) return NULL;
+    void *v = xmalloc(e->numel * 4);
+    int rc = i32 ? st_read_i32(st, e, v, e->numel) : st_read_f32(st, e, v, e->numel);
+    if (!CHECK(rc == 0, "%s", mmrm_last_error())) { free(v); return NULL; }
+    *n = e->numel;
+    return v;
+}
+
+static double rel_err(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+        den += (double)want[i] * want[i];
+    }
+    return sqrt(num) / fmax(sqrt(den), 1e-30);
+}
+
+/* rewards of the fixture's token ids, text only */
+static void text_rewards(RewardModel *m, const int *ids, const int *lengths, int B, int T, float *out) {
+    int *image_of = xmalloc(B * sizeof(int));
+    for (int b = 0; b < B; b++) image_of[b] = -1;
+    RmBatch bt = {B, T, ids, lengths, 0, NULL, NULL, image_of, NULL};
+    Graph g;
+    graph_init(&g, DEV_CPU, 1 << 20, 0);
+    graph_set_grad(&g, 0);
+    memcpy(out, tensor_f32(rm_forward(m, &g, &bt)), B * sizeof(float));
+    graph_free(&g);
+    free(image_of);
+}
+
+/* both ways: mmrm reproduces peft's rewards with peft's adapter, and the adapter mmrm writes
+ * back holds peft's tensors under peft's names (what PeftModel.from_pretrained reads; the
+ * oracle's --check runs peft on it) and loads to the same rewards */
+TEST(test_lora_peft_written_adapter_gives_peft_rewards_and_mmrm_writes_it_back_alike) {
+    RewardModel m;
+    LoadReport rep;
+    if (!CHECK(rm_load_ex(&m, "tests/fixtures/hf_decoder/qwen2_1b", DEV_CPU, NULL, 1, 0, -1, NULL,
+                          PEFT_FIXTURE, &rep) == 0, "load: %s", mmrm_last_error()))
+        return;
+    CHECK(m.lora.r == 4 && m.lora.alpha == 8 && lora_count(&m) == 7 * m.cfg.llm.layers,
+          "r %d alpha %g, %d adapters", m.lora.r, m.lora.alpha, lora_count(&m));
+    SafeTensors *st = st_open(PEFT_FIXTURE "/expected.safetensors");
+    if (!CHECK(st != NULL, "%s", mmrm_last_error())) { rm_free(&m); return; }
+    size_t n_ids, n_len, n_r;
+    int *ids = fixture_tensor(st, "input_ids", 1, &n_ids), *lengths = fixture_tensor(st, "lengths", 1, &n_len);
+    float *want = fixture_tensor(st, "rewards", 0, &n_r);
+    st_close(st);
+    int B = (int)n_len, T = B ? (int)(n_ids / n_len) : 0;
+    if (ids && lengths && want && CHECK(n_r == (size_t)B, "fixture shapes")) {
+        float *got = tmalloc(B), *again = tmalloc(B);
+        text_rewards(&m, ids, lengths, B, T, got);
+        double e = rel_err(got, want, B);
+        printf("    peft adapter: rewards rel. error %.2e\n", e);
+        CHECK(e <= 1e-5, "rewards relative error %.3g > 1e-5", e);
+
+        char dir[128];
+        const char *keep = getenv("MMRM_LORA_SAVE_TO");
+        snprintf(dir, sizeof dir, "%s", keep ? keep : "");
+        if (!keep) snprintf(dir, sizeof dir, "/tmp/mmrm_test_lora_peft_%d", (int)getpid());
+        if (CHECK(lora_save(&m, dir, "tests/fixtures/hf_decoder/qwen2_1b") == 0, "%s", mmrm_last_error())) {
+            char p[256];
+            snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+            SafeTensors *a = st_open(PEFT_FIXTURE "/adapter_model.safetensors"), *b = st_open(p);
+            if (CHECK(a && b, "%s", mmrm_last_error())) {
+                CHECK(st_count(a) == st_count(b), "%d vs %d tensors", st_count(a), st_count(b));
+                for (int i = 0; i < st_count(a) && i < st_count(b); i++) {
+                    const StEntry *ea = st_get(a, i), *eb = st_get(b, i);
+                    CHECK(!strcmp(ea->name, eb->name) && ea->ndim == eb->ndim && ea->numel == eb->numel &&
+                              ea->dtype == eb->dtype && !memcmp(ea->data, eb->data, ea->nbytes),
+                          "%s differs from peft's %s", eb->name, ea->name);
+                }
+            }
+            if (a) st_close(a);
+            if (b) st_close(b);
+            LoraConfig lc;
+            CHECK(lora_read_config(dir, &lc) == 0 && lc.r == 4 && lc.alpha == 8 && lc.n_targets == 7,
+                  "mmrm's adapter_config.json: %s", mmrm_last_error());
+            RewardModel m2;
+            if (CHECK(rm_load_ex(&m2, "tests/fixtures/hf_decoder/qwen2_1b", DEV_CPU, NULL, 1, 0, -1, NULL,
+                                 dir, NULL) == 0, "%s", mmrm_last_error())) {
+                text_rewards(&m2, ids, lengths, B, T, again);
+                EXPECT_SAME("rewards through mmrm's adapter files", got, again, B);
+                rm_free(&m2);
+            }
+            if (!keep) fs_remove_tree(dir);
+        }
+        free(got);
+        free(again);
+    }
+    free(ids);
+    free(lengths);
+    free(want);
+    rm_free(&m);
+}
