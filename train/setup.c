@@ -69,6 +69,21 @@ static int load_or_init(const Run *r, RewardModel *m, const char *dir, const cha
     return 0;
 }
 
+/* what a LoRA run trains, and the memory that costs beside the frozen base (fp32: weights
+ * of every parameter; gradients and both AdamW moments of the trainable ones) */
+static void log_lora(const Run *r, const RewardModel *m, const char *what) {
+    if (r->rt->quiet || !m->lora_of) return;
+    const ParamStore *ps = &m->ps;
+    size_t ad = params_count_group(ps, PG_LORA), tr = ps->n_trainable;
+    double mib = 1024.0 * 1024.0;
+    mmrm_log("%s model: LoRA r %d, alpha %g, dropout %g on %d linear layers: %zu trainable parameters "
+             "(adapters %zu, head %zu) of %zu (%.3f%%); weights %.1f MiB, gradients + AdamW moments "
+             "%.2f MiB (full fine-tuning with the ViT frozen: %.1f MiB)", what, m->lora.r, m->lora.alpha,
+             m->lora.dropout, lora_count(m), tr, ad, tr - ad, ps->numel, 100.0 * tr / ps->numel,
+             4.0 * ps->numel / mib, 12.0 * tr / mib,
+             12.0 * (double)(ps->numel - ad - params_count_group(ps, PG_VISION)) / mib);
+}
+
 /* resumed: the checkpoint's trainer state, weights and AdamW moments */
 static int main_model(Run *r) {
     const TrainConfig *c = r->c;
@@ -120,8 +135,10 @@ int setup_models(Run *r) {
     const TrainConfig *c = r->c;
     if (main_model(r)) return -1;
     r->main.grad_checkpoint = c->grad_checkpoint;
+    log_lora(r, &r->main, "main");
     r->has_bias = c->algorithm == TRAIN_SHORTCUT_AWARE;
     if (r->has_bias && bias_model(r)) return -1;
+    if (r->has_bias) log_lora(r, &r->bias, "bias");
     /* the checkpoints record how this run cut its images, so that scoring them cuts alike */
     RewardModel *rms[2] = {&r->main, r->has_bias ? &r->bias : NULL};
     for (int k = 0; k < 2; k++)
