@@ -3,6 +3,7 @@
 #include "models/lora.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,9 +139,11 @@ Tensor *lora_linear(Graph *g, RewardModel *m, Tensor *x, Tensor *w, Tensor *b) {
     Tensor *A = &m->ps.params[a], *B = &m->ps.params[a + 1];
     int r = m->lora.r;
     Tensor *xd = x;
-    if (m->lora.dropout > 0 && g->training) /* element-wise: each element is a drop_path sample */
+    if (m->lora.dropout > 0 && g->training) { /* element-wise: each element is a drop_path sample */
+        MMRM_CHECK(x->numel <= INT_MAX, "lora_dropout: %zu elements in one activation", x->numel);
         xd = op_reshape(g, op_drop_path(g, op_reshape(g, x, 2, (int[]){(int)x->numel, 1}),
                                         (float)m->lora.dropout), x->ndim, x->shape);
+    }
     float *hs = graph_scratch(g, (size_t)r * sizeof(float));
     for (int i = 0; i < r; i++) hs[i] = (float)(m->lora.alpha / r);
     Tensor *s = graph_tensor(g, "lora_scale", 1, &r);
@@ -227,10 +230,16 @@ int lora_load_weights(RewardModel *m, const char *dir) {
         if (m->ps.group[i] != PG_LORA && t != m->score) continue;
         snprintf(name, sizeof name, PEFT_PREFIX "%s", t->name);
         const StEntry *e = st_find(st, name);
+        if (!e && !strncmp(t->name, "language_model.", 15)) {
+            /* peft on the language model alone (e.g. Qwen2ForSequenceClassification):
+             * base_model.model.model.layers... */
+            snprintf(name, sizeof name, PEFT_PREFIX "%s", t->name + 15);
+            e = st_find(st, name);
+        }
         if (!e) {
             if (t == m->score) continue; /* the base's head stays */
-            mmrm_set_error("%s: tensor %s is missing (adapter_config.json's target_modules "
-                           "name that module)", path, name);
+            mmrm_set_error("%s: tensor " PEFT_PREFIX "%s is missing (adapter_config.json's "
+                           "target_modules name that module)", path, t->name);
             rc = -1;
             break;
         }

@@ -64,7 +64,9 @@ struct Tensor *lora_linear(struct Graph *g, struct RewardModel *m, struct Tensor
 /* Reads DIR/adapter_config.json into lc. 0, or -1 naming the file and field. */
 int lora_read_config(const char *dir, LoraConfig *lc);
 /* Reads DIR/adapter_model.safetensors into m's adapters (every one must be there) and its
- * score.weight when present (PEFT's modules_to_save); m on the host. 0 or -1. */
+ * score.weight when present (PEFT's modules_to_save); m on the host. An adapter peft made
+ * on the language model alone (base_model.model.model.layers..., e.g. on
+ * Qwen2ForSequenceClassification) is read too. 0 or -1. */
 int lora_load_weights(struct RewardModel *m, const char *dir);
 /* Writes adapter_config.json and adapter_model.safetensors (adapters + score.weight, F32)
  * into dir (created), each atomically; base: base_model_name_or_path. 0 or -1. */

@@ -3,7 +3,8 @@
  * wqkv), fresh adapters leave the rewards bitwise unchanged, AdamW steps leave the base
  * bitwise unchanged, dropout masks replay under recompute, merged weights score as base +
  * adapter, adapter files round-trip, target names are checked, and adapters written by peft
- * (tests/fixtures/lora, tests/oracle/lora_peft_oracle.py) give the rewards peft computed. */
+ * (tests/fixtures/lora, tests/oracle/lora_peft_oracle.py) give the rewards peft computed,
+ * also under the names peft gives the language model alone. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -420,4 +421,52 @@ TEST(test_lora_peft_written_adapter_gives_peft_rewards_and_mmrm_writes_it_back_a
     free(lengths);
     free(want);
     rm_free(&m);
+}
+
+/* peft on the bare LLM (Qwen2ForSequenceClassification names its decoder model.*): the
+ * fixture's tensors renamed so, with the same rewards */
+TEST(test_lora_adapter_of_the_language_model_alone_loads_with_the_same_rewards) {
+    char dir[128], path[200];
+    snprintf(dir, sizeof dir, "/tmp/mmrm_test_lora_llm_%d", (int)getpid());
+    CHECK(fs_mkdir_p(dir) == 0, "%s", mmrm_last_error());
+    SafeTensors *st = st_open(PEFT_FIXTURE "/adapter_model.safetensors");
+    if (!CHECK(st != NULL, "%s", mmrm_last_error())) return;
+    int n = st_count(st);
+    StTensorOut *t = xcalloc(n, sizeof *t);
+    char (*names)[160] = xcalloc(n, sizeof *names);
+    float **data = xcalloc(n, sizeof *data);
+    for (int i = 0; i < n; i++) {
+        const StEntry *e = st_get(st, i);
+        const char *from = "base_model.model.language_model.";
+        snprintf(names[i], sizeof names[i], "base_model.model.%s",
+                 strncmp(e->name, from, strlen(from)) ? e->name + strlen("base_model.model.") : e->name + strlen(from));
+        data[i] = xmalloc(e->numel * sizeof(float));
+        st_read_f32(st, e, data[i], e->numel);
+        t[i] = (StTensorOut){.name = names[i], .src = DT_F32, .dtype = ST_F32, .ndim = e->ndim, .data = data[i]};
+        for (int k = 0; k < e->ndim; k++) t[i].shape[k] = e->shape[k];
+    }
+    st_close(st);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    CHECK(st_save(path, t, n, NULL, 0) == 0, "%s", mmrm_last_error());
+    CHECK(!strcmp(names[0], "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight"), "renamed %s", names[0]);
+    size_t len;
+    char *cfg = fs_read_file(PEFT_FIXTURE "/adapter_config.json", &len);
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    CHECK(cfg && fs_write_atomic(path, cfg, len) == 0, "%s", mmrm_last_error());
+    free(cfg);
+    RewardModel a, b;
+    int ok = CHECK(rm_load_ex(&a, "tests/fixtures/hf_decoder/qwen2_1b", DEV_CPU, NULL, 1, 0, -1, NULL, PEFT_FIXTURE, NULL) == 0,
+                   "%s", mmrm_last_error());
+    ok &= CHECK(rm_load_ex(&b, "tests/fixtures/hf_decoder/qwen2_1b", DEV_CPU, NULL, 1, 0, -1, NULL, dir, NULL) == 0,
+                "%s", mmrm_last_error());
+    if (ok) {
+        EXPECT_SAME("parameters", a.ps.data, b.ps.data, a.ps.numel);
+        rm_free(&a);
+        rm_free(&b);
+    }
+    for (int i = 0; i < n; i++) free(data[i]);
+    free(data);
+    free(names);
+    free(t);
+    fs_remove_tree(dir);
 }
