@@ -176,6 +176,7 @@ int lora_read_config(const char *dir, LoraConfig *lc) {
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rank_pattern");
     const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern");
     const cJSON *lt = cJSON_GetObjectItemCaseSensitive(j, "layers_to_transform");
+    const cJSON *bias = cJSON_GetObjectItemCaseSensitive(j, "bias");
     if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA"))
         mmrm_set_error("%s: peft_type must be \"LORA\"", path);
     else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble != (int)r->valuedouble)
@@ -190,6 +191,8 @@ int lora_read_config(const char *dir, LoraConfig *lc) {
              (cJSON_IsObject(ap) && cJSON_GetArraySize(ap) > 0))
         mmrm_set_error("%s: rank_pattern and alpha_pattern are not supported (one rank and alpha "
                        "for every module)", path);
+    else if (bias && !(cJSON_IsString(bias) && !strcmp(bias->valuestring, "none")))
+        mmrm_set_error("%s: field \"bias\" must be \"none\" (trained biases are not supported)", path);
     else if (lt && !cJSON_IsNull(lt))
         mmrm_set_error("%s: layers_to_transform is not supported (every layer is adapted)", path);
     else if (!cJSON_IsArray(tm) || cJSON_GetArraySize(tm) < 1 ||

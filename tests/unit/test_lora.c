@@ -470,3 +470,36 @@ TEST(test_lora_adapter_of_the_language_model_alone_loads_with_the_same_rewards) 
     free(t);
     fs_remove_tree(dir);
 }
+
+/* what mmrm does not implement is refused with the file and field named, not misread */
+TEST(test_lora_adapter_configs_it_cannot_honour_are_refused_naming_the_field) {
+    char dir[128], path[200];
+    snprintf(dir, sizeof dir, "/tmp/mmrm_test_lora_cfg_%d", (int)getpid());
+    CHECK(fs_mkdir_p(dir) == 0, "%s", mmrm_last_error());
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    static const char *const cases[][2] = {
+        {"\"bias\": \"all\"", "\"bias\""},
+        {"\"use_dora\": true", "use_dora"},
+        {"\"layers_to_transform\": [0]", "layers_to_transform"},
+        {"\"rank_pattern\": {\"q_proj\": 8}", "rank_pattern"},
+        {"\"peft_type\": \"IA3\"", "peft_type"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        int n = snprintf(text, sizeof text, "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, "
+                         "\"target_modules\": [\"q_proj\"], %s}", cases[i][0]);
+        /* a later duplicate key would be ignored by cJSON: put the case first for peft_type */
+        if (!strncmp(cases[i][0], "\"peft_type\"", 11))
+            n = snprintf(text, sizeof text, "{%s, \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"]}", cases[i][0]);
+        CHECK(fs_write_atomic(path, text, (size_t)n) == 0, "%s", mmrm_last_error());
+        LoraConfig lc;
+        CHECK(lora_read_config(dir, &lc) != 0 && strstr(mmrm_last_error(), "adapter_config.json") &&
+                  strstr(mmrm_last_error(), cases[i][1]),
+              "%s: %s", cases[i][0], mmrm_last_error());
+    }
+    const char *regex = "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": \".*proj\"}";
+    CHECK(fs_write_atomic(path, regex, strlen(regex)) == 0, "%s", mmrm_last_error());
+    LoraConfig lc;
+    CHECK(lora_read_config(dir, &lc) != 0 && strstr(mmrm_last_error(), "target_modules"), "regex: %s", mmrm_last_error());
+    fs_remove_tree(dir);
+}
