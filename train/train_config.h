@@ -43,7 +43,7 @@
  * | freeze_mlp                  | bool (the mlp1 connector)                | false    | spec |
  * | grad_checkpoint             | bool (recompute activations in backward) | true     | spec |
  * | drop_path_rate              | [0, 1) ViT stochastic depth              | 0.1      | spec |
- * | lora_r                      | [0, 65536] LoRA rank, 0: full fine-tuning | 0       | PEFT |
+ * | lora_r                      | [0, 65536] rank, 0: full fine-tuning     | 0        | PEFT |
  * | lora_alpha                  | (0, 1e6], updates scaled by alpha / r    | 16       | mmrm |
  * | lora_dropout                | [0, 1) on the adapters' input            | 0        | PEFT |
  * | lora_target_modules         | PEFT module names, comma-separated       | LLM's    | mmrm |
