@@ -2,8 +2,9 @@
  * (solid-colour images; the chosen answer names the colour, the rejected one is a refusal,
  * so the preference is quickly learnable; image grounding is what `make demo` shows): the loss falls and accuracy
  * rises for both algorithms, gradient accumulation equals one big batch, frozen groups stay
- * bit-identical, an interrupted run resumes to bitwise the same losses and weights, an
- * incomplete checkpoint is ignored, and non-finite steps stop the run. */
+ * bit-identical, an interrupted run resumes to bitwise the same losses and weights (also a
+ * LoRA run, whose checkpoints hold adapters), an incomplete checkpoint is ignored, and
+ * non-finite steps stop the run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
