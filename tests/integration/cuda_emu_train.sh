@@ -62,6 +62,10 @@ w=$(paste <(losses "$d/lora_cpu") <(losses "$d/lora_gpu") | worst)
 echo "lora: per-step loss cpu vs cuda (emulated): worst rel $w"
 [ "$(losses "$d/lora_gpu" | wc -l)" = 2 ] || { echo "FAIL lora: logged steps"; exit 1; }
 awk -v w="$w" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL lora losses differ"; exit 1; }
+aw=$(paste <(od -An -v -f -w4 "$d/lora_cpu/checkpoint-last/adapter_model.safetensors" | tail -n +2 | awk 'NF') \
+           <(od -An -v -f -w4 "$d/lora_gpu/checkpoint-last/adapter_model.safetensors" | tail -n +2 | awk 'NF') | worst)
+echo "lora: final adapters cpu vs cuda: worst rel $aw"
+awk -v w="$aw" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL lora adapters differ"; exit 1; }
 
 # precision = bf16: the GEMMs read bf16 copies of the weights that the fused AdamW kernel
 # rewrites (kernels/cuda/bf16.cu). The emulator's GEMM over bf16 operands and its FAST_16BF
