@@ -119,6 +119,12 @@ int lora_count(const RewardModel *m) {
     return n;
 }
 
+int lora_adapts_group(const RewardModel *m, int g) {
+    for (int i = 0; m->lora_of && i < m->ps.n; i++)
+        if (m->lora_of[i] >= 0 && (int)m->ps.group[i] == g) return 1;
+    return 0;
+}
+
 void lora_init(RewardModel *m, uint64_t seed) {
     for (int i = 0; m->lora_of && i < m->ps.n; i++) {
         int a = m->lora_of[i];

@@ -56,6 +56,8 @@ void lora_declare(struct RewardModel *m);
 void lora_init(struct RewardModel *m, uint64_t seed);
 /* number of adapted linear layers */
 int lora_count(const struct RewardModel *m);
+/* 1 when some weight of parameter group g (a ParamGroup) has an adapter */
+int lora_adapts_group(const struct RewardModel *m, int g);
 
 /* y = x w^T + b, plus the adapter of w when it has one */
 struct Tensor *lora_linear(struct Graph *g, struct RewardModel *m, struct Tensor *x,

@@ -327,7 +327,9 @@ void setup_bf16_weights(Run *r) {
 
 /* the frozen bias ViT sees one constant image: its features once per run */
 void setup_blank_cache(Run *r) {
-    if (!r->has_bias || !r->c->freeze_backbone) return;
+    /* (ViT adapters make the bias ViT trainable: no constant features then) */
+    int vit_frozen = r->c->freeze_backbone || r->c->lora_r > 0;
+    if (!r->has_bias || !vit_frozen || lora_adapts_group(&r->bias, PG_VISION)) return;
     int prev = graph_set_grad(&r->g, 0);
     int S = r->bias.cfg.image_size;
     Image blank;
