@@ -113,26 +113,33 @@ void lora_declare(RewardModel *m) {
     free(first);
 }
 
+/* the store lora_of indexes: the model's own, or the shared base's */
+static const ParamStore *base_store(const RewardModel *m) {
+    return m->shared_base ? &m->shared_base->ps : &m->ps;
+}
+
 int lora_count(const RewardModel *m) {
     int n = 0;
-    for (int i = 0; m->lora_of && i < m->ps.n; i++) n += m->lora_of[i] >= 0;
+    for (int i = 0; m->lora_of && i < base_store(m)->n; i++) n += m->lora_of[i] >= 0;
     return n;
 }
 
 int lora_adapts_group(const RewardModel *m, int g) {
-    for (int i = 0; m->lora_of && i < m->ps.n; i++)
-        if (m->lora_of[i] >= 0 && (int)m->ps.group[i] == g) return 1;
+    const ParamStore *bs = base_store(m);
+    for (int i = 0; m->lora_of && i < bs->n; i++)
+        if (m->lora_of[i] >= 0 && (int)bs->group[i] == g) return 1;
     return 0;
 }
 
 void lora_init(RewardModel *m, uint64_t seed) {
-    for (int i = 0; m->lora_of && i < m->ps.n; i++) {
+    uint64_t k = 0; /* the adapter's ordinal: the same streams whatever the store's layout */
+    for (int i = 0; m->lora_of && i < base_store(m)->n; i++) {
         int a = m->lora_of[i];
         if (a < 0) continue;
         Tensor *A = &m->ps.params[a], *B = &m->ps.params[a + 1];
         /* kaiming_uniform_(a=sqrt(5)): gain sqrt(2/6), bound gain*sqrt(3/fan_in) = 1/sqrt(fan_in) */
         float bound = 1.0f / sqrtf((float)A->shape[1]);
-        Rng rng = rng_make(seed, 0x6c6f7261000000ull + (uint64_t)a); /* "lora", per tensor */
+        Rng rng = rng_make(seed, 0x6c6f7261000000ull + k++); /* "lora", per adapter */
         rng_fill_uniform(&rng, tensor_f32(A), A->numel, -bound, bound);
         memset(B->data, 0, B->numel * sizeof(float));
     }
@@ -140,7 +147,7 @@ void lora_init(RewardModel *m, uint64_t seed) {
 
 Tensor *lora_linear(Graph *g, RewardModel *m, Tensor *x, Tensor *w, Tensor *b) {
     Tensor *y = op_linear(g, x, w, b);
-    int a = m->lora_of ? m->lora_of[w - m->ps.params] : -1;
+    int a = m->lora_of ? m->lora_of[w - base_store(m)->params] : -1;
     if (a < 0) return y;
     Tensor *A = &m->ps.params[a], *B = &m->ps.params[a + 1];
     int r = m->lora.r;
@@ -156,6 +163,52 @@ Tensor *lora_linear(Graph *g, RewardModel *m, Tensor *x, Tensor *w, Tensor *b) {
     device_copy_from_host(g->device, s->data, hs, (size_t)r * sizeof(float));
     Tensor *d = op_linear(g, op_channel_scale(g, op_linear(g, xd, A, NULL), s), B, NULL);
     return op_add(g, y, d);
+}
+
+int lora_create_shared(RewardModel *m, const RewardModel *base, uint64_t seed, int init_score,
+                       const char *adapter) {
+    MMRM_CHECK(base->lora_of && !base->shared_base, "lora_create_shared: the base model has no "
+               "adapters of its own");
+    const ParamStore *bs = &base->ps;
+    memset(m, 0, sizeof *m);
+    m->cfg = base->cfg;
+    m->lora = base->lora;
+    m->shared_base = base;
+    params_init(&m->ps, DEV_CPU);
+    m->lora_of = xmalloc((size_t)bs->n * sizeof *m->lora_of);
+    for (int i = 0; i < bs->n; i++) {
+        m->lora_of[i] = -1;
+        int a = base->lora_of[i];
+        if (a < 0) continue;
+        const Tensor *A = &bs->params[a], *B = &bs->params[a + 1];
+        m->lora_of[i] = params_add(&m->ps, A->name, PG_LORA, 1, A->ndim, A->shape);
+        params_add(&m->ps, B->name, PG_LORA, 1, B->ndim, B->shape);
+    }
+    int score = params_add(&m->ps, base->score->name, PG_HEAD, 1, base->score->ndim, base->score->shape);
+    params_finalize(&m->ps);
+    /* the base's layers, with this model's head */
+    int LV = m->cfg.vision.layers, LL = m->cfg.llm.layers;
+    m->patch_w = base->patch_w; m->patch_b = base->patch_b; m->cls = base->cls; m->pos = base->pos;
+    m->vit = xmalloc((size_t)LV * sizeof *m->vit);
+    memcpy(m->vit, base->vit, (size_t)LV * sizeof *m->vit);
+    m->mlp_ln_w = base->mlp_ln_w; m->mlp_ln_b = base->mlp_ln_b;
+    m->mlp_fc1_w = base->mlp_fc1_w; m->mlp_fc1_b = base->mlp_fc1_b;
+    m->mlp_fc2_w = base->mlp_fc2_w; m->mlp_fc2_b = base->mlp_fc2_b;
+    m->embed = base->embed;
+    m->llm = xmalloc((size_t)LL * sizeof *m->llm);
+    memcpy(m->llm, base->llm, (size_t)LL * sizeof *m->llm);
+    m->final_norm = base->final_norm;
+    m->score = params_get(&m->ps, score);
+    if (init_score)
+        rm_init_score(m, seed);
+    else
+        device_copy_to_host(bs->device, m->score->data, base->score->data, m->score->numel * sizeof(float));
+    lora_init(m, seed);
+    if (adapter && lora_load_weights(m, adapter)) {
+        rm_free(m);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- files */
@@ -314,7 +367,8 @@ int lora_save(const RewardModel *m, const char *dir, const char *base) {
 }
 
 void lora_merge(RewardModel *m) {
-    MMRM_CHECK(m->ps.device == DEV_CPU, "lora_merge: the model must be on the host");
+    MMRM_CHECK(m->ps.device == DEV_CPU && !m->shared_base,
+               "lora_merge: the model must be on the host and own its base");
     float s = (float)(m->lora.alpha / m->lora.r);
     int r = m->lora.r;
     for (int i = 0; m->lora_of && i < m->ps.n; i++) {

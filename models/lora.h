@@ -52,12 +52,21 @@ int lora_check(const LoraConfig *lc, const struct ModelConfig *cfg, const char *
 /* rm_create's part (m->lora set): declares A and B for each targeted weight among the
  * parameters declared so far, before params_finalize, and fills m->lora_of */
 void lora_declare(struct RewardModel *m);
-/* A Kaiming-uniform (per-tensor streams of seed), B zero: host parameters */
+/* A Kaiming-uniform (a stream of seed per adapter, in module order), B zero: host
+ * parameters */
 void lora_init(struct RewardModel *m, uint64_t seed);
 /* number of adapted linear layers */
 int lora_count(const struct RewardModel *m);
 /* 1 when some weight of parameter group g (a ParamGroup) has an adapter */
 int lora_adapts_group(const struct RewardModel *m, int g);
+
+/* A model on base's frozen weights (base has adapters; its base groups frozen): m gets its
+ * own adapters for the same modules (lora_init with seed, or adapter's weights when adapter
+ * is not NULL) and its own score head (base's current one copied, or with init_score the
+ * spec's init from seed), all trainable, in a store of their own on the CPU; the base
+ * weights are base's tensors, not copied. base must outlive m. 0, or -1 with an error. */
+int lora_create_shared(struct RewardModel *m, const struct RewardModel *base, uint64_t seed,
+                       int init_score, const char *adapter);
 
 /* y = x w^T + b, plus the adapter of w when it has one */
 struct Tensor *lora_linear(struct Graph *g, struct RewardModel *m, struct Tensor *x,

@@ -41,8 +41,10 @@ typedef struct RewardModel {
     Tensor *final_norm, *score;
     int grad_checkpoint; /* each ViT and decoder layer is a recompute segment */
     LoraConfig lora;     /* lora.r 0: no adapters */
-    int *lora_of;        /* (ps.n) index of the lora_A adapting parameter i (its lora_B
-                          * follows), else -1; NULL without adapters */
+    int *lora_of;        /* (n of the base's store) index in ps of the lora_A adapting base
+                          * parameter i (its lora_B follows), else -1; NULL without adapters */
+    const struct RewardModel *shared_base; /* NULL, or the model whose frozen base weights
+                          * this one uses: ps then holds only its adapters and score head */
 } RewardModel;
 
 /* A batch of sequences and the images they show. Sequence b shows image image_of[b]

@@ -10,6 +10,7 @@
 
 #include "models/checkpoint.h"
 #include "models/image.h"
+#include "runtime/safetensors.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
 #include "train/run.h"
@@ -73,15 +74,17 @@ static int load_or_init(const Run *r, RewardModel *m, const char *dir, const cha
  * of every parameter; gradients and both AdamW moments of the trainable ones) */
 static void log_lora(const Run *r, const RewardModel *m, const char *what) {
     if (r->rt->quiet || !m->lora_of) return;
-    const ParamStore *ps = &m->ps;
+    const ParamStore *ps = &m->ps, *bs = m->shared_base ? &m->shared_base->ps : ps;
     size_t ad = params_count_group(ps, PG_LORA), tr = ps->n_trainable;
+    /* a shared base's frozen weights count as this model's parameters, not as its memory */
+    size_t total = ps->numel + (m->shared_base ? bs->numel - bs->n_trainable : 0);
     double mib = 1024.0 * 1024.0;
     mmrm_log("%s model: LoRA r %d, alpha %g, dropout %g on %d linear layers: %zu trainable parameters "
              "(adapters %zu, head %zu) of %zu (%.3f%%); weights %.1f MiB, gradients + AdamW moments "
              "%.2f MiB (full fine-tuning with the ViT frozen: %.1f MiB)", what, m->lora.r, m->lora.alpha,
-             m->lora.dropout, lora_count(m), tr, ad, tr - ad, ps->numel, 100.0 * tr / ps->numel,
+             m->lora.dropout, lora_count(m), tr, ad, tr - ad, total, 100.0 * tr / total,
              4.0 * ps->numel / mib, 12.0 * tr / mib,
-             12.0 * (double)(ps->numel - ad - params_count_group(ps, PG_VISION)) / mib);
+             12.0 * (double)(total - ad - params_count_group(bs, PG_VISION)) / mib);
 }
 
 /* resumed: the checkpoint's trainer state, weights and AdamW moments */
@@ -99,12 +102,42 @@ static int main_model(Run *r) {
     return 0;
 }
 
+/* LoRA with bias_model_path = model_name_or_path: the bias model runs on the main model's
+ * frozen base weights (one copy in memory) with adapters and a head of its own, as a bias
+ * model loaded from the same directory would (its head from there, or the spec's init when
+ * the directory has none) */
+static int shared_bias_model(Run *r, uint64_t seed) {
+    const TrainConfig *c = r->c;
+    char dir[PATH_MAX];
+    int resumed = *r->resume_dir != '\0';
+    if (resumed && !fs_join(dir, sizeof dir, r->resume_dir, "bias")) return -1;
+    int init_score = 0;
+    if (!resumed) {
+        ModelWeights *w = mw_open(c->bias_model_path);
+        if (!w) return -1;
+        init_score = mw_find(w, "score.weight", NULL) == NULL;
+        mw_close(w);
+        /* the main model's head is still the one it loaded: copy it, or init as rm_load would */
+    }
+    if (lora_create_shared(&r->bias, &r->main, seed, init_score, resumed ? dir : NULL)) return -1;
+    rm_to_device(&r->bias, r->rt->device);
+    if (resumed && checkpoint_load_optimizer(&r->bias.ps, dir)) return -1;
+    r->bias.grad_checkpoint = c->grad_checkpoint;
+    if (!r->rt->quiet)
+        mmrm_log("bias model: shares the main model's frozen base (%.1f MiB of weights not "
+                 "duplicated), adapters and score head of its own", 4.0 * (double)(r->main.ps.numel -
+                 r->main.ps.n_trainable) / (1024.0 * 1024.0));
+    return 0;
+}
+
 /* the bias model reads the main model's rows: same image size, tokens, vocabulary, system
  * message */
 static int bias_model(Run *r) {
     const TrainConfig *c = r->c;
     uint64_t seed = (uint64_t)c->seed + 1;
     char dir[PATH_MAX];
+    if (c->lora_r > 0 && *c->model_name_or_path && !strcmp(c->bias_model_path, c->model_name_or_path))
+        return shared_bias_model(r, seed);
     if (!*r->resume_dir) {
         if (load_or_init(r, &r->bias, c->bias_model_path, c->init_bias_model_config, seed, "bias", NULL)) return -1;
     } else if (!fs_join(dir, sizeof dir, r->resume_dir, "bias") ||
