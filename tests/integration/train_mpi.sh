@@ -87,7 +87,8 @@ grep -q "resuming from" "$tmp/log3"
 [ "$(losses "$tmp/cut")" = "$(losses "$tmp/two_standard")" ] || { echo "resumed losses differ"; exit 1; }
 cmp "$tmp/cut/checkpoint-last/model.safetensors" "$tmp/two_standard/checkpoint-last/model.safetensors"
 
-# LoRA (adapters on the LLM and the ViT; no dropout, as drop_path_rate = 0): 2 ranks and ZeRO-1 equal 1 rank; the
+# LoRA (adapters on the LLM and the ViT; no dropout, as drop_path_rate = 0): 2 ranks and ZeRO-1 equal 1 rank (also
+# shortcut_aware with the bias model on the main model's base); the
 # checkpoints hold adapters, scored on top of the same base (`mmrm init` with the run's seed)
 "$MMRM" init --config configs/model/tiny.json --out "$tmp/lbase" --seed 3 >/dev/null
 lora=(lora_r=4 lora_alpha=8 lora_dropout=0 lora_target_modules=q_proj,v_proj,down_proj,qkv,fc1)
@@ -104,6 +105,14 @@ close "$(losses "$tmp/l1")" "$(losses "$tmp/l2")"
 close "$(losses "$tmp/l2")" "$(losses "$tmp/lz")"
 close "$(ascores "$tmp/l1" "$tmp/ls1.jsonl")" "$(ascores "$tmp/l2" "$tmp/ls2.jsonl")"
 close "$(ascores "$tmp/l2" "$tmp/ls2.jsonl")" "$(ascores "$tmp/lz" "$tmp/ls3.jsonl")"
+# shortcut_aware with the bias model on the main model's base (bias_model_path = model_name_or_path)
+shared=(algorithm=shortcut_aware model_name_or_path="$tmp/lbase" bias_model_path="$tmp/lbase")
+"$MMRM" train "$cfg" "${common[@]}" "${lora[@]}" "${shared[@]}" per_device_train_batch_size=4 output_dir="$tmp/ls1" \
+    2>"$tmp/log8" || { cat "$tmp/log8"; exit 1; }
+grep -q "shares the main model's frozen base" "$tmp/log8" || { echo "the bias model did not share the base"; exit 1; }
+$mpi "$MMRM" train "$cfg" "${common[@]}" "${lora[@]}" "${shared[@]}" per_device_train_batch_size=2 zero_stage=1 \
+    output_dir="$tmp/ls2" 2>"$tmp/log8" || { cat "$tmp/log8"; exit 1; }
+close "$(losses "$tmp/ls1")" "$(losses "$tmp/ls2")"
 
 # one rank fails: a missing dataset under on_bad_record = fail stops the job, no hang
 set +e
