@@ -3,8 +3,9 @@
 # build/emu_mmrm is mmrm with the emulated CUDA backend. For both algorithms, 2 training
 # steps with device = cuda (precision = fp32) must give the same per-step losses as
 # device = cpu within 1e-4 relative (also with LoRA adapters, and a bias model on the main
-# model's base), and final weights within 1e-4 (models moved to the device, uploads of every op input, logging read back after backward, checkpoints and
-# optimizer state staged through the host); precision = bf16 (activations stored in bf16,
+# model's base), and final weights within 1e-4 (models moved to the device, uploads of
+# every op input, logging read back after backward, checkpoints and optimizer state staged
+# through the host); precision = bf16 (activations stored in bf16,
 # GEMMs over bf16 weight copies kept by the fused AdamW) equals GEMMs over the fp32 master
 # weights, alone and under ZeRO-1, and its losses stay within 1e-2 of fp32 on the CPU;
 # a run resumed on the device from a checkpoint
