@@ -171,7 +171,7 @@ int cmd_bon(int argc, char **argv) {
         scoreset_free(&ss);
         return 2;
     }
-    if (scorer_load_model(model, dev, bf16, &m, &tok)) goto done;
+    if (scorer_load_model_adapter(model, cli.adapter, dev, bf16, &m, &tok)) goto done;
     have_m = 1;
     ScorerOptions o;
     scorer_cli_options(&cli, &m.cfg, &o);

@@ -217,7 +217,7 @@ static void print_json(const Info *in, const ModelConfig *cfg) {
     /* counts stay below 2^53, so doubles hold them exactly */
     cJSON *jp = cJSON_AddObjectToObject(root, "parameters");
     for (int g = 0; g < PG_COUNT; g++)
-        if (g != PG_OTHER || in->count[g])
+        if ((g != PG_OTHER && g != PG_LORA) || in->count[g])
             cJSON_AddNumberToObject(jp, param_group_name((ParamGroup)g), (double)in->count[g]);
     cJSON_AddNumberToObject(jp, "total", (double)in->total);
     cJSON *jw = cJSON_AddObjectToObject(root, "weights");

@@ -14,5 +14,6 @@ int cmd_bon(int argc, char **argv);    /* infer/bon.c */
 int cmd_tokenize(int argc, char **argv); /* infer/cmd_tokenize.c */
 int cmd_plot(int argc, char **argv);   /* infer/plot.c */
 int cmd_serve(int argc, char **argv);  /* infer/serve.c */
+int cmd_merge(int argc, char **argv);  /* infer/cmd_merge.c */
 
 #endif

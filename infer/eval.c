@@ -258,7 +258,7 @@ int cmd_eval(int argc, char **argv) {
         rc = 2;
         goto out;
     }
-    if (scorer_load_model(model, dev, bf16, &m, &tok)) goto out;
+    if (scorer_load_model_adapter(model, cli.adapter, dev, bf16, &m, &tok)) goto out;
     have_m = 1;
     ScorerOptions o;
     scorer_cli_options(&cli, &m.cfg, &o);

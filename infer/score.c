@@ -408,7 +408,7 @@ static int score_main(const Comm *cm, int argc, char **argv) {
     Device dev;
     int bf16 = 0;
     if (scorer_cli_device(&cli, cm->local_rank, &dev, &bf16)) return 2;
-    if (scorer_load_model(model, dev, bf16, &m, &tok)) return fail();
+    if (scorer_load_model_adapter(model, cli.adapter, dev, bf16, &m, &tok)) return fail();
     ScorerOptions so_opt;
     scorer_cli_options(&cli, &m.cfg, &so_opt);
     so_opt.blank = blank;

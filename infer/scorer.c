@@ -361,10 +361,15 @@ int scorer_score(Scorer *s, const ScoreGroup *groups, int n, ScoreOut *out,
 /* ---- command line ---- */
 
 int scorer_load_model(const char *dir, Device d, int bf16, RewardModel *m, Tokenizer **tok) {
+    return scorer_load_model_adapter(dir, NULL, d, bf16, m, tok);
+}
+
+int scorer_load_model_adapter(const char *dir, const char *adapter, Device d, int bf16,
+                              RewardModel *m, Tokenizer **tok) {
     int freeze[PG_COUNT];
     for (int g = 0; g < PG_COUNT; g++) freeze[g] = 1;
     LoadReport rep;
-    if (rm_load(m, dir, d, freeze, 0, &rep)) return -1;
+    if (rm_load_ex(m, dir, d, freeze, 0, 0, -1, NULL, adapter, &rep)) return -1;
     int w16 = bf16 && params_enable_bf16(&m->ps);
     *tok = tokenizer_load(dir);
     if (!*tok) {
@@ -377,6 +382,9 @@ int scorer_load_model(const char *dir, Device d, int bf16, RewardModel *m, Token
              c->llm.layers, c->llm.hidden, c->vision.layers, c->vision.hidden, c->image_size,
              c->image_size, c->template_name, (double)m->ps.numel / 1e6, rep.disk_dtype,
              w16 ? ", bf16 GEMMs over a bf16 weight copy, bf16 activations" : "");
+    if (adapter)
+        mmrm_log("adapter %s: LoRA r %d, alpha %g on %d linear layers", adapter, m->lora.r,
+                 m->lora.alpha, lora_count(m));
     if (rep.score_initialised)
         mmrm_warn("%s has no score.weight: the score head is freshly initialised and its "
                   "scores mean nothing (is this a reward model checkpoint?)", dir);
@@ -400,7 +408,9 @@ const char SCORER_CLI_USAGE[] =
     "  --device DEV            auto (a GPU when the build has CUDA and one is visible, else\n"
     "                          the CPU), cpu, cuda or cuda:N (default auto)\n"
     "  --precision P           fp32 (default: the training-time forward exactly) or bf16 (a\n"
-    "                          GPU: the GEMMs read bf16 weight copies, fp32 accumulation)\n";
+    "                          GPU: the GEMMs read bf16 weight copies, fp32 accumulation)\n"
+    "  --adapter DIR           a LoRA adapter (adapter_config.json, adapter_model.safetensors:\n"
+    "                          a LoRA run's checkpoint, or peft's) on top of the --model base\n";
 
 /* argv[*i + 1] as an int in [lo, hi]; -1 with a message otherwise */
 static int int_value(int argc, char **argv, int *i, int lo, int hi, int *out) {
@@ -432,13 +442,15 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
     if (!strcmp(a, "--no-dynamic")) return c->no_dynamic = 1;
     if (!strcmp(a, "--thumbnail")) return c->thumbnail = 1;
     if (!strcmp(a, "--dynamic")) return c->dynamic = 1;
-    if (!strcmp(a, "--image-root") || !strcmp(a, "--device") || !strcmp(a, "--precision")) {
+    if (!strcmp(a, "--image-root") || !strcmp(a, "--device") || !strcmp(a, "--precision") ||
+        !strcmp(a, "--adapter")) {
         if (*i + 1 >= argc) {
             fprintf(stderr, "mmrm: error: %s needs a value\n", a);
             return -1;
         }
         const char *v = argv[++*i];
         if (!strcmp(a, "--image-root")) c->image_root = v;
+        else if (!strcmp(a, "--adapter")) c->adapter = v;
         else if (!strcmp(a, "--device")) c->device = v;
         else if (strcmp(v, "fp32") && strcmp(v, "bf16")) {
             fprintf(stderr, "mmrm: error: --precision %s: expected fp32 or bf16\n", v);

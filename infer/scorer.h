@@ -108,6 +108,10 @@ const ScorerOptions *scorer_options(const Scorer *s);
  * tokenizer file, and logs one line about it (a missing score head is warned about: its
  * scores mean nothing). 0, or -1 with mmrm_last_error(); nothing is left allocated on error. */
 int scorer_load_model(const char *dir, Device d, int bf16, RewardModel *m, Tokenizer **tok);
+/* the same with a LoRA adapter directory (PEFT's layout, models/lora.h) on top of DIR's
+ * model; NULL: none */
+int scorer_load_model_adapter(const char *dir, const char *adapter, Device d, int bf16,
+                              RewardModel *m, Tokenizer **tok);
 
 /* The scoring options a command line may override; zero means the default. */
 typedef struct ScorerCli {
@@ -118,6 +122,7 @@ typedef struct ScorerCli {
     const char *image_root;
     const char *device;        /* --device: auto (default), cpu, cuda, cuda:N */
     const char *precision;     /* --precision: fp32 (default) or bf16 (a GPU only) */
+    const char *adapter;       /* --adapter: a LoRA adapter directory on top of --model */
 } ScorerCli;
 
 /* Consumes argv[*i] (and its value) when it is one of the options below, advancing *i:

@@ -76,12 +76,18 @@ static int load_pos(RewardModel *m, const SafeTensors *st, const StEntry *e, Loa
 
 int rm_load(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT], uint64_t seed,
             LoadReport *rep) {
-    return rm_load_ex(m, dir, d, freeze, seed, 0, -1, rep);
+    return rm_load_ex(m, dir, d, freeze, seed, 0, -1, NULL, NULL, rep);
 }
 
 int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT],
-               uint64_t seed, int force_image_size, double drop_path_rate, LoadReport *rep) {
+               uint64_t seed, int force_image_size, double drop_path_rate, const LoraConfig *lora,
+               const char *adapter, LoadReport *rep) {
     LoadReport local;
+    LoraConfig from_adapter;
+    if (adapter) {
+        if (lora_read_config(adapter, &from_adapter)) return -1;
+        lora = &from_adapter;
+    }
     if (!rep) rep = &local;
     memset(rep, 0, sizeof *rep);
     char path[4096];
@@ -91,15 +97,17 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
     if (force_image_size > 0) cfg.image_size = force_image_size;
     if (drop_path_rate >= 0) cfg.vision.drop_path_rate = drop_path_rate;
     if (config_validate(&cfg, path) != 0) return -1;
+    if (lora && lora->r > 0 && lora_check(lora, &cfg, adapter ? adapter : "LoRA")) return -1;
     ModelWeights *w = mw_open(dir);
     if (!w) return -1;
     RewardModel tmp;
-    rm_create(&tmp, &cfg, DEV_CPU, freeze); /* filled on the host, moved at the end */
+    rm_create_lora(&tmp, &cfg, DEV_CPU, freeze, lora); /* filled on the host, moved at the end */
     int rc = 0, n_read = 0;
     StDType disk = ST_F32; /* of the first tensor read; "mixed" when another differs */
     int mixed = 0;
     for (int i = 0; i < tmp.ps.n && rc == 0; i++) {
         Tensor *t = params_get(&tmp.ps, i);
+        if (tmp.ps.group[i] == PG_LORA) continue;
         const SafeTensors *st;
         const StEntry *e = mw_find(w, t->name, &st);
         if (!e) {
@@ -120,6 +128,10 @@ int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_CO
         else
             rc = st_check_shape(st, e, t->ndim, t->shape) || st_read_f32(st, e, tensor_f32(t), t->numel);
         rep->n_loaded += rc == 0;
+    }
+    if (rc == 0 && tmp.lora_of) {
+        lora_init(&tmp, seed);
+        if (adapter) rc = lora_load_weights(&tmp, adapter);
     }
     if (rc == 0) {
         for (int i = 0; i < mw_count(w); i++)
@@ -151,18 +163,21 @@ int rm_save(const RewardModel *m, const char *dir, const char *dtype) {
     float *host_copy;
     const float *base = params_host(&m->ps, m->ps.data, m->ps.numel, &host_copy);
     StTensorOut *t = xcalloc(n, sizeof *t);
+    int k = 0;
     for (int i = 0; i < n; i++) {
         const Tensor *p = &m->ps.params[i];
-        t[i].name = p->name;
-        t[i].src = DT_F32;
-        t[i].dtype = dt;
-        t[i].ndim = p->ndim;
-        for (int k = 0; k < p->ndim; k++) t[i].shape[k] = p->shape[k];
-        t[i].data = base + ((const float *)p->data - m->ps.data);
+        if (m->ps.group[i] == PG_LORA) continue;
+        t[k].name = p->name;
+        t[k].src = DT_F32;
+        t[k].dtype = dt;
+        t[k].ndim = p->ndim;
+        for (int j = 0; j < p->ndim; j++) t[k].shape[j] = p->shape[j];
+        t[k].data = base + ((const float *)p->data - m->ps.data);
+        k++;
     }
     StMeta meta[1] = {{"format", "pt"}};
     /* 5 GB shards like HF save_pretrained's default */
-    int rc = st_save_sharded(dir, t, n, meta, 1, (size_t)5 << 30);
+    int rc = st_save_sharded(dir, t, k, meta, 1, (size_t)5 << 30);
     free(t);
     free(host_copy);
     if (rc != 0) return -1;

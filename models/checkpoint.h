@@ -28,11 +28,14 @@ typedef struct LoadReport {
 int rm_load(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT], uint64_t seed,
             LoadReport *report);
 /* the same with run options: force_image_size > 0 sets the run image size (the position
- * embedding is resized), drop_path_rate >= 0 replaces the config's */
+ * embedding is resized), drop_path_rate >= 0 replaces the config's; LoRA (models/lora.h):
+ * lora (r > 0) adds fresh adapters (lora_init), adapter (a directory in PEFT's layout) adds
+ * the adapters of its adapter_config.json with its weights and its score.weight; NULL: none */
 int rm_load_ex(RewardModel *m, const char *dir, Device d, const int freeze[PG_COUNT],
-               uint64_t seed, int force_image_size, double drop_path_rate, LoadReport *report);
+               uint64_t seed, int force_image_size, double drop_path_rate, const LoraConfig *lora,
+               const char *adapter, LoadReport *report);
 /* Writes config.json and the weights (dtype "F32" or "BF16") into dir (created if needed),
- * every file atomically. 0 or -1. */
+ * every file atomically; LoRA adapters are not part of it (lora_save). 0 or -1. */
 int rm_save(const RewardModel *m, const char *dir, const char *dtype);
 
 #endif

@@ -46,6 +46,11 @@ static Tensor *P(RewardModel *m, int i) { return i < 0 ? NULL : params_get(&m->p
 void rm_to_device(RewardModel *m, Device d) { params_to_device(&m->ps, d); }
 
 void rm_create(RewardModel *m, const ModelConfig *cfg, Device d, const int freeze[PG_COUNT]) {
+    rm_create_lora(m, cfg, d, freeze, NULL);
+}
+
+void rm_create_lora(RewardModel *m, const ModelConfig *cfg, Device d, const int freeze[PG_COUNT],
+                    const LoraConfig *lora) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     ParamStore *ps = &m->ps;
@@ -125,6 +130,10 @@ void rm_create(RewardModel *m, const ModelConfig *cfg, Device d, const int freez
     }
     int fnorm = decl(ps, PG_LLM, 0, D1(H), "%snorm.weight", lp);
     int score = decl(ps, PG_HEAD, 1, D2(1, H), "score.weight");
+    if (lora && lora->r > 0) {
+        m->lora = *lora;
+        lora_declare(m);
+    }
 
     for (int g = 0; g < PG_COUNT; g++) params_freeze_group(ps, (ParamGroup)g, freeze ? freeze[g] : 0);
     params_finalize(ps);
@@ -158,6 +167,7 @@ void rm_create(RewardModel *m, const ModelConfig *cfg, Device d, const int freez
 
 void rm_free(RewardModel *m) {
     params_free(&m->ps);
+    free(m->lora_of);
     free(m->vit);
     free(m->llm);
     memset(m, 0, sizeof *m);
@@ -191,6 +201,7 @@ void rm_init_random(RewardModel *m, uint64_t seed) {
         }
     }
     rm_init_score(m, seed);
+    lora_init(m, seed);
 }
 
 /* ---------------------------------------------------------------- vision */
@@ -212,7 +223,7 @@ static void vit_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     float rate = v->layers > 1 ? v->drop_path_rate * c->layer / (v->layers - 1) : 0.0f;
     Tensor *x = in[0];
     Tensor *h = vit_norm(g, m, x, L->norm1_w, L->norm1_b);
-    Tensor *qkv = op_linear(g, h, L->qkv_w, L->qkv_b);        /* (n, T, 3C) */
+    Tensor *qkv = lora_linear(g, m, h, L->qkv_w, L->qkv_b);        /* (n, T, 3C) */
     Tensor *rows = op_reshape(g, qkv, 2, (int[]){n * T * 3 * NH, hd});
     Tensor *q = op_gather_rows(g, rows, c->q_rows, n * T * NH);  /* (n*T*NH, hd) */
     Tensor *k = op_gather_rows(g, rows, c->k_rows, n * T * NH);
@@ -224,10 +235,10 @@ static void vit_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     int shape4[4] = {n, T, NH, hd};
     Tensor *a = op_attention(g, op_reshape(g, q, 4, shape4), op_reshape(g, k, 4, shape4),
                              op_reshape(g, vv, 4, shape4), c->lengths, 0);
-    a = op_linear(g, op_reshape(g, a, 3, (int[]){n, T, C}), L->proj_w, L->proj_b);
+    a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){n, T, C}), L->proj_w, L->proj_b);
     x = op_add(g, x, op_drop_path(g, op_channel_scale(g, a, L->ls1), rate));
     h = vit_norm(g, m, x, L->norm2_w, L->norm2_b);
-    h = op_linear(g, op_gelu(g, op_linear(g, h, L->fc1_w, L->fc1_b)), L->fc2_w, L->fc2_b);
+    h = lora_linear(g, m, op_gelu(g, lora_linear(g, m, h, L->fc1_w, L->fc1_b)), L->fc2_w, L->fc2_b);
     out[0] = op_add(g, x, op_drop_path(g, op_channel_scale(g, h, L->ls2), rate));
 }
 
@@ -286,8 +297,8 @@ Tensor *rm_vit_features(RewardModel *m, Graph *g, const float *pixels, int n) {
 
 Tensor *rm_connector(RewardModel *m, Graph *g, Tensor *x) {
     x = op_layernorm(g, x, m->mlp_ln_w, m->mlp_ln_b, 1e-5f);
-    x = op_gelu(g, op_linear(g, x, m->mlp_fc1_w, m->mlp_fc1_b));
-    return op_linear(g, x, m->mlp_fc2_w, m->mlp_fc2_b);
+    x = op_gelu(g, lora_linear(g, m, x, m->mlp_fc1_w, m->mlp_fc1_b));
+    return lora_linear(g, m, x, m->mlp_fc2_w, m->mlp_fc2_b);
 }
 
 /* ---------------------------------------------------------------- decoder */
@@ -305,25 +316,25 @@ static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     Tensor *h = op_rmsnorm(g, x, L->attn_norm, l->rms_eps);
     Tensor *q, *k, *v;
     if (L->wqkv) {
-        Tensor *rows = op_reshape(g, op_linear(g, h, L->wqkv, NULL), 2,
+        Tensor *rows = op_reshape(g, lora_linear(g, m, h, L->wqkv, NULL), 2,
                                   (int[]){B * T * (NH + 2 * KV), hd});
         q = op_gather_rows(g, rows, c->q_rows, B * T * NH);
         k = op_gather_rows(g, rows, c->k_rows, B * T * KV);
         v = op_gather_rows(g, rows, c->v_rows, B * T * KV);
     } else {
-        q = op_linear(g, h, L->q_w, L->q_b);
-        k = op_linear(g, h, L->k_w, L->k_b);
-        v = op_linear(g, h, L->v_w, L->v_b);
+        q = lora_linear(g, m, h, L->q_w, L->q_b);
+        k = lora_linear(g, m, h, L->k_w, L->k_b);
+        v = lora_linear(g, m, h, L->v_w, L->v_b);
     }
     q = op_rope(g, op_reshape(g, q, 4, (int[]){B, T, NH, hd}), c->pos, l->rope_theta);
     k = op_rope(g, op_reshape(g, k, 4, (int[]){B, T, KV, hd}), c->pos, l->rope_theta);
     v = op_reshape(g, v, 4, (int[]){B, T, KV, hd});
     Tensor *a = op_attention(g, q, k, v, c->lengths, 1);
-    a = op_linear(g, op_reshape(g, a, 3, (int[]){B, T, NH * hd}), L->o_w, NULL);
+    a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){B, T, NH * hd}), L->o_w, NULL);
     x = op_add(g, x, a);
     h = op_rmsnorm(g, x, L->ffn_norm, l->rms_eps);
-    h = op_swiglu(g, op_linear(g, h, L->gate_w, NULL), op_linear(g, h, L->up_w, NULL));
-    out[0] = op_add(g, x, op_linear(g, h, L->down_w, NULL));
+    h = op_swiglu(g, lora_linear(g, m, h, L->gate_w, NULL), lora_linear(g, m, h, L->up_w, NULL));
+    out[0] = op_add(g, x, lora_linear(g, m, h, L->down_w, NULL));
 }
 
 

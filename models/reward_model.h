@@ -13,6 +13,7 @@
 #define MMRM_REWARD_MODEL_H
 
 #include "models/config.h"
+#include "models/lora.h"
 #include "runtime/autograd.h"
 #include "runtime/memory.h"
 
@@ -39,6 +40,11 @@ typedef struct RewardModel {
     LlmLayer *llm;
     Tensor *final_norm, *score;
     int grad_checkpoint; /* each ViT and decoder layer is a recompute segment */
+    LoraConfig lora;     /* lora.r 0: no adapters */
+    int *lora_of;        /* (n of the base's store) index in ps of the lora_A adapting base
+                          * parameter i (its lora_B follows), else -1; NULL without adapters */
+    const struct RewardModel *shared_base; /* NULL, or the model whose frozen base weights
+                          * this one uses: ps then holds only its adapters and score head */
 } RewardModel;
 
 /* A batch of sequences and the images they show. Sequence b shows image image_of[b]
@@ -61,12 +67,15 @@ typedef struct RmBatch {
  * (freeze[PG_VISION], ...), then lays out the buffers. Values are zero until
  * rm_init_random or a load. */
 void rm_create(RewardModel *m, const ModelConfig *cfg, Device d, const int freeze[PG_COUNT]);
+/* the same with LoRA adapters (lora->r > 0, models/lora.h; NULL or r 0: none) */
+void rm_create_lora(RewardModel *m, const ModelConfig *cfg, Device d, const int freeze[PG_COUNT],
+                    const LoraConfig *lora);
 void rm_free(RewardModel *m);
 /* Moves the parameters (and any gradient/optimizer buffers) to device d. Models are built
  * (rm_create, d = DEV_CPU) and loaded on the CPU, then moved; rm_save copies back itself. */
 void rm_to_device(RewardModel *m, Device d);
 /* HF-style random init: matrices N(0, 0.02), biases 0, norm weights 1, layer scales 0.1,
- * score.weight N(0, 1/(H+1)) as the spec says. */
+ * score.weight N(0, 1/(H+1)) as the spec says; LoRA adapters as lora_init. */
 void rm_init_random(RewardModel *m, uint64_t seed);
 /* the spec's score head init alone (a checkpoint without score.weight) */
 void rm_init_score(RewardModel *m, uint64_t seed);

@@ -124,7 +124,7 @@ void arena_compact(Arena *a, size_t mark, void **ptrs, const size_t *bytes, int 
 /* ---------------------------------------------------------------- parameters */
 
 const char *param_group_name(ParamGroup g) {
-    static const char *names[PG_COUNT] = {"vision", "connector", "llm", "head", "other"};
+    static const char *names[PG_COUNT] = {"vision", "connector", "llm", "head", "other", "lora"};
     return (unsigned)g < PG_COUNT ? names[g] : "?";
 }
 

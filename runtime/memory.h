@@ -47,7 +47,8 @@ void arena_release(Arena *a, size_t mark);
 void arena_compact(Arena *a, size_t mark, void **ptrs, const size_t *bytes, int n);
 
 /* parameter groups, so training can freeze by group */
-typedef enum { PG_VISION = 0, PG_CONNECTOR, PG_LLM, PG_HEAD, PG_OTHER, PG_COUNT } ParamGroup;
+/* PG_LORA: LoRA adapters (models/lora.h), trainable while the groups they adapt are frozen */
+typedef enum { PG_VISION = 0, PG_CONNECTOR, PG_LLM, PG_HEAD, PG_OTHER, PG_LORA, PG_COUNT } ParamGroup;
 const char *param_group_name(ParamGroup g);
 
 typedef struct ParamStore {

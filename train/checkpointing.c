@@ -247,7 +247,10 @@ int checkpoint_load_optimizer(ParamStore *ps, const char *dir) {
 static int save_model(const Run *r, const RewardModel *m, const char *dir, const float *hm,
                       const float *hv) {
     char p[PATH_MAX];
-    if (rm_save(m, dir, SAVE_DTYPE) || tokenizer_save(r->tok, dir)) return -1;
+    const char *base = m == &r->main ? r->c->model_name_or_path : r->c->bias_model_path;
+    /* a LoRA run saves its adapters and score head, not the frozen base */
+    if ((m->lora_of ? lora_save(m, dir, base) : rm_save(m, dir, SAVE_DTYPE)) || tokenizer_save(r->tok, dir))
+        return -1;
     if (!fs_join(p, sizeof p, dir, "optimizer.safetensors")) return -1;
     return optimizer_save(&m->ps, r->opt.t, p, hm, hv);
 }

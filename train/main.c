@@ -30,6 +30,7 @@ static const Command commands[] = {
     {"bon", cmd_bon, "best-of-N: pick the highest-reward response of each record"},
     {"synth", cmd_synth, "write the synthetic shortcut benchmark"},
     {"info", cmd_info, "describe a model directory: sizes, parameters, FLOPs"},
+    {"merge", cmd_merge, "merge a LoRA adapter into its base model"},
     {"init", cmd_init, "create a randomly initialised model directory from a config.json"},
     {"tokenize", cmd_tokenize, "text to token ids and back with a model's tokenizer"},
     {"plot", cmd_plot, "training curves of runs (metrics.jsonl) as one PNG"},

@@ -10,6 +10,7 @@
 
 #include "models/checkpoint.h"
 #include "models/image.h"
+#include "runtime/safetensors.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
 #include "train/run.h"
@@ -21,17 +22,29 @@ static void freeze_of(const TrainConfig *c, int f[PG_COUNT]) {
     f[PG_VISION] = c->freeze_backbone;
     f[PG_CONNECTOR] = c->freeze_mlp;
     f[PG_LLM] = c->freeze_llm;
+    if (c->lora_r > 0) f[PG_VISION] = f[PG_CONNECTOR] = f[PG_LLM] = 1; /* LoRA: the base is frozen */
 }
 
-/* the model directory dir, or (dir unset) a random init from the config.json init */
+static LoraConfig lora_of(const TrainConfig *c) {
+    LoraConfig lc = {.r = c->lora_r, .alpha = c->lora_alpha, .dropout = c->lora_dropout,
+                     .n_targets = c->n_lora_target_modules};
+    for (int i = 0; i < c->n_lora_target_modules; i++)
+        snprintf(lc.targets[i], LORA_NAME_LEN, "%s", c->lora_target_modules[i]);
+    return lc;
+}
+
+/* the model directory dir, or (dir unset) a random init from the config.json init; with
+ * lora_r > 0 plus fresh adapters, or those of a checkpoint (adapter, a resume) */
 static int load_or_init(const Run *r, RewardModel *m, const char *dir, const char *init,
-                        uint64_t seed, const char *what) {
+                        uint64_t seed, const char *what, const char *adapter) {
     const TrainConfig *c = r->c;
     int freeze[PG_COUNT];
     freeze_of(c, freeze);
+    LoraConfig lc = lora_of(c);
     if (dir && *dir) {
         LoadReport rep;
-        if (rm_load_ex(m, dir, r->rt->device, freeze, seed, c->force_image_size, c->drop_path_rate, &rep))
+        if (rm_load_ex(m, dir, r->rt->device, freeze, seed, c->force_image_size, c->drop_path_rate,
+                       &lc, adapter, &rep))
             return -1;
         if (!r->rt->quiet)
             mmrm_log("%s model: %s (%d tensors, %s on disk, %d ignored%s%s)", what, dir, rep.n_loaded,
@@ -44,22 +57,76 @@ static int load_or_init(const Run *r, RewardModel *m, const char *dir, const cha
     if (c->force_image_size > 0) cfg.image_size = cfg.vision.image_size = c->force_image_size;
     if (c->drop_path_rate >= 0) cfg.vision.drop_path_rate = c->drop_path_rate;
     if (config_validate(&cfg, init)) return -1;
-    rm_create(m, &cfg, DEV_CPU, freeze);
+    if (adapter && lora_read_config(adapter, &lc)) return -1;
+    if (lc.r > 0 && lora_check(&lc, &cfg, init)) return -1;
+    rm_create_lora(m, &cfg, DEV_CPU, freeze, &lc);
     rm_init_random(m, seed);
+    if (adapter && lora_load_weights(m, adapter)) {
+        rm_free(m);
+        return -1;
+    }
     rm_to_device(m, r->rt->device);
     if (!r->rt->quiet) mmrm_log("%s model: random init from %s (seed %llu)", what, init, (unsigned long long)seed);
     return 0;
+}
+
+/* what a LoRA run trains, and the memory that costs beside the frozen base (fp32: weights
+ * of every parameter; gradients and both AdamW moments of the trainable ones) */
+static void log_lora(const Run *r, const RewardModel *m, const char *what) {
+    if (r->rt->quiet || !m->lora_of) return;
+    const ParamStore *ps = &m->ps, *bs = m->shared_base ? &m->shared_base->ps : ps;
+    size_t ad = params_count_group(ps, PG_LORA), tr = ps->n_trainable;
+    /* a shared base's frozen weights count as this model's parameters, not as its memory */
+    size_t total = ps->numel + (m->shared_base ? bs->numel - bs->n_trainable : 0);
+    double mib = 1024.0 * 1024.0;
+    mmrm_log("%s model: LoRA r %d, alpha %g, dropout %g on %d linear layers: %zu trainable parameters "
+             "(adapters %zu, head %zu) of %zu (%.3f%%); weights %.1f MiB, gradients + AdamW moments "
+             "%.2f MiB (full fine-tuning with the ViT frozen: %.1f MiB)", what, m->lora.r, m->lora.alpha,
+             m->lora.dropout, lora_count(m), tr, ad, tr - ad, total, 100.0 * tr / total,
+             4.0 * ps->numel / mib, 12.0 * tr / mib,
+             12.0 * (double)(total - ad - params_count_group(bs, PG_VISION)) / mib);
 }
 
 /* resumed: the checkpoint's trainer state, weights and AdamW moments */
 static int main_model(Run *r) {
     const TrainConfig *c = r->c;
     uint64_t seed = (uint64_t)c->seed;
-    if (!*r->resume_dir) return load_or_init(r, &r->main, c->model_name_or_path, c->init_model_config, seed, "main");
-    if (checkpoint_load_state(r) || load_or_init(r, &r->main, r->resume_dir, NULL, seed, "main") ||
+    if (!*r->resume_dir) return load_or_init(r, &r->main, c->model_name_or_path, c->init_model_config, seed, "main", NULL);
+    /* a LoRA checkpoint holds the adapters: the base comes from where the run started */
+    if (checkpoint_load_state(r) ||
+        (c->lora_r > 0 ? load_or_init(r, &r->main, c->model_name_or_path, c->init_model_config, seed, "main", r->resume_dir)
+                       : load_or_init(r, &r->main, r->resume_dir, NULL, seed, "main", NULL)) ||
         checkpoint_load_optimizer(&r->main.ps, r->resume_dir))
         return -1;
     mmrm_log("resuming from %s (step %ld)", r->resume_dir, r->st.step);
+    return 0;
+}
+
+/* LoRA with bias_model_path = model_name_or_path: the bias model runs on the main model's
+ * frozen base weights (one copy in memory) with adapters and a head of its own, as a bias
+ * model loaded from the same directory would (its head from there, or the spec's init when
+ * the directory has none) */
+static int shared_bias_model(Run *r, uint64_t seed) {
+    const TrainConfig *c = r->c;
+    char dir[PATH_MAX];
+    int resumed = *r->resume_dir != '\0';
+    if (resumed && !fs_join(dir, sizeof dir, r->resume_dir, "bias")) return -1;
+    int init_score = 0;
+    if (!resumed) {
+        ModelWeights *w = mw_open(c->bias_model_path);
+        if (!w) return -1;
+        init_score = mw_find(w, "score.weight", NULL) == NULL;
+        mw_close(w);
+        /* the main model's head is still the one it loaded: copy it, or init as rm_load would */
+    }
+    if (lora_create_shared(&r->bias, &r->main, seed, init_score, resumed ? dir : NULL)) return -1;
+    rm_to_device(&r->bias, r->rt->device);
+    if (resumed && checkpoint_load_optimizer(&r->bias.ps, dir)) return -1;
+    r->bias.grad_checkpoint = c->grad_checkpoint;
+    if (!r->rt->quiet)
+        mmrm_log("bias model: shares the main model's frozen base (%.1f MiB of weights not "
+                 "duplicated), adapters and score head of its own", 4.0 * (double)(r->main.ps.numel -
+                 r->main.ps.n_trainable) / (1024.0 * 1024.0));
     return 0;
 }
 
@@ -69,9 +136,13 @@ static int bias_model(Run *r) {
     const TrainConfig *c = r->c;
     uint64_t seed = (uint64_t)c->seed + 1;
     char dir[PATH_MAX];
+    if (c->lora_r > 0 && *c->model_name_or_path && !strcmp(c->bias_model_path, c->model_name_or_path))
+        return shared_bias_model(r, seed);
     if (!*r->resume_dir) {
-        if (load_or_init(r, &r->bias, c->bias_model_path, c->init_bias_model_config, seed, "bias")) return -1;
-    } else if (!fs_join(dir, sizeof dir, r->resume_dir, "bias") || load_or_init(r, &r->bias, dir, NULL, seed, "bias") ||
+        if (load_or_init(r, &r->bias, c->bias_model_path, c->init_bias_model_config, seed, "bias", NULL)) return -1;
+    } else if (!fs_join(dir, sizeof dir, r->resume_dir, "bias") ||
+               (c->lora_r > 0 ? load_or_init(r, &r->bias, c->bias_model_path, c->init_bias_model_config, seed, "bias", dir)
+                              : load_or_init(r, &r->bias, dir, NULL, seed, "bias", NULL)) ||
                checkpoint_load_optimizer(&r->bias.ps, dir)) {
         return -1;
     }
@@ -97,8 +168,10 @@ int setup_models(Run *r) {
     const TrainConfig *c = r->c;
     if (main_model(r)) return -1;
     r->main.grad_checkpoint = c->grad_checkpoint;
+    log_lora(r, &r->main, "main");
     r->has_bias = c->algorithm == TRAIN_SHORTCUT_AWARE;
     if (r->has_bias && bias_model(r)) return -1;
+    if (r->has_bias) log_lora(r, &r->bias, "bias");
     /* the checkpoints record how this run cut its images, so that scoring them cuts alike */
     RewardModel *rms[2] = {&r->main, r->has_bias ? &r->bias : NULL};
     for (int k = 0; k < 2; k++)
@@ -287,7 +360,9 @@ void setup_bf16_weights(Run *r) {
 
 /* the frozen bias ViT sees one constant image: its features once per run */
 void setup_blank_cache(Run *r) {
-    if (!r->has_bias || !r->c->freeze_backbone) return;
+    /* (ViT adapters make the bias ViT trainable: no constant features then) */
+    int vit_frozen = r->c->freeze_backbone || r->c->lora_r > 0;
+    if (!r->has_bias || !vit_frozen || lora_adapts_group(&r->bias, PG_VISION)) return;
     int prev = graph_set_grad(&r->g, 0);
     int S = r->bias.cfg.image_size;
     Image blank;

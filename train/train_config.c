@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "models/lora.h"
 #include "models/template.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
@@ -93,6 +94,11 @@ static const Key g_keys[] = {
     BOOL(freeze_mlp, "false", "freeze the mlp1 connector"),
     BOOL(grad_checkpoint, "true", "recompute activations in backward"),
     F64(drop_path_rate, 0, 0, 1, 1, "0.1", "ViT stochastic depth rate"),
+    INT(lora_r, 0, 65536, "0", "LoRA rank; 0: full fine-tuning, else adapters on a frozen base"),
+    F64(lora_alpha, 0, 1, 1e6, 0, "16", "LoRA scale: updates are scaled by lora_alpha / lora_r"),
+    F64(lora_dropout, 0, 0, 1, 1, "0", "dropout on the LoRA adapters' input"),
+    LIST(lora_target_modules, lora_target_modules,
+         "PEFT target_modules, comma-separated (unset: every LLM linear)"),
     ENUM(precision, k_precisions, "auto", "auto: fp32 on CPU, bf16 on CUDA"),
     ENUM(device, k_devices, "auto", "where to train"),
     {.name = "dataset_path", .type = T_LIST, .off = F(dataset_paths),
@@ -651,6 +657,17 @@ static int check(Parse *p) {
                     "algorithm = shortcut_aware needs bias_model_path (the text-only bias RM, "
                     "usually the same checkpoint as model_name_or_path) or "
                     "init_bias_model_config");
+    if (c->n_lora_target_modules > LORA_MAX_TARGETS)
+        return fail(p, p->origin[find_key("lora_target_modules")],
+                    "lora_target_modules: %d names, at most %d", c->n_lora_target_modules,
+                    LORA_MAX_TARGETS);
+    for (int i = 0; i < c->n_lora_target_modules; i++)
+        if (!lora_known_target(c->lora_target_modules[i]))
+            return fail(p, p->origin[find_key("lora_target_modules")],
+                        "lora_target_modules: \"%s\" is not a linear layer name (q_proj, k_proj, "
+                        "v_proj, o_proj, gate_proj, up_proj, down_proj; InternLM2: wqkv, wo, w1, "
+                        "w2, w3; ViT: qkv, proj, fc1, fc2; connector: mlp1.1, mlp1.3)",
+                        c->lora_target_modules[i]);
     if (c->min_dynamic_patch > c->max_dynamic_patch) {
         int lo = find_key("min_dynamic_patch"), hi = find_key("max_dynamic_patch");
         Origin o = p->origin[lo].line || p->origin[lo].override ? p->origin[lo] : p->origin[hi];

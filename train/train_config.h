@@ -43,6 +43,10 @@
  * | freeze_mlp                  | bool (the mlp1 connector)                | false    | spec |
  * | grad_checkpoint             | bool (recompute activations in backward) | true     | spec |
  * | drop_path_rate              | [0, 1) ViT stochastic depth              | 0.1      | spec |
+ * | lora_r                      | [0, 65536] rank, 0: full fine-tuning     | 0        | PEFT |
+ * | lora_alpha                  | (0, 1e6], updates scaled by alpha / r    | 16       | mmrm |
+ * | lora_dropout                | [0, 1) on the adapters' input            | 0        | PEFT |
+ * | lora_target_modules         | PEFT module names, comma-separated       | LLM's    | mmrm |
  * | precision                   | auto (fp32 on CPU, bf16 on CUDA), fp32, bf16 | auto | spec |
  * | device                      | auto, cpu, cuda                          | auto     | mmrm |
  * | dataset_path                | JSONL file(s), comma-separated           | unset    | req  |
@@ -127,6 +131,10 @@ typedef struct TrainConfig {
     int freeze_llm, freeze_backbone, freeze_mlp;
     int grad_checkpoint;
     double drop_path_rate;
+    int lora_r;                 /* 0: off; else the base is frozen (models/lora.h) */
+    double lora_alpha, lora_dropout;
+    char **lora_target_modules; /* (n_lora_target_modules,); 0 of them: every LLM linear */
+    int n_lora_target_modules;
     TrainPrecision precision;
     TrainDevice device;
     /* data */

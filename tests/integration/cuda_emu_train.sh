@@ -2,9 +2,10 @@
 # The GPU code paths of the command line, end to end, on the CPU emulator (tests/cuda_emu):
 # build/emu_mmrm is mmrm with the emulated CUDA backend. For both algorithms, 2 training
 # steps with device = cuda (precision = fp32) must give the same per-step losses as
-# device = cpu within 1e-4 relative, and final weights within 1e-4 (models moved to the
-# device, uploads of every op input, logging read back after backward, checkpoints and
-# optimizer state staged through the host); precision = bf16 (activations stored in bf16,
+# device = cpu within 1e-4 relative (also with LoRA adapters, and a bias model on the main
+# model's base), and final weights within 1e-4 (models moved to the device, uploads of
+# every op input, logging read back after backward, checkpoints and optimizer state staged
+# through the host); precision = bf16 (activations stored in bf16,
 # GEMMs over bf16 weight copies kept by the fused AdamW) equals GEMMs over the fp32 master
 # weights, alone and under ZeRO-1, and its losses stay within 1e-2 of fp32 on the CPU;
 # a run resumed on the device from a checkpoint
@@ -51,6 +52,33 @@ for algo in standard robust; do
     echo "$algo: final weights cpu vs cuda: worst rel $ww"
     awk -v w="$ww" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL $algo weights differ"; exit 1; }
 done
+
+# LoRA (adapters on the LLM and the ViT, dropout on: the masks are drawn on the host): the
+# adapter GEMMs go through the device's op table like every other linear
+lora=(lora_r=4 lora_alpha=8 lora_dropout=0.1 lora_target_modules=q_proj,v_proj,down_proj,qkv,fc1)
+train standard cpu "$d/lora_cpu" "${lora[@]}"
+train standard cuda "$d/lora_gpu" "${lora[@]}"
+w=$(paste <(losses "$d/lora_cpu") <(losses "$d/lora_gpu") | worst)
+echo "lora: per-step loss cpu vs cuda (emulated): worst rel $w"
+[ "$(losses "$d/lora_gpu" | wc -l)" = 2 ] || { echo "FAIL lora: logged steps"; exit 1; }
+awk -v w="$w" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL lora losses differ"; exit 1; }
+aw=$(paste <(od -An -v -f -w4 "$d/lora_cpu/checkpoint-last/adapter_model.safetensors" | tail -n +2 | awk 'NF') \
+           <(od -An -v -f -w4 "$d/lora_gpu/checkpoint-last/adapter_model.safetensors" | tail -n +2 | awk 'NF') | worst)
+echo "lora: final adapters cpu vs cuda: worst rel $aw"
+awk -v w="$aw" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL lora adapters differ"; exit 1; }
+# shortcut_aware with the bias model on the main model's base tensors on the device
+"$emu" init --config configs/model/tiny.json --out "$d/lora_base" --seed 4 >/dev/null
+shared=(model_name_or_path="$d/lora_base" bias_model_path="$d/lora_base")
+train robust cpu "$d/lsh_cpu" "${lora[@]}" "${shared[@]}"
+train robust cuda "$d/lsh_gpu" "${lora[@]}" "${shared[@]}"
+grep -q "shares the main model's frozen base" "$d/lsh_gpu.log" || { echo "FAIL lora: no shared base"; exit 1; }
+w=$(paste <(losses "$d/lsh_cpu") <(losses "$d/lsh_gpu") | worst)
+echo "lora, shared bias base: per-step loss cpu vs cuda (emulated): worst rel $w"
+awk -v w="$w" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL lora shared losses differ"; exit 1; }
+aw=$(paste <(od -An -v -f -w4 "$d/lsh_cpu/checkpoint-last/bias/adapter_model.safetensors" | tail -n +2 | awk 'NF') \
+           <(od -An -v -f -w4 "$d/lsh_gpu/checkpoint-last/bias/adapter_model.safetensors" | tail -n +2 | awk 'NF') | worst)
+echo "lora, shared bias base: final bias adapters cpu vs cuda: worst rel $aw"
+awk -v w="$aw" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL lora shared bias adapters differ"; exit 1; }
 
 # precision = bf16: the GEMMs read bf16 copies of the weights that the fused AdamW kernel
 # rewrites (kernels/cuda/bf16.cu). The emulator's GEMM over bf16 operands and its FAST_16BF

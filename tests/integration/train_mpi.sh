@@ -4,7 +4,8 @@
 # models give the same scores within 1e-5 relative; ZeRO-1 (sharded AdamW moments) equals
 # no sharding the same way; a resumed 2-rank run (also under ZeRO-1) equals the
 # uninterrupted one; the bucketed all-reduce started during backward gives bitwise the same
-# run; a failing job ends with a message instead of hanging.
+# run; LoRA runs equal across 1 rank, 2 ranks and ZeRO-1; a failing job ends with a message
+# instead of hanging.
 set -euo pipefail
 command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 77; }
 grep -q "multi-process: mpi" <<<"$("$MMRM" version)" || { echo "skipped: this mmrm was built without MPI"; exit 77; }
@@ -85,6 +86,33 @@ $mpi "$MMRM" train "$cfg" "${common[@]}" algorithm=standard per_device_train_bat
 grep -q "resuming from" "$tmp/log3"
 [ "$(losses "$tmp/cut")" = "$(losses "$tmp/two_standard")" ] || { echo "resumed losses differ"; exit 1; }
 cmp "$tmp/cut/checkpoint-last/model.safetensors" "$tmp/two_standard/checkpoint-last/model.safetensors"
+
+# LoRA (adapters on the LLM and the ViT; no dropout, as drop_path_rate = 0): 2 ranks and ZeRO-1 equal 1 rank (also
+# shortcut_aware with the bias model on the main model's base); the
+# checkpoints hold adapters, scored on top of the same base (`mmrm init` with the run's seed)
+"$MMRM" init --config configs/model/tiny.json --out "$tmp/lbase" --seed 3 >/dev/null
+lora=(lora_r=4 lora_alpha=8 lora_dropout=0 lora_target_modules=q_proj,v_proj,down_proj,qkv,fc1)
+ascores() { "$MMRM" score --model "$tmp/lbase" --adapter "$1/checkpoint-last" --input "$tmp/data/score_input.jsonl" \
+               --output "$2" >/dev/null 2>&1; sed 's/.*"score":[ ]*//; s/}//' "$2"; }
+"$MMRM" train "$cfg" "${common[@]}" "${lora[@]}" per_device_train_batch_size=4 output_dir="$tmp/l1" 2>"$tmp/log8" \
+    || { cat "$tmp/log8"; exit 1; }
+$mpi "$MMRM" train "$cfg" "${common[@]}" "${lora[@]}" per_device_train_batch_size=2 output_dir="$tmp/l2" 2>"$tmp/log8" \
+    || { cat "$tmp/log8"; exit 1; }
+$mpi "$MMRM" train "$cfg" "${common[@]}" "${lora[@]}" per_device_train_batch_size=2 zero_stage=1 output_dir="$tmp/lz" \
+    2>"$tmp/log8" || { cat "$tmp/log8"; exit 1; }
+[ -f "$tmp/l2/checkpoint-last/adapter_model.safetensors" ] || { echo "no LoRA adapter saved"; exit 1; }
+close "$(losses "$tmp/l1")" "$(losses "$tmp/l2")"
+close "$(losses "$tmp/l2")" "$(losses "$tmp/lz")"
+close "$(ascores "$tmp/l1" "$tmp/ls1.jsonl")" "$(ascores "$tmp/l2" "$tmp/ls2.jsonl")"
+close "$(ascores "$tmp/l2" "$tmp/ls2.jsonl")" "$(ascores "$tmp/lz" "$tmp/ls3.jsonl")"
+# shortcut_aware with the bias model on the main model's base (bias_model_path = model_name_or_path)
+shared=(algorithm=shortcut_aware model_name_or_path="$tmp/lbase" bias_model_path="$tmp/lbase")
+"$MMRM" train "$cfg" "${common[@]}" "${lora[@]}" "${shared[@]}" per_device_train_batch_size=4 output_dir="$tmp/ls1" \
+    2>"$tmp/log8" || { cat "$tmp/log8"; exit 1; }
+grep -q "shares the main model's frozen base" "$tmp/log8" || { echo "the bias model did not share the base"; exit 1; }
+$mpi "$MMRM" train "$cfg" "${common[@]}" "${lora[@]}" "${shared[@]}" per_device_train_batch_size=2 zero_stage=1 \
+    output_dir="$tmp/ls2" 2>"$tmp/log8" || { cat "$tmp/log8"; exit 1; }
+close "$(losses "$tmp/ls1")" "$(losses "$tmp/ls2")"
 
 # one rank fails: a missing dataset under on_bad_record = fail stops the job, no hang
 set +e

@@ -462,6 +462,12 @@ static int same_config(const TrainConfig *a, const TrainConfig *b) {
     SAME(freeze_mlp);
     SAME(grad_checkpoint);
     SAME(drop_path_rate);
+    SAME(lora_r);
+    SAME(lora_alpha);
+    SAME(lora_dropout);
+    ok &= CHECK(same_list(a->lora_target_modules, a->n_lora_target_modules,
+                          b->lora_target_modules, b->n_lora_target_modules),
+                "lora_target_modules differ");
     SAME(precision);
     SAME(device);
     ok &= CHECK(same_list(a->dataset_paths, a->n_dataset_paths, b->dataset_paths,
@@ -640,7 +646,8 @@ TEST(test_printed_config_lists_every_key_once_and_reads_back_as_an_ini) {
     static const char *const keys[] = {
         "model_name_or_path", "init_model_config", "algorithm", "bias_model_path",
         "init_bias_model_config", "tokenizer_path", "freeze_llm", "freeze_backbone", "freeze_mlp",
-        "grad_checkpoint", "drop_path_rate", "precision", "device", "dataset_path",
+        "grad_checkpoint", "drop_path_rate", "lora_r", "lora_alpha", "lora_dropout",
+        "lora_target_modules", "precision", "device", "dataset_path",
         "eval_dataset_path", "image_root", "conv_style", "max_length", "dynamic_image_size",
         "min_dynamic_patch", "max_dynamic_patch", "use_thumbnail", "force_image_size",
         "on_bad_record", "num_workers", "num_train_epochs", "max_steps",

@@ -2,8 +2,9 @@
  * (solid-colour images; the chosen answer names the colour, the rejected one is a refusal,
  * so the preference is quickly learnable; image grounding is what `make demo` shows): the loss falls and accuracy
  * rises for both algorithms, gradient accumulation equals one big batch, frozen groups stay
- * bit-identical, an interrupted run resumes to bitwise the same losses and weights, an
- * incomplete checkpoint is ignored, and non-finite steps stop the run. */
+ * bit-identical, an interrupted run resumes to bitwise the same losses and weights (also a
+ * LoRA run, whose checkpoints hold adapters), an incomplete checkpoint is ignored, and
+ * non-finite steps stop the run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,4 +348,132 @@ TEST(test_trainer_state_counts_must_be_whole_numbers_in_range) {
     }
     remove(p);
     rmdir(dir);
+}
+
+/* two adapter files hold the same tensors bitwise, n of them, and training moved lora_B */
+static void same_adapters(const char *pa, const char *pb, int n) {
+    SafeTensors *a = st_open(pa), *b = st_open(pb);
+    if (CHECK(a && b, "%s", mmrm_last_error())) {
+        CHECK(st_count(a) == st_count(b) && st_count(a) == n, "%d and %d tensors", st_count(a), st_count(b));
+        int moved = 0;
+        for (int i = 0; i < st_count(a) && i < st_count(b); i++) {
+            const StEntry *ea = st_get(a, i), *eb = st_get(b, i);
+            CHECK(!strcmp(ea->name, eb->name) && ea->nbytes == eb->nbytes &&
+                      !memcmp(ea->data, eb->data, ea->nbytes), "%s differs", ea->name);
+            if (strstr(ea->name, "lora_B")) /* zero-initialised: training moved it */
+                for (size_t j = 0; j < ea->numel; j++) moved |= ((const float *)ea->data)[j] != 0;
+        }
+        CHECK(moved, "the lora_B matrices are still zero");
+    }
+    if (a) st_close(a);
+    if (b) st_close(b);
+}
+
+/* LoRA (models/lora.h): the checkpoint holds the adapters and head in PEFT's layout, not
+ * the base, and an interrupted run (adapter dropout on) resumes to bitwise the same losses
+ * and adapters */
+static void check_lora_resume(TrainAlgorithm algo) {
+    const char *o1 = algo == TRAIN_STANDARD ? "lora_full" : "lora_full_sa";
+    const char *o2 = algo == TRAIN_STANDARD ? "lora_cut" : "lora_cut_sa";
+    TrainConfig full, cut;
+    options(&full, algo, o1);
+    options(&cut, algo, o2);
+    TrainConfig *both[2] = {&full, &cut};
+    for (int k = 0; k < 2; k++) {
+        TrainConfig *c = both[k];
+        c->lora_r = 4;
+        c->lora_alpha = 8;
+        c->lora_dropout = 0.1;
+        c->max_steps = 5;
+        c->save_steps = 2;
+        c->grad_checkpoint = 1;
+    }
+    TrainRuntime stop = quiet;
+    stop.stop_after_steps = 3;
+    CHECK(train_run(&full, &quiet) == 0, "full run failed: %s", mmrm_last_error());
+    CHECK(train_run(&cut, &stop) == 0, "interrupted run failed: %s", mmrm_last_error());
+    cut.resume = 1;
+    cut.overwrite_output_dir = 0;
+    CHECK(train_run(&cut, &quiet) == 0, "resumed run failed: %s", mmrm_last_error());
+    double la[16], lb[16];
+    int na = final_losses(&full, la, 16), nb = final_losses(&cut, lb, 16);
+    CHECK(na == 5 && nb == 5, "histories of %d and %d steps", na, nb);
+    for (int i = 0; i < na && i < nb; i++) CHECK(la[i] == lb[i], "step %d loss %.17g vs %.17g", i + 1, la[i], lb[i]);
+    const char *subs[2] = {"", "/bias"};
+    for (int s = 0; s < (algo == TRAIN_STANDARD ? 1 : 2); s++) {
+        char pa[700], pb[700];
+        snprintf(pa, sizeof pa, "%s/checkpoint-last%s/model.safetensors", full.output_dir, subs[s]);
+        CHECK(access(pa, F_OK) != 0, "a LoRA checkpoint holds the full model %s", pa);
+        snprintf(pa, sizeof pa, "%s/checkpoint-last%s/adapter_model.safetensors", full.output_dir, subs[s]);
+        snprintf(pb, sizeof pb, "%s/checkpoint-last%s/adapter_model.safetensors", cut.output_dir, subs[s]);
+        same_adapters(pa, pb, 2 * 7 + 1);
+    }
+    rm_out(o1);
+    rm_out(o2);
+    train_config_free(&full);
+    train_config_free(&cut);
+}
+
+TEST(test_lora_standard_run_resumes_to_bitwise_the_same_adapters) { check_lora_resume(TRAIN_STANDARD); }
+TEST(test_lora_shortcut_aware_run_resumes_to_bitwise_the_same_adapters) { check_lora_resume(TRAIN_SHORTCUT_AWARE); }
+
+/* bias_model_path = model_name_or_path: the bias model runs on the main model's frozen base
+ * (no second copy); it trains exactly as a bias model on its own copy of the same weights
+ * (bias_model_path naming a copy), and resumes bitwise */
+TEST(test_lora_bias_model_sharing_the_base_equals_its_own_copy_and_resumes_bitwise) {
+    const char *d = dataset();
+    char base[600], copy[600], cfgp[600];
+    snprintf(base, sizeof base, "%s/lora_base", d);
+    snprintf(copy, sizeof copy, "%s/lora_base_copy", d);
+    snprintf(cfgp, sizeof cfgp, "%s/config.json", d);
+    ModelConfig cfg;
+    CHECK(config_load(cfgp, &cfg) == 0, "%s", mmrm_last_error());
+    RewardModel m;
+    rm_create(&m, &cfg, DEV_CPU, NULL);
+    rm_init_random(&m, 21);
+    CHECK(rm_save(&m, base, "F32") == 0 && rm_save(&m, copy, "F32") == 0, "%s", mmrm_last_error());
+    rm_free(&m);
+    const char *outs[3] = {"lora_shared", "lora_copy", "lora_shared_cut"};
+    TrainConfig o[3];
+    for (int k = 0; k < 3; k++) {
+        options(&o[k], TRAIN_SHORTCUT_AWARE, outs[k]);
+        free(o[k].model_name_or_path);
+        free(o[k].bias_model_path);
+        o[k].model_name_or_path = xstrdup(base);
+        o[k].bias_model_path = xstrdup(k == 1 ? copy : base);
+        o[k].lora_r = 4;
+        o[k].lora_alpha = 8;
+        o[k].max_steps = 4;
+        o[k].save_steps = 2;
+        o[k].grad_checkpoint = 1;
+    }
+    TrainRuntime stop = quiet;
+    stop.stop_after_steps = 3;
+    CHECK(train_run(&o[0], &quiet) == 0, "shared run failed: %s", mmrm_last_error());
+    CHECK(train_run(&o[1], &quiet) == 0, "copy run failed: %s", mmrm_last_error());
+    CHECK(train_run(&o[2], &stop) == 0, "interrupted run failed: %s", mmrm_last_error());
+    o[2].resume = 1;
+    o[2].overwrite_output_dir = 0;
+    CHECK(train_run(&o[2], &quiet) == 0, "resumed run failed: %s", mmrm_last_error());
+    double l[3][16];
+    int n[3];
+    for (int k = 0; k < 3; k++) n[k] = final_losses(&o[k], l[k], 16);
+    CHECK(n[0] == 4 && n[1] == 4 && n[2] == 4, "histories of %d, %d, %d steps", n[0], n[1], n[2]);
+    for (int i = 0; i < 4 && i < n[1] && i < n[2]; i++)
+        CHECK(l[0][i] == l[1][i] && l[0][i] == l[2][i], "step %d loss %.17g, %.17g, %.17g", i + 1,
+              l[0][i], l[1][i], l[2][i]);
+    const char *subs[2] = {"", "/bias"};
+    for (int s = 0; s < 2; s++)
+        for (int k = 1; k < 3; k++) {
+            char pa[700], pb[700];
+            snprintf(pa, sizeof pa, "%s/checkpoint-last%s/adapter_model.safetensors", o[0].output_dir, subs[s]);
+            snprintf(pb, sizeof pb, "%s/checkpoint-last%s/adapter_model.safetensors", o[k].output_dir, subs[s]);
+            same_adapters(pa, pb, 2 * 7 + 1);
+        }
+    for (int k = 0; k < 3; k++) {
+        rm_out(outs[k]);
+        train_config_free(&o[k]);
+    }
+    rm_out("lora_base");
+    rm_out("lora_base_copy");
 }
