@@ -559,7 +559,10 @@ void release_block_barrier() {
     }
 }
 
+unsigned long long g_block_serial; // blocks run so far, this one included (cuda_emu::block_serial)
+
 void run_block() {
+    g_block_serial++;
     const unsigned n = g_launch->nthreads;
     const dim3 b = g_launch->cfg.block;
     for (unsigned i = 0; i < n; i++) {
@@ -604,6 +607,8 @@ std::map<const void *, size_t> g_func_smem; // cudaFuncAttributeMaxDynamicShared
 // the device-side interface of cuda_emu.h
 // ---------------------------------------------------------------------------------------
 namespace cuda_emu {
+
+unsigned long long block_serial(void) { return g_block_serial; }
 
 void fatal(const char *fmt, ...) {
     va_list ap;
