@@ -30,9 +30,11 @@
 // lane computes its own result registers from the gathered operands, and they meet again
 // before the area is reused. mma sums the 16 products of a D element in fp32, in k order,
 // onto c (the hardware's order and internal precision differ within fp32 rounding).
-// cp.async is deferred: the copy is recorded and done at the cp_async_wait that covers its
-// group, so a kernel reading shared memory before waiting sees the emulator's 0xff fill (NaN
-// as bf16); a block that ends with copies not waited for is reported at the next cp.async.
+// cp.async is deferred: the destination is poisoned with 0xff (NaN as bf16) at the issue and
+// written at the cp_async_wait that covers its group, so reading it before the wait, and
+// refilling a buffer that other warps still read (a missing __syncthreads before a prefetch),
+// both show as NaN; a block that ends with copies not waited for is reported at the next
+// cp.async.
 #ifndef MMRM_KERNELS_CUDA_MMA_CUH
 #define MMRM_KERNELS_CUDA_MMA_CUH
 
@@ -208,6 +210,9 @@ inline void cp_async(void *dst, const void *src, bool valid) {
     // own reads); the shared destination is written only at the wait
     if (valid) memcpy(p.data, src, 16);
     else memset(p.data, 0, 16);
+    // in flight the destination is undefined: poisoned with 0xff (bf16 NaN) now, written at
+    // the wait, so reading it too early and refilling a buffer still being read both show
+    memset(dst, 0xff, 16);
 }
 
 } // namespace emu
