@@ -471,6 +471,9 @@ extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const f
     if (!dq && !dk && !dv) return;
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
+    if (g_attn_bf16 && cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths,
+                                                   B, T, NH, KV, HD, causal))
+        return;
     const float scale = (float)(1.0 / sqrt((double)HD));
 
     // (a) D = rowwise dout . out, (B, NH, T), in scratch slot 1 (valid for this call only)

@@ -71,6 +71,50 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     parity_check(p, parity_name("attn fwd bf16 %s: out", tag), out, got, nq,
                  fa2 ? parity_tol(p) : 1e-5);
     parity_check(p, parity_name("attn fwd bf16 %s: lse", tag), lse, got_lse, nlse, 1e-5);
+
+    /* backward from the CPU forward's out and lse on both sides; the CPU gets dout rounded to
+     * bf16 too (the device's row dots D = dout . out stay fp32); gradients start random (+=) */
+    float *dout = h_rand(p, nq, -1.0f, 1.0f), *doutr = fa2 ? round_bf16(dout, nq) : h_copy(dout, nq);
+    float *g0[3] = {h_rand(p, nq, -1.0f, 1.0f), h_rand(p, nkv, -1.0f, 1.0f), h_rand(p, nkv, -1.0f, 1.0f)};
+    const size_t gn[3] = {nq, nkv, nkv};
+    float *ref[3], *dev[3];
+    for (int i = 0; i < 3; i++) {
+        const int want = c->grads >> i & 1;
+        ref[i] = want ? h_copy(g0[i], gn[i]) : NULL;
+        dev[i] = want ? d_upload(g0[i], gn[i]) : NULL;
+    }
+    kernels_cpu.attention_backward(ref[0], ref[1], ref[2], doutr, out, lse, qr, kr, vr,
+                                   c->lengths, B, T, NH, KV, HD, c->causal);
+    d_free(d_out);
+    d_free(d_lse);
+    d_out = d_upload(out, nq);
+    d_lse = d_upload(lse, nlse);
+    float *d_dout = d_upload(dout, nq);
+    cuda_attention_set_bf16(1);
+    kernels_cuda.attention_backward(dev[0], dev[1], dev[2], d_dout, d_out, d_lse, d_q, d_k, d_v,
+                                    d_len, B, T, NH, KV, HD, c->causal);
+    cuda_attention_set_bf16(0);
+    static const char *gname[3] = {"dq", "dk", "dv"};
+    for (int i = 0; i < 3; i++) {
+        if (!ref[i]) continue;
+        float *h = h_zeros(gn[i]);
+        d_download(h, dev[i], gn[i]);
+        /* the increments over the random start (a kernel overwriting instead of adding, or
+         * off by a small fraction, is not hidden by the start's magnitude) */
+        for (size_t j = 0; j < gn[i]; j++) {
+            h[j] -= g0[i][j];
+            ref[i][j] -= g0[i][j];
+        }
+        parity_check(p, parity_name("attn bwd bf16 %s: %s increment", tag, gname[i]), ref[i], h,
+                     gn[i], fa2 ? parity_tol(p) : 1e-4);
+        free(h);
+        free(ref[i]);
+        d_free(dev[i]);
+    }
+    for (int i = 0; i < 3; i++) free(g0[i]);
+    d_free(d_dout);
+    free(dout), free(doutr);
+
     d_free(d_q), d_free(d_k), d_free(d_v), d_free(d_out), d_free(d_lse), d_free(d_len);
     free(q), free(k), free(v), free(garbage), free(garbage_lse), free(qr), free(kr), free(vr);
     free(out), free(lse), free(got), free(got_lse);
@@ -177,17 +221,19 @@ void parity_attention(Parity *p) {
         /* head dims 64 and 128 (80: the fp32 kernel's fallback), causal and bidirectional,
          * GQA, padded and empty sequences, odd T, partial and several 64-row/key tiles */
         static const AttnCase bf16_cases[] = {
-            /* B  T    NH KV HD   causal grads lengths */
-            {1, 1, 2, 2, 64, 0, 0, {1}},
-            {2, 7, 4, 2, 64, 1, 0, {7, 3}},
-            {3, 65, 4, 1, 128, 0, 0, {65, 0, 40}},
-            {3, 65, 4, 1, 128, 1, 0, {0, 65, 64}},
-            {2, 130, 4, 2, 64, 1, 0, {130, 97}},
-            {2, 129, 2, 2, 128, 0, 0, {129, 1}},
-            {1, 33, 2, 2, 80, 1, 0, {33}}, /* not FA2: the fp32 kernel */
-            {1, 512, 2, 1, 64, 1, 0, {512}},
-            {1, 512, 4, 2, 128, 0, 0, {300}},
-            {1, 511, 2, 2, 128, 1, 0, {511}},
+            /* B  T    NH KV HD   causal grads        lengths */
+            {1, 1, 2, 2, 64, 0, G_DV, {1}}, /* one key: dq = dk = 0 exactly */
+            {2, 7, 4, 2, 64, 1, G_ALL, {7, 3}},
+            {3, 65, 4, 1, 128, 0, G_ALL, {65, 0, 40}},
+            {3, 65, 4, 1, 128, 1, G_ALL, {0, 65, 64}},
+            {2, 130, 4, 2, 64, 1, G_ALL, {130, 97}},
+            {2, 129, 2, 2, 128, 0, G_DQ, {129, 1}},
+            {2, 70, 4, 2, 64, 0, G_DK, {70, 5}},
+            {2, 70, 4, 2, 128, 1, G_DV | G_DQ, {33, 70}},
+            {1, 33, 2, 2, 80, 1, G_ALL, {33}}, /* not FA2: the fp32 kernels */
+            {1, 512, 2, 1, 64, 1, G_ALL, {512}},
+            {1, 512, 4, 2, 128, 0, G_ALL, {300}},
+            {1, 511, 2, 2, 128, 1, G_ALL, {511}},
         };
         for (size_t i = 0; i < sizeof bf16_cases / sizeof *bf16_cases; i++)
             run_case_bf16(p, &bf16_cases[i]);
