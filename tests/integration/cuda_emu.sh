@@ -43,7 +43,7 @@ check "attention, reverse order" env EMU_ORDER=reverse "$emu" --quick --precisio
 check "norm, reverse order" env EMU_ORDER=reverse "$emu" --quick --precision fp32 --only norm
 check "loss, random order" env EMU_ORDER=random:1 "$emu" --quick --precision fp32 --only loss
 check "model, bf16" "$emu" --quick --precision bf16 --only model
-check "attention bf16 (FA2 tensor-core forward)" "$emu" --quick --precision bf16 --only attention
+check "attention bf16 (FA2 tensor-core forward and backward)" "$emu" --quick --precision bf16 --only attention
 check "attention bf16, warps skewed" env EMU_ORDER=warps "$emu" --quick --precision bf16 --only attention
 check "mma primitives, warps skewed" env EMU_ORDER=warps "$emu" --quick --precision fp32 --only mma
 check "matmul, cuBLASLt fallbacks" env EMU_LT_REJECT=bias,bf16 "$emu" --quick --precision both --only matmul
