@@ -287,9 +287,6 @@ fa2_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const uint16
     mma::cp_async_commit();
     mma::cp_async_wait<0>();
     __syncthreads();
-    uint32_t kf[NK][4], vf[NK][4];
-    fa_frags<HD>(kf, Ks, warp, lane);
-    fa_frags<HD>(vf, Vs, warp, lane);
 
     const int g = lane / 4, c2 = 2 * (lane % 4);
     const int jrow[2] = {j0 + 16 * warp + g, j0 + 16 * warp + g + 8};
@@ -315,8 +312,13 @@ fa2_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const uint16
             mma::cp_async_wait<0>();
             __syncthreads();
             float st[8][4], dpt[8][4]; // S^T and dP^T: 16 keys x 64 queries
-            fa_mma_abt<HD>(st, kf, Qs, lane);
-            fa_mma_abt<HD>(dpt, vf, Os, lane);
+            { // the warp's K and V fragments, reloaded per tile: registers are scarce
+                uint32_t f[NK][4];
+                fa_frags<HD>(f, Ks, warp, lane);
+                fa_mma_abt<HD>(st, f, Qs, lane);
+                fa_frags<HD>(f, Vs, warp, lane);
+                fa_mma_abt<HD>(dpt, f, Os, lane);
+            }
 #pragma unroll
             for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -374,9 +376,6 @@ fa2_bwd_dq_kernel(float *__restrict__ dq, const uint16_t *__restrict__ q,
     mma::cp_async_commit();
     mma::cp_async_wait<0>();
     __syncthreads();
-    uint32_t qf[NK][4], of[NK][4];
-    fa_frags<HD>(qf, Qs, warp, lane);
-    fa_frags<HD>(of, Os, warp, lane);
 
     const int g = lane / 4, c2 = 2 * (lane % 4);
     const int trow[2] = {q0 + 16 * warp + g, q0 + 16 * warp + g + 8};
@@ -398,8 +397,13 @@ fa2_bwd_dq_kernel(float *__restrict__ dq, const uint16_t *__restrict__ q,
         mma::cp_async_wait<0>();
         __syncthreads();
         float s[8][4], dp[8][4];
-        fa_mma_abt<HD>(s, qf, Ks, lane);  // S = Q K^T
-        fa_mma_abt<HD>(dp, of, Vs, lane); // dP = dO V^T
+        { // the warp's Q and dO fragments, reloaded per tile: registers are scarce
+            uint32_t f[NK][4];
+            fa_frags<HD>(f, Qs, warp, lane);
+            fa_mma_abt<HD>(s, f, Ks, lane); // S = Q K^T
+            fa_frags<HD>(f, Os, warp, lane);
+            fa_mma_abt<HD>(dp, f, Vs, lane); // dP = dO V^T
+        }
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
