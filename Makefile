@@ -131,7 +131,7 @@ cuda: ## build build/mmrm with the CPU and CUDA backends (nvcc; GPUs sm_80 and s
 gpu-test: ## on a GPU machine: tests/gpu/run.sh (CUDA vs CPU parity, benchmarks; OUT=dir)
 	bash tests/gpu/run.sh
 
-$(BUILD)/gpu_parity: $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/*.c)) $(LIB_OBJ)
+$(BUILD)/gpu_parity: $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/*.c)) $(patsubst %.cu,$(BUILD)/%.o,$(wildcard tests/gpu/*.cu)) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
 # build/emu_parity: gpu_parity with kernels/cuda/*.cu, unmodified, run on the CPU by the
@@ -155,8 +155,9 @@ EMU_NCCL_OBJ    := $(BUILD)/emu/tests/cuda_emu/nccl_emu.o
 endif
 EMU_OBJ := $(patsubst %.cu,$(BUILD)/emu/%.o,$(wildcard kernels/cuda/*.cu)) \
            $(BUILD)/emu/tests/cuda_emu/cuda_emu.o $(EMU_NCCL_OBJ) \
-           $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC) $(wildcard tests/gpu/*.c))
-.SECONDARY: $(patsubst %.cu,$(BUILD)/emu/%.cpp,$(wildcard kernels/cuda/*.cu))
+           $(patsubst %.c,$(BUILD)/emu/%.o,$(LIB_SRC) $(wildcard tests/gpu/*.c)) \
+           $(patsubst %.cu,$(BUILD)/emu/%.o,$(wildcard tests/gpu/*.cu))
+.SECONDARY: $(patsubst %.cu,$(BUILD)/emu/%.cpp,$(wildcard kernels/cuda/*.cu) $(wildcard tests/gpu/*.cu))
 EMU_STAMP := $(BUILD)/emu/.flags
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
 $(shell mkdir -p $(BUILD)/emu; echo '$(EMU_CXX) $(EMU_CXXFLAGS) $(EMU_NCCL_CFLAGS)' | cmp -s - $(EMU_STAMP) || \
@@ -168,6 +169,9 @@ $(BUILD)/emu/%.cpp: %.cu tests/cuda_emu/translate.pl
 	perl tests/cuda_emu/translate.pl $< $@
 
 $(BUILD)/emu/kernels/cuda/%.o: $(BUILD)/emu/kernels/cuda/%.cpp tests/cuda_emu/cuda_emu.h $(FLAGS_STAMP) $(EMU_STAMP)
+	$(EMU_CXX) $(EMU_CPPFLAGS) -include tests/cuda_emu/cuda_emu.h $(EMU_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/emu/tests/gpu/%.o: $(BUILD)/emu/tests/gpu/%.cpp tests/cuda_emu/cuda_emu.h $(FLAGS_STAMP) $(EMU_STAMP)
 	$(EMU_CXX) $(EMU_CPPFLAGS) -include tests/cuda_emu/cuda_emu.h $(EMU_CXXFLAGS) -c $< -o $@
 
 $(BUILD)/emu/tests/cuda_emu/cuda_emu.o: tests/cuda_emu/cuda_emu.cpp tests/cuda_emu/cuda_emu.h $(FLAGS_STAMP) $(EMU_STAMP)

@@ -437,13 +437,20 @@ void launch_bwd(float *dq, float *dk, float *dv, const float *dout, const float 
     }
 }
 
+int g_attn_bf16 = 0; // cuda_attention_set_bf16
+
 } // namespace
+
+extern "C" void cuda_attention_set_bf16(int on) { g_attn_bf16 = on != 0; }
 
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
                                        const float *v, const int *lengths, int B, int T, int NH,
                                        int KV, int HD, int causal) {
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
+    if (g_attn_bf16 &&
+        cuda_attention_fa2_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal))
+        return;
     const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
     switch ((HD + 31) / 32) {
     case 1: launch_fwd<1>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
@@ -464,6 +471,9 @@ extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const f
     if (!dq && !dk && !dv) return;
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
+    if (g_attn_bf16 && cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths,
+                                                   B, T, NH, KV, HD, causal))
+        return;
     const float scale = (float)(1.0 / sqrt((double)HD));
 
     // (a) D = rowwise dout . out, (B, NH, T), in scratch slot 1 (valid for this call only)

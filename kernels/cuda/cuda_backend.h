@@ -43,6 +43,11 @@ void cuda_main_wait_side(void);
  * A diagnostic for the parity tests and benchmarks. */
 void cuda_matmul_paths(long counts[3]);
 
+/* attention_forward/backward on q, k, v (and dout) rounded to bf16, by the tensor-core
+ * kernels of attention_fa2.cu (head dims 64 and 128; others keep the fp32 kernels), when on;
+ * off (the exact fp32 kernels) by default. */
+void cuda_attention_set_bf16(int on);
+
 /* device memory, stream-ordered with the kernels */
 void *cuda_malloc(size_t bytes);
 void cuda_free(void *p);

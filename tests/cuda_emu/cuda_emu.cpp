@@ -104,7 +104,9 @@ struct Launch {
     size_t smem_bytes;
 };
 
-enum Order { ORDER_FORWARD, ORDER_REVERSE, ORDER_RANDOM };
+// ORDER_WARPS: one warp at a time runs as far as it can (to __syncthreads or exit), the
+// others stay behind: warps skew as far as the barriers allow
+enum Order { ORDER_FORWARD, ORDER_REVERSE, ORDER_RANDOM, ORDER_WARPS };
 
 bool g_init = false;
 Order g_order = ORDER_FORWARD;
@@ -230,11 +232,13 @@ void init_once() {
         g_order = ORDER_FORWARD;
     else if (!strcmp(o, "reverse"))
         g_order = ORDER_REVERSE;
+    else if (!strcmp(o, "warps"))
+        g_order = ORDER_WARPS;
     else if (!strncmp(o, "random", 6) && (o[6] == 0 || o[6] == ':')) {
         g_order = ORDER_RANDOM;
         if (o[6] == ':') seed = strtoull(o + 7, nullptr, 10);
     } else {
-        fprintf(stderr, "cuda_emu: EMU_ORDER=%s: want forward, reverse, random or random:SEED\n",
+        fprintf(stderr, "cuda_emu: EMU_ORDER=%s: want forward, reverse, warps, random or random:SEED\n",
                 o);
         _exit(2);
     }
@@ -559,7 +563,10 @@ void release_block_barrier() {
     }
 }
 
+unsigned long long g_block_serial; // blocks run so far, this one included (cuda_emu::block_serial)
+
 void run_block() {
+    g_block_serial++;
     const unsigned n = g_launch->nthreads;
     const dim3 b = g_launch->cfg.block;
     for (unsigned i = 0; i < n; i++) {
@@ -574,6 +581,12 @@ void run_block() {
         g_round.clear();
         for (unsigned i = 0; i < n; i++)
             if (g_fibers[i].state == READY) g_round.push_back((int)i);
+        if (g_order == ORDER_WARPS && !g_round.empty()) { // the lowest warp with work
+            const int w = g_round.front() / 32;
+            g_round.erase(std::remove_if(g_round.begin(), g_round.end(),
+                                         [w](int i) { return i / 32 != w; }),
+                          g_round.end());
+        }
         if (g_order == ORDER_REVERSE)
             std::reverse(g_round.begin(), g_round.end());
         else if (g_order == ORDER_RANDOM)
@@ -592,7 +605,10 @@ void run_block() {
             }
         }
         if (live == 0) break;
-        if (!release_warps()) release_block_barrier();
+        if (release_warps()) continue;
+        bool ready = false; // ORDER_WARPS: other warps have not run yet
+        for (unsigned i = 0; i < n && !ready; i++) ready = g_fibers[i].state == READY;
+        if (!ready) release_block_barrier();
     }
 }
 
@@ -604,6 +620,8 @@ std::map<const void *, size_t> g_func_smem; // cudaFuncAttributeMaxDynamicShared
 // the device-side interface of cuda_emu.h
 // ---------------------------------------------------------------------------------------
 namespace cuda_emu {
+
+unsigned long long block_serial(void) { return g_block_serial; }
 
 void fatal(const char *fmt, ...) {
     va_list ap;
@@ -741,9 +759,9 @@ void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadB
         std::shuffle(perm.begin(), perm.end(), g_rng);
     }
     for (unsigned long long k = 0; k < nblocks; k++) {
-        unsigned long long id = g_order == ORDER_FORWARD   ? k
-                                : g_order == ORDER_REVERSE ? nblocks - 1 - k
-                                                           : perm[k];
+        unsigned long long id = g_order == ORDER_REVERSE  ? nblocks - 1 - k
+                                : g_order == ORDER_RANDOM ? perm[k]
+                                                          : k;
         g_blockIdx = uint3{(unsigned)(id % g.x), (unsigned)(id / g.x % g.y),
                            (unsigned)(id / ((unsigned long long)g.x * g.y))};
         if (c.smem) memset(L.smem, 0xff, c.smem);

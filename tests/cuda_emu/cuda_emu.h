@@ -40,7 +40,7 @@
 #define __forceinline__ inline __attribute__((always_inline))
 #define __launch_bounds__(...) /* checked at the launch: translate.pl passes the bound */
 #define __shared__ static
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n))) /* as CUDA: anywhere in a declaration */
 #define __CUDACC_EMU__ 1
 /* (no __noinline__: libstdc++ and glibc spell __attribute__((__noinline__)) themselves) */
 
@@ -271,6 +271,9 @@ enum BarOp { B_SYNC, B_COUNT, B_AND, B_OR };
 unsigned long long warp_op(WarpOp op, unsigned mask, unsigned long long bits, int arg, int width);
 int block_barrier(BarOp op, int pred);
 void *dynamic_smem(void);
+/* a number identifying the running block among all blocks run so far (kernels/cuda/mma.cuh
+ * ties its deferred cp.async copies to their block) */
+unsigned long long block_serial(void);
 [[noreturn]] void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 struct LaunchConfig {

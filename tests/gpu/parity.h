@@ -56,5 +56,6 @@ void parity_loss_optim(Parity *p);  /* bt_loss, shortcut_loss, adamw, sum_square
 void parity_matmul(Parity *p);      /* matmul forward/backward */
 void parity_attention(Parity *p);   /* attention forward/backward */
 void parity_model(Parity *p);       /* tiny model rewards/grads, training CPU vs GPU */
+void parity_mma(Parity *p);         /* tensor-core primitives (kernels/cuda/mma.cuh) */
 
 #endif

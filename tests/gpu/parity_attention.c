@@ -4,8 +4,9 @@
  * Cases cover bidirectional and causal masks, MHA and GQA (NH/KV = 2, 8), head dims 16 to
  * 256 (one to eight 32-wide lane groups, 80 not a multiple of 32), T from 1 to 130 (one
  * and several 32-key tiles, partial tiles) and batches with an empty sequence, a
- * full-length one and others in between. Attention is fp32 in both precision modes, so the
- * tolerance is 1e-5 always.
+ * full-length one and others in between. The fp32 pass holds the fp32 kernels to 1e-5; the
+ * bf16 pass checks the tensor-core forward (attention_fa2.cu) against the CPU on bf16-rounded
+ * inputs (run_case_bf16).
  *
  * The backward gets the same inputs on both sides (the CPU forward's out and lse, a random
  * dout that is nonzero on padded rows too, which must be ignored), and its gradient buffers
@@ -13,7 +14,10 @@
  * NULL for some gradients. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/scalar.h"
 #include "tests/gpu/parity.h"
 
 enum { G_DQ = 1, G_DK = 2, G_DV = 4, G_ALL = 7 };
@@ -22,6 +26,99 @@ typedef struct {
     int B, T, NH, KV, HD, causal, grads;
     int lengths[3];
 } AttnCase;
+
+/* the CPU reference of the bf16 pass: q, k, v rounded to bf16 as the device does */
+static float *round_bf16(const float *x, size_t n) {
+    float *y = h_copy(x, n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)kscalar_bf16_rn(x[i]) << 16;
+        memcpy(&y[i], &u, 4);
+    }
+    return y;
+}
+
+/* bf16 pass (cuda_attention_set_bf16(1): attention_fa2.cu for HD 64 and 128): the forward
+ * against the CPU forward on bf16-rounded inputs; the backward is the fp32 pass's */
+static void run_case_bf16(Parity *p, const AttnCase *c) {
+    const int B = c->B, T = c->T, NH = c->NH, KV = c->KV, HD = c->HD;
+    const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
+    const size_t nlse = (size_t)B * NH * T;
+    char tag[112];
+    int n = snprintf(tag, sizeof tag, "B=%d T=%d NH=%d KV=%d HD=%d %s len=", B, T, NH, KV, HD,
+                     c->causal ? "causal" : "bidir");
+    for (int b = 0; b < B && n > 0 && (size_t)n < sizeof tag; b++)
+        n += snprintf(tag + n, sizeof tag - (size_t)n, b ? ",%d" : "%d", c->lengths[b]);
+    float *q = h_rand(p, nq, -1.0f, 1.0f), *k = h_rand(p, nkv, -1.0f, 1.0f);
+    float *v = h_rand(p, nkv, -1.0f, 1.0f);
+    float *garbage = h_rand(p, nq, -100.0f, 100.0f), *garbage_lse = h_rand(p, nlse, -100.0f, 100.0f);
+    /* other head dims keep the exact fp32 kernel: the plain inputs and fp32's tolerance */
+    const int fa2 = HD == 64 || HD == 128;
+    float *qr = fa2 ? round_bf16(q, nq) : h_copy(q, nq), *kr = fa2 ? round_bf16(k, nkv) : h_copy(k, nkv);
+    float *vr = fa2 ? round_bf16(v, nkv) : h_copy(v, nkv);
+    float *out = h_zeros(nq), *lse = h_zeros(nlse), *got = h_zeros(nq), *got_lse = h_zeros(nlse);
+    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, B, T, NH, KV, HD, c->causal);
+    float *d_q = d_upload(q, nq), *d_k = d_upload(k, nkv), *d_v = d_upload(v, nkv);
+    float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
+    int *d_len = d_upload_i(c->lengths, (size_t)B);
+    cuda_attention_set_bf16(1);
+    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD,
+                                   c->causal);
+    cuda_attention_set_bf16(0);
+    d_download(got, d_out, nq);
+    d_download(got_lse, d_lse, nlse);
+    /* out: P is rounded to bf16 for the PV product (rel ~1.5e-3 measured); lse: fp32 scores
+     * of bf16 inputs, only the summation order differs (rel ~6e-8) */
+    parity_check(p, parity_name("attn fwd bf16 %s: out", tag), out, got, nq,
+                 fa2 ? parity_tol(p) : 1e-5);
+    parity_check(p, parity_name("attn fwd bf16 %s: lse", tag), lse, got_lse, nlse, 1e-5);
+
+    /* backward from the CPU forward's out and lse on both sides; the CPU gets dout rounded to
+     * bf16 too (the device's row dots D = dout . out stay fp32); gradients start random (+=) */
+    float *dout = h_rand(p, nq, -1.0f, 1.0f), *doutr = fa2 ? round_bf16(dout, nq) : h_copy(dout, nq);
+    float *g0[3] = {h_rand(p, nq, -1.0f, 1.0f), h_rand(p, nkv, -1.0f, 1.0f), h_rand(p, nkv, -1.0f, 1.0f)};
+    const size_t gn[3] = {nq, nkv, nkv};
+    float *ref[3], *dev[3];
+    for (int i = 0; i < 3; i++) {
+        const int want = c->grads >> i & 1;
+        ref[i] = want ? h_copy(g0[i], gn[i]) : NULL;
+        dev[i] = want ? d_upload(g0[i], gn[i]) : NULL;
+    }
+    kernels_cpu.attention_backward(ref[0], ref[1], ref[2], doutr, out, lse, qr, kr, vr,
+                                   c->lengths, B, T, NH, KV, HD, c->causal);
+    d_free(d_out);
+    d_free(d_lse);
+    d_out = d_upload(out, nq);
+    d_lse = d_upload(lse, nlse);
+    float *d_dout = d_upload(dout, nq);
+    cuda_attention_set_bf16(1);
+    kernels_cuda.attention_backward(dev[0], dev[1], dev[2], d_dout, d_out, d_lse, d_q, d_k, d_v,
+                                    d_len, B, T, NH, KV, HD, c->causal);
+    cuda_attention_set_bf16(0);
+    static const char *gname[3] = {"dq", "dk", "dv"};
+    for (int i = 0; i < 3; i++) {
+        if (!ref[i]) continue;
+        float *h = h_zeros(gn[i]);
+        d_download(h, dev[i], gn[i]);
+        /* the increments over the random start (a kernel overwriting instead of adding, or
+         * off by a small fraction, is not hidden by the start's magnitude) */
+        for (size_t j = 0; j < gn[i]; j++) {
+            h[j] -= g0[i][j];
+            ref[i][j] -= g0[i][j];
+        }
+        parity_check(p, parity_name("attn bwd bf16 %s: %s increment", tag, gname[i]), ref[i], h,
+                     gn[i], fa2 ? parity_tol(p) : 1e-4);
+        free(h);
+        free(ref[i]);
+        d_free(dev[i]);
+    }
+    for (int i = 0; i < 3; i++) free(g0[i]);
+    d_free(d_dout);
+    free(dout), free(doutr);
+
+    d_free(d_q), d_free(d_k), d_free(d_v), d_free(d_out), d_free(d_lse), d_free(d_len);
+    free(q), free(k), free(v), free(garbage), free(garbage_lse), free(qr), free(kr), free(vr);
+    free(out), free(lse), free(got), free(got_lse);
+}
 
 static void run_case(Parity *p, const AttnCase *c) {
     const int B = c->B, T = c->T, NH = c->NH, KV = c->KV, HD = c->HD;
@@ -120,6 +217,28 @@ static void run_case(Parity *p, const AttnCase *c) {
 }
 
 void parity_attention(Parity *p) {
+    if (p->bf16) {
+        /* head dims 64 and 128 (80: the fp32 kernel's fallback), causal and bidirectional,
+         * GQA, padded and empty sequences, odd T, partial and several 64-row/key tiles */
+        static const AttnCase bf16_cases[] = {
+            /* B  T    NH KV HD   causal grads        lengths */
+            {1, 1, 2, 2, 64, 0, G_DV, {1}}, /* one key: dq = dk = 0 exactly */
+            {2, 7, 4, 2, 64, 1, G_ALL, {7, 3}},
+            {3, 65, 4, 1, 128, 0, G_ALL, {65, 0, 40}},
+            {3, 65, 4, 1, 128, 1, G_ALL, {0, 65, 64}},
+            {2, 130, 4, 2, 64, 1, G_ALL, {130, 97}},
+            {2, 129, 2, 2, 128, 0, G_DQ, {129, 1}},
+            {2, 70, 4, 2, 64, 0, G_DK, {70, 5}},
+            {2, 70, 4, 2, 128, 1, G_DV | G_DQ, {33, 70}},
+            {1, 33, 2, 2, 80, 1, G_ALL, {33}}, /* not FA2: the fp32 kernels */
+            {1, 512, 2, 1, 64, 1, G_ALL, {512}},
+            {1, 512, 4, 2, 128, 0, G_ALL, {300}},
+            {1, 511, 2, 2, 128, 1, G_ALL, {511}},
+        };
+        for (size_t i = 0; i < sizeof bf16_cases / sizeof *bf16_cases; i++)
+            run_case_bf16(p, &bf16_cases[i]);
+        return;
+    }
     static const AttnCase cases[] = {
         /* B  T    NH KV HD   causal grads       lengths */
         {1, 1, 2, 2, 32, 0, G_ALL, {1}},

@@ -1,7 +1,7 @@
 /* parity_main.c - build/gpu_parity: the CUDA backend checked against the CPU backend on
  * random inputs (tests/gpu/parity.h). Built by `make cuda`; run by tests/gpu/run.sh on a
  * GPU machine. Usage: gpu_parity [--precision fp32|bf16|both] [--only GROUP] [--seed S]
- * [--quick]. GROUP: elementwise, norm, loss, matmul, attention, model. --quick (for the CPU
+ * [--quick]. GROUP: elementwise, norm, loss, matmul, attention, model, mma. --quick (for the CPU
  * emulator, build/emu_parity) runs the model group on the tiny config only. Exit status 0
  * when every check passes. */
 #include <math.h>
@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else {
             fprintf(stderr, "usage: gpu_parity [--precision fp32|bf16|both] [--only GROUP] [--seed S] [--quick]\n"
-                            "groups: elementwise norm loss matmul attention model\n");
+                            "groups: elementwise norm loss matmul attention model mma\n");
             return 2;
         }
     }
@@ -126,7 +126,8 @@ int main(int argc, char **argv) {
     printf("device: %s\n", cuda_device_description());
     const Group groups[] = {{"elementwise", parity_elementwise}, {"norm", parity_norm},
                             {"loss", parity_loss_optim},         {"matmul", parity_matmul},
-                            {"attention", parity_attention},     {"model", parity_model}};
+                            {"attention", parity_attention},     {"model", parity_model},
+                            {"mma", parity_mma}};
     int passes[2] = {!strcmp(precision, "fp32") || !strcmp(precision, "both"),
                      !strcmp(precision, "bf16") || !strcmp(precision, "both")};
     int passed = 0, failed = 0;
@@ -139,8 +140,9 @@ int main(int argc, char **argv) {
         printf("== precision %s (tol %.0e)\n", b ? "bf16" : "fp32", parity_tol(&p));
         for (size_t g = 0; g < sizeof groups / sizeof *groups; g++) {
             if (only && strcmp(only, groups[g].name)) continue;
-            /* elementwise/norm/loss/attention are fp32 in both modes: run them once */
-            if (b && strcmp(groups[g].name, "matmul") && strcmp(groups[g].name, "model") && passes[0])
+            /* elementwise/norm/loss/mma are the same in both modes: run them once */
+            if (b && strcmp(groups[g].name, "matmul") && strcmp(groups[g].name, "model") &&
+                strcmp(groups[g].name, "attention") && passes[0])
                 continue;
             printf("-- %s\n", groups[g].name);
             fflush(stdout);

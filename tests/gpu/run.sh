@@ -12,7 +12,8 @@
 #   2. build/gpu_parity: every op of kernels_cuda against kernels_cpu on random inputs (fp32
 #      mode within 1e-5 norm-wise, bf16 within 1e-2; bf16 GEMMs also within 1e-5 of the CPU
 #      over bf16-rounded operands, and the bf16 weight copies bit-equal to the rounded fp32
-#      masters after fused AdamW steps), the tiny/small model's rewards and every parameter
+#      masters after fused AdamW steps; the tensor-core primitives against the PTX layouts,
+#      the FA2 attention in bf16 mode), the tiny/small model's rewards and every parameter
 #      gradient on GPU vs CPU
 #   3. `mmrm train`, 50 steps, both algorithms, device = cpu vs device = cuda precision = fp32
 #      (per-step losses within 1e-4) and precision = bf16 (trend reported; activation
@@ -21,7 +22,8 @@
 #   5. compute-sanitizer memcheck on a 3-step training run (skipped where the runtime
 #      refuses it, e.g. gVisor)
 #   6. build/bench_cuda: GEMM TFLOP/s, norm GB/s against a device-to-device copy, attention
-#      TFLOP/s, a reward-model training step with fp32 vs bf16 activation storage (time,
+#      TFLOP/s (and `--only attention`: the production kernel vs the FA2 tensor-core kernel,
+#      kernel lab v3), a reward-model training step with fp32 vs bf16 activation storage (time,
 #      activation arena) (and, with NCCL, the all-reduce's time and bandwidth)
 #   7. with NCCL: MMRM_NCCL=1 training on one GPU (the bucketed NCCL path) vs the plain run
 # Exit status: 0 when every check passed.
@@ -134,6 +136,10 @@ fi
 step "6. benchmarks (build/bench_cuda)"
 build/bench_cuda | tee "$OUT/bench.txt"
 { echo; echo '```'; cat "$OUT/bench.txt"; echo '```'; } >> "$summary"
+# the attention lab: production vs the FA2 tensor-core kernel (v3), checked then timed
+if build/bench_cuda --only attention > "$OUT/bench_attention.txt" 2>&1; then r=ok; else r=FAIL; fails+=("lab attention"); fi
+note "- kernel lab attention ($r): $(tail -n 1 "$OUT/bench_attention.txt")"
+{ echo; echo '```'; grep -E "^attention|^  (ok|FAIL)|ms" "$OUT/bench_attention.txt"; echo '```'; } >> "$summary"
 
 step "7. NCCL path on one GPU (builds with NCCL only)"
 if build/mmrm version | grep -q "nccl"; then

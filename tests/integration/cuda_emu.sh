@@ -12,6 +12,10 @@
 # --quick runs the model group on the tiny config only (the small one is for real GPUs).
 #   5. the model group in bf16 mode (its tolerance is 5e-2: bf16 GEMM inputs alone move the
 #      whole model's rewards and gradients by 1-3e-2; tests/cuda_emu/README.md).
+#   6. attention in bf16 mode: the FlashAttention-2 forward on the emulated tensor cores
+#      (kernels/cuda/attention_fa2.cu, mma.cuh) against the CPU on bf16-rounded inputs, also
+#      with EMU_ORDER=warps (each warp runs ahead to its barrier: a missing __syncthreads
+#      around a cp.async prefetch reads the poisoned buffer), and the mma primitives so.
 set -euo pipefail
 emu="$(dirname "$MMRM")/emu_parity"
 [ -x "$emu" ] || { echo "FAIL: $emu is missing (make $emu)"; exit 1; }
@@ -39,5 +43,8 @@ check "attention, reverse order" env EMU_ORDER=reverse "$emu" --quick --precisio
 check "norm, reverse order" env EMU_ORDER=reverse "$emu" --quick --precision fp32 --only norm
 check "loss, random order" env EMU_ORDER=random:1 "$emu" --quick --precision fp32 --only loss
 check "model, bf16" "$emu" --quick --precision bf16 --only model
+check "attention bf16 (FA2 tensor-core forward and backward)" "$emu" --quick --precision bf16 --only attention
+check "attention bf16, warps skewed" env EMU_ORDER=warps "$emu" --quick --precision bf16 --only attention
+check "mma primitives, warps skewed" env EMU_ORDER=warps "$emu" --quick --precision fp32 --only mma
 check "matmul, cuBLASLt fallbacks" env EMU_LT_REJECT=bias,bf16 "$emu" --quick --precision both --only matmul
 exit "$failed"
