@@ -1,0 +1,45 @@
+/* simd.h - run-time choice of the CPU's instruction set for the GEMM behind matmul
+ * (kernels/cpu/matmul.c) and its per-ISA block kernels (kernels/cpu/matmul_<isa>.c, all
+ * generated from kernels/cpu/simd_gemm.h).
+ *
+ * The default build targets plain x86-64 (or whatever the compiler targets); the AVX2+FMA
+ * and AVX-512F kernels are compiled with function target attributes and picked at run time
+ * by __builtin_cpu_supports, so no NATIVE=1 build is needed. MMRM_CPU_ISA=generic|avx2|
+ * avx512 forces one (an error when the CPU lacks it); unset, empty or "auto" picks the best.
+ *
+ * Rounding: generic multiplies then adds (no contraction under -std=c11), avx2 and avx512
+ * use fused multiply-adds. Every kernel sums each output element in increasing k starting
+ * from its previous value, so avx2 and avx512 give the same bits, generic gives the textbook
+ * float loop's bits, and no kernel's result depends on the thread count. */
+#ifndef MMRM_KERNELS_CPU_SIMD_H
+#define MMRM_KERNELS_CPU_SIMD_H
+
+#include <stddef.h>
+
+typedef enum { CPU_ISA_GENERIC, CPU_ISA_AVX2, CPU_ISA_AVX512, CPU_ISA_COUNT } CpuIsa;
+
+/* "generic", "avx2", "avx512" */
+const char *cpu_isa_name(CpuIsa isa);
+/* whether this CPU (and OS) runs isa's kernels */
+int cpu_isa_supported(CpuIsa isa);
+/* the kernel set used now: MMRM_CPU_ISA if set (fatal when unknown or unsupported), else
+ * the best supported one; read on every call, so tests may switch with setenv */
+CpuIsa cpu_isa_active(void);
+/* whether isa's kernels use fused multiply-adds */
+int cpu_isa_fma(CpuIsa isa);
+
+/* c (mc, nc), row stride ldc, += a . b with a[i, k] = a[i*ars + k*acs] (mc, K) and
+ * b[k, j] = b[k*brs + j*bcs] (K, nc); mc <= mc_max, nc <= nc_max of the kernel. Every
+ * element is summed in increasing k from its previous value. Single-threaded: the caller
+ * splits c into blocks. */
+typedef void (*GemmBlockFn)(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
+                            const float *b, size_t brs, size_t bcs, int mc, int nc, int K);
+
+typedef struct {
+    GemmBlockFn block;
+    int mc_max, nc_max; /* the largest block one call takes */
+} GemmKernel;
+
+extern const GemmKernel cpu_gemm_generic, cpu_gemm_avx2, cpu_gemm_avx512;
+
+#endif
