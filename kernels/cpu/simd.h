@@ -42,4 +42,23 @@ typedef struct {
 
 extern const GemmKernel cpu_gemm_generic, cpu_gemm_avx2, cpu_gemm_avx512;
 
+/* The attention kernels of one ISA (kernels/cpu/simd_attention.h documents them; the
+ * OpenMP split is kernels/cpu/attention.c's). */
+typedef struct {
+    void (*forward_rows)(float *o, float *lse, const float *q, size_t qs, const float *k,
+                         const float *v, size_t ks, int L, int t0, int t1, int HD, int causal,
+                         float scale, float *scratch);
+    void (*backward_head)(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                          const float *lse, const float *q, size_t qs, const float *k,
+                          const float *v, size_t ks, int L, int T, int group, int HD,
+                          int causal, float scale, float *scratch);
+    /* y[i] = expf(x[i]) within 2 ulp on [-87.3, 88] (simd_attention.h) */
+    void (*exp_array)(float *y, const float *x, size_t n);
+    int vw; /* floats per vector: scratch rows are rounded up to it */
+} AttnKernel;
+
+extern const AttnKernel cpu_attn_generic, cpu_attn_avx2, cpu_attn_avx512;
+/* the attention kernels of isa (generic where isa's are not compiled in) */
+const AttnKernel *cpu_attn_kernel(CpuIsa isa);
+
 #endif
