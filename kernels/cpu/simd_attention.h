@@ -7,6 +7,8 @@
  * kv head transposed (HD x Tp, Tp = L rounded up to VW, zero padded), so a query row's
  * scores, the probabilities' products with the values and the backward's key/value
  * gradients are VW keys per vector operation, with no remainder over the head dimension.
+ * Where HD is a multiple of VW, the sums over keys (the output's P . V, dq's dS . K) run VW
+ * head dims at a time over the untransposed rows instead, which needs no lane sums.
  * Multiply then add (no FMA): the bits may differ between ISAs (horizontal sums run over VW
  * lanes), never between thread counts, since each task owns its outputs and visits them in
  * a fixed order. */
@@ -105,7 +107,7 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
     float *kt = scratch, *vt = kt + (size_t)HD * Tp, *s = vt + (size_t)HD * Tp;
     int klen = causal ? t1 : L; /* keys any of these rows sees */
     ak_pack_t(kt, k, ks, klen, Tp, HD);
-    ak_pack_t(vt, v, ks, klen, Tp, HD);
+    if (HD % VW) ak_pack_t(vt, v, ks, klen, Tp, HD);
     for (int t = t0; t < t1; t++) {
         const float *qr = q + (size_t)t * qs;
         float *orow = o + (size_t)t * qs;
@@ -126,12 +128,19 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
             ak_store(s + j, p);
         }
         float sum = ak_hsum(sumv), inv = 1.0f / sum;
-        for (int d = 0; d < HD; d++) {
-            vf acc = ak_splat(0.0f);
-            const float *vrow = vt + (size_t)d * Tp;
-            for (int j = 0; j < n; j += VW) acc += ak_load(s + j) * ak_load(vrow + j);
-            orow[d] = ak_hsum(acc) * inv;
-        }
+        if (HD % VW == 0) /* VW head dims at a time from the values' rows: no lane sums */
+            for (int d0 = 0; d0 < HD; d0 += VW) {
+                vf acc = ak_splat(0.0f);
+                for (int j = 0; j < n; j++) acc += s[j] * ak_load(v + j * ks + d0);
+                ak_store(orow + d0, acc * inv);
+            }
+        else
+            for (int d = 0; d < HD; d++) {
+                vf acc = ak_splat(0.0f);
+                const float *vrow = vt + (size_t)d * Tp;
+                for (int j = 0; j < n; j += VW) acc += ak_load(s + j) * ak_load(vrow + j);
+                orow[d] = ak_hsum(acc) * inv;
+            }
         lse[t] = m + logf(sum);
     }
 }
@@ -171,7 +180,14 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
                 ak_store(p + j, pj);
                 ak_store(ds + j, scale * pj * (dp - D));
             }
-            if (dq) {
+            if (dq && HD % VW == 0) { /* VW head dims at a time from the keys' rows */
+                float *dqr = dq + off;
+                for (int d0 = 0; d0 < HD; d0 += VW) {
+                    vf acc = ak_splat(0.0f);
+                    for (int j = 0; j < n; j++) acc += ds[j] * ak_load(k + j * ks + d0);
+                    ak_store(dqr + d0, ak_load(dqr + d0) + acc);
+                }
+            } else if (dq) {
                 float *dqr = dq + off;
                 for (int d = 0; d < HD; d++) {
                     vf acc = ak_splat(0.0f);
