@@ -12,7 +12,7 @@
 # ("tiny small"), THREADS ("1 2"), OBJECTIVES ("standard robust"; robust = shortcut_aware),
 # STEPS_tiny (12), STEPS_small (4): steps per run, the first 2 not timed on either side.
 set -euo pipefail
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then sed -n 2,14p "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then sed -n 2,13p "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
 mmrm=${MMRM:-build/mmrm}
 py=${PY:-/tmp/hfvenv/bin/python}
 reps=${REPS:-3}

@@ -56,14 +56,10 @@ CpuIsa cpu_isa_active(void) {
             }
         MMRM_FATAL("MMRM_CPU_ISA=%s: unknown; expected generic, avx2, avx512 or auto", e);
     }
-    static int best = -1; /* the same on every thread: a benign race */
-    if (best < 0) {
-        int b = CPU_ISA_GENERIC;
-        for (int i = CPU_ISA_COUNT - 1; i > 0; i--)
-            if (cpu_isa_supported((CpuIsa)i)) { b = i; break; }
-        best = b;
-    }
-    return (CpuIsa)best;
+    /* __builtin_cpu_supports reads flags libgcc set at start-up: cheap enough per call */
+    for (int i = CPU_ISA_COUNT - 1; i > 0; i--)
+        if (cpu_isa_supported((CpuIsa)i)) return (CpuIsa)i;
+    return CPU_ISA_GENERIC;
 }
 
 static const GemmKernel *kernel_for(CpuIsa isa) {
