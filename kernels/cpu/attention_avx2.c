@@ -4,8 +4,10 @@
 #include "kernels/cpu/simd.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 #define ATTN_KERNEL cpu_attn_avx2
-#define TGT __attribute__((target("avx2")))
+#define TGT __attribute__((target("avx2,fma")))
+#define AK_MADD(acc, a, b) _mm256_fmadd_ps(a, b, acc)
 #define VW 8
 #include "kernels/cpu/simd_attention.h"
 #else

@@ -4,8 +4,10 @@
 #include "kernels/cpu/simd.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
 #define ATTN_KERNEL cpu_attn_avx512
 #define TGT __attribute__((target("avx512f")))
+#define AK_MADD(acc, a, b) _mm512_fmadd_ps(a, b, acc)
 #define VW 16
 #include "kernels/cpu/simd_attention.h"
 #else

@@ -3,4 +3,5 @@
 #define ATTN_KERNEL cpu_attn_generic
 #define TGT
 #define VW 4
+#define AK_MADD(acc, a, b) ((acc) + (a) * (b))
 #include "kernels/cpu/simd_attention.h"

@@ -3,14 +3,15 @@
  *   ATTN_KERNEL  the AttnKernel constant to define (simd.h)
  *   TGT          a function attribute (target("avx2")) or nothing
  *   VW           floats per vector
+ *   AK_MADD(acc, a, b)  acc + a * b on vf: fused (avx2, avx512) or not (generic)
  * Everything is vectorised over keys: a task packs the keys and values of its sequence and
  * kv head transposed (HD x Tp, Tp = L rounded up to VW, zero padded), so a query row's
  * scores, the probabilities' products with the values and the backward's key/value
  * gradients are VW keys per vector operation, with no remainder over the head dimension.
  * Where HD is a multiple of VW, the sums over keys (the output's P . V, dq's dS . K) run VW
  * head dims at a time over the untransposed rows instead, which needs no lane sums.
- * Multiply then add (no FMA): the bits may differ between ISAs (horizontal sums run over VW
- * lanes), never between thread counts, since each task owns its outputs and visits them in
+ * The products summed over the head dim or over keys use AK_MADD (FMA on avx2/avx512), the
+ * expf multiplies then adds: the bits differ between ISAs, never between thread counts, since each task owns its outputs and visits them in
  * a fixed order. */
 #include "kernels/cpu/simd.h"
 
@@ -115,7 +116,7 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
         vf mx = ak_splat(-INFINITY);
         for (int j = 0; j < n; j += VW) {
             vf acc = ak_splat(0.0f);
-            for (int d = 0; d < HD; d++) acc += qr[d] * ak_load(kt + (size_t)d * Tp + j);
+            for (int d = 0; d < HD; d++) acc = AK_MADD(acc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
             vf sc = ak_sel(ak_below(j, n), acc * scale, ak_splat(-INFINITY));
             ak_store(s + j, sc);
             mx = ak_sel(sc > mx, sc, mx);
@@ -131,14 +132,14 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
         if (HD % VW == 0) /* VW head dims at a time from the values' rows: no lane sums */
             for (int d0 = 0; d0 < HD; d0 += VW) {
                 vf acc = ak_splat(0.0f);
-                for (int j = 0; j < n; j++) acc += s[j] * ak_load(v + j * ks + d0);
+                for (int j = 0; j < n; j++) acc = AK_MADD(acc, ak_splat(s[j]), ak_load(v + j * ks + d0));
                 ak_store(orow + d0, acc * inv);
             }
         else
             for (int d = 0; d < HD; d++) {
                 vf acc = ak_splat(0.0f);
                 const float *vrow = vt + (size_t)d * Tp;
-                for (int j = 0; j < n; j += VW) acc += ak_load(s + j) * ak_load(vrow + j);
+                for (int j = 0; j < n; j += VW) acc = AK_MADD(acc, ak_load(s + j), ak_load(vrow + j));
                 orow[d] = ak_hsum(acc) * inv;
             }
         lse[t] = m + logf(sum);
@@ -172,8 +173,8 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
             for (int j = 0; j < n; j += VW) {
                 vf sc = ak_splat(0.0f), dp = ak_splat(0.0f);
                 for (int d = 0; d < HD; d++) {
-                    sc += qr[d] * ak_load(kt + (size_t)d * Tp + j);
-                    dp += dor[d] * ak_load(vt + (size_t)d * Tp + j);
+                    sc = AK_MADD(sc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
+                    dp = AK_MADD(dp, ak_splat(dor[d]), ak_load(vt + (size_t)d * Tp + j));
                 }
                 vi in = ak_below(j, n);
                 vf pj = ak_sel(in, ak_exp(scale * sc - l), ak_splat(0.0f));
@@ -184,7 +185,7 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
                 float *dqr = dq + off;
                 for (int d0 = 0; d0 < HD; d0 += VW) {
                     vf acc = ak_splat(0.0f);
-                    for (int j = 0; j < n; j++) acc += ds[j] * ak_load(k + j * ks + d0);
+                    for (int j = 0; j < n; j++) acc = AK_MADD(acc, ak_splat(ds[j]), ak_load(k + j * ks + d0));
                     ak_store(dqr + d0, ak_load(dqr + d0) + acc);
                 }
             } else if (dq) {
@@ -192,7 +193,7 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
                 for (int d = 0; d < HD; d++) {
                     vf acc = ak_splat(0.0f);
                     const float *krow = kt + (size_t)d * Tp;
-                    for (int j = 0; j < n; j += VW) acc += ak_load(ds + j) * ak_load(krow + j);
+                    for (int j = 0; j < n; j += VW) acc = AK_MADD(acc, ak_load(ds + j), ak_load(krow + j));
                     dqr[d] += ak_hsum(acc);
                 }
             }
@@ -200,13 +201,13 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
                 for (int d = 0; d < HD; d++) {
                     float *row = dkt + (size_t)d * Tp;
                     for (int j = 0; j < n; j += VW)
-                        ak_store(row + j, ak_load(row + j) + ak_load(ds + j) * qr[d]);
+                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(ds + j), ak_splat(qr[d])));
                 }
             if (dv)
                 for (int d = 0; d < HD; d++) {
                     float *row = dvt + (size_t)d * Tp;
                     for (int j = 0; j < n; j += VW)
-                        ak_store(row + j, ak_load(row + j) + ak_load(p + j) * dor[d]);
+                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(p + j), ak_splat(dor[d])));
                 }
         }
     for (int j = 0; j < L; j++)
