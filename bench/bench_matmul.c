@@ -1,8 +1,10 @@
 /* bench_matmul.c - times cpu_matmul_forward and cpu_matmul_backward at shapes of the
  * model's linear layers (Qwen2-0.5B attention and MLP, a ViT MLP, a connector-like
- * down-projection) and a naive triple loop at one shape for the ratio. Prints GFLOP/s
+ * down-projection, and the linear layers of configs/model/small.json and tiny.json at 1024
+ * tokens) and a naive triple loop at one shape for the ratio. Prints GFLOP/s
  * (2*N*C*OC per forward, 4*N*C*OC per backward with dinp and dweight) and never asserts:
  * it is a measurement, not a test. OMP_NUM_THREADS sets the thread count as usual. */
+#include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -112,16 +114,21 @@ int main(void) {
         {512, 896, 4864, "(Qwen2-0.5B gate/up)"},
         {1024, 1024, 4096, "(ViT-300M MLP fc1)"},
         {256, 4096, 1024, "(connector-like down)"},
+        {1024, 256, 768, "(small.json MLP up)"},
+        {1024, 768, 256, "(small.json MLP down)"},
+        {1024, 256, 256, "(small.json o proj)"},
+        {1024, 64, 128, "(tiny.json MLP up)"},
     };
 #ifdef __AVX512F__
-    const char *isa = "AVX-512";
+    const char *build = "AVX-512";
 #elif defined(__AVX__)
-    const char *isa = "AVX";
+    const char *build = "AVX";
 #else
-    const char *isa = "SSE2";
+    const char *build = "SSE2";
 #endif
-    printf("bench_matmul: %d OpenMP threads, %s build, %d warm-up + %d timed calls per row\n",
-           omp_get_max_threads(), isa, WARMUP, REPS);
+    printf("bench_matmul: %d OpenMP threads, %s build, %s kernel (MMRM_CPU_ISA), %d warm-up + "
+           "%d timed calls per row\n",
+           omp_get_max_threads(), build, cpu_isa_name(cpu_isa_active()), WARMUP, REPS);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         Shape s = shapes[i];
         Buffers b = buffers_new(s);

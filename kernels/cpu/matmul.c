@@ -1,127 +1,95 @@
 /* matmul.c - nn.Linear on the CPU: out = inp . weight^T + bias, and its backward.
  *
- * The forward and both gradient products run through one blocked GEMM,
- * c (M, Nc) += a (M, K) . b (K, Nc), whose operands are given by row and column strides so
- * that a transposed operand (weight^T in the forward, dout^T for dweight) needs no copy of
- * the whole matrix. The layout is the Goto/BLIS one: per task, b is packed block by block
- * (KC x NC) into column tiles NR wide and a into row panels MR tall, and a register-tiled
- * micro-kernel holds an MR x NR tile of c in vector registers while it walks k, so every
- * value loaded from the packed panels feeds MR or NR multiply-adds. Every element of c
- * belongs to exactly one task and is summed in increasing k starting from its previous
- * value: results do not depend on the thread count, the schedule or the vector width
- * (the ISA only picks the tile sizes). Products are a multiply then an add (-std=c11
- * turns off FMA contraction), so each output equals the textbook loop
- * `s = bias; for c: s += inp * w` in float, bit for bit, in every build.
+ * The forward and both gradient products run through one GEMM, c (M, Nc) += a (M, K) .
+ * b (K, Nc), whose operands are given by row and column strides so that a transposed
+ * operand (weight^T in the forward, dout^T for dweight) needs no copy of the whole matrix.
+ * c is cut into blocks of the chosen kernel's size (kernels/cpu/simd.h), one OpenMP task
+ * each; a block kernel (kernels/cpu/simd_gemm.h: packed panels, a register-tiled
+ * micro-kernel) owns its block and sums every element in increasing k from its previous
+ * value. The partition depends only on the kernel, never on the thread count or the
+ * schedule, so results are bitwise independent of the thread count.
+ *
+ * The kernel is chosen at run time (simd.h): AVX-512F, else AVX2+FMA, else the portable
+ * one; MMRM_CPU_ISA forces one. FMA, deliberately: the contract is independence of the
+ * thread count, not equality with a multiply-then-add loop. The FMA kernels round once per
+ * product-add (each output equals the loop `s = bias; for c: s = fmaf(inp, w, s)` bit for
+ * bit, the same bits on AVX2 and AVX-512); the portable kernel multiplies then adds (the
+ * textbook float loop's bits). The tests check each kernel against its own float loop
+ * bitwise and all of them against double references.
  */
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/simd.h"
+#include "runtime/error.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-/* VW floats per vector register, MR x (NV * VW) micro-tile: the accumulators plus NV
- * operand vectors and one broadcast fit in the register file (16 xmm/ymm, 32 zmm). */
-#if defined(__AVX512F__)
-#define VW 16
-#define MR 12
-#elif defined(__AVX__)
-#define VW 8
-#define MR 6
-#else
-#define VW 4
-#define MR 6
-#endif
-#define NV 2
-#define NR (NV * VW)
-#define KC 256      /* depth of a packed block: an MR x KC panel of a stays in L1 */
-#define NC 128      /* columns of a packed block: KC x NC of b (128 KiB) stays in L2 */
-#define MC (16 * MR) /* rows of c per task: the packed b block is reused this many times */
+static const char *const ISA_NAMES[CPU_ISA_COUNT] = {"generic", "avx2", "avx512"};
 
-typedef float vf __attribute__((vector_size(VW * sizeof(float))));
+const char *cpu_isa_name(CpuIsa isa) {
+    return (unsigned)isa < CPU_ISA_COUNT ? ISA_NAMES[isa] : "?";
+}
+
+int cpu_isa_supported(CpuIsa isa) {
+    switch (isa) {
+    case CPU_ISA_GENERIC: return 1;
+#if defined(__x86_64__) || defined(__i386__)
+    case CPU_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CPU_ISA_AVX512: return __builtin_cpu_supports("avx512f");
+#endif
+    default: return 0;
+    }
+}
+
+int cpu_isa_fma(CpuIsa isa) { return isa == CPU_ISA_AVX2 || isa == CPU_ISA_AVX512; }
+
+CpuIsa cpu_isa_active(void) {
+    const char *e = getenv("MMRM_CPU_ISA");
+    if (e && *e && strcmp(e, "auto")) {
+        for (int i = 0; i < CPU_ISA_COUNT; i++)
+            if (!strcmp(e, ISA_NAMES[i])) {
+                if (!cpu_isa_supported((CpuIsa)i))
+                    MMRM_FATAL("MMRM_CPU_ISA=%s: this CPU does not support it "
+                               "(use generic, auto, or unset it)", e);
+                return (CpuIsa)i;
+            }
+        MMRM_FATAL("MMRM_CPU_ISA=%s: unknown; expected generic, avx2, avx512 or auto", e);
+    }
+    /* __builtin_cpu_supports reads flags libgcc set at start-up: cheap enough per call */
+    for (int i = CPU_ISA_COUNT - 1; i > 0; i--)
+        if (cpu_isa_supported((CpuIsa)i)) return (CpuIsa)i;
+    return CPU_ISA_GENERIC;
+}
+
+static const GemmKernel *kernel_for(CpuIsa isa) {
+    switch (isa) {
+    case CPU_ISA_AVX512: return &cpu_gemm_avx512;
+    case CPU_ISA_AVX2: return &cpu_gemm_avx2;
+    default: return &cpu_gemm_generic;
+    }
+}
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
-
-/* c (MR, NR) with row stride ldc += ap (kc, MR) . bp (kc, NR); both panels are packed. */
-static inline void micro_kernel(float *c, size_t ldc, const float *ap, const float *bp, int kc) {
-    vf acc[MR][NV];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) memcpy(&acc[r][v], c + r * ldc + v * VW, sizeof(vf));
-    for (int k = 0; k < kc; k++) {
-        vf b[NV];
-        memcpy(b, bp + (size_t)k * NR, sizeof b);
-        for (int r = 0; r < MR; r++)
-            for (int v = 0; v < NV; v++) acc[r][v] += ap[k * MR + r] * b[v];
-    }
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) memcpy(c + r * ldc + v * VW, &acc[r][v], sizeof(vf));
-}
-
-/* A tile on the right or bottom edge (mr < MR or nr < NR) goes through a full-size copy;
- * the zero padding of the packed panels keeps the copy's extra lanes harmless. */
-static void edge_tile(float *c, size_t ldc, const float *ap, const float *bp, int kc, int mr,
-                      int nr) {
-    float t[MR * NR];
-    for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) t[r * NR + j] = r < mr && j < nr ? c[r * ldc + j] : 0.0f;
-    micro_kernel(t, NR, ap, bp, kc);
-    for (int r = 0; r < mr; r++)
-        for (int j = 0; j < nr; j++) c[r * ldc + j] = t[r * NR + j];
-}
-
-/* ap (kc, MR) = a[i0 .. i0+mr, k0 .. k0+kc], transposed so that one k is one MR-run;
- * rows past mr are zero. */
-static void pack_a(float *ap, const float *a, size_t ars, size_t acs, int i0, int mr, int k0,
-                   int kc) {
-    for (int k = 0; k < kc; k++) {
-        const float *col = a + (size_t)(k0 + k) * acs + (size_t)i0 * ars;
-        for (int r = 0; r < MR; r++) ap[k * MR + r] = r < mr ? col[r * ars] : 0.0f;
-    }
-}
-
-/* bp: for each column tile t of NR columns, a (kc, NR) panel at bp + t * kc * NR holding
- * b[k0 .. k0+kc, j0 + t*NR ..]; columns past nc are zero. */
-static void pack_b(float *bp, const float *b, size_t brs, size_t bcs, int k0, int kc, int j0,
-                   int nc) {
-    for (int t = 0; t * NR < nc; t++) {
-        float *panel = bp + (size_t)t * kc * NR;
-        int w = imin(NR, nc - t * NR);
-        for (int k = 0; k < kc; k++) {
-            const float *row = b + (size_t)(k0 + k) * brs + (size_t)(j0 + t * NR) * bcs;
-            for (int j = 0; j < NR; j++) panel[k * NR + j] = j < w ? row[j * bcs] : 0.0f;
-        }
-    }
-}
 
 /* c (M, Nc), row stride ldc, += a . b with a[i, k] = a[i*ars + k*acs] (M, K) and
  * b[k, j] = b[k*brs + j*bcs] (K, Nc). With init, c is first set to bias (Nc), or to 0
  * when bias is NULL. */
 static void gemm(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b,
                  size_t brs, size_t bcs, int M, int Nc, int K, int init, const float *bias) {
+    const GemmKernel *kern = kernel_for(cpu_isa_active());
+    int MC = kern->mc_max, NC = kern->nc_max;
     int mblocks = (M + MC - 1) / MC, nblocks = (Nc + NC - 1) / NC, ntasks = mblocks * nblocks;
 #pragma omp parallel for schedule(dynamic) if (ntasks > 1)
     for (int task = 0; task < ntasks; task++) {
-        /* packing buffers on the task's stack (KC * (NC + MR) floats, under 150 KiB) */
-        float bp[KC * NC] __attribute__((aligned(64)));
-        float ap[KC * MR] __attribute__((aligned(64)));
         int i0 = task / nblocks * MC, j0 = task % nblocks * NC;
         int mc = imin(MC, M - i0), nc = imin(NC, Nc - j0);
+        float *cb = c + (size_t)i0 * ldc + j0;
         if (init)
-            for (int i = i0; i < i0 + mc; i++)
-                for (int j = j0; j < j0 + nc; j++) c[i * ldc + j] = bias ? bias[j] : 0.0f;
-        for (int k0 = 0; k0 < K; k0 += KC) {
-            int kc = imin(KC, K - k0);
-            pack_b(bp, b, brs, bcs, k0, kc, j0, nc);
-            for (int ir = 0; ir < mc; ir += MR) {
-                int mr = imin(MR, mc - ir);
-                pack_a(ap, a, ars, acs, i0 + ir, mr, k0, kc);
-                for (int jr = 0; jr < nc; jr += NR) {
-                    int nr = imin(NR, nc - jr);
-                    float *ct = c + (i0 + ir) * ldc + j0 + jr;
-                    if (mr == MR && nr == NR)
-                        micro_kernel(ct, ldc, ap, bp + (size_t)jr * kc, kc);
-                    else
-                        edge_tile(ct, ldc, ap, bp + (size_t)jr * kc, kc, mr, nr);
-                }
-            }
-        }
+            for (int i = 0; i < mc; i++)
+                for (int j = 0; j < nc; j++) cb[i * ldc + j] = bias ? bias[j0 + j] : 0.0f;
+        kern->block(cb, ldc, a + (size_t)i0 * ars, ars, acs, b + (size_t)j0 * bcs, brs, bcs,
+                    mc, nc, K);
     }
 }
 

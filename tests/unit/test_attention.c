@@ -2,7 +2,11 @@
  * with an explicit mask and softmax, and against finite differences, over MHA, GQA and MQA
  * head layouts, bidirectional and causal masks, and right-padded batches (including an
  * empty sequence); plus the accumulate / NULL-gradient contracts, exact zeros on padded
- * rows, overflow-prone scores and thread-count independence. */
+ * rows, overflow-prone scores and thread-count independence. The reference, thread-count
+ * and expf tests run for every kernel set this CPU can run (generic, avx2, avx512:
+ * kernels/cpu/simd.h, switched with MMRM_CPU_ISA), also at a shape past the kernels' query
+ * blocks and vector widths (BIG). */
+#include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
 #include "tests/harness.h"
 
@@ -24,6 +28,19 @@ static const Shape SHAPES[] = {
     {2, 13, 3, 1, 6, {9, 13}},
 };
 enum { NSHAPES = sizeof(SHAPES) / sizeof(SHAPES[0]) };
+/* T past two query blocks of 32 and not a multiple of any vector width; GQA; one padded row */
+static const Shape BIG = {2, 71, 4, 2, 32, {71, 40}};
+
+/* Selects the i-th kernel set through MMRM_CPU_ISA; 0 when this CPU cannot run it. */
+static int use_isa(int i) {
+    if (!cpu_isa_supported((CpuIsa)i)) return 0;
+    setenv("MMRM_CPU_ISA", cpu_isa_name((CpuIsa)i), 1);
+    return cpu_isa_active() == (CpuIsa)i;
+}
+
+#define FOR_EACH_ISA(i) \
+    for (int i = 0; i < CPU_ISA_COUNT; i++) \
+        if (use_isa(i))
 
 static size_t q_size(const Shape *s) { return (size_t)s->B * s->T * s->NH * s->HD; }
 static size_t kv_size(const Shape *s) { return (size_t)s->B * s->T * s->KV * s->HD; }
@@ -145,18 +162,20 @@ static double *dalloc(size_t n) {
 }
 
 TEST(test_attention_forward_matches_double_reference) {
-    for (int c = 0; c < NSHAPES; c++)
+    FOR_EACH_ISA(isa)
+    for (int c = 0; c <= NSHAPES; c++)
         for (int causal = 0; causal <= 1; causal++) {
-            const Shape *s = &SHAPES[c];
+            const Shape *s = c < NSHAPES ? &SHAPES[c] : &BIG;
             Problem P = problem_new(s, causal, 100 + c, 1.0f);
             double *out = dalloc(q_size(s)), *lse = dalloc(lse_size(s));
             ref_forward(out, lse, s, P.q, P.k, P.v, causal);
             CHECK(EXPECT_CLOSE("out", P.out, out, q_size(s), 1e-5, 1e-6) &
                   EXPECT_CLOSE("lse", P.lse, lse, lse_size(s), 1e-5, 1e-6),
-                  "shape %d causal %d", c, causal);
+                  "shape %d causal %d kernel %s", c, causal, cpu_isa_name((CpuIsa)isa));
             free(out); free(lse);
             problem_free(&P);
         }
+    unsetenv("MMRM_CPU_ISA");
 }
 
 TEST(test_attention_forward_padded_rows_and_empty_sequences_are_exact_zeros) {
@@ -249,9 +268,10 @@ TEST(test_attention_backward_matches_finite_differences) {
 }
 
 TEST(test_attention_backward_matches_double_reference) {
-    for (int c = 0; c < NSHAPES; c++)
+    FOR_EACH_ISA(isa)
+    for (int c = 0; c <= NSHAPES; c++)
         for (int causal = 0; causal <= 1; causal++) {
-            const Shape *s = &SHAPES[c];
+            const Shape *s = c < NSHAPES ? &SHAPES[c] : &BIG;
             Problem P = problem_new(s, causal, 500 + c, 1.0f);
             float *dq = tmalloc(q_size(s)), *dk = tmalloc(kv_size(s)), *dv = tmalloc(kv_size(s));
             problem_backward(&P, dq, dk, dv);
@@ -260,11 +280,12 @@ TEST(test_attention_backward_matches_double_reference) {
             CHECK(EXPECT_CLOSE("dq", dq, rq, q_size(s), 1e-4, 1e-5) &
                   EXPECT_CLOSE("dk", dk, rk, kv_size(s), 1e-4, 1e-5) &
                   EXPECT_CLOSE("dv", dv, rv, kv_size(s), 1e-4, 1e-5),
-                  "shape %d causal %d", c, causal);
+                  "shape %d causal %d kernel %s", c, causal, cpu_isa_name((CpuIsa)isa));
             free(rq); free(rk); free(rv);
             free(dq); free(dk); free(dv);
             problem_free(&P);
         }
+    unsetenv("MMRM_CPU_ISA");
 }
 
 TEST(test_attention_backward_accumulates_and_leaves_padding_untouched) {
@@ -324,8 +345,9 @@ TEST(test_attention_backward_null_gradients_leave_the_others_identical) {
 
 TEST(test_attention_is_bitwise_independent_of_thread_count) {
     int saved = omp_get_max_threads();
-    for (int c = 0; c < NSHAPES; c++) {
-        const Shape *s = &SHAPES[c];
+    FOR_EACH_ISA(isa)
+    for (int c = 0; c <= NSHAPES; c++) {
+        const Shape *s = c < NSHAPES ? &SHAPES[c] : &BIG;
         float *res[2][5];
         for (int run = 0; run < 2; run++) {
             omp_set_num_threads(run ? 3 : 1);
@@ -339,9 +361,49 @@ TEST(test_attention_is_bitwise_independent_of_thread_count) {
         omp_set_num_threads(saved);
         size_t n[5] = {q_size(s), lse_size(s), q_size(s), kv_size(s), kv_size(s)};
         for (int i = 0; i < 5; i++) {
-            CHECK(EXPECT_SAME("1 vs 3 threads", res[0][i], res[1][i], n[i]), "shape %d array %d",
-                  c, i);
+            CHECK(EXPECT_SAME("1 vs 3 threads", res[0][i], res[1][i], n[i]),
+                  "shape %d array %d kernel %s", c, i, cpu_isa_name((CpuIsa)isa));
             free(res[0][i]); free(res[1][i]);
         }
     }
+    unsetenv("MMRM_CPU_ISA");
+}
+
+/* distance in units in the last place between two finite floats of the same sign */
+static long ulp_diff(float a, float b) {
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    return labs((long)ia - (long)ib);
+}
+
+TEST(test_attention_vector_expf_within_2_ulp_of_the_correctly_rounded_result) {
+    /* 4M points over [-87.3, 88] (odd count: the tails of the vector loops), each compared
+     * with exp in double rounded to float; plus the edges: far below, -inf, +inf, NaN */
+    enum { NPTS = 4000001 };
+    float *x = tmalloc(NPTS), *y = tmalloc(NPTS);
+    TRng r = trng(900);
+    for (int i = 0; i < NPTS; i++)
+        x[i] = i % 2 ? -87.3f + (float)(175.3 * i / (NPTS - 1))
+                     : (float)(175.3 * trng_uniform(&r) - 87.3);
+    FOR_EACH_ISA(isa) {
+        cpu_attn_kernel((CpuIsa)isa)->exp_array(y, x, NPTS);
+        long worst = 0;
+        float at = 0;
+        for (int i = 0; i < NPTS; i++) {
+            long u = ulp_diff(y[i], (float)exp((double)x[i]));
+            if (u > worst) worst = u, at = x[i];
+        }
+        CHECK(worst <= 2, "kernel %s: %ld ulp at x = %.9g", cpu_isa_name((CpuIsa)isa), worst,
+              (double)at);
+        const float edge[5] = {-100.0f, -INFINITY, INFINITY, NAN, 0.0f};
+        float ey[5];
+        cpu_attn_kernel((CpuIsa)isa)->exp_array(ey, edge, 5);
+        CHECK(ey[0] == 0.0f && ey[1] == 0.0f && isinf(ey[2]) && ey[2] > 0 && isnan(ey[3]) &&
+                  ey[4] == 1.0f,
+              "kernel %s: exp edges %g %g %g %g %g", cpu_isa_name((CpuIsa)isa), (double)ey[0],
+              (double)ey[1], (double)ey[2], (double)ey[3], (double)ey[4]);
+    }
+    unsetenv("MMRM_CPU_ISA");
+    free(x); free(y);
 }

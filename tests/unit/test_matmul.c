@@ -2,7 +2,11 @@
  * double-precision loops and finite differences, the accumulate and NULL-gradient
  * contracts, and independence of the thread count. Shapes include odd sizes and one
  * larger than the kernel's blocks in every dimension (so block edges and the split of
- * the reduction into depth blocks are exercised). */
+ * the reduction into depth blocks are exercised). Every GEMM kernel this CPU can run
+ * (generic, avx2, avx512: kernels/cpu/simd.h) is tested, switched with MMRM_CPU_ISA, and
+ * each is also checked bit for bit against its own float loop (fused multiply-adds or
+ * multiply-then-add). */
+#include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
 #include "tests/harness.h"
 
@@ -16,6 +20,17 @@ typedef struct { int N, C, OC; } Shape;
 /* odd sizes, a degenerate one, and (last) one past 256 in every dimension */
 static const Shape SHAPES[] = {{1, 1, 1}, {7, 13, 5}, {33, 70, 19}, {259, 300, 270}};
 enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };
+
+/* Selects the i-th kernel through MMRM_CPU_ISA; 0 when this CPU cannot run it. */
+static int use_isa(int i) {
+    if (!cpu_isa_supported((CpuIsa)i)) return 0;
+    setenv("MMRM_CPU_ISA", cpu_isa_name((CpuIsa)i), 1);
+    return cpu_isa_active() == (CpuIsa)i;
+}
+
+#define FOR_EACH_ISA(i) \
+    for (int i = 0; i < CPU_ISA_COUNT; i++) \
+        if (use_isa(i))
 
 static double *dalloc(size_t n) {
     double *p = calloc(n ? n : 1, sizeof(double));
@@ -58,6 +73,7 @@ static double *widen(const float *x, size_t n) {
 static double atol_for(int K) { return 1e-5 * sqrt((double)K) + 1e-6; }
 
 TEST(test_matmul_forward_matches_double_reference) {
+    FOR_EACH_ISA(isa)
     for (int s = 0; s < NSHAPES; s++) {
         int N = SHAPES[s].N, C = SHAPES[s].C, OC = SHAPES[s].OC;
         TRng r = trng(100 + s);
@@ -73,13 +89,16 @@ TEST(test_matmul_forward_matches_double_reference) {
             kernels_cpu.matmul_forward(out, inp, weight, NULL, b, N, C, OC, KP_FP32);
             ref_forward(ref, inp, weight, b, N, C, OC);
             CHECK(EXPECT_CLOSE("out", out, ref, (size_t)N * OC, 1e-5, atol_for(C)),
-                  "shape N=%d C=%d OC=%d, bias %s", N, C, OC, with_bias ? "given" : "NULL");
+                  "shape N=%d C=%d OC=%d, bias %s, kernel %s", N, C, OC,
+                  with_bias ? "given" : "NULL", cpu_isa_name((CpuIsa)isa));
         }
         free(inp); free(weight); free(bias); free(out); free(ref);
     }
+    unsetenv("MMRM_CPU_ISA");
 }
 
 TEST(test_matmul_backward_matches_double_reference_and_accumulates) {
+    FOR_EACH_ISA(isa)
     for (int s = 0; s < NSHAPES; s++) {
         int N = SHAPES[s].N, C = SHAPES[s].C, OC = SHAPES[s].OC;
         TRng r = trng(200 + s);
@@ -99,7 +118,7 @@ TEST(test_matmul_backward_matches_double_reference_and_accumulates) {
         kernels_cpu.matmul_backward(dinp, dweight, dbias, dout, inp, weight, NULL, N, C, OC, KP_FP32);
         ref_backward(rinp, rweight, rbias, dout, inp, weight, N, C, OC);
         CHECK(EXPECT_CLOSE("dinp", dinp, rinp, (size_t)N * C, 1e-5, atol_for(OC)),
-              "shape N=%d C=%d OC=%d", N, C, OC);
+              "shape N=%d C=%d OC=%d kernel %s", N, C, OC, cpu_isa_name((CpuIsa)isa));
         CHECK(EXPECT_CLOSE("dweight", dweight, rweight, (size_t)OC * C, 1e-5, atol_for(N)),
               "shape N=%d C=%d OC=%d", N, C, OC);
         CHECK(EXPECT_CLOSE("dbias", dbias, rbias, OC, 1e-5, atol_for(N)),
@@ -107,6 +126,7 @@ TEST(test_matmul_backward_matches_double_reference_and_accumulates) {
         free(inp); free(weight); free(dout); free(dinp); free(dweight); free(dbias);
         free(rinp); free(rweight); free(rbias);
     }
+    unsetenv("MMRM_CPU_ISA");
 }
 
 typedef struct {
@@ -191,6 +211,7 @@ TEST(test_matmul_is_bitwise_independent_of_thread_count) {
     float *res[2][4];
     int saved = omp_get_max_threads();
     const int threads[2] = {1, 3};
+    FOR_EACH_ISA(isa) {
     for (int t = 0; t < 2; t++) {
         omp_set_num_threads(threads[t]);
         res[t][0] = tmalloc(nout);
@@ -201,11 +222,73 @@ TEST(test_matmul_is_bitwise_independent_of_thread_count) {
         kernels_cpu.matmul_backward(res[t][1], res[t][2], res[t][3], dout, inp, weight, NULL, N, C, OC, KP_FP32);
     }
     omp_set_num_threads(saved);
-    EXPECT_SAME("out", res[0][0], res[1][0], nout);
-    EXPECT_SAME("dinp", res[0][1], res[1][1], nin);
-    EXPECT_SAME("dweight", res[0][2], res[1][2], nw);
-    EXPECT_SAME("dbias", res[0][3], res[1][3], OC);
-    free(inp); free(weight); free(bias); free(dout);
+    const char *what[4] = {"out", "dinp", "dweight", "dbias"};
+    const size_t len[4] = {nout, nin, nw, (size_t)OC};
+    for (int k = 0; k < 4; k++)
+        CHECK(EXPECT_SAME(what[k], res[0][k], res[1][k], len[k]), "kernel %s",
+              cpu_isa_name((CpuIsa)isa));
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 4; k++) free(res[t][k]);
+    }
+    unsetenv("MMRM_CPU_ISA");
+    free(inp); free(weight); free(bias); free(dout);
+}
+
+/* s = bias; for c: s += inp * w, in float, rounding as the kernel does */
+static float float_dot(const float *x, size_t xs, const float *w, size_t ws, int n, float init,
+                       int fma) {
+    float s = init;
+    for (int c = 0; c < n; c++) s = fma ? fmaf(x[c * xs], w[c * ws], s) : s + x[c * xs] * w[c * ws];
+    return s;
+}
+
+TEST(test_matmul_each_kernel_equals_its_float_loop_bitwise) {
+    /* forward, dinp and dweight (operands read through both strides) at every shape */
+    FOR_EACH_ISA(isa)
+    for (int s = 0; s < NSHAPES; s++) {
+        int N = SHAPES[s].N, C = SHAPES[s].C, OC = SHAPES[s].OC, fma = cpu_isa_fma((CpuIsa)isa);
+        size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;
+        TRng r = trng(600 + s);
+        float *inp = tmalloc(nin), *weight = tmalloc(nw), *bias = tmalloc(OC);
+        float *dout = tmalloc(nout), *out = tmalloc(nout), *dinp = tmalloc(nin);
+        float *dweight = tmalloc(nw);
+        float *rout = tmalloc(nout), *rinp = tmalloc(nin), *rweight = tmalloc(nw);
+        fill_normal(&r, inp, nin, 1.0f);
+        fill_normal(&r, weight, nw, 1.0f);
+        fill_normal(&r, bias, OC, 1.0f);
+        fill_normal(&r, dout, nout, 1.0f);
+        fill_normal(&r, dinp, nin, 1.0f);
+        fill_normal(&r, dweight, nw, 1.0f);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++)
+                rout[n * OC + o] = float_dot(inp + n * C, 1, weight + o * C, 1, C, bias[o], fma);
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++)
+                rinp[n * C + c] = float_dot(dout + n * OC, 1, weight + c, C, OC, dinp[n * C + c], fma);
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++)
+                rweight[o * C + c] = float_dot(dout + o, OC, inp + c, C, N, dweight[o * C + c], fma);
+        kernels_cpu.matmul_forward(out, inp, weight, NULL, bias, N, C, OC, KP_FP32);
+        kernels_cpu.matmul_backward(dinp, dweight, NULL, dout, inp, weight, NULL, N, C, OC, KP_FP32);
+        CHECK(EXPECT_SAME("out", out, rout, nout), "kernel %s, N=%d C=%d OC=%d",
+              cpu_isa_name((CpuIsa)isa), N, C, OC);
+        CHECK(EXPECT_SAME("dinp", dinp, rinp, nin), "kernel %s, N=%d C=%d OC=%d",
+              cpu_isa_name((CpuIsa)isa), N, C, OC);
+        CHECK(EXPECT_SAME("dweight", dweight, rweight, nw), "kernel %s, N=%d C=%d OC=%d",
+              cpu_isa_name((CpuIsa)isa), N, C, OC);
+        free(inp); free(weight); free(bias); free(dout); free(out); free(dinp); free(dweight);
+        free(rout); free(rinp); free(rweight);
+    }
+    unsetenv("MMRM_CPU_ISA");
+}
+
+TEST(test_matmul_kernel_choice_reports_what_it_runs) {
+    /* unset picks a supported kernel, at least as wide as avx2 where the CPU has it */
+    unsetenv("MMRM_CPU_ISA");
+    CpuIsa best = cpu_isa_active();
+    CHECK(cpu_isa_supported(best), "auto picked %s", cpu_isa_name(best));
+    for (int i = 0; i < CPU_ISA_COUNT; i++)
+        if (cpu_isa_supported((CpuIsa)i))
+            CHECK(best >= (CpuIsa)i, "auto picked %s although %s runs here", cpu_isa_name(best),
+                  cpu_isa_name((CpuIsa)i));
 }

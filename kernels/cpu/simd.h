@@ -1,0 +1,64 @@
+/* simd.h - run-time choice of the CPU's instruction set for the GEMM behind matmul
+ * (kernels/cpu/matmul.c) and its per-ISA block kernels (kernels/cpu/matmul_<isa>.c, all
+ * generated from kernels/cpu/simd_gemm.h).
+ *
+ * The default build targets plain x86-64 (or whatever the compiler targets); the AVX2+FMA
+ * and AVX-512F kernels are compiled with function target attributes and picked at run time
+ * by __builtin_cpu_supports, so no NATIVE=1 build is needed. MMRM_CPU_ISA=generic|avx2|
+ * avx512 forces one (an error when the CPU lacks it); unset, empty or "auto" picks the best.
+ *
+ * Rounding: generic multiplies then adds (no contraction under -std=c11), avx2 and avx512
+ * use fused multiply-adds. Every kernel sums each output element in increasing k starting
+ * from its previous value, so avx2 and avx512 give the same bits, generic gives the textbook
+ * float loop's bits, and no kernel's result depends on the thread count. */
+#ifndef MMRM_KERNELS_CPU_SIMD_H
+#define MMRM_KERNELS_CPU_SIMD_H
+
+#include <stddef.h>
+
+typedef enum { CPU_ISA_GENERIC, CPU_ISA_AVX2, CPU_ISA_AVX512, CPU_ISA_COUNT } CpuIsa;
+
+/* "generic", "avx2", "avx512" */
+const char *cpu_isa_name(CpuIsa isa);
+/* whether this CPU (and OS) runs isa's kernels */
+int cpu_isa_supported(CpuIsa isa);
+/* the kernel set used now: MMRM_CPU_ISA if set (fatal when unknown or unsupported), else
+ * the best supported one; read on every call, so tests may switch with setenv */
+CpuIsa cpu_isa_active(void);
+/* whether isa's kernels use fused multiply-adds */
+int cpu_isa_fma(CpuIsa isa);
+
+/* c (mc, nc), row stride ldc, += a . b with a[i, k] = a[i*ars + k*acs] (mc, K) and
+ * b[k, j] = b[k*brs + j*bcs] (K, nc); mc <= mc_max, nc <= nc_max of the kernel. Every
+ * element is summed in increasing k from its previous value. Single-threaded: the caller
+ * splits c into blocks. */
+typedef void (*GemmBlockFn)(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
+                            const float *b, size_t brs, size_t bcs, int mc, int nc, int K);
+
+typedef struct {
+    GemmBlockFn block;
+    int mc_max, nc_max; /* the largest block one call takes */
+} GemmKernel;
+
+extern const GemmKernel cpu_gemm_generic, cpu_gemm_avx2, cpu_gemm_avx512;
+
+/* The attention kernels of one ISA (kernels/cpu/simd_attention.h documents them; the
+ * OpenMP split is kernels/cpu/attention.c's). */
+typedef struct {
+    void (*forward_rows)(float *o, float *lse, const float *q, size_t qs, const float *k,
+                         const float *v, size_t ks, int L, int t0, int t1, int HD, int causal,
+                         float scale, float *scratch);
+    void (*backward_head)(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                          const float *lse, const float *q, size_t qs, const float *k,
+                          const float *v, size_t ks, int L, int T, int group, int HD,
+                          int causal, float scale, float *scratch);
+    /* y[i] = expf(x[i]) within 2 ulp on [-87.3, 88] (simd_attention.h) */
+    void (*exp_array)(float *y, const float *x, size_t n);
+    int vw; /* floats per vector: scratch rows are rounded up to it */
+} AttnKernel;
+
+extern const AttnKernel cpu_attn_generic, cpu_attn_avx2, cpu_attn_avx512;
+/* the attention kernels of isa (generic where isa's are not compiled in) */
+const AttnKernel *cpu_attn_kernel(CpuIsa isa);
+
+#endif

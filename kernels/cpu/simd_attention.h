@@ -1,0 +1,220 @@
+/* simd_attention.h - the attention kernels and a vectorised expf as a template, included
+ * once by each kernels/cpu/attention_<isa>.c after it defines:
+ *   ATTN_KERNEL  the AttnKernel constant to define (simd.h)
+ *   TGT          a function attribute (target("avx2")) or nothing
+ *   VW           floats per vector
+ *   AK_MADD(acc, a, b)  acc + a * b on vf: fused (avx2, avx512) or not (generic)
+ * Everything is vectorised over keys: a task packs the keys and values of its sequence and
+ * kv head transposed (HD x Tp, Tp = L rounded up to VW, zero padded), so a query row's
+ * scores, the probabilities' products with the values and the backward's key/value
+ * gradients are VW keys per vector operation, with no remainder over the head dimension.
+ * Where HD is a multiple of VW, the sums over keys (the output's P . V, dq's dS . K) run VW
+ * head dims at a time over the untransposed rows instead, which needs no lane sums.
+ * The products summed over the head dim or over keys use AK_MADD (FMA on avx2/avx512), the
+ * expf multiplies then adds: the bits differ between ISAs, never between thread counts, since each task owns its outputs and visits them in
+ * a fixed order. */
+#include "kernels/cpu/simd.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef float vf __attribute__((vector_size(VW * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(VW * sizeof(float))));
+typedef uint32_t vu __attribute__((vector_size(VW * sizeof(float))));
+
+TGT static inline vf ak_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+TGT static inline void ak_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+TGT static inline vf ak_splat(float x) { return (vf){0} + x; }
+/* m ? a : b lane by lane (m all ones or all zeros) */
+TGT static inline vf ak_sel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+TGT static inline float ak_hsum(vf v) {
+    float a[VW];
+    memcpy(a, &v, sizeof a);
+    float s = 0.0f;
+    for (int i = 0; i < VW; i++) s += a[i];
+    return s;
+}
+TGT static inline float ak_hmax(vf v) {
+    float a[VW];
+    memcpy(a, &v, sizeof a);
+    float s = a[0];
+    for (int i = 1; i < VW; i++) s = a[i] > s ? a[i] : s;
+    return s;
+}
+/* lanes j0 + i < n */
+TGT static inline vi ak_below(int j0, int n) {
+    vi idx;
+    for (int i = 0; i < VW; i++) idx[i] = j0 + i;
+    return idx < (vi){0} + n;
+}
+
+/* expf lane by lane (Cephes' polynomial, multiply-then-add): within 2 ulp of the correctly
+ * rounded result for x in [-87.3, 88] (tests/unit/test_attention.c measures it); 0 below
+ * -87.3 (where expf is under FLT_MIN) and -inf, +inf above 88 and for +inf; NaN gives NaN. */
+TGT static inline vf ak_exp(vf x) {
+    const float lo = -87.3f, hi = 88.0f;
+    vi under = x < ak_splat(lo), over = x > ak_splat(hi), nan = x != x;
+    vf xc = ak_sel(under, ak_splat(lo), ak_sel(over, ak_splat(hi), x));
+    xc = ak_sel(nan, ak_splat(0.0f), xc);
+    /* n = round(x / ln 2) by the 1.5 * 2^23 trick (round to nearest even) */
+    vf t = xc * 1.44269504088896341f + 12582912.0f;
+    vf n = t - 12582912.0f;
+    vi ni = (vi)t - (vi)ak_splat(12582912.0f);
+    vf r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    vf p = ak_splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    vf y = p * (r * r) + r + 1.0f;
+    vf scale = (vf)((vu)(ni + 127) << 23); /* 2^n, n in [-126, 127] */
+    y = y * scale;
+    y = ak_sel(under, ak_splat(0.0f), y);
+    y = ak_sel(over, ak_splat(INFINITY), y);
+    return ak_sel(nan, x, y);
+}
+
+TGT static void ak_exp_array(float *y, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + VW <= n; i += VW) ak_store(y + i, ak_exp(ak_load(x + i)));
+    if (i < n) {
+        float t[VW] = {0};
+        memcpy(t, x + i, (n - i) * sizeof(float));
+        vf v = ak_exp(ak_load(t));
+        memcpy(t, &v, sizeof t);
+        memcpy(y + i, t, (n - i) * sizeof(float));
+    }
+}
+
+/* xt (HD, Tp) = x rows 0 .. L-1 (row j at x + j*stride) transposed, zero past L */
+TGT static void ak_pack_t(float *xt, const float *x, size_t stride, int L, int Tp, int HD) {
+    for (int d = 0; d < HD; d++) {
+        float *row = xt + (size_t)d * Tp;
+        for (int j = 0; j < L; j++) row[j] = x[j * stride + d];
+        for (int j = L; j < Tp; j++) row[j] = 0.0f;
+    }
+}
+
+/* Query rows t0 .. t1-1 (< L) of query head h of one sequence; q, o at row 0 of the
+ * sequence and head (row stride qs), lse at (b, h, 0); k, v at key 0 of the kv head (row
+ * stride ks). scratch: 2 * HD * Tp + Tp floats. */
+TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs, const float *k,
+                                const float *v, size_t ks, int L, int t0, int t1, int HD,
+                                int causal, float scale, float *scratch) {
+    int Tp = (L + VW - 1) / VW * VW;
+    float *kt = scratch, *vt = kt + (size_t)HD * Tp, *s = vt + (size_t)HD * Tp;
+    int klen = causal ? t1 : L; /* keys any of these rows sees */
+    ak_pack_t(kt, k, ks, klen, Tp, HD);
+    if (HD % VW) ak_pack_t(vt, v, ks, klen, Tp, HD);
+    for (int t = t0; t < t1; t++) {
+        const float *qr = q + (size_t)t * qs;
+        float *orow = o + (size_t)t * qs;
+        int n = causal ? t + 1 : L;
+        vf mx = ak_splat(-INFINITY);
+        for (int j = 0; j < n; j += VW) {
+            vf acc = ak_splat(0.0f);
+            for (int d = 0; d < HD; d++) acc = AK_MADD(acc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
+            vf sc = ak_sel(ak_below(j, n), acc * scale, ak_splat(-INFINITY));
+            ak_store(s + j, sc);
+            mx = ak_sel(sc > mx, sc, mx);
+        }
+        float m = ak_hmax(mx);
+        vf sumv = ak_splat(0.0f);
+        for (int j = 0; j < n; j += VW) {
+            vf p = ak_exp(ak_load(s + j) - m); /* -inf past n: 0 */
+            sumv += p;
+            ak_store(s + j, p);
+        }
+        float sum = ak_hsum(sumv), inv = 1.0f / sum;
+        if (HD % VW == 0) /* VW head dims at a time from the values' rows: no lane sums */
+            for (int d0 = 0; d0 < HD; d0 += VW) {
+                vf acc = ak_splat(0.0f);
+                for (int j = 0; j < n; j++) acc = AK_MADD(acc, ak_splat(s[j]), ak_load(v + j * ks + d0));
+                ak_store(orow + d0, acc * inv);
+            }
+        else
+            for (int d = 0; d < HD; d++) {
+                vf acc = ak_splat(0.0f);
+                const float *vrow = vt + (size_t)d * Tp;
+                for (int j = 0; j < n; j += VW) acc = AK_MADD(acc, ak_load(s + j), ak_load(vrow + j));
+                orow[d] = ak_hsum(acc) * inv;
+            }
+        lse[t] = m + logf(sum);
+    }
+}
+
+/* The backward of one sequence and kv head: the query heads h0 .. h0+group-1 (q, dq, dout,
+ * out at row 0 of the sequence and head h0, head h0+g at + g*HD, row stride qs; lse at
+ * (b, h0, 0), head h0+g at + g*T), every valid row, every visible key. dk, dv at key 0 of
+ * the kv head (row stride ks) get their sums added once at the end. scratch:
+ * 4 * HD * Tp + 2 * Tp floats. */
+TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const float *lse, const float *q, size_t qs,
+                                 const float *k, const float *v, size_t ks, int L, int T,
+                                 int group, int HD, int causal, float scale, float *scratch) {
+    int Tp = (L + VW - 1) / VW * VW;
+    size_t plane = (size_t)HD * Tp;
+    float *kt = scratch, *vt = kt + plane, *dkt = vt + plane, *dvt = dkt + plane;
+    float *p = dvt + plane, *ds = p + Tp;
+    ak_pack_t(kt, k, ks, L, Tp, HD);
+    ak_pack_t(vt, v, ks, L, Tp, HD);
+    memset(dkt, 0, 2 * plane * sizeof(float));
+    for (int g = 0; g < group; g++)
+        for (int t = 0; t < L; t++) {
+            size_t off = (size_t)g * HD + (size_t)t * qs;
+            const float *qr = q + off, *dor = dout + off, *outr = out + off;
+            float D = 0.0f;
+            for (int d = 0; d < HD; d++) D += dor[d] * outr[d];
+            float l = lse[(size_t)g * T + t];
+            int n = causal ? t + 1 : L;
+            for (int j = 0; j < n; j += VW) {
+                vf sc = ak_splat(0.0f), dp = ak_splat(0.0f);
+                for (int d = 0; d < HD; d++) {
+                    sc = AK_MADD(sc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
+                    dp = AK_MADD(dp, ak_splat(dor[d]), ak_load(vt + (size_t)d * Tp + j));
+                }
+                vi in = ak_below(j, n);
+                vf pj = ak_sel(in, ak_exp(scale * sc - l), ak_splat(0.0f));
+                ak_store(p + j, pj);
+                ak_store(ds + j, scale * pj * (dp - D));
+            }
+            if (dq && HD % VW == 0) { /* VW head dims at a time from the keys' rows */
+                float *dqr = dq + off;
+                for (int d0 = 0; d0 < HD; d0 += VW) {
+                    vf acc = ak_splat(0.0f);
+                    for (int j = 0; j < n; j++) acc = AK_MADD(acc, ak_splat(ds[j]), ak_load(k + j * ks + d0));
+                    ak_store(dqr + d0, ak_load(dqr + d0) + acc);
+                }
+            } else if (dq) {
+                float *dqr = dq + off;
+                for (int d = 0; d < HD; d++) {
+                    vf acc = ak_splat(0.0f);
+                    const float *krow = kt + (size_t)d * Tp;
+                    for (int j = 0; j < n; j += VW) acc = AK_MADD(acc, ak_load(ds + j), ak_load(krow + j));
+                    dqr[d] += ak_hsum(acc);
+                }
+            }
+            if (dk)
+                for (int d = 0; d < HD; d++) {
+                    float *row = dkt + (size_t)d * Tp;
+                    for (int j = 0; j < n; j += VW)
+                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(ds + j), ak_splat(qr[d])));
+                }
+            if (dv)
+                for (int d = 0; d < HD; d++) {
+                    float *row = dvt + (size_t)d * Tp;
+                    for (int j = 0; j < n; j += VW)
+                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(p + j), ak_splat(dor[d])));
+                }
+        }
+    for (int j = 0; j < L; j++)
+        for (int d = 0; d < HD; d++) {
+            if (dk) dk[j * ks + d] += dkt[(size_t)d * Tp + j];
+            if (dv) dv[j * ks + d] += dvt[(size_t)d * Tp + j];
+        }
+}
+
+const AttnKernel ATTN_KERNEL = {ak_forward_rows, ak_backward_head, ak_exp_array, VW};
