@@ -63,11 +63,7 @@ static const char usage_text[] =
     "  --help                  this text\n";
 
 static int usage_error(const char *fmt, const char *arg) {
-    fputs("mmrm: error: ", stderr);
-    fprintf(stderr, fmt, arg);
-    fputs("\n\n", stderr);
-    fprintf(stderr, usage_text, SCORER_CLI_USAGE);
-    return 2;
+    return scorer_cli_usage_error(usage_text, fmt, arg);
 }
 
 static int fail(void) {

@@ -548,3 +548,11 @@ void progress_add(Progress *p, long n) {
 void progress_end(Progress *p) {
     if (p->total > 0 || p->tty) progress_draw(p, 1);
 }
+
+int scorer_cli_usage_error(const char *usage, const char *fmt, const char *arg) {
+    fputs("mmrm: error: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\n\n", stderr);
+    fprintf(stderr, usage, SCORER_CLI_USAGE);
+    return 2;
+}

@@ -136,6 +136,9 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i);
 int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out, int *bf16);
 /* usage lines for those options */
 extern const char SCORER_CLI_USAGE[];
+/* "mmrm: error: " + fmt (with arg), a blank line, then usage (a format taking
+ * SCORER_CLI_USAGE) on stderr; returns 2, the usage-error exit status */
+int scorer_cli_usage_error(const char *usage, const char *fmt, const char *arg);
 /* the defaults for cfg with the command line's overrides */
 void scorer_cli_options(const ScorerCli *c, const ModelConfig *cfg, ScorerOptions *o);
 
