@@ -2,6 +2,9 @@
  * one of the arguments), prints PASS/FAIL per test and ends with "N passed, N failed". */
 #include "harness.h"
 
+#include "runtime/error.h"
+#include "runtime/fsutil.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,6 +70,15 @@ float *tmalloc(size_t n) {
     float *p = calloc(n ? n : 1, sizeof(float));
     if (!p) { fprintf(stderr, "harness: out of memory (%zu floats)\n", n); exit(2); }
     return p;
+}
+
+unsigned char *read_fixture(const char *path, size_t *n) {
+    char *d = fs_read_file(path, n);
+    if (!d) {
+        fprintf(stderr, "harness: %s (run the tests from the repository root)\n", mmrm_last_error());
+        exit(2);
+    }
+    return (unsigned char *)d;
 }
 
 int expect_close(const char *what, const float *got, const double *ref, size_t n,

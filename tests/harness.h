@@ -34,6 +34,9 @@ float trng_normal(TRng *r);                   /* N(0, 1) */
 void fill_normal(TRng *r, float *x, size_t n, float std);
 void fill_uniform(TRng *r, float *x, size_t n, float lo, float hi);
 float *tmalloc(size_t n);                     /* calloc'd floats; aborts on OOM */
+/* a fixture file's bytes, NUL-terminated (*n its size): exits 2 naming the file when it
+ * cannot be read (tests run from the repository root) */
+unsigned char *read_fixture(const char *path, size_t *n);
 
 /* ---- comparisons ---- */
 /* max |got - ref| / (atol + rtol*|ref|) <= 1 elementwise; reports the worst index. */

@@ -27,27 +27,11 @@ static int g_nlines;
 static unsigned char *g_blob;
 static size_t g_blob_size;
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "test_image: cannot open %s (run from the repository root)\n", path);
-        exit(2);
-    }
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    rewind(f);
-    unsigned char *d = malloc(*n + 1);
-    if (!d || fread(d, 1, *n, f) != *n) exit(2);
-    d[*n] = 0;
-    fclose(f);
-    return d;
-}
-
 static void load_fixtures(void) {
     if (g_lines) return;
     size_t n;
-    char *text = (char *)slurp(FIXTURES "manifest.txt", &n);
-    g_blob = slurp(FIXTURES "expected.bin", &g_blob_size);
+    char *text = (char *)read_fixture(FIXTURES "manifest.txt", &n);
+    g_blob = read_fixture(FIXTURES "expected.bin", &g_blob_size);
     for (size_t i = 0; i < n; i++) g_nlines += text[i] == '\n';
     g_lines = malloc((g_nlines + 1) * sizeof(char *)); /* + a last line without newline */
     int k = 0;
@@ -178,8 +162,8 @@ static void expect_load_error(const char *path, const char *reason) {
 
 TEST(test_jpeg_images_decode_to_pillows_bytes_exactly_and_fail_where_pillow_fails) {
     size_t n, blob_n;
-    char *text = (char *)slurp(JPEG_FIXTURES "manifest.txt", &n);
-    unsigned char *want_all = slurp(JPEG_FIXTURES "expected.bin", &blob_n);
+    char *text = (char *)read_fixture(JPEG_FIXTURES "manifest.txt", &n);
+    unsigned char *want_all = read_fixture(JPEG_FIXTURES "expected.bin", &blob_n);
     int decoded = 0, refused = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         char kind[16], name[128], what[64], path[256];
@@ -325,7 +309,7 @@ TEST(test_jpeg_with_more_progressive_scans_than_the_limit_is_refused) {
 /* half of a fixture, written to tmp */
 static void write_truncated(const char *fixture, const char *tmp) {
     size_t n;
-    unsigned char *d = slurp(fixture, &n);
+    unsigned char *d = read_fixture(fixture, &n);
     write_file(tmp, d, n / 2);
     free(d);
 }
@@ -425,7 +409,7 @@ TEST(test_load_errors_name_the_file_and_the_reason) {
     unlink(path);
     /* a JPEG whose quantisation table has a bogus length: libjpeg's error, not an exit() */
     size_t n;
-    unsigned char *jpg = slurp(JPEG_FIXTURES "baseline420_64x48.jpg", &n);
+    unsigned char *jpg = read_fixture(JPEG_FIXTURES "baseline420_64x48.jpg", &n);
     for (size_t k = 2; k + 3 < n; k++)
         if (jpg[k] == 0xFF && jpg[k + 1] == 0xDB) {
             jpg[k + 2] = 0;

@@ -15,22 +15,6 @@
 
 #define DIR "tests/fixtures/images_hostile/"
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "test_image_hostile: cannot open %s (run from the repository root)\n", path);
-        exit(2);
-    }
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    rewind(f);
-    unsigned char *d = malloc(*n + 1);
-    if (!d || fread(d, 1, *n, f) != *n) exit(2);
-    d[*n] = 0;
-    fclose(f);
-    return d;
-}
-
 /* Where mmrm deliberately does not do what Pillow does, and what it does instead: `reason`
  * must appear in mmrm's error ("" where mmrm decodes a file Pillow refuses). */
 typedef struct {
@@ -62,8 +46,8 @@ static const Difference *difference(const char *name) {
 
 TEST(test_hostile_images_get_pillows_outcome_or_a_listed_difference) {
     size_t n, blob_n;
-    char *text = (char *)slurp(DIR "manifest.txt", &n);
-    unsigned char *blob = slurp(DIR "expected.bin", &blob_n);
+    char *text = (char *)read_fixture(DIR "manifest.txt", &n);
+    unsigned char *blob = read_fixture(DIR "expected.bin", &blob_n);
     int files = 0, decoded = 0, refused = 0, listed = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         if (line[0] == '#') continue;

@@ -11,6 +11,7 @@
 
 #include "models/checkpoint.h"
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 #include "runtime/ops.h"
 #include "runtime/safetensors.h"
 #include "tests/harness.h"
@@ -174,18 +175,6 @@ TEST(test_position_embedding_resize_matches_torch_bicubic) {
     case_close(&c);
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = xmalloc(*n + 1);
-    *n = fread(b, 1, *n, f);
-    fclose(f);
-    return b;
-}
-
 TEST(test_save_load_save_is_byte_identical_and_keeps_the_rewards) {
     const char *cases[] = {"qwen2_gqa", "internlm2_qknorm", "llama_resized_pos"};
     for (int k = 0; k < 3; k++) {
@@ -207,7 +196,8 @@ TEST(test_save_load_save_is_byte_identical_and_keeps_the_rewards) {
             snprintf(p1, sizeof p1, "%s/%s", d1, files[f]);
             snprintf(p2, sizeof p2, "%s/%s", d2, files[f]);
             size_t n1 = 0, n2 = 0;
-            unsigned char *b1 = slurp(p1, &n1), *b2 = slurp(p2, &n2);
+            unsigned char *b1 = (unsigned char *)fs_read_file(p1, &n1),
+                          *b2 = (unsigned char *)fs_read_file(p2, &n2);
             CHECK(b1 && b2 && n1 == n2 && memcmp(b1, b2, n1) == 0, "%s: %s differs between saves",
                   cases[k], files[f]);
             free(b1); free(b2);
