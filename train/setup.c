@@ -233,6 +233,7 @@ BatchOptions batch_options(const Run *r, int eval) {
     b.template_kind = r->tmpl;
     b.system_message = config_system_message(&r->main.cfg);
     b.max_length = c->max_length;
+    b.t_bucket = c->t_bucket ? c->t_bucket : r->rt->device != DEV_CPU ? 64 : 1;
     b.tokens_per_tile = config_tokens_per_tile(&r->main.cfg);
     const ModelConfig *mc = &r->main.cfg; /* setup_models recorded the run's tiling there */
     b.image = (ImageConfig){mc->image_size, mc->min_dynamic_patch, mc->max_dynamic_patch,
