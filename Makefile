@@ -123,7 +123,7 @@ $(BUILD)/%.o: %.cu $(FLAGS_STAMP) | deps-check
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 cuda: ## build build/mmrm with the CPU and CUDA backends (nvcc; GPUs sm_80 and sm_90)
-	$(MAKE) CUDA=1 all $(BUILD)/gpu_parity $(BUILD)/bench_cuda
+	$(MAKE) CUDA=1 all $(BUILD)/gpu_parity $(BUILD)/bench_cuda $(BUILD)/bench_step
 	@# the shared libraries a bare GPU machine may lack travel with the build (tests/gpu/run.sh);
 	@# cairo's (mmrm plot) with their X11/font dependencies, so that mmrm starts there too
 	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libjpeg|libstb|libpcre2|libutf8proc|libmicrohttpd|libgnutls|libnettle|libhogweed|libp11-kit|libidn2|libunistring|libtasn1|libgmp|libffi|libcairo|libfontconfig|libpixman|libfreetype|libpng16|libxcb|libX|libexpat|libbrotli|libbsd|libmd\./ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
@@ -203,6 +203,11 @@ $(BUILD)/emu/bench/lab/%.o: $(BUILD)/emu/bench/lab/%.cpp tests/cuda_emu/cuda_emu
 $(BUILD)/emu/bench/bench_cuda.o: CFLAGS += -Itests/cuda_emu/include
 
 $(BUILD)/emu_bench_cuda: $(BUILD)/emu/bench/bench_cuda.o $(EMU_LAB_OBJ) $(filter-out $(BUILD)/emu/tests/gpu/%,$(EMU_OBJ))
+	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
+
+# build/emu_bench_step: bench/bench_step.c (one training step at torch_baseline.py's shape)
+# on the emulated backend, so that its GPU path runs here (tests/gpu/run.sh times it on a GPU)
+$(BUILD)/emu_bench_step: $(BUILD)/emu/bench/bench_step.o $(filter-out $(BUILD)/emu/tests/gpu/%,$(EMU_OBJ))
 	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
 
 $(BUILD)/mmrm: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB_OBJ)
