@@ -168,13 +168,30 @@ void graph_backward(Graph *g, Tensor *root) {
                root->name);
     const float one = 1.0f;
     device_copy_from_host(g->device, graph_grad(g, root), &one, sizeof one);
+    g->root = root;
+    g->root_seed = one;
     backward_top(g);
+    g->root = NULL;
 }
 
 void graph_backward_from(Graph *g, Tensor *t, const float *dout) {
     MMRM_CHECK(t->requires_grad, "backward from %s: nothing it depends on requires grad", t->name);
     device_copy_from_host(g->device, graph_grad(g, t), dout, t->numel * sizeof(float));
+    if (t->numel == 1) {
+        g->root = t;
+        g->root_seed = dout[0];
+    }
     backward_top(g);
+    g->root = NULL;
+}
+
+/* Entries recorded after the root only run when their outputs hold a gradient, and only the
+ * root was seeded: the root's gradient is its seed throughout backward. */
+float graph_root_grad(Graph *g, const Tensor *t) {
+    if (t == g->root) return g->root_seed;
+    float d;
+    device_copy_to_host(t->device, &d, t->grad, sizeof d);
+    return d;
 }
 
 /* ---------------------------------------------------------------- recompute */

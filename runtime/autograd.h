@@ -68,6 +68,11 @@ struct Graph {
     Rng dropout;     /* counter advances by one per drawn mask element */
     const GraphHooks *hooks; /* NULL: none */
     int in_backward;
+    /* the scalar root of the running backward and the gradient it was seeded with, kept on
+     * the host: a loss op's backward reads it here instead of copying it back from the
+     * device, which would make the host wait for the whole forward (graph_root_grad) */
+    const Tensor *root;
+    float root_seed;
 };
 
 /* The op table for a device; fatal with a hint when the build lacks that backend. */
@@ -117,6 +122,9 @@ void graph_backward(Graph *g, Tensor *root);
  * memory, copied to the graph's device), e.g. to scale a micro-batch's loss or to test a
  * sub-network. */
 void graph_backward_from(Graph *g, Tensor *t, const float *dout);
+/* the gradient of the scalar t during backward: the host copy of the seed when t is the root
+ * (no device round trip), else read back from the device */
+float graph_root_grad(Graph *g, const Tensor *t);
 
 typedef void (*SegmentFn)(Graph *g, void *ctx, Tensor **in, int nin, Tensor **out, int nout);
 /* Runs fn(in) -> out as a recompute segment (see above). nin <= TAPE_MAX_IN,
