@@ -329,6 +329,7 @@ int main(int argc, char **argv) {
                trained / 1e12, trained / t / 1e12, f_vit / 1e12, b.g.act.peak / MIB, b.g.stage.peak / MIB);
         fflush(stdout);
         free(v);
+        adamw_free(&b.opt);
         free(b.blank_cache);
         graph_free(&b.g);
         rm_free(&b.main);
