@@ -294,7 +294,9 @@ int main(int argc, char **argv) {
 #ifdef MMRM_CUDA
         long h0 = 0, m0 = 0, h1 = 0, m1 = 0;
 #endif
+        long up0 = 0, re0 = 0;
         for (int s = 0; s < warmup + steps; s++) {
+            if (s == warmup) up0 = b.g.n_uploads, re0 = b.g.n_reused;
 #ifdef MMRM_CUDA
             if (s == warmup && dev != DEV_CPU) cuda_matmul_plan_stats(&h0, &m0);
 #endif
@@ -325,8 +327,10 @@ int main(int argc, char **argv) {
                b.shortcut ? "shortcut_aware" : "standard", 1e3 * t, P / t, B * (double)S / t, mfu, ms[0], ms[1],
                ms[2], ms[3], mem / MIB, plans);
         printf("  model FLOPs per step: trained part %.3g TFLOP (%.3g TFLOP/s), frozen ViT forward %.3g TFLOP; "
-               "activation arena peak %.0f MiB (+ %.0f MiB bf16 staging)\n",
-               trained / 1e12, trained / t / 1e12, f_vit / 1e12, b.g.act.peak / MIB, b.g.stage.peak / MIB);
+               "activation arena peak %.0f MiB (+ %.0f MiB bf16 staging); host inputs per step: %.0f uploaded, "
+               "%.0f reused\n",
+               trained / 1e12, trained / t / 1e12, f_vit / 1e12, b.g.act.peak / MIB, b.g.stage.peak / MIB,
+               (double)(b.g.n_uploads - up0) / steps, (double)(b.g.n_reused - re0) / steps);
         fflush(stdout);
         free(v);
         adamw_free(&b.opt);

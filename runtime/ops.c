@@ -52,8 +52,9 @@ static void *upload(Graph *g, const void *src, size_t bytes) {
     return dst;
 }
 
+/* ids, positions, lengths, row indices: shared by the ops of a step (graph_upload_input) */
 static int *copy_ints(Graph *g, const int *src, size_t n) {
-    return upload(g, src, n * sizeof(int));
+    return graph_upload_input(g, src, n * sizeof(int));
 }
 
 static int last_dim(const Tensor *t) { return t->shape[t->ndim - 1]; }

@@ -406,6 +406,31 @@ TEST(test_loss_root_seeded_with_a_scale_gives_scaled_gradients) {
                   seeds[1], got[0][i][j]);
 }
 
+/* graph_upload_input: the same host array with the same contents is uploaded once per step
+ * (the positions and lengths of every decoder layer); changed contents, another array or a
+ * new step upload again */
+TEST(test_host_inputs_are_uploaded_once_per_step_unless_their_contents_change) {
+    Graph g;
+    graph_init(&g, DEV_CPU, 1 << 16, 1);
+    int pos[64], other[64];
+    for (int i = 0; i < 64; i++) pos[i] = other[i] = 3 * i + 1;
+    const int *a = graph_upload_input(&g, pos, sizeof pos);
+    const int *b = graph_upload_input(&g, pos, sizeof pos);
+    CHECK(a == b && g.n_uploads == 1 && g.n_reused == 1, "same array: %ld uploads, %ld reused", g.n_uploads,
+          g.n_reused);
+    const int *c = graph_upload_input(&g, other, sizeof other);
+    CHECK(c != a && g.n_uploads == 2, "an equal array elsewhere is another input");
+    pos[5] = -7;
+    const int *d = graph_upload_input(&g, pos, sizeof pos);
+    CHECK(d != a && d[5] == -7 && a[5] == 16, "changed contents: a new copy (%d), the old one kept (%d)", d[5], a[5]);
+    CHECK(graph_upload_input(&g, pos, 16) != d, "a prefix is another input");
+    graph_reset(&g);
+    long before = g.n_uploads;
+    const int *e = graph_upload_input(&g, pos, sizeof pos);
+    CHECK(g.n_uploads == before + 1 && memcmp(e, pos, sizeof pos) == 0, "after graph_reset: uploaded again");
+    graph_free(&g);
+}
+
 TEST(test_arena_stops_allocating_after_the_first_step) {
     Arena a;
     arena_init(&a, DEV_CPU, 1024);
