@@ -53,7 +53,7 @@ static double now_s(void) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: bench_step [--config PATH (configs/model/internvl2_1b.json)] [--device cpu|cuda (cuda when built with it)]\n"
+            "usage: bench_step [--config PATH (configs/model/internvl2_1b.json)] [--device cpu|cuda (cuda when a GPU is visible)]\n"
             "                  [--precision fp32|bf16 (bf16 on cuda, fp32 on cpu)] [--objective standard|shortcut_aware|both (both)]\n"
             "                  [--pairs P (8)] [--text N (512)] [--tiles N (1)] [--steps N (5)] [--warmup N (2)]\n"
             "                  [--peak-tflops X (989)] [--quick (configs/model/small.json, 2 pairs, 32 text tokens, 1 step)]\n"
