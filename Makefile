@@ -222,7 +222,7 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 $(BUILD)/bench_cuda: $(BUILD)/bench/bench_cuda.o $(patsubst %.cu,$(BUILD)/%.o,$(LAB_CU)) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda $(FUZZ_REPLAY) ## build and run every CPU test; last line "N passed, N failed"
+test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/bench_step $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda $(FUZZ_REPLAY) ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
 bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model $(BUILD)/bench_tokenizer ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s, tokenizer MB/s (printed, not asserted)
