@@ -123,7 +123,7 @@ $(BUILD)/%.o: %.cu $(FLAGS_STAMP) | deps-check
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 cuda: ## build build/mmrm with the CPU and CUDA backends (nvcc; GPUs sm_80 and sm_90)
-	$(MAKE) CUDA=1 all $(BUILD)/gpu_parity $(BUILD)/bench_cuda
+	$(MAKE) CUDA=1 all $(BUILD)/gpu_parity $(BUILD)/bench_cuda $(BUILD)/bench_step
 	@# the shared libraries a bare GPU machine may lack travel with the build (tests/gpu/run.sh);
 	@# cairo's (mmrm plot) with their X11/font dependencies, so that mmrm starts there too
 	@mkdir -p $(BUILD)/lib && ldd $(BUILD)/mmrm | awk '/libcjson|libinih|libjpeg|libstb|libpcre2|libutf8proc|libmicrohttpd|libgnutls|libnettle|libhogweed|libp11-kit|libidn2|libunistring|libtasn1|libgmp|libffi|libcairo|libfontconfig|libpixman|libfreetype|libpng16|libxcb|libX|libexpat|libbrotli|libbsd|libmd\./ {print $$3}' | xargs -r cp -L -t $(BUILD)/lib
@@ -205,6 +205,11 @@ $(BUILD)/emu/bench/bench_cuda.o: CFLAGS += -Itests/cuda_emu/include
 $(BUILD)/emu_bench_cuda: $(BUILD)/emu/bench/bench_cuda.o $(EMU_LAB_OBJ) $(filter-out $(BUILD)/emu/tests/gpu/%,$(EMU_OBJ))
 	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
 
+# build/emu_bench_step: bench/bench_step.c (one training step at torch_baseline.py's shape)
+# on the emulated backend, so that its GPU path runs here (tests/gpu/run.sh times it on a GPU)
+$(BUILD)/emu_bench_step: $(BUILD)/emu/bench/bench_step.o $(filter-out $(BUILD)/emu/tests/gpu/%,$(EMU_OBJ))
+	$(EMU_CXX) $^ -o $@ $(filter-out -lcublasLt -lcudart -lnccl,$(LDLIBS))
+
 $(BUILD)/mmrm: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
@@ -217,7 +222,7 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB_OBJ)
 $(BUILD)/bench_cuda: $(BUILD)/bench/bench_cuda.o $(patsubst %.cu,$(BUILD)/%.o,$(LAB_CU)) $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda $(FUZZ_REPLAY) ## build and run every CPU test; last line "N passed, N failed"
+test: $(BUILD)/test_unit $(BUILD)/mmrm $(BUILD)/bench_step $(BUILD)/emu_parity $(BUILD)/emu_mmrm $(BUILD)/emu_bench_cuda $(FUZZ_REPLAY) ## build and run every CPU test; last line "N passed, N failed"
 	@bash tests/run.sh $(BUILD)
 
 bench: $(BUILD)/bench_matmul $(BUILD)/bench_pipeline $(BUILD)/bench_model $(BUILD)/bench_tokenizer ## CPU benchmarks: matmul GFLOP/s, data pipeline pairs/s, tokenizer MB/s (printed, not asserted)

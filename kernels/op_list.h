@@ -182,6 +182,20 @@
     X(sum_squares, (float *out, const float *g, size_t n))                                   \
     /* clipping and gradient-accumulation scaling: x *= s */                                 \
     X(scale_inplace, (float *x, float s, size_t n))                                          \
+    /* ---- clipping without a host round trip (train/optim.c), all in device memory:        \
+     * sq[0] += sum(g^2) rounded to float as sum_squares writes it (so the norm is the same); \
+     * coef[0] = torch's clip_grad_norm_ coefficient min(1, max_norm / (sqrt(sq) + 1e-6))     \
+     * in double (1 when max_norm <= 0), NaN when sqrt(sq) is not finite; adamw_update with   \
+     * grad_scale read from coef, updating nothing when it is not finite (a skipped step). */ \
+    X(sum_squares_acc, (double *sq,               /* (1) */                                  \
+                        const float *g, size_t n))                                           \
+    X(clip_coef, (float *coef,                    /* (1) */                                  \
+                  const double *sq,               /* (1) */                                  \
+                  double max_norm))                                                          \
+    X(adamw_update_scaled, (float *params, uint16_t *params16, const float *grads, float *m, \
+                            float *v, size_t n, float lr, float beta1, float beta2,          \
+                            float eps, float weight_decay, int t,                            \
+                            const float *grad_scale /* (1) */))                              \
                                                                                              \
     /* ---- bf16 storage (activations staged through fp32 by runtime/ops.c, the weight      \
      * copies of runtime/memory.c): round to nearest even (NaN stays NaN), exact widening */ \

@@ -81,4 +81,15 @@ KSCALAR double kscalar_shortcut_pair_store(int i, const float *mc, const float *
     return r.term;
 }
 
+/* torch.nn.utils.clip_grad_norm_'s coefficient for the global norm sqrt(sq), computed in
+ * double as train/optim.c always has: min(1, max_norm / (norm + 1e-6)), 1 without clipping
+ * (max_norm <= 0); NaN for a non-finite norm, which makes AdamW skip the step */
+KSCALAR float kscalar_clip_coef(double sq, double max_norm) {
+    double norm = sqrt(sq);
+    if (!isfinite(norm)) return NAN;
+    if (max_norm <= 0) return 1.0f;
+    double c = max_norm / (norm + 1e-6);
+    return (float)(c > 1.0 ? 1.0 : c);
+}
+
 #endif

@@ -200,11 +200,15 @@ static int put_row(const BatchLoader *L, BatchRows *r, int b, size_t pair, const
     return 0;
 }
 
-static void rows_finish(BatchRows *r, int B, int stride, int pad_id) {
+static void rows_finish(BatchRows *r, int B, int stride, int t_bucket, int pad_id) {
     r->B = B;
     r->T = 0;
     for (int b = 0; b < B; b++)
         if (r->lengths[b] > r->T) r->T = r->lengths[b];
+    if (t_bucket > 1) {
+        long t = ((long)r->T + t_bucket - 1) / t_bucket * t_bucket;
+        r->T = t < stride ? (int)t : stride;
+    }
     if (r->ids) {
         /* row b moves down from b * stride to b * T (T <= stride): it never overlaps a row
          * already placed, and its padding ends before row b + 1's source */
@@ -284,8 +288,8 @@ static int build(BatchLoader *L, Slot *s) {
         tile0 += (size_t)nt;
     }
     b->P = b->n_images = kept;
-    rows_finish(&b->rows, 2 * kept, o->max_length, L->tok->pad_id);
-    if (o->blank_rows) rows_finish(&b->blank, 2 * kept, o->max_length, L->tok->pad_id);
+    rows_finish(&b->rows, 2 * kept, o->max_length, o->t_bucket, L->tok->pad_id);
+    if (o->blank_rows) rows_finish(&b->blank, 2 * kept, o->max_length, o->t_bucket, L->tok->pad_id);
     return batch_check(b, L->ps, L->img_context_id, o->tokens_per_tile) ? BUILD_ERROR : BUILD_OK;
 }
 
@@ -572,6 +576,10 @@ static int check_options(const PairSet *ps, const Tokenizer *tok, const BatchOpt
         return -1;
     }
     if (image_num_tiles(1, 1, &o->image) < 1) return -1;
+    if (o->t_bucket < 0) {
+        mmrm_set_error("batch options: t_bucket %d (need >= 0; 0 or 1: no rounding)", o->t_bucket);
+        return -1;
+    }
     if (o->max_length < 1 || o->tokens_per_tile < 1 || o->tokens_per_tile > MAX_TILE_TOKENS) {
         mmrm_set_error("batch options: max_length %d, tokens_per_tile %d (need max_length >= 1 "
                        "and 1 <= tokens_per_tile <= %d)", o->max_length, o->tokens_per_tile,

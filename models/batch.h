@@ -71,7 +71,7 @@ typedef struct BatchCursor {
  * response of pair i. The arrays of the other layout are NULL. */
 typedef struct BatchRows {
     int B;
-    int T;              /* the longest row */
+    int T;              /* the longest row, rounded up to BatchOptions.t_bucket */
     int total;          /* sum of lengths */
     int *lengths;       /* (B) tokens of each row; its last token is <|im_end|> */
     int *ids;           /* (B, T) padded: right padded with the tokenizer's pad id */
@@ -109,6 +109,9 @@ typedef struct BatchOptions {
     TemplateKind template_kind;
     const char *system_message; /* NULL: the template's own (config_system_message) */
     int max_length;            /* tokens per row */
+    int t_bucket;              /* padded T rounded up to a multiple of this (at most max_length);
+                                * 0 or 1: the longest row. Padding rows change no result: a GPU
+                                * reuses its GEMM plans across batches of one bucket */
     int tokens_per_tile;       /* <IMG_CONTEXT> tokens per tile (config_tokens_per_tile) */
     ImageConfig image;
     int blank_rows;            /* also build Batch.blank for the shortcut-aware objective */

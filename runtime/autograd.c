@@ -22,6 +22,7 @@ void graph_init(Graph *g, Device d, size_t arena_bytes, uint64_t seed) {
     arena_init(&g->act, d, arena_bytes);
     arena_init(&g->meta, DEV_CPU, 1 << 20);
     arena_init(&g->stage, d, 1 << 16);
+    arena_init(&g->inputs, d, 1 << 16);
     g->act_dtype = DT_F32;
     g->precision = KP_FP32;
     g->tape_cap = 256;
@@ -34,6 +35,8 @@ void graph_free(Graph *g) {
     arena_free(&g->act);
     arena_free(&g->meta);
     arena_free(&g->stage);
+    arena_free(&g->inputs);
+    for (int i = 0; i < GRAPH_UPLOADS; i++) free(g->uploads[i].copy);
     free(g->tape);
     memset(g, 0, sizeof *g);
 }
@@ -43,6 +46,34 @@ void graph_reset(Graph *g) {
     arena_reset(&g->act);
     arena_reset(&g->meta);
     arena_reset(&g->stage);
+    arena_reset(&g->inputs);
+    for (int i = 0; i < GRAPH_UPLOADS; i++) g->uploads[i].host = NULL;
+}
+
+void *graph_upload_input(Graph *g, const void *src, size_t bytes) {
+    enum { MEMO_MAX = 1 << 20 }; /* a larger array is uploaded again rather than compared */
+    int memo = bytes > 0 && bytes <= MEMO_MAX;
+    for (int i = 0; i < GRAPH_UPLOADS && memo; i++) {
+        GraphUpload *u = &g->uploads[i];
+        if (u->host == src && u->bytes == bytes && memcmp(u->copy, src, bytes) == 0) {
+            g->n_reused++;
+            return u->dev;
+        }
+    }
+    void *dst = arena_alloc(&g->inputs, bytes ? bytes : 1);
+    device_copy_from_host(g->device, dst, src, bytes);
+    g->n_uploads++;
+    if (memo) {
+        GraphUpload *u = &g->uploads[g->next_upload];
+        g->next_upload = (g->next_upload + 1) % GRAPH_UPLOADS;
+        if (u->cap < bytes) {
+            u->copy = xrealloc(u->copy, bytes);
+            u->cap = bytes;
+        }
+        memcpy(u->copy, src, bytes);
+        *u = (GraphUpload){src, bytes, dst, u->copy, u->cap};
+    }
+    return dst;
 }
 
 int graph_set_grad(Graph *g, int enabled) {
@@ -168,13 +199,30 @@ void graph_backward(Graph *g, Tensor *root) {
                root->name);
     const float one = 1.0f;
     device_copy_from_host(g->device, graph_grad(g, root), &one, sizeof one);
+    g->root = root;
+    g->root_seed = one;
     backward_top(g);
+    g->root = NULL;
 }
 
 void graph_backward_from(Graph *g, Tensor *t, const float *dout) {
     MMRM_CHECK(t->requires_grad, "backward from %s: nothing it depends on requires grad", t->name);
     device_copy_from_host(g->device, graph_grad(g, t), dout, t->numel * sizeof(float));
+    if (t->numel == 1) {
+        g->root = t;
+        g->root_seed = dout[0];
+    }
     backward_top(g);
+    g->root = NULL;
+}
+
+/* Entries recorded after the root only run when their outputs hold a gradient, and only the
+ * root was seeded: the root's gradient is its seed throughout backward. */
+float graph_root_grad(Graph *g, const Tensor *t) {
+    if (t == g->root) return g->root_seed;
+    float d;
+    device_copy_to_host(t->device, &d, t->grad, sizeof d);
+    return d;
 }
 
 /* ---------------------------------------------------------------- recompute */

@@ -52,6 +52,17 @@ typedef struct GraphHooks {
     void *ctx;
 } GraphHooks;
 
+/* a host array an op uploaded in this step, remembered so that the next op given the same
+ * array (the positions and lengths every decoder layer takes) reuses the device copy */
+typedef struct GraphUpload {
+    const void *host;
+    size_t bytes;
+    void *dev;     /* in Graph.inputs */
+    void *copy;    /* (cap bytes) the contents uploaded: a reuse needs equal contents */
+    size_t cap;
+} GraphUpload;
+enum { GRAPH_UPLOADS = 8 };
+
 struct Graph {
     Device device;
     const KernelOps *K;
@@ -68,6 +79,18 @@ struct Graph {
     Rng dropout;     /* counter advances by one per drawn mask element */
     const GraphHooks *hooks; /* NULL: none */
     int in_backward;
+    /* the scalar root of the running backward and the gradient it was seeded with, kept on
+     * the host: a loss op's backward reads it here instead of copying it back from the
+     * device, which would make the host wait for the whole forward (graph_root_grad) */
+    const Tensor *root;
+    float root_seed;
+    /* device copies of host op inputs (ids, positions, lengths, row indices), kept until
+     * graph_reset (never released by a recompute segment, so they can be shared across
+     * layers and replays): graph_upload_input */
+    Arena inputs;
+    GraphUpload uploads[GRAPH_UPLOADS];
+    int next_upload;
+    long n_uploads, n_reused;  /* counts since graph_init */
 };
 
 /* The op table for a device; fatal with a hint when the build lacks that backend. */
@@ -117,6 +140,13 @@ void graph_backward(Graph *g, Tensor *root);
  * memory, copied to the graph's device), e.g. to scale a micro-batch's loss or to test a
  * sub-network. */
 void graph_backward_from(Graph *g, Tensor *t, const float *dout);
+/* a device copy of the host array src (bytes), valid until graph_reset: the copy made for
+ * an earlier op of this step when that op was given the same array with the same contents
+ * (arrays up to 1 MiB are remembered, the last GRAPH_UPLOADS of them), else a new one */
+void *graph_upload_input(Graph *g, const void *src, size_t bytes);
+/* the gradient of the scalar t during backward: the host copy of the seed when t is the root
+ * (no device round trip), else read back from the device */
+float graph_root_grad(Graph *g, const Tensor *t);
 
 typedef void (*SegmentFn)(Graph *g, void *ctx, Tensor **in, int nin, Tensor **out, int nout);
 /* Runs fn(in) -> out as a recompute segment (see above). nin <= TAPE_MAX_IN,

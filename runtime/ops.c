@@ -52,8 +52,9 @@ static void *upload(Graph *g, const void *src, size_t bytes) {
     return dst;
 }
 
+/* ids, positions, lengths, row indices: shared by the ops of a step (graph_upload_input) */
 static int *copy_ints(Graph *g, const int *src, size_t n) {
-    return upload(g, src, n * sizeof(int));
+    return graph_upload_input(g, src, n * sizeof(int));
 }
 
 static int last_dim(const Tensor *t) { return t->shape[t->ndim - 1]; }
@@ -511,11 +512,6 @@ Tensor *op_concat_rows(Graph *g, Tensor *a, Tensor *b) {
  * recompute is cheaper than keeping four gradient vectors alive). */
 typedef struct { float *margin; float eps; } LossCtx;
 
-static float root_grad(const Tensor *loss) {
-    float d;
-    device_copy_to_host(loss->device, &d, loss->grad, sizeof d);
-    return d;
-}
 
 static void bt_bw(Graph *g, TapeEntry *e) {
     Tensor *rc = e->in[0], *rr = e->in[1], *loss = e->out[0];
@@ -524,7 +520,7 @@ static void bt_bw(Graph *g, TapeEntry *e) {
     float *scratch = arena_alloc(&g->act, (P + 1) * sizeof(float));
     float *drc = gin(g, rc), *drr = gin(g, rr);
     g->K->bt_loss(scratch, scratch + 1, drc, drr, in32(g, rc), in32(g, rr), c->margin, P,
-                  root_grad(loss));
+                  graph_root_grad(g, loss));
     done(g);
 }
 
@@ -558,7 +554,7 @@ static void shortcut_bw(Graph *g, TapeEntry *e) {
     float *s = arena_alloc(&g->act, (3 * P + 1) * sizeof(float));
     float *dmc = gin(g, mc), *dmr = gin(g, mr), *dbc = gin(g, bc), *dbr = gin(g, br);
     g->K->shortcut_loss(s, s + 1, s + 1 + P, s + 1 + 2 * P, dmc, dmr, dbc, dbr, in32(g, mc),
-                        in32(g, mr), in32(g, bc), in32(g, br), P, c->eps, root_grad(loss));
+                        in32(g, mr), in32(g, bc), in32(g, br), P, c->eps, graph_root_grad(g, loss));
     done(g);
 }
 

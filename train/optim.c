@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include "kernels/scalar.h"
 #include "runtime/error.h"
 
 double lr_at(const AdamW *o, long s) {
@@ -23,28 +24,27 @@ double lr_at(const AdamW *o, long s) {
     return o->lr;
 }
 
-/* torch.nn.utils.clip_grad_norm_'s coefficient */
-static double clip_coef(const AdamW *o, double norm) {
-    if (o->max_grad_norm <= 0) return 1.0;
-    double c = o->max_grad_norm / (norm + 1e-6);
-    return c > 1.0 ? 1.0 : c;
+void adamw_free(AdamW *o) {
+    if (o->clip) device_free(o->clip_device, o->clip);
+    o->clip = NULL;
 }
 
 StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, long s) {
     StepResult r = {0, lr_at(o, s), 0};
-    double sq = 0;
-    for (int i = 0; i < n; i++) {
-        if (!stores[i]->n_trainable) continue;
-        float part;
-        K->sum_squares(&part, stores[i]->grad, stores[i]->n_trainable);
-        sq += part;
+    Device d = stores[0]->device;
+    if (o->clip && o->clip_device != d) adamw_free(o);
+    if (!o->clip) {
+        o->clip = device_alloc(d, 2 * sizeof(double));
+        o->clip_device = d;
     }
-    r.grad_norm = sqrt(sq);
-    if (!isfinite(r.grad_norm)) {
-        r.skipped = 1;
-        return r;
-    }
-    double coef = clip_coef(o, r.grad_norm);
+    double *sq = o->clip;
+    float *coef = (float *)(o->clip + 1);
+    device_memset0(d, sq, sizeof *sq);
+    for (int i = 0; i < n; i++)
+        if (stores[i]->n_trainable) K->sum_squares_acc(sq, stores[i]->grad, stores[i]->n_trainable);
+    K->clip_coef(coef, sq, o->max_grad_norm);
+    /* bias correction counts this step; a non-finite norm makes the kernels update nothing,
+     * and the count is taken back below */
     o->t++;
     for (int i = 0; i < n; i++) {
         ParamStore *ps = stores[i];
@@ -52,12 +52,18 @@ StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, 
         params_alloc_optimizer(ps);
         size_t nd = ps->n_decay, nt = ps->n_trainable;
         uint16_t *w16 = ps->w16; /* NULL, or the bf16 copy AdamW keeps current */
-        K->adamw_update(ps->data, w16, ps->grad, ps->m, ps->v, nd, (float)r.lr, (float)o->beta1,
-                        (float)o->beta2, (float)o->eps, (float)o->weight_decay, (int)o->t,
-                        (float)coef);
-        K->adamw_update(ps->data + nd, w16 ? w16 + nd : NULL, ps->grad + nd, ps->m + nd, ps->v + nd, nt - nd,
-                        (float)r.lr, (float)o->beta1, (float)o->beta2, (float)o->eps, 0.0f,
-                        (int)o->t, (float)coef);
+        K->adamw_update_scaled(ps->data, w16, ps->grad, ps->m, ps->v, nd, (float)r.lr, (float)o->beta1,
+                               (float)o->beta2, (float)o->eps, (float)o->weight_decay, (int)o->t, coef);
+        K->adamw_update_scaled(ps->data + nd, w16 ? w16 + nd : NULL, ps->grad + nd, ps->m + nd, ps->v + nd,
+                               nt - nd, (float)r.lr, (float)o->beta1, (float)o->beta2, (float)o->eps, 0.0f,
+                               (int)o->t, coef);
+    }
+    double h;
+    device_copy_to_host(d, &h, sq, sizeof h); /* the one read of the step, after its work */
+    r.grad_norm = sqrt(h);
+    if (!isfinite(r.grad_norm)) {
+        r.skipped = 1;
+        o->t--;
     }
     return r;
 }
@@ -117,7 +123,7 @@ StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamSt
         r.skipped = 1;
         return r;
     }
-    double coef = clip_coef(o, r.grad_norm);
+    double coef = kscalar_clip_coef(sq, o->max_grad_norm);
     o->t++;
     for (int i = 0; i < n; i++) {
         if (!z[i].n) continue;

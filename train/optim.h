@@ -23,7 +23,13 @@ typedef struct AdamW {
     SchedKind sched;
     long warmup_steps, total_steps;
     long t;               /* optimizer steps taken (AdamW's bias-correction step) */
+    double *clip;         /* device scratch of adamw_step: [0] the sum of squares, [1] the
+                           * clip coefficient (a float); allocated on first use */
+    Device clip_device;
 } AdamW;
+
+/* frees the scratch adamw_step allocated (o stays usable) */
+void adamw_free(AdamW *o);
 
 /* the learning rate at 0-based step s */
 double lr_at(const AdamW *o, long s);
@@ -36,7 +42,9 @@ typedef struct StepResult {
 
 /* One optimizer step at 0-based step s over n stores (their optimizer state allocated on
  * first use). Non-finite gradients skip the update (the caller counts it). Gradients are
- * left as they are; the caller zeroes them. */
+ * left as they are; the caller zeroes them. The norm, the clip coefficient and the skip are
+ * computed on the stores' device: the host queues the whole step and reads the norm once,
+ * after the update has been queued. */
 StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, long s);
 
 /* ZeRO-1: this rank's shard of one store's trainable prefix (runtime/comm.h layout):

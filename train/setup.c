@@ -233,6 +233,10 @@ BatchOptions batch_options(const Run *r, int eval) {
     b.template_kind = r->tmpl;
     b.system_message = config_system_message(&r->main.cfg);
     b.max_length = c->max_length;
+    /* auto: 64 on a GPU (GEMM plans reused across batches), except under lora_dropout, whose
+     * element-wise masks are drawn over the padded (B, T, C) layout: padding would change
+     * the mask each real element gets, and the run would no longer match the CPU's */
+    b.t_bucket = c->t_bucket ? c->t_bucket : r->rt->device != DEV_CPU && !(c->lora_r > 0 && c->lora_dropout > 0) ? 64 : 1;
     b.tokens_per_tile = config_tokens_per_tile(&r->main.cfg);
     const ModelConfig *mc = &r->main.cfg; /* setup_models recorded the run's tiling there */
     b.image = (ImageConfig){mc->image_size, mc->min_dynamic_patch, mc->max_dynamic_patch,

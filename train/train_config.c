@@ -109,6 +109,7 @@ static const Key g_keys[] = {
     {.name = "conv_style", .type = T_TEMPLATE, .off = F(conv_style), .def = "",
      .what = "the chat template"},
     INT(max_length, 1, 1 << 20, "4096", "tokens per sequence"),
+    INT(t_bucket, 0, 1 << 20, "0", "padded T rounded up to a multiple (0: 64 on CUDA without lora_dropout, else 1)"),
     BOOL(dynamic_image_size, "true", "InternVL dynamic tiling"),
     INT(min_dynamic_patch, 1, 64, "1", "fewest tiles per image"),
     INT(max_dynamic_patch, 1, 64, "6", "most tiles per image, thumbnail excluded"),

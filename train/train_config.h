@@ -54,6 +54,7 @@
  * | image_root                  | folder for relative img_path values      | unset    | mmrm |
  * | conv_style                  | internlm2-chat, Hermes-2                 | unset    | mmrm |
  * | max_length                  | [1, 2^20] tokens per sequence            | 4096     | spec |
+ * | t_bucket                    | [0, 2^20] padded T rounded up to a multiple (0: 64 on CUDA without lora_dropout, else 1) | 0 | mmrm |
  * | dynamic_image_size          | bool (InternVL dynamic tiling)           | true     | yaml |
  * | min_dynamic_patch           | [1, 64] tiles                            | 1        | args |
  * | max_dynamic_patch           | [1, 64] tiles, thumbnail excluded        | 6        | spec |
@@ -145,6 +146,8 @@ typedef struct TrainConfig {
     char *image_root;
     char *conv_style;           /* a template_parse name, or "": the model config's */
     int max_length;
+    int t_bucket;               /* 0: 64 on CUDA (GEMM plans reused across batches) unless
+                                 * lora_dropout draws element-wise masks over (B, T, C); else 1 */
     int dynamic_image_size;
     int min_dynamic_patch, max_dynamic_patch;
     int use_thumbnail;

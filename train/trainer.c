@@ -34,6 +34,7 @@ static void run_free(Run *r) {
     pairset_free(&r->eval);
     free(r->blank_cache);
     free(r->st.log);
+    adamw_free(&r->opt);
     zero_shard_free(&r->zs[0]);
     zero_shard_free(&r->zs[1]);
     gradsync_free(r->gs);

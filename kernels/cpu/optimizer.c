@@ -76,6 +76,27 @@ void cpu_sum_squares(float *out, /* (1) */
     out[0] = (float)total;
 }
 
+void cpu_sum_squares_acc(double *sq, /* (1) */
+                         const float *g, /* (n) */
+                         size_t n) {
+    float part;
+    cpu_sum_squares(&part, g, n);
+    sq[0] += part;
+}
+
+void cpu_clip_coef(float *coef, /* (1) */
+                   const double *sq, /* (1) */
+                   double max_norm) {
+    coef[0] = kscalar_clip_coef(sq[0], max_norm);
+}
+
+void cpu_adamw_update_scaled(float *params, uint16_t *params16, const float *grads, float *m, float *v,
+                             size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                             int t, const float *grad_scale /* (1) */) {
+    if (!isfinite(grad_scale[0])) return;
+    cpu_adamw_update(params, params16, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale[0]);
+}
+
 void cpu_scale_inplace(float *x, /* (n) */
                        float s, size_t n) {
 #pragma omp parallel for schedule(static)

@@ -42,6 +42,8 @@ void cuda_main_wait_side(void);
  * cuBLASLt (CUBLAS_COMPUTE_32F_FAST_16BF), [2] plain fp32 (also a fallback of KP_BF16).
  * A diagnostic for the parity tests and benchmarks. */
 void cuda_matmul_paths(long counts[3]);
+/* cuBLASLt plan cache lookups so far: hits, and misses (each a heuristic query) */
+void cuda_matmul_plan_stats(long *hits, long *misses);
 
 /* attention_forward/backward on q, k, v (and dout) rounded to bf16, by the tensor-core
  * kernels of attention_fa2.cu (head dims 64 and 128; others keep the fp32 kernels), when on;

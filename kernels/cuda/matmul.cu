@@ -134,6 +134,10 @@ struct Plan {
 // 1 fp32 operands under FAST_16BF, 2 fp32
 long g_paths[3];
 
+// plan cache lookups since the start (cuda_matmul_plan_stats): [0] hits, [1] misses (a
+// heuristic query); a miss per batch means the shapes change every batch (t_bucket)
+long g_plan_lookups[2];
+
 const int kPlanCacheSize = 256;
 Plan g_plans[kPlanCacheSize];
 int g_plans_next = 0; // round-robin victim once the cache is full
@@ -258,8 +262,11 @@ bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool wi
 // The cached plan for key; NULL (remembered) when a bf16-storage key has no algorithm.
 const Plan *get_plan(const PlanKey &key, const float *bias) {
     for (int i = 0; i < kPlanCacheSize; i++)
-        if (g_plans[i].used && key_equal(g_plans[i].key, key))
+        if (g_plans[i].used && key_equal(g_plans[i].key, key)) {
+            g_plan_lookups[0]++;
             return g_plans[i].none ? nullptr : &g_plans[i];
+        }
+    g_plan_lookups[1]++;
 
     // pick a slot: the first free one, else round-robin
     Plan *pl = nullptr;
@@ -388,6 +395,11 @@ void gemm_any(float *d, Operand a, int transa, Operand b, int transb, int64_t m,
 
 extern "C" void cuda_matmul_paths(long counts[3]) {
     for (int i = 0; i < 3; i++) counts[i] = g_paths[i];
+}
+
+extern "C" void cuda_matmul_plan_stats(long *hits, long *misses) {
+    *hits = g_plan_lookups[0];
+    *misses = g_plan_lookups[1];
 }
 
 // inp is fp32 (inp) or bf16 (inp16); weight16 the weight's bf16 copy or NULL

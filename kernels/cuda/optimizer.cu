@@ -1,6 +1,7 @@
 // optimizer.cu - the parameter-update ops (kernels/cpu/optimizer.c): AdamW with fp32
-// state, the sum of squares behind global gradient-norm clipping (result in host memory),
-// and in-place scaling. Given the bf16 copy of the parameters (params16), the AdamW kernel
+// state, the sum of squares behind global gradient-norm clipping (result in host memory,
+// or accumulated in device memory with the clip coefficient computed there too, so that a
+// training step never waits for it), and in-place scaling. Given the bf16 copy of the parameters (params16), the AdamW kernel
 // also writes the rounded bf16 weights: one pass over the flat buffer.
 #include <math.h>
 #include <stdint.h>
@@ -18,7 +19,11 @@ __global__ void adamw_kernel(float *params, uint16_t *w16, const float *grads, f
                              float *v, size_t n,
                              float beta1, float beta2, float eps, float decay, float step_size,
                              float bias_correction2_sqrt, float one_minus_b1,
-                             float one_minus_b2, float grad_scale) {
+                             float one_minus_b2, float grad_scale, const float *scale_dev) {
+    if (scale_dev) { // adamw_update_scaled: the clip coefficient from the device; NaN: skip
+        grad_scale = *scale_dev;
+        if (!isfinite(grad_scale)) return;
+    }
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         // cpu_adamw_update's float expressions; every product that feeds an add or subtract
@@ -64,8 +69,9 @@ sumsq_partial_kernel(double *partial, const float *g, size_t n) {
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
+// accumulate: result[0] += the total rounded to float (sum_squares_acc), else result[0] = it
 __global__ void __launch_bounds__(kThreads)
-sumsq_final_kernel(double *result, const double *partial) {
+sumsq_final_kernel(double *result, const double *partial, int accumulate) {
     __shared__ double sh[kThreads];
     const double *p = partial + 4 * threadIdx.x;
     double acc = p[0];
@@ -73,7 +79,11 @@ sumsq_final_kernel(double *result, const double *partial) {
     acc += p[2];
     acc += p[3];
     double total = cuda_block_sum<kThreads>(acc, sh);
-    if (threadIdx.x == 0) result[0] = total;
+    if (threadIdx.x == 0) result[0] = accumulate ? result[0] + (double)(float)total : total;
+}
+
+__global__ void clip_coef_kernel(float *coef, const double *sq, double max_norm) {
+    coef[0] = kscalar_clip_coef(sq[0], max_norm);
 }
 
 __global__ void scale_kernel(float *x, float s, size_t n) {
@@ -84,10 +94,9 @@ __global__ void scale_kernel(float *x, float s, size_t n) {
 
 } // namespace
 
-extern "C" void cuda_adamw_update(float *params, uint16_t *params16, const float *grads, float *m,
-                                  float *v,
-                                  size_t n, float lr, float beta1, float beta2, float eps,
-                                  float weight_decay, int t, float grad_scale) {
+static void adamw(float *params, uint16_t *params16, const float *grads, float *m, float *v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale,
+                  const float *scale_dev) {
     if (n == 0) return;
     // the same host computation as cpu_adamw_update (torch's Python-float step scalars)
     float decay = (float)(1.0 - (double)lr * weight_decay);
@@ -98,7 +107,36 @@ extern "C" void cuda_adamw_update(float *params, uint16_t *params16, const float
     float one_minus_b1 = 1.0f - beta1, one_minus_b2 = 1.0f - beta2;
     adamw_kernel<<<cuda_blocks(n, kThreads), kThreads, 0, cuda_stream()>>>(
         params, params16, grads, m, v, n, beta1, beta2, eps, decay, step_size, bias_correction2_sqrt,
-        one_minus_b1, one_minus_b2, grad_scale);
+        one_minus_b1, one_minus_b2, grad_scale, scale_dev);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_adamw_update(float *params, uint16_t *params16, const float *grads, float *m,
+                                  float *v,
+                                  size_t n, float lr, float beta1, float beta2, float eps,
+                                  float weight_decay, int t, float grad_scale) {
+    adamw(params, params16, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, grad_scale, nullptr);
+}
+
+extern "C" void cuda_adamw_update_scaled(float *params, uint16_t *params16, const float *grads, float *m,
+                                         float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                                         float weight_decay, int t, const float *grad_scale) {
+    adamw(params, params16, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, 0.0f, grad_scale);
+}
+
+extern "C" void cuda_clip_coef(float *coef, const double *sq, double max_norm) {
+    clip_coef_kernel<<<1, 1, 0, cuda_stream()>>>(coef, sq, max_norm);
+    CUDA_LAUNCH_CHECK();
+}
+
+// sq is device memory: nothing waits
+extern "C" void cuda_sum_squares_acc(double *sq, const float *g, size_t n) {
+    if (n == 0) return; // adds 0
+    cudaStream_t st = cuda_stream();
+    double *partial = (double *)cuda_scratch(0, kSumsqBlocks * sizeof(double));
+    sumsq_partial_kernel<<<kSumsqBlocks, kThreads, 0, st>>>(partial, g, n);
+    CUDA_LAUNCH_CHECK();
+    sumsq_final_kernel<<<1, kThreads, 0, st>>>(sq, partial, 1);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -113,7 +151,7 @@ extern "C" void cuda_sum_squares(float *out, const float *g, size_t n) {
     double *result = partial + kSumsqBlocks;
     sumsq_partial_kernel<<<kSumsqBlocks, kThreads, 0, st>>>(partial, g, n);
     CUDA_LAUNCH_CHECK();
-    sumsq_final_kernel<<<1, kThreads, 0, st>>>(result, partial);
+    sumsq_final_kernel<<<1, kThreads, 0, st>>>(result, partial, 0);
     CUDA_LAUNCH_CHECK();
     double total = 0.0;
     CUDA_CHECK(cudaMemcpyAsync(&total, result, sizeof(double), cudaMemcpyDeviceToHost, st));

@@ -3,6 +3,7 @@
  * result; also repeated to check it is bitwise reproducible) and scale_inplace.
  * Gradients start from the same random values on both sides (checking +=) and each is
  * also left NULL. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -146,6 +147,51 @@ static void parity_sum_squares(Parity *p) {
     }
 }
 
+/* the device-side clipping of train/optim.c: the accumulated sum of squares, the clip
+ * coefficient, AdamW reading it (a NaN coefficient: nothing moves) */
+static void parity_clipping(Parity *p) {
+    static const size_t N[] = {1, 4097, 262145};
+    double sq_ref = 0.0, *d_sq = (double *)d_zeros(2);
+    for (size_t s = 0; s < sizeof N / sizeof N[0]; s++) {
+        float *g = h_rand(p, N[s], -1, 1), *d_g = d_upload(g, N[s]);
+        kernels_cpu.sum_squares_acc(&sq_ref, g, N[s]);
+        kernels_cuda.sum_squares_acc(d_sq, d_g, N[s]);
+        free(g);
+        d_free(d_g);
+    }
+    double sq_got;
+    d_download((float *)&sq_got, (const float *)d_sq, 2);
+    float ref32 = (float)sq_ref, got32 = (float)sq_got;
+    parity_check(p, "sum_squares_acc over 3 buffers", &ref32, &got32, 1, parity_tol(p));
+    float *d_coef = d_zeros(1), coef_ref, coef_got;
+    const double maxes[2] = {1.0, 0.0};
+    for (int k = 0; k < 2; k++) {
+        kernels_cpu.clip_coef(&coef_ref, &sq_got, maxes[k]);
+        kernels_cuda.clip_coef(d_coef, d_sq, maxes[k]);
+        d_download(&coef_got, d_coef, 1);
+        parity_check(p, parity_name("clip_coef max_norm %g (same sum: bitwise)", maxes[k]), &coef_ref, &coef_got, 1, 0.0);
+    }
+    size_t n = 1000;
+    float *params = h_rand(p, n, -1, 1), *m = h_rand(p, n, -0.1f, 0.1f), *v = h_rand(p, n, 0, 0.01f);
+    float *grads = h_rand(p, n, -1, 1);
+    float *d_params = d_upload(params, n), *d_m = d_upload(m, n), *d_v = d_upload(v, n);
+    float *d_grads = d_upload(grads, n), nan = NAN, *d_nan = d_upload(&nan, 1);
+    kernels_cpu.adamw_update_scaled(params, NULL, grads, m, v, n, 1e-3f, 0.9f, 0.98f, 1e-8f, 0.05f, 2, &coef_got);
+    kernels_cuda.adamw_update_scaled(d_params, NULL, d_grads, d_m, d_v, n, 1e-3f, 0.9f, 0.98f, 1e-8f, 0.05f, 2,
+                                     d_coef);
+    parity_check_dev(p, "adamw_update_scaled params", params, d_params, n);
+    parity_check_dev(p, "adamw_update_scaled m", m, d_m, n);
+    float *before = malloc(n * sizeof(float));
+    d_download(before, d_params, n);
+    kernels_cuda.adamw_update_scaled(d_params, NULL, d_grads, d_m, d_v, n, 1e-3f, 0.9f, 0.98f, 1e-8f, 0.05f, 3,
+                                     d_nan);
+    float *after = malloc(n * sizeof(float));
+    d_download(after, d_params, n);
+    parity_check(p, "adamw_update_scaled NaN coefficient: params untouched (bitwise)", before, after, n, 0.0);
+    free(params), free(m), free(v), free(grads), free(before), free(after);
+    d_free(d_params), d_free(d_m), d_free(d_v), d_free(d_grads), d_free(d_nan), d_free(d_coef), d_free(d_sq);
+}
+
 static void parity_scale_inplace(Parity *p) {
     for (size_t s = 0; s < NSIZES; s++) {
         size_t n = SIZES[s];
@@ -164,5 +210,6 @@ void parity_loss_optim(Parity *p) {
     parity_shortcut_loss(p);
     parity_adamw(p);
     parity_sum_squares(p);
+    parity_clipping(p);
     parity_scale_inplace(p);
 }

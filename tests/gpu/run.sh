@@ -1,166 +1,265 @@
 #!/usr/bin/env bash
-# tests/gpu/run.sh - every GPU check in one script, for a machine with an NVIDIA GPU (under
-# 6 minutes on an H100/H200). Writes the full log and summary.md under $OUT (default
-# build/gpu_out). Steps:
-#   0. the GPU and the libraries: nvidia-smi; CUDA runtime/cuBLAS, NCCL and cuDNN from the
-#      toolkit or from PyTorch's pip wheels (nvidia-*), put on LD_LIBRARY_PATH
-#   1. build: `make cuda` unless a CUDA build was carried in (build/.flags names MMRM_CUDA);
-#      shared libraries a bare machine lacks (cJSON, inih, stb) travel in build/lib. To save
-#      device time, build here with `make cuda NCCL=1 MPI=0` (NCCL for step 7 and the
-#      all-reduce bench) and carry build/mmrm, build/gpu_parity, build/bench_cuda,
-#      build/lib and build/.flags
-#   2. build/gpu_parity: every op of kernels_cuda against kernels_cpu on random inputs (fp32
-#      mode within 1e-5 norm-wise, bf16 within 1e-2; bf16 GEMMs also within 1e-5 of the CPU
-#      over bf16-rounded operands, and the bf16 weight copies bit-equal to the rounded fp32
-#      masters after fused AdamW steps; the tensor-core primitives against the PTX layouts,
-#      the FA2 attention in bf16 mode), the tiny/small model's rewards and every parameter
-#      gradient on GPU vs CPU
-#   3. `mmrm train`, 50 steps, both algorithms, device = cpu vs device = cuda precision = fp32
-#      (per-step losses within 1e-4) and precision = bf16 (trend reported; activation
-#      memory of fp32 vs bf16 storage reported)
-#   4. `mmrm score` on the GPU vs the CPU (same scores within 1e-4; --precision bf16 reported)
-#   5. compute-sanitizer memcheck on a 3-step training run (skipped where the runtime
-#      refuses it, e.g. gVisor)
-#   6. build/bench_cuda: GEMM TFLOP/s, norm GB/s against a device-to-device copy, attention
-#      TFLOP/s (and `--only attention`: the production kernel vs the FA2 tensor-core kernel,
-#      kernel lab v3), a reward-model training step with fp32 vs bf16 activation storage (time,
-#      activation arena) (and, with NCCL, the all-reduce's time and bandwidth)
-#   7. with NCCL: MMRM_NCCL=1 training on one GPU (the bucketed NCCL path) vs the plain run
-# Exit status: 0 when every check passed.
-set -uo pipefail
-cd "$(dirname "$0")/../.."
+# tests/gpu/run.sh - every GPU check in one script, for a short device window (about 8
+# minutes; BUDGET=seconds, default 480). Cheapest and most informative first; every step
+# runs under `timeout`, clipped to what is left of the budget (a step that no longer fits
+# is listed as skipped); a trap writes $OUT/summary.txt whatever happens (a failure, a
+# timeout, Ctrl-C, a kill of the whole script: the lines written so far stay, the last
+# line says how it ended). Logs of each step: $OUT/NAME.log. Default OUT=build/gpu_out.
+#
+# It runs a CUDA build made here, not on the GPU machine (nvcc there costs minutes):
+#     make -j2 cuda CUDA_ARCHS=90 NCCL=1 MPI=0          # H100/H200 only; NCCL for step 9
+#     (run with carry: build/mmrm build/gpu_parity build/bench_cuda build/bench_step
+#      build/lib build/.flags; the repository itself travels as the working tree)
+# build/lib holds the shared libraries a bare machine lacks (cJSON, inih, stb, ...); the
+# CUDA runtime, cuBLAS(Lt), NCCL and cuDNN come from the toolkit or from PyTorch's pip wheels
+# (the nvidia.* packages), found through python3 and put on LD_LIBRARY_PATH. BIN=dir points
+# at another folder of binaries (tests/integration/gpu_script.sh runs the control flow with
+# stubs there).
+#
+# Steps (summary line per step: ok / FAIL / TIMEOUT / skipped, seconds, the key numbers):
+#   0. device and libraries: nvidia-smi; ldd of the binaries; the CUDA libraries the
+#      process actually loads (LD_DEBUG); PyTorch's CUDA/cuDNN/NCCL versions
+#   1. build/gpu_parity --precision fp32: every op against the CPU, the model's rewards and
+#      gradients (1e-5)
+#   2. build/bench_cuda: GEMM/norm/attention throughput, the reward-model step
+#   3. the same training step in PyTorch (bench/torch_baseline.py: transformers' Qwen2 with
+#      sdpa, bf16 autocast, fused AdamW) and in mmrm (build/bench_step), InternVL2-1B shape,
+#      frozen ViT, 1 tile + 512 text tokens, 8 pairs/step, standard and shortcut-aware
+#   4. tests/gpu/attention.sh when present
+#   5. build/gpu_parity --precision bf16 (kernels, FA2 attention, model)
+#   6. `mmrm train` on the GPU (fp32, 50 steps, both algorithms) against the CPU losses
+#      precomputed in tests/gpu/cpu_losses.tsv (tests/gpu/make_cpu_losses.sh), within 1e-4;
+#      bf16 runs reported
+#   7. compute-sanitizer racecheck and synccheck on the kernels with shared memory
+#      (attention, losses and optimizer reductions, tensor-core primitives)
+#   8. compute-sanitizer memcheck on 3 training steps
+#   9. NCCL at world size 1 (builds with NCCL): the bucketed path against the plain run
+# Exit status: 0 every check passed, 1 some failed (or timed out), 2 no usable GPU, 3 no
+# CUDA build to run.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
 OUT=${OUT:-build/gpu_out}
+BIN=${BIN:-build}
+BUDGET=${BUDGET:-480}
 mkdir -p "$OUT"
-log="$OUT/full.log"
-summary="$OUT/summary.md"
-: > "$log"
-exec > >(tee -a "$log") 2>&1
-t0=$(date +%s)
-step() { echo; echo "=== $* ($(( $(date +%s) - t0 ))s)"; }
+summary="$OUT/summary.txt"
+t0=$SECONDS
 fails=()
-note() { echo "$*" >> "$summary"; }
-echo "# mmrm GPU checks ($(date -u +%Y-%m-%dT%H:%MZ))" > "$summary"
+ended="aborted (an unexpected exit)"
+status=1
+note() { echo "$*" >> "$summary"; echo "$*"; }
+echo "# mmrm GPU checks, $(date -u +%Y-%m-%dT%H:%M:%SZ), budget ${BUDGET}s" > "$summary"
 
-step "0. device and libraries"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || { echo "no GPU"; exit 2; }
-note "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -n 1)"
+finish() {
+    trap - EXIT INT TERM
+    {
+        echo "failed: ${#fails[@]}${fails[*]:+ (${fails[*]})}"
+        echo "ended: $ended after $((SECONDS - t0))s"
+    } >> "$summary"
+    echo "summary: $summary"
+    exit "$status"
+}
+child=""
+trap finish EXIT
+# steps run in the background under `wait`, so a signal is handled at once (bash defers traps
+# while a foreground child runs); the running step's timeout, and through it its process
+# group, is stopped with it
+trap 'ended="interrupted (signal)"; status=1; [ -n "$child" ] && kill -TERM "$child" 2> /dev/null; exit' INT TERM
+
+left() { echo $((BUDGET - (SECONDS - t0))); }
+
+# run NAME LIMIT CMD...: CMD under timeout (LIMIT seconds, at most what is left), output in
+# $OUT/NAME.log; prints the result word (ok, FAIL rc N, TIMEOUT, skipped) into $res and
+# the seconds into $secs; failures are recorded
+run() {
+    local name=$1 limit=$2 rc s
+    shift 2
+    local l
+    l=$(left)
+    secs=0
+    if [ "$l" -lt 10 ]; then
+        res="skipped (out of time)"
+        fails+=("$name:skipped")
+        return 1
+    fi
+    [ "$limit" -gt "$l" ] && limit=$l
+    s=$SECONDS
+    echo "=== $name (limit ${limit}s, $((SECONDS - t0))s elapsed)"
+    timeout -k 5 "$limit" "$@" > "$OUT/$name.log" 2>&1 &
+    child=$!
+    wait "$child"
+    rc=$?
+    child=""
+    secs=$((SECONDS - s))
+    case $rc in
+    0) res=ok ;;
+    124 | 137) res="TIMEOUT after ${limit}s"; fails+=("$name:timeout") ;;
+    *) res="FAIL rc $rc"; fails+=("$name") ;;
+    esac
+    tail -n 3 "$OUT/$name.log"
+    return $rc
+}
+# the step's summary line
+line() { note "- $1: $res (${secs}s)${2:+; $2}"; }
+
+# ---------------------------------------------------------------- 0. device and libraries
+if ! smi=$(timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>&1) ||
+    [ -z "$smi" ]; then
+    note "device: no usable GPU (nvidia-smi missing or failing: $(echo "$smi" | head -n 1))"
+    ended="no GPU"
+    status=2
+    exit
+fi
+note "device: $(echo "$smi" | head -n 1)"
 libdirs=""
-for mod in nvidia.cuda_runtime nvidia.cublas nvidia.nccl nvidia.cudnn nvidia.cu13; do
-    d=$(python3 -c "import importlib, os, sys
+if command -v python3 > /dev/null; then
+    for mod in nvidia.cuda_runtime nvidia.cublas nvidia.nccl nvidia.cudnn nvidia.cu13; do
+        d=$(timeout 20 python3 -c "import importlib, os, sys
 try:
     m = importlib.import_module('$mod')
 except Exception:
     sys.exit(0)
 for p in list(m.__path__):
     for sub in ('lib', 'lib64'):
-        if os.path.isdir(os.path.join(p, sub)): print(os.path.join(p, sub))" 2>/dev/null | head -n 1)
-    [ -n "$d" ] && libdirs="$libdirs:$d"
-done
-[ -d build/lib ] && libdirs="$PWD/build/lib$libdirs"
+        if os.path.isdir(os.path.join(p, sub)): print(os.path.join(p, sub))" 2> /dev/null | head -n 1)
+        [ -n "$d" ] && libdirs="$libdirs:$d"
+    done
+fi
+[ -d "$BIN/lib" ] && libdirs="$(cd "$BIN/lib" && pwd)$libdirs"
 export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-
-step "1. build"
-if [ -x build/mmrm ] && [ -x build/gpu_parity ] && grep -q MMRM_CUDA build/.flags 2>/dev/null; then
-    echo "using the carried CUDA build"
-else
-    make -j"$(nproc)" cuda MPI=0 || { note "- BUILD FAILED"; exit 1; }
+{
+    echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+    for b in mmrm gpu_parity bench_cuda bench_step; do
+        echo "== ldd $BIN/$b"
+        ldd "$BIN/$b" 2>&1 | grep -E "cuda|cublas|nccl|cudnn|not found|not a dynamic"
+    done
+    echo "== loaded by $BIN/mmrm version (LD_DEBUG=libs)"
+    LD_DEBUG=libs timeout 20 "$BIN/mmrm" version 2>&1 | grep -E "calling init: .*(cuda|cublas|nccl|cudnn)" | sed 's/.*calling init: //' | sort -u
+    echo "== $BIN/mmrm version"
+    timeout 20 "$BIN/mmrm" version 2>&1
+    echo "== PyTorch"
+    timeout 60 python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'nccl', torch.cuda.nccl.version() if torch.cuda.is_available() else '-', 'transformers', transformers.__version__)" 2>&1 | tail -n 1
+    echo "== compute-sanitizer"
+    command -v compute-sanitizer && compute-sanitizer --version 2>&1 | tail -n 1
+} > "$OUT/libraries.txt" 2>&1
+note "loaded: $(sed -n '/^== loaded/,/^==/p' "$OUT/libraries.txt" | grep -v '^==' | xargs -r -n1 basename | tr '\n' ' ')"
+note "missing libraries: $(grep -c 'not found' "$OUT/libraries.txt") (details in libraries.txt)"
+note "pytorch: $(sed -n '/^== PyTorch/{n;p}' "$OUT/libraries.txt")"
+if ! grep -q MMRM_CUDA "$BIN/.flags" 2> /dev/null || [ ! -x "$BIN/gpu_parity" ] || [ ! -x "$BIN/mmrm" ]; then
+    note "no CUDA build in $BIN: build here with 'make -j2 cuda CUDA_ARCHS=90 NCCL=1 MPI=0' and carry build/mmrm build/gpu_parity build/bench_cuda build/bench_step build/lib build/.flags"
+    ended="no CUDA build"
+    status=3
+    exit
 fi
-ldd build/mmrm | grep -E "not found" && { note "- missing shared libraries: $(ldd build/mmrm | grep 'not found' | tr '\n' ' ')"; exit 1; }
-build/mmrm version | tee -a "$summary"
+note "build: $(timeout 20 "$BIN/mmrm" version 2>&1 | tr '\n' ';' | cut -c1-200)"
 
-step "2. kernel and model parity (build/gpu_parity)"
-if build/gpu_parity --precision both > "$OUT/parity.log" 2>&1; then r=ok; else r=FAIL; fails+=(parity); fi
-grep -E "^(FAIL|==|device)" "$OUT/parity.log"
-tail -n 1 "$OUT/parity.log"
-note "- parity ($r): $(tail -n 1 "$OUT/parity.log"); $(grep -E '^== precision .*worst' "$OUT/parity.log" | tr '\n' ' ')"
-grep "^FAIL" "$OUT/parity.log" | head -n 20 | sed 's/^/    /' >> "$summary"
+parity_line() { # the parity log's verdict and worst ratio
+    echo "$(tail -n 1 "$OUT/$1.log"); $(grep -E '^== precision .*worst' "$OUT/$1.log" | sed 's/^== //' | tr '\n' ' ')"
+    grep "^FAIL" "$OUT/$1.log" | head -n 10 | sed 's/^/    /' >> "$summary"
+}
 
-step "3. training: CPU vs GPU, 50 steps, both algorithms"
+# ---------------------------------------------------------------- 1. fp32 parity
+run parity_fp32 150 "$BIN/gpu_parity" --precision fp32
+line "kernel + model parity fp32 (gpu_parity)" "$(parity_line parity_fp32)"
+
+# ---------------------------------------------------------------- 2. kernel benchmarks
+run bench_cuda 120 "$BIN/bench_cuda"
+line "bench_cuda"
+grep -A4 -E "^reward model step" "$OUT/bench_cuda.log" | sed 's/^/    /' >> "$summary"
+
+# ---------------------------------------------------------------- 3. PyTorch vs mmrm, one step
+shape=(--pairs 8 --text 512 --tiles 1 --steps 5 --warmup 2)
+if timeout 60 python3 -c "import torch, transformers; assert torch.cuda.is_available()" > /dev/null 2>&1; then
+    run torch_baseline 200 python3 bench/torch_baseline.py --device cuda "${shape[@]}"
+    line "PyTorch baseline (bench/torch_baseline.py)"
+    grep -E "^(objective|standard|shortcut_aware|  )" "$OUT/torch_baseline.log" | sed 's/^/    /' >> "$summary"
+else
+    note "- PyTorch baseline: skipped (python3 with torch + transformers and a visible GPU not found)"
+fi
+if [ -x "$BIN/bench_step" ]; then
+    run bench_step 150 "$BIN/bench_step" --device cuda --precision bf16 "${shape[@]}"
+    line "mmrm step (bench_step, bf16)"
+    grep -E "^(objective|standard|shortcut_aware|  )" "$OUT/bench_step.log" | sed 's/^/    /' >> "$summary"
+else
+    res="FAIL (not built)"; secs=0; fails+=(bench_step); line "mmrm step (bench_step)"
+fi
+
+# ---------------------------------------------------------------- 4. attention (another script)
+if [ -f tests/gpu/attention.sh ]; then
+    run attention 120 env BIN="$BIN" OUT="$OUT/attention" bash tests/gpu/attention.sh
+    line "tests/gpu/attention.sh" "$(tail -n 1 "$OUT/attention.log")"
+fi
+
+# ---------------------------------------------------------------- 5. bf16 parity
+run parity_bf16 150 "$BIN/gpu_parity" --precision bf16
+line "kernel + model parity bf16 (gpu_parity)" "$(parity_line parity_bf16)"
+
+# ---------------------------------------------------------------- 6. training vs CPU losses
+ref=tests/gpu/cpu_losses.tsv
 data="$OUT/data"
-build/mmrm synth --out "$data" --pairs 400 --seed 5 > /dev/null
-losses() { grep -o '"loss":[^,}]*' "$1/metrics.jsonl" | cut -d: -f2; }
-for algo in standard robust; do
-    for run in "cpu fp32" "cuda fp32" "cuda bf16"; do
-        set -- $run
-        d="$OUT/train_${algo}_$1_$2"
-        s=$(date +%s.%N)
-        build/mmrm train "configs/scratch_$algo.ini" dataset_path="$data/train.jsonl" eval_dataset_path= \
-            output_dir="$d" max_steps=50 logging_steps=50 save_steps=0 per_device_train_batch_size=8 \
-            device="$1" precision="$2" 2> "$d.log" || { fails+=("train $algo $1 $2"); tail -n 5 "$d.log"; }
-        echo "$algo $1 $2: $(awk -v a="$(date +%s.%N)" -v b="$s" 'BEGIN { printf "%.1f", a - b }') s"
+synth_args=$(sed -n 's/^# synth: //p' "$ref" 2> /dev/null)
+train_args=$(sed -n 's/^# train: //p' "$ref" 2> /dev/null)
+gpu_train() { # algo precision -> $OUT/train_algo_precision
+    local d="$OUT/train_$1_$2"
+    rm -rf "$d"
+    # shellcheck disable=SC2086
+    "$BIN/mmrm" train "configs/scratch_$1.ini" dataset_path="$data/train.jsonl" output_dir="$d" $train_args \
+        device=cuda precision="$2"
+}
+losses() { grep -o '"loss":[^,}]*' "$1/metrics.jsonl" 2> /dev/null | cut -d: -f2; }
+if [ -z "$train_args" ]; then
+    res="FAIL ($ref missing or without its arguments)"; secs=0; fails+=(train); line "training vs CPU"
+else
+    # shellcheck disable=SC2086
+    run synth 60 "$BIN/mmrm" synth --out "$data" $synth_args
+    for algo in standard robust; do
+        run "train_${algo}_fp32" 90 bash -c "$(declare -f gpu_train); BIN='$BIN' OUT='$OUT' data='$data' train_args='$train_args' gpu_train $algo fp32"
+        paste <(awk -v a="$algo" '$1 == a { print $3 }' "$ref") <(losses "$OUT/train_${algo}_fp32") > "$OUT/loss_${algo}_fp32.tsv"
+        # every step's loss within 1e-4 relative to max(1, |loss|), all 50 steps present
+        cmp=$(awk 'NF == 2 { d = $1 - $2; if (d < 0) d = -d; m = $1 < 0 ? -$1 : $1; if (m < 1) m = 1; if (d / m > w) w = d / m; n++ }
+                   END { printf "%d %.2e", n, w + 0 }' "$OUT/loss_${algo}_fp32.tsv")
+        set -- $cmp
+        if [ "$res" = ok ] && ! awk -v n="$1" -v w="$2" 'BEGIN { exit !(n == 50 && w <= 1e-4) }'; then
+            res="FAIL (parity)"; fails+=("train_${algo}_fp32:parity")
+        fi
+        line "train $algo fp32, GPU vs precomputed CPU losses" "$1 steps compared, worst relative difference $2"
+        run "train_${algo}_bf16" 90 bash -c "$(declare -f gpu_train); BIN='$BIN' OUT='$OUT' data='$data' train_args='$train_args' gpu_train $algo bf16"
+        paste <(awk -v a="$algo" '$1 == a { print $3 }' "$ref") <(losses "$OUT/train_${algo}_bf16") > "$OUT/loss_${algo}_bf16.tsv"
+        line "train $algo bf16 (reported)" "cpu/gpu loss at step 1: $(head -n 1 "$OUT/loss_${algo}_bf16.tsv" | tr '\t' /), step 50: $(sed -n 50p "$OUT/loss_${algo}_bf16.tsv" | tr '\t' /); $(grep -o 'activation arena per rank: .*' "$OUT/train_${algo}_bf16.log" 2> /dev/null | head -n 1)"
     done
-    for p in fp32 bf16; do
-        paste <(losses "$OUT/train_${algo}_cpu_fp32") <(losses "$OUT/train_${algo}_cuda_$p") > "$OUT/loss_${algo}_$p.tsv"
-    done
-    # fp32: every step's loss within 1e-4 (relative to max(1, |loss|))
-    worst=$(awk '{ d = $1 - $2; if (d < 0) d = -d; m = $1 < 0 ? -$1 : $1; if (m < 1) m = 1; if (d / m > w) w = d / m } END { printf "%.2e", w + 0 }' "$OUT/loss_${algo}_fp32.tsv")
-    n=$(wc -l < "$OUT/loss_${algo}_fp32.tsv")
-    ok=$(awk -v w="$worst" -v n="$n" 'BEGIN { print (w <= 1e-4 && n == 50) ? "ok" : "FAIL" }')
-    [ "$ok" = ok ] || fails+=("train $algo fp32 parity")
-    first=$(head -n 1 "$OUT/loss_${algo}_bf16.tsv"); last=$(tail -n 1 "$OUT/loss_${algo}_bf16.tsv")
-    note "- train $algo ($ok): $n steps, worst per-step loss difference CPU vs GPU fp32 $worst; bf16: first step cpu/gpu $first, step 50 cpu/gpu $last"
-    note "  GPU $(grep -o 'activation arena per rank: .*' "$OUT/train_${algo}_cuda_fp32.log" | head -n 1) | bf16: $(grep -o 'activation arena per rank: .*' "$OUT/train_${algo}_cuda_bf16.log" | head -n 1)"
-done
+fi
 
-step "4. scoring: CPU vs GPU"
-m="$OUT/train_standard_cpu_fp32/checkpoint-last"
-build/mmrm score --model "$m" --input "$data/score_input.jsonl" --output "$OUT/score_cpu.jsonl" --device cpu 2> "$OUT/score_cpu.log"
-build/mmrm score --model "$m" --input "$data/score_input.jsonl" --output "$OUT/score_gpu.jsonl" --device cuda 2> "$OUT/score_gpu.log" || fails+=(score)
-sc=$(paste <(grep -o '"score":[^,}]*' "$OUT/score_cpu.jsonl" | cut -d: -f2) <(grep -o '"score":[^,}]*' "$OUT/score_gpu.jsonl" | cut -d: -f2) |
-     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > w) w = d; n++ } END { printf "%d %.2e", n, w + 0 }')
-set -- $sc
-ok=$(awk -v w="$2" -v n="$1" 'BEGIN { print (n > 0 && w <= 1e-4) ? "ok" : "FAIL" }')
-[ "$ok" = ok ] || fails+=("score parity")
-note "- score ($ok): $1 responses, max |cpu - gpu| $2 (fp32 on both)"
-build/mmrm score --model "$m" --input "$data/score_input.jsonl" --output "$OUT/score_gpu_bf16.jsonl" --device cuda \
-    --precision bf16 2> "$OUT/score_gpu_bf16.log" || fails+=("score bf16")
-sc=$(paste <(grep -o '"score":[^,}]*' "$OUT/score_cpu.jsonl" | cut -d: -f2) <(grep -o '"score":[^,}]*' "$OUT/score_gpu_bf16.jsonl" | cut -d: -f2) |
-     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > w) w = d; n++ } END { printf "%d %.2e", n, w + 0 }')
-note "- score --precision bf16: max |cpu fp32 - gpu bf16| ${sc#* } over ${sc%% *} responses (reported)"
-
-step "5. compute-sanitizer memcheck (3 training steps)"
+# ---------------------------------------------------------------- 7-8. compute-sanitizer
 if command -v compute-sanitizer > /dev/null; then
-    compute-sanitizer --tool memcheck --error-exitcode 9 build/mmrm train configs/scratch_robust.ini \
-        dataset_path="$data/train.jsonl" eval_dataset_path= output_dir="$OUT/memcheck" max_steps=3 \
-        save_steps=0 device=cuda precision=fp32 > "$OUT/memcheck.log" 2>&1
-    rc=$?
-    tail -n 3 "$OUT/memcheck.log"
-    if grep -q "Device not supported\|error 999" "$OUT/memcheck.log"; then note "- memcheck: refused by this runtime (not run)"
-    elif [ $rc = 0 ]; then note "- memcheck (ok): $(grep 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -n 1)"
-    else note "- memcheck (FAIL, rc $rc): $(grep 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -n 1)"; fails+=(memcheck); fi
+    for tool in racecheck synccheck; do
+        for group in attention loss mma; do
+            run "${tool}_$group" 60 compute-sanitizer --tool "$tool" --error-exitcode 9 "$BIN/gpu_parity" --quick \
+                --precision both --only "$group"
+            line "compute-sanitizer $tool, gpu_parity --only $group" "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/${tool}_$group.log" | tail -n 1)"
+        done
+    done
+    run memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/mmrm" train configs/scratch_robust.ini \
+        dataset_path="$data/train.jsonl" eval_dataset_path= output_dir="$OUT/memcheck" max_steps=3 save_steps=0 \
+        report_to=none device=cuda precision=bf16
+    line "compute-sanitizer memcheck, 3 training steps (robust, bf16)" "$(grep 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -n 1)"
 else
-    note "- memcheck: compute-sanitizer not installed"
+    note "- compute-sanitizer: not installed (racecheck, synccheck, memcheck not run)"
 fi
 
-step "6. benchmarks (build/bench_cuda)"
-build/bench_cuda | tee "$OUT/bench.txt"
-{ echo; echo '```'; cat "$OUT/bench.txt"; echo '```'; } >> "$summary"
-# the attention lab: production vs the FA2 tensor-core kernel (v3), checked then timed
-if build/bench_cuda --only attention > "$OUT/bench_attention.txt" 2>&1; then r=ok; else r=FAIL; fails+=("lab attention"); fi
-note "- kernel lab attention ($r): $(tail -n 1 "$OUT/bench_attention.txt")"
-{ echo; echo '```'; grep -E "^attention|^  (ok|FAIL)|ms" "$OUT/bench_attention.txt"; echo '```'; } >> "$summary"
-
-step "7. NCCL path on one GPU (builds with NCCL only)"
-if build/mmrm version | grep -q "nccl"; then
-    d="$OUT/train_robust_nccl1"
-    MMRM_NCCL=1 build/mmrm train configs/scratch_robust.ini dataset_path="$data/train.jsonl" eval_dataset_path= \
-        output_dir="$d" max_steps=50 logging_steps=50 save_steps=0 per_device_train_batch_size=8 \
-        device=cuda precision=fp32 2> "$d.log" || { fails+=("train nccl1"); tail -n 5 "$d.log"; }
-    grep "all-reduce" "$d.log"
-    w=$(paste <(losses "$OUT/train_robust_cuda_fp32") <(losses "$d") |
-        awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > w) w = d; n++ } END { printf "%d %.2e", n, w + 0 }')
+# ---------------------------------------------------------------- 9. NCCL at world size 1
+if timeout 20 "$BIN/mmrm" version 2>&1 | grep -q nccl; then
+    run nccl1 90 env MMRM_NCCL=1 "$BIN/mmrm" train configs/scratch_robust.ini dataset_path="$data/train.jsonl" \
+        output_dir="$OUT/train_nccl1" $train_args device=cuda precision=fp32
+    w=$(paste <(losses "$OUT/train_robust_fp32") <(losses "$OUT/train_nccl1") |
+        awk 'NF == 2 { d = $1 - $2; if (d < 0) d = -d; if (d > w) w = d; n++ } END { printf "%d %.2e", n, w + 0 }')
     set -- $w
-    ok=$(awk -v w="$2" -v n="$1" 'BEGIN { print (n == 50 && w <= 1e-6) ? "ok" : "FAIL" }')
-    [ "$ok" = ok ] || fails+=("nccl1 parity")
-    note "- NCCL world 1 ($ok): 50 steps robust fp32 vs the plain GPU run, worst loss difference $2; $(grep -o '[0-9.]* of [0-9]* bucket(s) per step started during backward' "$d.log")"
-    note "  (NCCL at world 1 only copies: bus bandwidth across GPUs and the overlap with several ranks remain unmeasured)"
+    if [ "$res" = ok ] && ! awk -v n="$1" -v w="$2" 'BEGIN { exit !(n == 50 && w <= 1e-6) }'; then
+        res="FAIL (parity)"; fails+=("nccl1:parity")
+    fi
+    line "NCCL world size 1 vs the plain GPU run (robust fp32)" "$1 steps, worst loss difference $2"
 else
-    note "- NCCL: this build has no NCCL (make cuda NCCL=1 to check its path)"
+    note "- NCCL: this build has no NCCL (make cuda NCCL=1)"
 fi
 
-step "done"
-note ""
-note "failed: ${#fails[@]} ${fails[*]:-}"
-cat "$summary"
-[ ${#fails[@]} = 0 ]
+ended="completed"
+[ ${#fails[@]} = 0 ] && status=0 || status=1

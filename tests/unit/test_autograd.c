@@ -374,6 +374,63 @@ TEST(test_losses_on_the_tape_backpropagate_their_gradients) {
     graph_free(&g);
 }
 
+/* graph_backward_from seeds a scalar root with a host value that the loss ops read back on
+ * the host (graph_root_grad, no device round trip): the gradients scale by the seed */
+TEST(test_loss_root_seeded_with_a_scale_gives_scaled_gradients) {
+    enum { P = 6 };
+    TRng r = trng(33);
+    float x[4][P], got[2][4][P];
+    for (int i = 0; i < 4; i++) fill_normal(&r, x[i], P, 2.0f);
+    const float seeds[2] = {1.0f, -0.375f};
+    for (int k = 0; k < 2; k++) {
+        Graph g;
+        graph_init(&g, DEV_CPU, 1 << 16, 1);
+        Tensor *t[4];
+        for (int i = 0; i < 4; i++) {
+            t[i] = graph_tensor(&g, "r", 1, (int[]){P});
+            memcpy(tensor_f32(t[i]), x[i], sizeof x[i]);
+            t[i]->requires_grad = 1;
+        }
+        ShortcutLoss sl = op_shortcut_loss(&g, t[0], t[1], t[2], t[3], 1e-7f);
+        graph_backward_from(&g, sl.loss, &seeds[k]);
+        CHECK(g.root == NULL, "the root is forgotten after backward");
+        for (int i = 0; i < 4; i++) memcpy(got[k][i], t[i]->grad, sizeof got[k][i]);
+        graph_free(&g);
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < P; j++)
+            /* the kernels scale in double before rounding: equal up to float rounding */
+            CHECK(fabsf(got[1][i][j] - seeds[1] * got[0][i][j]) <= 1e-6f * fabsf(got[0][i][j]) &&
+                      got[0][i][j] != 0.0f,
+                  "input %d element %d: gradient %g with seed %g, %g with seed 1", i, j, got[1][i][j],
+                  seeds[1], got[0][i][j]);
+}
+
+/* graph_upload_input: the same host array with the same contents is uploaded once per step
+ * (the positions and lengths of every decoder layer); changed contents, another array or a
+ * new step upload again */
+TEST(test_host_inputs_are_uploaded_once_per_step_unless_their_contents_change) {
+    Graph g;
+    graph_init(&g, DEV_CPU, 1 << 16, 1);
+    int pos[64], other[64];
+    for (int i = 0; i < 64; i++) pos[i] = other[i] = 3 * i + 1;
+    const int *a = graph_upload_input(&g, pos, sizeof pos);
+    const int *b = graph_upload_input(&g, pos, sizeof pos);
+    CHECK(a == b && g.n_uploads == 1 && g.n_reused == 1, "same array: %ld uploads, %ld reused", g.n_uploads,
+          g.n_reused);
+    const int *c = graph_upload_input(&g, other, sizeof other);
+    CHECK(c != a && g.n_uploads == 2, "an equal array elsewhere is another input");
+    pos[5] = -7;
+    const int *d = graph_upload_input(&g, pos, sizeof pos);
+    CHECK(d != a && d[5] == -7 && a[5] == 16, "changed contents: a new copy (%d), the old one kept (%d)", d[5], a[5]);
+    CHECK(graph_upload_input(&g, pos, 16) != d, "a prefix is another input");
+    graph_reset(&g);
+    long before = g.n_uploads;
+    const int *e = graph_upload_input(&g, pos, sizeof pos);
+    CHECK(g.n_uploads == before + 1 && memcmp(e, pos, sizeof pos) == 0, "after graph_reset: uploaded again");
+    graph_free(&g);
+}
+
 TEST(test_arena_stops_allocating_after_the_first_step) {
     Arena a;
     arena_init(&a, DEV_CPU, 1024);

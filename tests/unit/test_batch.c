@@ -294,10 +294,11 @@ TEST(test_scan_keeps_usable_pairs_and_counts_rejected_ones_by_reason) {
     batch_loader_close(L);
 }
 
-TEST(test_padded_batches_hold_each_pairs_rows_padding_tiles_and_pixels) {
+static void check_padded_batches(int t_bucket) {
     Data *d = data();
     BatchOptions o = options(d);
     o.pairs = 3;
+    o.t_bucket = t_bucket;
     BatchLoader *L = open_or_report(d, &o);
     if (!L) return;
     int seen[MAX_PAIRS] = {0}, nb = 0, expect[4096];
@@ -308,7 +309,10 @@ TEST(test_padded_batches_hold_each_pairs_rows_padding_tiles_and_pixels) {
               b->rows.B);
         int T = 0;
         for (int s = 0; s < b->rows.B; s++) T = b->rows.lengths[s] > T ? b->rows.lengths[s] : T;
-        CHECK(b->rows.T == T, "T %d, longest row %d", b->rows.T, T);
+        if (t_bucket > 1) T = (T + t_bucket - 1) / t_bucket * t_bucket;
+        if (T > o.max_length) T = o.max_length;
+        CHECK(b->rows.T == T, "T %d, longest row rounded up to %d (t_bucket %d)", b->rows.T, T,
+              t_bucket);
         size_t tile0 = 0;
         for (int i = 0; i < b->P; i++) {
             const Pair *p = &d->ps.pairs[b->pair[i]];
@@ -352,6 +356,15 @@ TEST(test_padded_batches_hold_each_pairs_rows_padding_tiles_and_pixels) {
     }
     CHECK(nb == USABLE / 3 && distinct == USABLE / 3 * 3, "%d batches, %d pairs", nb, distinct);
     batch_loader_close(L);
+}
+
+TEST(test_padded_batches_hold_each_pairs_rows_padding_tiles_and_pixels) {
+    check_padded_batches(0);
+}
+
+/* 7 does not divide max_length: the last bucket stops at max_length */
+TEST(test_t_bucket_rounds_the_padded_length_up_with_pad_ids_capped_at_max_length) {
+    check_padded_batches(7);
 }
 
 TEST(test_packed_layout_is_the_padded_rows_back_to_back_with_restarting_positions) {

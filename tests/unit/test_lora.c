@@ -203,6 +203,7 @@ TEST(test_lora_adamw_steps_change_adapters_and_head_but_not_the_base) {
         StepResult st = adamw_step(&o, kernels_for(DEV_CPU), &ps, 1, s);
         CHECK(!st.skipped, "step %ld skipped", s);
     }
+    adamw_free(&o);
     EXPECT_SAME("frozen base", before + nt, f.m.ps.data + nt, nall - nt);
     int moved = 0;
     for (size_t i = 0; i < nt; i++) moved += before[i] != f.m.ps.data[i];

@@ -162,6 +162,55 @@ TEST(test_sum_squares_matches_double_sum) {
     free(g);
 }
 
+/* the device-side clipping ops (train/optim.c's adamw_step): the accumulated sum is the
+ * float sum_squares of each buffer added in double, the coefficient is clip_grad_norm_'s,
+ * and a non-finite coefficient leaves every parameter and moment untouched */
+TEST(test_clipping_ops_accumulate_clip_and_skip_a_non_finite_step) {
+    enum { NA = 5000, NB = 333 };
+    TRng r = trng(36);
+    float *a = tmalloc(NA), *b = tmalloc(NB);
+    fill_uniform(&r, a, NA, -1.0f, 1.0f);
+    fill_uniform(&r, b, NB, -3.0f, 3.0f);
+    float pa, pb;
+    kernels_cpu.sum_squares(&pa, a, NA);
+    kernels_cpu.sum_squares(&pb, b, NB);
+    double sq = 0.0;
+    kernels_cpu.sum_squares_acc(&sq, a, NA);
+    kernels_cpu.sum_squares_acc(&sq, b, NB);
+    kernels_cpu.sum_squares_acc(&sq, b, 0);
+    CHECK(sq == (double)pa + (double)pb, "accumulated %.17g, want %.17g", sq, (double)pa + pb);
+    float coef;
+    double norm = sqrt(sq);
+    kernels_cpu.clip_coef(&coef, &sq, 1.0);
+    CHECK(coef == (float)(1.0 / (norm + 1e-6)), "coef %.9g for norm %.9g and max 1", coef, norm);
+    kernels_cpu.clip_coef(&coef, &sq, 2.0 * norm);
+    CHECK(coef == 1.0f, "coef %g below the max norm", coef);
+    kernels_cpu.clip_coef(&coef, &sq, 0.0);
+    CHECK(coef == 1.0f, "coef %g without clipping", coef);
+    const double bad[2] = {INFINITY, NAN};
+    for (int k = 0; k < 2; k++) {
+        kernels_cpu.clip_coef(&coef, &bad[k], 0.0);
+        CHECK(isnan(coef), "coef %g for sum %g", coef, bad[k]);
+    }
+    /* a finite coefficient: adamw_update with that grad_scale; NaN: nothing moves */
+    float *p1 = tmalloc(NB), *m1 = tmalloc(NB), *v1 = tmalloc(NB);
+    float *p2 = tmalloc(NB), *m2 = tmalloc(NB), *v2 = tmalloc(NB);
+    fill_uniform(&r, p1, NB, -1.0f, 1.0f);
+    fill_uniform(&r, m1, NB, -0.1f, 0.1f);
+    fill_uniform(&r, v1, NB, 0.0f, 0.01f);
+    memcpy(p2, p1, NB * sizeof(float)), memcpy(m2, m1, NB * sizeof(float)), memcpy(v2, v1, NB * sizeof(float));
+    float scale = 0.37f, nan = NAN;
+    kernels_cpu.adamw_update(p1, NULL, b, m1, v1, NB, 1e-3f, 0.9f, 0.98f, 1e-8f, 0.05f, 3, scale);
+    kernels_cpu.adamw_update_scaled(p2, NULL, b, m2, v2, NB, 1e-3f, 0.9f, 0.98f, 1e-8f, 0.05f, 3, &scale);
+    EXPECT_SAME("params, scale from memory", p2, p1, NB);
+    EXPECT_SAME("m, scale from memory", m2, m1, NB);
+    kernels_cpu.adamw_update_scaled(p2, NULL, b, m2, v2, NB, 1e-3f, 0.9f, 0.98f, 1e-8f, 0.05f, 4, &nan);
+    EXPECT_SAME("params after a NaN scale", p2, p1, NB);
+    EXPECT_SAME("m after a NaN scale", m2, m1, NB);
+    EXPECT_SAME("v after a NaN scale", v2, v1, NB);
+    free(a), free(b), free(p1), free(m1), free(v1), free(p2), free(m2), free(v2);
+}
+
 TEST(test_sum_squares_keeps_small_terms_next_to_large_ones) {
     /* terms of ~1 beside 4096^2 = 2^24 (within a chunk) and beside 16384^2 = 2^28 (across
      * chunks): a float running sum rounds every addition by a similar amount in the same

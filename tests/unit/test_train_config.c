@@ -479,6 +479,7 @@ static int same_config(const TrainConfig *a, const TrainConfig *b) {
     SAME_STR(image_root);
     SAME_STR(conv_style);
     SAME(max_length);
+    SAME(t_bucket);
     SAME(dynamic_image_size);
     SAME(min_dynamic_patch);
     SAME(max_dynamic_patch);
@@ -547,6 +548,7 @@ static int random_overrides(TRng *r, char buf[][512], char **ov) {
     OV("conv_style=%s",
        (const char *[]){"", "internlm2-chat", "Hermes-2"}[(int)(trng_uniform(r) * 3)]);
     OV("max_length=%d", 1 + (int)(trng_uniform(r) * 8192));
+    OV("t_bucket=%d", (int)(trng_uniform(r) * 200));
     OV("dynamic_image_size=%d", trng_uniform(r) < 0.5);
     int lo = 1 + (int)(trng_uniform(r) * 6);
     OV("min_dynamic_patch=%d", lo);
@@ -648,7 +650,7 @@ TEST(test_printed_config_lists_every_key_once_and_reads_back_as_an_ini) {
         "init_bias_model_config", "tokenizer_path", "freeze_llm", "freeze_backbone", "freeze_mlp",
         "grad_checkpoint", "drop_path_rate", "lora_r", "lora_alpha", "lora_dropout",
         "lora_target_modules", "precision", "device", "dataset_path",
-        "eval_dataset_path", "image_root", "conv_style", "max_length", "dynamic_image_size",
+        "eval_dataset_path", "image_root", "conv_style", "max_length", "t_bucket", "dynamic_image_size",
         "min_dynamic_patch", "max_dynamic_patch", "use_thumbnail", "force_image_size",
         "on_bad_record", "num_workers", "num_train_epochs", "max_steps",
         "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
