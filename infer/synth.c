@@ -556,7 +556,7 @@ static void usage(FILE *f) {
             "Writes a synthetic multimodal preference benchmark with a text-only shortcut:\n"
             "PNG scenes of one coloured shape, colour/shape questions, chosen = the correct\n"
             "answer, rejected = another answer in the same sentence; one response of each pair\n"
-            "ends with \"%s\", on the final chosen one with probability P (by default:\n"
+            "ends with \"%s\", on the final chosen one with probability P (the defaults;\n"
             "--task and --cue choose other questions and other cues, same probabilities).\n"
             "Files: DIR/{train,test_id,test_ood,test_oracle}.jsonl, DIR/score_input.jsonl,\n"
             "DIR/README.txt, DIR/images/*.png (test splits: max(N/4, 50) pairs each), and\n"
