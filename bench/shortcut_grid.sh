@@ -19,8 +19,8 @@
 # size" and "trailing length style hedge position"); env MMRM, OUT (build/shortcut_grid), PAIRS
 # (training pairs per cell, 1000), SEED (1), EXTRA (key=value overrides for the fine-tunings).
 set -euo pipefail
-tasks=(${1:-color count position size})
-cues=(${2:-trailing length style hedge position})
+read -r -a tasks <<< "${1:-color count position size}"
+read -r -a cues <<< "${2:-trailing length style hedge position}"
 mmrm=${MMRM:-build/mmrm}
 out=${OUT:-build/shortcut_grid}
 pairs=${PAIRS:-1000}
@@ -102,7 +102,7 @@ done
     for r in "${rows[@]}"; do
         # shellcheck disable=SC2086
         set -- $r
-        fmt() { [ "$1" = null ] && echo n/a || awk -v x="$1" -v p="$2" 'BEGIN { printf "%.*f", p, x }'; }
+        fmt() { if [ "$1" = null ]; then echo n/a; else awk -v x="$1" -v p="$2" 'BEGIN { printf "%.*f", p, x }'; fi; }
         printf '%-9s %-9s | %6s %6s %9s | %6s %6s %9s | %6s\n' "$1" "$2" "$(fmt "$3" 3)" "$(fmt "$4" 3)" \
             "$(fmt "$5" 1)" "$(fmt "$6" 3)" "$(fmt "$7" 3)" "$(fmt "$8" 1)" "$(fmt "$9" 3)"
     done

@@ -76,4 +76,6 @@ PY
 rc=0
 "$MMRM" eval --model "$m" --data "$tmp/data/test_id.jsonl" --scores "$tmp/no/such/dir/s.jsonl" \
     > /dev/null 2> "$tmp/err" || rc=$?
-[ "$rc" = 1 ] && grep -q "no/such/dir/s.jsonl" "$tmp/err" || { echo "unwritable --scores: exit $rc"; cat "$tmp/err"; exit 1; }
+if [ "$rc" != 1 ] || ! grep -q "no/such/dir/s.jsonl" "$tmp/err"; then
+    echo "unwritable --scores: exit $rc"; cat "$tmp/err"; exit 1
+fi
