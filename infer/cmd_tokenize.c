@@ -21,6 +21,8 @@
 static const char USAGE[] =
     "usage: mmrm tokenize (--tokenizer DIR | --model DIR) [--input FILE] [--jsonl] [--decode]\n"
     "       mmrm tokenize --model DIR --template [--input FILE]\n"
+    "       mmrm tokenize build --data FILE.jsonl --out DIR   a word tokenizer for a data set\n"
+    "                                                         (see mmrm tokenize build --help)\n"
     "\n"
     "Encodes each input line (stdin, or --input FILE) with DIR's tokenizer (mmrm_tokenizer.json,\n"
     "or HF's tokenizer.json / vocab.json + merges.txt) and prints its ids as one JSON array per\n"
@@ -177,6 +179,7 @@ static int template_setup(const char *dir, TemplateSetup *ts, ModelConfig *cfg) 
 }
 
 int cmd_tokenize(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "build")) return cmd_tokenize_build(argc - 1, argv + 1);
     const char *dir = NULL, *input = NULL;
     int jsonl = 0, decode = 0, templ = 0;
     for (int i = 1; i < argc; i++) {

@@ -12,6 +12,7 @@ int cmd_score(int argc, char **argv);  /* infer/score.c */
 int cmd_eval(int argc, char **argv);   /* infer/eval.c */
 int cmd_bon(int argc, char **argv);    /* infer/bon.c */
 int cmd_tokenize(int argc, char **argv); /* infer/cmd_tokenize.c */
+int cmd_tokenize_build(int argc, char **argv); /* infer/cmd_tokenize_build.c: `tokenize build` */
 int cmd_plot(int argc, char **argv);   /* infer/plot.c */
 int cmd_serve(int argc, char **argv);  /* infer/serve.c */
 int cmd_merge(int argc, char **argv);  /* infer/cmd_merge.c */

@@ -22,6 +22,7 @@
 #include "infer/scorer.h"
 #include "models/records.h"
 #include "runtime/error.h"
+#include "runtime/fsutil.h"
 #include "runtime/strbuf.h"
 #include "runtime/jsonl.h"
 
@@ -49,6 +50,10 @@ static const char usage_text[] =
     "                          metrics: overall and macro accuracy, per category, Acc+ (mmrlhf),\n"
     "                          with its own tie rule; its malformed records stop the run\n"
     "  --json                  one JSON object on stdout instead of the table\n"
+    "  --scores FILE           also write every pair's scores as JSONL (written atomically):\n"
+    "                          {line, category, chosen, rejected, text_chosen,\n"
+    "                          text_rejected}, line = the record's line in --data, null for a\n"
+    "                          score not computed; every number of the report follows from it\n"
     "%s"
     "  --help                  this text\n";
 
@@ -124,6 +129,40 @@ static void categories_free(Categories *c) {
     free(c->of_line);
 }
 
+/* ---- the per-pair scores file ---- */
+
+static void add_score(cJSON *o, const char *key, const float *v, size_t i) {
+    if (!v || isnan(v[i])) cJSON_AddNullToObject(o, key);
+    else cJSON_AddNumberToObject(o, key, (double)v[i]);
+}
+
+/* One JSON line per pair in pair order; cJSON prints a float's double with 17 significant
+ * digits, so the scores read back exactly. */
+static int write_scores(const char *path, const Pair *pairs, size_t n, const int *cat,
+                        const char *const *cat_names, const float *c, const float *r,
+                        const float *tc, const float *tr) {
+    StrBuf b = {0};
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "line", pairs[i].line);
+        if (cat[i] >= 0) cJSON_AddStringToObject(o, "category", cat_names[cat[i]]);
+        else cJSON_AddNullToObject(o, "category");
+        add_score(o, "chosen", c, i);
+        add_score(o, "rejected", r, i);
+        add_score(o, "text_chosen", tc, i);
+        add_score(o, "text_rejected", tr, i);
+        char *line = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        MMRM_CHECK(line, "eval: out of memory printing the scores");
+        sb_puts(&b, line);
+        sb_putc(&b, '\n');
+        cJSON_free(line);
+    }
+    int rc = fs_write_atomic(path, b.s ? b.s : "", b.len);
+    sb_free(&b);
+    return rc;
+}
+
 /* ---- pairs as scoring groups ---- */
 
 typedef struct {
@@ -182,7 +221,7 @@ static void plan_free(Plan *p) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *text_model = NULL, *format = "pairs";
+    const char *model = NULL, *data = NULL, *text_model = NULL, *format = "pairs", *scores = NULL;
     int text_self = 0, json = 0;
     ScorerCli cli = {0};
     for (int i = 1; i < argc; i++) {
@@ -198,11 +237,13 @@ int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--text-only")) {
             text_self = 1;
         } else if (!strcmp(a, "--model") || !strcmp(a, "--data") ||
-                   !strcmp(a, "--text-only-model") || !strcmp(a, "--format")) {
+                   !strcmp(a, "--text-only-model") || !strcmp(a, "--format") ||
+                   !strcmp(a, "--scores")) {
             if (i + 1 >= argc) return usage_error("%s needs a value", a);
-            const char **dst = !strcmp(a, "--model")  ? &model
-                               : !strcmp(a, "--data") ? &data
+            const char **dst = !strcmp(a, "--model")    ? &model
+                               : !strcmp(a, "--data")   ? &data
                                : !strcmp(a, "--format") ? &format
+                               : !strcmp(a, "--scores") ? &scores
                                                         : &text_model;
             *dst = argv[++i];
         } else {
@@ -300,6 +341,13 @@ int cmd_eval(int argc, char **argv) {
         metrics_compute(c, r, npairs, cat, (const char *const *)cats.names, cats.n, tc, tr, &em);
     else
         metrics_compute(c, r, npairs, cat, (const char *const *)bs.cats, bs.ncat, tc, tr, &em);
+    if (scores && write_scores(scores, pairs, npairs, cat,
+                               fmt == BENCH_PAIRS ? (const char *const *)cats.names
+                                                  : (const char *const *)bs.cats,
+                               c, r, tc, tr)) {
+        metrics_free(&em);
+        goto out;
+    }
     BenchMetrics bm = {0};
     if (fmt != BENCH_PAIRS) bench_metrics_compute(&bs, c, r, &bm);
     long scored = (long)plan.ntexts * (tsc ? 2 : 1);

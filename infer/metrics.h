@@ -10,7 +10,9 @@
  *   rejected; a tie counts as wrong (the shortcut did not pick the chosen response);
  *   text-only accuracy is the fraction of pairs it gets right under that rule;
  * - SFD = acc(MM-RM | text-only right) - acc(MM-RM | text-only wrong), in percentage points,
- *   both accuracies with ties 0.5; NaN when either side has no pair.
+ *   both accuracies with ties 0.5; NaN when either side has no pair; also per category;
+ * - the text-only model's own accuracy under the MM-RM's rule (ties 0.5), to set next to the
+ *   MM-RM's accuracy (the paper finds the two within ~1.2 points on the training distribution).
  * Pairs whose MM-RM scores are NaN (not scored) are left out of everything and counted;
  * pairs without a text-only verdict (NaN text scores) are left out of the text-only part.
  */
@@ -24,6 +26,9 @@ typedef struct CategoryAcc {
     char *name;
     long n;
     double accuracy;    /* ties 0.5 */
+    /* with a text-only verdict, over the category's pairs that have one (NaN otherwise) */
+    long n_text, text_right, text_wrong;
+    double text_accuracy, acc_text_right, acc_text_wrong, sfd_pp;
 } CategoryAcc;
 
 typedef struct EvalMetrics {
@@ -39,6 +44,7 @@ typedef struct EvalMetrics {
     long n_text;        /* scored pairs with a text-only verdict */
     long text_right, text_wrong, text_ties;
     double text_accuracy;            /* text_right / n_text */
+    double text_accuracy_ties_half;  /* the text-only model's own accuracy, ties 0.5 like accuracy */
     double acc_text_right, acc_text_wrong; /* MM-RM accuracy on each side */
     double sfd_pp;      /* (acc_text_right - acc_text_wrong) * 100 */
 } EvalMetrics;

@@ -20,6 +20,7 @@
 
 #include "infer/commands.h"
 #include "infer/scorer.h"
+#include "infer/synth_pair.h"
 #include "models/tokenizer.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
@@ -32,30 +33,6 @@ const char *const synth_shape_names[SYNTH_NSHAPES] = {"circle", "square", "trian
 const char *const synth_split_names[SYNTH_NSPLITS] = {"train", "test_id", "test_ood",
                                                       "test_oracle"};
 
-/* Saturated colours whose hues (0, 30, 52, 120, 226, 281 degrees) stay apart under the +-10
- * per-channel jitter, and whose darkest channel (<= 80) keeps them far from the pale
- * background (every channel >= 178). */
-static const unsigned char PALETTE[SYNTH_NCOLOURS][3] = {
-    {215, 40, 40}, {240, 135, 30}, {235, 210, 35}, {45, 170, 45}, {45, 85, 215}, {145, 60, 185}};
-#define COLOUR_JITTER 10
-
-enum { CAT_COLOUR, CAT_SHAPE };
-static const char *const CATEGORY_NAMES[2] = {"colour", "shape"};
-
-/* Templates per category; a pair uses one prompt and one response template for both of its
- * responses, so they differ only in the answer word and the cue. No template holds an answer
- * word. */
-#define NPROMPTS 3
-#define NRESPONSES 4
-static const char *const PROMPTS[2][NPROMPTS] = {
-    {"What colour is the shape in the image?", "What is the colour of the object in the picture?",
-     "Which colour does the figure have?"},
-    {"What shape is shown in the image?", "What kind of shape is in the picture?",
-     "Which shape is drawn here?"}};
-static const char *const RESPONSES[2][NRESPONSES] = {
-    {"The shape is %s.", "It is %s.", "The object in the picture is %s.", "The figure is %s."},
-    {"It is a %s.", "The picture shows a %s.", "The object is a %s.", "That is a %s."}};
-
 static const char *const RATER_MODELS[4] = {"synth-model-a", "synth-model-b", "synth-model-c",
                                             "synth-model-d"};
 
@@ -64,6 +41,8 @@ static const char *const RATER_MODELS[4] = {"synth-model-a", "synth-model-b", "s
 /* stream layout: pair i of split s owns streams STREAM(s, i) (scene) and STREAM(s, i) + 1
  * (background pixel noise) */
 #define STREAM(s, i) (((uint64_t)(s) + 1) << 40 | (uint64_t)(i) << 1)
+/* the cue phrase's draw (length and hedge cues), apart so the other cue kinds keep the scenes */
+#define CUE_STREAM(s, i) (STREAM(s, i) | (uint64_t)1 << 36)
 
 void synth_defaults(SynthOptions *o) {
     *o = (SynthOptions){.seed = 1,
@@ -123,51 +102,47 @@ static int sync_file_system(const char *dir) {
 
 /* ---- one pair ---- */
 
-typedef struct {
-    int w, h;
-    int colour, shape;          /* the truth */
-    int size;                   /* the shape's bounding square side in pixels */
-    double cx, cy;              /* its centre, within size/10 of the image centre */
-    int rgb[3];                 /* its jittered colour */
-    int bg[3], grad_dir, grad_amp;
-    int category, prompt_t, resp_t;
-    int wrong;                  /* the plausible wrong answer (colour or shape index) */
-    int flipped;                /* train annotation noise: chosen is the wrong answer */
-    int cue_on_chosen;
-    int ratings, chosen_first;  /* ratings-format record, order of its completions */
-    int ratings_c[2], ratings_r[2], models[2];
-} PairSpec;
-
 static int uniform_int(Rng *r, int lo, int hi) { return lo + (int)rng_below(r, (uint64_t)(hi - lo + 1)); }
 
+/* The colour task: one big shape near the centre; colour or shape question. These draws (and
+ * their order) are the original benchmark's. */
+static void draw_colour_scene(const SynthOptions *o, Rng *r, PairSpec *p) {
+    SynthObject *ob = &p->obj[0];
+    p->nobj = 1;
+    p->w = uniform_int(r, o->min_size, o->max_size);
+    p->h = uniform_int(r, o->min_size, o->max_size);
+    ob->colour = (int)rng_below(r, SYNTH_NCOLOURS);
+    ob->shape = (int)rng_below(r, SYNTH_NSHAPES);
+    int m = p->w < p->h ? p->w : p->h;
+    /* size <= 0.8 m and an offset <= size/10 keep the shape inside the image, and keep the
+     * image centre at least size/10 inside the shape (the triangle is the tightest case) */
+    ob->size = (int)(m * (0.5 + 0.3 * rng_uniform(r)));
+    int jit = ob->size / 10;
+    ob->cx = p->w / 2.0 + uniform_int(r, -jit, jit);
+    ob->cy = p->h / 2.0 + uniform_int(r, -jit, jit);
+    for (int c = 0; c < 3; c++)
+        ob->rgb[c] = synth_palette[ob->colour][c] +
+                     uniform_int(r, -SYNTH_COLOUR_JITTER, SYNTH_COLOUR_JITTER);
+    int grey = uniform_int(r, 200, 245);
+    for (int c = 0; c < 3; c++) p->bg[c] = grey + uniform_int(r, -8, 8);
+    p->grad_dir = (int)rng_below(r, 3);
+    p->grad_amp = uniform_int(r, -10, 10);
+    p->category = (int)rng_below(r, 2);
+    p->prompt_t = (int)rng_below(r, SYNTH_NPROMPTS);
+    p->resp_t = (int)rng_below(r, SYNTH_NRESPONSES);
+    int nans = p->category == CAT_COLOUR ? SYNTH_NCOLOURS : SYNTH_NSHAPES;
+    p->truth = p->category == CAT_COLOUR ? ob->colour : ob->shape;
+    p->wrong = (p->truth + 1 + (int)rng_below(r, (uint64_t)(nans - 1))) % nans;
+}
+
 /* All draws are made unconditionally and in a fixed order, so the scene and question of a pair
- * do not depend on P, the noise rate or the ratings fraction. */
+ * do not depend on P, the noise rate, the ratings fraction or the cue kind. */
 static PairSpec draw_pair(const SynthOptions *o, int split, int index) {
     Rng r = rng_make(o->seed, STREAM(split, index));
     PairSpec p = {0};
-    p.w = uniform_int(&r, o->min_size, o->max_size);
-    p.h = uniform_int(&r, o->min_size, o->max_size);
-    p.colour = (int)rng_below(&r, SYNTH_NCOLOURS);
-    p.shape = (int)rng_below(&r, SYNTH_NSHAPES);
-    int m = p.w < p.h ? p.w : p.h;
-    /* size <= 0.8 m and an offset <= size/10 keep the shape inside the image, and keep the
-     * image centre at least size/10 inside the shape (the triangle is the tightest case) */
-    p.size = (int)(m * (0.5 + 0.3 * rng_uniform(&r)));
-    int jit = p.size / 10;
-    p.cx = p.w / 2.0 + uniform_int(&r, -jit, jit);
-    p.cy = p.h / 2.0 + uniform_int(&r, -jit, jit);
-    for (int c = 0; c < 3; c++)
-        p.rgb[c] = PALETTE[p.colour][c] + uniform_int(&r, -COLOUR_JITTER, COLOUR_JITTER);
-    int grey = uniform_int(&r, 200, 245);
-    for (int c = 0; c < 3; c++) p.bg[c] = grey + uniform_int(&r, -8, 8);
-    p.grad_dir = (int)rng_below(&r, 3);
-    p.grad_amp = uniform_int(&r, -10, 10);
-    p.category = (int)rng_below(&r, 2);
-    p.prompt_t = (int)rng_below(&r, NPROMPTS);
-    p.resp_t = (int)rng_below(&r, NRESPONSES);
-    int nans = p.category == CAT_COLOUR ? SYNTH_NCOLOURS : SYNTH_NSHAPES;
-    int truth = p.category == CAT_COLOUR ? p.colour : p.shape;
-    p.wrong = (truth + 1 + (int)rng_below(&r, (uint64_t)(nans - 1))) % nans;
+    int task = o->task == SYNTH_TASK_MIXED ? (int)rng_below(&r, SYNTH_TASK_MIXED) : (int)o->task;
+    if (task == SYNTH_TASK_COLOUR) draw_colour_scene(o, &r, &p);
+    else synth_draw_task(o, task, &r, &p);
     double u_flip = rng_uniform(&r), u_cue = rng_uniform(&r), u_fmt = rng_uniform(&r);
     p.flipped = split == SYNTH_TRAIN && u_flip < o->label_noise;
     p.cue_on_chosen = u_cue < split_cue_agreement(o, split);
@@ -179,10 +154,12 @@ static PairSpec draw_pair(const SynthOptions *o, int split, int index) {
         p.models[k] = (int)rng_below(&r, 4);
     }
     if (p.models[1] == p.models[0]) p.models[1] = (p.models[0] + 1) % 4;
+    Rng cr = rng_make(o->seed, CUE_STREAM(split, index));
+    p.cue_variant = synth_cue_variant(&cr);
     return p;
 }
 
-static int inside_shape(const PairSpec *p, double x, double y) {
+static int inside_shape(const SynthObject *p, double x, double y) {
     double dx = x - p->cx, dy = y - p->cy, half = p->size / 2.0;
     switch (p->shape) {
     case 0: return dx * dx + dy * dy <= half * half;
@@ -204,8 +181,10 @@ static void render(const SynthOptions *o, int split, int index, const PairSpec *
         for (int x = 0; x < p->w; x++) {
             unsigned char *px = rgb + ((size_t)y * p->w + x) * 3;
             double xc = x + 0.5, yc = y + 0.5; /* pixel centres */
-            if (inside_shape(p, xc, yc)) {
-                for (int c = 0; c < 3; c++) px[c] = clamp_u8(p->rgb[c]);
+            int k = 0;
+            while (k < p->nobj && !inside_shape(&p->obj[k], xc, yc)) k++;
+            if (k < p->nobj) {
+                for (int c = 0; c < 3; c++) px[c] = clamp_u8(p->obj[k].rgb[c]);
                 continue;
             }
             double t = p->grad_dir == 1 ? xc / p->w : p->grad_dir == 2 ? yc / p->h : 0.5;
@@ -216,13 +195,6 @@ static void render(const SynthOptions *o, int split, int index, const PairSpec *
 }
 
 static void png_sink(void *ctx, void *data, int size) { sb_append(ctx, data, (size_t)size); }
-
-static void answer_text(const PairSpec *p, int answer, int cue, char *out, size_t n) {
-    const char *word = p->category == CAT_COLOUR ? synth_colour_names[answer]
-                                                 : synth_shape_names[answer];
-    int k = snprintf(out, n, RESPONSES[p->category][p->resp_t], word);
-    if (cue) snprintf(out + k, n - (size_t)k, "%s", SYNTH_CUE);
-}
 
 static cJSON *aspect_ratings(const int r[2]) {
     static const char *const ASPECTS[3] = {"Helpfulness", "Visual Faithfulness",
@@ -245,7 +217,9 @@ static char *record_json(const PairSpec *p, const char *id, const char *img_path
                          const char *chosen, const char *rejected) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddStringToObject(o, "prompt", PROMPTS[p->category][p->prompt_t]);
+    char prompt[256];
+    synth_prompt(p, prompt, sizeof prompt);
+    cJSON_AddStringToObject(o, "prompt", prompt);
     cJSON_AddStringToObject(o, "img_path", img_path);
     if (p->ratings) {
         const char *resp[2] = {chosen, rejected};
@@ -266,7 +240,7 @@ static char *record_json(const PairSpec *p, const char *id, const char *img_path
         cJSON_AddStringToObject(o, "chosen", chosen);
         cJSON_AddStringToObject(o, "rejected", rejected);
     }
-    cJSON_AddStringToObject(o, "category", CATEGORY_NAMES[p->category]);
+    cJSON_AddStringToObject(o, "category", synth_category_names[p->category]);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     MMRM_CHECK(s, "synth: out of memory printing a record");
@@ -277,7 +251,9 @@ static char *record_json(const PairSpec *p, const char *id, const char *img_path
 
 static char *score_json(const PairSpec *p, const char *img_path, const char *a, const char *b) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "prompt", PROMPTS[p->category][p->prompt_t]);
+    char prompt[256];
+    synth_prompt(p, prompt, sizeof prompt);
+    cJSON_AddStringToObject(o, "prompt", prompt);
     cJSON_AddStringToObject(o, "img_path", img_path);
     cJSON *r = cJSON_CreateArray();
     cJSON_AddItemToArray(r, cJSON_CreateString(a));
@@ -313,6 +289,10 @@ static int check_options(const SynthOptions *o) {
                        "(got %d,%d)", o->min_size, o->max_size);
         return -1;
     }
+    if ((unsigned)o->task >= SYNTH_NTASKS || (unsigned)o->cue >= SYNTH_NCUES) {
+        mmrm_set_error("--task or --cue out of range (task %d, cue %d)", (int)o->task, (int)o->cue);
+        return -1;
+    }
     if (o->score_records < 0) {
         mmrm_set_error("the number of score records must not be negative (got %d)",
                        o->score_records);
@@ -344,10 +324,13 @@ static void readme(StrBuf *b, const SynthOptions *o, const SynthStats *st) {
                "mmrm synthetic shortcut benchmark\n"
                "=================================\n\n"
                "generated by: mmrm synth --seed %llu --pairs %d --cue-agreement %g "
-               "--ood-cue-agreement %g --label-noise %g --image-size-range %d,%d\n"
-               "ratings-format fraction of train records: %g\n\n",
+               "--ood-cue-agreement %g --label-noise %g --image-size-range %d,%d",
                (unsigned long long)o->seed, o->pairs, o->cue_agreement, o->ood_cue_agreement,
-               o->label_noise, o->min_size, o->max_size, o->ratings_fraction);
+               o->label_noise, o->min_size, o->max_size);
+    int non_default = o->task != SYNTH_TASK_COLOUR || o->cue != SYNTH_CUE_TRAILING;
+    if (non_default)
+        sb_printf(b, " --task %s --cue %s", synth_task_names[o->task], synth_cue_names[o->cue]);
+    sb_printf(b, "\nratings-format fraction of train records: %g\n\n", o->ratings_fraction);
     sb_printf(b,
                "Each pair shows one coloured shape (colours: red orange yellow green blue purple;\n"
                "shapes: circle square triangle) on a pale background, W and H drawn uniformly in\n"
@@ -371,6 +354,14 @@ static void readme(StrBuf *b, const SynthOptions *o, const SynthStats *st) {
                "prompts, responses and cue; `mmrm train ... tokenizer_path=<this folder>` gives a\n"
                "model trained from scratch short token sequences (a dozen ids per sentence).\n\n",
                o->min_size, o->max_size, SYNTH_CUE, st->score_records);
+    if (non_default)
+        sb_printf(b,
+                  "This set uses task %s and cue %s instead of the above (the cue is on the final\n"
+                  "chosen response with the same probabilities; \"cue on chosen\" below counts it):\n"
+                  "%s%s"
+                  "Its mmrm_tokenizer.json covers the words of every task and cue.\n\n",
+                  synth_task_names[o->task], synth_cue_names[o->cue], synth_task_doc(o->task),
+                  synth_cue_doc(o->cue));
     stats_table(b, o, st, "");
 }
 
@@ -397,11 +388,10 @@ static int make_pair(const char *dir, const SynthOptions *o, int s, int i, PairO
     if (!fs_join(path, sizeof path, dir, rel) || write_image(path, png->s, png->len) != 0)
         return -1;
 
-    int truth = p.category == CAT_COLOUR ? p.colour : p.shape;
-    int chosen = p.flipped ? p.wrong : truth, rejected = p.flipped ? truth : p.wrong;
-    char a[128], b[128];
-    answer_text(&p, chosen, p.cue_on_chosen, a, sizeof a);
-    answer_text(&p, rejected, !p.cue_on_chosen, b, sizeof b);
+    int chosen = p.flipped ? p.wrong : p.truth, rejected = p.flipped ? p.truth : p.wrong;
+    char a[512], b[512];
+    synth_response(&p, o->cue, chosen, rejected, p.cue_on_chosen, a, sizeof a);
+    synth_response(&p, o->cue, rejected, chosen, !p.cue_on_chosen, b, sizeof b);
     out->line = record_json(&p, id, rel, a, b);
     if (s == SYNTH_TEST_ID && i < o->score_records) out->score_line = score_json(&p, rel, a, b);
     out->ratings = p.ratings;
@@ -462,7 +452,7 @@ static int make_split(const char *dir, const SynthOptions *o, int s, StrBuf *jso
     return failed ? -1 : 0;
 }
 
-static Tokenizer *synth_tokenizer(void);
+static Tokenizer *synth_tokenizer(const SynthOptions *o);
 
 /* cmd_synth's: a progress display on stderr (the unit tests call synth_generate quietly) */
 static int show_progress;
@@ -497,7 +487,7 @@ int synth_generate(const char *dir, const SynthOptions *o, SynthStats *st) {
         if (write_buf(dir, name, &jsonl[s]) != 0) goto done;
     }
     if (write_buf(dir, "score_input.jsonl", &score) != 0) goto done;
-    Tokenizer *tok = synth_tokenizer();
+    Tokenizer *tok = synth_tokenizer(o);
     int tok_rc = tokenizer_save(tok, dir);
     tokenizer_free(tok);
     if (tok_rc != 0) goto done;
@@ -536,24 +526,19 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void collect_text(const char *text, void *ctx) {
+    tokenizer_word_pieces(text, strlen(text), collect_piece, ctx);
+}
+
 /* The benchmark's word tokenizer (models/tokenizer.h, TOKENIZER_WORD, add_bos false as the
- * Hermes-2 template wants): every word piece of every prompt, response and the cue, sorted,
- * so that a prompt or response is a dozen ids instead of ~50 bytes. synth_generate writes it
- * as DIR/mmrm_tokenizer.json; train's tokenizer_path picks it up. */
-static Tokenizer *synth_tokenizer(void) {
+ * Hermes-2 template wants): every word piece of every prompt and response the generator can
+ * write, sorted, so that a prompt or response is a dozen ids instead of ~50 bytes.
+ * synth_generate writes it as DIR/mmrm_tokenizer.json; train's tokenizer_path picks it up. The
+ * default task and cue keep the original vocabulary; any other set gets the vocabulary of every
+ * task and cue, so a checkpoint grounded on one such set reads every other one word by word. */
+static Tokenizer *synth_tokenizer(const SynthOptions *o) {
     WordSet s = {0};
-    char text[256];
-    for (int c = 0; c < 2; c++) {
-        for (int t = 0; t < NPROMPTS; t++) tokenizer_word_pieces(PROMPTS[c][t], strlen(PROMPTS[c][t]), collect_piece, &s);
-        int nans = c == CAT_COLOUR ? SYNTH_NCOLOURS : SYNTH_NSHAPES;
-        for (int t = 0; t < NRESPONSES; t++)
-            for (int a = 0; a < nans; a++)
-                for (int cue = 0; cue < 2; cue++) {
-                    PairSpec p = {.category = c, .resp_t = t};
-                    answer_text(&p, a, cue, text, sizeof text);
-                    tokenizer_word_pieces(text, strlen(text), collect_piece, &s);
-                }
-    }
+    synth_texts(o->task, o->cue, collect_text, &s);
     qsort(s.w, (size_t)s.n, sizeof *s.w, cmp_str);
     Tokenizer *tok = tokenizer_word_new((const char *const *)s.w, s.n, 0);
     MMRM_CHECK(tok, "synth: its own vocabulary is invalid: %s", mmrm_last_error());
@@ -571,7 +556,8 @@ static void usage(FILE *f) {
             "Writes a synthetic multimodal preference benchmark with a text-only shortcut:\n"
             "PNG scenes of one coloured shape, colour/shape questions, chosen = the correct\n"
             "answer, rejected = another answer in the same sentence; one response of each pair\n"
-            "ends with \"%s\", on the final chosen one with probability P.\n"
+            "ends with \"%s\", on the final chosen one with probability P (the defaults;\n"
+            "--task and --cue choose other questions and other cues, same probabilities).\n"
             "Files: DIR/{train,test_id,test_ood,test_oracle}.jsonl, DIR/score_input.jsonl,\n"
             "DIR/README.txt, DIR/images/*.png (test splits: max(N/4, 50) pairs each), and\n"
             "DIR/mmrm_tokenizer.json, a word tokenizer of the benchmark's vocabulary (train with\n"
@@ -585,6 +571,14 @@ static void usage(FILE *f) {
             "  --ood-cue-agreement P      P in test_ood (default 0.1); test_oracle uses 0.5\n"
             "  --label-noise F            fraction of train pairs swapped (default 0.1)\n"
             "  --image-size-range MIN,MAX image width/height in pixels (default 40,96)\n"
+            "  --task T                   question family: color (colour or shape of one\n"
+            "                             shape; the default), count (how many circles?),\n"
+            "                             position (is A left or right of B?), size (which of\n"
+            "                             two is larger?), mixed (one of the four per pair)\n"
+            "  --cue C                    the text-only cue: trailing (the sentence above; the\n"
+            "                             default), length (the cued response is longer),\n"
+            "                             style (\"Certainly! \" first), hedge (\"I think\" ...),\n"
+            "                             position (a list of both answers, own answer first)\n"
             "  -h, --help                 this text\n",
             SYNTH_CUE);
 }
@@ -664,6 +658,18 @@ int cmd_synth(int argc, char **argv) {
             if (!strcmp(flag, "--cue-agreement")) o.cue_agreement = d;
             else if (!strcmp(flag, "--ood-cue-agreement")) o.ood_cue_agreement = d;
             else o.label_noise = d;
+        } else if (!strcmp(flag, "--task") || !strcmp(flag, "--cue")) {
+            int task = !strcmp(flag, "--task"), n = task ? SYNTH_NTASKS : SYNTH_NCUES, k = 0;
+            const char *const *names = task ? synth_task_names : synth_cue_names;
+            while (k < n && strcmp(val, names[k])) k++;
+            if (k == n)
+                return bad_arg(task ? "--task must be color, count, position, size or mixed "
+                                      "(got '%s')"
+                                    : "--cue must be trailing, length, style, hedge or position "
+                                      "(got '%s')",
+                               val);
+            if (task) o.task = (SynthTask)k;
+            else o.cue = (SynthCueKind)k;
         } else if (!strcmp(flag, "--image-size-range")) {
             char lo[32];
             const char *comma = strchr(val, ',');
@@ -689,7 +695,8 @@ int cmd_synth(int argc, char **argv) {
         fprintf(stderr, "mmrm: error: synth: %s\n", mmrm_last_error());
         return 1;
     }
-    printf("synth: wrote %s (seed %llu) in %.2f s\n", out, (unsigned long long)o.seed, st.seconds);
+    printf("synth: wrote %s (seed %llu, task %s, cue %s) in %.2f s\n", out,
+           (unsigned long long)o.seed, synth_task_names[o.task], synth_cue_names[o.cue], st.seconds);
     StrBuf table = {0};
     stats_table(&table, &o, &st, "  ");
     fputs(table.s, stdout);

@@ -145,6 +145,66 @@ TEST(test_sfd_on_random_pairs_matches_the_split_computed_in_the_test) {
     metrics_free(&m);
 }
 
+/* Per category: the same split as overall, restricted to the category's pairs; the
+ * text-only model's own accuracy with ties 0.5 overall; the JSON carries both. */
+TEST(test_sfd_by_category_and_text_only_accuracy_with_ties_half_match_a_direct_count) {
+    enum { N = 600, NCAT = 3 };
+    static const char *const names[NCAT] = {"size", "count", "colour"};
+    TRng g = trng(123);
+    float c[N], r[N], tc[N], tr[N];
+    int cat[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = trng_normal(&g);
+        r[i] = trng_normal(&g) + (i % 4 == 0 ? 0.7f : 0.0f);
+        tc[i] = trng_normal(&g);
+        tr[i] = i % 11 == 0 ? tc[i] : trng_normal(&g) + (i % 3 == 1 ? 0.5f : 0.0f);
+        cat[i] = i % 19 == 7 ? -1 : (int)(trng_normal(&g) > 0) + (i % 2); /* 0..2, some none */
+        if (i % 23 == 4) tc[i] = NAN;
+        if (i % 29 == 3) c[i] = NAN;
+    }
+    double kr[NCAT] = {0}, kw[NCAT] = {0}, tk = 0;
+    long nr[NCAT] = {0}, nw[NCAT] = {0}, nt = 0;
+    for (int i = 0; i < N; i++) {
+        if (isnan(c[i]) || isnan(r[i]) || isnan(tc[i]) || isnan(tr[i])) continue;
+        nt++;
+        tk += tc[i] > tr[i] ? 1 : tc[i] == tr[i] ? 0.5 : 0;
+        if (cat[i] < 0) continue;
+        double k = c[i] > r[i] ? 1 : c[i] == r[i] ? 0.5 : 0;
+        if (tc[i] > tr[i]) kr[cat[i]] += k, nr[cat[i]]++;
+        else kw[cat[i]] += k, nw[cat[i]]++;
+    }
+    EvalMetrics m;
+    metrics_compute(c, r, N, cat, names, NCAT, tc, tr, &m);
+    CHECK(m.n_text == nt && close_to(m.text_accuracy_ties_half, tk / nt), "text-only ties 0.5 %g "
+          "vs %g", m.text_accuracy_ties_half, tk / nt);
+    CHECK(m.ncat == NCAT, "%d categories", m.ncat);
+    for (int j = 0; j < m.ncat; j++) {
+        int k = 0;
+        while (k < NCAT && strcmp(names[k], m.cats[j].name)) k++;
+        CHECK(k < NCAT, "unknown category %s", m.cats[j].name);
+        if (k == NCAT) continue;
+        double want = 100 * (kr[k] / nr[k] - kw[k] / nw[k]);
+        CHECK(m.cats[j].text_right == nr[k] && m.cats[j].text_wrong == nw[k] &&
+                  m.cats[j].n_text == nr[k] + nw[k],
+              "%s: split %ld/%ld vs %ld/%ld", names[k], m.cats[j].text_right, m.cats[j].text_wrong,
+              nr[k], nw[k]);
+        CHECK(close_to(m.cats[j].text_accuracy, (double)nr[k] / (nr[k] + nw[k])),
+              "%s: text-only accuracy %g", names[k], m.cats[j].text_accuracy);
+        CHECK(close_to(m.cats[j].sfd_pp, want), "%s: SFD %g vs %g", names[k], m.cats[j].sfd_pp, want);
+    }
+    char *json = metrics_json(&m, "x");
+    CHECK(strstr(json, "\"accuracy_ties_half\":") && strstr(json, "\"sfd_pp\":"), "%s", json);
+    cJSON *o = cJSON_Parse(json);
+    const cJSON *size = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "categories"), "size");
+    CHECK(size && cJSON_IsNumber(cJSON_GetObjectItem(size, "sfd_pp")) &&
+              close_to(cJSON_GetObjectItem(size, "sfd_pp")->valuedouble,
+                       100 * (kr[0] / nr[0] - kw[0] / nw[0])),
+          "categories.size.sfd_pp in %s", json);
+    cJSON_Delete(o);
+    free(json);
+    metrics_free(&m);
+}
+
 TEST(test_empty_sides_give_nan_and_json_null_and_table_na) {
     float c[3] = {1, 2, 3}, r[3] = {0, 0, 5}, tc[3] = {1, 1, 1}, tr[3] = {0, 0, 0};
     EvalMetrics m;
