@@ -21,21 +21,32 @@
 
 static inline int gk_imin(int a, int b) { return a < b ? a : b; }
 
-/* c (MR, NR) with row stride ldc += ap (kc, MR) . bp (kc, NR); both panels are packed. */
-TGT static inline void gk_micro(float *c, size_t ldc, const float *ap, const float *bp, int kc) {
-    vec acc[MR][NV];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) acc[r][v] = VLOAD(c + r * ldc + v * VW);
+#if NV != 2
+#error "simd_gemm.h: the micro-kernel is written for NV == 2 vectors per row"
+#endif
+
+/* c (MR, NR) with row stride ldc += ap (kc, MR) . bp (kc, NR); both panels are packed. Two
+ * accumulator arrays and two named b vectors, not arrays of NV: with [MR][NV] GCC spilled
+ * one b vector to the stack and read it back for every multiply-add. */
+TGT __attribute__((noinline)) static void gk_micro(float *c, size_t ldc, const float *ap, const float *bp,
+                                                 int kc) {
+    vec acc0[MR], acc1[MR];
+    for (int r = 0; r < MR; r++) {
+        acc0[r] = VLOAD(c + r * ldc);
+        acc1[r] = VLOAD(c + r * ldc + VW);
+    }
     for (int k = 0; k < kc; k++) {
-        vec bv[NV];
-        for (int v = 0; v < NV; v++) bv[v] = VLOAD(bp + (size_t)k * NR + v * VW);
+        vec b0 = VLOAD(bp + (size_t)k * NR), b1 = VLOAD(bp + (size_t)k * NR + VW);
         for (int r = 0; r < MR; r++) {
             vec av = VBCAST(ap[k * MR + r]);
-            for (int v = 0; v < NV; v++) acc[r][v] = VMADD(acc[r][v], av, bv[v]);
+            acc0[r] = VMADD(acc0[r], av, b0);
+            acc1[r] = VMADD(acc1[r], av, b1);
         }
     }
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) VSTORE(c + r * ldc + v * VW, acc[r][v]);
+    for (int r = 0; r < MR; r++) {
+        VSTORE(c + r * ldc, acc0[r]);
+        VSTORE(c + r * ldc + VW, acc1[r]);
+    }
 }
 
 /* A tile on the right or bottom edge (mr < MR or nr < NR) goes through a full-size copy;
@@ -72,7 +83,13 @@ TGT static void gk_pack_b(float *bp, const float *b, size_t brs, size_t bcs, int
                           int nc, int t) {
     int w = gk_imin(NR, nc - t * NR);
     const float *src = b + (size_t)k0 * brs + (size_t)(t * NR) * bcs;
-    if (bcs == 1) { /* rows contiguous in j */
+    if (bcs == 1 && w == NR) { /* rows contiguous in j: NV vector copies per k */
+        for (int k = 0; k < kc; k++)
+            for (int v = 0; v < NV; v++)
+                VSTORE(bp + k * NR + v * VW, VLOAD(src + (size_t)k * brs + v * VW));
+        return;
+    }
+    if (bcs == 1) {
         for (int k = 0; k < kc; k++) {
             memcpy(bp + k * NR, src + (size_t)k * brs, (size_t)w * sizeof(float));
             for (int j = w; j < NR; j++) bp[k * NR + j] = 0.0f;
