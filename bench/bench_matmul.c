@@ -3,7 +3,11 @@
  * down-projection, and the linear layers of configs/model/small.json and tiny.json at 1024
  * tokens) and a naive triple loop at one shape for the ratio. Prints GFLOP/s
  * (2*N*C*OC per forward, 4*N*C*OC per backward with dinp and dweight) and never asserts:
- * it is a measurement, not a test. OMP_NUM_THREADS sets the thread count as usual. */
+ * it is a measurement, not a test. OMP_NUM_THREADS sets the thread count as usual.
+ *
+ *   bench_matmul [--help] [N,C,OC ...]
+ * With shapes on the command line, times those instead (e.g. a training step's token count:
+ * `bench_matmul 4352,256,768`) and also the two backward products alone (dinp, dweight). */
 #include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
 
@@ -12,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 enum { WARMUP = 1, REPS = 3 };
@@ -89,12 +94,14 @@ static Timing time_forward(const Buffers *b, Shape s, int naive) {
     return t;
 }
 
-static Timing time_backward(const Buffers *b, Shape s) {
+/* which = 0: dinp, dweight and dbias; 1: dinp only; 2: dweight only */
+static Timing time_backward(const Buffers *b, Shape s, int which) {
     Timing t = {INFINITY, 0};
     for (int r = 0; r < WARMUP + REPS; r++) {
         double t0 = now_s();
-        kernels_cpu.matmul_backward(b->dinp, b->dweight, b->dbias, b->dout, b->inp, b->weight, NULL, s.N, s.C,
-                            s.OC, KP_FP32);
+        kernels_cpu.matmul_backward(which == 2 ? NULL : b->dinp, which == 1 ? NULL : b->dweight,
+                                    which ? NULL : b->dbias, b->dout, b->inp, b->weight, NULL,
+                                    s.N, s.C, s.OC, KP_FP32);
         double dt = now_s() - t0;
         if (r < WARMUP) continue;
         t.best = fmin(t.best, dt);
@@ -108,8 +115,8 @@ static void report(const char *op, Shape s, double flops, Timing t) {
            s.N, s.C, s.OC, s.what, flops / t.best * 1e-9, flops / t.mean * 1e-9, t.best * 1e3);
 }
 
-int main(void) {
-    const Shape shapes[] = {
+int main(int argc, char **argv) {
+    static const Shape builtin[] = {
         {512, 896, 896, "(Qwen2-0.5B q/o proj)"},
         {512, 896, 4864, "(Qwen2-0.5B gate/up)"},
         {1024, 1024, 4096, "(ViT-300M MLP fc1)"},
@@ -119,6 +126,32 @@ int main(void) {
         {1024, 256, 256, "(small.json o proj)"},
         {1024, 64, 128, "(tiny.json MLP up)"},
     };
+    const Shape *shapes = builtin;
+    size_t nshapes = sizeof builtin / sizeof builtin[0];
+    Shape *given = NULL;
+    if (argc > 1) {
+        if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+            printf("usage: bench_matmul [N,C,OC ...]\n"
+                   "Times the CPU matmul forward and backward (GFLOP/s) at built-in shapes, or at\n"
+                   "the given ones (then also dinp and dweight alone). OMP_NUM_THREADS and\n"
+                   "MMRM_CPU_ISA apply as usual.\n");
+            return 0;
+        }
+        given = calloc((size_t)argc, sizeof *given);
+        if (!given) { fprintf(stderr, "bench_matmul: out of memory\n"); return 1; }
+        for (int i = 1; i < argc; i++) {
+            Shape *g = &given[i - 1];
+            if (sscanf(argv[i], "%d,%d,%d", &g->N, &g->C, &g->OC) != 3 || g->N < 1 || g->C < 1 ||
+                g->OC < 1) {
+                fprintf(stderr, "bench_matmul: shape '%s': expected N,C,OC (positive integers)\n",
+                        argv[i]);
+                return 2;
+            }
+            g->what = "(command line)";
+        }
+        shapes = given;
+        nshapes = (size_t)argc - 1;
+    }
 #ifdef __AVX512F__
     const char *build = "AVX-512";
 #elif defined(__AVX__)
@@ -129,13 +162,17 @@ int main(void) {
     printf("bench_matmul: %d OpenMP threads, %s build, %s kernel (MMRM_CPU_ISA), %d warm-up + "
            "%d timed calls per row\n",
            omp_get_max_threads(), build, cpu_isa_name(cpu_isa_active()), WARMUP, REPS);
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    for (size_t i = 0; i < nshapes; i++) {
         Shape s = shapes[i];
         Buffers b = buffers_new(s);
         double mnk = (double)s.N * s.C * s.OC;
         report("forward", s, 2 * mnk, time_forward(&b, s, 0));
-        report("backward", s, 4 * mnk, time_backward(&b, s));
-        if (i == 0) {
+        report("backward", s, 4 * mnk, time_backward(&b, s, 0));
+        if (given) {
+            report("dinp", s, 2 * mnk, time_backward(&b, s, 1));
+            report("dweight", s, 2 * mnk, time_backward(&b, s, 2));
+        }
+        if (i == 0 && !given) {
             Timing fast = time_forward(&b, s, 0);
             float *ref = malloc((size_t)s.N * s.OC * sizeof(float));
             if (!ref) { fprintf(stderr, "bench_matmul: out of memory\n"); return 1; }
@@ -151,5 +188,6 @@ int main(void) {
         }
         buffers_free(&b);
     }
+    free(given);
     return 0;
 }

@@ -6,9 +6,14 @@
  * in double: glibc's erfc costs the same as erfcf here, and the float rounding of
  * x / sqrt 2 alone would be amplified about x^2 times in the tail. The sigmoid in SiLU
  * only ever exponentiates -|g|, so no intermediate overflows and 1 - sigmoid keeps its
- * relative precision for large g.
+ * relative precision for large g. SwiGLU works in chunks of ACT_CHUNK values: exp(-|g|) for a
+ * whole chunk through the vectorised expf of the attention kernels (kernels/cpu/simd.h,
+ * within 2 ulp; libm's past |g| = 87, where the result is subnormal), then the formula
+ * in loops the compiler vectorises. Every value is computed alone, so nothing depends on the
+ * thread count.
  */
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/simd.h"
 
 #include <math.h>
 
@@ -33,20 +38,32 @@ void cpu_gelu_backward(float *dinp, const float *dout, const float *inp, size_t 
     }
 }
 
-/* sigmoid(g) and 1 - sigmoid(g) from e = exp(-|g|) <= 1 */
-static inline void sigmoid_pair(float g, float *sig, float *one_minus_sig) {
-    float e = expf(-fabsf(g));
-    float r = 1.0f / (1.0f + e), p = e * r;
-    *sig = g >= 0 ? r : p;
-    *one_minus_sig = g >= 0 ? p : r;
+enum { ACT_CHUNK = 1024 };
+
+/* e[j] = exp(-|g[j]|) for j < m (m <= ACT_CHUNK); libm's expf past |g| = 87, where the
+ * result is subnormal and the vectorised one flushes it to 0 */
+static void exp_neg_abs(float *e, const float *g, size_t m, const AttnKernel *ak) {
+    for (size_t j = 0; j < m; j++) e[j] = -fabsf(g[j]);
+    ak->exp_array(e, e, m);
+    for (size_t j = 0; j < m; j++)
+        if (fabsf(g[j]) > 87.0f) e[j] = expf(-fabsf(g[j]));
 }
 
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float s, oms;
-        sigmoid_pair(gate[i], &s, &oms);
-        out[i] = gate[i] * s * up[i];
+    const AttnKernel *ak = cpu_attn_kernel(cpu_isa_active());
+    size_t nchunks = (n + ACT_CHUNK - 1) / ACT_CHUNK;
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (size_t c = 0; c < nchunks; c++) {
+        float e[ACT_CHUNK];
+        size_t i0 = c * ACT_CHUNK, m = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;
+        const float *g = gate + i0, *u = up + i0;
+        float *o = out + i0;
+        exp_neg_abs(e, g, m, ak);
+        /* sigmoid(g) = 1 / (1 + e) for g >= 0, e / (1 + e) below */
+        for (size_t j = 0; j < m; j++) {
+            float r = 1.0f / (1.0f + e[j]), p = e[j] * r;
+            o[j] = g[j] * (g[j] >= 0 ? r : p) * u[j];
+        }
     }
 }
 
@@ -54,11 +71,28 @@ void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n) {
     if (!dgate && !dup) return;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i], s, oms;
-        sigmoid_pair(g, &s, &oms);
-        if (dgate) dgate[i] += dout[i] * up[i] * (s * (1.0f + g * oms));
-        if (dup) dup[i] += dout[i] * (g * s);
+    const AttnKernel *ak = cpu_attn_kernel(cpu_isa_active());
+    size_t nchunks = (n + ACT_CHUNK - 1) / ACT_CHUNK;
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (size_t c = 0; c < nchunks; c++) {
+        float e[ACT_CHUNK];
+        size_t i0 = c * ACT_CHUNK, m = n - i0 < ACT_CHUNK ? n - i0 : ACT_CHUNK;
+        const float *g = gate + i0, *u = up + i0, *d = dout + i0;
+        exp_neg_abs(e, g, m, ak);
+        if (dgate) {
+            float *dg = dgate + i0;
+            for (size_t j = 0; j < m; j++) {
+                float r = 1.0f / (1.0f + e[j]), p = e[j] * r;
+                float s = g[j] >= 0 ? r : p, oms = g[j] >= 0 ? p : r;
+                dg[j] += d[j] * u[j] * (s * (1.0f + g[j] * oms));
+            }
+        }
+        if (dup) {
+            float *du = dup + i0;
+            for (size_t j = 0; j < m; j++) {
+                float r = 1.0f / (1.0f + e[j]), p = e[j] * r;
+                du[j] += d[j] * (g[j] * (g[j] >= 0 ? r : p));
+            }
+        }
     }
 }

@@ -21,6 +21,7 @@
 #include "kernels/cpu/simd.h"
 #include "runtime/error.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,25 +73,54 @@ static const GemmKernel *kernel_for(CpuIsa isa) {
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
+static inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
 /* c (M, Nc), row stride ldc, += a . b with a[i, k] = a[i*ars + k*acs] (M, K) and
  * b[k, j] = b[k*brs + j*bcs] (K, Nc). With init, c is first set to bias (Nc), or to 0
- * when bias is NULL. */
+ * when bias is NULL. Per k-block of b: its column tiles are packed once (shared by all
+ * threads), then the blocks of c are updated, one task each. The task sizes shrink when
+ * there are fewer than two per thread; that changes no bits (see simd.h). */
 static void gemm(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *b,
                  size_t brs, size_t bcs, int M, int Nc, int K, int init, const float *bias) {
     const GemmKernel *kern = kernel_for(cpu_isa_active());
-    int MC = kern->mc_max, NC = kern->nc_max;
-    int mblocks = (M + MC - 1) / MC, nblocks = (Nc + NC - 1) / NC, ntasks = mblocks * nblocks;
-#pragma omp parallel for schedule(dynamic) if (ntasks > 1)
-    for (int task = 0; task < ntasks; task++) {
-        int i0 = task / nblocks * MC, j0 = task % nblocks * NC;
-        int mc = imin(MC, M - i0), nc = imin(NC, Nc - j0);
-        float *cb = c + (size_t)i0 * ldc + j0;
-        if (init)
-            for (int i = 0; i < mc; i++)
-                for (int j = 0; j < nc; j++) cb[i * ldc + j] = bias ? bias[j0 + j] : 0.0f;
-        kern->block(cb, ldc, a + (size_t)i0 * ars, ars, acs, b + (size_t)j0 * bcs, brs, bcs,
-                    mc, nc, K);
+    int MC = kern->mc_max, NC = kern->nc_max, KC = kern->kc_max, NR = kern->nr;
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = omp_in_parallel() ? 1 : omp_get_max_threads();
+#endif
+    MC = imin(MC, round_up(M, kern->mr));
+    NC = imin(NC, round_up(Nc, NR));
+    for (int split = 0; nthreads > 1; split++) {
+        int tasks = ((M + MC - 1) / MC) * ((Nc + NC - 1) / NC);
+        if (tasks >= 2 * nthreads) break;
+        if (split % 2 == 0 && MC >= 8 * kern->mr) MC = round_up(MC / 2, kern->mr);
+        else if (NC >= 4 * NR) NC = round_up(NC / 2, NR);
+        else if (MC >= 8 * kern->mr) MC = round_up(MC / 2, kern->mr);
+        else break;
     }
+    int mblocks = (M + MC - 1) / MC, nblocks = (Nc + NC - 1) / NC, ntasks = mblocks * nblocks;
+    int ntiles = (Nc + NR - 1) / NR, kc0 = imin(KC, K);
+    float *bp = malloc(((size_t)kc0 * ntiles * NR + 1) * sizeof(float));
+    if (!bp) MMRM_FATAL("matmul: out of memory packing a %d x %d operand", kc0, Nc);
+#pragma omp parallel if (ntasks > 1 && nthreads > 1)
+    for (int k0 = 0; k0 == 0 || k0 < K; k0 += KC) {
+        int kc = imin(KC, K - k0);
+#pragma omp for schedule(static)
+        for (int t = 0; t < ntiles; t++)
+            kern->pack_b(bp + (size_t)t * kc * NR, b, brs, bcs, k0, kc, Nc, t);
+#pragma omp for schedule(dynamic)
+        for (int task = 0; task < ntasks; task++) {
+            int i0 = task / nblocks * MC, j0 = task % nblocks * NC;
+            int mc = imin(MC, M - i0), nc = imin(NC, Nc - j0);
+            float *cb = c + (size_t)i0 * ldc + j0;
+            if (init && k0 == 0)
+                for (int i = 0; i < mc; i++)
+                    for (int j = 0; j < nc; j++) cb[i * ldc + j] = bias ? bias[j0 + j] : 0.0f;
+            kern->block(cb, ldc, a + (size_t)i0 * ars + (size_t)k0 * acs, ars, acs,
+                        bp + (size_t)j0 * kc, mc, nc, kc);
+        }
+    }
+    free(bp);
 }
 
 /* fp32 at every precision: weight16 and precision are the GPU's (op_list.h) */

@@ -28,16 +28,22 @@ CpuIsa cpu_isa_active(void);
 /* whether isa's kernels use fused multiply-adds */
 int cpu_isa_fma(CpuIsa isa);
 
-/* c (mc, nc), row stride ldc, += a . b with a[i, k] = a[i*ars + k*acs] (mc, K) and
- * b[k, j] = b[k*brs + j*bcs] (K, nc); mc <= mc_max, nc <= nc_max of the kernel. Every
- * element is summed in increasing k from its previous value. Single-threaded: the caller
- * splits c into blocks. */
-typedef void (*GemmBlockFn)(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
-                            const float *b, size_t brs, size_t bcs, int mc, int nc, int K);
-
+/* The GEMM c += a . b in two steps per k-block of kc (<= kc_max) rows of b:
+ *   pack_b(bp, b, brs, bcs, k0, kc, nc, t) copies column tile t (nr columns from t * nr;
+ *     b[k, j] = b[k*brs + j*bcs], nc columns in all, zero past them) of rows k0 .. k0+kc into
+ *     bp (kc * nr floats); the tiles of a k-block lie one after another.
+ *   block(c, ldc, a, ars, acs, bp, mc, nc, kc): c (mc, nc), row stride ldc, += a (mc, kc)
+ *     (a[i, k] = a[i*ars + k*acs]) . the packed tiles at bp (c's first column is bp's).
+ * Every element is summed in increasing k from its previous value, whatever the blocking,
+ * so any split of c and of k gives the same bits. Single-threaded: the caller splits c;
+ * mc_max and nc_max are the preferred task sizes (nc_max a multiple of nr). */
 typedef struct {
-    GemmBlockFn block;
-    int mc_max, nc_max; /* the largest block one call takes */
+    void (*pack_b)(float *bp, const float *b, size_t brs, size_t bcs, int k0, int kc, int nc,
+                   int t);
+    void (*block)(float *c, size_t ldc, const float *a, size_t ars, size_t acs, const float *bp,
+                  int mc, int nc, int kc);
+    int mr, nr, kc_max;
+    int mc_max, nc_max;
 } GemmKernel;
 
 extern const GemmKernel cpu_gemm_generic, cpu_gemm_avx2, cpu_gemm_avx512;

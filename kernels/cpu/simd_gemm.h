@@ -4,10 +4,11 @@
  *   TGT          a function attribute (target("avx2,fma")) or nothing
  *   VW           floats per vector; MR rows x NV vectors is the register tile
  *   vec, VLOAD(p), VSTORE(p, v), VBCAST(x), VMADD(acc, a, b) (acc + a * b, fused or not)
- * The layout is the Goto/BLIS one: b is packed block by block (KC x nc) into column tiles
- * NR wide and a into row panels MR tall, and the micro-kernel holds an MR x NR tile of c in
- * vector registers while it walks k, so every value loaded from the packed panels feeds MR
- * or NR multiply-adds. Each element of c is summed in increasing k from its previous value
+ * The layout is the Goto/BLIS one: b is packed one k-block (KC rows) at a time into column
+ * tiles NR wide (gk_pack_b; matmul.c packs each block once for all threads) and a into row
+ * panels MR tall (gk_block), and the micro-kernel holds an MR x NR tile of c in vector
+ * registers while it walks k, so every value loaded from the packed panels feeds MR or NR
+ * multiply-adds. Each element of c is summed in increasing k from its previous value
  * whatever the block sizes, so the order never depends on how the caller splits c. */
 #include "kernels/cpu/simd.h"
 
@@ -15,26 +16,37 @@
 
 #define NR (NV * VW)
 #define KC 256      /* depth of a packed block: an MR x KC panel of a stays in L1 */
-#define NCB 128     /* columns of a packed block: KC x NCB of b (128 KiB) stays in L2 */
-#define MCB (16 * MR) /* rows per block: the packed b block is reused this many times */
+#define NCB (16 * NR) /* columns per task: a packed panel of a feeds NCB / NR micro-tiles */
+#define MCB (16 * MR) /* rows per task: each packed panel of b is reused MCB / MR times */
 
 static inline int gk_imin(int a, int b) { return a < b ? a : b; }
 
-/* c (MR, NR) with row stride ldc += ap (kc, MR) . bp (kc, NR); both panels are packed. */
-TGT static inline void gk_micro(float *c, size_t ldc, const float *ap, const float *bp, int kc) {
-    vec acc[MR][NV];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) acc[r][v] = VLOAD(c + r * ldc + v * VW);
+#if NV != 2
+#error "simd_gemm.h: the micro-kernel is written for NV == 2 vectors per row"
+#endif
+
+/* c (MR, NR) with row stride ldc += ap (kc, MR) . bp (kc, NR); both panels are packed. Two
+ * accumulator arrays and two named b vectors, not arrays of NV: with [MR][NV] GCC spilled
+ * one b vector to the stack and read it back for every multiply-add. */
+TGT __attribute__((noinline)) static void gk_micro(float *c, size_t ldc, const float *ap, const float *bp,
+                                                 int kc) {
+    vec acc0[MR], acc1[MR];
+    for (int r = 0; r < MR; r++) {
+        acc0[r] = VLOAD(c + r * ldc);
+        acc1[r] = VLOAD(c + r * ldc + VW);
+    }
     for (int k = 0; k < kc; k++) {
-        vec bv[NV];
-        for (int v = 0; v < NV; v++) bv[v] = VLOAD(bp + (size_t)k * NR + v * VW);
+        vec b0 = VLOAD(bp + (size_t)k * NR), b1 = VLOAD(bp + (size_t)k * NR + VW);
         for (int r = 0; r < MR; r++) {
             vec av = VBCAST(ap[k * MR + r]);
-            for (int v = 0; v < NV; v++) acc[r][v] = VMADD(acc[r][v], av, bv[v]);
+            acc0[r] = VMADD(acc0[r], av, b0);
+            acc1[r] = VMADD(acc1[r], av, b1);
         }
     }
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) VSTORE(c + r * ldc + v * VW, acc[r][v]);
+    for (int r = 0; r < MR; r++) {
+        VSTORE(c + r * ldc, acc0[r]);
+        VSTORE(c + r * ldc + VW, acc1[r]);
+    }
 }
 
 /* A tile on the right or bottom edge (mr < MR or nr < NR) goes through a full-size copy;
@@ -65,47 +77,55 @@ TGT static void gk_pack_a(float *ap, const float *a, size_t ars, size_t acs, int
     }
 }
 
-/* bp: for each column tile t of NR columns, a (kc, NR) panel at bp + t * kc * NR holding
- * b[k0 .. k0+kc, t*NR ..]; columns past nc are zero. */
+/* bp (kc, NR) = b[k0 .. k0+kc, t*NR .. t*NR+NR]: column tile t of one packed k-block;
+ * columns past nc are zero. */
 TGT static void gk_pack_b(float *bp, const float *b, size_t brs, size_t bcs, int k0, int kc,
-                          int nc) {
-    for (int t = 0; t * NR < nc; t++) {
-        float *panel = bp + (size_t)t * kc * NR;
-        int w = gk_imin(NR, nc - t * NR);
-        if (bcs == 1 && w == NR) {
-            for (int k = 0; k < kc; k++)
-                memcpy(panel + k * NR, b + (size_t)(k0 + k) * brs + (size_t)t * NR,
-                       NR * sizeof(float));
-            continue;
-        }
+                          int nc, int t) {
+    int w = gk_imin(NR, nc - t * NR);
+    const float *src = b + (size_t)k0 * brs + (size_t)(t * NR) * bcs;
+    if (bcs == 1 && w == NR) { /* rows contiguous in j: NV vector copies per k */
+        for (int k = 0; k < kc; k++)
+            for (int v = 0; v < NV; v++)
+                VSTORE(bp + k * NR + v * VW, VLOAD(src + (size_t)k * brs + v * VW));
+        return;
+    }
+    if (bcs == 1) {
         for (int k = 0; k < kc; k++) {
-            const float *row = b + (size_t)(k0 + k) * brs + (size_t)(t * NR) * bcs;
-            for (int j = 0; j < NR; j++) panel[k * NR + j] = j < w ? row[j * bcs] : 0.0f;
+            memcpy(bp + k * NR, src + (size_t)k * brs, (size_t)w * sizeof(float));
+            for (int j = w; j < NR; j++) bp[k * NR + j] = 0.0f;
         }
+        return;
     }
+    if (brs == 1) { /* columns contiguous in k (weight^T): read along k, write strided */
+        for (int j = 0; j < w; j++) {
+            const float *col = src + (size_t)j * bcs;
+            for (int k = 0; k < kc; k++) bp[k * NR + j] = col[k];
+        }
+        for (int k = 0; k < kc; k++)
+            for (int j = w; j < NR; j++) bp[k * NR + j] = 0.0f;
+        return;
+    }
+    for (int k = 0; k < kc; k++)
+        for (int j = 0; j < NR; j++) bp[k * NR + j] = j < w ? src[k * brs + j * bcs] : 0.0f;
 }
 
+/* c (mc, nc) += a (mc, kc) . the packed k-block bp (its column tiles from c's first column
+ * on, gk_pack_b's layout); a is packed here, MR rows at a time. */
 TGT static void gk_block(float *c, size_t ldc, const float *a, size_t ars, size_t acs,
-                         const float *b, size_t brs, size_t bcs, int mc, int nc, int K) {
-    /* packing buffers on the caller's stack (KC * (NCB + MR) floats, under 150 KiB) */
-    float bp[KC * NCB] __attribute__((aligned(64)));
-    float ap[KC * MR] __attribute__((aligned(64)));
-    for (int k0 = 0; k0 < K; k0 += KC) {
-        int kc = gk_imin(KC, K - k0);
-        gk_pack_b(bp, b, brs, bcs, k0, kc, nc);
-        for (int ir = 0; ir < mc; ir += MR) {
-            int mr = gk_imin(MR, mc - ir);
-            gk_pack_a(ap, a, ars, acs, ir, mr, k0, kc);
-            for (int jr = 0; jr < nc; jr += NR) {
-                int nr = gk_imin(NR, nc - jr);
-                float *ct = c + (size_t)ir * ldc + jr;
-                if (mr == MR && nr == NR)
-                    gk_micro(ct, ldc, ap, bp + (size_t)jr * kc, kc);
-                else
-                    gk_edge(ct, ldc, ap, bp + (size_t)jr * kc, kc, mr, nr);
-            }
+                         const float *bp, int mc, int nc, int kc) {
+    float ap[KC * MR] __attribute__((aligned(64))); /* 12 KiB at most on the stack */
+    for (int ir = 0; ir < mc; ir += MR) {
+        int mr = gk_imin(MR, mc - ir);
+        gk_pack_a(ap, a, ars, acs, ir, mr, 0, kc);
+        for (int jr = 0; jr < nc; jr += NR) {
+            int nr = gk_imin(NR, nc - jr);
+            float *ct = c + (size_t)ir * ldc + jr;
+            if (mr == MR && nr == NR)
+                gk_micro(ct, ldc, ap, bp + (size_t)jr * kc, kc);
+            else
+                gk_edge(ct, ldc, ap, bp + (size_t)jr * kc, kc, mr, nr);
         }
     }
 }
 
-const GemmKernel GEMM_KERNEL = {gk_block, MCB, NCB};
+const GemmKernel GEMM_KERNEL = {gk_pack_b, gk_block, MR, NR, KC, MCB, NCB};

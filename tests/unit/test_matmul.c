@@ -18,7 +18,8 @@
 typedef struct { int N, C, OC; } Shape;
 
 /* odd sizes, a degenerate one, and (last) one past 256 in every dimension */
-static const Shape SHAPES[] = {{1, 1, 1}, {7, 13, 5}, {33, 70, 19}, {259, 300, 270}};
+/* the last: several tasks along both dimensions of c and three k-blocks of dweight */
+static const Shape SHAPES[] = {{1, 1, 1}, {7, 13, 5}, {33, 70, 19}, {259, 300, 270}, {600, 70, 1100}};
 enum { NSHAPES = sizeof SHAPES / sizeof SHAPES[0] };
 
 /* Selects the i-th kernel through MMRM_CPU_ISA; 0 when this CPU cannot run it. */
