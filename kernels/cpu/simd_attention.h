@@ -127,6 +127,17 @@ TGT static inline vi ak_vis(int j0, int a, int b, int c) {
 #define AK_KEYS(j, a, b, c) \
     for (int ak_p_ = 0, j; ak_p_ < 2; ak_p_++) for (j = ak_p_ ? (b) : 0; j < (ak_p_ ? (c) : (a)); j++)
 
+/* columns j0 .. j1-1 of xt (HD, Tp) = x rows j transposed, zero for j >= L */
+TGT static void ak_pack_range(float *xt, const float *x, size_t stride, int j0, int j1, int L,
+                              int Tp, int HD) {
+    int jl = j1 < L ? j1 : L;
+    for (int d = 0; d < HD; d++) {
+        float *row = xt + (size_t)d * Tp;
+        for (int j = j0; j < jl; j++) row[j] = x[j * stride + d];
+        for (int j = jl > j0 ? jl : j0; j < j1; j++) row[j] = 0.0f;
+    }
+}
+
 /* Query rows t0 .. t1-1 (< L) of query head h of one sequence; q, o at row 0 of the
  * sequence and head (row stride qs), lse at (b, h, 0); k, v at key 0 of the kv head (row
  * stride ks); kr NULL or the rows' key ranges (simd.h). scratch: 2 * HD * Tp + Tp floats. */
@@ -135,16 +146,25 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
                                 int HD, int causal, float scale, float *scratch) {
     int Tp = (L + VW - 1) / VW * VW;
     float *kt = scratch, *vt = kt + (size_t)HD * Tp, *s = vt + (size_t)HD * Tp;
-    int klen = causal ? t1 : L; /* keys any of these rows sees */
+    /* the keys any of these rows sees: [0, A) and [B2, C2); only their vector blocks are
+     * packed (a hidden key inside a block is real, finite and masked) */
+    int A = causal ? t1 : L, B2 = L, C2 = 0;
     if (kr) {
-        klen = 0;
+        A = 0;
         for (int t = t0; t < t1; t++) {
-            int e = kr[3 * t + 2] > kr[3 * t] ? kr[3 * t + 2] : kr[3 * t];
-            klen = e > klen ? e : klen;
+            const int *r = kr + 3 * t;
+            A = r[0] > A ? r[0] : A;
+            if (r[2] > r[1]) B2 = r[1] < B2 ? r[1] : B2, C2 = r[2] > C2 ? r[2] : C2;
         }
     }
-    ak_pack_t(kt, k, ks, klen, Tp, HD);
-    if (HD % VW) ak_pack_t(vt, v, ks, klen, Tp, HD);
+    int ja = (A + VW - 1) / VW * VW, jb = B2 / VW * VW, jc = (C2 + VW - 1) / VW * VW;
+    if (jb < ja) jb = ja;
+    ak_pack_range(kt, k, ks, 0, ja, L, Tp, HD);
+    if (jc > jb) ak_pack_range(kt, k, ks, jb, jc, L, Tp, HD);
+    if (HD % VW) {
+        ak_pack_range(vt, v, ks, 0, ja, L, Tp, HD);
+        if (jc > jb) ak_pack_range(vt, v, ks, jb, jc, L, Tp, HD);
+    }
     for (int t = t0; t < t1; t++) {
         const float *qr = q + (size_t)t * qs;
         float *orow = o + (size_t)t * qs;
