@@ -176,15 +176,17 @@ static void compare(const char *what, double items, RewardModel *m, RewardModel 
 
 int main(int argc, char **argv) {
     int P = 8, reps = 3;
+    const char *part = "all"; /* --only train|score|pad */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: build/bench_share_prefix [--pairs N (8)] [--reps N (3)]\n"
+            printf("usage: build/bench_share_prefix [--pairs N (8)] [--reps N (3)] [--only train|score|pad]\n"
                    "share_prefix + packing vs off on the CPU: training pairs/s (standard and\n"
                    "shortcut-aware), scoring 16 responses per prompt, padding-heavy packing\n");
             return 0;
         }
         if (i + 1 < argc && !strcmp(argv[i], "--pairs")) P = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--reps")) reps = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--only")) part = argv[++i];
         else {
             fprintf(stderr, "bench_share_prefix: unknown argument %s (--help)\n", argv[i]);
             return 2;
@@ -212,14 +214,18 @@ int main(int argc, char **argv) {
     Rows blank = make_rows(&cfg, P, 2, 1, 1, 30, 50, 20, 200, 11); /* same text, blank image */
     printf("| what (share_prefix + packing vs both off) | off /s | on /s | wall speedup | CPU-time "
            "speedup | tokens in the rows | computed off | computed on |\n|---|---|---|---|---|---|---|---|\n");
-    compare("training pairs/s, standard", P, &m, NULL, &pairs, NULL, 1, 1, reps);
-    compare("training pairs/s, shortcut-aware", P, &m, &bias, &pairs, &blank, 1, 1, reps);
+#define PART(x) (!strcmp(part, "all") || !strcmp(part, x))
+    if (PART("train")) {
+        compare("training pairs/s, standard", P, &m, NULL, &pairs, NULL, 1, 1, reps);
+        compare("training pairs/s, shortcut-aware", P, &m, &bias, &pairs, &blank, 1, 1, reps);
+    }
     /* scoring: 16 responses to one prompt per forward */
     Rows score = make_rows(&cfg, 1, 16, 1, 0, 30, 50, 20, 200, 12);
-    compare("scoring responses/s, 16 per prompt", 16, &m, NULL, &score, NULL, 0, 1, reps);
+    if (PART("score")) compare("scoring responses/s, 16 per prompt", 16, &m, NULL, &score, NULL, 0, 1, reps);
     /* padding-heavy: text-only rows of 30..300 tokens, packing alone */
     Rows pad = make_rows(&cfg, P, 2, 0, 0, 10, 20, 20, 290, 13);
-    compare("training pairs/s, padding-heavy, packing alone", P, &m, NULL, &pad, NULL, 1, 0, reps);
+    if (PART("pad"))
+        compare("training pairs/s, padding-heavy, packing alone", P, &m, NULL, &pad, NULL, 1, 0, reps);
     rows_free(&pairs); rows_free(&blank); rows_free(&score); rows_free(&pad);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++)
