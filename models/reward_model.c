@@ -387,7 +387,7 @@ static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
     for (int b0 = 0, b1; b0 < B0; b0 = b1) {
         b1 = b0 + 1;
         if (share)
-            while (b1 < B0 && bt->image_of[b1] == bt->image_of[b0]) b1++;
+            while (b1 < B0 && bt->image_of[b1] == bt->image_of[b0] && b1 - b0 < 0xfffe) b1++;
         int pre = bt->lengths[b0];
         for (int b = b0 + 1; b < b1; b++) {
             int n = 0, lim = pre < bt->lengths[b] ? pre : bt->lengths[b];
@@ -398,7 +398,6 @@ static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
         if (b1 - b0 > 1) /* every row keeps its last token as its own */
             for (int b = b0; b < b1; b++)
                 if (pre > bt->lengths[b] - 1) pre = bt->lengths[b] - 1;
-        MMRM_CHECK(b1 - b0 < 0xffff, "rm_forward: %d rows share one image", b1 - b0);
         int len = b1 - b0 > 1 ? pre : 0;
         for (int b = b0; b < b1; b++) len += bt->lengths[b] - (b1 - b0 > 1 ? pre : 0);
         d_b0[nd] = b0, d_pre[nd] = pre, d_len[nd++] = len;
