@@ -148,8 +148,8 @@ void cpu_attention_forward(float *out,         /* (B, T, NH, HD) */
             size_t q0 = r0 * qs + (size_t)h * HD;   /* its row of head h */
             size_t kv0 = r0 * ks + (size_t)(h / group) * HD;
             float *l0 = lse + ((size_t)p->b * NH + h) * T + p->s0;
-            size_t Tp = (size_t)(L + ak->vw - 1) / ak->vw * ak->vw;
-            float *scratch = scratch_alloc((2 * (size_t)HD + 1) * Tp);
+            size_t Tp = (size_t)(L + ak->vw - 1) / ak->vw * ak->vw + ak->vw; /* simd_attention.h */
+            float *scratch = scratch_alloc((2 * (size_t)HD + 2) * Tp);
             ak->forward_rows(out + q0, l0, q + q0, qs, k + kv0, v + kv0, ks,
                              kr ? kr + 3 * r0 : NULL, L, t0, t1, HD, causal, scale, scratch);
             free(scratch);
@@ -185,8 +185,8 @@ void cpu_attention_backward(float *dq,          /* (B, T, NH, HD) or NULL */
             const Piece *p = &pc[i];
             int L = p->len;
             size_t r0 = (size_t)p->b * T + p->s0;
-            size_t Tp = (size_t)(L + ak->vw - 1) / ak->vw * ak->vw;
-            float *scratch = scratch_alloc((4 * (size_t)HD + 2) * Tp);
+            size_t Tp = (size_t)(L + ak->vw - 1) / ak->vw * ak->vw + ak->vw;
+            float *scratch = scratch_alloc((4 * (size_t)HD + 4) * Tp);
             size_t q0 = r0 * qs + (size_t)kvh * group * HD;
             size_t kv0 = r0 * ks + (size_t)kvh * HD;
             ak->backward_head(dq ? dq + q0 : NULL, dk ? dk + kv0 : NULL, dv ? dv + kv0 : NULL,

@@ -122,10 +122,10 @@ static void check_modes(LlmArch arch, int blank, uint64_t seed) {
     int freeze[PG_COUNT] = {0};
     rm_create(&m, &cfg, DEV_CPU, freeze);
     rm_init_random(&m, seed);
-    TRng r = trng(seed + 1); /* larger weights than the init, so that errors would show */
+    TRng r = trng(seed + 1); /* 10x the init's weights, so that errors would show */
     for (int i = 0; i < m.ps.n; i++) {
         Tensor *t = params_get(&m.ps, i);
-        if (!strstr(t->name, "norm")) fill_normal(&r, tensor_f32(t), t->numel, 0.3f);
+        if (!strstr(t->name, "norm")) fill_normal(&r, tensor_f32(t), t->numel, 0.2f);
     }
     Data d;
     make_data(&d, &cfg, 5, blank, seed + 2);
@@ -163,4 +163,45 @@ TEST(test_share_prefix_and_packing_give_the_padded_rewards_and_gradients_qwen2) 
 TEST(test_share_prefix_and_packing_give_the_padded_rewards_and_gradients_internlm2) {
     check_modes(LLM_INTERNLM2, 0, 1820);
     check_modes(LLM_INTERNLM2, 1, 1830);
+}
+
+/* identical responses to one prompt tie exactly (best-of-N's --ties relies on it), wherever
+ * they sit among the shared branches and the packed stream */
+TEST(test_share_prefix_identical_responses_get_bitwise_identical_rewards) {
+    ModelConfig cfg = tiny(LLM_QWEN2);
+    RewardModel m;
+    int freeze[PG_COUNT] = {0};
+    rm_create(&m, &cfg, DEV_CPU, freeze);
+    rm_init_random(&m, 1900);
+    TRng r = trng(1901);
+    for (int i = 0; i < m.ps.n; i++) {
+        Tensor *t = params_get(&m.ps, i);
+        if (!strstr(t->name, "norm")) fill_normal(&r, tensor_f32(t), t->numel, 0.2f);
+    }
+    Data d;
+    make_data(&d, &cfg, 3, 0, 1902); /* pair 0 (image), pair 1, pair 2 */
+    /* rows 2..5 become four responses to pair 0's prompt: X, Y, X, X (pair 0's rows) */
+    int T = d.T, src[4] = {0, 1, 0, 0};
+    int ids[MAXB * MAXT], lengths[MAXB], image_of[MAXB];
+    memcpy(ids, d.ids, sizeof ids);
+    memcpy(lengths, d.lengths, sizeof lengths);
+    memcpy(image_of, d.image_of, sizeof image_of);
+    for (int k = 0; k < 4; k++) {
+        memcpy(ids + (2 + k) * T, d.ids + src[k] * T, T * sizeof(int));
+        lengths[2 + k] = d.lengths[src[k]];
+        image_of[2 + k] = d.image_of[0];
+    }
+    memcpy(d.ids, ids, sizeof ids);
+    memcpy(d.lengths, lengths, sizeof lengths);
+    memcpy(d.image_of, image_of, sizeof image_of);
+    float rw[MAXB], *grad = tmalloc(m.ps.n_trainable);
+    for (int mode = 0; mode < 4; mode++) {
+        run(&m, &d, mode & 1, mode >> 1, rw, grad);
+        CHECK(rw[0] == rw[2] && rw[0] == rw[4] && rw[0] == rw[5] && rw[1] == rw[3],
+              "share_prefix %d packing %d: %.9g %.9g %.9g %.9g / %.9g %.9g", mode & 1, mode >> 1,
+              rw[0], rw[2], rw[4], rw[5], rw[1], rw[3]);
+    }
+    free(grad);
+    free(d.pixels);
+    rm_free(&m);
 }
