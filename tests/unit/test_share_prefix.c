@@ -57,7 +57,7 @@ static void make_data(Data *d, const ModelConfig *cfg, int P, int blank, uint64_
             int b = 2 * i + k;
             d->image_of[b] = blank ? 0 : has ? d->n_images : -1;
             rlen[b] = 1 + (int)(trng_uniform(&r) * (k ? 20 : 4)); /* short vs long */
-            for (int t = 0; t < rlen[b]; t++) resp[b][t] = (int)(trng_uniform(&r) * 256);
+            for (int t = 0; t < MAXT; t++) resp[b][t] = (int)(trng_uniform(&r) * 256);
         }
         if (i == 1) memcpy(resp[2 * i + 1], resp[2 * i], 2 * sizeof(int)); /* alike start */
         if (i == 2) { /* chosen a prefix of rejected */
