@@ -195,12 +195,11 @@ static void report(const Counts *c, const ScoreSet *ss, const char *input, const
     if (world > 1) snprintf(ranks, sizeof ranks, " (summed over %d ranks)", world);
     if (st->forwards > 0)
         mmrm_log("throughput: %ld responses in %.2f s = %.1f responses/s | %ld forwards of %.1f "
-                 "sequences, %.0f%% padding | images %.2f s, forwards %.2f s%s", c->scored, secs,
+                 "sequences, %ld tokens computed for %ld in the rows (%ld padded) | images "
+                 "%.2f s, forwards %.2f s%s", c->scored, secs,
                  secs > 0 ? (double)c->scored / secs : 0.0, st->forwards,
-                 (double)st->sequences / (double)st->forwards,
-                 st->padded ? 100.0 * (double)(st->padded - st->tokens) / (double)st->padded
-                            : 0.0,
-                 st->image_seconds, st->forward_seconds, ranks);
+                 (double)st->sequences / (double)st->forwards, st->computed, st->tokens,
+                 st->padded, st->image_seconds, st->forward_seconds, ranks);
 }
 
 /* Every rank's counts and scorer statistics summed into every rank's (done_before is rank
@@ -208,7 +207,7 @@ static void report(const Counts *c, const ScoreSet *ss, const char *input, const
 static void sum_over_ranks(const Comm *cm, Counts *c, ScorerStats *st) {
     if (cm->world == 1) return;
     long *n[] = {&c->scored, &c->truncated, &c->nonfinite, &c->lines_written,
-                 &c->failed_records, &st->forwards, &st->sequences, &st->tokens, &st->padded,
+                 &c->failed_records, &st->forwards, &st->sequences, &st->tokens, &st->padded, &st->computed,
                  &st->images, &st->tiles};
     enum { NL = sizeof n / sizeof n[0], NV = NL + SCORE_NSTATUS + 2 };
     double v[NV];

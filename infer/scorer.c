@@ -63,6 +63,7 @@ const char *score_status_name(ScoreStatus s) {
 void scorer_default_options(const ModelConfig *cfg, ScorerOptions *o) {
     memset(o, 0, sizeof *o);
     o->batch_size = 8;
+    o->share_prefix = o->packing = 1;
     o->max_length = cfg->llm.max_positions < 4096 ? cfg->llm.max_positions : 4096;
     o->image = (ImageConfig){.image_size = cfg->image_size, .min_num = 1, .max_num = 6,
                              .dynamic = 1, .use_thumbnail = 1};
@@ -254,7 +255,12 @@ static int flush(Scorer *s, int keep_last) {
     if (rm_check_batch(s->m, &bt)) return -1;
     double t0 = clock_seconds();
     graph_reset(&s->g);
+    s->m->share_prefix = s->o.share_prefix, s->m->packing = s->o.packing;
+    long c0, c1, in_rows;
+    rm_tokens_counted(&c0, &in_rows);
     Tensor *r = rm_forward(s->m, &s->g, &bt);
+    rm_tokens_counted(&c1, &in_rows);
+    s->st.computed += c1 - c0;
     const float *scores = graph_host(&s->g, r);
     for (int b = 0; b < B; b++) s->dst[b]->score = scores[b];
     s->st.forward_seconds += clock_seconds() - t0;
@@ -402,6 +408,10 @@ const char SCORER_CLI_USAGE[] =
     "  --min-dynamic-patch N   fewest tiles per image\n"
     "  --no-thumbnail          no whole-image thumbnail tile after a multi-tile grid\n"
     "  --no-dynamic            one tile per image: the whole image resized\n"
+    "  --no-share-prefix       compute each response's prompt and image tokens itself (by\n"
+    "                          default a forward's responses to one prompt share them)\n"
+    "  --no-packing            right-padded rows (by default a forward's rows are packed\n"
+    "                          into one stream without padding)\n"
     "  --thumbnail, --dynamic  the opposite, where the model's config.json says false\n"
     "  --image-root DIR        relative img_path values resolve here (default: the JSONL\n"
     "                          file's folder)\n"
@@ -440,6 +450,8 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
         return int_value(argc, argv, i, 1, IMAGE_MAX_NUM, &c->min_patch);
     if (!strcmp(a, "--no-thumbnail")) return c->no_thumbnail = 1;
     if (!strcmp(a, "--no-dynamic")) return c->no_dynamic = 1;
+    if (!strcmp(a, "--no-share-prefix")) return c->no_share_prefix = 1;
+    if (!strcmp(a, "--no-packing")) return c->no_packing = 1;
     if (!strcmp(a, "--thumbnail")) return c->thumbnail = 1;
     if (!strcmp(a, "--dynamic")) return c->dynamic = 1;
     if (!strcmp(a, "--image-root") || !strcmp(a, "--device") || !strcmp(a, "--precision") ||
@@ -486,6 +498,8 @@ void scorer_cli_options(const ScorerCli *c, const ModelConfig *cfg, ScorerOption
     if (c->dynamic) o->image.dynamic = 1;
     if (c->no_thumbnail) o->image.use_thumbnail = 0;
     if (c->no_dynamic) o->image.dynamic = 0;
+    if (c->no_share_prefix) o->share_prefix = 0;
+    if (c->no_packing) o->packing = 0;
 }
 
 /* ---- progress ---- */

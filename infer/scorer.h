@@ -36,10 +36,13 @@ typedef struct ScorerOptions {
     int max_length;    /* tokens per sequence, <= the model's max_position_embeddings */
     ImageConfig image; /* image_size must be the model's run size */
     int blank;         /* every group shows the blank image as one tile */
+    int share_prefix;  /* a forward's responses to one prompt share its prefix (default 1) */
+    int packing;       /* a forward's rows as one stream without padding (default 1) */
 } ScorerOptions;
 
 /* batch 8, max_length min(4096, max_position_embeddings), the InternVL2 tiling (image_size
- * from cfg, tiles 1..6, thumbnail, dynamic), blank off */
+ * from cfg, tiles 1..6, thumbnail, dynamic), blank off, share_prefix and packing on (the
+ * model's layout, RewardModel.share_prefix: the same scores with less work) */
 void scorer_default_options(const ModelConfig *cfg, ScorerOptions *o);
 
 typedef enum {
@@ -76,6 +79,8 @@ typedef struct ScorerStats {
     long sequences;     /* sequences scored */
     long tokens;        /* real tokens of those sequences */
     long padded;        /* B x T slots of the forwards (tokens + padding) */
+    long computed;      /* token rows the decoder computed (share_prefix: a prompt's prefix
+                         * once per forward; packing: no padding) */
     long images;        /* images decoded and tiled */
     long tiles;         /* tiles through the ViT (an image spanning k forwards counts k times;
                          * blank mode runs it once, in scorer_new, and counts 0) */
@@ -118,6 +123,7 @@ typedef struct ScorerCli {
     int batch_size, max_length;
     int min_patch, max_patch;  /* dynamic tiles */
     int no_thumbnail, no_dynamic;
+    int no_share_prefix, no_packing;
     int thumbnail, dynamic;    /* --thumbnail, --dynamic: on even where the config says off */
     const char *image_root;
     const char *device;        /* --device: auto (default), cpu, cuda, cuda:N */

@@ -234,7 +234,7 @@ static void vit_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     }
     int shape4[4] = {n, T, NH, hd};
     Tensor *a = op_attention(g, op_reshape(g, q, 4, shape4), op_reshape(g, k, 4, shape4),
-                             op_reshape(g, vv, 4, shape4), c->lengths, 0);
+                             op_reshape(g, vv, 4, shape4), c->lengths, NULL, 0);
     a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){n, T, C}), L->proj_w, L->proj_b);
     x = op_add(g, x, op_drop_path(g, op_channel_scale(g, a, L->ls1), rate));
     h = vit_norm(g, m, x, L->norm2_w, L->norm2_b);
@@ -303,7 +303,7 @@ Tensor *rm_connector(RewardModel *m, Graph *g, Tensor *x) {
 
 /* ---------------------------------------------------------------- decoder */
 
-typedef struct { RewardModel *m; int layer, B, T; const int *pos, *lengths, *q_rows, *k_rows, *v_rows; } LlmCtx;
+typedef struct { RewardModel *m; int layer, B, T; const int *pos, *lengths, *seg, *q_rows, *k_rows, *v_rows; } LlmCtx;
 
 static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, int nout) {
     (void)nin; (void)nout;
@@ -329,7 +329,7 @@ static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     q = op_rope(g, op_reshape(g, q, 4, (int[]){B, T, NH, hd}), c->pos, l->rope_theta);
     k = op_rope(g, op_reshape(g, k, 4, (int[]){B, T, KV, hd}), c->pos, l->rope_theta);
     v = op_reshape(g, v, 4, (int[]){B, T, KV, hd});
-    Tensor *a = op_attention(g, q, k, v, c->lengths, 1);
+    Tensor *a = op_attention(g, q, k, v, c->lengths, c->seg, 1);
     a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){B, T, NH * hd}), L->o_w, NULL);
     x = op_add(g, x, a);
     h = op_rmsnorm(g, x, L->ffn_norm, l->rms_eps);
@@ -369,11 +369,79 @@ int rm_check_batch(const RewardModel *m, const RmBatch *bt) {
     return 0;
 }
 
-/* images, splice and decoder layers: (B, T, H) before the final norm */
-static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt) {
+/* The rows the decoder computes when they are not the batch's own (RewardModel.share_prefix,
+ * .packing): B x T compact tokens, each a token (b, t) of the batch (src = b * bt->T + t) or
+ * padding (-1), its RoPE position (t), the segment ids of the attention op, and each batch
+ * row's last token in the compact rows. */
+typedef struct {
+    int B, T;
+    int *src, *pos, *seg, *lengths; /* (B*T) (B*T) (B*T) (B) */
+    int *last;                      /* (bt->B) */
+    long tokens;                    /* compact tokens that are not padding */
+} Layout;
+
+static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
+    int B0 = bt->B, T0 = bt->T;
+    /* docs: a group's prefix length and its rows [b0, b1) */
+    int *d_b0 = ints(g, B0 + 1), *d_pre = ints(g, B0), *d_len = ints(g, B0), nd = 0;
+    for (int b0 = 0, b1; b0 < B0; b0 = b1) {
+        b1 = b0 + 1;
+        if (share)
+            while (b1 < B0 && bt->image_of[b1] == bt->image_of[b0] && b1 - b0 < 0xfffe) b1++;
+        int pre = bt->lengths[b0];
+        for (int b = b0 + 1; b < b1; b++) {
+            int n = 0, lim = pre < bt->lengths[b] ? pre : bt->lengths[b];
+            const int *x = bt->ids + (size_t)b0 * T0, *y = bt->ids + (size_t)b * T0;
+            while (n < lim && x[n] == y[n]) n++;
+            pre = n;
+        }
+        if (b1 - b0 > 1) /* every row keeps its last token as its own */
+            for (int b = b0; b < b1; b++)
+                if (pre > bt->lengths[b] - 1) pre = bt->lengths[b] - 1;
+        int len = b1 - b0 > 1 ? pre : 0;
+        for (int b = b0; b < b1; b++) len += bt->lengths[b] - (b1 - b0 > 1 ? pre : 0);
+        d_b0[nd] = b0, d_pre[nd] = pre, d_len[nd++] = len;
+        d_b0[nd] = b1;
+    }
+    Layout *L = graph_scratch(g, sizeof *L);
+    L->tokens = 0;
+    for (int d = 0; d < nd; d++) L->tokens += d_len[d];
+    MMRM_CHECK(!pack || nd <= 32767, "rm_forward: %d sequences in one packed stream", nd);
+    if (pack) {
+        L->B = 1, L->T = (int)L->tokens;
+    } else {
+        L->B = nd, L->T = 0;
+        for (int d = 0; d < nd; d++) L->T = d_len[d] > L->T ? d_len[d] : L->T;
+    }
+    size_t n = (size_t)L->B * L->T;
+    L->src = ints(g, n), L->pos = ints(g, n), L->seg = ints(g, n);
+    L->lengths = ints(g, L->B), L->last = ints(g, B0);
+    for (size_t r = 0; r < n; r++) L->src[r] = -1, L->pos[r] = 0, L->seg[r] = 0;
+    for (int d = 0, r = 0; d < nd; d++) {
+        if (!pack) r = d * L->T;
+        int row = pack ? 0 : d, doc = pack ? d : 0, b0 = d_b0[d], b1 = d_b0[d + 1];
+        int pre = d_pre[d], grouped = b1 - b0 > 1;
+        if (!grouped) pre = bt->lengths[b0];
+        for (int t = 0; t < pre; t++, r++)
+            L->src[r] = b0 * T0 + t, L->pos[r] = t, L->seg[r] = doc << 16;
+        if (!grouped) L->last[b0] = r - 1;
+        for (int b = b0; grouped && b < b1; b++) {
+            for (int t = pre; t < bt->lengths[b]; t++, r++)
+                L->src[r] = b * T0 + t, L->pos[r] = t, L->seg[r] = doc << 16 | (b - b0 + 1);
+            L->last[b] = r - 1;
+        }
+        L->lengths[row] = pack ? (int)L->tokens : d_len[d];
+    }
+    return L;
+}
+
+/* images, splice and decoder layers: (B, T, H) before the final norm; lay NULL: the
+ * batch's own rows, else its compact rows (lay->B, lay->T) */
+static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt, const Layout *lay) {
     const ModelConfig *cfg = &m->cfg;
     const LlmConfig *l = &cfg->llm;
-    int B = bt->B, T = bt->T, H = l->hidden, tpt = config_tokens_per_tile(cfg);
+    int B = lay ? lay->B : bt->B, T = lay ? lay->T : bt->T, H = l->hidden;
+    int tpt = config_tokens_per_tile(cfg);
     /* images -> connector rows; row offset of each image */
     int *first = ints(g, bt->n_images + 1);
     first[0] = 0;
@@ -392,25 +460,47 @@ static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt) {
         V = op_reshape(g, rm_connector(m, g, feat), 2, (int[]){n_tiles * tpt, H});
     }
     /* splice: every IMG_CONTEXT position takes the next row of its sequence's image */
-    Tensor *E = op_embedding(g, m->embed, bt->ids, B, T);
+    const int *ids = bt->ids;
     int *idx = ints(g, (size_t)B * T);
-    for (int b = 0; b < B; b++) {
-        int im = bt->image_of[b], next = 0;
-        for (int t = 0; t < T; t++) {
-            int r = b * T + t;
-            idx[r] = bt->ids[r] == cfg->img_context_id ? B * T + first[im] * tpt + next++ : r;
+    if (!lay) {
+        for (int b = 0; b < B; b++) {
+            int im = bt->image_of[b], next = 0;
+            for (int t = 0; t < T; t++) {
+                int r = b * T + t;
+                idx[r] = bt->ids[r] == cfg->img_context_id ? B * T + first[im] * tpt + next++ : r;
+            }
         }
+    } else { /* the image row of batch token (b, t): the IMG_CONTEXT tokens before it in b */
+        int T0 = bt->T, *nimg = ints(g, (size_t)bt->B * T0), *cid = ints(g, (size_t)B * T);
+        for (int b = 0; b < bt->B; b++)
+            for (int t = 0, c = 0; t < T0; t++) {
+                nimg[b * T0 + t] = c;
+                c += bt->ids[b * T0 + t] == cfg->img_context_id;
+            }
+        for (int r = 0; r < B * T; r++) {
+            int s = lay->src[r];
+            cid[r] = s >= 0 ? bt->ids[s] : bt->ids[0];
+            idx[r] = s >= 0 && cid[r] == cfg->img_context_id
+                         ? B * T + first[bt->image_of[s / T0]] * tpt + nimg[s]
+                         : r;
+        }
+        ids = cid;
     }
+    Tensor *E = op_embedding(g, m->embed, ids, B, T);
     Tensor *x = E;
     if (V) x = op_reshape(g, op_gather_rows(g, op_concat_rows(g, E, V), idx, B * T), 3, (int[]){B, T, H});
 
     int NH = l->heads, KV = l->kv_heads, gs = NH / KV, W = NH + 2 * KV;
-    LlmCtx ctx = {m, 0, B, T, NULL, NULL, NULL, NULL, NULL};
-    int *pos = ints(g, (size_t)B * T), *lengths = ints(g, B);
-    for (int r = 0; r < B * T; r++) pos[r] = r % T;
-    memcpy(lengths, bt->lengths, B * sizeof(int));
-    ctx.pos = pos;
-    ctx.lengths = lengths;
+    LlmCtx ctx = {m, 0, B, T, NULL, NULL, NULL, NULL, NULL, NULL};
+    if (lay) {
+        ctx.pos = lay->pos, ctx.lengths = lay->lengths, ctx.seg = lay->seg;
+    } else {
+        int *pos = ints(g, (size_t)B * T), *lengths = ints(g, B);
+        for (int r = 0; r < B * T; r++) pos[r] = r % T;
+        memcpy(lengths, bt->lengths, B * sizeof(int));
+        ctx.pos = pos;
+        ctx.lengths = lengths;
+    }
     if (l->arch == LLM_INTERNLM2) { /* wqkv rows per token: kv group k holds gs q heads, k, v */
         int *qr = ints(g, (size_t)B * T * NH), *kr = ints(g, (size_t)B * T * KV), *vr = ints(g, (size_t)B * T * KV);
         for (int r = 0; r < B * T; r++) {
@@ -434,21 +524,42 @@ static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt) {
     return x;
 }
 
+static long g_rm_tokens[2]; /* rm_tokens_counted */
+
+void rm_tokens_counted(long *computed, long *in_rows) {
+    *computed = g_rm_tokens[0], *in_rows = g_rm_tokens[1];
+}
+
 Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
     if (rm_check_batch(m, bt) != 0) MMRM_FATAL("rm_forward: %s", mmrm_last_error());
     const LlmConfig *l = &m->cfg.llm;
     int B = bt->B, T = bt->T;
-    Tensor *x = decoder(m, g, bt);
+    const Layout *lay = NULL;
+    if (m->share_prefix || m->packing) {
+        static int said;
+        if (g->device == DEV_CPU)
+            lay = layout_build(g, bt, m->share_prefix, m->packing);
+        else if (!said++)
+            mmrm_log("share_prefix/packing need the attention op's segment mask, which the %s "
+                     "kernels do not have yet: computing padded rows", device_name(g->device));
+    }
+    Tensor *x = decoder(m, g, bt, lay);
     /* the final norm is row-wise, so only the pooled rows need it */
     int *last = ints(g, B);
-    for (int b = 0; b < B; b++) last[b] = b * T + bt->lengths[b] - 1;
+    long in_rows = 0;
+    for (int b = 0; b < B; b++) {
+        last[b] = lay ? lay->last[b] : b * T + bt->lengths[b] - 1;
+        in_rows += bt->lengths[b];
+    }
+    g_rm_tokens[0] += lay ? (long)lay->B * lay->T : (long)B * T;
+    g_rm_tokens[1] += in_rows;
     Tensor *h = op_rmsnorm(g, op_gather_rows(g, x, last, B), m->final_norm, l->rms_eps);
     return op_reshape(g, op_linear_f32(g, h, m->score, NULL), 1, (int[]){B});
 }
 
 Tensor *rm_hidden_states(RewardModel *m, Graph *g, const RmBatch *bt) {
     if (rm_check_batch(m, bt) != 0) MMRM_FATAL("rm_hidden_states: %s", mmrm_last_error());
-    return op_rmsnorm(g, decoder(m, g, bt), m->final_norm, m->cfg.llm.rms_eps);
+    return op_rmsnorm(g, decoder(m, g, bt, NULL), m->final_norm, m->cfg.llm.rms_eps);
 }
 
 /* ---------------------------------------------------------------- cost */

@@ -40,6 +40,15 @@ typedef struct RewardModel {
     LlmLayer *llm;
     Tensor *final_norm, *score;
     int grad_checkpoint; /* each ViT and decoder layer is a recompute segment */
+    /* rm_forward's layout (the same rewards with less work; rm_hidden_states ignores it).
+     * share_prefix: consecutive rows showing the same image (image_of, -1 included) are one
+     * group; its rows' longest common token prefix (kept short of every row's last token) is
+     * computed once, each row's rest is a branch that sees the prefix and itself (positions
+     * continue from the prefix, the reward is read at the row's own last token). packing:
+     * all the (group) rows as one token stream without padding. Both use the attention op's
+     * segment mask (kernels/op_list.h); on a device whose attention lacks it (CUDA for now)
+     * rm_forward computes the padded rows and logs that once. */
+    int share_prefix, packing;
     LoraConfig lora;     /* lora.r 0: no adapters */
     int *lora_of;        /* (n of the base's store) index in ps of the lora_A adapting base
                           * parameter i (its lora_B follows), else -1; NULL without adapters */
@@ -86,6 +95,10 @@ int rm_check_batch(const RewardModel *m, const RmBatch *batch);
 /* rewards (B) for the batch; records the tape when grad is enabled. Fatal on a batch that
  * rm_check_batch rejects: callers validate data before it gets here. */
 Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *batch);
+/* running totals over every rm_forward of the process: the token rows the decoder computed
+ * (padding included) and the real tokens of the batches' rows (a shared prefix counted in
+ * every row) */
+void rm_tokens_counted(long *computed, long *in_rows);
 /* the decoder's last hidden states (B, T, H) after the final norm, at every position (HF's
  * last_hidden_state); rows t >= lengths[b] are padding and undefined. Fatal like rm_forward. */
 Tensor *rm_hidden_states(RewardModel *m, Graph *g, const RmBatch *bt);

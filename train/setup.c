@@ -123,6 +123,7 @@ static int shared_bias_model(Run *r, uint64_t seed) {
     rm_to_device(&r->bias, r->rt->device);
     if (resumed && checkpoint_load_optimizer(&r->bias.ps, dir)) return -1;
     r->bias.grad_checkpoint = c->grad_checkpoint;
+    r->bias.share_prefix = c->share_prefix, r->bias.packing = c->packing;
     if (!r->rt->quiet)
         mmrm_log("bias model: shares the main model's frozen base (%.1f MiB of weights not "
                  "duplicated), adapters and score head of its own", 4.0 * (double)(r->main.ps.numel -
@@ -147,6 +148,7 @@ static int bias_model(Run *r) {
         return -1;
     }
     r->bias.grad_checkpoint = c->grad_checkpoint;
+    r->bias.share_prefix = c->share_prefix, r->bias.packing = c->packing;
     const ModelConfig *m = &r->main.cfg, *b = &r->bias.cfg;
     if (b->image_size != m->image_size || config_tokens_per_tile(b) != config_tokens_per_tile(m) ||
         b->img_context_id != m->img_context_id || b->llm.vocab != m->llm.vocab) {
@@ -168,6 +170,7 @@ int setup_models(Run *r) {
     const TrainConfig *c = r->c;
     if (main_model(r)) return -1;
     r->main.grad_checkpoint = c->grad_checkpoint;
+    r->main.share_prefix = c->share_prefix, r->main.packing = c->packing;
     log_lora(r, &r->main, "main");
     r->has_bias = c->algorithm == TRAIN_SHORTCUT_AWARE;
     if (r->has_bias && bias_model(r)) return -1;

@@ -93,6 +93,8 @@ static const Key g_keys[] = {
     BOOL(freeze_backbone, "true", "freeze the ViT"),
     BOOL(freeze_mlp, "false", "freeze the mlp1 connector"),
     BOOL(grad_checkpoint, "true", "recompute activations in backward"),
+    BOOL(share_prefix, "true", "compute a pair's common prefix (image + prompt) once (CPU)"),
+    BOOL(packing, "true", "all rows of a batch as one stream without padding (CPU)"),
     F64(drop_path_rate, 0, 0, 1, 1, "0.1", "ViT stochastic depth rate"),
     INT(lora_r, 0, 65536, "0", "LoRA rank; 0: full fine-tuning, else adapters on a frozen base"),
     F64(lora_alpha, 0, 1, 1e6, 0, "16", "LoRA scale: updates are scaled by lora_alpha / lora_r"),

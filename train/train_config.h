@@ -42,6 +42,8 @@
  * | freeze_backbone             | bool (the ViT)                           | true     | spec |
  * | freeze_mlp                  | bool (the mlp1 connector)                | false    | spec |
  * | grad_checkpoint             | bool (recompute activations in backward) | true     | spec |
+ * | share_prefix                | bool (a pair's prefix computed once)     | true     | mmrm |
+ * | packing                     | bool (rows packed, no padding)           | true     | mmrm |
  * | drop_path_rate              | [0, 1) ViT stochastic depth              | 0.1      | spec |
  * | lora_r                      | [0, 65536] rank, 0: full fine-tuning     | 0        | PEFT |
  * | lora_alpha                  | (0, 1e6], updates scaled by alpha / r    | 16       | mmrm |
@@ -131,6 +133,7 @@ typedef struct TrainConfig {
     char *tokenizer_path;
     int freeze_llm, freeze_backbone, freeze_mlp;
     int grad_checkpoint;
+    int share_prefix, packing; /* RewardModel.share_prefix, .packing */
     double drop_path_rate;
     int lora_r;                 /* 0: off; else the base is frozen (models/lora.h) */
     double lora_alpha, lora_dropout;

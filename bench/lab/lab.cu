@@ -38,7 +38,7 @@ extern "C" void lab_op_attention_forward(const KernelOps *ops, float *out, float
                                          const float *q, const float *k, const float *v,
                                          const int *lengths, int B, int T, int NH, int KV,
                                          int HD, int causal) {
-    ops->attention_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal);
+    ops->attention_forward(out, lse, q, k, v, lengths, NULL, B, T, NH, KV, HD, causal);
 }
 
 extern "C" void lab_op_gelu_forward(const KernelOps *ops, float *out, const float *inp, size_t n) {

@@ -98,48 +98,99 @@ TGT static void ak_pack_t(float *xt, const float *x, size_t stride, int L, int T
     }
 }
 
+/* The keys row t sees: [0, a) and [b, c) (kr: simd.h; NULL: the causal/padding rule, with
+ * an empty second range, so the loops below visit exactly the blocks they always did). */
+TGT static inline void ak_range(const int *kr, int t, int L, int causal, int *a, int *b, int *c) {
+    if (kr) {
+        *a = kr[3 * t], *b = kr[3 * t + 1], *c = kr[3 * t + 2];
+    } else {
+        *a = causal ? t + 1 : L;
+        *b = *c = *a;
+    }
+}
+/* The two ranges as vector blocks: pass 0 the blocks j = 0, VW, .. below a, pass 1 the
+ * blocks j = b, b + VW, .. below c, each with its own buffer (pass 1's indexed from b). So
+ * a branch's keys fall in the same lanes wherever the branch sits in its doc: identical
+ * responses to one prompt get bitwise identical scores. In a block, lanes at or past the
+ * pass's end are masked (they read real or zero keys, never past the packed planes). */
+#define AK_PASSES(p, j, a, b, c) \
+    for (int p = 0; p < 2; p++) for (int j = p ? (b) : 0; j < (p ? (c) : (a)); j += VW)
+#define AK_END(p, a, c) ((p) ? (c) : (a))
+#define AK_OFF(p, b) ((p) ? (b) : 0)
+
+/* columns j0 .. j1-1 of xt (HD, Tp) = x rows j transposed, zero for j >= L */
+TGT static void ak_pack_range(float *xt, const float *x, size_t stride, int j0, int j1, int L,
+                              int Tp, int HD) {
+    int jl = j1 < L ? j1 : L;
+    for (int d = 0; d < HD; d++) {
+        float *row = xt + (size_t)d * Tp;
+        for (int j = j0; j < jl; j++) row[j] = x[j * stride + d];
+        for (int j = jl > j0 ? jl : j0; j < j1; j++) row[j] = 0.0f;
+    }
+}
+
 /* Query rows t0 .. t1-1 (< L) of query head h of one sequence; q, o at row 0 of the
  * sequence and head (row stride qs), lse at (b, h, 0); k, v at key 0 of the kv head (row
- * stride ks). scratch: 2 * HD * Tp + Tp floats. */
+ * stride ks); kr NULL or the rows' key ranges (simd.h). scratch: (2 * HD + 2) * Tp floats,
+ * Tp = L rounded up to VW, + VW. */
 TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs, const float *k,
-                                const float *v, size_t ks, int L, int t0, int t1, int HD,
-                                int causal, float scale, float *scratch) {
-    int Tp = (L + VW - 1) / VW * VW;
-    float *kt = scratch, *vt = kt + (size_t)HD * Tp, *s = vt + (size_t)HD * Tp;
-    int klen = causal ? t1 : L; /* keys any of these rows sees */
-    ak_pack_t(kt, k, ks, klen, Tp, HD);
-    if (HD % VW) ak_pack_t(vt, v, ks, klen, Tp, HD);
+                                const float *v, size_t ks, const int *kr, int L, int t0, int t1,
+                                int HD, int causal, float scale, float *scratch) {
+    int Tp = (L + VW - 1) / VW * VW + VW; /* + VW: pass 1's last block may start at L - 1 */
+    float *kt = scratch, *vt = kt + (size_t)HD * Tp, *s = vt + (size_t)HD * Tp, *s2 = s + Tp;
+    /* the keys any of these rows sees: [0, A) and [B2, C2); only the columns the blocks
+     * read are packed (a hidden key there is real and finite, or zero past L) */
+    int A = causal ? t1 : L, B2 = L, C2 = 0;
+    if (kr) {
+        A = 0;
+        for (int t = t0; t < t1; t++) {
+            const int *r = kr + 3 * t;
+            A = r[0] > A ? r[0] : A;
+            if (r[2] > r[1]) B2 = r[1] < B2 ? r[1] : B2, C2 = r[2] > C2 ? r[2] : C2;
+        }
+    }
+    int ja = (A + VW - 1) / VW * VW, jc = C2 + VW < Tp ? C2 + VW : Tp;
+    ak_pack_range(kt, k, ks, 0, ja, L, Tp, HD);
+    if (C2 > B2) ak_pack_range(kt, k, ks, B2, jc, L, Tp, HD);
+    if (HD % VW) {
+        ak_pack_range(vt, v, ks, 0, ja, L, Tp, HD);
+        if (C2 > B2) ak_pack_range(vt, v, ks, B2, jc, L, Tp, HD);
+    }
     for (int t = t0; t < t1; t++) {
         const float *qr = q + (size_t)t * qs;
         float *orow = o + (size_t)t * qs;
-        int n = causal ? t + 1 : L;
+        int a, b, c;
+        ak_range(kr, t, L, causal, &a, &b, &c);
         vf mx = ak_splat(-INFINITY);
-        for (int j = 0; j < n; j += VW) {
+        AK_PASSES(p, j, a, b, c) {
             vf acc = ak_splat(0.0f);
             for (int d = 0; d < HD; d++) acc = AK_MADD(acc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
-            vf sc = ak_sel(ak_below(j, n), acc * scale, ak_splat(-INFINITY));
-            ak_store(s + j, sc);
+            vf sc = ak_sel(ak_below(j, AK_END(p, a, c)), acc * scale, ak_splat(-INFINITY));
+            ak_store((p ? s2 : s) + (j - AK_OFF(p, b)), sc);
             mx = ak_sel(sc > mx, sc, mx);
         }
         float m = ak_hmax(mx);
         vf sumv = ak_splat(0.0f);
-        for (int j = 0; j < n; j += VW) {
-            vf p = ak_exp(ak_load(s + j) - m); /* -inf past n: 0 */
-            sumv += p;
-            ak_store(s + j, p);
+        AK_PASSES(p, j, a, b, c) {
+            float *sp = (p ? s2 : s) + (j - AK_OFF(p, b));
+            vf e = ak_exp(ak_load(sp) - m); /* -inf where hidden: 0 */
+            sumv += e;
+            ak_store(sp, e);
         }
         float sum = ak_hsum(sumv), inv = 1.0f / sum;
         if (HD % VW == 0) /* VW head dims at a time from the values' rows: no lane sums */
             for (int d0 = 0; d0 < HD; d0 += VW) {
                 vf acc = ak_splat(0.0f);
-                for (int j = 0; j < n; j++) acc = AK_MADD(acc, ak_splat(s[j]), ak_load(v + j * ks + d0));
+                for (int j = 0; j < a; j++) acc = AK_MADD(acc, ak_splat(s[j]), ak_load(v + j * ks + d0));
+                for (int j = b; j < c; j++) acc = AK_MADD(acc, ak_splat(s2[j - b]), ak_load(v + j * ks + d0));
                 ak_store(orow + d0, acc * inv);
             }
         else
             for (int d = 0; d < HD; d++) {
                 vf acc = ak_splat(0.0f);
                 const float *vrow = vt + (size_t)d * Tp;
-                for (int j = 0; j < n; j += VW) acc = AK_MADD(acc, ak_load(s + j), ak_load(vrow + j));
+                AK_PASSES(p, j, a, b, c)
+                    acc = AK_MADD(acc, ak_load((p ? s2 : s) + (j - AK_OFF(p, b))), ak_load(vrow + j));
                 orow[d] = ak_hsum(acc) * inv;
             }
         lse[t] = m + logf(sum);
@@ -148,17 +199,18 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
 
 /* The backward of one sequence and kv head: the query heads h0 .. h0+group-1 (q, dq, dout,
  * out at row 0 of the sequence and head h0, head h0+g at + g*HD, row stride qs; lse at
- * (b, h0, 0), head h0+g at + g*T), every valid row, every visible key. dk, dv at key 0 of
- * the kv head (row stride ks) get their sums added once at the end. scratch:
- * 4 * HD * Tp + 2 * Tp floats. */
+ * (b, h0, 0), head h0+g at + g*T), every valid row, every visible key (kr and the blocks as
+ * in the forward). dk, dv at key 0 of the kv head (row stride ks) get their sums added once
+ * at the end. scratch: (4 * HD + 4) * Tp floats. */
 TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const float *lse, const float *q, size_t qs,
-                                 const float *k, const float *v, size_t ks, int L, int T,
-                                 int group, int HD, int causal, float scale, float *scratch) {
-    int Tp = (L + VW - 1) / VW * VW;
+                                 const float *k, const float *v, size_t ks, const int *kr, int L,
+                                 int T, int group, int HD, int causal, float scale,
+                                 float *scratch) {
+    int Tp = (L + VW - 1) / VW * VW + VW;
     size_t plane = (size_t)HD * Tp;
     float *kt = scratch, *vt = kt + plane, *dkt = vt + plane, *dvt = dkt + plane;
-    float *p = dvt + plane, *ds = p + Tp;
+    float *pb[2] = {dvt + plane, dvt + plane + Tp}, *dsb[2] = {dvt + plane + 2 * Tp, dvt + plane + 3 * Tp};
     ak_pack_t(kt, k, ks, L, Tp, HD);
     ak_pack_t(vt, v, ks, L, Tp, HD);
     memset(dkt, 0, 2 * plane * sizeof(float));
@@ -169,23 +221,25 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
             float D = 0.0f;
             for (int d = 0; d < HD; d++) D += dor[d] * outr[d];
             float l = lse[(size_t)g * T + t];
-            int n = causal ? t + 1 : L;
-            for (int j = 0; j < n; j += VW) {
+            int a, b, c;
+            ak_range(kr, t, L, causal, &a, &b, &c);
+            AK_PASSES(p, j, a, b, c) {
                 vf sc = ak_splat(0.0f), dp = ak_splat(0.0f);
                 for (int d = 0; d < HD; d++) {
                     sc = AK_MADD(sc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
                     dp = AK_MADD(dp, ak_splat(dor[d]), ak_load(vt + (size_t)d * Tp + j));
                 }
-                vi in = ak_below(j, n);
+                vi in = ak_below(j, AK_END(p, a, c));
                 vf pj = ak_sel(in, ak_exp(scale * sc - l), ak_splat(0.0f));
-                ak_store(p + j, pj);
-                ak_store(ds + j, scale * pj * (dp - D));
+                ak_store(pb[p] + (j - AK_OFF(p, b)), pj);
+                ak_store(dsb[p] + (j - AK_OFF(p, b)), scale * pj * (dp - D));
             }
             if (dq && HD % VW == 0) { /* VW head dims at a time from the keys' rows */
                 float *dqr = dq + off;
                 for (int d0 = 0; d0 < HD; d0 += VW) {
                     vf acc = ak_splat(0.0f);
-                    for (int j = 0; j < n; j++) acc = AK_MADD(acc, ak_splat(ds[j]), ak_load(k + j * ks + d0));
+                    for (int j = 0; j < a; j++) acc = AK_MADD(acc, ak_splat(dsb[0][j]), ak_load(k + j * ks + d0));
+                    for (int j = b; j < c; j++) acc = AK_MADD(acc, ak_splat(dsb[1][j - b]), ak_load(k + j * ks + d0));
                     ak_store(dqr + d0, ak_load(dqr + d0) + acc);
                 }
             } else if (dq) {
@@ -193,21 +247,22 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
                 for (int d = 0; d < HD; d++) {
                     vf acc = ak_splat(0.0f);
                     const float *krow = kt + (size_t)d * Tp;
-                    for (int j = 0; j < n; j += VW) acc = AK_MADD(acc, ak_load(ds + j), ak_load(krow + j));
+                    AK_PASSES(p, j, a, b, c)
+                        acc = AK_MADD(acc, ak_load(dsb[p] + (j - AK_OFF(p, b))), ak_load(krow + j));
                     dqr[d] += ak_hsum(acc);
                 }
             }
             if (dk)
                 for (int d = 0; d < HD; d++) {
                     float *row = dkt + (size_t)d * Tp;
-                    for (int j = 0; j < n; j += VW)
-                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(ds + j), ak_splat(qr[d])));
+                    AK_PASSES(p, j, a, b, c)
+                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(dsb[p] + (j - AK_OFF(p, b))), ak_splat(qr[d])));
                 }
             if (dv)
                 for (int d = 0; d < HD; d++) {
                     float *row = dvt + (size_t)d * Tp;
-                    for (int j = 0; j < n; j += VW)
-                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(p + j), ak_splat(dor[d])));
+                    AK_PASSES(p, j, a, b, c)
+                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(pb[p] + (j - AK_OFF(p, b))), ak_splat(dor[d])));
                 }
         }
     for (int j = 0; j < L; j++)
@@ -216,5 +271,9 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
             if (dv) dv[j * ks + d] += dvt[(size_t)d * Tp + j];
         }
 }
+
+#undef AK_PASSES
+#undef AK_END
+#undef AK_OFF
 
 const AttnKernel ATTN_KERNEL = {ak_forward_rows, ak_backward_head, ak_exp_array, VW};

@@ -444,12 +444,13 @@ int g_attn_bf16 = 0; // cuda_attention_set_bf16
 extern "C" void cuda_attention_set_bf16(int on) { g_attn_bf16 = on != 0; }
 
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                       const float *v, const int *lengths, int B, int T, int NH,
-                                       int KV, int HD, int causal) {
+                                       const float *v, const int *lengths, const int *seg, int B,
+                                       int T, int NH, int KV, int HD, int causal) {
+    if (seg) attn_fatal("segments not supported on CUDA yet", B, T, NH, KV, HD);
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
     if (g_attn_bf16 &&
-        cuda_attention_fa2_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal))
+        cuda_attention_fa2_forward(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal))
         return;
     const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
     switch ((HD + 31) / 32) {
@@ -467,12 +468,14 @@ extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, c
 extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                         const float *out, const float *lse, const float *q,
                                         const float *k, const float *v, const int *lengths,
-                                        int B, int T, int NH, int KV, int HD, int causal) {
+                                        const int *seg, int B, int T, int NH, int KV, int HD,
+                                        int causal) {
+    if (seg) attn_fatal("segments not supported on CUDA yet", B, T, NH, KV, HD);
     if (!dq && !dk && !dv) return;
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
     if (g_attn_bf16 && cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths,
-                                                   B, T, NH, KV, HD, causal))
+                                                   seg, B, T, NH, KV, HD, causal))
         return;
     const float scale = (float)(1.0 / sqrt((double)HD));
 

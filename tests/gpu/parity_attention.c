@@ -56,12 +56,12 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     float *qr = fa2 ? round_bf16(q, nq) : h_copy(q, nq), *kr = fa2 ? round_bf16(k, nkv) : h_copy(k, nkv);
     float *vr = fa2 ? round_bf16(v, nkv) : h_copy(v, nkv);
     float *out = h_zeros(nq), *lse = h_zeros(nlse), *got = h_zeros(nq), *got_lse = h_zeros(nlse);
-    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, B, T, NH, KV, HD, c->causal);
+    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, NULL, B, T, NH, KV, HD, c->causal);
     float *d_q = d_upload(q, nq), *d_k = d_upload(k, nkv), *d_v = d_upload(v, nkv);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
     int *d_len = d_upload_i(c->lengths, (size_t)B);
     cuda_attention_set_bf16(1);
-    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD,
+    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, NULL, B, T, NH, KV, HD,
                                    c->causal);
     cuda_attention_set_bf16(0);
     d_download(got, d_out, nq);
@@ -84,7 +84,7 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
         dev[i] = want ? d_upload(g0[i], gn[i]) : NULL;
     }
     kernels_cpu.attention_backward(ref[0], ref[1], ref[2], doutr, out, lse, qr, kr, vr,
-                                   c->lengths, B, T, NH, KV, HD, c->causal);
+                                   c->lengths, NULL, B, T, NH, KV, HD, c->causal);
     d_free(d_out);
     d_free(d_lse);
     d_out = d_upload(out, nq);
@@ -92,7 +92,7 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     float *d_dout = d_upload(dout, nq);
     cuda_attention_set_bf16(1);
     kernels_cuda.attention_backward(dev[0], dev[1], dev[2], d_dout, d_out, d_lse, d_q, d_k, d_v,
-                                    d_len, B, T, NH, KV, HD, c->causal);
+                                    d_len, NULL, B, T, NH, KV, HD, c->causal);
     cuda_attention_set_bf16(0);
     static const char *gname[3] = {"dq", "dk", "dv"};
     for (int i = 0; i < 3; i++) {
@@ -147,9 +147,9 @@ static void run_case(Parity *p, const AttnCase *c) {
 
     /* forward: the device output starts as garbage, every element must be written */
     float *out = h_zeros(nq), *lse = h_zeros(nlse);
-    kernels_cpu.attention_forward(out, lse, q, k, v, c->lengths, B, T, NH, KV, HD, c->causal);
+    kernels_cpu.attention_forward(out, lse, q, k, v, c->lengths, NULL, B, T, NH, KV, HD, c->causal);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
-    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD,
+    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, NULL, B, T, NH, KV, HD,
                                    c->causal);
     float *got = h_zeros(nq), *got_lse = h_zeros(nlse);
     d_download(got, d_out, nq);
@@ -170,9 +170,9 @@ static void run_case(Parity *p, const AttnCase *c) {
     float *d_dq = r_dq ? d_upload(dq0, nq) : NULL;
     float *d_dk = r_dk ? d_upload(dk0, nkv) : NULL;
     float *d_dv = r_dv ? d_upload(dv0, nkv) : NULL;
-    kernels_cpu.attention_backward(r_dq, r_dk, r_dv, dout, out, lse, q, k, v, c->lengths, B, T,
+    kernels_cpu.attention_backward(r_dq, r_dk, r_dv, dout, out, lse, q, k, v, c->lengths, NULL, B, T,
                                    NH, KV, HD, c->causal);
-    kernels_cuda.attention_backward(d_dq, d_dk, d_dv, d_dout, d_out, d_lse, d_q, d_k, d_v, d_len,
+    kernels_cuda.attention_backward(d_dq, d_dk, d_dv, d_dout, d_out, d_lse, d_q, d_k, d_v, d_len, NULL,
                                     B, T, NH, KV, HD, c->causal);
     const struct {
         const char *what;

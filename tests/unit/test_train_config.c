@@ -461,6 +461,8 @@ static int same_config(const TrainConfig *a, const TrainConfig *b) {
     SAME(freeze_backbone);
     SAME(freeze_mlp);
     SAME(grad_checkpoint);
+    SAME(share_prefix);
+    SAME(packing);
     SAME(drop_path_rate);
     SAME(lora_r);
     SAME(lora_alpha);
@@ -539,6 +541,8 @@ static int random_overrides(TRng *r, char buf[][512], char **ov) {
     OV("freeze_backbone=%s", trng_uniform(r) < 0.5 ? "no" : "YES");
     OV("freeze_mlp=%d", trng_uniform(r) < 0.5);
     OV("grad_checkpoint=%d", trng_uniform(r) < 0.5);
+    OV("share_prefix=%d", trng_uniform(r) < 0.5);
+    OV("packing=%d", trng_uniform(r) < 0.5);
     OV("drop_path_rate=%.17g", rand_double(r, 0, 1));
     OV("precision=%s", (const char *[]){"auto", "fp32", "bf16"}[(int)(trng_uniform(r) * 3)]);
     OV("device=%s", (const char *[]){"auto", "cpu", "cuda"}[(int)(trng_uniform(r) * 3)]);
@@ -648,7 +652,7 @@ TEST(test_printed_config_lists_every_key_once_and_reads_back_as_an_ini) {
     static const char *const keys[] = {
         "model_name_or_path", "init_model_config", "algorithm", "bias_model_path",
         "init_bias_model_config", "tokenizer_path", "freeze_llm", "freeze_backbone", "freeze_mlp",
-        "grad_checkpoint", "drop_path_rate", "lora_r", "lora_alpha", "lora_dropout",
+        "grad_checkpoint", "share_prefix", "packing", "drop_path_rate", "lora_r", "lora_alpha", "lora_dropout",
         "lora_target_modules", "precision", "device", "dataset_path",
         "eval_dataset_path", "image_root", "conv_style", "max_length", "t_bucket", "dynamic_image_size",
         "min_dynamic_patch", "max_dynamic_patch", "use_thumbnail", "force_image_size",
