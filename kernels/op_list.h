@@ -103,19 +103,22 @@
     /* ---- attention: softmax(Q K^T / sqrt(HD)) V per head, GQA (query head h uses kv head  \
      * h / (NH/KV)), right-padded sequences: only keys j < lengths[b] are attended, rows     \
      * t >= lengths[b] produce out = 0 and lse = 0 and get no gradient. causal: keys j <= t. \
-     * lse is the log-sum-exp of the scaled scores per query row, saved for backward. ---- */ \
+     * lse is the log-sum-exp of the scaled scores per query row, saved for backward.        \
+     * precision (a KernelPrecision): KP_FP32 exact fp32; KP_BF16 and KP_BF16_FP32_OPERANDS   \
+     * q, k, v (and dout) rounded to bf16, fp32 accumulation and softmax (the CUDA table's     \
+     * tensor-core kernels for HD 64/128; the CPU table computes in fp32 at every precision). */ \
     X(attention_forward, (float *out,             /* (B, T, NH, HD) */                       \
                           float *lse,             /* (B, NH, T) */                           \
                           const float *q,         /* (B, T, NH, HD) */                       \
                           const float *k,         /* (B, T, KV, HD) */                       \
                           const float *v,         /* (B, T, KV, HD) */                       \
                           const int *lengths,     /* (B) in [0, T] */                        \
-                          int B, int T, int NH, int KV, int HD, int causal))                 \
+                          int B, int T, int NH, int KV, int HD, int causal, int precision))  \
     X(attention_backward, (float *dq, float *dk, float *dv, /* shapes of q, k, v */          \
                            const float *dout, const float *out, const float *lse,            \
                            const float *q, const float *k, const float *v,                   \
                            const int *lengths, int B, int T, int NH, int KV, int HD,         \
-                           int causal))                                                      \
+                           int causal, int precision))                                       \
                                                                                              \
     /* ---- patch embedding = im2col + matmul. cols row (b, y, x) = b*G*G + y*G + x holds    \
      * the patch in conv-weight order (ch, ky, kx), so weight (C, CH, p, p) is (C, CH*p*p). */ \

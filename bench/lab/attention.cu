@@ -8,7 +8,7 @@
 //      accumulating in the output row in global memory
 //   v3 FlashAttention-2 on the tensor cores (kernels/cuda/attention_fa2.cu: bf16 Q/K/V, fp32
 //      accumulation, mma.sync, cp.async double buffering), the op's bf16 path
-//      (cuda_attention_set_bf16); HD 64 and 128 only, else the production kernel. Checked
+//      (precision KP_BF16, attention_impl mmrm); HD 64 and 128 only, else the production kernel. Checked
 //      against the fp32 CPU reference at 1e-2 (bf16 input rounding).
 // The reference is the production kernel: cuDNN's fused attention is not linked yet.
 #include <math.h>
@@ -143,14 +143,14 @@ float scale_of(int HD) { return (float)(1.0 / sqrt((double)HD)); } // as the CPU
 
 void at_production(const At &a) {
     lab_op_attention_forward(&kernels_cuda, a.out, a.lse, a.q, a.k, a.v, a.len, a.B, a.T, a.NH, a.KV, a.HD,
-                             a.causal);
+                             a.causal, KP_FP32);
 }
 
 void at_fa2(const At &a) {
-    cuda_attention_set_bf16(1);
+    cuda_attention_set_impl(ATTN_IMPL_MMRM);
     lab_op_attention_forward(&kernels_cuda, a.out, a.lse, a.q, a.k, a.v, a.len, a.B, a.T, a.NH, a.KV, a.HD,
-                             a.causal);
-    cuda_attention_set_bf16(0);
+                             a.causal, KP_BF16);
+    cuda_attention_set_impl(ATTN_IMPL_AUTO);
 }
 
 void at_naive(const At &a) {
@@ -192,7 +192,8 @@ void run_shape(Lab *L, int B, int T, int NH, int KV, int HD, int causal, const i
     float *hq = lab_rand(nq, seed, -1, 1), *hk = lab_rand(nk, seed + 1, -1, 1);
     float *hv = lab_rand(nk, seed + 2, -1, 1);
     float *ref = lab_rand(nq, 1, 0, 1), *rlse = lab_rand(nl, 1, 0, 1);
-    lab_op_attention_forward(&kernels_cpu, ref, rlse, hq, hk, hv, lengths, B, T, NH, KV, HD, causal);
+    lab_op_attention_forward(&kernels_cpu, ref, rlse, hq, hk, hv, lengths, B, T, NH, KV, HD, causal,
+                             KP_FP32);
     At a = {lab_nan(nq), lab_nan(nl), lab_upload(hq, nq), lab_upload(hk, nk), lab_upload(hv, nk),
             lab_upload_i(lengths, B), B, T, NH, KV, HD, causal};
     printf("attention forward B=%d T=%d NH=%d KV=%d HD=%d %s, lengths", B, T, NH, KV, HD,

@@ -43,7 +43,9 @@ void cpu_attention_forward(float *out,         /* (B, T, NH, HD) */
                            const float *k,     /* (B, T, KV, HD) */
                            const float *v,     /* (B, T, KV, HD) */
                            const int *lengths, /* (B) in [0, T] */
-                           int B, int T, int NH, int KV, int HD, int causal) {
+                           int B, int T, int NH, int KV, int HD, int causal,
+                           int precision) { /* fp32 at every precision */
+    (void)precision;
     const AttnKernel *ak = cpu_attn_kernel(cpu_isa_active());
     int group = NH / KV, nblk = (T + QB - 1) / QB;
     float scale = (float)(1.0 / sqrt((double)HD));
@@ -80,7 +82,9 @@ void cpu_attention_backward(float *dq,          /* (B, T, NH, HD) or NULL */
                             const float *k,     /* (B, T, KV, HD) */
                             const float *v,     /* (B, T, KV, HD) */
                             const int *lengths, /* (B) in [0, T] */
-                            int B, int T, int NH, int KV, int HD, int causal) {
+                            int B, int T, int NH, int KV, int HD, int causal,
+                            int precision) {
+    (void)precision;
     if (!dq && !dk && !dv) return;
     const AttnKernel *ak = cpu_attn_kernel(cpu_isa_active());
     int group = NH / KV;

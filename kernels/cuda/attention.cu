@@ -34,6 +34,7 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/kernels.h"
 
 namespace {
 
@@ -437,20 +438,34 @@ void launch_bwd(float *dq, float *dk, float *dv, const float *dout, const float 
     }
 }
 
-int g_attn_bf16 = 0; // cuda_attention_set_bf16
+int g_attn_impl = ATTN_IMPL_AUTO; // cuda_attention_set_impl
 
 } // namespace
 
-extern "C" void cuda_attention_set_bf16(int on) { g_attn_bf16 = on != 0; }
+extern "C" void cuda_attention_set_impl(int impl) {
+    if (impl != ATTN_IMPL_AUTO && impl != ATTN_IMPL_MMRM && impl != ATTN_IMPL_CUDNN)
+        cuda_fail("cuda_attention_set_impl", "unknown attention implementation", __FILE__,
+                  __LINE__);
+    g_attn_impl = impl;
+}
+
+extern "C" int cuda_attention_impl(void) { return g_attn_impl; }
 
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
                                        const float *v, const int *lengths, int B, int T, int NH,
-                                       int KV, int HD, int causal) {
+                                       int KV, int HD, int causal, int precision) {
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
-    if (g_attn_bf16 &&
-        cuda_attention_fa2_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal))
-        return;
+    // bf16: cuDNN (auto, cudnn) where it covers the call, else the tensor-core kernels for
+    // HD 64/128, else the exact kernels below
+    if (precision != KP_FP32) {
+        if (g_attn_impl != ATTN_IMPL_MMRM &&
+            cuda_attention_cudnn_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal,
+                                         g_attn_impl == ATTN_IMPL_CUDNN))
+            return;
+        if (cuda_attention_fa2_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal))
+            return;
+    }
     const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
     switch ((HD + 31) / 32) {
     case 1: launch_fwd<1>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
@@ -467,13 +482,21 @@ extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, c
 extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                         const float *out, const float *lse, const float *q,
                                         const float *k, const float *v, const int *lengths,
-                                        int B, int T, int NH, int KV, int HD, int causal) {
+                                        int B, int T, int NH, int KV, int HD, int causal,
+                                        int precision) {
     if (!dq && !dk && !dv) return;
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
-    if (g_attn_bf16 && cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths,
-                                                   B, T, NH, KV, HD, causal))
-        return;
+    // the forward's choice: the same process-wide implementation covers the same shapes
+    if (precision != KP_FP32) {
+        if (g_attn_impl != ATTN_IMPL_MMRM &&
+            cuda_attention_cudnn_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, NH,
+                                          KV, HD, causal, g_attn_impl == ATTN_IMPL_CUDNN))
+            return;
+        if (cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, NH,
+                                        KV, HD, causal))
+            return;
+    }
     const float scale = (float)(1.0 / sqrt((double)HD));
 
     // (a) D = rowwise dout . out, (B, NH, T), in scratch slot 1 (valid for this call only)

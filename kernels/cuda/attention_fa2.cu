@@ -1,6 +1,7 @@
 // attention_fa2.cu - FlashAttention-2-style forward on the tensor cores (sm_80+), bf16
 // Q/K/V, fp32 accumulation, fp32 log-sum-exp; the attention op's bf16 path (attention.cu
-// calls it when cuda_attention_set_bf16(1) and HD is 64 or 128; the contract is attention's,
+// calls it at a bf16 precision when HD is 64 or 128 and cuDNN does not take the call
+// (attention_impl); the contract is attention's,
 // kernels/op_list.h and attention.cu, on q, k, v rounded to bf16).
 //
 // q, k, v are first converted to bf16 (round to nearest even) into scratch slot 5. A CTA of

@@ -37,8 +37,9 @@ static float *round_bf16(const float *x, size_t n) {
     return y;
 }
 
-/* bf16 pass (cuda_attention_set_bf16(1): attention_fa2.cu for HD 64 and 128): the forward
- * against the CPU forward on bf16-rounded inputs; the backward is the fp32 pass's */
+/* bf16 pass (precision KP_BF16 with attention_impl = mmrm: attention_fa2.cu for HD 64 and
+ * 128): the forward against the CPU forward on bf16-rounded inputs; the backward is the fp32
+ * pass's */
 static void run_case_bf16(Parity *p, const AttnCase *c) {
     const int B = c->B, T = c->T, NH = c->NH, KV = c->KV, HD = c->HD;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
@@ -56,14 +57,14 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     float *qr = fa2 ? round_bf16(q, nq) : h_copy(q, nq), *kr = fa2 ? round_bf16(k, nkv) : h_copy(k, nkv);
     float *vr = fa2 ? round_bf16(v, nkv) : h_copy(v, nkv);
     float *out = h_zeros(nq), *lse = h_zeros(nlse), *got = h_zeros(nq), *got_lse = h_zeros(nlse);
-    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, B, T, NH, KV, HD, c->causal);
+    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, B, T, NH, KV, HD, c->causal,
+                                  KP_FP32);
     float *d_q = d_upload(q, nq), *d_k = d_upload(k, nkv), *d_v = d_upload(v, nkv);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
     int *d_len = d_upload_i(c->lengths, (size_t)B);
-    cuda_attention_set_bf16(1);
+    cuda_attention_set_impl(ATTN_IMPL_MMRM);
     kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD,
-                                   c->causal);
-    cuda_attention_set_bf16(0);
+                                   c->causal, KP_BF16);
     d_download(got, d_out, nq);
     d_download(got_lse, d_lse, nlse);
     /* out: P is rounded to bf16 for the PV product (rel ~1.5e-3 measured); lse: fp32 scores
@@ -71,6 +72,16 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     parity_check(p, parity_name("attn fwd bf16 %s: out", tag), out, got, nq,
                  fa2 ? parity_tol(p) : 1e-5);
     parity_check(p, parity_name("attn fwd bf16 %s: lse", tag), lse, got_lse, nlse, 1e-5);
+    if (fa2) { /* the precision argument rounds q, k, v: bf16 inputs give the same bits */
+        float *d_qr = d_upload(qr, nq), *d_kr = d_upload(kr, nkv), *d_vr = d_upload(vr, nkv);
+        float *again = h_zeros(nq);
+        kernels_cuda.attention_forward(d_out, d_lse, d_qr, d_kr, d_vr, d_len, B, T, NH, KV, HD,
+                                       c->causal, KP_BF16);
+        d_download(again, d_out, nq);
+        parity_check(p, parity_name("attn fwd bf16 %s: same bits on bf16-rounded inputs", tag),
+                     got, again, nq, 0.0);
+        d_free(d_qr), d_free(d_kr), d_free(d_vr), free(again);
+    }
 
     /* backward from the CPU forward's out and lse on both sides; the CPU gets dout rounded to
      * bf16 too (the device's row dots D = dout . out stay fp32); gradients start random (+=) */
@@ -84,16 +95,15 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
         dev[i] = want ? d_upload(g0[i], gn[i]) : NULL;
     }
     kernels_cpu.attention_backward(ref[0], ref[1], ref[2], doutr, out, lse, qr, kr, vr,
-                                   c->lengths, B, T, NH, KV, HD, c->causal);
+                                   c->lengths, B, T, NH, KV, HD, c->causal, KP_FP32);
     d_free(d_out);
     d_free(d_lse);
     d_out = d_upload(out, nq);
     d_lse = d_upload(lse, nlse);
     float *d_dout = d_upload(dout, nq);
-    cuda_attention_set_bf16(1);
     kernels_cuda.attention_backward(dev[0], dev[1], dev[2], d_dout, d_out, d_lse, d_q, d_k, d_v,
-                                    d_len, B, T, NH, KV, HD, c->causal);
-    cuda_attention_set_bf16(0);
+                                    d_len, B, T, NH, KV, HD, c->causal, KP_BF16);
+    cuda_attention_set_impl(ATTN_IMPL_AUTO);
     static const char *gname[3] = {"dq", "dk", "dv"};
     for (int i = 0; i < 3; i++) {
         if (!ref[i]) continue;
@@ -147,10 +157,11 @@ static void run_case(Parity *p, const AttnCase *c) {
 
     /* forward: the device output starts as garbage, every element must be written */
     float *out = h_zeros(nq), *lse = h_zeros(nlse);
-    kernels_cpu.attention_forward(out, lse, q, k, v, c->lengths, B, T, NH, KV, HD, c->causal);
+    kernels_cpu.attention_forward(out, lse, q, k, v, c->lengths, B, T, NH, KV, HD, c->causal,
+                                  KP_FP32);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
     kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD,
-                                   c->causal);
+                                   c->causal, KP_FP32);
     float *got = h_zeros(nq), *got_lse = h_zeros(nlse);
     d_download(got, d_out, nq);
     d_download(got_lse, d_lse, nlse);
@@ -171,9 +182,9 @@ static void run_case(Parity *p, const AttnCase *c) {
     float *d_dk = r_dk ? d_upload(dk0, nkv) : NULL;
     float *d_dv = r_dv ? d_upload(dv0, nkv) : NULL;
     kernels_cpu.attention_backward(r_dq, r_dk, r_dv, dout, out, lse, q, k, v, c->lengths, B, T,
-                                   NH, KV, HD, c->causal);
+                                   NH, KV, HD, c->causal, KP_FP32);
     kernels_cuda.attention_backward(d_dq, d_dk, d_dv, d_dout, d_out, d_lse, d_q, d_k, d_v, d_len,
-                                    B, T, NH, KV, HD, c->causal);
+                                    B, T, NH, KV, HD, c->causal, KP_FP32);
     const struct {
         const char *what;
         const float *ref, *dev;

@@ -141,7 +141,7 @@ static Problem problem_new(const Shape *s, int causal, uint64_t seed, float qk_s
     fill_normal(&r, P.v, kv_size(s), 1.0f);
     fill_normal(&r, P.dout, q_size(s), 1.0f);
     kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->B, s->T, s->NH, s->KV,
-                          s->HD, causal);
+                          s->HD, causal, KP_FP32);
     return P;
 }
 
@@ -152,7 +152,7 @@ static void problem_free(Problem *P) {
 static void problem_backward(const Problem *P, float *dq, float *dk, float *dv) {
     const Shape *s = P->s;
     kernels_cpu.attention_backward(dq, dk, dv, P->dout, P->out, P->lse, P->q, P->k, P->v, s->lengths,
-                           s->B, s->T, s->NH, s->KV, s->HD, P->causal);
+                           s->B, s->T, s->NH, s->KV, s->HD, P->causal, KP_FP32);
 }
 
 static double *dalloc(size_t n) {
@@ -186,7 +186,7 @@ TEST(test_attention_forward_padded_rows_and_empty_sequences_are_exact_zeros) {
         fill_normal(&r, P.out, q_size(s), 1.0f);
         fill_normal(&r, P.lse, lse_size(s), 1.0f);
         kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->B, s->T, s->NH, s->KV,
-                              s->HD, causal);
+                              s->HD, causal, KP_FP32);
         int nonzero = 0, zero_rows = 0;
         for (int b = 0; b < s->B; b++)
             for (int t = s->lengths[b]; t < s->T; t++)
@@ -241,7 +241,7 @@ static double attention_loss(void *vctx) {
     LossCtx *c = vctx;
     const Shape *s = c->P->s;
     kernels_cpu.attention_forward(c->out, c->lse, c->P->q, c->P->k, c->P->v, s->lengths, s->B, s->T,
-                          s->NH, s->KV, s->HD, c->P->causal);
+                          s->NH, s->KV, s->HD, c->P->causal, KP_FP32);
     return dot_loss(c->out, c->proj, q_size(s));
 }
 
