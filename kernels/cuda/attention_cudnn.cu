@@ -36,7 +36,8 @@
 
 extern "C" int cuda_cudnn_compiled(void) { return 0; }
 extern "C" const char *cuda_cudnn_describe(void) {
-    return "no cuDNN: cudnn.h was not found when this binary was built";
+    return "no cuDNN in this build (make cuda links it where cudnn.h is found; the CUDA "
+           "emulator has none)";
 }
 extern "C" int cuda_attention_cudnn_forward(float *, float *, const float *, const float *,
                                             const float *, const int *, int, int, int, int, int,
