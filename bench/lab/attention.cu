@@ -358,6 +358,9 @@ void perf_table(Lab *L) {
     perf_shape(L, "InternViT-300M", 7, 1025, 16, 16, 64, 0, peak);
     for (int T = 512; T <= 4096; T *= 2) perf_shape(L, "Qwen2-0.5B", 16384 / T, T, 14, 2, 64, 1, peak);
     for (int T = 1024; T <= 4096; T *= 2) perf_shape(L, "InternLM2-7B", 16384 / T, T, 32, 8, 128, 1, peak);
+    // InternLM2-7B's head dim without grouped KV heads: the backward's cuDNN reference at
+    // HD 128 (attention_cudnn.cu's backward graph has no GQA)
+    for (int T = 1024; T <= 4096; T *= 2) perf_shape(L, "MHA-128", 16384 / T, T, 32, 32, 128, 1, peak);
 }
 
 } // namespace
