@@ -104,6 +104,15 @@
      * h / (NH/KV)), right-padded sequences: only keys j < lengths[b] are attended, rows     \
      * t >= lengths[b] produce out = 0 and lse = 0 and get no gradient. causal: keys j <= t. \
      * lse is the log-sum-exp of the scaled scores per query row, saved for backward.        \
+     * seg: NULL (no further mask) or (B, T) segment ids, doc = seg >> 16, branch =          \
+     * seg & 0xffff: key j is visible to query t (both < lengths[b]) iff the causal rule     \
+     * holds AND doc(j) == doc(t) AND (branch(j) == 0 OR branch(j) == branch(t)). Callers    \
+     * keep (and kernels rely on, e.g. to skip key blocks): along a row's valid tokens, docs  \
+     * are contiguous and non-decreasing; within a doc the branch-0 tokens (a shared prefix) \
+     * come first, then each branch's tokens contiguously (a branch never reappears). A      \
+     * packed stream is B = 1 with doc = packed row; a shared-prefix pair is prefix = branch \
+     * 0, chosen = 1, rejected = 2 (N responses: branches 1..N). The CPU table checks the    \
+     * convention and fails naming the token.                                                \
      * precision (a KernelPrecision): KP_FP32 exact fp32; KP_BF16 and KP_BF16_FP32_OPERANDS   \
      * q, k, v (and dout) rounded to bf16, fp32 accumulation and softmax (the CUDA table's     \
      * tensor-core kernels for HD 64/128; the CPU table computes in fp32 at every precision). */ \
@@ -113,12 +122,13 @@
                           const float *k,         /* (B, T, KV, HD) */                       \
                           const float *v,         /* (B, T, KV, HD) */                       \
                           const int *lengths,     /* (B) in [0, T] */                        \
+                          const int *seg,         /* (B, T) segment ids, or NULL */          \
                           int B, int T, int NH, int KV, int HD, int causal, int precision))  \
     X(attention_backward, (float *dq, float *dk, float *dv, /* shapes of q, k, v */          \
                            const float *dout, const float *out, const float *lse,            \
                            const float *q, const float *k, const float *v,                   \
-                           const int *lengths, int B, int T, int NH, int KV, int HD,         \
-                           int causal, int precision))                                       \
+                           const int *lengths, const int *seg, /* (B) (B, T) or NULL */      \
+                           int B, int T, int NH, int KV, int HD, int causal, int precision)) \
                                                                                              \
     /* ---- patch embedding = im2col + matmul. cols row (b, y, x) = b*G*G + y*G + x holds    \
      * the patch in conv-weight order (ch, ky, kx), so weight (C, CH, p, p) is (C, CH*p*p). */ \

@@ -234,7 +234,7 @@ static void vit_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     }
     int shape4[4] = {n, T, NH, hd};
     Tensor *a = op_attention(g, op_reshape(g, q, 4, shape4), op_reshape(g, k, 4, shape4),
-                             op_reshape(g, vv, 4, shape4), c->lengths, 0);
+                             op_reshape(g, vv, 4, shape4), c->lengths, NULL, 0);
     a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){n, T, C}), L->proj_w, L->proj_b);
     x = op_add(g, x, op_drop_path(g, op_channel_scale(g, a, L->ls1), rate));
     h = vit_norm(g, m, x, L->norm2_w, L->norm2_b);
@@ -329,7 +329,7 @@ static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     q = op_rope(g, op_reshape(g, q, 4, (int[]){B, T, NH, hd}), c->pos, l->rope_theta);
     k = op_rope(g, op_reshape(g, k, 4, (int[]){B, T, KV, hd}), c->pos, l->rope_theta);
     v = op_reshape(g, v, 4, (int[]){B, T, KV, hd});
-    Tensor *a = op_attention(g, q, k, v, c->lengths, 1);
+    Tensor *a = op_attention(g, q, k, v, c->lengths, NULL, 1);
     a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){B, T, NH * hd}), L->o_w, NULL);
     x = op_add(g, x, a);
     h = op_rmsnorm(g, x, L->ffn_norm, l->rms_eps);

@@ -269,19 +269,20 @@ Tensor *op_rope(Graph *g, Tensor *x, const int *pos, float theta) {
     return y;
 }
 
-typedef struct { float *lse; int *lengths; int causal, precision; } AttnCtx;
+typedef struct { float *lse; int *lengths, *seg; int causal, precision; } AttnCtx;
 
 static void attention_bw(Graph *g, TapeEntry *e) {
     Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2], *y = e->out[0];
     AttnCtx *c = e->ctx;
     float *dq = gin(g, q), *dk = gin(g, k), *dv = gin(g, v);
     g->K->attention_backward(dq, dk, dv, y->grad, in32(g, y), c->lse, in32(g, q), in32(g, k),
-                             in32(g, v), c->lengths, q->shape[0], q->shape[1], q->shape[2],
+                             in32(g, v), c->lengths, c->seg, q->shape[0], q->shape[1], q->shape[2],
                              k->shape[2], q->shape[3], c->causal, c->precision);
     done(g);
 }
 
-Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths, int causal) {
+Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths,
+                     const int *seg, int causal) {
     char bq[200], bk[200];
     MMRM_CHECK(q->ndim == 4 && k->ndim == 4 && tensor_same_shape(k, v) &&
                    q->shape[0] == k->shape[0] && q->shape[1] == k->shape[1] &&
@@ -296,11 +297,12 @@ Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengt
     AttnCtx *c = graph_scratch(g, sizeof *c);
     c->lse = arena_alloc(&g->act, (size_t)B * NH * T * sizeof(float));
     c->lengths = copy_ints(g, lengths, B);
+    c->seg = seg ? copy_ints(g, seg, (size_t)B * T) : NULL;
     c->causal = causal;
     c->precision = g->precision; /* the backward runs at the forward's precision */
     float *yf = out32(g, y);
-    g->K->attention_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->lengths, B, T, NH,
-                            KV, HD, causal, c->precision);
+    g->K->attention_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->lengths, c->seg,
+                            B, T, NH, KV, HD, causal, c->precision);
     put(g, y, yf);
     done(g);
     TapeEntry *e = graph_record(g, "attention", attention_bw, (Tensor *[]){q, k, v}, 3, &y, 1);

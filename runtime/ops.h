@@ -23,8 +23,10 @@ Tensor *op_gelu(Graph *g, Tensor *x);
 Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up); /* silu(gate) * up */
 /* x (B, T, NH, HD); pos (B*T) */
 Tensor *op_rope(Graph *g, Tensor *x, const int *pos, float theta);
-/* q (B, T, NH, HD), k/v (B, T, KV, HD), lengths (B) -> (B, T, NH, HD) */
-Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths, int causal);
+/* q (B, T, NH, HD), k/v (B, T, KV, HD), lengths (B), seg (B, T) segment ids or NULL (host
+ * memory; the mask of kernels/op_list.h) -> (B, T, NH, HD) */
+Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths,
+                     const int *seg, int causal);
 /* img (B, CH, H, W), w (C, CH, p, p), b (C) -> (B, (H/p)*(W/p), C); patches row-major */
 Tensor *op_patch_embed(Graph *g, Tensor *img, Tensor *w, Tensor *b);
 /* (B, G*G, C) -> (B, (G/2)^2, 4C), pixel shuffle v2 */

@@ -38,7 +38,7 @@ extern "C" void lab_op_attention_forward(const KernelOps *ops, float *out, float
                                          const float *q, const float *k, const float *v,
                                          const int *lengths, int B, int T, int NH, int KV,
                                          int HD, int causal, int precision) {
-    ops->attention_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, precision);
+    ops->attention_forward(out, lse, q, k, v, lengths, NULL, B, T, NH, KV, HD, causal, precision);
 }
 
 extern "C" void lab_op_attention_backward(const KernelOps *ops, float *dq, float *dk, float *dv,
@@ -46,7 +46,7 @@ extern "C" void lab_op_attention_backward(const KernelOps *ops, float *dq, float
                                           const float *q, const float *k, const float *v,
                                           const int *lengths, int B, int T, int NH, int KV,
                                           int HD, int causal, int precision) {
-    ops->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, NH, KV, HD,
+    ops->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, NULL, B, T, NH, KV, HD,
                             causal, precision);
 }
 

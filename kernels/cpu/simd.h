@@ -44,14 +44,17 @@ extern const GemmKernel cpu_gemm_generic, cpu_gemm_avx2, cpu_gemm_avx512;
 
 /* The attention kernels of one ISA (kernels/cpu/simd_attention.h documents them; the
  * OpenMP split is kernels/cpu/attention.c's). */
+/* kr: NULL (row t sees keys [0, causal ? t+1 : L)) or, per row t of the piece, three ints
+ * kr[3t], kr[3t+1], kr[3t+2] = a, b, c: row t sees keys [0, a) and [b, c) (a <= b <= c;
+ * the segment mask of kernels/op_list.h, cut to one doc by attention.c). */
 typedef struct {
     void (*forward_rows)(float *o, float *lse, const float *q, size_t qs, const float *k,
-                         const float *v, size_t ks, int L, int t0, int t1, int HD, int causal,
-                         float scale, float *scratch);
+                         const float *v, size_t ks, const int *kr, int L, int t0, int t1,
+                         int HD, int causal, float scale, float *scratch);
     void (*backward_head)(float *dq, float *dk, float *dv, const float *dout, const float *out,
                           const float *lse, const float *q, size_t qs, const float *k,
-                          const float *v, size_t ks, int L, int T, int group, int HD,
-                          int causal, float scale, float *scratch);
+                          const float *v, size_t ks, const int *kr, int L, int T, int group,
+                          int HD, int causal, float scale, float *scratch);
     /* y[i] = expf(x[i]) within 2 ulp on [-87.3, 88] (simd_attention.h) */
     void (*exp_array)(float *y, const float *x, size_t n);
     int vw; /* floats per vector: scratch rows are rounded up to it */

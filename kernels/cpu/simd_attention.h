@@ -98,33 +98,70 @@ TGT static void ak_pack_t(float *xt, const float *x, size_t stride, int L, int T
     }
 }
 
+/* The keys row t sees: [0, a) and [b, c) (kr: simd.h; NULL: the causal/padding rule, with
+ * an empty second range, so the loops below visit exactly the blocks they always did). */
+TGT static inline void ak_range(const int *kr, int t, int L, int causal, int *a, int *b, int *c) {
+    if (kr) {
+        *a = kr[3 * t], *b = kr[3 * t + 1], *c = kr[3 * t + 2];
+    } else {
+        *a = causal ? t + 1 : L;
+        *b = *c = *a;
+    }
+}
+/* the first vector block of [b, c) that the blocks of [0, a) did not already cover */
+static inline int ak_j2(int a, int b) {
+    int ja = (a + VW - 1) / VW * VW, jb = b / VW * VW;
+    return jb > ja ? jb : ja;
+}
+/* lanes j0 + i in [0, a) or [b, c) */
+TGT static inline vi ak_vis(int j0, int a, int b, int c) {
+    vi idx;
+    for (int i = 0; i < VW; i++) idx[i] = j0 + i;
+    return (idx < (vi){0} + a) | ((idx >= (vi){0} + b) & (idx < (vi){0} + c));
+}
+/* every vector block j holding a visible key, in increasing order */
+#define AK_BLOCKS(j, a, b, c) \
+    for (int ak_p_ = 0, j; ak_p_ < 2; ak_p_++) \
+        for (j = ak_p_ ? ak_j2(a, b) : 0; j < (ak_p_ ? (c) : (a)); j += VW)
+/* every visible key j, in increasing order */
+#define AK_KEYS(j, a, b, c) \
+    for (int ak_p_ = 0, j; ak_p_ < 2; ak_p_++) for (j = ak_p_ ? (b) : 0; j < (ak_p_ ? (c) : (a)); j++)
+
 /* Query rows t0 .. t1-1 (< L) of query head h of one sequence; q, o at row 0 of the
  * sequence and head (row stride qs), lse at (b, h, 0); k, v at key 0 of the kv head (row
- * stride ks). scratch: 2 * HD * Tp + Tp floats. */
+ * stride ks); kr NULL or the rows' key ranges (simd.h). scratch: 2 * HD * Tp + Tp floats. */
 TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs, const float *k,
-                                const float *v, size_t ks, int L, int t0, int t1, int HD,
-                                int causal, float scale, float *scratch) {
+                                const float *v, size_t ks, const int *kr, int L, int t0, int t1,
+                                int HD, int causal, float scale, float *scratch) {
     int Tp = (L + VW - 1) / VW * VW;
     float *kt = scratch, *vt = kt + (size_t)HD * Tp, *s = vt + (size_t)HD * Tp;
     int klen = causal ? t1 : L; /* keys any of these rows sees */
+    if (kr) {
+        klen = 0;
+        for (int t = t0; t < t1; t++) {
+            int e = kr[3 * t + 2] > kr[3 * t] ? kr[3 * t + 2] : kr[3 * t];
+            klen = e > klen ? e : klen;
+        }
+    }
     ak_pack_t(kt, k, ks, klen, Tp, HD);
     if (HD % VW) ak_pack_t(vt, v, ks, klen, Tp, HD);
     for (int t = t0; t < t1; t++) {
         const float *qr = q + (size_t)t * qs;
         float *orow = o + (size_t)t * qs;
-        int n = causal ? t + 1 : L;
+        int a, b, c;
+        ak_range(kr, t, L, causal, &a, &b, &c);
         vf mx = ak_splat(-INFINITY);
-        for (int j = 0; j < n; j += VW) {
+        AK_BLOCKS(j, a, b, c) {
             vf acc = ak_splat(0.0f);
             for (int d = 0; d < HD; d++) acc = AK_MADD(acc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
-            vf sc = ak_sel(ak_below(j, n), acc * scale, ak_splat(-INFINITY));
+            vf sc = ak_sel(ak_vis(j, a, b, c), acc * scale, ak_splat(-INFINITY));
             ak_store(s + j, sc);
             mx = ak_sel(sc > mx, sc, mx);
         }
         float m = ak_hmax(mx);
         vf sumv = ak_splat(0.0f);
-        for (int j = 0; j < n; j += VW) {
-            vf p = ak_exp(ak_load(s + j) - m); /* -inf past n: 0 */
+        AK_BLOCKS(j, a, b, c) {
+            vf p = ak_exp(ak_load(s + j) - m); /* -inf where hidden: 0 */
             sumv += p;
             ak_store(s + j, p);
         }
@@ -132,14 +169,14 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
         if (HD % VW == 0) /* VW head dims at a time from the values' rows: no lane sums */
             for (int d0 = 0; d0 < HD; d0 += VW) {
                 vf acc = ak_splat(0.0f);
-                for (int j = 0; j < n; j++) acc = AK_MADD(acc, ak_splat(s[j]), ak_load(v + j * ks + d0));
+                AK_KEYS(j, a, b, c) acc = AK_MADD(acc, ak_splat(s[j]), ak_load(v + j * ks + d0));
                 ak_store(orow + d0, acc * inv);
             }
         else
             for (int d = 0; d < HD; d++) {
                 vf acc = ak_splat(0.0f);
                 const float *vrow = vt + (size_t)d * Tp;
-                for (int j = 0; j < n; j += VW) acc = AK_MADD(acc, ak_load(s + j), ak_load(vrow + j));
+                AK_BLOCKS(j, a, b, c) acc = AK_MADD(acc, ak_load(s + j), ak_load(vrow + j));
                 orow[d] = ak_hsum(acc) * inv;
             }
         lse[t] = m + logf(sum);
@@ -148,13 +185,14 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
 
 /* The backward of one sequence and kv head: the query heads h0 .. h0+group-1 (q, dq, dout,
  * out at row 0 of the sequence and head h0, head h0+g at + g*HD, row stride qs; lse at
- * (b, h0, 0), head h0+g at + g*T), every valid row, every visible key. dk, dv at key 0 of
- * the kv head (row stride ks) get their sums added once at the end. scratch:
- * 4 * HD * Tp + 2 * Tp floats. */
+ * (b, h0, 0), head h0+g at + g*T), every valid row, every visible key (kr as in the
+ * forward). dk, dv at key 0 of the kv head (row stride ks) get their sums added once at the
+ * end. scratch: 4 * HD * Tp + 2 * Tp floats. */
 TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const float *lse, const float *q, size_t qs,
-                                 const float *k, const float *v, size_t ks, int L, int T,
-                                 int group, int HD, int causal, float scale, float *scratch) {
+                                 const float *k, const float *v, size_t ks, const int *kr, int L,
+                                 int T, int group, int HD, int causal, float scale,
+                                 float *scratch) {
     int Tp = (L + VW - 1) / VW * VW;
     size_t plane = (size_t)HD * Tp;
     float *kt = scratch, *vt = kt + plane, *dkt = vt + plane, *dvt = dkt + plane;
@@ -169,14 +207,15 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
             float D = 0.0f;
             for (int d = 0; d < HD; d++) D += dor[d] * outr[d];
             float l = lse[(size_t)g * T + t];
-            int n = causal ? t + 1 : L;
-            for (int j = 0; j < n; j += VW) {
+            int a, b, c;
+            ak_range(kr, t, L, causal, &a, &b, &c);
+            AK_BLOCKS(j, a, b, c) {
                 vf sc = ak_splat(0.0f), dp = ak_splat(0.0f);
                 for (int d = 0; d < HD; d++) {
                     sc = AK_MADD(sc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
                     dp = AK_MADD(dp, ak_splat(dor[d]), ak_load(vt + (size_t)d * Tp + j));
                 }
-                vi in = ak_below(j, n);
+                vi in = ak_vis(j, a, b, c);
                 vf pj = ak_sel(in, ak_exp(scale * sc - l), ak_splat(0.0f));
                 ak_store(p + j, pj);
                 ak_store(ds + j, scale * pj * (dp - D));
@@ -185,7 +224,7 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
                 float *dqr = dq + off;
                 for (int d0 = 0; d0 < HD; d0 += VW) {
                     vf acc = ak_splat(0.0f);
-                    for (int j = 0; j < n; j++) acc = AK_MADD(acc, ak_splat(ds[j]), ak_load(k + j * ks + d0));
+                    AK_KEYS(j, a, b, c) acc = AK_MADD(acc, ak_splat(ds[j]), ak_load(k + j * ks + d0));
                     ak_store(dqr + d0, ak_load(dqr + d0) + acc);
                 }
             } else if (dq) {
@@ -193,20 +232,20 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
                 for (int d = 0; d < HD; d++) {
                     vf acc = ak_splat(0.0f);
                     const float *krow = kt + (size_t)d * Tp;
-                    for (int j = 0; j < n; j += VW) acc = AK_MADD(acc, ak_load(ds + j), ak_load(krow + j));
+                    AK_BLOCKS(j, a, b, c) acc = AK_MADD(acc, ak_load(ds + j), ak_load(krow + j));
                     dqr[d] += ak_hsum(acc);
                 }
             }
             if (dk)
                 for (int d = 0; d < HD; d++) {
                     float *row = dkt + (size_t)d * Tp;
-                    for (int j = 0; j < n; j += VW)
+                    AK_BLOCKS(j, a, b, c)
                         ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(ds + j), ak_splat(qr[d])));
                 }
             if (dv)
                 for (int d = 0; d < HD; d++) {
                     float *row = dvt + (size_t)d * Tp;
-                    for (int j = 0; j < n; j += VW)
+                    AK_BLOCKS(j, a, b, c)
                         ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(p + j), ak_splat(dor[d])));
                 }
         }
@@ -216,5 +255,8 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
             if (dv) dv[j * ks + d] += dvt[(size_t)d * Tp + j];
         }
 }
+
+#undef AK_BLOCKS
+#undef AK_KEYS
 
 const AttnKernel ATTN_KERNEL = {ak_forward_rows, ak_backward_head, ak_exp_array, VW};

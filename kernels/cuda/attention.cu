@@ -452,8 +452,9 @@ extern "C" void cuda_attention_set_impl(int impl) {
 extern "C" int cuda_attention_impl(void) { return g_attn_impl; }
 
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                       const float *v, const int *lengths, int B, int T, int NH,
-                                       int KV, int HD, int causal, int precision) {
+                                       const float *v, const int *lengths, const int *seg, int B,
+                                       int T, int NH, int KV, int HD, int causal, int precision) {
+    if (seg) attn_fatal("segments not supported on CUDA yet", B, T, NH, KV, HD);
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
     // bf16: cuDNN (auto, cudnn) where it covers the call, else the tensor-core kernels for
@@ -463,7 +464,7 @@ extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, c
             cuda_attention_cudnn_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal,
                                          g_attn_impl == ATTN_IMPL_CUDNN))
             return;
-        if (cuda_attention_fa2_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal))
+        if (cuda_attention_fa2_forward(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal))
             return;
     }
     const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
@@ -482,8 +483,9 @@ extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, c
 extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                         const float *out, const float *lse, const float *q,
                                         const float *k, const float *v, const int *lengths,
-                                        int B, int T, int NH, int KV, int HD, int causal,
-                                        int precision) {
+                                        const int *seg, int B, int T, int NH, int KV, int HD,
+                                        int causal, int precision) {
+    if (seg) attn_fatal("segments not supported on CUDA yet", B, T, NH, KV, HD);
     if (!dq && !dk && !dv) return;
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
@@ -493,8 +495,8 @@ extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const f
             cuda_attention_cudnn_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, NH,
                                           KV, HD, causal, g_attn_impl == ATTN_IMPL_CUDNN))
             return;
-        if (cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, NH,
-                                        KV, HD, causal))
+        if (cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, seg, B, T,
+                                        NH, KV, HD, causal))
             return;
     }
     const float scale = (float)(1.0 / sqrt((double)HD));

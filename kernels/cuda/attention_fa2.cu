@@ -21,6 +21,8 @@
 // skipped). Rows t >= L: out = 0, lse = 0; keys j >= L and rows past T are zero-filled by
 // cp.async (never read from memory). Deterministic: fixed order everywhere, no atomics.
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -500,8 +502,13 @@ void fa2_launch(float *out, float *lse, const uint16_t *q, const uint16_t *k, co
 } // namespace
 
 extern "C" int cuda_attention_fa2_forward(float *out, float *lse, const float *q, const float *k,
-                                          const float *v, const int *lengths, int B, int T,
-                                          int NH, int KV, int HD, int causal) {
+                                          const float *v, const int *lengths, const int *seg,
+                                          int B, int T, int NH, int KV, int HD, int causal) {
+    if (seg) {
+        fflush(stdout);
+        fprintf(stderr, "mmrm: cuda attention (fa2): segments not supported on CUDA yet\n");
+        exit(1);
+    }
     if (HD != 64 && HD != 128) return 0;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
     // one scratch buffer: q | k | v in bf16 (each part a multiple of 16 bytes: HD % 8 == 0)
@@ -519,7 +526,13 @@ extern "C" int cuda_attention_fa2_forward(float *out, float *lse, const float *q
 extern "C" int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, const float *dout,
                                            const float *out, const float *lse, const float *q,
                                            const float *k, const float *v, const int *lengths,
-                                           int B, int T, int NH, int KV, int HD, int causal) {
+                                           const int *seg, int B, int T, int NH, int KV, int HD,
+                                           int causal) {
+    if (seg) {
+        fflush(stdout);
+        fprintf(stderr, "mmrm: cuda attention (fa2): segments not supported on CUDA yet\n");
+        exit(1);
+    }
     if (HD != 64 && HD != 128) return 0;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
     uint16_t *q16 = (uint16_t *)cuda_scratch(5, (2 * nq + 2 * nkv) * sizeof(uint16_t));

@@ -23,14 +23,14 @@ KERNEL_OPS_OPTIONAL(CUDA_KERNEL_DECL)
 /* attention_forward's bf16 tensor-core path (attention_fa2.cu), taken by attention.cu at a
  * bf16 precision: returns 0 (nothing done) when HD is not 64 or 128 */
 int cuda_attention_fa2_forward(float *out, float *lse, const float *q, const float *k,
-                               const float *v, const int *lengths, int B, int T, int NH, int KV,
-                               int HD, int causal);
+                               const float *v, const int *lengths, const int *seg, int B, int T,
+                               int NH, int KV, int HD, int causal);
 /* attention_backward's bf16 path (dQ, dK, dV on mma from bf16 q, k, v, dout): returns 0
  * (nothing done) when HD is not 64 or 128 */
 int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, const float *dout,
                                 const float *out, const float *lse, const float *q,
-                                const float *k, const float *v, const int *lengths, int B, int T,
-                                int NH, int KV, int HD, int causal);
+                                const float *k, const float *v, const int *lengths,
+                                const int *seg, int B, int T, int NH, int KV, int HD, int causal);
 
 /* attention_forward/backward by cuDNN's fused flash attention (attention_cudnn.cu: bf16,
  * one cached execution plan per shape), taken by attention.cu at a bf16 precision when

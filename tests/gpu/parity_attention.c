@@ -57,13 +57,13 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     float *qr = fa2 ? round_bf16(q, nq) : h_copy(q, nq), *kr = fa2 ? round_bf16(k, nkv) : h_copy(k, nkv);
     float *vr = fa2 ? round_bf16(v, nkv) : h_copy(v, nkv);
     float *out = h_zeros(nq), *lse = h_zeros(nlse), *got = h_zeros(nq), *got_lse = h_zeros(nlse);
-    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, B, T, NH, KV, HD, c->causal,
+    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, NULL, B, T, NH, KV, HD, c->causal,
                                   KP_FP32);
     float *d_q = d_upload(q, nq), *d_k = d_upload(k, nkv), *d_v = d_upload(v, nkv);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
     int *d_len = d_upload_i(c->lengths, (size_t)B);
     cuda_attention_set_impl(ATTN_IMPL_MMRM);
-    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD,
+    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, NULL, B, T, NH, KV, HD,
                                    c->causal, KP_BF16);
     d_download(got, d_out, nq);
     d_download(got_lse, d_lse, nlse);
@@ -75,7 +75,7 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     if (fa2) { /* the precision argument rounds q, k, v: bf16 inputs give the same bits */
         float *d_qr = d_upload(qr, nq), *d_kr = d_upload(kr, nkv), *d_vr = d_upload(vr, nkv);
         float *again = h_zeros(nq);
-        kernels_cuda.attention_forward(d_out, d_lse, d_qr, d_kr, d_vr, d_len, B, T, NH, KV, HD,
+        kernels_cuda.attention_forward(d_out, d_lse, d_qr, d_kr, d_vr, d_len, NULL, B, T, NH, KV, HD,
                                        c->causal, KP_BF16);
         d_download(again, d_out, nq);
         parity_check(p, parity_name("attn fwd bf16 %s: same bits on bf16-rounded inputs", tag),
@@ -95,14 +95,14 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
         dev[i] = want ? d_upload(g0[i], gn[i]) : NULL;
     }
     kernels_cpu.attention_backward(ref[0], ref[1], ref[2], doutr, out, lse, qr, kr, vr,
-                                   c->lengths, B, T, NH, KV, HD, c->causal, KP_FP32);
+                                   c->lengths, NULL, B, T, NH, KV, HD, c->causal, KP_FP32);
     d_free(d_out);
     d_free(d_lse);
     d_out = d_upload(out, nq);
     d_lse = d_upload(lse, nlse);
     float *d_dout = d_upload(dout, nq);
     kernels_cuda.attention_backward(dev[0], dev[1], dev[2], d_dout, d_out, d_lse, d_q, d_k, d_v,
-                                    d_len, B, T, NH, KV, HD, c->causal, KP_BF16);
+                                    d_len, NULL, B, T, NH, KV, HD, c->causal, KP_BF16);
     cuda_attention_set_impl(ATTN_IMPL_AUTO);
     static const char *gname[3] = {"dq", "dk", "dv"};
     for (int i = 0; i < 3; i++) {
@@ -157,10 +157,10 @@ static void run_case(Parity *p, const AttnCase *c) {
 
     /* forward: the device output starts as garbage, every element must be written */
     float *out = h_zeros(nq), *lse = h_zeros(nlse);
-    kernels_cpu.attention_forward(out, lse, q, k, v, c->lengths, B, T, NH, KV, HD, c->causal,
+    kernels_cpu.attention_forward(out, lse, q, k, v, c->lengths, NULL, B, T, NH, KV, HD, c->causal,
                                   KP_FP32);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
-    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD,
+    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, NULL, B, T, NH, KV, HD,
                                    c->causal, KP_FP32);
     float *got = h_zeros(nq), *got_lse = h_zeros(nlse);
     d_download(got, d_out, nq);
@@ -181,9 +181,9 @@ static void run_case(Parity *p, const AttnCase *c) {
     float *d_dq = r_dq ? d_upload(dq0, nq) : NULL;
     float *d_dk = r_dk ? d_upload(dk0, nkv) : NULL;
     float *d_dv = r_dv ? d_upload(dv0, nkv) : NULL;
-    kernels_cpu.attention_backward(r_dq, r_dk, r_dv, dout, out, lse, q, k, v, c->lengths, B, T,
+    kernels_cpu.attention_backward(r_dq, r_dk, r_dv, dout, out, lse, q, k, v, c->lengths, NULL, B, T,
                                    NH, KV, HD, c->causal, KP_FP32);
-    kernels_cuda.attention_backward(d_dq, d_dk, d_dv, d_dout, d_out, d_lse, d_q, d_k, d_v, d_len,
+    kernels_cuda.attention_backward(d_dq, d_dk, d_dv, d_dout, d_out, d_lse, d_q, d_k, d_v, d_len, NULL,
                                     B, T, NH, KV, HD, c->causal, KP_FP32);
     const struct {
         const char *what;

@@ -17,19 +17,20 @@
 
 typedef struct {
     int B, T, NH, KV, HD;
-    int lengths[3]; /* (B) */
+    int lengths[3];  /* (B) */
+    const int *seg;  /* (B, T) segment ids (kernels/op_list.h) or NULL */
 } Shape;
 
 /* MHA, GQA with groups of 2 and 3, MQA; odd head dims; each batch right-padded somewhere. */
 static const Shape SHAPES[] = {
-    {2, 7, 2, 2, 6, {7, 3}},
-    {3, 13, 4, 2, 10, {13, 1, 9}},
-    {3, 7, 6, 2, 16, {5, 0, 7}},
-    {2, 13, 3, 1, 6, {9, 13}},
+    {2, 7, 2, 2, 6, {7, 3}, NULL},
+    {3, 13, 4, 2, 10, {13, 1, 9}, NULL},
+    {3, 7, 6, 2, 16, {5, 0, 7}, NULL},
+    {2, 13, 3, 1, 6, {9, 13}, NULL},
 };
 enum { NSHAPES = sizeof(SHAPES) / sizeof(SHAPES[0]) };
 /* T past two query blocks of 32 and not a multiple of any vector width; GQA; one padded row */
-static const Shape BIG = {2, 71, 4, 2, 32, {71, 40}};
+static const Shape BIG = {2, 71, 4, 2, 32, {71, 40}, NULL};
 
 /* Selects the i-th kernel set through MMRM_CPU_ISA; 0 when this CPU cannot run it. */
 static int use_isa(int i) {
@@ -56,6 +57,10 @@ static int ref_probs(double *p, double *lse, const Shape *s, const float *q, con
     double m = -INFINITY;
     for (int j = 0; j < s->T; j++) {
         int allowed = j < L && (!causal || j <= t);
+        if (allowed && s->seg) { /* the op_list.h rule, written directly */
+            int st = s->seg[(size_t)b * s->T + t], sj = s->seg[(size_t)b * s->T + j];
+            allowed = (st >> 16) == (sj >> 16) && ((sj & 0xffff) == 0 || (sj & 0xffff) == (st & 0xffff));
+        }
         if (!allowed) { p[j] = -INFINITY; continue; }
         const float *kj = k + (((size_t)b * s->T + j) * s->KV + kvh) * s->HD;
         double dotp = 0;
@@ -140,7 +145,7 @@ static Problem problem_new(const Shape *s, int causal, uint64_t seed, float qk_s
     fill_normal(&r, P.k, kv_size(s), qk_std);
     fill_normal(&r, P.v, kv_size(s), 1.0f);
     fill_normal(&r, P.dout, q_size(s), 1.0f);
-    kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->B, s->T, s->NH, s->KV,
+    kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->seg, s->B, s->T, s->NH, s->KV,
                           s->HD, causal, KP_FP32);
     return P;
 }
@@ -152,7 +157,7 @@ static void problem_free(Problem *P) {
 static void problem_backward(const Problem *P, float *dq, float *dk, float *dv) {
     const Shape *s = P->s;
     kernels_cpu.attention_backward(dq, dk, dv, P->dout, P->out, P->lse, P->q, P->k, P->v, s->lengths,
-                           s->B, s->T, s->NH, s->KV, s->HD, P->causal, KP_FP32);
+                           s->seg, s->B, s->T, s->NH, s->KV, s->HD, P->causal, KP_FP32);
 }
 
 static double *dalloc(size_t n) {
@@ -185,7 +190,7 @@ TEST(test_attention_forward_padded_rows_and_empty_sequences_are_exact_zeros) {
         TRng r = trng(201); /* garbage in the outputs must be overwritten */
         fill_normal(&r, P.out, q_size(s), 1.0f);
         fill_normal(&r, P.lse, lse_size(s), 1.0f);
-        kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->B, s->T, s->NH, s->KV,
+        kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->seg, s->B, s->T, s->NH, s->KV,
                               s->HD, causal, KP_FP32);
         int nonzero = 0, zero_rows = 0;
         for (int b = 0; b < s->B; b++)
@@ -240,7 +245,7 @@ typedef struct {
 static double attention_loss(void *vctx) {
     LossCtx *c = vctx;
     const Shape *s = c->P->s;
-    kernels_cpu.attention_forward(c->out, c->lse, c->P->q, c->P->k, c->P->v, s->lengths, s->B, s->T,
+    kernels_cpu.attention_forward(c->out, c->lse, c->P->q, c->P->k, c->P->v, s->lengths, s->seg, s->B, s->T,
                           s->NH, s->KV, s->HD, c->P->causal, KP_FP32);
     return dot_loss(c->out, c->proj, q_size(s));
 }
@@ -406,4 +411,207 @@ TEST(test_attention_vector_expf_within_2_ulp_of_the_correctly_rounded_result) {
     }
     unsetenv("MMRM_CPU_ISA");
     free(x); free(y);
+}
+
+/* ---------------------------------------------------------------- segments (seg) */
+
+/* Random segment ids for s (fixed seed): each sequence's valid tokens split into docs of
+ * random lengths (doc ids increasing, with gaps), each doc a branch-0 prefix of random length
+ * (possibly empty) then 0..3 branches (ids increasing, not necessarily consecutive; possibly
+ * none); padded tokens get garbage the kernels must ignore. */
+static int *make_seg(const Shape *s, uint64_t seed) {
+    TRng r = trng(seed);
+    int *seg = malloc((size_t)s->B * s->T * sizeof(int));
+    if (!seg) abort();
+    for (int b = 0; b < s->B; b++) {
+        int *sg = seg + (size_t)b * s->T, L = s->lengths[b], doc = (int)(trng_uniform(&r) * 5);
+        for (int t = 0; t < L;) {
+            int dl = 1 + (int)(trng_uniform(&r) * (L / 2 + 2)); /* doc length */
+            if (t + dl > L) dl = L - t;
+            int pl = (int)(trng_uniform(&r) * (dl + 1)), br = 0, e = t + dl;
+            int u = t;
+            for (; u < t + pl; u++) sg[u] = doc << 16;
+            while (u < e) {
+                br += 1 + (int)(trng_uniform(&r) * 3);
+                int bl = 1 + (int)(trng_uniform(&r) * (e - u));
+                if (u + bl > e || trng_uniform(&r) < 0.3) bl = e - u;
+                for (int i = 0; i < bl; i++) sg[u++] = doc << 16 | br;
+            }
+            t = e;
+            doc += 1 + (int)(trng_uniform(&r) * 3);
+        }
+        for (int t = L; t < s->T; t++) sg[t] = (int)(trng_uniform(&r) * 1e9);
+    }
+    return seg;
+}
+
+/* odd T, GQA, MQA, padding and an empty sequence; one shape past two query blocks and the
+ * vector widths with long docs */
+static const Shape SEG_SHAPES[] = {
+    {3, 45, 4, 2, 8, {45, 30, 0}, NULL},
+    {2, 97, 2, 1, 32, {97, 61}, NULL},
+    {1, 23, 3, 3, 6, {23}, NULL},
+};
+enum { NSEG = sizeof(SEG_SHAPES) / sizeof(SEG_SHAPES[0]) };
+
+static Shape seg_shape(int c, int variant) {
+    Shape s = SEG_SHAPES[c];
+    s.seg = make_seg(&s, 1000 + 10 * c + variant);
+    return s;
+}
+
+TEST(test_attention_seg_forward_and_backward_match_double_reference) {
+    FOR_EACH_ISA(isa)
+    for (int c = 0; c < NSEG; c++)
+        for (int variant = 0; variant < 3; variant++)
+            for (int causal = 0; causal <= 1; causal++) {
+                Shape sh = seg_shape(c, variant);
+                const Shape *s = &sh;
+                Problem P = problem_new(s, causal, 1100 + c, 1.0f);
+                double *out = dalloc(q_size(s)), *lse = dalloc(lse_size(s));
+                ref_forward(out, lse, s, P.q, P.k, P.v, causal);
+                float *dq = tmalloc(q_size(s)), *dk = tmalloc(kv_size(s)), *dv = tmalloc(kv_size(s));
+                memset(dq, 0, q_size(s) * sizeof(float));
+                memset(dk, 0, kv_size(s) * sizeof(float));
+                memset(dv, 0, kv_size(s) * sizeof(float));
+                problem_backward(&P, dq, dk, dv);
+                double *rq = dalloc(q_size(s)), *rk = dalloc(kv_size(s)), *rv = dalloc(kv_size(s));
+                ref_backward(rq, rk, rv, s, P.dout, P.q, P.k, P.v, causal);
+                CHECK(EXPECT_CLOSE("out", P.out, out, q_size(s), 1e-5, 1e-6) &
+                          EXPECT_CLOSE("lse", P.lse, lse, lse_size(s), 1e-5, 1e-6) &
+                          EXPECT_CLOSE("dq", dq, rq, q_size(s), 1e-4, 1e-5) &
+                          EXPECT_CLOSE("dk", dk, rk, kv_size(s), 1e-4, 1e-5) &
+                          EXPECT_CLOSE("dv", dv, rv, kv_size(s), 1e-4, 1e-5),
+                      "seg shape %d variant %d causal %d kernel %s", c, variant, causal,
+                      cpu_isa_name((CpuIsa)isa));
+                free(out); free(lse); free(rq); free(rk); free(rv);
+                free(dq); free(dk); free(dv);
+                problem_free(&P);
+                free((int *)sh.seg);
+            }
+    unsetenv("MMRM_CPU_ISA");
+}
+
+TEST(test_attention_seg_backward_matches_finite_differences) {
+    for (int c = 0; c < NSEG; c += 2) /* the small shapes */
+        for (int causal = 0; causal <= 1; causal++) {
+            Shape sh = seg_shape(c, 5);
+            const Shape *s = &sh;
+            Problem P = problem_new(s, causal, 1200 + c, 1.0f);
+            float *dq = tmalloc(q_size(s)), *dk = tmalloc(kv_size(s)), *dv = tmalloc(kv_size(s));
+            memset(dq, 0, q_size(s) * sizeof(float));
+            memset(dk, 0, kv_size(s) * sizeof(float));
+            memset(dv, 0, kv_size(s) * sizeof(float));
+            problem_backward(&P, dq, dk, dv);
+            LossCtx ctx = {&P, tmalloc(q_size(s)), tmalloc(lse_size(s)), P.dout};
+            CHECK(GRAD_CHECK("dq", attention_loss, &ctx, P.q, dq, q_size(s), 3e-2) &
+                      GRAD_CHECK("dk", attention_loss, &ctx, P.k, dk, kv_size(s), 3e-2) &
+                      GRAD_CHECK("dv", attention_loss, &ctx, P.v, dv, kv_size(s), 3e-2),
+                  "seg shape %d causal %d", c, causal);
+            free(ctx.out); free(ctx.lse);
+            free(dq); free(dk); free(dv);
+            problem_free(&P);
+            free((int *)sh.seg);
+        }
+}
+
+/* Runs forward + backward of s into res[0..4] (out, lse, dq, dk, dv), fresh memory. */
+static void run_all(float *res[5], const Shape *s, int causal, uint64_t seed) {
+    Problem P = problem_new(s, causal, seed, 1.0f);
+    float *g[3] = {tmalloc(q_size(s)), tmalloc(kv_size(s)), tmalloc(kv_size(s))};
+    memset(g[0], 0, q_size(s) * sizeof(float));
+    memset(g[1], 0, kv_size(s) * sizeof(float));
+    memset(g[2], 0, kv_size(s) * sizeof(float));
+    problem_backward(&P, g[0], g[1], g[2]);
+    res[0] = P.out; res[1] = P.lse; res[2] = g[0]; res[3] = g[1]; res[4] = g[2];
+    free(P.q); free(P.k); free(P.v); free(P.dout);
+}
+
+TEST(test_attention_seg_is_bitwise_independent_of_thread_count) {
+    int saved = omp_get_max_threads();
+    FOR_EACH_ISA(isa)
+    for (int c = 0; c < NSEG; c++) {
+        Shape sh = seg_shape(c, 7);
+        float *res[2][5];
+        for (int run = 0; run < 2; run++) {
+            omp_set_num_threads(run ? 3 : 1);
+            run_all(res[run], &sh, c % 2, 1300 + c);
+        }
+        omp_set_num_threads(saved);
+        size_t n[5] = {q_size(&sh), lse_size(&sh), q_size(&sh), kv_size(&sh), kv_size(&sh)};
+        for (int i = 0; i < 5; i++) {
+            CHECK(EXPECT_SAME("1 vs 3 threads", res[0][i], res[1][i], n[i]),
+                  "seg shape %d array %d kernel %s", c, i, cpu_isa_name((CpuIsa)isa));
+            free(res[0][i]); free(res[1][i]);
+        }
+        free((int *)sh.seg);
+    }
+    unsetenv("MMRM_CPU_ISA");
+}
+
+/* One doc of branch 0 per sequence is no mask at all: the same bits as seg = NULL; and a
+ * packed stream (B = 1, doc = row) gives every row the bits of the padded batch. */
+TEST(test_attention_seg_single_doc_and_packed_stream_equal_the_padded_batch_bitwise) {
+    FOR_EACH_ISA(isa)
+    for (int c = 0; c <= NSHAPES; c++)
+        for (int causal = 0; causal <= 1; causal++) {
+            const Shape *s = c < NSHAPES ? &SHAPES[c] : &BIG;
+            float *ref[5], *one[5], *pk[5];
+            run_all(ref, s, causal, 1400 + c);
+            Shape z = *s;
+            int *zero = calloc((size_t)s->B * s->T, sizeof(int));
+            z.seg = zero;
+            run_all(one, &z, causal, 1400 + c);
+            size_t n[5] = {q_size(s), lse_size(s), q_size(s), kv_size(s), kv_size(s)};
+            for (int i = 0; i < 5; i++)
+                CHECK(EXPECT_SAME("all-zero seg vs NULL", one[i], ref[i], n[i]),
+                      "shape %d causal %d array %d kernel %s", c, causal, i,
+                      cpu_isa_name((CpuIsa)isa));
+            /* the packed stream: rows' valid tokens back to back, inputs copied from the
+             * padded batch (same seed gives the same q, k, v, dout per position) */
+            int tot = 0;
+            for (int b = 0; b < s->B; b++) tot += s->lengths[b];
+            Shape p = {1, tot > 0 ? tot : 1, s->NH, s->KV, s->HD, {tot}, NULL};
+            int *pseg = calloc((size_t)p.T, sizeof(int));
+            Problem Pp = problem_new(&p, causal, 1, 1.0f), Pb = problem_new(s, causal, 1400 + c, 1.0f);
+            size_t qs = (size_t)s->NH * s->HD, ks = (size_t)s->KV * s->HD;
+            for (int b = 0, o = 0; b < s->B; b++)
+                for (int t = 0; t < s->lengths[b]; t++, o++) {
+                    size_t src = (size_t)b * s->T + t;
+                    memcpy(Pp.q + o * qs, Pb.q + src * qs, qs * sizeof(float));
+                    memcpy(Pp.dout + o * qs, Pb.dout + src * qs, qs * sizeof(float));
+                    memcpy(Pp.k + o * ks, Pb.k + src * ks, ks * sizeof(float));
+                    memcpy(Pp.v + o * ks, Pb.v + src * ks, ks * sizeof(float));
+                    pseg[o] = (b + 3) << 16;
+                }
+            p.seg = pseg;
+            Pp.s = &p;
+            kernels_cpu.attention_forward(Pp.out, Pp.lse, Pp.q, Pp.k, Pp.v, p.lengths, p.seg, 1,
+                                          p.T, p.NH, p.KV, p.HD, causal, KP_FP32);
+            pk[0] = Pp.out; pk[1] = Pp.lse;
+            for (int i = 2; i < 5; i++) {
+                pk[i] = tmalloc(i == 2 ? q_size(&p) : kv_size(&p));
+                memset(pk[i], 0, (i == 2 ? q_size(&p) : kv_size(&p)) * sizeof(float));
+            }
+            problem_backward(&Pp, pk[2], pk[3], pk[4]);
+            size_t diff = 0;
+            for (int b = 0, o = 0; b < s->B; b++)
+                for (int t = 0; t < s->lengths[b]; t++, o++) {
+                    size_t src = (size_t)b * s->T + t;
+                    diff += memcmp(pk[0] + o * qs, ref[0] + src * qs, qs * sizeof(float)) != 0;
+                    diff += memcmp(pk[2] + o * qs, ref[2] + src * qs, qs * sizeof(float)) != 0;
+                    diff += memcmp(pk[3] + o * ks, ref[3] + src * ks, ks * sizeof(float)) != 0;
+                    diff += memcmp(pk[4] + o * ks, ref[4] + src * ks, ks * sizeof(float)) != 0;
+                    for (int h = 0; h < s->NH; h++)
+                        diff += pk[1][(size_t)h * p.T + o] !=
+                                ref[1][((size_t)b * s->NH + h) * s->T + t];
+                }
+            CHECK(diff == 0, "shape %d causal %d kernel %s: %zu packed rows differ", c, causal,
+                  cpu_isa_name((CpuIsa)isa), diff);
+            for (int i = 0; i < 5; i++) { free(ref[i]); free(one[i]); free(pk[i]); }
+            free(Pp.q); free(Pp.k); free(Pp.v); free(Pp.dout);
+            problem_free(&Pb);
+            free(zero); free(pseg);
+        }
+    unsetenv("MMRM_CPU_ISA");
 }

@@ -98,7 +98,7 @@ static void decoder_layer(Graph *g, void *ctx, Tensor **in, int nin, Tensor **ou
     q = op_rope(g, op_reshape(g, q, 4, (int[]){DB, DT, DNH, DHD}), d->pos, 10000.0f);
     k = op_rope(g, op_reshape(g, k, 4, (int[]){DB, DT, DKV, DHD}), d->pos, 10000.0f);
     v = op_reshape(g, v, 4, (int[]){DB, DT, DKV, DHD});
-    Tensor *a = op_attention(g, q, k, v, d_lengths, 1);
+    Tensor *a = op_attention(g, q, k, v, d_lengths, NULL, 1);
     a = op_linear(g, op_reshape(g, a, 3, (int[]){DB, DT, DC}), W(d, l, "o"), NULL);
     x = op_add(g, x, op_drop_path(g, a, d->drop_rate));
     h = op_rmsnorm(g, x, W(d, l, "norm2"), 1e-5f);
@@ -272,7 +272,7 @@ static Tensor *vit_forward(Vit *v) {
         qkv[i] = op_reshape(g, op_linear(g, h, VW(v, names[i]), NULL), 4,
                             (int[]){VB, VG * VG, VH, VC / VH});
     int lengths[VB] = {VG * VG, VG * VG};
-    Tensor *a = op_attention(g, qkv[0], qkv[1], qkv[2], lengths, 0);
+    Tensor *a = op_attention(g, qkv[0], qkv[1], qkv[2], lengths, NULL, 0);
     a = op_linear(g, op_reshape(g, a, 3, (int[]){VB, VG * VG, VC}), VW(v, "proj"), VW(v, "proj.b"));
     x = op_add(g, x, op_drop_path(g, op_channel_scale(g, a, VW(v, "ls1")), 0.5f));
     h = op_gelu(g, op_linear(g, op_layernorm(g, x, VW(v, "ln2.w"), NULL, 1e-6f), VW(v, "fc1"), NULL));

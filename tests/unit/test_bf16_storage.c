@@ -169,7 +169,7 @@ static Tensor *f_gather(Graph *g, Tensor **in, void *c) { return op_gather_rows(
 static Tensor *f_embedding(Graph *g, Tensor **in, void *c) { return op_embedding(g, in[0], c, 2, 5); }
 static Tensor *f_rope(Graph *g, Tensor **in, void *c) { return op_rope(g, in[0], c, 10000.0f); }
 static Tensor *f_attention(Graph *g, Tensor **in, void *c) {
-    return op_attention(g, in[0], in[1], in[2], c, 1);
+    return op_attention(g, in[0], in[1], in[2], c, NULL, 1);
 }
 static Tensor *f_drop(Graph *g, Tensor **in, void *c) {
     (void)c;
