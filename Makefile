@@ -63,7 +63,7 @@ LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcuda
 # CUDNN_HOME points (the nvidia-cudnn pip wheel's site-packages/nvidia/cudnn: include/, lib/
 # with only libcudnn.so.9); without cudnn.h the build goes on without it (no -DMMRM_CUDNN)
 CUDNN_HOME ?= $(CUDA_HOME)
-CUDNN_LIBDIR := $(firstword $(dir $(wildcard $(CUDNN_HOME)/lib64/libcudnn.so* $(CUDNN_HOME)/lib/libcudnn.so*)))
+CUDNN_LIBDIR := $(patsubst %/,%,$(firstword $(dir $(wildcard $(CUDNN_HOME)/lib64/libcudnn.so* $(CUDNN_HOME)/lib/libcudnn.so*))))
 ifneq ($(and $(wildcard $(CUDNN_HOME)/include/cudnn.h),$(CUDNN_LIBDIR)),)
 NVCCFLAGS += -DMMRM_CUDNN -isystem $(CUDNN_HOME)/include
 LDLIBS   += -L$(CUDNN_LIBDIR) -Wl,-rpath,$(CUDNN_LIBDIR) -l:libcudnn.so.9

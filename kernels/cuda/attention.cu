@@ -470,8 +470,6 @@ extern "C" void cuda_attention_set_impl(int impl) {
     g_attn_impl = impl;
 }
 
-extern "C" int cuda_attention_impl(void) { return g_attn_impl; }
-
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
                                        const float *v, const int *lengths, const int *seg, int B,
                                        int T, int NH, int KV, int HD, int causal, int precision) {

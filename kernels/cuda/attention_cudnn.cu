@@ -101,6 +101,8 @@ struct Builder {
     }
     Desc make(cudnnBackendDescriptorType_t t) {
         Desc d = NULL;
+        if (n_owned == (int)(sizeof owned / sizeof *owned))
+            ok(CUDNN_STATUS_INTERNAL_ERROR, "attention_cudnn.cu: Builder.owned is full");
         if (!ok(cudnnBackendCreateDescriptor(t, &d), "cudnnBackendCreateDescriptor")) return NULL;
         owned[n_owned++] = d;
         return d;
@@ -140,7 +142,9 @@ struct Builder {
     }
     void add_op(Desc op) {
         finalize(op);
-        if (op) ops[n_ops++] = op;
+        if (op && n_ops == (int)(sizeof ops / sizeof *ops))
+            ok(CUDNN_STATUS_INTERNAL_ERROR, "attention_cudnn.cu: Builder.ops is full");
+        else if (op) ops[n_ops++] = op;
     }
     // y = mode(x[, b][, t]); axis for GEN_INDEX
     void pointwise(cudnnPointwiseMode_t mode, Desc x, Desc b, Desc y, Desc t = NULL,

@@ -49,7 +49,6 @@ void cuda_matmul_paths(long counts[3]);
  * fused flash attention (attention_cudnn.cu). A process-wide choice of library, like the
  * GEMMs' cuBLASLt: set once at start-up, before the first attention. */
 void cuda_attention_set_impl(int impl);
-int cuda_attention_impl(void);
 /* 1 when this build links cuDNN (make cuda found it: MMRM_CUDNN) */
 int cuda_cudnn_compiled(void);
 /* "cuDNN 9.19.0 (compiled against 9.19.0)", or why there is none */

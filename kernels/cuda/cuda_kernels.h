@@ -33,11 +33,11 @@ int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, const float *do
                                 const int *seg, int B, int T, int NH, int KV, int HD, int causal);
 
 /* attention_forward/backward by cuDNN's fused flash attention (attention_cudnn.cu: bf16,
- * one cached execution plan per shape), taken by attention.cu at a bf16 precision when
- * attention_impl is auto or cudnn. Return 0 (nothing done) where cuDNN does not cover the
- * call: a build without cuDNN, HD not a multiple of 8 or above 128, or (required = 0) a
- * graph no cuDNN engine supports, logged once; with required = 1 that last case is fatal
- * with cuDNN's status string. The backward needs the forward's lse from the same path. */
+ * one cached execution plan per shape), taken by attention.cu at a bf16 precision without
+ * segments when attention_impl is auto or cudnn. Return 0 (nothing done) where cuDNN does
+ * not cover the call: a build without cuDNN, HD not a multiple of 8 or above 128, a backward
+ * with NH != KV, or (required = 0) a graph no cuDNN engine supports, logged once; with
+ * required = 1 that last case is fatal with cuDNN's status string. */
 int cuda_attention_cudnn_forward(float *out, float *lse, const float *q, const float *k,
                                  const float *v, const int *lengths, int B, int T, int NH, int KV,
                                  int HD, int causal, int required);
