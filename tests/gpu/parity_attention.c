@@ -7,7 +7,8 @@
  * and several 32-key tiles, partial tiles) and batches with an empty sequence, a
  * full-length one and others in between. The fp32 pass holds the fp32 kernels to 1e-5; the
  * bf16 pass checks the tensor-core forward (attention_fa2.cu) against the CPU on bf16-rounded
- * inputs (run_case_bf16).
+ * inputs (run_case_bf16), with attention_impl = mmrm and, in a build with cuDNN, auto (cuDNN's
+ * fused attention where it takes the call).
  *
  * The backward gets the same inputs on both sides (the CPU forward's out and lse, a random
  * dout that is nonzero on padded rows too, which must be ignored), and its gradient buffers
@@ -77,15 +78,16 @@ static float *round_bf16(const float *x, size_t n) {
     return y;
 }
 
-/* bf16 pass (precision KP_BF16 with attention_impl = mmrm: attention_fa2.cu for HD 64 and
- * 128): the forward against the CPU forward on bf16-rounded inputs; the backward is the fp32
- * pass's */
-static void run_case_bf16(Parity *p, const AttnCase *c) {
+/* bf16 pass (precision KP_BF16 with attention_impl = impl: mmrm runs attention_fa2.cu for
+ * HD 64 and 128, auto cuDNN where it takes the call): the forward against the CPU forward on
+ * bf16-rounded inputs; the backward is the fp32 pass's */
+static void run_case_bf16(Parity *p, const AttnCase *c, int impl) {
     const int B = c->B, T = c->T, NH = c->NH, KV = c->KV, HD = c->HD;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
     const size_t nlse = (size_t)B * NH * T;
     char tag[144];
-    int n = snprintf(tag, sizeof tag, "B=%d T=%d NH=%d KV=%d HD=%d %s len=", B, T, NH, KV, HD,
+    int n = snprintf(tag, sizeof tag, "%sB=%d T=%d NH=%d KV=%d HD=%d %s len=",
+                     impl == ATTN_IMPL_AUTO ? "impl auto (cuDNN) " : "", B, T, NH, KV, HD,
                      c->causal ? "causal" : "bidir");
     for (int b = 0; b < B && n > 0 && (size_t)n < sizeof tag; b++)
         n += snprintf(tag + n, sizeof tag - (size_t)n, b ? ",%d" : "%d", c->lengths[b]);
@@ -106,7 +108,7 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     float *d_q = d_upload(q, nq), *d_k = d_upload(k, nkv), *d_v = d_upload(v, nkv);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
     int *d_len = d_upload_i(c->lengths, (size_t)B);
-    cuda_attention_set_impl(ATTN_IMPL_MMRM);
+    cuda_attention_set_impl(impl);
     kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, d_seg, B, T, NH, KV, HD,
                                    c->causal, KP_BF16);
     d_download(got, d_out, nq);
@@ -307,7 +309,13 @@ void parity_attention(Parity *p) {
             {1, 2048, 2, 2, 64, 0, G_ALL, {2001}, 300},
         };
         for (size_t i = 0; i < sizeof bf16_cases / sizeof *bf16_cases; i++)
-            if (!(p->quick && bf16_cases[i].T > 1024)) run_case_bf16(p, &bf16_cases[i]);
+            if (!(p->quick && bf16_cases[i].T > 1024)) {
+                run_case_bf16(p, &bf16_cases[i], ATTN_IMPL_MMRM);
+                /* a build with cuDNN: attention_impl = auto as training runs it (cuDNN where
+                 * it takes the call, FA2 elsewhere), to the same tolerances */
+                if (cuda_cudnn_compiled() && (bf16_cases[i].HD == 64 || bf16_cases[i].HD == 128))
+                    run_case_bf16(p, &bf16_cases[i], ATTN_IMPL_AUTO);
+            }
         return;
     }
     static const AttnCase cases[] = {
