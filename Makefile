@@ -59,6 +59,17 @@ $(error CUDA=1 but $(NVCC) is missing: install the CUDA toolkit or set CUDA_HOME
 endif
 CFLAGS   += -DMMRM_CUDA -isystem $(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+# cuDNN (fused attention, kernels/cuda/attention_cudnn.cu): in the CUDA toolkit, or where
+# CUDNN_HOME points (the nvidia-cudnn pip wheel's site-packages/nvidia/cudnn: include/, lib/
+# with only libcudnn.so.9); without cudnn.h the build goes on without it (no -DMMRM_CUDNN)
+CUDNN_HOME ?= $(CUDA_HOME)
+CUDNN_LIBDIR := $(patsubst %/,%,$(firstword $(dir $(wildcard $(CUDNN_HOME)/lib64/libcudnn.so* $(CUDNN_HOME)/lib/libcudnn.so*))))
+ifneq ($(and $(wildcard $(CUDNN_HOME)/include/cudnn.h),$(CUDNN_LIBDIR)),)
+NVCCFLAGS += -DMMRM_CUDNN -isystem $(CUDNN_HOME)/include
+LDLIBS   += -L$(CUDNN_LIBDIR) -Wl,-rpath,$(CUDNN_LIBDIR) -l:libcudnn.so.9
+else
+$(info make: no cuDNN under CUDNN_HOME=$(CUDNN_HOME) (include/cudnn.h, lib64/ or lib/libcudnn.so.9): building without it, attention_impl = cudnn unavailable)
+endif
 endif
 
 # Objects depend on the flags they were built with, so switching MPI, NCCL or NATIVE

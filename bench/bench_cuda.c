@@ -97,10 +97,11 @@ typedef struct { int B, T, NH, KV, HD, causal, bwd; float *q, *k, *v, *o, *lse, 
 static void at_body(void *p) {
     At *a = p;
     if (!a->bwd)
-        kernels_cuda.attention_forward(a->o, a->lse, a->q, a->k, a->v, a->len, NULL, a->B, a->T, a->NH, a->KV, a->HD, a->causal);
+        kernels_cuda.attention_forward(a->o, a->lse, a->q, a->k, a->v, a->len, NULL, a->B, a->T, a->NH, a->KV, a->HD,
+                                       a->causal, KP_FP32);
     else
         kernels_cuda.attention_backward(a->dq, a->dk, a->dv, a->dout, a->o, a->lse, a->q, a->k, a->v, a->len, NULL, a->B,
-                                        a->T, a->NH, a->KV, a->HD, a->causal);
+                                        a->T, a->NH, a->KV, a->HD, a->causal, KP_FP32);
 }
 
 #ifdef MMRM_NCCL

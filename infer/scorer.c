@@ -419,6 +419,9 @@ const char SCORER_CLI_USAGE[] =
     "                          the CPU), cpu, cuda or cuda:N (default auto)\n"
     "  --precision P           fp32 (default: the training-time forward exactly) or bf16 (a\n"
     "                          GPU: the GEMMs read bf16 weight copies, fp32 accumulation)\n"
+    "  --attention-impl I      bf16 attention on a GPU: auto (cuDNN's fused attention where\n"
+    "                          it covers the shape and the build has it, else mmrm's), mmrm,\n"
+    "                          cudnn; ignored on the CPU (default auto)\n"
     "  --adapter DIR           a LoRA adapter (adapter_config.json, adapter_model.safetensors:\n"
     "                          a LoRA run's checkpoint, or peft's) on top of the --model base\n";
 
@@ -455,7 +458,7 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
     if (!strcmp(a, "--thumbnail")) return c->thumbnail = 1;
     if (!strcmp(a, "--dynamic")) return c->dynamic = 1;
     if (!strcmp(a, "--image-root") || !strcmp(a, "--device") || !strcmp(a, "--precision") ||
-        !strcmp(a, "--adapter")) {
+        !strcmp(a, "--adapter") || !strcmp(a, "--attention-impl")) {
         if (*i + 1 >= argc) {
             fprintf(stderr, "mmrm: error: %s needs a value\n", a);
             return -1;
@@ -464,6 +467,7 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
         if (!strcmp(a, "--image-root")) c->image_root = v;
         else if (!strcmp(a, "--adapter")) c->adapter = v;
         else if (!strcmp(a, "--device")) c->device = v;
+        else if (!strcmp(a, "--attention-impl")) c->attention_impl = v;
         else if (strcmp(v, "fp32") && strcmp(v, "bf16")) {
             fprintf(stderr, "mmrm: error: --precision %s: expected fp32 or bf16\n", v);
             return -1;
@@ -482,6 +486,10 @@ int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out, int *bf16
     if (bf16 && *out != DEV_CUDA) {
         fprintf(stderr, "mmrm: error: --precision bf16 needs a GPU (--device cuda); %s scores in "
                         "fp32\n", device_name(*out));
+        return -1;
+    }
+    if (device_set_attention_impl(*out, c->attention_impl, 1)) {
+        fprintf(stderr, "mmrm: error: --attention-impl: %s\n", mmrm_last_error());
         return -1;
     }
     *bf16_out = bf16;

@@ -129,6 +129,7 @@ typedef struct ScorerCli {
     const char *device;        /* --device: auto (default), cpu, cuda, cuda:N */
     const char *precision;     /* --precision: fp32 (default) or bf16 (a GPU only) */
     const char *adapter;       /* --adapter: a LoRA adapter directory on top of --model */
+    const char *attention_impl; /* --attention-impl: auto (default), mmrm, cudnn */
 } ScorerCli;
 
 /* Consumes argv[*i] (and its value) when it is one of the options below, advancing *i:

@@ -26,6 +26,11 @@ typedef enum {
                                * FAST_16BF; for benchmarks and comparisons) */
 } KernelPrecision;
 
+/* which attention implementation a GPU runs at bf16 precision (attention_impl): auto is
+ * cuDNN's fused attention where it covers the call and the build has cuDNN, else mmrm's
+ * tensor-core kernels; fp32 always runs mmrm's exact kernels; the CPU has one. */
+typedef enum { ATTN_IMPL_AUTO = 0, ATTN_IMPL_MMRM = 1, ATTN_IMPL_CUDNN = 2 } AttentionImpl;
+
 typedef struct KernelOps {
     const char *name; /* "cpu", "cuda" */
 #define KERNEL_OP_POINTER(name, params) void(*name) params;

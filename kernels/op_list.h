@@ -112,7 +112,10 @@
      * come first, then each branch's tokens contiguously (a branch never reappears). A      \
      * packed stream is B = 1 with doc = packed row; a shared-prefix pair is prefix = branch \
      * 0, chosen = 1, rejected = 2 (N responses: branches 1..N). The CPU table checks the    \
-     * convention and fails naming the token. ---- */                                        \
+     * convention and fails naming the token.                                                \
+     * precision (a KernelPrecision): KP_FP32 exact fp32; KP_BF16 and KP_BF16_FP32_OPERANDS   \
+     * q, k, v (and dout) rounded to bf16, fp32 accumulation and softmax (the CUDA table's     \
+     * tensor-core kernels for HD 64/128; the CPU table computes in fp32 at every precision). */ \
     X(attention_forward, (float *out,             /* (B, T, NH, HD) */                       \
                           float *lse,             /* (B, NH, T) */                           \
                           const float *q,         /* (B, T, NH, HD) */                       \
@@ -120,12 +123,12 @@
                           const float *v,         /* (B, T, KV, HD) */                       \
                           const int *lengths,     /* (B) in [0, T] */                        \
                           const int *seg,         /* (B, T) segment ids, or NULL */          \
-                          int B, int T, int NH, int KV, int HD, int causal))                 \
+                          int B, int T, int NH, int KV, int HD, int causal, int precision))  \
     X(attention_backward, (float *dq, float *dk, float *dv, /* shapes of q, k, v */          \
                            const float *dout, const float *out, const float *lse,            \
                            const float *q, const float *k, const float *v,                   \
                            const int *lengths, const int *seg, /* (B) (B, T) or NULL */      \
-                           int B, int T, int NH, int KV, int HD, int causal))                \
+                           int B, int T, int NH, int KV, int HD, int causal, int precision)) \
                                                                                              \
     /* ---- patch embedding = im2col + matmul. cols row (b, y, x) = b*G*G + y*G + x holds    \
      * the patch in conv-weight order (ch, ky, kx), so weight (C, CH, p, p) is (C, CH*p*p). */ \

@@ -70,7 +70,7 @@ struct Graph {
     Arena meta;      /* Tensor structs and saved op state, on the host */
     Arena stage;     /* fp32 views of bf16 activations for one op's kernels, on the device */
     DType act_dtype; /* storage of the activations the ops produce: DT_F32 or DT_BF16 */
-    KernelPrecision precision; /* of the GEMMs (op_linear): KP_FP32, or KP_BF16 on a GPU */
+    KernelPrecision precision; /* of the GEMMs and attention: KP_FP32, or KP_BF16 on a GPU */
     TapeEntry *tape;
     int ntape, tape_cap;
     int grad_enabled;
@@ -115,9 +115,10 @@ Tensor *graph_activation(Graph *g, const char *name, int ndim, const int *shape)
  * fp32 for the kernels); gradients, norm/softmax statistics, rewards and losses stay fp32.
  * Set it before the first op of a step. */
 void graph_set_act_dtype(Graph *g, DType dt);
-/* The GEMMs' precision (KP_FP32 by default): with KP_BF16, op_linear runs bf16 operands with
- * fp32 accumulation, reading a weight's bf16 copy (Tensor.w16, from params_enable_bf16)
- * when it has one. The CPU table computes in fp32 whatever this says. Training and scoring
+/* The GEMMs' and attention's precision (KP_FP32 by default): with KP_BF16, op_linear runs
+ * bf16 operands with fp32 accumulation, reading a weight's bf16 copy (Tensor.w16, from
+ * params_enable_bf16) when it has one, and op_attention rounds q, k, v to bf16 (the CUDA
+ * tensor-core kernels). The CPU table computes in fp32 whatever this says. Training and scoring
  * with precision = bf16 set this and act_dtype = DT_BF16 together. */
 void graph_set_precision(Graph *g, KernelPrecision p);
 /* Scratch from the host/meta arena for op state (lives until graph_reset). */

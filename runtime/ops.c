@@ -270,7 +270,7 @@ Tensor *op_rope(Graph *g, Tensor *x, const int *pos, float theta) {
     return y;
 }
 
-typedef struct { float *lse; int *lengths, *seg; int causal; } AttnCtx;
+typedef struct { float *lse; int *lengths, *seg; int causal, precision; } AttnCtx;
 
 static void attention_bw(Graph *g, TapeEntry *e) {
     Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2], *y = e->out[0];
@@ -278,7 +278,7 @@ static void attention_bw(Graph *g, TapeEntry *e) {
     float *dq = gin(g, q), *dk = gin(g, k), *dv = gin(g, v);
     g->K->attention_backward(dq, dk, dv, y->grad, in32(g, y), c->lse, in32(g, q), in32(g, k),
                              in32(g, v), c->lengths, c->seg, q->shape[0], q->shape[1], q->shape[2],
-                             k->shape[2], q->shape[3], c->causal);
+                             k->shape[2], q->shape[3], c->causal, c->precision);
     done(g);
 }
 
@@ -300,9 +300,10 @@ Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengt
     c->lengths = copy_ints(g, lengths, B);
     c->seg = seg ? copy_ints(g, seg, (size_t)B * T) : NULL;
     c->causal = causal;
+    c->precision = g->precision; /* the backward runs at the forward's precision */
     float *yf = out32(g, y);
     g->K->attention_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->lengths, c->seg,
-                            B, T, NH, KV, HD, causal);
+                            B, T, NH, KV, HD, causal, c->precision);
     put(g, y, yf);
     done(g);
     TapeEntry *e = graph_record(g, "attention", attention_bw, (Tensor *[]){q, k, v}, 3, &y, 1);

@@ -87,6 +87,38 @@ const char *device_describe(Device d) {
     return device_name(d);
 }
 
+int device_set_attention_impl(Device d, const char *impl, int verbose) {
+    static const char *const names[] = {"auto", "mmrm", "cudnn"}; /* AttentionImpl order */
+    int n = -1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(impl ? impl : "auto", names[i])) n = i;
+    if (n < 0) {
+        mmrm_set_error("attention_impl '%s': valid values are auto, mmrm, cudnn", impl);
+        return -1;
+    }
+#ifdef MMRM_CUDA
+    if (d == DEV_CUDA) {
+        if (n == ATTN_IMPL_CUDNN && !cuda_cudnn_compiled()) {
+            mmrm_set_error("attention_impl = cudnn: this build has no cuDNN (%s); rebuild with "
+                           "`make cuda` where cudnn.h is found (CUDNN_HOME), or use auto or mmrm",
+                           cuda_cudnn_describe());
+            return -1;
+        }
+        cuda_attention_set_impl(n);
+        if (verbose)
+            mmrm_log("attention: %s (bf16: %s; fp32: mmrm's exact kernels)", names[n],
+                     n == ATTN_IMPL_MMRM ? "mmrm's tensor-core kernels"
+                     : cuda_cudnn_compiled() ? cuda_cudnn_describe()
+                                             : "mmrm's tensor-core kernels, no cuDNN in this build");
+        return 0;
+    }
+#endif
+    if (verbose)
+        mmrm_log("attention_impl = %s is ignored on the %s (one attention implementation)",
+                 names[n], device_name(d));
+    return 0;
+}
+
 #ifdef MMRM_CUDA
 #define ON_CUDA(d, call)   \
     if ((d) == DEV_CUDA) { \

@@ -73,5 +73,10 @@ const char *device_describe(Device d);
  * the build has CUDA and a GPU is visible, else the CPU. Logs the choice when verbose.
  * Returns -1 with mmrm_set_error for an unknown name or an impossible choice. */
 int device_resolve(const char *setting, int gpu_ordinal, int verbose, Device *out);
+/* The attention implementation (`attention_impl`: "auto", "mmrm" or "cudnn", NULL = auto;
+ * kernels/kernels.h AttentionImpl) for device d, set once before the first step. The CPU
+ * has one implementation: the name is checked, logged as ignored when verbose, and kept.
+ * Returns -1 with mmrm_set_error for an unknown name, or cudnn in a build without cuDNN. */
+int device_set_attention_impl(Device d, const char *impl, int verbose);
 
 #endif

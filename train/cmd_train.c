@@ -55,6 +55,11 @@ int cmd_train(int argc, char **argv) {
         goto out;
     }
     int bf16 = dev == DEV_CUDA && c.precision != PRECISION_FP32;
+    if (device_set_attention_impl(dev, train_attention_impl_name(c.attention_impl),
+                                  comm.rank == 0)) {
+        fprintf(stderr, "mmrm: error: %s (in %s)\n", mmrm_last_error(), argv[1]);
+        goto out;
+    }
 #ifdef MMRM_CUDA
     if (dev == DEV_CUDA) {
 #ifdef MMRM_NCCL

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels/kernels.h"
 #include <strings.h>
 
 #include "models/lora.h"
@@ -61,6 +63,9 @@ _Static_assert(SCHED_COSINE == 0 && SCHED_LINEAR == 1 && SCHED_CONSTANT == 2 &&
                "k_schedules names train/optim.h's SchedKind in its order");
 static const char *const k_devices[] = {"auto", "cpu", "cuda", NULL};
 static const char *const k_precisions[] = {"auto", "fp32", "bf16", NULL};
+static const char *const k_attention_impls[] = {"auto", "mmrm", "cudnn", NULL};
+_Static_assert(ATTN_IMPL_AUTO == 0 && ATTN_IMPL_MMRM == 1 && ATTN_IMPL_CUDNN == 2,
+               "k_attention_impls names kernels/kernels.h's AttentionImpl in its order");
 static const char *const k_overlap[] = {"auto", "true", "false", NULL};
 static const char *const k_on_bad[] = {"skip", "fail", NULL};
 static const char *const k_report_to[] = {"none", "tensorboard", NULL};
@@ -103,6 +108,9 @@ static const Key g_keys[] = {
          "PEFT target_modules, comma-separated (unset: every LLM linear)"),
     ENUM(precision, k_precisions, "auto", "auto: fp32 on CPU, bf16 on CUDA"),
     ENUM(device, k_devices, "auto", "where to train"),
+    ENUM(attention_impl, k_attention_impls, "auto",
+         "bf16 attention on a GPU: auto (cuDNN where it covers the shape), mmrm, cudnn; the CPU "
+         "ignores it"),
     {.name = "dataset_path", .type = T_LIST, .off = F(dataset_paths),
      .count_off = F(n_dataset_paths), .def = "", .group = "data",
      .what = "the training JSONL file(s), comma-separated"},
@@ -799,4 +807,8 @@ const char *train_algorithm_name(TrainAlgorithm a) {
 
 const char *train_device_name(TrainDevice d) {
     return d >= TRAIN_DEVICE_AUTO && d <= TRAIN_DEVICE_CUDA ? k_devices[d] : "?";
+}
+
+const char *train_attention_impl_name(int impl) {
+    return impl >= ATTN_IMPL_AUTO && impl <= ATTN_IMPL_CUDNN ? k_attention_impls[impl] : "?";
 }

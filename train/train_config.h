@@ -51,6 +51,7 @@
  * | lora_target_modules         | PEFT module names, comma-separated       | LLM's    | mmrm |
  * | precision                   | auto (fp32 on CPU, bf16 on CUDA), fp32, bf16 | auto | spec |
  * | device                      | auto, cpu, cuda                          | auto     | mmrm |
+ * | attention_impl              | auto, mmrm, cudnn (bf16 on a GPU)        | auto     | mmrm |
  * | dataset_path                | JSONL file(s), comma-separated           | unset    | req  |
  * | eval_dataset_path           | JSONL file(s), comma-separated           | unset    | mmrm |
  * | image_root                  | folder for relative img_path values      | unset    | mmrm |
@@ -141,6 +142,7 @@ typedef struct TrainConfig {
     int n_lora_target_modules;
     TrainPrecision precision;
     TrainDevice device;
+    int attention_impl;         /* an AttentionImpl (kernels/kernels.h) */
     /* data */
     char **dataset_paths;       /* (n_dataset_paths,) in the order given */
     int n_dataset_paths;
@@ -206,5 +208,7 @@ void train_config_free(TrainConfig *c);
  * spelling device_resolve takes) */
 const char *train_algorithm_name(TrainAlgorithm a);
 const char *train_device_name(TrainDevice d);
+/* "auto", "mmrm", "cudnn" (what device_set_attention_impl takes) */
+const char *train_attention_impl_name(int impl);
 
 #endif

@@ -8,16 +8,23 @@
 //      accumulating in the output row in global memory
 //   v3 FlashAttention-2 on the tensor cores (kernels/cuda/attention_fa2.cu: bf16 Q/K/V, fp32
 //      accumulation, mma.sync, cp.async double buffering), the op's bf16 path
-//      (cuda_attention_set_bf16); HD 64 and 128 only, else the production kernel. Checked
+//      (precision KP_BF16, attention_impl mmrm); HD 64 and 128 only, else the production kernel. Checked
 //      against the fp32 CPU reference at 1e-2 (bf16 input rounding).
-// The reference is the production kernel: cuDNN's fused attention is not linked yet.
+//   v4 cuDNN's fused flash attention (kernels/cuda/attention_cudnn.cu, bf16), the op's path
+//      with attention_impl = auto | cudnn; skipped in a build without cuDNN (the emulator).
+// The timed reference of the checked shapes is the production kernel. Without --check the
+// lab then times the issue's model shapes (perf_table): fp32 production, FA2 and cuDNN,
+// forward and backward, TFLOP/s, % of cuDNN and % of the device's dense bf16 peak, and checks
+// FA2's forward output against cuDNN's.
 #include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench/lab/lab.h"
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
 
 namespace {
 
@@ -143,14 +150,21 @@ float scale_of(int HD) { return (float)(1.0 / sqrt((double)HD)); } // as the CPU
 
 void at_production(const At &a) {
     lab_op_attention_forward(&kernels_cuda, a.out, a.lse, a.q, a.k, a.v, a.len, a.B, a.T, a.NH, a.KV, a.HD,
-                             a.causal);
+                             a.causal, KP_FP32);
 }
 
 void at_fa2(const At &a) {
-    cuda_attention_set_bf16(1);
+    cuda_attention_set_impl(ATTN_IMPL_MMRM);
     lab_op_attention_forward(&kernels_cuda, a.out, a.lse, a.q, a.k, a.v, a.len, a.B, a.T, a.NH, a.KV, a.HD,
-                             a.causal);
-    cuda_attention_set_bf16(0);
+                             a.causal, KP_BF16);
+    cuda_attention_set_impl(ATTN_IMPL_AUTO);
+}
+
+// cuDNN directly (not through the op with attention_impl = cudnn, which is fatal when no
+// engine takes the graph): a graph cuDNN rejects leaves the NaN outputs, a failed check
+void at_cudnn(const At &a) {
+    cuda_attention_cudnn_forward(a.out, a.lse, a.q, a.k, a.v, a.len, a.B, a.T, a.NH, a.KV, a.HD,
+                                 a.causal, 0);
 }
 
 void at_naive(const At &a) {
@@ -182,7 +196,9 @@ const struct {
     {"naive: block per row, score row in smem", at_naive, 1e-5},
     {"one thread per row, online softmax", at_thread, 1e-5},
     {"FA2: bf16 mma.sync, cp.async (HD 64/128)", at_fa2, 1e-2},
+    {"cuDNN fused flash attention, bf16", at_cudnn, 1e-2},
 };
+constexpr int kCudnnVariant = 4;
 constexpr int kNV = sizeof kVariants / sizeof *kVariants;
 
 void run_shape(Lab *L, int B, int T, int NH, int KV, int HD, int causal, const int *lengths,
@@ -192,14 +208,15 @@ void run_shape(Lab *L, int B, int T, int NH, int KV, int HD, int causal, const i
     float *hq = lab_rand(nq, seed, -1, 1), *hk = lab_rand(nk, seed + 1, -1, 1);
     float *hv = lab_rand(nk, seed + 2, -1, 1);
     float *ref = lab_rand(nq, 1, 0, 1), *rlse = lab_rand(nl, 1, 0, 1);
-    lab_op_attention_forward(&kernels_cpu, ref, rlse, hq, hk, hv, lengths, B, T, NH, KV, HD, causal);
+    lab_op_attention_forward(&kernels_cpu, ref, rlse, hq, hk, hv, lengths, B, T, NH, KV, HD, causal,
+                             KP_FP32);
     At a = {lab_nan(nq), lab_nan(nl), lab_upload(hq, nq), lab_upload(hk, nk), lab_upload(hv, nk),
             lab_upload_i(lengths, B), B, T, NH, KV, HD, causal};
     printf("attention forward B=%d T=%d NH=%d KV=%d HD=%d %s, lengths", B, T, NH, KV, HD,
            causal ? "causal" : "full");
     for (int b = 0; b < B; b++) printf("%s%d", b ? "," : " ", lengths[b]);
     printf("; tol %.0e (v3 %.0e)%s\n", tol, kVariants[3].tol,
-           L->check_only ? "" : "; reference: production (v0); cuDNN's fused attention is not linked yet");
+           L->check_only ? "" : "; reference: production (v0)");
     double flop = 0; // 4 HD flop per visible (query row, key) pair: q.k and p.v
     for (int b = 0; b < B; b++) {
         double Lb = lengths[b];
@@ -208,6 +225,10 @@ void run_shape(Lab *L, int B, int T, int NH, int KV, int HD, int causal, const i
     float ref_ms = L->check_only ? 0.0f : lab_time([&] { at_production(a); });
     for (int v = 0; v < kNV; v++) {
         if (!lab_want(L, v, kNV)) continue;
+        if (v == kCudnnVariant && !cuda_cudnn_compiled()) {
+            printf("  skip v%d %s: %s\n", v, kVariants[v].name, cuda_cudnn_describe());
+            continue;
+        }
         lab_fill_nan(a.out, nq);
         lab_fill_nan(a.lse, nl);
         kVariants[v].fn(a);
@@ -229,6 +250,125 @@ void run_shape(Lab *L, int B, int T, int NH, int KV, int HD, int causal, const i
     free(rlse);
 }
 
+// dense bf16 tensor-core peak of the bound GPU in TFLOP/s (MMRM_BF16_PEAK_TFLOPS overrides;
+// 0: unknown). Datasheet numbers without sparsity.
+double bf16_peak_tflops() {
+    const char *env = getenv("MMRM_BF16_PEAK_TFLOPS");
+    if (env && *env) return atof(env);
+    const char *d = cuda_device_description();
+    if (strstr(d, "H200") || strstr(d, "H100 80GB HBM3") || strstr(d, "H100 SXM")) return 989.4;
+    if (strstr(d, "H100 NVL")) return 835.0;
+    if (strstr(d, "H100")) return 756.0; // PCIe
+    if (strstr(d, "A100")) return 312.0;
+    return 0.0;
+}
+
+struct Perf {
+    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
+    const int *len;
+    int B, T, NH, KV, HD, causal;
+};
+
+// impl 0: production fp32, 1: FA2 (mmrm bf16), 2: cuDNN (bf16; 0 returned when cuDNN does
+// not take the call, so that its column never times another kernel)
+int perf_fwd(const Perf &p, int impl) {
+    if (impl == 2)
+        return cuda_attention_cudnn_forward(p.out, p.lse, p.q, p.k, p.v, p.len, p.B, p.T, p.NH,
+                                            p.KV, p.HD, p.causal, 0);
+    cuda_attention_set_impl(ATTN_IMPL_MMRM);
+    lab_op_attention_forward(&kernels_cuda, p.out, p.lse, p.q, p.k, p.v, p.len, p.B, p.T, p.NH,
+                             p.KV, p.HD, p.causal, impl ? KP_BF16 : KP_FP32);
+    cuda_attention_set_impl(ATTN_IMPL_AUTO);
+    return 1;
+}
+
+int perf_bwd(const Perf &p, int impl) {
+    if (impl == 2)
+        return cuda_attention_cudnn_backward(p.dq, p.dk, p.dv, p.dout, p.out, p.lse, p.q, p.k,
+                                             p.v, p.len, p.B, p.T, p.NH, p.KV, p.HD, p.causal, 0);
+    cuda_attention_set_impl(ATTN_IMPL_MMRM);
+    lab_op_attention_backward(&kernels_cuda, p.dq, p.dk, p.dv, p.dout, p.out, p.lse, p.q, p.k,
+                              p.v, p.len, p.B, p.T, p.NH, p.KV, p.HD, p.causal,
+                              impl ? KP_BF16 : KP_FP32);
+    cuda_attention_set_impl(ATTN_IMPL_AUTO);
+    return 1;
+}
+
+void perf_shape(Lab *L, const char *model, int B, int T, int NH, int KV, int HD, int causal,
+                double peak) {
+    const size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * KV * HD;
+    const size_t nl = (size_t)B * NH * T;
+    float *hq = lab_rand(nq, 401, -1, 1), *hk = lab_rand(nk, 402, -1, 1);
+    float *hv = lab_rand(nk, 403, -1, 1), *hd = lab_rand(nq, 404, -1, 1);
+    int *hl = (int *)malloc((size_t)B * sizeof(int));
+    for (int b = 0; b < B; b++) hl[b] = T;
+    Perf p = {lab_upload(hq, nq), lab_upload(hk, nk), lab_upload(hv, nk), lab_nan(nq),
+              lab_nan(nl),        lab_upload(hd, nq), lab_nan(nq),        lab_nan(nk),
+              lab_nan(nk),        lab_upload_i(hl, B), B, T, NH, KV, HD, causal};
+    cuda_memset0(p.dq, nq * 4), cuda_memset0(p.dk, nk * 4), cuda_memset0(p.dv, nk * 4);
+    const double flop = 4.0 * B * NH * HD * (causal ? (double)T * (T + 1) / 2 : (double)T * T);
+    static const char *const names[3] = {"mmrm fp32 (v0)", "mmrm FA2 bf16 (v3)", "cuDNN bf16 (v4)"};
+    float fwd[3] = {0, 0, 0}, bwd[3] = {0, 0, 0};
+    float *fa2_out = (float *)malloc(nq * sizeof(float));
+    // the fp32 kernels are timed up to T = 1025 only: at ~1% of the tensor-core peak the
+    // longer shapes would take most of tests/gpu/attention.sh's time
+    const bool fp32_timed = T <= 1025;
+    for (int impl = 2; impl >= 0; impl--) { // cuDNN first: the reference of the % columns
+        if (impl == 2 && !cuda_cudnn_compiled()) continue;
+        if (impl == 0 && !fp32_timed) continue;
+        if (!perf_fwd(p, impl)) continue;
+        fwd[impl] = lab_time([&] { perf_fwd(p, impl); });
+        if (impl == 1) cuda_copy_d2h(fa2_out, p.out, nq * sizeof(float));
+        perf_fwd(p, impl); // out and lse of this implementation for its backward
+        if (perf_bwd(p, impl)) bwd[impl] = lab_time([&] { perf_bwd(p, impl); });
+    }
+    printf("%-13s B=%-2d T=%-4d NH=%-2d KV=%-2d HD=%-3d %-6s\n", model, B, T, NH, KV, HD,
+           causal ? "causal" : "bidir");
+    for (int impl = 0; impl < 3; impl++) {
+        char f[64] = "", b[64] = "";
+        auto cell = [&](char *o, float ms, float ref, double fl) {
+            if (!(ms > 0)) {
+                snprintf(o, 64, "%38s", impl == 2 ? "n/a (not run by cuDNN)"
+                                        : impl == 0 && !fp32_timed ? "not timed (T > 1025)"
+                                                                   : "n/a (no GPU time)");
+                return;
+            }
+            const double tf = fl / ms / 1e9;
+            char pc[16] = "    -", pk[16] = "    -";
+            if (ref > 0) snprintf(pc, sizeof pc, "%5.0f%%", 100.0 * ref / ms);
+            if (peak > 0) snprintf(pk, sizeof pk, "%5.1f%%", 100.0 * tf / peak);
+            snprintf(o, 64, "%9.3f ms %7.1f TF/s %s %s", ms, tf, pc, pk);
+        };
+        cell(f, fwd[impl], fwd[2], flop);
+        cell(b, bwd[impl], bwd[2], 2.5 * flop);
+        printf("  %-20s fwd %s | bwd %s\n", names[impl], f, b);
+    }
+    if (fwd[1] > 0 && fwd[2] > 0) { // both bf16 paths on the same inputs
+        perf_fwd(p, 2);
+        lab_check(L, lab_name("%s T=%d: FA2 out vs cuDNN out", model, T), fa2_out, p.out, nq, 1e-2);
+    }
+    fflush(stdout);
+    free(fa2_out), free(hq), free(hk), free(hv), free(hd), free(hl);
+    float *bufs[] = {p.q, p.k, p.v, p.out, p.lse, p.dout, p.dq, p.dk, p.dv};
+    for (float *d : bufs) cuda_free(d);
+    cuda_free((void *)p.len);
+}
+
+// The issue's shapes, 16384 query tokens per call (B = 16384 / T; the ViT: 7 tiles).
+void perf_table(Lab *L) {
+    const double peak = bf16_peak_tflops();
+    printf("\nattention at the model shapes (%s; bf16 peak %s): ms, TFLOP/s, %% of cuDNN, %% of "
+           "peak; backward = 2.5x the forward's flop; %s\n",
+           cuda_device_description(), peak > 0 ? lab_name("%.0f TFLOP/s", peak) : "unknown",
+           cuda_cudnn_describe());
+    perf_shape(L, "InternViT-300M", 7, 1025, 16, 16, 64, 0, peak);
+    for (int T = 512; T <= 4096; T *= 2) perf_shape(L, "Qwen2-0.5B", 16384 / T, T, 14, 2, 64, 1, peak);
+    for (int T = 1024; T <= 4096; T *= 2) perf_shape(L, "InternLM2-7B", 16384 / T, T, 32, 8, 128, 1, peak);
+    // InternLM2-7B's head dim without grouped KV heads: the backward's cuDNN reference at
+    // HD 128 (attention_cudnn.cu's backward graph has no GQA)
+    for (int T = 1024; T <= 4096; T *= 2) perf_shape(L, "MHA-128", 16384 / T, T, 32, 32, 128, 1, peak);
+}
+
 } // namespace
 
 extern "C" void lab_attention(Lab *L) {
@@ -244,4 +384,5 @@ extern "C" void lab_attention(Lab *L) {
     run_shape(L, 4, 1024, 16, 16, 64, 0, l1, 301);
     run_shape(L, 2, 2048, 14, 2, 64, 1, l2, 311);
     run_shape(L, 2, 2048, 16, 4, 128, 1, l2, 331);
+    if (L->variant < 0) perf_table(L);
 }

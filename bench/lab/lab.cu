@@ -37,8 +37,17 @@ extern "C" void lab_op_rmsnorm_forward(const KernelOps *ops, float *out, float *
 extern "C" void lab_op_attention_forward(const KernelOps *ops, float *out, float *lse,
                                          const float *q, const float *k, const float *v,
                                          const int *lengths, int B, int T, int NH, int KV,
-                                         int HD, int causal) {
-    ops->attention_forward(out, lse, q, k, v, lengths, NULL, B, T, NH, KV, HD, causal);
+                                         int HD, int causal, int precision) {
+    ops->attention_forward(out, lse, q, k, v, lengths, NULL, B, T, NH, KV, HD, causal, precision);
+}
+
+extern "C" void lab_op_attention_backward(const KernelOps *ops, float *dq, float *dk, float *dv,
+                                          const float *dout, const float *out, const float *lse,
+                                          const float *q, const float *k, const float *v,
+                                          const int *lengths, int B, int T, int NH, int KV,
+                                          int HD, int causal, int precision) {
+    ops->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, NULL, B, T, NH, KV, HD,
+                            causal, precision);
 }
 
 extern "C" void lab_op_gelu_forward(const KernelOps *ops, float *out, const float *inp, size_t n) {

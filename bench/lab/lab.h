@@ -76,7 +76,12 @@ void lab_op_rmsnorm_forward(const KernelOps *ops, float *out, float *rstd, const
                             const float *weight, int N, int C, float eps);
 void lab_op_attention_forward(const KernelOps *ops, float *out, float *lse, const float *q,
                               const float *k, const float *v, const int *lengths, int B, int T,
-                              int NH, int KV, int HD, int causal);
+                              int NH, int KV, int HD, int causal, int precision);
+void lab_op_attention_backward(const KernelOps *ops, float *dq, float *dk, float *dv,
+                               const float *dout, const float *out, const float *lse,
+                               const float *q, const float *k, const float *v,
+                               const int *lengths, int B, int T, int NH, int KV, int HD,
+                               int causal, int precision);
 void lab_op_gelu_forward(const KernelOps *ops, float *out, const float *inp, size_t n);
 void lab_op_swiglu_forward(const KernelOps *ops, float *out, const float *gate, const float *up,
                            size_t n);

@@ -122,7 +122,9 @@ void cpu_attention_forward(float *out,         /* (B, T, NH, HD) */
                            const float *v,     /* (B, T, KV, HD) */
                            const int *lengths, /* (B) in [0, T] */
                            const int *seg,     /* (B, T) or NULL */
-                           int B, int T, int NH, int KV, int HD, int causal) {
+                           int B, int T, int NH, int KV, int HD, int causal,
+                           int precision) { /* fp32 at every precision */
+    (void)precision;
     const AttnKernel *ak = cpu_attn_kernel(cpu_isa_active());
     int group = NH / KV;
     float scale = (float)(1.0 / sqrt((double)HD));
@@ -170,7 +172,9 @@ void cpu_attention_backward(float *dq,          /* (B, T, NH, HD) or NULL */
                             const float *v,     /* (B, T, KV, HD) */
                             const int *lengths, /* (B) in [0, T] */
                             const int *seg,     /* (B, T) or NULL */
-                            int B, int T, int NH, int KV, int HD, int causal) {
+                            int B, int T, int NH, int KV, int HD, int causal,
+                            int precision) { /* fp32 at every precision */
+    (void)precision;
     if (!dq && !dk && !dv) return;
     const AttnKernel *ak = cpu_attn_kernel(cpu_isa_active());
     int group = NH / KV;

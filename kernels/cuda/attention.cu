@@ -5,6 +5,9 @@
 //   row t < L sees keys j < L (bidirectional) or j <= t (causal; t < L so j < L too);
 //   rows t >= L: out = 0, lse = 0, no gradient; keys j >= L get no gradient;
 //   s_j = scale * (q . k_j), scale = 1/sqrt(HD); lse = m + log(sum_j exp(s_j - m)).
+//   seg (B, T) or NULL: keys the segment rule (op_list.h) hides from a query are masked
+//   inside the tiles (scores -inf, p = 0; a tile hidden entirely is skipped by the forward).
+//   This is the exact fp32 path; the bf16 one (attention_fa2.cu) skips whole hidden tiles.
 // Like the CPU (and flash attention) nothing of size T x T is stored: the forward keeps a
 // running max and rescales, the backward recomputes p = exp(s - lse).
 //
@@ -34,6 +37,7 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/kernels.h"
 
 namespace {
 
@@ -60,6 +64,12 @@ __host__ __device__ __forceinline__ int smem_stride(int HD) { return HD | 1; }
 
 __device__ __forceinline__ int clamp_len(int L, int T) { return L < 0 ? 0 : (L > T ? T : L); }
 
+// the segment rule of kernels/op_list.h: key (seg sj) is visible to query (seg st) iff same
+// doc (seg >> 16) and the key's branch (seg & 0xffff) is 0 (the shared prefix) or the query's
+__host__ __device__ __forceinline__ bool seg_visible(int st, int sj) {
+    return (st >> 16) == (sj >> 16) && ((sj & 0xffff) == 0 || (sj & 0xffff) == (st & 0xffff));
+}
+
 // keys/values j0 .. j0+tn-1 of one (b, kv head) into shared memory rows of stride ss; the
 // whole block cooperates (callers put __syncthreads around it)
 __device__ __forceinline__ void stage_kv_tile(float *Ks, float *Vs, const float *__restrict__ k,
@@ -81,8 +91,8 @@ template <int NI>
 __global__ void __launch_bounds__(THREADS)
 attn_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *__restrict__ q,
                 const float *__restrict__ k, const float *__restrict__ v,
-                const int *__restrict__ lengths, int T, int NH, int KV, int HD, int causal,
-                float scale) {
+                const int *__restrict__ lengths, const int *__restrict__ seg, int T, int NH,
+                int KV, int HD, int causal, float scale) {
     extern __shared__ float smem[];
     const int ss = smem_stride(HD);
     float *Ks = smem;                // (TILE, ss)
@@ -105,6 +115,8 @@ attn_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
     if (t_last < t0) return;                   // no valid row: the whole block leaves
     const int kend = causal ? t_last + 1 : L;  // keys any row of the block sees
     const int nk = row_valid ? (causal ? t + 1 : L) : 0; // keys this warp's row sees
+    const int *segb = seg ? seg + (size_t)b * T : nullptr;
+    const int st = segb && row_valid ? segb[t] : 0;
 
     float *qs = Qs + warp * HD;
     if (row_valid)
@@ -122,16 +134,20 @@ attn_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
         __syncthreads(); // the previous tile is consumed (first pass: qs is written)
         stage_kv_tile(Ks, Vs, k, v, kv0, kvstride, j0, tn, HD, ss);
         __syncthreads();
-        if (j0 < nk) { // warp-uniform; key j0 is visible, so the tile max is finite
-            const int jn = min(TILE, nk - j0); // visible keys of this tile: j0 .. j0+jn-1
+        if (j0 < nk) { // warp-uniform
+            const int jn = min(TILE, nk - j0); // keys j0 .. j0+jn-1 pass the causal/length rule
             float s = -INFINITY;
-            if (lane < jn) {
+            if (lane < jn && (!segb || seg_visible(st, segb[j0 + lane]))) {
                 const float *kr = Ks + lane * ss;
                 float dot = 0.0f;
                 for (int d = 0; d < HD; d++) dot += qs[d] * kr[d];
                 s = scale * dot;
             }
-            const float mnew = fmaxf(m, warp_max(s));
+            // without seg key j0 is visible and the tile max finite; a tile the segments
+            // hide entirely is skipped (warp-uniform: the max is the warp's)
+            const float tmax = warp_max(s);
+            if (tmax == -INFINITY) continue;
+            const float mnew = fmaxf(m, tmax);
             const float r = expf(m - mnew); // 0 on the first tile (m = -inf)
             const float p = lane < jn ? expf(s - mnew) : 0.0f;
             sum = sum * r + warp_sum(p);
@@ -191,8 +207,9 @@ __global__ void __launch_bounds__(THREADS)
 attn_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
                const float *__restrict__ lse, const float *__restrict__ Dbuf,
                const float *__restrict__ q, const float *__restrict__ k,
-               const float *__restrict__ v, const int *__restrict__ lengths, int T, int NH,
-               int KV, int HD, int causal, float scale) {
+               const float *__restrict__ v, const int *__restrict__ lengths,
+               const int *__restrict__ seg, int T, int NH, int KV, int HD, int causal,
+               float scale) {
     extern __shared__ float smem[];
     const int ss = smem_stride(HD);
     float *Ks = smem;                // (TILE, ss)
@@ -211,6 +228,8 @@ attn_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
     if (t_last < t0) return; // padded rows get no gradient
     const int kend = causal ? t_last + 1 : L;
     const int nk = row_valid ? (causal ? t + 1 : L) : 0;
+    const int *segb = seg ? seg + (size_t)b * T : nullptr;
+    const int st = segb && row_valid ? segb[t] : 0;
 
     const size_t row = ((size_t)b * T + t) * NH + h;
     float *qs = Qs + warp * HD, *os = Os + warp * HD;
@@ -237,8 +256,8 @@ attn_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
         __syncthreads();
         if (j0 < nk) {
             const int jn = min(TILE, nk - j0);
-            float ds = 0.0f;
-            if (lane < jn) {
+            float ds = 0.0f; // 0 for keys the segments hide (p = 0)
+            if (lane < jn && (!segb || seg_visible(st, segb[j0 + lane]))) {
                 const float *kr = Ks + lane * ss, *vr = Vs + lane * ss;
                 float qk = 0.0f, dp = 0.0f;
                 for (int d = 0; d < HD; d++) qk += qs[d] * kr[d];
@@ -271,8 +290,9 @@ __global__ void __launch_bounds__(THREADS)
 attn_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float *__restrict__ dout,
                  const float *__restrict__ lse, const float *__restrict__ Dbuf,
                  const float *__restrict__ q, const float *__restrict__ k,
-                 const float *__restrict__ v, const int *__restrict__ lengths, int T, int NH,
-                 int KV, int HD, int causal, float scale) {
+                 const float *__restrict__ v, const int *__restrict__ lengths,
+                 const int *__restrict__ seg, int T, int NH, int KV, int HD, int causal,
+                 float scale) {
     extern __shared__ float smem[];
     const int ss = smem_stride(HD);
     float *Qt = smem;                // (TILE, ss): q rows of the query tile
@@ -291,6 +311,8 @@ attn_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float *__
     const int group = NH / KV;
     const bool want_k = dk != nullptr, want_v = dv != nullptr;
 
+    const int *segb = seg ? seg + (size_t)b * T : nullptr;
+    const int sj = segb && key_valid ? segb[j] : 0;
     const size_t krow = ((size_t)b * T + j) * KV + kh; // only used when key_valid
     float *kw = Kw + warp * HD, *vw = Vw + warp * HD;
     if (key_valid)
@@ -325,8 +347,8 @@ attn_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float *__
             // the lanes of queries before j (causal) or past the tile are skipped
             const int i_lo = causal ? max(0, j - tq0) : 0;
             if (i_lo >= tn) continue; // warp-uniform: the whole tile is before key j
-            float p = 0.0f, ds = 0.0f;
-            if (lane >= i_lo && lane < tn) {
+            float p = 0.0f, ds = 0.0f; // 0 for queries the segments hide the key from
+            if (lane >= i_lo && lane < tn && (!segb || seg_visible(segb[tq0 + lane], sj))) {
                 const float *qr = Qt + lane * ss, *orow = Ot + lane * ss;
                 float qk = 0.0f;
                 for (int d = 0; d < HD; d++) qk += qr[d] * kw[d];
@@ -401,29 +423,29 @@ size_t dkdv_smem(int HD) {
 
 template <int NI>
 void launch_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
-                const int *lengths, int B, int T, int NH, int KV, int HD, int causal,
-                float scale) {
+                const int *lengths, const int *seg, int B, int T, int NH, int KV, int HD,
+                int causal, float scale) {
     static size_t opted = 0;
     size_t bytes = fwd_smem(HD);
     smem_opt_in(attn_fwd_kernel<NI>, bytes, &opted);
     dim3 grid((unsigned)((T + WARPS - 1) / WARPS), (unsigned)NH, (unsigned)B);
-    attn_fwd_kernel<NI><<<grid, THREADS, bytes, cuda_stream()>>>(out, lse, q, k, v, lengths, T,
-                                                                  NH, KV, HD, causal, scale);
+    attn_fwd_kernel<NI><<<grid, THREADS, bytes, cuda_stream()>>>(out, lse, q, k, v, lengths, seg,
+                                                                  T, NH, KV, HD, causal, scale);
     CUDA_LAUNCH_CHECK();
 }
 
 template <int NI>
 void launch_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse,
                 const float *Dbuf, const float *q, const float *k, const float *v,
-                const int *lengths, int B, int T, int NH, int KV, int HD, int causal,
-                float scale) {
+                const int *lengths, const int *seg, int B, int T, int NH, int KV, int HD,
+                int causal, float scale) {
     const unsigned gx = (unsigned)((T + WARPS - 1) / WARPS);
     if (dq) {
         static size_t opted = 0;
         size_t bytes = dq_smem(HD);
         smem_opt_in(attn_dq_kernel<NI>, bytes, &opted);
         attn_dq_kernel<NI><<<dim3(gx, (unsigned)NH, (unsigned)B), THREADS, bytes, cuda_stream()>>>(
-            dq, dout, lse, Dbuf, q, k, v, lengths, T, NH, KV, HD, causal, scale);
+            dq, dout, lse, Dbuf, q, k, v, lengths, seg, T, NH, KV, HD, causal, scale);
         CUDA_LAUNCH_CHECK();
     }
     if (dk || dv) {
@@ -431,37 +453,48 @@ void launch_bwd(float *dq, float *dk, float *dv, const float *dout, const float 
         size_t bytes = dkdv_smem(HD);
         smem_opt_in(attn_dkdv_kernel<NI>, bytes, &opted);
         attn_dkdv_kernel<NI><<<dim3(gx, (unsigned)KV, (unsigned)B), THREADS, bytes,
-                               cuda_stream()>>>(dk, dv, dout, lse, Dbuf, q, k, v, lengths, T, NH,
-                                                KV, HD, causal, scale);
+                               cuda_stream()>>>(dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, T,
+                                                NH, KV, HD, causal, scale);
         CUDA_LAUNCH_CHECK();
     }
 }
 
-int g_attn_bf16 = 0; // cuda_attention_set_bf16
+int g_attn_impl = ATTN_IMPL_AUTO; // cuda_attention_set_impl
 
 } // namespace
 
-extern "C" void cuda_attention_set_bf16(int on) { g_attn_bf16 = on != 0; }
+extern "C" void cuda_attention_set_impl(int impl) {
+    if (impl != ATTN_IMPL_AUTO && impl != ATTN_IMPL_MMRM && impl != ATTN_IMPL_CUDNN)
+        cuda_fail("cuda_attention_set_impl", "unknown attention implementation", __FILE__,
+                  __LINE__);
+    g_attn_impl = impl;
+}
 
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
                                        const float *v, const int *lengths, const int *seg, int B,
-                                       int T, int NH, int KV, int HD, int causal) {
-    if (seg) attn_fatal("segments not supported on CUDA yet", B, T, NH, KV, HD);
+                                       int T, int NH, int KV, int HD, int causal, int precision) {
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
-    if (g_attn_bf16 &&
-        cuda_attention_fa2_forward(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal))
-        return;
+    // bf16: cuDNN (auto, cudnn; no segments) where it covers the call, else the tensor-core kernels for
+    // HD 64/128, else the exact kernels below
+    if (precision != KP_FP32) {
+        if (g_attn_impl != ATTN_IMPL_MMRM && !seg &&
+            cuda_attention_cudnn_forward(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal,
+                                         g_attn_impl == ATTN_IMPL_CUDNN))
+            return;
+        if (cuda_attention_fa2_forward(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal))
+            return;
+    }
     const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
     switch ((HD + 31) / 32) {
-    case 1: launch_fwd<1>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 2: launch_fwd<2>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 3: launch_fwd<3>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 4: launch_fwd<4>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 5: launch_fwd<5>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 6: launch_fwd<6>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 7: launch_fwd<7>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    default: launch_fwd<8>(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
+    case 1: launch_fwd<1>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 2: launch_fwd<2>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 3: launch_fwd<3>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 4: launch_fwd<4>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 5: launch_fwd<5>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 6: launch_fwd<6>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 7: launch_fwd<7>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    default: launch_fwd<8>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
     }
 }
 
@@ -469,14 +502,20 @@ extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const f
                                         const float *out, const float *lse, const float *q,
                                         const float *k, const float *v, const int *lengths,
                                         const int *seg, int B, int T, int NH, int KV, int HD,
-                                        int causal) {
-    if (seg) attn_fatal("segments not supported on CUDA yet", B, T, NH, KV, HD);
+                                        int causal, int precision) {
     if (!dq && !dk && !dv) return;
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
-    if (g_attn_bf16 && cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths,
-                                                   seg, B, T, NH, KV, HD, causal))
-        return;
+    // the forward's choice: the same process-wide implementation covers the same shapes
+    if (precision != KP_FP32) {
+        if (g_attn_impl != ATTN_IMPL_MMRM && !seg &&
+            cuda_attention_cudnn_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, NH,
+                                          KV, HD, causal, g_attn_impl == ATTN_IMPL_CUDNN))
+            return;
+        if (cuda_attention_fa2_backward(dq, dk, dv, dout, out, lse, q, k, v, lengths, seg, B, T,
+                                        NH, KV, HD, causal))
+            return;
+    }
     const float scale = (float)(1.0 / sqrt((double)HD));
 
     // (a) D = rowwise dout . out, (B, NH, T), in scratch slot 1 (valid for this call only)
@@ -488,13 +527,13 @@ extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const f
 
     // (b) dq and (c) dk/dv
     switch ((HD + 31) / 32) {
-    case 1: launch_bwd<1>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 2: launch_bwd<2>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 3: launch_bwd<3>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 4: launch_bwd<4>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 5: launch_bwd<5>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 6: launch_bwd<6>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    case 7: launch_bwd<7>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
-    default: launch_bwd<8>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, B, T, NH, KV, HD, causal, scale); break;
+    case 1: launch_bwd<1>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 2: launch_bwd<2>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 3: launch_bwd<3>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 4: launch_bwd<4>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 5: launch_bwd<5>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 6: launch_bwd<6>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    case 7: launch_bwd<7>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
+    default: launch_bwd<8>(dq, dk, dv, dout, lse, Dbuf, q, k, v, lengths, seg, B, T, NH, KV, HD, causal, scale); break;
     }
 }

@@ -1,6 +1,7 @@
 // attention_fa2.cu - FlashAttention-2-style forward on the tensor cores (sm_80+), bf16
 // Q/K/V, fp32 accumulation, fp32 log-sum-exp; the attention op's bf16 path (attention.cu
-// calls it when cuda_attention_set_bf16(1) and HD is 64 or 128; the contract is attention's,
+// calls it at a bf16 precision when HD is 64 or 128 and cuDNN does not take the call
+// (attention_impl); the contract is attention's,
 // kernels/op_list.h and attention.cu, on q, k, v rounded to bf16).
 //
 // q, k, v are first converted to bf16 (round to nearest even) into scratch slot 5. A CTA of
@@ -17,7 +18,8 @@
 //   O (16 x HD) += P V    P's C fragments repacked to bf16 A fragments (FA2's register
 //                         reuse), V fragments by ldmatrix.trans of the [key][d] rows.
 // Causal: only tiles up to the block's last row are loaded (tiles above the diagonal are
-// skipped). Rows t >= L: out = 0, lse = 0; keys j >= L and rows past T are zero-filled by
+// skipped). Segments (seg): only the key tiles of the query tile's docs are loaded (backward:
+// the query tiles of the key tile's docs), the doc/branch rule masks inside them. Rows t >= L: out = 0, lse = 0; keys j >= L and rows past T are zero-filled by
 // cp.async (never read from memory). Deterministic: fixed order everywhere, no atomics.
 #include <math.h>
 #include <stdio.h>
@@ -46,11 +48,37 @@ __device__ __forceinline__ void fa_load_rows(uint16_t *dst, const uint16_t *base
     }
 }
 
+// Segments (seg, kernels/op_list.h): key j is visible to query t iff same doc (seg >> 16) and
+// the key's branch (seg & 0xffff) is 0 or the query's
+__device__ __forceinline__ bool fa_seg_visible(int st, int sj) {
+    return (st >> 16) == (sj >> 16) && ((sj & 0xffff) == 0 || (sj & 0xffff) == (st & 0xffff));
+}
+
+// first index in [0, L) whose doc is >= d (docs are non-decreasing along the valid tokens)
+__device__ __forceinline__ int fa_doc_lower(const int *segb, int L, int d) {
+    int lo = 0, hi = L;
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if ((segb[mid] >> 16) < d) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+// [*lo, *hi): the tokens of the docs of rows r0 .. r1-1 (0 <= r0 < r1 <= L), the only ones
+// they can see or be seen by: whole tiles outside it are skipped
+__device__ __forceinline__ void fa_doc_range(const int *segb, int L, int r0, int r1, int *lo,
+                                             int *hi) {
+    *lo = fa_doc_lower(segb, L, segb[r0] >> 16);
+    *hi = fa_doc_lower(segb, L, (segb[r1 - 1] >> 16) + 1);
+}
+
 template <int HD>
 __global__ void __launch_bounds__(FA_THREADS)
 fa2_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const uint16_t *__restrict__ q,
                const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
-               const int *__restrict__ lengths, int T, int NH, int KV, int causal, float scale) {
+               const int *__restrict__ lengths, const int *__restrict__ seg, int T, int NH,
+               int KV, int causal, float scale) {
     extern __shared__ uint4 fa_smem[];
     constexpr int S = fa_stride(HD), ND = HD / 8, NK = HD / 16;
     uint16_t *Qs = reinterpret_cast<uint16_t *>(fa_smem); // (BM, S)
@@ -76,23 +104,31 @@ fa2_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const uint16_t 
     const uint16_t *kb = k + ((size_t)b * T * KV + kh) * HD;
     const uint16_t *vb = v + ((size_t)b * T * KV + kh) * HD;
     const int kend = causal ? min(L, q0 + BM) : L; // keys any row of the block sees
-    const int ntiles = (kend + BN - 1) / BN;
+    const int *segb = seg ? seg + (size_t)b * T : nullptr;
+    int jlo = 0, jhi = kend; // with segments: the block's docs only
+    if (segb) {
+        fa_doc_range(segb, L, q0, min(q0 + BM, L), &jlo, &jhi);
+        jhi = min(jhi, kend);
+    }
+    const int it0 = jlo / BN, ntiles = (jhi + BN - 1) / BN;
 
     fa_load_rows<HD>(Qs, qb, qstride, q0, L);
-    fa_load_rows<HD>(Ks, kb, kvstride, 0, L);
-    fa_load_rows<HD>(Vs, vb, kvstride, 0, L);
+    fa_load_rows<HD>(Ks, kb, kvstride, it0 * BN, L);
+    fa_load_rows<HD>(Vs, vb, kvstride, it0 * BN, L);
     mma::cp_async_commit();
 
     const int g = lane / 4, c2 = 2 * (lane % 4);
     const int trow[2] = {q0 + 16 * warp + g, q0 + 16 * warp + g + 8}; // this lane's rows
+    const int tseg[2] = {segb && trow[0] < L ? segb[trow[0]] : 0,
+                         segb && trow[1] < L ? segb[trow[1]] : 0};
     float o[ND][4];
 #pragma unroll
     for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // l: this lane's partial sum
     uint32_t qf[NK][4];
 
-    for (int it = 0; it < ntiles; it++) {
-        const int buf = it & 1;
+    for (int it = it0; it < ntiles; it++) {
+        const int buf = (it - it0) & 1;
         if (it + 1 < ntiles) { // prefetch the next tile into the other buffer
             fa_load_rows<HD>(Ks + (buf ^ 1) * BN * S, kb, kvstride, (it + 1) * BN, L);
             fa_load_rows<HD>(Vs + (buf ^ 1) * BN * S, vb, kvstride, (it + 1) * BN, L);
@@ -102,7 +138,7 @@ fa2_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const uint16_t 
             mma::cp_async_wait<0>();
         }
         __syncthreads(); // every thread's copies of tile it (and Q) are visible
-        if (it == 0) {
+        if (it == it0) {
 #pragma unroll
             for (int kk = 0; kk < NK; kk++)
                 mma::ldmatrix_x4(qf[kk], Qs + (16 * warp + lane % 16) * S + 16 * kk + 8 * (lane / 16));
@@ -135,7 +171,8 @@ fa2_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const uint16_t 
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int j = j0 + 8 * n + c2 + e;
-                    const bool vis = t < L && j < L && (!causal || j <= t);
+                    const bool vis = t < L && j < L && (!causal || j <= t) &&
+                                     (!segb || fa_seg_visible(tseg[i], segb[j]));
                     const float x = vis ? scale * s[n][2 * i + e] : -INFINITY;
                     s[n][2 * i + e] = x;
                     mx = fmaxf(mx, x);
@@ -270,8 +307,8 @@ __global__ void __launch_bounds__(FA_THREADS)
 fa2_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const uint16_t *__restrict__ q,
                     const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
                     const uint16_t *__restrict__ dO, const float *__restrict__ lse,
-                    const float *__restrict__ Dbuf, const int *__restrict__ lengths, int T,
-                    int NH, int KV, int causal, float scale) {
+                    const float *__restrict__ Dbuf, const int *__restrict__ lengths,
+                    const int *__restrict__ seg, int T, int NH, int KV, int causal, float scale) {
     extern __shared__ uint4 fa_smem[];
     constexpr int S = fa_stride(HD), ND = HD / 8, NK = HD / 16;
     uint16_t *Ks = reinterpret_cast<uint16_t *>(fa_smem), *Vs = Ks + BN * S;
@@ -292,6 +329,11 @@ fa2_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const uint16
 
     const int g = lane / 4, c2 = 2 * (lane % 4);
     const int jrow[2] = {j0 + 16 * warp + g, j0 + 16 * warp + g + 8};
+    const int *segb = seg ? seg + (size_t)b * T : nullptr;
+    int tlo = 0, thi = L; // with segments: the queries of the key tile's docs only
+    if (segb) fa_doc_range(segb, L, j0, min(j0 + BN, L), &tlo, &thi);
+    const int jseg[2] = {segb && jrow[0] < L ? segb[jrow[0]] : 0,
+                         segb && jrow[1] < L ? segb[jrow[1]] : 0};
     float adk[ND][4], adv[ND][4];
 #pragma unroll
     for (int n = 0; n < ND; n++)
@@ -301,7 +343,7 @@ fa2_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const uint16
     const int group = NH / KV;
     for (int h = kh * group; h < (kh + 1) * group; h++) {
         const size_t qoff = ((size_t)b * T * NH + h) * HD, loff = ((size_t)b * NH + h) * T;
-        for (int tq0 = causal ? j0 - j0 % BM : 0; tq0 < L; tq0 += BM) {
+        for (int tq0 = max(causal ? j0 - j0 % BM : 0, tlo - tlo % BM); tq0 < thi; tq0 += BM) {
             __syncthreads(); // the previous query tile is consumed
             fa_load_rows<HD>(Qs, q + qoff, qstride, tq0, L);
             fa_load_rows<HD>(Os, dO + qoff, qstride, tq0, L);
@@ -328,7 +370,8 @@ fa2_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const uint16
 #pragma unroll
                     for (int e = 0; e < 2; e++) {
                         const int tl = 8 * n + c2 + e, t = tq0 + tl, j = jrow[i];
-                        const bool vis = t < L && j < L && (!causal || j <= t);
+                        const bool vis = t < L && j < L && (!causal || j <= t) &&
+                                         (!segb || fa_seg_visible(segb[t], jseg[i]));
                         const float p = vis ? expf(scale * st[n][2 * i + e] - Ls[tl]) : 0.0f;
                         const float ds = vis ? scale * p * (dpt[n][2 * i + e] - Ds[tl]) : 0.0f;
                         st[n][2 * i + e] = p;
@@ -358,8 +401,8 @@ __global__ void __launch_bounds__(FA_THREADS)
 fa2_bwd_dq_kernel(float *__restrict__ dq, const uint16_t *__restrict__ q,
                   const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
                   const uint16_t *__restrict__ dO, const float *__restrict__ lse,
-                  const float *__restrict__ Dbuf, const int *__restrict__ lengths, int T, int NH,
-                  int KV, int causal, float scale) {
+                  const float *__restrict__ Dbuf, const int *__restrict__ lengths,
+                  const int *__restrict__ seg, int T, int NH, int KV, int causal, float scale) {
     extern __shared__ uint4 fa_smem[];
     constexpr int S = fa_stride(HD), ND = HD / 8, NK = HD / 16;
     uint16_t *Qs = reinterpret_cast<uint16_t *>(fa_smem), *Os = Qs + BM * S;
@@ -391,7 +434,15 @@ fa2_bwd_dq_kernel(float *__restrict__ dq, const uint16_t *__restrict__ q,
 #pragma unroll
     for (int n = 0; n < ND; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     const int kend = causal ? min(L, q0 + BM) : L;
-    for (int j0 = 0; j0 < kend; j0 += BN) {
+    const int *segb = seg ? seg + (size_t)b * T : nullptr;
+    int jlo = 0, jhi = kend; // with segments: the block's docs only
+    if (segb) {
+        fa_doc_range(segb, L, q0, min(q0 + BM, L), &jlo, &jhi);
+        jhi = min(jhi, kend);
+    }
+    const int tseg[2] = {segb && trow[0] < L ? segb[trow[0]] : 0,
+                         segb && trow[1] < L ? segb[trow[1]] : 0};
+    for (int j0 = jlo - jlo % BN; j0 < jhi; j0 += BN) {
         __syncthreads(); // the previous key tile is consumed
         fa_load_rows<HD>(Ks, k + kvoff, kvstride, j0, L);
         fa_load_rows<HD>(Vs, v + kvoff, kvstride, j0, L);
@@ -413,7 +464,8 @@ fa2_bwd_dq_kernel(float *__restrict__ dq, const uint16_t *__restrict__ q,
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int j = j0 + 8 * n + c2 + e, t = trow[i];
-                    const bool vis = t < L && j < L && (!causal || j <= t);
+                    const bool vis = t < L && j < L && (!causal || j <= t) &&
+                                     (!segb || fa_seg_visible(tseg[i], segb[j]));
                     const float p = vis ? expf(scale * s[n][2 * i + e] - lse_r[i]) : 0.0f;
                     s[n][2 * i + e] = vis ? scale * p * (dp[n][2 * i + e] - D_r[i]) : 0.0f;
                 }
@@ -455,7 +507,8 @@ __global__ void fa2_rowdot_kernel(float *__restrict__ Dbuf, const uint16_t *__re
 template <int HD>
 void fa2_launch_bwd(float *dq, float *dk, float *dv, const uint16_t *q, const uint16_t *k,
                     const uint16_t *v, const uint16_t *dO, const float *lse, const float *Dbuf,
-                    const int *lengths, int B, int T, int NH, int KV, int causal, float scale) {
+                    const int *lengths, const int *seg, int B, int T, int NH, int KV, int causal,
+                    float scale) {
     const size_t bytes = fa_bwd_smem_bytes(HD);
     const unsigned gx = (unsigned)((T + BM - 1) / BM);
     if (dq) {
@@ -466,7 +519,7 @@ void fa2_launch_bwd(float *dq, float *dk, float *dv, const uint16_t *q, const ui
             opted = bytes;
         }
         fa2_bwd_dq_kernel<HD><<<dim3(gx, (unsigned)NH, (unsigned)B), FA_THREADS, bytes, cuda_stream()>>>(
-            dq, q, k, v, dO, lse, Dbuf, lengths, T, NH, KV, causal, scale);
+            dq, q, k, v, dO, lse, Dbuf, lengths, seg, T, NH, KV, causal, scale);
         CUDA_LAUNCH_CHECK();
     }
     if (dk || dv) {
@@ -477,14 +530,15 @@ void fa2_launch_bwd(float *dq, float *dk, float *dv, const uint16_t *q, const ui
             opted = bytes;
         }
         fa2_bwd_dkdv_kernel<HD><<<dim3(gx, (unsigned)KV, (unsigned)B), FA_THREADS, bytes, cuda_stream()>>>(
-            dk, dv, q, k, v, dO, lse, Dbuf, lengths, T, NH, KV, causal, scale);
+            dk, dv, q, k, v, dO, lse, Dbuf, lengths, seg, T, NH, KV, causal, scale);
         CUDA_LAUNCH_CHECK();
     }
 }
 
 template <int HD>
 void fa2_launch(float *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                const int *lengths, int B, int T, int NH, int KV, int causal, float scale) {
+                const int *lengths, const int *seg, int B, int T, int NH, int KV, int causal,
+                float scale) {
     static size_t opted = 0;
     const size_t bytes = fa_smem_bytes(HD);
     if (bytes > 48 * 1024 && bytes > opted) {
@@ -493,8 +547,8 @@ void fa2_launch(float *out, float *lse, const uint16_t *q, const uint16_t *k, co
         opted = bytes;
     }
     dim3 grid((unsigned)((T + BM - 1) / BM), (unsigned)NH, (unsigned)B);
-    fa2_fwd_kernel<HD><<<grid, FA_THREADS, bytes, cuda_stream()>>>(out, lse, q, k, v, lengths, T,
-                                                                    NH, KV, causal, scale);
+    fa2_fwd_kernel<HD><<<grid, FA_THREADS, bytes, cuda_stream()>>>(out, lse, q, k, v, lengths, seg,
+                                                                    T, NH, KV, causal, scale);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -503,11 +557,6 @@ void fa2_launch(float *out, float *lse, const uint16_t *q, const uint16_t *k, co
 extern "C" int cuda_attention_fa2_forward(float *out, float *lse, const float *q, const float *k,
                                           const float *v, const int *lengths, const int *seg,
                                           int B, int T, int NH, int KV, int HD, int causal) {
-    if (seg) {
-        fflush(stdout);
-        fprintf(stderr, "mmrm: cuda attention (fa2): segments not supported on CUDA yet\n");
-        exit(1);
-    }
     if (HD != 64 && HD != 128) return 0;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
     // one scratch buffer: q | k | v in bf16 (each part a multiple of 16 bytes: HD % 8 == 0)
@@ -517,8 +566,8 @@ extern "C" int cuda_attention_fa2_forward(float *out, float *lse, const float *q
     cuda_f32_to_bf16(k16, k, nkv);
     cuda_f32_to_bf16(v16, v, nkv);
     const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
-    if (HD == 64) fa2_launch<64>(out, lse, q16, k16, v16, lengths, B, T, NH, KV, causal, scale);
-    else fa2_launch<128>(out, lse, q16, k16, v16, lengths, B, T, NH, KV, causal, scale);
+    if (HD == 64) fa2_launch<64>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
+    else fa2_launch<128>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
     return 1;
 }
 
@@ -527,11 +576,6 @@ extern "C" int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, cons
                                            const float *k, const float *v, const int *lengths,
                                            const int *seg, int B, int T, int NH, int KV, int HD,
                                            int causal) {
-    if (seg) {
-        fflush(stdout);
-        fprintf(stderr, "mmrm: cuda attention (fa2): segments not supported on CUDA yet\n");
-        exit(1);
-    }
     if (HD != 64 && HD != 128) return 0;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
     uint16_t *q16 = (uint16_t *)cuda_scratch(5, (2 * nq + 2 * nkv) * sizeof(uint16_t));
@@ -547,8 +591,8 @@ extern "C" int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, cons
     CUDA_LAUNCH_CHECK();
     const float scale = (float)(1.0 / sqrt((double)HD));
     if (HD == 64)
-        fa2_launch_bwd<64>(dq, dk, dv, q16, k16, v16, o16, lse, Dbuf, lengths, B, T, NH, KV, causal, scale);
+        fa2_launch_bwd<64>(dq, dk, dv, q16, k16, v16, o16, lse, Dbuf, lengths, seg, B, T, NH, KV, causal, scale);
     else
-        fa2_launch_bwd<128>(dq, dk, dv, q16, k16, v16, o16, lse, Dbuf, lengths, B, T, NH, KV, causal, scale);
+        fa2_launch_bwd<128>(dq, dk, dv, q16, k16, v16, o16, lse, Dbuf, lengths, seg, B, T, NH, KV, causal, scale);
     return 1;
 }

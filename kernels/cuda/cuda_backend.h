@@ -45,10 +45,16 @@ void cuda_matmul_paths(long counts[3]);
 /* cuBLASLt plan cache lookups so far: hits, and misses (each a heuristic query) */
 void cuda_matmul_plan_stats(long *hits, long *misses);
 
-/* attention_forward/backward on q, k, v (and dout) rounded to bf16, by the tensor-core
- * kernels of attention_fa2.cu (head dims 64 and 128; others keep the fp32 kernels), when on;
- * off (the exact fp32 kernels) by default. */
-void cuda_attention_set_bf16(int on);
+/* The implementation of attention_forward/backward at bf16 precision (an AttentionImpl of
+ * kernels/kernels.h; ATTN_IMPL_AUTO by default): mmrm's tensor-core kernels
+ * (attention_fa2.cu, head dims 64 and 128; other head dims keep the fp32 kernels) or cuDNN's
+ * fused flash attention (attention_cudnn.cu). A process-wide choice of library, like the
+ * GEMMs' cuBLASLt: set once at start-up, before the first attention. */
+void cuda_attention_set_impl(int impl);
+/* 1 when this build links cuDNN (make cuda found it: MMRM_CUDNN) */
+int cuda_cudnn_compiled(void);
+/* "cuDNN 9.19.0 (compiled against 9.19.0)", or why there is none */
+const char *cuda_cudnn_describe(void);
 
 /* device memory, stream-ordered with the kernels */
 void *cuda_malloc(size_t bytes);

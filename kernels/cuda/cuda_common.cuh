@@ -43,8 +43,8 @@ void *cuda_lt_workspace(size_t *bytes);
 #define CUDA_SCRATCH_SLOTS 6
 void *cuda_scratch(int slot, size_t bytes);
 /* slots: 0 reductions' partial sums (any family), 1 attention's D rows, 2-4 matmul.cu's bf16
- * copies of the GEMM operands (weight, input, output gradient), 5 attention_fa2.cu's bf16
- * copies of q, k, v (and dout) */
+ * copies of the GEMM operands (weight, input, output gradient), 5 attention_fa2.cu's and
+ * attention_cudnn.cu's bf16 copies of q, k, v (and dout; cuDNN's outputs and workspace) */
 
 /* the sum of v over a block of N threads (N a power of two; sh: N doubles of shared memory)
  * by a fixed tree, valid in every thread: the order depends on N only, so it is

@@ -20,8 +20,8 @@ KERNEL_OPS(CUDA_KERNEL_DECL)
 KERNEL_OPS_OPTIONAL(CUDA_KERNEL_DECL)
 #undef CUDA_KERNEL_DECL
 
-/* attention_forward's bf16 tensor-core path (attention_fa2.cu), taken by attention.cu when
- * cuda_attention_set_bf16(1): returns 0 (nothing done) when HD is not 64 or 128 */
+/* attention_forward's bf16 tensor-core path (attention_fa2.cu), taken by attention.cu at a
+ * bf16 precision: returns 0 (nothing done) when HD is not 64 or 128 */
 int cuda_attention_fa2_forward(float *out, float *lse, const float *q, const float *k,
                                const float *v, const int *lengths, const int *seg, int B, int T,
                                int NH, int KV, int HD, int causal);
@@ -31,6 +31,20 @@ int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, const float *do
                                 const float *out, const float *lse, const float *q,
                                 const float *k, const float *v, const int *lengths,
                                 const int *seg, int B, int T, int NH, int KV, int HD, int causal);
+
+/* attention_forward/backward by cuDNN's fused flash attention (attention_cudnn.cu: bf16,
+ * one cached execution plan per shape), taken by attention.cu at a bf16 precision without
+ * segments when attention_impl is auto or cudnn. Return 0 (nothing done) where cuDNN does
+ * not cover the call: a build without cuDNN, HD not a multiple of 8 or above 128, a backward
+ * with NH != KV, or (required = 0) a graph no cuDNN engine supports, logged once; with
+ * required = 1 that last case is fatal with cuDNN's status string. */
+int cuda_attention_cudnn_forward(float *out, float *lse, const float *q, const float *k,
+                                 const float *v, const int *lengths, int B, int T, int NH, int KV,
+                                 int HD, int causal, int required);
+int cuda_attention_cudnn_backward(float *dq, float *dk, float *dv, const float *dout,
+                                  const float *out, const float *lse, const float *q,
+                                  const float *k, const float *v, const int *lengths, int B, int T,
+                                  int NH, int KV, int HD, int causal, int required);
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,14 @@
 /* parity_attention.c - kernels_cuda.attention_forward / attention_backward against
  * kernels_cpu on random inputs (tests/gpu/parity.h).
  *
- * Cases cover bidirectional and causal masks, MHA and GQA (NH/KV = 2, 8), head dims 16 to
+ * Cases cover bidirectional and causal masks, segments (random docs and shared-prefix
+ * branches, gen_seg; packed streams are B = 1), MHA and GQA (NH/KV = 2, 8), head dims 16 to
  * 256 (one to eight 32-wide lane groups, 80 not a multiple of 32), T from 1 to 130 (one
  * and several 32-key tiles, partial tiles) and batches with an empty sequence, a
  * full-length one and others in between. The fp32 pass holds the fp32 kernels to 1e-5; the
  * bf16 pass checks the tensor-core forward (attention_fa2.cu) against the CPU on bf16-rounded
- * inputs (run_case_bf16).
+ * inputs (run_case_bf16), with attention_impl = mmrm and, in a build with cuDNN, auto (cuDNN's
+ * fused attention where it takes the call).
  *
  * The backward gets the same inputs on both sides (the CPU forward's out and lse, a random
  * dout that is nonzero on padded rows too, which must be ignored), and its gradient buffers
@@ -25,7 +27,46 @@ enum { G_DQ = 1, G_DK = 2, G_DV = 4, G_ALL = 7 };
 typedef struct {
     int B, T, NH, KV, HD, causal, grads;
     int lengths[3];
+    int seg; /* 0: no segments; else random segments (gen_seg), docs of at most `seg` tokens */
 } AttnCase;
+
+/* Random segment ids (B, T) keeping op_list.h's convention: each row's valid tokens are cut
+ * into docs of 1..c->seg tokens (ids increasing by 1 or 2, the first 0..3); half of the docs
+ * of 3 tokens or more are a shared prefix (branch 0) followed by 1..3 branches (ids 1..nb,
+ * contiguous), the others all branch 0 (a packed document). Padded tokens hold values that
+ * break the convention: no kernel may read them. */
+static int *gen_seg(Parity *p, const AttnCase *c) {
+    const size_t n = (size_t)c->B * c->T;
+    int *seg = malloc(n * sizeof *seg);
+    float *u = h_rand(p, 4 * n + 8, 0.0f, 1.0f);
+    size_t ui = 0;
+    if (!seg) abort();
+    for (int b = 0; b < c->B; b++) {
+        int *row = seg + (size_t)b * c->T, doc = (int)(4 * u[ui++]);
+        for (int t = c->lengths[b]; t < c->T; t++) row[t] = (int)(0x7ffe0000u | (unsigned)t);
+        for (int t = 0; t < c->lengths[b];) {
+            int len = 1 + (int)(c->seg * u[ui++]);
+            if (len > c->lengths[b] - t) len = c->lengths[b] - t;
+            int prefix = len, nb = 0;
+            if (len >= 3 && u[ui++] < 0.5f) {
+                prefix = 1 + (int)((len / 2) * u[ui++]);
+                nb = 1 + (int)(3 * u[ui++]);
+                if (nb > len - prefix) nb = len - prefix;
+            }
+            for (int i = 0; i < prefix; i++) row[t + i] = doc << 16;
+            /* branch br gets the tokens [prefix + (br-1) r / nb, prefix + br r / nb) */
+            const int r = len - prefix;
+            for (int br = 1; br <= nb; br++)
+                for (int i = prefix + (br - 1) * r / nb; i < prefix + br * r / nb; i++)
+                    row[t + i] = doc << 16 | br;
+            t += len;
+            doc += 1 + (u[ui++] < 0.3f);
+            if (ui + 6 > 4 * n) ui = 0;
+        }
+    }
+    free(u);
+    return seg;
+}
 
 /* the CPU reference of the bf16 pass: q, k, v rounded to bf16 as the device does */
 static float *round_bf16(const float *x, size_t n) {
@@ -37,17 +78,23 @@ static float *round_bf16(const float *x, size_t n) {
     return y;
 }
 
-/* bf16 pass (cuda_attention_set_bf16(1): attention_fa2.cu for HD 64 and 128): the forward
- * against the CPU forward on bf16-rounded inputs; the backward is the fp32 pass's */
-static void run_case_bf16(Parity *p, const AttnCase *c) {
+/* bf16 pass (precision KP_BF16 with attention_impl = impl: mmrm runs attention_fa2.cu for
+ * HD 64 and 128, auto cuDNN where it takes the call): the forward against the CPU forward on
+ * bf16-rounded inputs; the backward is the fp32 pass's */
+static void run_case_bf16(Parity *p, const AttnCase *c, int impl) {
     const int B = c->B, T = c->T, NH = c->NH, KV = c->KV, HD = c->HD;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
     const size_t nlse = (size_t)B * NH * T;
-    char tag[112];
-    int n = snprintf(tag, sizeof tag, "B=%d T=%d NH=%d KV=%d HD=%d %s len=", B, T, NH, KV, HD,
+    char tag[144];
+    int n = snprintf(tag, sizeof tag, "%sB=%d T=%d NH=%d KV=%d HD=%d %s len=",
+                     impl == ATTN_IMPL_AUTO ? "impl auto (cuDNN) " : "", B, T, NH, KV, HD,
                      c->causal ? "causal" : "bidir");
     for (int b = 0; b < B && n > 0 && (size_t)n < sizeof tag; b++)
         n += snprintf(tag + n, sizeof tag - (size_t)n, b ? ",%d" : "%d", c->lengths[b]);
+    if (c->seg && n > 0 && (size_t)n < sizeof tag)
+        snprintf(tag + n, sizeof tag - (size_t)n, " seg(docs<=%d)", c->seg);
+    int *seg = c->seg ? gen_seg(p, c) : NULL;
+    int *d_seg = seg ? d_upload_i(seg, (size_t)B * T) : NULL;
     float *q = h_rand(p, nq, -1.0f, 1.0f), *k = h_rand(p, nkv, -1.0f, 1.0f);
     float *v = h_rand(p, nkv, -1.0f, 1.0f);
     float *garbage = h_rand(p, nq, -100.0f, 100.0f), *garbage_lse = h_rand(p, nlse, -100.0f, 100.0f);
@@ -56,14 +103,14 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     float *qr = fa2 ? round_bf16(q, nq) : h_copy(q, nq), *kr = fa2 ? round_bf16(k, nkv) : h_copy(k, nkv);
     float *vr = fa2 ? round_bf16(v, nkv) : h_copy(v, nkv);
     float *out = h_zeros(nq), *lse = h_zeros(nlse), *got = h_zeros(nq), *got_lse = h_zeros(nlse);
-    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, NULL, B, T, NH, KV, HD, c->causal);
+    kernels_cpu.attention_forward(out, lse, qr, kr, vr, c->lengths, seg, B, T, NH, KV, HD, c->causal,
+                                  KP_FP32);
     float *d_q = d_upload(q, nq), *d_k = d_upload(k, nkv), *d_v = d_upload(v, nkv);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
     int *d_len = d_upload_i(c->lengths, (size_t)B);
-    cuda_attention_set_bf16(1);
-    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, NULL, B, T, NH, KV, HD,
-                                   c->causal);
-    cuda_attention_set_bf16(0);
+    cuda_attention_set_impl(impl);
+    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, d_seg, B, T, NH, KV, HD,
+                                   c->causal, KP_BF16);
     d_download(got, d_out, nq);
     d_download(got_lse, d_lse, nlse);
     /* out: P is rounded to bf16 for the PV product (rel ~1.5e-3 measured); lse: fp32 scores
@@ -71,6 +118,16 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     parity_check(p, parity_name("attn fwd bf16 %s: out", tag), out, got, nq,
                  fa2 ? parity_tol(p) : 1e-5);
     parity_check(p, parity_name("attn fwd bf16 %s: lse", tag), lse, got_lse, nlse, 1e-5);
+    if (fa2) { /* the precision argument rounds q, k, v: bf16 inputs give the same bits */
+        float *d_qr = d_upload(qr, nq), *d_kr = d_upload(kr, nkv), *d_vr = d_upload(vr, nkv);
+        float *again = h_zeros(nq);
+        kernels_cuda.attention_forward(d_out, d_lse, d_qr, d_kr, d_vr, d_len, d_seg, B, T, NH, KV, HD,
+                                       c->causal, KP_BF16);
+        d_download(again, d_out, nq);
+        parity_check(p, parity_name("attn fwd bf16 %s: same bits on bf16-rounded inputs", tag),
+                     got, again, nq, 0.0);
+        d_free(d_qr), d_free(d_kr), d_free(d_vr), free(again);
+    }
 
     /* backward from the CPU forward's out and lse on both sides; the CPU gets dout rounded to
      * bf16 too (the device's row dots D = dout . out stay fp32); gradients start random (+=) */
@@ -84,16 +141,15 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
         dev[i] = want ? d_upload(g0[i], gn[i]) : NULL;
     }
     kernels_cpu.attention_backward(ref[0], ref[1], ref[2], doutr, out, lse, qr, kr, vr,
-                                   c->lengths, NULL, B, T, NH, KV, HD, c->causal);
+                                   c->lengths, seg, B, T, NH, KV, HD, c->causal, KP_FP32);
     d_free(d_out);
     d_free(d_lse);
     d_out = d_upload(out, nq);
     d_lse = d_upload(lse, nlse);
     float *d_dout = d_upload(dout, nq);
-    cuda_attention_set_bf16(1);
     kernels_cuda.attention_backward(dev[0], dev[1], dev[2], d_dout, d_out, d_lse, d_q, d_k, d_v,
-                                    d_len, NULL, B, T, NH, KV, HD, c->causal);
-    cuda_attention_set_bf16(0);
+                                    d_len, d_seg, B, T, NH, KV, HD, c->causal, KP_BF16);
+    cuda_attention_set_impl(ATTN_IMPL_AUTO);
     static const char *gname[3] = {"dq", "dk", "dv"};
     for (int i = 0; i < 3; i++) {
         if (!ref[i]) continue;
@@ -118,6 +174,7 @@ static void run_case_bf16(Parity *p, const AttnCase *c) {
     d_free(d_q), d_free(d_k), d_free(d_v), d_free(d_out), d_free(d_lse), d_free(d_len);
     free(q), free(k), free(v), free(garbage), free(garbage_lse), free(qr), free(kr), free(vr);
     free(out), free(lse), free(got), free(got_lse);
+    if (seg) d_free(d_seg), free(seg);
 }
 
 static void run_case(Parity *p, const AttnCase *c) {
@@ -125,11 +182,15 @@ static void run_case(Parity *p, const AttnCase *c) {
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
     const size_t nlse = (size_t)B * NH * T;
     const double tol = 1e-5; /* fp32 kernels in every mode */
-    char name[160], tag[112];
+    char name[200], tag[144];
     int n = snprintf(tag, sizeof tag, "B=%d T=%d NH=%d KV=%d HD=%d %s len=", B, T, NH, KV, HD,
                      c->causal ? "causal" : "bidir");
     for (int b = 0; b < B && n > 0 && (size_t)n < sizeof tag; b++)
         n += snprintf(tag + n, sizeof tag - (size_t)n, b ? ",%d" : "%d", c->lengths[b]);
+    if (c->seg && n > 0 && (size_t)n < sizeof tag)
+        snprintf(tag + n, sizeof tag - (size_t)n, " seg(docs<=%d)", c->seg);
+    int *seg = c->seg ? gen_seg(p, c) : NULL;
+    int *d_seg = seg ? d_upload_i(seg, (size_t)B * T) : NULL;
 
     float *q = h_rand(p, nq, -1.0f, 1.0f);
     float *k = h_rand(p, nkv, -1.0f, 1.0f);
@@ -147,10 +208,11 @@ static void run_case(Parity *p, const AttnCase *c) {
 
     /* forward: the device output starts as garbage, every element must be written */
     float *out = h_zeros(nq), *lse = h_zeros(nlse);
-    kernels_cpu.attention_forward(out, lse, q, k, v, c->lengths, NULL, B, T, NH, KV, HD, c->causal);
+    kernels_cpu.attention_forward(out, lse, q, k, v, c->lengths, seg, B, T, NH, KV, HD, c->causal,
+                                  KP_FP32);
     float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
-    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, NULL, B, T, NH, KV, HD,
-                                   c->causal);
+    kernels_cuda.attention_forward(d_out, d_lse, d_q, d_k, d_v, d_len, d_seg, B, T, NH, KV, HD,
+                                   c->causal, KP_FP32);
     float *got = h_zeros(nq), *got_lse = h_zeros(nlse);
     d_download(got, d_out, nq);
     d_download(got_lse, d_lse, nlse);
@@ -170,10 +232,10 @@ static void run_case(Parity *p, const AttnCase *c) {
     float *d_dq = r_dq ? d_upload(dq0, nq) : NULL;
     float *d_dk = r_dk ? d_upload(dk0, nkv) : NULL;
     float *d_dv = r_dv ? d_upload(dv0, nkv) : NULL;
-    kernels_cpu.attention_backward(r_dq, r_dk, r_dv, dout, out, lse, q, k, v, c->lengths, NULL, B, T,
-                                   NH, KV, HD, c->causal);
-    kernels_cuda.attention_backward(d_dq, d_dk, d_dv, d_dout, d_out, d_lse, d_q, d_k, d_v, d_len, NULL,
-                                    B, T, NH, KV, HD, c->causal);
+    kernels_cpu.attention_backward(r_dq, r_dk, r_dv, dout, out, lse, q, k, v, c->lengths, seg, B, T,
+                                   NH, KV, HD, c->causal, KP_FP32);
+    kernels_cuda.attention_backward(d_dq, d_dk, d_dv, d_dout, d_out, d_lse, d_q, d_k, d_v, d_len, d_seg,
+                                    B, T, NH, KV, HD, c->causal, KP_FP32);
     const struct {
         const char *what;
         const float *ref, *dev;
@@ -214,6 +276,7 @@ static void run_case(Parity *p, const AttnCase *c) {
     free(r_dq);
     free(r_dk);
     free(r_dv);
+    if (seg) d_free(d_seg), free(seg);
 }
 
 void parity_attention(Parity *p) {
@@ -222,41 +285,62 @@ void parity_attention(Parity *p) {
          * GQA, padded and empty sequences, odd T, partial and several 64-row/key tiles */
         static const AttnCase bf16_cases[] = {
             /* B  T    NH KV HD   causal grads        lengths */
-            {1, 1, 2, 2, 64, 0, G_DV, {1}}, /* one key: dq = dk = 0 exactly */
-            {2, 7, 4, 2, 64, 1, G_ALL, {7, 3}},
-            {3, 65, 4, 1, 128, 0, G_ALL, {65, 0, 40}},
-            {3, 65, 4, 1, 128, 1, G_ALL, {0, 65, 64}},
-            {2, 130, 4, 2, 64, 1, G_ALL, {130, 97}},
-            {2, 129, 2, 2, 128, 0, G_DQ, {129, 1}},
-            {2, 70, 4, 2, 64, 0, G_DK, {70, 5}},
-            {2, 70, 4, 2, 128, 1, G_DV | G_DQ, {33, 70}},
-            {1, 33, 2, 2, 80, 1, G_ALL, {33}}, /* not FA2: the fp32 kernels */
-            {1, 512, 2, 1, 64, 1, G_ALL, {512}},
-            {1, 512, 4, 2, 128, 0, G_ALL, {300}},
-            {1, 511, 2, 2, 128, 1, G_ALL, {511}},
+            {1, 1, 2, 2, 64, 0, G_DV, {1}, 0}, /* one key: dq = dk = 0 exactly */
+            {2, 7, 4, 2, 64, 1, G_ALL, {7, 3}, 0},
+            {3, 65, 4, 1, 128, 0, G_ALL, {65, 0, 40}, 0},
+            {3, 65, 4, 1, 128, 1, G_ALL, {0, 65, 64}, 0},
+            {2, 130, 4, 2, 64, 1, G_ALL, {130, 97}, 0},
+            {2, 129, 2, 2, 128, 0, G_DQ, {129, 1}, 0},
+            {2, 70, 4, 2, 64, 0, G_DK, {70, 5}, 0},
+            {2, 70, 4, 2, 128, 1, G_DV | G_DQ, {33, 70}, 0},
+            {1, 33, 2, 2, 80, 1, G_ALL, {33}, 0}, /* not FA2: the fp32 kernels */
+            {1, 512, 2, 1, 64, 1, G_ALL, {512}, 0},
+            {1, 512, 4, 2, 128, 0, G_ALL, {300}, 0},
+            {1, 511, 2, 2, 128, 1, G_ALL, {511}, 0},
+            /* segments: packed streams (B = 1) and padded batches of docs with shared-prefix
+             * branches, odd T, GQA, both head dims; T 2048 outside --quick */
+            {1, 257, 4, 2, 64, 1, G_ALL, {257}, 50},
+            {1, 200, 2, 2, 128, 0, G_ALL, {200}, 70},
+            {2, 130, 4, 1, 128, 1, G_ALL, {130, 77}, 30},
+            {3, 99, 2, 2, 64, 0, G_DK | G_DQ, {99, 0, 64}, 9},
+            {1, 511, 2, 1, 64, 1, G_ALL, {511}, 200},
+            {1, 33, 2, 2, 80, 1, G_ALL, {33}, 12}, /* not FA2: the fp32 kernels */
+            {1, 2048, 2, 1, 128, 1, G_ALL, {2048}, 400},
+            {1, 2048, 2, 2, 64, 0, G_ALL, {2001}, 300},
         };
         for (size_t i = 0; i < sizeof bf16_cases / sizeof *bf16_cases; i++)
-            run_case_bf16(p, &bf16_cases[i]);
+            if (!(p->quick && bf16_cases[i].T > 1024)) {
+                run_case_bf16(p, &bf16_cases[i], ATTN_IMPL_MMRM);
+                /* a build with cuDNN: attention_impl = auto as training runs it (cuDNN where
+                 * it takes the call, FA2 elsewhere), to the same tolerances */
+                if (cuda_cudnn_compiled() && (bf16_cases[i].HD == 64 || bf16_cases[i].HD == 128))
+                    run_case_bf16(p, &bf16_cases[i], ATTN_IMPL_AUTO);
+            }
         return;
     }
     static const AttnCase cases[] = {
         /* B  T    NH KV HD   causal grads       lengths */
-        {1, 1, 2, 2, 32, 0, G_ALL, {1}},
-        {1, 1, 2, 2, 32, 1, G_ALL, {1}},
-        {2, 7, 4, 2, 64, 0, G_ALL, {7, 3}},
-        {2, 7, 4, 2, 64, 1, G_ALL, {5, 7}},
-        {3, 33, 8, 1, 80, 0, G_ALL, {33, 0, 17}},
-        {3, 33, 8, 1, 80, 1, G_ALL, {0, 33, 32}},
-        {3, 130, 4, 4, 128, 1, G_ALL, {130, 0, 65}},
-        {2, 130, 4, 2, 128, 0, G_ALL, {97, 130}},
-        {1, 130, 8, 1, 32, 1, G_ALL, {129}},
-        {2, 33, 3, 3, 64, 0, G_ALL, {1, 33}},
-        {1, 40, 2, 1, 256, 1, G_ALL, {40}},
-        {2, 33, 2, 2, 16, 1, G_ALL, {33, 9}},
-        {2, 130, 4, 2, 64, 1, G_DQ, {130, 64}},
-        {2, 33, 4, 1, 80, 0, G_DK, {0, 31}},
-        {2, 7, 2, 2, 128, 1, G_DV | G_DQ, {7, 0}},
-        {1, 33, 4, 2, 64, 0, G_DK | G_DV, {33}},
+        {1, 1, 2, 2, 32, 0, G_ALL, {1}, 0},
+        {1, 1, 2, 2, 32, 1, G_ALL, {1}, 0},
+        {2, 7, 4, 2, 64, 0, G_ALL, {7, 3}, 0},
+        {2, 7, 4, 2, 64, 1, G_ALL, {5, 7}, 0},
+        {3, 33, 8, 1, 80, 0, G_ALL, {33, 0, 17}, 0},
+        {3, 33, 8, 1, 80, 1, G_ALL, {0, 33, 32}, 0},
+        {3, 130, 4, 4, 128, 1, G_ALL, {130, 0, 65}, 0},
+        {2, 130, 4, 2, 128, 0, G_ALL, {97, 130}, 0},
+        {1, 130, 8, 1, 32, 1, G_ALL, {129}, 0},
+        {2, 33, 3, 3, 64, 0, G_ALL, {1, 33}, 0},
+        {1, 40, 2, 1, 256, 1, G_ALL, {40}, 0},
+        {2, 33, 2, 2, 16, 1, G_ALL, {33, 9}, 0},
+        {2, 130, 4, 2, 64, 1, G_DQ, {130, 64}, 0},
+        {2, 33, 4, 1, 80, 0, G_DK, {0, 31}, 0},
+        {2, 7, 2, 2, 128, 1, G_DV | G_DQ, {7, 0}, 0},
+        {1, 33, 4, 2, 64, 0, G_DK | G_DV, {33}, 0},
+        /* segments (gen_seg): packed docs with shared-prefix branches */
+        {1, 97, 4, 2, 64, 1, G_ALL, {97}, 20},
+        {2, 75, 2, 2, 80, 0, G_ALL, {75, 40}, 16},
+        {1, 130, 8, 1, 32, 1, G_ALL, {130}, 40},
+        {2, 33, 2, 2, 128, 0, G_DK | G_DV, {33, 31}, 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(p, &cases[i]);
 }

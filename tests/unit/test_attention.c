@@ -146,7 +146,7 @@ static Problem problem_new(const Shape *s, int causal, uint64_t seed, float qk_s
     fill_normal(&r, P.v, kv_size(s), 1.0f);
     fill_normal(&r, P.dout, q_size(s), 1.0f);
     kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->seg, s->B, s->T, s->NH, s->KV,
-                          s->HD, causal);
+                          s->HD, causal, KP_FP32);
     return P;
 }
 
@@ -157,7 +157,7 @@ static void problem_free(Problem *P) {
 static void problem_backward(const Problem *P, float *dq, float *dk, float *dv) {
     const Shape *s = P->s;
     kernels_cpu.attention_backward(dq, dk, dv, P->dout, P->out, P->lse, P->q, P->k, P->v, s->lengths,
-                           s->seg, s->B, s->T, s->NH, s->KV, s->HD, P->causal);
+                           s->seg, s->B, s->T, s->NH, s->KV, s->HD, P->causal, KP_FP32);
 }
 
 static double *dalloc(size_t n) {
@@ -191,7 +191,7 @@ TEST(test_attention_forward_padded_rows_and_empty_sequences_are_exact_zeros) {
         fill_normal(&r, P.out, q_size(s), 1.0f);
         fill_normal(&r, P.lse, lse_size(s), 1.0f);
         kernels_cpu.attention_forward(P.out, P.lse, P.q, P.k, P.v, s->lengths, s->seg, s->B, s->T, s->NH, s->KV,
-                              s->HD, causal);
+                              s->HD, causal, KP_FP32);
         int nonzero = 0, zero_rows = 0;
         for (int b = 0; b < s->B; b++)
             for (int t = s->lengths[b]; t < s->T; t++)
@@ -246,7 +246,7 @@ static double attention_loss(void *vctx) {
     LossCtx *c = vctx;
     const Shape *s = c->P->s;
     kernels_cpu.attention_forward(c->out, c->lse, c->P->q, c->P->k, c->P->v, s->lengths, s->seg, s->B, s->T,
-                          s->NH, s->KV, s->HD, c->P->causal);
+                          s->NH, s->KV, s->HD, c->P->causal, KP_FP32);
     return dot_loss(c->out, c->proj, q_size(s));
 }
 
@@ -587,7 +587,7 @@ TEST(test_attention_seg_single_doc_and_packed_stream_equal_the_padded_batch_bitw
             p.seg = pseg;
             Pp.s = &p;
             kernels_cpu.attention_forward(Pp.out, Pp.lse, Pp.q, Pp.k, Pp.v, p.lengths, p.seg, 1,
-                                          p.T, p.NH, p.KV, p.HD, causal);
+                                          p.T, p.NH, p.KV, p.HD, causal, KP_FP32);
             pk[0] = Pp.out; pk[1] = Pp.lse;
             for (int i = 2; i < 5; i++) {
                 pk[i] = tmalloc(i == 2 ? q_size(&p) : kv_size(&p));
