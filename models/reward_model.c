@@ -535,14 +535,7 @@ Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
     const LlmConfig *l = &m->cfg.llm;
     int B = bt->B, T = bt->T;
     const Layout *lay = NULL;
-    if (m->share_prefix || m->packing) {
-        static int said;
-        if (g->device == DEV_CPU)
-            lay = layout_build(g, bt, m->share_prefix, m->packing);
-        else if (!said++)
-            mmrm_log("share_prefix/packing need the attention op's segment mask, which the %s "
-                     "kernels do not have yet: computing padded rows", device_name(g->device));
-    }
+    if (m->share_prefix || m->packing) lay = layout_build(g, bt, m->share_prefix, m->packing);
     Tensor *x = decoder(m, g, bt, lay);
     /* the final norm is row-wise, so only the pooled rows need it */
     int *last = ints(g, B);

@@ -55,8 +55,7 @@ done
 
 # LoRA (adapters on the LLM and the ViT, dropout on: the masks are drawn on the host): the
 # adapter GEMMs go through the device's op table like every other linear
-# (padded rows on both sides: the dropout masks are drawn per computed row, and the CUDA path
-# has no share_prefix/packing yet)
+# (padded rows on both sides: the dropout masks are drawn per computed row)
 lora=(lora_r=4 lora_alpha=8 lora_dropout=0.1 lora_target_modules=q_proj,v_proj,down_proj,qkv,fc1
       share_prefix=false packing=false)
 train standard cpu "$d/lora_cpu" "${lora[@]}"
@@ -204,7 +203,12 @@ fi
 
 m="$d/standard_cpu/checkpoint-last"
 "$emu" score --model "$m" --input "$d/data/score_input.jsonl" --output "$d/s_cpu.jsonl" --device cpu 2>/dev/null
-"$emu" score --model "$m" --input "$d/data/score_input.jsonl" --output "$d/s_gpu.jsonl" --device cuda 2>/dev/null
+"$emu" score --model "$m" --input "$d/data/score_input.jsonl" --output "$d/s_gpu.jsonl" --device cuda 2> "$d/s_gpu.log"
+# the device shares each record's prefix (share_prefix, packing: the CUDA attention's segment
+# mask) as the CPU does: fewer tokens computed than the rows hold
+read -r done_t rows_t < <(grep -o '[0-9]* tokens computed for [0-9]*' "$d/s_gpu.log" | awk '{ print $1, $5 }')
+[ -n "${done_t:-}" ] && [ "$done_t" -lt "$rows_t" ] ||
+    { echo "FAIL score --device cuda computed ${done_t:-?} tokens for ${rows_t:-?} in the rows (no prefix sharing)"; exit 1; }
 sc() { grep -o '"score":[^,}]*' "$1" | cut -d: -f2; }
 [ "$(sc "$d/s_gpu.jsonl" | wc -l)" = "$(sc "$d/s_cpu.jsonl" | wc -l)" ] && [ "$(sc "$d/s_cpu.jsonl" | wc -l)" -gt 0 ] ||
     { echo "FAIL score: line counts differ"; exit 1; }
