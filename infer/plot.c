@@ -687,7 +687,7 @@ static int results_w(const char *dir, Results *r) {
     free(limit);
     tf_list_free(&l);
     if (err) return -1;
-    MMRM_REQUIRE(r->w_steps > 0, "%s: no train/w histogram (the shortcut-aware run writes one per "
+    MMRM_REQUIRE(r->w_steps > 0 && r->w_num > 0, "%s: no train/w histogram (the shortcut-aware run writes one per "
                  "logged step with report_to = tensorboard)", path);
     return 0;
 }

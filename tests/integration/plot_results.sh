@@ -132,7 +132,7 @@ err() { # exit want args...
     [ "$rc" = "$code" ] || { cat "$tmp/err.log"; fail "exit $rc, want $code: $*"; }
     grep -q -- "$want" "$tmp/err.log" || { cat "$tmp/err.log"; fail "no '$want' in the error"; }
     [ ! -e "$tmp/bad.png" ] || fail "an image was written: $*"
-    ! ls "$tmp" | grep -q '\.tmp' || fail "a temporary file was left: $*"
+    for f in "$tmp"/*.tmp*; do [ ! -e "$f" ] || fail "a temporary file was left ($f): $*"; done
 }
 err 2 "takes no RUN_DIR" --results "$demo" "$demo/robust" --out "$tmp/bad.png"
 err 2 "takes no RUN_DIR" --results "$demo" --smooth 3 --out "$tmp/bad.png"
