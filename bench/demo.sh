@@ -20,7 +20,8 @@
 #     FILE.png` draws it alone). Last, the wall time of each phase.
 # Usage: bench/demo.sh [SEED] (env MMRM: the binary, OUT: the folder, PAIRS: training pairs
 # (2000), GROUND_PAIRS: grounding pairs (8000), EXTRA: key=value overrides for the two
-# fine-tunings, PRETRAIN_EXTRA: for the grounding run).
+# fine-tunings, PRETRAIN_EXTRA: for the grounding run, BUILD_SECONDS: `make demo`'s build
+# time, listed with the phases).
 set -euo pipefail
 seed=${1:-1}
 mmrm=${MMRM:-build/mmrm}
@@ -34,6 +35,7 @@ mkdir -p "$out"
 : > "$out/eval.log"
 # the wall time of each phase, printed at the end
 phases=()
+[ -z "${BUILD_SECONDS:-}" ] || phases+=("build (make, before this script) $BUILD_SECONDS")
 t_phase=$(date +%s.%N)
 lap() { # phase name: the seconds since the previous lap
     local now
@@ -114,10 +116,10 @@ echo
 echo "results (accuracy bars, w histogram of the shortcut-aware run): $out/results.png"
 echo "training curves: $out/curves.png"
 echo
-echo "where the time went (wall seconds; the build is make's, before this script):"
+echo "where the time went (wall seconds):"
 total=0
 for p in "${phases[@]}"; do
-    printf '  %-28s %7.1f s\n' "${p% *}" "${p##* }"
+    printf '  %-34s %7.1f s\n' "${p% *}" "${p##* }"
     total=$(awk -v a="$total" -v b="${p##* }" 'BEGIN { print a + b }')
 done
-printf '  %-28s %7.1f s\n' total "$total"
+printf '  %-34s %7.1f s\n' total "$total"
