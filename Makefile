@@ -285,7 +285,9 @@ $(BUILD)/fuzz_replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/driver.
                         $(BUILD)/tests/fuzz/fuzz_util.o $(LIB_OBJ)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-demo: $(BUILD)/mmrm ## the quick-start job: synthetic benchmark, standard vs shortcut-aware RM, one table
+demo: ## the quick-start job: synthetic benchmark, standard vs shortcut-aware RM, one table
+	@t0=$$(date +%s.%N); $(MAKE) --no-print-directory $(BUILD)/mmrm && \
+	BUILD_SECONDS=$$(awk -v a=$$(date +%s.%N) -v b=$$t0 'BEGIN { printf "%.1f", a - b }') \
 	MMRM=$(BUILD)/mmrm bash bench/demo.sh
 
 clean: ## remove build/

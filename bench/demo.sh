@@ -12,12 +12,16 @@
 #  4. each is evaluated on test_id (i.i.d.) and test_ood (o.o.d.), with SFD on test_oracle
 #     (cue uncorrelated) from one text-only verdict: the shortcut-aware run's bias model fed
 #     the blank image. One table;
-#  5. the two fine-tunings' training curves side by side, `mmrm plot` -> OUT/curves.png (the
-#     grounding run, 15 times longer, would squeeze them into the left of a shared step axis;
-#     `mmrm plot OUT/pretrain --out FILE.png` draws it alone).
+#  5. `mmrm plot --results` -> OUT/results.png: accuracy bars per model and split, and the
+#     histogram of the shortcut-aware run's per-pair weights w (its fine-tuning logs every
+#     step, so every training pair's w is in its TensorBoard events); the two fine-tunings'
+#     training curves side by side -> OUT/curves.png (the grounding run, much longer, would
+#     squeeze them into the left of a shared step axis; `mmrm plot OUT/pretrain --out
+#     FILE.png` draws it alone). Last, the wall time of each phase.
 # Usage: bench/demo.sh [SEED] (env MMRM: the binary, OUT: the folder, PAIRS: training pairs
 # (2000), GROUND_PAIRS: grounding pairs (8000), EXTRA: key=value overrides for the two
-# fine-tunings, PRETRAIN_EXTRA: for the grounding run).
+# fine-tunings, PRETRAIN_EXTRA: for the grounding run, BUILD_SECONDS: `make demo`'s build
+# time, listed with the phases).
 set -euo pipefail
 seed=${1:-1}
 mmrm=${MMRM:-build/mmrm}
@@ -29,11 +33,24 @@ pextra=${PRETRAIN_EXTRA:-}
 
 mkdir -p "$out"
 : > "$out/eval.log"
+# the wall time of each phase, printed at the end
+phases=()
+[ -z "${BUILD_SECONDS:-}" ] || phases+=("build (make, before this script) $BUILD_SECONDS")
+t_phase=$(date +%s.%N)
+lap() { # phase name: the seconds since the previous lap
+    local now
+    now=$(date +%s.%N)
+    phases+=("$1 $(awk -v a="$now" -v b="$t_phase" 'BEGIN { printf "%.1f", a - b }')")
+    t_phase=$now
+}
 echo "== synthetic benchmark: $pairs training pairs, seed $seed -> $out/data"
 "$mmrm" synth --out "$out/data" --pairs "$pairs" --seed "$seed" ${SYNTH_ARGS:-} | tail -n 6
-echo "== grounding set: $gpairs pairs, seed $((seed + 1000)), cue uncorrelated -> $out/pretrain_data"
+# the grounding set is noise-free (--label-noise 0): with the benchmark's 10% swapped pairs
+# the grounding stayed at ln 2 or learned only colours on some seeds (README)
+echo "== grounding set: $gpairs pairs, seed $((seed + 1000)), cue uncorrelated, no label noise -> $out/pretrain_data"
 "$mmrm" synth --out "$out/pretrain_data" --pairs "$gpairs" --seed $((seed + 1000)) \
-    --cue-agreement 0.5 ${SYNTH_ARGS:-} > /dev/null
+    --cue-agreement 0.5 --label-noise 0 ${SYNTH_ARGS:-} > /dev/null
+lap "synth (both data sets)"
 
 secs=()
 run() { # name config overrides...
@@ -50,6 +67,7 @@ echo "== grounding: the image task from scratch (configs/demo_pretrain.ini)"
 # shellcheck disable=SC2086
 run pretrain configs/demo_pretrain.ini tokenizer_path="$out/pretrain_data" \
     dataset_path="$out/pretrain_data/train.jsonl" eval_dataset_path="$out/pretrain_data/test_oracle.jsonl" $pextra
+lap "grounding"
 base="$out/pretrain/checkpoint-last"
 for algo in standard robust; do
     echo "== fine-tuning from the grounded checkpoint: $algo (configs/demo_$algo.ini)"
@@ -59,6 +77,7 @@ for algo in standard robust; do
     run "$algo" "configs/demo_$algo.ini" model_name_or_path="$base" "${bias[@]}" \
         dataset_path="$out/data/train.jsonl" eval_dataset_path="$out/data/test_id.jsonl" $extra
 done
+lap "fine-tuning (both)"
 
 field() { grep -o "\"$1\":[^,}]*" | head -n 1 | cut -d: -f2; }
 printf '\n%-22s %10s %10s %10s %12s\n' model "i.i.d." "o.o.d." "SFD (pp)" "train time"
@@ -87,8 +106,20 @@ echo "SFD = acc(RM | text-only right) - acc(RM | text-only wrong), in points, on
 echo "uncorrelated), the text-only verdict from the shortcut-aware run's bias model (blank image)."
 echo "oracle: the grounding run (another seed's scenes, cue uncorrelated in training), which both"
 echo "reward models start from; its train time is the grounding's, theirs the fine-tuning's."
+lap "evaluation (9 evals)"
+"$mmrm" plot --results "$out" --title "shortcut benchmark, seed $seed" --out "$out/results.png" > /dev/null
 "$mmrm" plot "$out/standard" "$out/robust" --label standard --label shortcut-aware \
-    --title "fine-tuning on the shortcut benchmark (seed $seed)" --smooth 10 --out "$out/curves.png" \
+    --title "fine-tuning on the shortcut benchmark (seed $seed)" --smooth 25 --out "$out/curves.png" \
     > /dev/null
+lap "plots"
 echo
+echo "results (accuracy bars, w histogram of the shortcut-aware run): $out/results.png"
 echo "training curves: $out/curves.png"
+echo
+echo "where the time went (wall seconds):"
+total=0
+for p in "${phases[@]}"; do
+    printf '  %-34s %7.1f s\n' "${p% *}" "${p##* }"
+    total=$(awk -v a="$total" -v b="${p##* }" 'BEGIN { print a + b }')
+done
+printf '  %-34s %7.1f s\n' total "$total"

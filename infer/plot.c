@@ -23,15 +23,23 @@
 #include "runtime/fsutil.h"
 #include "runtime/jsonl.h"
 #include "runtime/strbuf.h"
+#include "runtime/tfevents.h"
 
 static const char usage_text[] =
     "usage: mmrm plot RUN_DIR... --out FILE.png [options]\n"
+    "       mmrm plot --results DEMO_DIR --out FILE.png [--title T] [--width W] [--height H]\n"
     "\n"
     "Draws the training curves of the runs (each RUN_DIR the output_dir of `mmrm train`,\n"
     "read from its metrics.jsonl; a path to a metrics.jsonl file works too) into one PNG:\n"
     "training loss, training accuracy, eval accuracy (when a run evaluated), and for\n"
     "shortcut-aware runs the sample weight w (mean, min-max band) and the bias model's\n"
     "accuracy. One colour per run (at most 10 runs). Prints each run's colour and counts.\n"
+    "\n"
+    "--results DEMO_DIR draws bench/demo.sh's results instead: accuracy bars per model\n"
+    "(oracle = pretrain, standard, shortcut-aware = robust) and split (test_id, test_ood,\n"
+    "test_oracle) from DEMO_DIR/eval_MODEL_SPLIT.json (`mmrm eval --json`), and the histogram\n"
+    "of the shortcut-aware run's per-pair weights w, every train/w histogram of its\n"
+    "TensorBoard events (DEMO_DIR/robust/runs) merged. Prints the numbers it drew.\n"
     "\n"
     "options:\n"
     "  --out FILE.png      the image (written atomically)\n"
@@ -375,6 +383,63 @@ static void curve(Canvas *cv, const Frame *f, const Panel *p, const Run *r, int 
     if (p->markers || se->n == 1) dots(cv, f, se, 3.0);
 }
 
+/* A panel's frame in the cell at (x, y) of height h, its plot area f: a light background,
+ * white grid lines on the ticks (on pixel centres), tick labels, axis titles and the panel's
+ * title; xticks 0 leaves the x axis to the caller (categories). */
+static void frame_paint(Canvas *cv, const Frame *f, double x, double y, double h, const char *title,
+                        const char *xlabel, const char *ylabel, int xticks) {
+    cairo_t *cr = cv->cr;
+    double s = cv->s;
+    char buf[64];
+    /* plot area: a light background, white grid lines on the ticks (on pixel centres) */
+    cairo_rectangle(cr, f->L, f->T, f->R - f->L, f->B - f->T);
+    cairo_set_source_rgb(cr, 0.953, 0.957, 0.965);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_set_line_width(cr, fmax(1, round(1.2 * s)));
+    double off = fmod(fmax(1, round(1.2 * s)), 2) ? 0.5 : 0;
+    for (int i = 0; i <= axis_ticks(&f->y); i++) {
+        double v = f->y.lo + i * f->y.step;
+        double yy = round(py(f, v)) + off;
+        cairo_move_to(cr, f->L, yy);
+        cairo_line_to(cr, f->R, yy);
+    }
+    for (int i = 0; xticks && i <= axis_ticks(&f->x); i++) {
+        double v = f->x.lo + i * f->x.step;
+        double xx = round(px(f, v)) + off;
+        cairo_move_to(cr, xx, f->T);
+        cairo_line_to(cr, xx, f->B);
+    }
+    cairo_stroke(cr);
+
+    /* tick labels */
+    font(cv, 11, 0);
+    cairo_set_source_rgb(cr, 0.33, 0.33, 0.36);
+    for (int i = 0; i <= axis_ticks(&f->y); i++) {
+        double v = f->y.lo + i * f->y.step;
+        tick_label(&f->y, v, buf, sizeof buf);
+        text(cv, buf, f->L - 6 * s, py(f, v), 1, 0.5);
+    }
+    for (int i = 0; xticks && i <= axis_ticks(&f->x); i++) {
+        double v = f->x.lo + i * f->x.step;
+        tick_label(&f->x, v, buf, sizeof buf);
+        text(cv, buf, px(f, v), f->B + 5 * s, 0.5, 0);
+    }
+    /* axis titles */
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.22);
+    font(cv, 11.5, 0);
+    text(cv, xlabel, (f->L + f->R) / 2, y + h - 6 * s, 0.5, 1);
+    cairo_save(cr);
+    cairo_translate(cr, x + 12 * s, (f->T + f->B) / 2);
+    cairo_rotate(cr, -M_PI / 2);
+    text(cv, ylabel, 0, 0, 0.5, 0.5);
+    cairo_restore(cr);
+    /* panel title */
+    font(cv, 13, 1);
+    cairo_set_source_rgb(cr, 0.12, 0.12, 0.14);
+    text(cv, title, (f->L + f->R) / 2, f->T - 8 * s, 0.5, 1);
+}
+
 /* the panel in the cell (x, y, w, h): title, grid, ticks and their labels, axis titles, the
  * curves clipped to the plot area */
 static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, double xlo, double xhi, double x, double y, double w, double h, int smooth) {
@@ -408,53 +473,7 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
     f.L = x + 14 * s + font_height(cv) + 8 * s + lw + 6 * s;
     /* the x ticks from the cell's width, so that every panel has the same */
     f.x = axis_make(xlo, xhi, (int)fmax(2, fmin(8, (w - 110 * s) / (70 * s))), 0, 0, 1);
-
-    /* plot area: a light background, white grid lines on the ticks (on pixel centres) */
-    cairo_rectangle(cr, f.L, f.T, f.R - f.L, f.B - f.T);
-    cairo_set_source_rgb(cr, 0.953, 0.957, 0.965);
-    cairo_fill(cr);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_set_line_width(cr, fmax(1, round(1.2 * s)));
-    double off = fmod(fmax(1, round(1.2 * s)), 2) ? 0.5 : 0;
-    for (int i = 0; i <= axis_ticks(&f.y); i++) {
-        double v = f.y.lo + i * f.y.step;
-        double yy = round(py(&f, v)) + off;
-        cairo_move_to(cr, f.L, yy);
-        cairo_line_to(cr, f.R, yy);
-    }
-    for (int i = 0; i <= axis_ticks(&f.x); i++) {
-        double v = f.x.lo + i * f.x.step;
-        double xx = round(px(&f, v)) + off;
-        cairo_move_to(cr, xx, f.T);
-        cairo_line_to(cr, xx, f.B);
-    }
-    cairo_stroke(cr);
-
-    /* tick labels */
-    cairo_set_source_rgb(cr, 0.33, 0.33, 0.36);
-    for (int i = 0; i <= axis_ticks(&f.y); i++) {
-        double v = f.y.lo + i * f.y.step;
-        tick_label(&f.y, v, buf, sizeof buf);
-        text(cv, buf, f.L - 6 * s, py(&f, v), 1, 0.5);
-    }
-    for (int i = 0; i <= axis_ticks(&f.x); i++) {
-        double v = f.x.lo + i * f.x.step;
-        tick_label(&f.x, v, buf, sizeof buf);
-        text(cv, buf, px(&f, v), f.B + 5 * s, 0.5, 0);
-    }
-    /* axis titles */
-    cairo_set_source_rgb(cr, 0.2, 0.2, 0.22);
-    font(cv, 11.5, 0);
-    text(cv, "step", (f.L + f.R) / 2, y + h - 6 * s, 0.5, 1);
-    cairo_save(cr);
-    cairo_translate(cr, x + 12 * s, (f.T + f.B) / 2);
-    cairo_rotate(cr, -M_PI / 2);
-    text(cv, p->ylabel, 0, 0, 0.5, 0.5);
-    cairo_restore(cr);
-    /* panel title */
-    font(cv, 13, 1);
-    cairo_set_source_rgb(cr, 0.12, 0.12, 0.14);
-    text(cv, p->title, (f.L + f.R) / 2, f.T - 8 * s, 0.5, 1);
+    frame_paint(cv, &f, x, y, h, p->title, "step", p->ylabel, 1);
 
     /* curves, clipped a line width outside the area: an accuracy of 1 is drawn whole */
     cairo_save(cr);
@@ -600,6 +619,202 @@ static int render(const Run *runs, int nruns, const int *shown, int nshown, cons
     return rc;
 }
 
+/* ---- --results: the demo's figure ---- */
+
+/* the demo's models (bench/demo.sh's run folders) and splits, with their names in the figure */
+static const char *const RES_MODELS[3][2] = {
+    {"pretrain", "oracle (grounding run)"}, {"standard", "standard"}, {"robust", "shortcut-aware"}};
+static const char *const RES_SPLITS[3][2] = {
+    {"test_id", "i.i.d."}, {"test_ood", "o.o.d."}, {"test_oracle", "oracle split"}};
+#define W_BINS 20
+#define TB_MAX_BUCKETS 4096
+
+typedef struct {
+    double acc[3][3];    /* [model][split] */
+    double w[W_BINS];    /* pairs per bin of [0, 1] */
+    double w_num, w_sum; /* pairs and the sum of their w */
+    long w_steps;        /* histograms merged */
+} Results;
+
+/* "accuracy" of DIR/eval_MODEL_SPLIT.json (`mmrm eval --json`) */
+static int results_accuracy(const char *dir, const char *model, const char *split, double *acc) {
+    char name[128], path[PATH_MAX];
+    snprintf(name, sizeof name, "eval_%s_%s.json", model, split);
+    if (!fs_join(path, sizeof path, dir, name)) return -1;
+    char *text = fs_read_file(path, NULL);
+    if (!text) return -1;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    const cJSON *a = j ? cJSON_GetObjectItemCaseSensitive(j, "accuracy") : NULL;
+    int ok = cJSON_IsNumber(a) && a->valuedouble >= 0 && a->valuedouble <= 1;
+    if (ok) *acc = a->valuedouble;
+    cJSON_Delete(j);
+    MMRM_REQUIRE(ok, "%s: %s (want `mmrm eval --json` output with \"accuracy\" in [0, 1])", path,
+                 !j ? "not JSON" : "field \"accuracy\" is missing or not a number in [0, 1]");
+    return 0;
+}
+
+/* every train/w histogram of the run's TensorBoard events merged into W_BINS bins of [0, 1]:
+ * each bucket's pairs at its centre (train writes 20 buckets over the step's own w range) */
+static int results_w(const char *dir, Results *r) {
+    char path[PATH_MAX];
+    if (!fs_join(path, sizeof path, dir, "robust/runs")) return -1;
+    TfEventList l = {0};
+    if (tfevents_collect(path, INT64_MAX, &l)) {
+        tf_list_free(&l);
+        return -1;
+    }
+    double *limit = xmalloc(2 * TB_MAX_BUCKETS * sizeof *limit), *count = limit + TB_MAX_BUCKETS;
+    int err = 0;
+    for (long i = 0; i < l.count && !err; i++) {
+        if (strcmp(l.ev[i].tag, "train/w")) continue;
+        TfHistogram h;
+        int got = tf_event_histogram_parse(l.ev[i].data, l.ev[i].n, &h, limit, count, TB_MAX_BUCKETS);
+        if (got < 0) {
+            mmrm_set_error("%s: the train/w histogram of step %lld is malformed", path, (long long)l.ev[i].step);
+            err = 1;
+        }
+        if (got != 1) continue;
+        for (int k = 0; k < h.n; k++) {
+            double lo = k ? limit[k - 1] : h.min, c = fmin(fmax((lo + limit[k]) / 2, h.min), h.max);
+            int b = (int)floor(c * W_BINS);
+            r->w[b < 0 ? 0 : b >= W_BINS ? W_BINS - 1 : b] += count[k];
+        }
+        r->w_num += h.num;
+        r->w_sum += h.sum;
+        r->w_steps++;
+    }
+    free(limit);
+    tf_list_free(&l);
+    if (err) return -1;
+    MMRM_REQUIRE(r->w_steps > 0 && r->w_num > 0, "%s: no train/w histogram (the shortcut-aware run writes one per "
+                 "logged step with report_to = tensorboard)", path);
+    return 0;
+}
+
+/* the accuracy bars: a group per split, a bar per model */
+static void results_bars(Canvas *cv, const Results *r, double x, double y, double w, double h) {
+    cairo_t *cr = cv->cr;
+    double s = cv->s;
+    Frame f = {.L = x + 58 * s, .R = x + w - 12 * s, .T = y + 30 * s, .B = y + h - 44 * s};
+    f.y = (Axis){0, 1, 0.2, 1};
+    f.x = (Axis){0, 3, 1, 0};
+    frame_paint(cv, &f, x, y, h, "accuracy against the image-grounded truth", "test split", "accuracy", 0);
+    double bw = 0.24;
+    font(cv, 10, 0);
+    for (int g = 0; g < 3; g++) {
+        for (int m = 0; m < 3; m++) {
+            double c = g + 0.5 + (m - 1) * (bw + 0.03), v = r->acc[m][g];
+            double x0 = round(px(&f, c - bw / 2)), x1 = round(px(&f, c + bw / 2)), top = round(py(&f, v));
+            cairo_rectangle(cr, x0, top, x1 - x0, round(f.B) - top);
+            set_rgb(cr, PALETTE[m], 1.0);
+            cairo_fill(cr);
+            char buf[16];
+            snprintf(buf, sizeof buf, "%.2f", v);
+            cairo_set_source_rgb(cr, 0.15, 0.15, 0.17);
+            text(cv, buf, (x0 + x1) / 2, top - 2 * s, 0.5, 1);
+        }
+        font(cv, 11, 0);
+        cairo_set_source_rgb(cr, 0.33, 0.33, 0.36);
+        text(cv, RES_SPLITS[g][1], px(&f, g + 0.5), f.B + 5 * s, 0.5, 0);
+        font(cv, 10, 0);
+    }
+    /* chance */
+    double dash = 4 * s;
+    cairo_set_dash(cr, &dash, 1, 0);
+    cairo_set_line_width(cr, 1.2 * s);
+    cairo_set_source_rgb(cr, 0.35, 0.35, 0.38);
+    cairo_move_to(cr, f.L, round(py(&f, 0.5)) + 0.5);
+    cairo_line_to(cr, f.R, round(py(&f, 0.5)) + 0.5);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+}
+
+/* the histogram of the shortcut-aware run's per-pair weights, as fractions of its pairs */
+static void results_hist(Canvas *cv, const Results *r, double x, double y, double w, double h) {
+    cairo_t *cr = cv->cr;
+    double s = cv->s, top = 0;
+    for (int b = 0; b < W_BINS; b++) top = fmax(top, r->w[b] / r->w_num);
+    Frame f = {.L = x + 58 * s, .R = x + w - 12 * s, .T = y + 30 * s, .B = y + h - 44 * s};
+    f.x = (Axis){0, 1, 0.2, 1};
+    f.y = axis_make(0, top, 5, 0.04, 1, 0);
+    frame_paint(cv, &f, x, y, h, "shortcut-aware run: sample weight w", "w (all logged training steps)",
+                "fraction of pairs", 1);
+    set_rgb(cr, PALETTE[2], 1.0);
+    for (int b = 0; b < W_BINS; b++) {
+        double x0 = round(px(&f, (double)b / W_BINS)) + 1, x1 = round(px(&f, (double)(b + 1) / W_BINS));
+        double t = round(py(&f, r->w[b] / r->w_num));
+        cairo_rectangle(cr, x0, t, x1 - x0, round(f.B) - t);
+    }
+    cairo_fill(cr);
+    char buf[96];
+    snprintf(buf, sizeof buf, "%.0f pairs, mean w %.3f", r->w_num, r->w_sum / r->w_num);
+    font(cv, 11, 0);
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.17);
+    text(cv, buf, f.R - 6 * s, f.T + 6 * s, 1, 0);
+}
+
+/* the figure into *png: title, legend (the models), bars and histogram side by side */
+static int results_render(const Results *r, const char *title, int W, int H, StrBuf *png) {
+    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+    MMRM_REQUIRE(cairo_surface_status(surf) == CAIRO_STATUS_SUCCESS, "plot: a %dx%d image: %s", W, H,
+                 cairo_status_to_string(cairo_surface_status(surf)));
+    double s = fmax(0.8, fmin(3.0, fmin(W / (2 * CELL_W), H / (CELL_H + 60))));
+    Canvas cv = {context(surf), s};
+    cairo_set_source_rgb(cv.cr, 1, 1, 1);
+    cairo_paint(cv.cr);
+    Run names[3] = {{.name = RES_MODELS[0][1]}, {.name = RES_MODELS[1][1]}, {.name = RES_MODELS[2][1]}};
+    double y = header(&cv, names, 3, title, W, 1), m = 12 * s;
+    double cw = (W - 2 * m) / 2, ch = H - y - m;
+    int rc = 0;
+    if (cw < 200 * s || ch < 160 * s) {
+        mmrm_set_error("plot: %dx%d pixels is too small for the results figure; give a larger "
+                       "--width/--height", W, H);
+        rc = -1;
+    } else {
+        results_bars(&cv, r, m, y, cw, ch);
+        results_hist(&cv, r, m + cw, y, cw, ch);
+    }
+    cairo_status_t st = cairo_status(cv.cr);
+    if (!rc && st != CAIRO_STATUS_SUCCESS) {
+        mmrm_set_error("plot: drawing failed: %s", cairo_status_to_string(st));
+        rc = -1;
+    }
+    if (!rc && (st = cairo_surface_write_to_png_stream(surf, png_to_buffer, png)) != CAIRO_STATUS_SUCCESS) {
+        mmrm_set_error("plot: PNG encoding failed: %s", cairo_status_to_string(st));
+        rc = -1;
+    }
+    cairo_destroy(cv.cr);
+    cairo_surface_destroy(surf);
+    cairo_debug_reset_static_data();
+    FcFini();
+    return rc;
+}
+
+static int plot_results(const char *dir, const char *out, const char *title, int W, int H) {
+    Results r = {0};
+    for (int m = 0; m < 3; m++)
+        for (int g = 0; g < 3; g++)
+            if (results_accuracy(dir, RES_MODELS[m][0], RES_SPLITS[g][0], &r.acc[m][g])) return fail();
+    if (results_w(dir, &r)) return fail();
+    if (!W) W = (int)(2 * CELL_W);
+    if (!H) H = (int)(CELL_H + (title ? 86 : 60));
+    StrBuf png = {0};
+    if (results_render(&r, title, W, H, &png) || fs_write_atomic(out, png.s, png.len)) {
+        sb_free(&png);
+        return fail();
+    }
+    sb_free(&png);
+    printf("%s: %dx%d pixels: accuracy of %s, %s, %s on %s, %s, %s; w histogram of %.0f pairs "
+           "(%ld logged steps), mean w %.4f\n", out, W, H, RES_MODELS[0][1], RES_MODELS[1][1],
+           RES_MODELS[2][1], RES_SPLITS[0][0], RES_SPLITS[1][0], RES_SPLITS[2][0], r.w_num, r.w_steps,
+           r.w_sum / r.w_num);
+    for (int m = 0; m < 3; m++)
+        printf("  %-24s #%02x%02x%02x  %.4f %.4f %.4f\n", RES_MODELS[m][1], PALETTE[m][0], PALETTE[m][1],
+               PALETTE[m][2], r.acc[m][0], r.acc[m][1], r.acc[m][2]);
+    return 0;
+}
+
 /* ---- the command ---- */
 
 static int parse_int(const char *s, int lo, int hi, int *v) {
@@ -612,7 +827,7 @@ static int parse_int(const char *s, int lo, int hi, int *v) {
 }
 
 int cmd_plot(int argc, char **argv) {
-    const char *out = NULL, *title = NULL;
+    const char *out = NULL, *title = NULL, *results = NULL;
     const char **dirs = xcalloc(argc, sizeof *dirs), **labels = xcalloc(argc, sizeof *labels);
     int ndirs = 0, nlabels = 0, W = 0, H = 0, smooth = 1, rc = 2;
     char msg[160];
@@ -637,7 +852,8 @@ int cmd_plot(int argc, char **argv) {
         memcpy(opt, a, on);
         opt[on] = 0;
         if (strcmp(opt, "--out") && strcmp(opt, "--title") && strcmp(opt, "--label") &&
-            strcmp(opt, "--width") && strcmp(opt, "--height") && strcmp(opt, "--smooth")) {
+            strcmp(opt, "--width") && strcmp(opt, "--height") && strcmp(opt, "--smooth") &&
+            strcmp(opt, "--results")) {
             usage_error("plot: unknown option '%s'", a);
             goto out_args;
         }
@@ -650,6 +866,7 @@ int cmd_plot(int argc, char **argv) {
         if (!strcmp(opt, "--out")) out = val;
         else if (!strcmp(opt, "--title")) title = val;
         else if (!strcmp(opt, "--label")) labels[nlabels++] = val;
+        else if (!strcmp(opt, "--results")) results = val;
         else if (!strcmp(opt, "--smooth")) {
             if (parse_int(val, 1, MAX_SMOOTH, &smooth)) {
                 snprintf(msg, sizeof msg, "plot: --smooth '%%s': want a whole number of steps, 1 to %d",
@@ -665,6 +882,12 @@ int cmd_plot(int argc, char **argv) {
     }
     if (!out) {
         usage_error("plot: %s is required", "--out FILE.png");
+        goto out_args;
+    }
+    if (results) {
+        if (ndirs || nlabels || smooth != 1)
+            usage_error("plot: %s", "--results takes no RUN_DIR, --label or --smooth");
+        else rc = plot_results(results, out, title, W, H);
         goto out_args;
     }
     if (!ndirs) {

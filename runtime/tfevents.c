@@ -270,6 +270,64 @@ int tf_event_parse(const void *data, size_t n, TfEventInfo *info) {
     return 0;
 }
 
+/* doubles of a repeated field, packed (WT_LEN) or one per key (WT_I64), appended to x[*k] */
+static int get_doubles(int wt, uint64_t v, Cursor sub, double *x, int *k, int cap) {
+    if (wt == WT_I64) {
+        if (*k >= cap) return -1;
+        memcpy(&x[(*k)++], &v, 8);
+        return 0;
+    }
+    if (wt != WT_LEN || (sub.end - sub.p) % 8) return -1;
+    for (; sub.p < sub.end; sub.p += 8) {
+        if (*k >= cap) return -1;
+        uint64_t u = get_le(sub.p, 8);
+        memcpy(&x[(*k)++], &u, 8);
+    }
+    return 0;
+}
+
+static int parse_histo(Cursor c, TfHistogram *h, double *limit, double *count, int cap) {
+    int field, wt, nl = 0, nc = 0;
+    uint64_t v;
+    Cursor sub = {0};
+    double *stat[] = {NULL, &h->min, &h->max, &h->num, &h->sum, &h->sum_squares};
+    while (c.p < c.end) {
+        if (get_field(&c, &field, &wt, &v, &sub)) return -1;
+        if (field >= 1 && field <= 5 && wt == WT_I64) memcpy(stat[field], &v, 8);
+        else if (field == 6 && get_doubles(wt, v, sub, limit, &nl, cap)) return -1;
+        else if (field == 7 && get_doubles(wt, v, sub, count, &nc, cap)) return -1;
+    }
+    if (nl != nc) return -1;
+    h->n = nl;
+    return 0;
+}
+
+int tf_event_histogram_parse(const void *data, size_t n, TfHistogram *h, double *limit, double *count, int cap) {
+    memset(h, 0, sizeof *h);
+    h->bucket_limit = limit;
+    h->bucket = count;
+    Cursor c = {data, (const unsigned char *)data + n}, sub, s, val, t;
+    int field, wt, found = 0;
+    uint64_t v;
+    while (c.p < c.end) { /* Event */
+        if (get_field(&c, &field, &wt, &v, &sub)) return -1;
+        if (field != 5 || wt != WT_LEN) continue;
+        for (s = sub; s.p < s.end;) { /* Summary: the first Value */
+            if (get_field(&s, &field, &wt, &v, &val)) return -1;
+            if (field != 1 || wt != WT_LEN || found) continue;
+            found = -1; /* a Value, histogram not yet seen */
+            while (val.p < val.end) {
+                if (get_field(&val, &field, &wt, &v, &t)) return -1;
+                if (field == 5 && wt == WT_LEN) {
+                    if (parse_histo(t, h, limit, count, cap)) return -1;
+                    found = 1;
+                }
+            }
+        }
+    }
+    return found == 1;
+}
+
 /* ---------------------------------------------------------------- reading */
 
 long tfevents_read(const char *path, TfRecordFn fn, void *ctx, int *torn) {

@@ -65,6 +65,12 @@ typedef struct TfEventInfo {
 /* 0, or -1 when the bytes are not a well-formed Event */
 int tf_event_parse(const void *data, size_t n, TfEventInfo *info);
 
+/* The histogram in an encoded Event's first Value: its statistics into h and up to cap
+ * buckets into limit and count (h->bucket_limit and h->bucket point at them; h->n their
+ * number). 1 when the Value holds a histogram, 0 when it does not (a scalar, the file
+ * version), -1 when the bytes are malformed or hold more than cap buckets. */
+int tf_event_histogram_parse(const void *data, size_t n, TfHistogram *h, double *limit, double *count, int cap);
+
 /* Calls fn for each record of the event file at path, in order, while fn returns 0. Reading
  * stops quietly at the first record that is incomplete or fails its CRCs (the tail a killed
  * writer leaves); *torn (when not NULL) tells whether that happened. The number of records

@@ -244,6 +244,68 @@ TEST(test_tfevents_read_parses_the_fixture_and_its_framing) {
     cJSON_Delete(j);
 }
 
+/* tf_event_histogram_parse on the events TensorBoard's writer encoded: each histogram's
+ * statistics and buckets as listed in inputs.json; scalars and the file version hold none */
+typedef struct {
+    int count;
+    unsigned char *ev[64];
+    size_t n[64];
+} Records;
+
+static int keep_record(void *ctx, const void *data, size_t n) {
+    Records *r = ctx;
+    if (r->count < 64) {
+        r->ev[r->count] = xmalloc(n ? n : 1);
+        memcpy(r->ev[r->count], data, n);
+        r->n[r->count++] = n;
+    }
+    return 0;
+}
+
+TEST(test_tfevents_histogram_parse_reads_tensorboards_histograms) {
+    cJSON *j = load_inputs();
+    if (!j) return;
+    Records r = {0};
+    tfevents_read(FIXTURE_DIR "events.out.tfevents.fixture", keep_record, &r, NULL);
+    double lim[256], cnt[256];
+    TfHistogram h;
+    CHECK(r.count > 1 && tf_event_histogram_parse(r.ev[0], r.n[0], &h, lim, cnt, 256) == 0, "file version event");
+    int i = 1, histograms = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "events")) {
+        if (i >= r.count) break;
+        int got = tf_event_histogram_parse(r.ev[i], r.n[i], &h, lim, cnt, 256);
+        if (strcmp(str(e, "kind"), "scalar") == 0) {
+            CHECK(got == 0, "record %d (a scalar): %d", i, got);
+        } else {
+            double *wl, *wc;
+            TfHistogram want = listed_histogram(e, &wl, &wc);
+            CHECK(got == 1 && h.n == want.n && h.min == want.min && h.max == want.max && h.num == want.num &&
+                      h.sum == want.sum && h.sum_squares == want.sum_squares,
+                  "record %d: %d, %d buckets (want %d), min %g max %g num %g", i, got, h.n, want.n, h.min, h.max,
+                  h.num);
+            for (int k = 0; got == 1 && k < h.n && k < want.n; k++)
+                CHECK(h.bucket_limit[k] == want.bucket_limit[k] && h.bucket[k] == want.bucket[k],
+                      "record %d bucket %d: %.17g %g, want %.17g %g", i, k, h.bucket_limit[k], h.bucket[k],
+                      want.bucket_limit[k], want.bucket[k]);
+            if (want.n > 1)
+                CHECK(tf_event_histogram_parse(r.ev[i], r.n[i], &h, lim, cnt, want.n - 1) == -1,
+                      "record %d: more buckets than room accepted", i);
+            for (size_t cut = 1; cut < r.n[i]; cut += 7)
+                CHECK(tf_event_histogram_parse(r.ev[i], r.n[i] - cut, &h, lim, cnt, 256) != 1 ||
+                          h.n != want.n,
+                      "record %d cut by %zu bytes read as whole", i, cut);
+            free(wl);
+            free(wc);
+            histograms++;
+        }
+        i++;
+    }
+    CHECK(histograms >= 2, "%d histograms in the fixture", histograms);
+    for (int k = 0; k < r.count; k++) free(r.ev[k]);
+    cJSON_Delete(j);
+}
+
 /* prefixes of the file (a writer killed at any byte) and a flipped byte in every record */
 TEST(test_tfevents_read_stops_at_a_torn_or_corrupt_record) {
     size_t size;
