@@ -99,6 +99,27 @@ for algo in pretrain standard robust; do
     printf '%-22s %10.3f %10.3f %10.1f %11.0fs\n' "$name" "${row[0]}" "${row[1]}" "$sfd" "${secs[$i]}"
     i=$((i + 1))
 done
+# the paper's text-only diagnostics: the text-only model's own accuracy on each split next to
+# the multimodal ones (the same bias model in every eval), and SFD per question category
+to=()
+for split in test_id test_ood test_oracle; do
+    to+=("$(field accuracy_ties_half < "$out/eval_robust_$split.json")")
+done
+printf '%-22s %10.3f %10.3f %10s %12s   (oracle split %.3f)\n' "text-only (blank image)" \
+    "${to[0]}" "${to[1]}" - - "${to[2]}"
+cats() { # eval json -> "name sfd_pp" per category
+    sed -E 's/.*"categories":\{(.*)\},"text_only".*/\1/' "$1" |
+        grep -o '"[A-Za-z0-9_ -]*":{"n":[^}]*"sfd_pp":[^,}]*' |
+        sed -E 's/^"([^"]*)".*"sfd_pp":([^,}]*)$/\1 \2/'
+}
+echo
+echo "SFD (pp) by category on test_oracle:"
+printf '  %-20s %10s %10s %14s\n' category oracle standard shortcut-aware
+while read -r cat sfd_o; do
+    sfd_s=$(cats "$out/eval_standard_test_oracle.json" | awk -v c="$cat" '$1 == c { print $2 }')
+    sfd_r=$(cats "$out/eval_robust_test_oracle.json" | awk -v c="$cat" '$1 == c { print $2 }')
+    printf '  %-20s %10.1f %10.1f %14.1f\n' "$cat" "$sfd_o" "${sfd_s:-nan}" "${sfd_r:-nan}"
+done < <(cats "$out/eval_pretrain_test_oracle.json")
 echo
 echo "accuracy: pairwise (ties 0.5) against the image-grounded truth; i.i.d. = test_id (the cue"
 echo "agrees with the preference 90% of the time, as in training), o.o.d. = test_ood (cue reversed)."
@@ -106,6 +127,7 @@ echo "SFD = acc(RM | text-only right) - acc(RM | text-only wrong), in points, on
 echo "uncorrelated), the text-only verdict from the shortcut-aware run's bias model (blank image)."
 echo "oracle: the grounding run (another seed's scenes, cue uncorrelated in training), which both"
 echo "reward models start from; its train time is the grounding's, theirs the fine-tuning's."
+echo "text-only: the shortcut-aware run's bias model on the blank image, the paper's text-only RM."
 lap "evaluation (9 evals)"
 "$mmrm" plot --results "$out" --title "shortcut benchmark, seed $seed" --out "$out/results.png" > /dev/null
 "$mmrm" plot "$out/standard" "$out/robust" --label standard --label shortcut-aware \
