@@ -38,6 +38,7 @@ struct Scorer {
                           * frozen at inference, so they are computed once */
     /* the forward being assembled: B = batch_size rows at stride max_length */
     int npending;
+    long pending_tokens; /* tokens of the pending rows */
     int *rows;           /* (B, max_length) */
     int *lengths;        /* (B) */
     int *held_of;        /* (B) index into held; 0 in blank mode */
@@ -79,6 +80,10 @@ static int check_options(const RewardModel *m, const ScorerOptions *o) {
     const ModelConfig *cfg = &m->cfg;
     if (o->batch_size < 1) {
         mmrm_set_error("batch size %d (it must be at least 1)", o->batch_size);
+        return -1;
+    }
+    if (o->max_tokens < 0) {
+        mmrm_set_error("max_tokens %ld (it must be 0, no limit, or positive)", o->max_tokens);
         return -1;
     }
     if (o->max_length < 1 || o->max_length > cfg->llm.max_positions) {
@@ -268,6 +273,7 @@ static int flush(Scorer *s, int keep_last) {
     s->st.sequences += B;
     s->st.padded += (long)B * T;
     s->npending = 0;
+    s->pending_tokens = 0;
     if (!s->o.blank) {
         int keep = keep_last && s->nheld > 0 ? s->nheld - 1 : s->nheld;
         for (int h = 0; h < keep; h++) free(s->held[h].px);
@@ -347,7 +353,15 @@ int scorer_score(Scorer *s, const ScoreGroup *groups, int n, ScoreOut *out,
                 set_msg(msg, i, "response %d: %s", j, mmrm_last_error());
                 continue;
             }
+            if (s->o.max_tokens > 0 && b > 0 && s->pending_tokens + len > s->o.max_tokens) {
+                /* the forward is full by tokens: run it (the group's image stays held) and
+                 * move this row, encoded at slot b, to the first slot of the next one */
+                if ((rc = flush(s, 1)) != 0) break;
+                memmove(s->rows, s->rows + (size_t)b * L, (size_t)len * sizeof *s->rows);
+                b = 0;
+            }
             o[j].truncated = info.truncated > 0;
+            s->pending_tokens += len;
             s->lengths[b] = len;
             s->dst[b] = &o[j];
             s->held_of[b] = s->o.blank ? 0 : s->nheld - 1;
@@ -360,6 +374,7 @@ int scorer_score(Scorer *s, const ScoreGroup *groups, int n, ScoreOut *out,
     }
     if (rc == 0) rc = flush(s, 0);
     s->npending = 0;
+    s->pending_tokens = 0;
     held_clear(s);
     return rc;
 }
@@ -399,6 +414,8 @@ int scorer_load_model_adapter(const char *dir, const char *adapter, Device d, in
 
 const char SCORER_CLI_USAGE[] =
     "  --batch-size N          sequences per forward (default 8)\n"
+    "  --max-tokens N          also at most N tokens (the rows' own, before prefix sharing)\n"
+    "                          per forward; a longer row runs alone (default: no limit)\n"
     "  --max-length N          tokens per sequence; longer responses are cut, keeping the\n"
     "                          final <|im_end|> (default min(4096, max_position_embeddings))\n"
     "  --max-dynamic-patch N   most tiles per image; tiling defaults come from the model's\n"
@@ -446,6 +463,7 @@ static int int_value(int argc, char **argv, int *i, int lo, int hi, int *out) {
 int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     if (!strcmp(a, "--batch-size")) return int_value(argc, argv, i, 1, 1 << 16, &c->batch_size);
+    if (!strcmp(a, "--max-tokens")) return int_value(argc, argv, i, 1, 1 << 30, &c->max_tokens);
     if (!strcmp(a, "--max-length")) return int_value(argc, argv, i, 1, 1 << 24, &c->max_length);
     if (!strcmp(a, "--max-dynamic-patch"))
         return int_value(argc, argv, i, 1, IMAGE_MAX_NUM, &c->max_patch);
@@ -499,6 +517,7 @@ int scorer_cli_device(const ScorerCli *c, int local_rank, Device *out, int *bf16
 void scorer_cli_options(const ScorerCli *c, const ModelConfig *cfg, ScorerOptions *o) {
     scorer_default_options(cfg, o);
     if (c->batch_size) o->batch_size = c->batch_size;
+    if (c->max_tokens) o->max_tokens = c->max_tokens;
     if (c->max_length) o->max_length = c->max_length;
     if (c->max_patch) o->image.max_num = c->max_patch;
     if (c->min_patch) o->image.min_num = c->min_patch;

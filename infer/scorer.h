@@ -33,6 +33,8 @@
 
 typedef struct ScorerOptions {
     int batch_size;    /* sequences per forward, >= 1 */
+    long max_tokens;   /* tokens of the rows per forward: a forward runs before a row would
+                        * pass it (a longer row runs alone); 0: batch_size alone decides */
     int max_length;    /* tokens per sequence, <= the model's max_position_embeddings */
     ImageConfig image; /* image_size must be the model's run size */
     int blank;         /* every group shows the blank image as one tile */
@@ -121,6 +123,7 @@ int scorer_load_model_adapter(const char *dir, const char *adapter, Device d, in
 /* The scoring options a command line may override; zero means the default. */
 typedef struct ScorerCli {
     int batch_size, max_length;
+    int max_tokens;            /* --max-tokens */
     int min_patch, max_patch;  /* dynamic tiles */
     int no_thumbnail, no_dynamic;
     int no_share_prefix, no_packing;

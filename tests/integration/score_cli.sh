@@ -155,4 +155,29 @@ rc=$?
 set -e
 [ "$rc" = 1 ] && grep -q "out.jsonl:3: not a line of a score output" "$tmp/err5" || { cat "$tmp/err5"; echo "corrupt middle line: exit $rc"; exit 1; }
 cmp "$tmp/out.jsonl" "$tmp/out.before"
+# ---- --max-tokens: forwards cut by the rows' tokens as well as by --batch-size; same scores
+tp() { grep -o 'throughput: .*' "$1"; }
+counts() { tp "$1" | sed -E 's/.*\| ([0-9]+) forwards of .* computed for ([0-9]+) in the rows.*/\1 \2/'; }
+"$MMRM" score --model "$tmp/model" --input "$tmp/big.jsonl" --output "$tmp/mt0.jsonl" \
+    --batch-size 16 --no-dynamic 2>"$tmp/mt0.err"
+read -r f0 rows0 < <(counts "$tmp/mt0.err")
+m=$(( rows0 * 3 / 300 ))  # three mean rows (one tile each: rows are within 2x of the mean)
+"$MMRM" score --model "$tmp/model" --input "$tmp/big.jsonl" --output "$tmp/mt1.jsonl" \
+    --batch-size 16 --no-dynamic --max-tokens "$m" 2>"$tmp/mt1.err"
+read -r f1 rows1 < <(counts "$tmp/mt1.err")
+[ "$rows1" = "$rows0" ] && [ "$f1" -gt "$f0" ] && [ $(( rows1 / f1 )) -le "$m" ] &&
+    [ "$f1" -ge $(( (rows1 + m - 1) / m )) ] ||
+    { tp "$tmp/mt0.err"; tp "$tmp/mt1.err"; echo "--max-tokens $m: $f1 forwards for $rows1 tokens (unlimited: $f0 for $rows0)"; exit 1; }
+python3 - "$tmp/mt0.jsonl" "$tmp/mt1.jsonl" <<'EOF'
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+assert len(a) == len(b) == 300, (len(a), len(b))
+for x, y in zip(a, b):
+    assert abs(x["score"] - y["score"]) <= 1e-5 * (1 + abs(x["score"])), (x, y)
+EOF
+rc=0
+"$MMRM" score --model "$tmp/model" --input "$tmp/big.jsonl" --output "$tmp/mtx.jsonl" --max-tokens 0 2>"$tmp/mtx.err" || rc=$?
+[ "$rc" = 2 ] && grep -q -- "--max-tokens" "$tmp/mtx.err" && [ ! -e "$tmp/mtx.jsonl" ] ||
+    { cat "$tmp/mtx.err"; echo "--max-tokens 0: exit $rc"; exit 1; }
+echo "--max-tokens $m: $f1 forwards (unlimited: $f0), $rows1 tokens, scores equal"
 "$MMRM" score --help | grep -q "usage: mmrm score"
