@@ -90,7 +90,8 @@ for algo in pretrain standard robust; do
             2>> "$out/eval.log" || { tail -n 20 "$out/eval.log"; exit 1; }
         row+=("$(field accuracy < "$out/eval_${algo}_$split.json")")
     done
-    sfd=$(field sfd_pp < "$out/eval_${algo}_test_oracle.json")
+    # the overall SFD is text_only.sfd_pp (each category has its own, listed before it)
+    sfd=$(grep -o '"text_only":{[^}]*' "$out/eval_${algo}_test_oracle.json" | field sfd_pp)
     case $algo in
         pretrain) name="oracle (P_TRAIN = 0.5)" ;;
         robust) name=shortcut-aware ;;

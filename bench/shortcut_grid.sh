@@ -87,7 +87,8 @@ for t in "${tasks[@]}"; do
             evaluate "$m" "$cell/data/test_oracle.jsonl" "$bias" > "$cell/eval_${algo}_test_oracle.json"
             row+=" $(field accuracy < "$cell/eval_${algo}_test_id.json")"
             row+=" $(field accuracy < "$cell/eval_${algo}_test_ood.json")"
-            row+=" $(field sfd_pp < "$cell/eval_${algo}_test_oracle.json")"
+            # the overall SFD is text_only.sfd_pp (categories hold one each, listed first)
+            row+=" $(grep -o '"text_only":{[^}]*' "$cell/eval_${algo}_test_oracle.json" | field sfd_pp)"
         done
         # the bias model's own i.i.d. accuracy (text only, ties wrong): text_only.accuracy
         row+=" $(grep -o '"text_only":{[^}]*' "$cell/eval_robust_test_id.json" | field accuracy)"
