@@ -10,9 +10,11 @@
 #   bash bench/cpu_vs_torch.sh [--help]
 # Environment: MMRM (build/mmrm), PY (/tmp/hfvenv/bin/python, torch 2.4.1), REPS (3), MODELS
 # ("tiny small"), THREADS ("1 2"), OBJECTIVES ("standard robust"; robust = shortcut_aware),
-# STEPS_tiny (12), STEPS_small (4): steps per run, the first 2 not timed on either side.
+# STEPS_tiny (12), STEPS_small (4): steps per run, the first 2 not timed on either side;
+# MMRM_EXTRA: key=value overrides for mmrm's runs (e.g. "share_prefix=false packing=false":
+# the same rows computed whole and padded, as torch computes them).
 set -euo pipefail
-if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then sed -n 2,13p "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
+if [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then sed -n 2,15p "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
 mmrm=${MMRM:-build/mmrm}
 py=${PY:-/tmp/hfvenv/bin/python}
 reps=${REPS:-3}
@@ -25,9 +27,10 @@ median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] 
 train() { # model steps threads objective outdir -> "pairs/s tokens-per-row" over steps 3..
     local extra=()
     [ "$4" = robust ] && extra=(algorithm=shortcut_aware bias_model_path="$work/bias_$1/checkpoint-last")
+    # shellcheck disable=SC2086 # MMRM_EXTRA: words on purpose
     OMP_NUM_THREADS=$3 "$mmrm" train configs/scratch_standard.ini init_model_config="configs/model/$1.json" \
         dataset_path="$work/data/train.jsonl" eval_dataset_path="$work/data/test_id.jsonl" \
-        output_dir="$5" max_steps="$2" logging_steps=1 "${extra[@]}" 2>&1 |
+        output_dir="$5" max_steps="$2" logging_steps=1 "${extra[@]}" ${MMRM_EXTRA:-} 2>&1 |
         sed -n 's/.*step \([0-9]*\)\/[0-9]* .*| \([0-9.]*\) pairs\/s | \([0-9]*\) tok\/s.*/\1 \2 \3/p' |
         awk '$1 > 2 { n++; inv += 1 / $2; tpr += $3 / $2 / 2 } END { printf "%.3f %d\n", n / inv, tpr / n + 0.5 }'
 }
