@@ -6,9 +6,9 @@
  * that thread blocks on a condition variable until the job is done. ONE scorer thread owns the
  * model: it takes everything queued (whole jobs, up to --max-batch responses; the first job
  * always, however large), after waiting up to --batch-wait-ms from the oldest job's arrival for
- * more, scores it with one scorer_score call and wakes the waiting connections. Padding and
- * packing do not change a score (scorer.h), so a response's score does not depend on what it
- * was batched with.
+ * more, scores it with one scorer_score call and wakes the waiting connections. Padding does
+ * not change a score; shared prefixes and packed rows (the default) change it only at the level
+ * of fp32 rounding (--no-share-prefix --no-packing: bitwise independent of the batch).
  *
  * Images: img_path resolves inside --image-root (realpath; a path that resolves outside it is
  * refused with 403, and without a root every img_path is), or image_base64 carries the file's
