@@ -37,14 +37,14 @@ chmod +x "$d"/*/*
 
 # 1. no driver
 rc=0
-PATH="$d/nodriver:$PATH" OUT="$d/out1" BIN="$d/bin" bash "$root/tests/gpu/run.sh" > "$d/log1" 2>&1 || rc=$?
+PATH="$d/nodriver:$PATH" OUT="$d/out1" BIN="$d/bin" ATTENTION_SCRIPT= bash "$root/tests/gpu/run.sh" > "$d/log1" 2>&1 || rc=$?
 s="$d/out1/summary.txt"
 [ "$rc" = 2 ] || fail "$s" "no driver: exit $rc, want 2"
 grep -q "^device: no usable GPU" "$s" && grep -q "^ended: no GPU" "$s" || fail "$s" "no driver: summary"
 
 # 2. a GPU but no CUDA build in BIN
 rc=0
-PATH="$d/gpu:$PATH" OUT="$d/out2" BIN="$d/nobuild" bash "$root/tests/gpu/run.sh" > "$d/log2" 2>&1 || rc=$?
+PATH="$d/gpu:$PATH" OUT="$d/out2" BIN="$d/nobuild" ATTENTION_SCRIPT= bash "$root/tests/gpu/run.sh" > "$d/log2" 2>&1 || rc=$?
 s="$d/out2/summary.txt"
 [ "$rc" = 3 ] || fail "$s" "no build: exit $rc, want 3"
 grep -q "make -j2 cuda CUDA_ARCHS=90" "$s" && grep -q "^ended: no CUDA build" "$s" || fail "$s" "no build: summary"
@@ -52,7 +52,7 @@ grep -q "make -j2 cuda CUDA_ARCHS=90" "$s" && grep -q "^ended: no CUDA build" "$
 # 3. stubs; a budget of 25 s runs out inside the hanging bf16 parity
 rc=0
 start=$SECONDS
-PATH="$d/gpu:$PATH" OUT="$d/out3" BIN="$d/bin" BUDGET=25 bash "$root/tests/gpu/run.sh" > "$d/log3" 2>&1 || rc=$?
+PATH="$d/gpu:$PATH" OUT="$d/out3" BIN="$d/bin" BUDGET=25 ATTENTION_SCRIPT= bash "$root/tests/gpu/run.sh" > "$d/log3" 2>&1 || rc=$?
 took=$((SECONDS - start))
 s="$d/out3/summary.txt"
 [ "$rc" = 1 ] || fail "$s" "stubs: exit $rc, want 1"
@@ -67,7 +67,7 @@ sleep 1
 pgrep -f "sleep 1237" > /dev/null && fail "$s" "the timed-out step's process survived"
 
 # 4. SIGTERM while the bf16 parity hangs
-OUT="$d/out4" BIN="$d/bin" BUDGET=300 PATH="$d/gpu:$PATH" bash "$root/tests/gpu/run.sh" > "$d/log4" 2>&1 &
+OUT="$d/out4" BIN="$d/bin" BUDGET=300 PATH="$d/gpu:$PATH" ATTENTION_SCRIPT= bash "$root/tests/gpu/run.sh" > "$d/log4" 2>&1 &
 pid=$!
 pids+=("$pid")
 for _ in $(seq 1 200); do
