@@ -1,6 +1,9 @@
-/* strbuf.c - the growable string buffer and the monotonic clock (strbuf.h). */
+/* strbuf.c - the growable string buffer, the monotonic clock and the "did you mean" match
+ * (strbuf.h). */
 #include "runtime/strbuf.h"
 
+#include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,4 +66,37 @@ double clock_seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Levenshtein distance, case-insensitive, for "did you mean" hints. */
+static int edit_distance(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    if (na > 64 || nb > 64) return INT_MAX;
+    int row[65];
+    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int up = row[j];
+            int sub = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+            row[j] = sub < best ? sub : best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+
+/* The candidate nearest to s when it is close enough to be a typo of it, else NULL. */
+const char *str_nearest(const char *s, const char *const *cands, int n) {
+    const char *best = NULL;
+    int bd = INT_MAX;
+    for (int i = 0; i < n; i++) {
+        int d = edit_distance(s, cands[i]);
+        if (d < bd) bd = d, best = cands[i];
+    }
+    int len = (int)strlen(s);
+    int limit = len / 3 > 2 ? len / 3 : 2;
+    return bd <= limit && bd < len ? best : NULL;
 }

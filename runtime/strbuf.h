@@ -24,4 +24,8 @@ void sb_free(StrBuf *b);
 /* seconds on CLOCK_MONOTONIC (for durations and rates, never for dates) */
 double clock_seconds(void);
 
+/* The candidate nearest to s (case-insensitive Levenshtein distance) when it is close enough
+ * to be a typo of it, else NULL: the "did you mean" of error messages. */
+const char *str_nearest(const char *s, const char *const *cands, int n);
+
 #endif

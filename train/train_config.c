@@ -22,10 +22,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "kernels/kernels.h"
 #include <strings.h>
 
+#include "kernels/kernels.h"
 #include "models/lora.h"
 #include "models/template.h"
 #include "runtime/error.h"
@@ -215,39 +214,6 @@ static int find_key(const char *name) {
     for (int i = 0; i < NKEYS; i++)
         if (strcmp(g_keys[i].name, name) == 0) return i;
     return -1;
-}
-
-/* Levenshtein distance, case-insensitive, for "did you mean" hints. */
-static int edit_distance(const char *a, const char *b) {
-    size_t na = strlen(a), nb = strlen(b);
-    if (na > 64 || nb > 64) return INT_MAX;
-    int row[65];
-    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
-    for (size_t i = 1; i <= na; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= nb; j++) {
-            int up = row[j];
-            int sub = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
-            row[j] = sub < best ? sub : best;
-            diag = up;
-        }
-    }
-    return row[nb];
-}
-
-/* The candidate nearest to s when it is close enough to be a typo of it, else NULL. */
-static const char *nearest(const char *s, const char *const *cands, int n) {
-    const char *best = NULL;
-    int bd = INT_MAX;
-    for (int i = 0; i < n; i++) {
-        int d = edit_distance(s, cands[i]);
-        if (d < bd) bd = d, best = cands[i];
-    }
-    int len = (int)strlen(s);
-    int limit = len / 3 > 2 ? len / 3 : 2;
-    return bd <= limit && bd < len ? best : NULL;
 }
 
 /* "CONFIG.ini:LINE", "override 'k=v'" or, for a default, "CONFIG.ini" / "the configuration" */
@@ -460,7 +426,7 @@ static int set_value(Parse *p, Origin o, int ki, char *v) {
         }
         char list[256];
         list_names(k->names, list, sizeof list);
-        const char *near = nearest(v, k->names, n);
+        const char *near = str_nearest(v, k->names, n);
         if (near)
             return fail(p, o, "%s = '%s' is not one of %s (did you mean %s?)", k->name, v, list,
                         near);
@@ -476,7 +442,7 @@ static int unknown_key(Parse *p, Origin o, const char *name) {
             return fail(p, o, "unknown key '%s': %s", name, g_foreign[i].hint);
     const char *names[NKEYS];
     for (int i = 0; i < NKEYS; i++) names[i] = g_keys[i].name;
-    const char *near = nearest(name, names, NKEYS);
+    const char *near = str_nearest(name, names, NKEYS);
     if (near) return fail(p, o, "unknown key '%s' (did you mean %s?)", name, near);
     char list[1024] = "";
     for (int i = 0; i < NKEYS; i++) {
