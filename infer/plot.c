@@ -19,6 +19,7 @@
 #include <fontconfig/fontconfig.h>
 
 #include "infer/commands.h"
+#include "infer/plot.h"
 #include "runtime/error.h"
 #include "runtime/fsutil.h"
 #include "runtime/jsonl.h"
@@ -53,33 +54,18 @@ static const char usage_text[] =
     "                      raw only)\n"
     "  --help              this text\n";
 
-#define MAX_RUNS 10
 #define MIN_SIDE 200
 #define MAX_SIDE 10000
 #define MAX_SMOOTH 100000
-#define CELL_W 440.0
-#define CELL_H 330.0
 
 /* Tableau 10: distinct hues that stay readable on white and for most colour-blind readers */
-static const unsigned char PALETTE[MAX_RUNS][3] = {
+const unsigned char PLOT_PALETTE[MAX_RUNS][3] = {
     {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
     {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
 
-enum { S_LOSS, S_ACC, S_ACC_BIAS, S_W_MEAN, S_W_MIN, S_W_MAX, S_EVAL_ACC, NSERIES };
 /* the metrics.jsonl field behind each series; other fields are ignored */
 static const char *const FIELDS[NSERIES] = {"loss",  "accuracy", "accuracy_bias", "w_mean",
                                             "w_min", "w_max",    "eval_accuracy"};
-
-typedef struct {
-    double *x, *y; /* (n) step, value */
-    long n, cap;
-} Series;
-
-typedef struct {
-    const char *name;
-    Series s[NSERIES];
-    long ntrain, neval; /* entries with a loss / an eval_accuracy */
-} Run;
 
 typedef struct {
     const char *title, *ylabel;
@@ -107,7 +93,7 @@ static int usage_error(const char *fmt, const char *arg) {
     return 2;
 }
 
-static int fail(void) {
+int plot_fail(void) {
     fprintf(stderr, "mmrm: error: %s\n", mmrm_last_error());
     return 1;
 }
@@ -226,11 +212,6 @@ static void moving_average(const double *y, long n, int k, double *out) {
 
 /* ---- axes ---- */
 
-typedef struct {
-    double lo, hi, step; /* the axis spans [lo, hi]; ticks every step (1, 2 or 5 x 10^k) */
-    int decimals;        /* of the tick labels */
-} Axis;
-
 static double nice_step(double range, int target) {
     double raw = range / target, p = pow(10, floor(log10(raw))), f = raw / p;
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
@@ -240,7 +221,7 @@ static double nice_step(double range, int target) {
  * both sides first (so that curves do not run along the frame) but not below 0 for data that
  * is not, unit keeps it in [0, 1] (and at least 0.1 wide),
  * integral keeps the ticks on whole numbers (steps). */
-static Axis axis_make(double lo, double hi, int target, double pad, int unit, int integral) {
+Axis plot_axis_make(double lo, double hi, int target, double pad, int unit, int integral) {
     double plo = lo, phi = hi;
     if (!(phi > plo)) { /* one value: a range around it */
         double d = fabs(lo) > 0 ? fabs(lo) * 0.1 : 0.5;
@@ -287,16 +268,11 @@ static void tick_label(const Axis *a, double v, char *buf, size_t n) {
 
 /* ---- drawing ---- */
 
-typedef struct {
-    cairo_t *cr;
-    double s; /* scale */
-} Canvas;
-
-static void set_rgb(cairo_t *cr, const unsigned char c[3], double alpha) {
+void plot_set_rgb(cairo_t *cr, const unsigned char c[3], double alpha) {
     cairo_set_source_rgba(cr, c[0] / 255.0, c[1] / 255.0, c[2] / 255.0, alpha);
 }
 
-static void font(Canvas *cv, double size, int bold) {
+void plot_font(Canvas *cv, double size, int bold) {
     cairo_select_font_face(cv->cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
                            bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cv->cr, size * cv->s);
@@ -310,7 +286,7 @@ static double text_width(Canvas *cv, const char *t) {
 
 /* t with its anchor (ax, ay: 0 left/top, 0.5 centre, 1 right/bottom of the font's box) at
  * (x, y), in the current font and colour */
-static void text(Canvas *cv, const char *t, double x, double y, double ax, double ay) {
+void plot_text(Canvas *cv, const char *t, double x, double y, double ax, double ay) {
     cairo_font_extents_t fe;
     cairo_font_extents(cv->cr, &fe);
     cairo_move_to(cv->cr, x - ax * text_width(cv, t), y + fe.ascent - ay * (fe.ascent + fe.descent));
@@ -323,25 +299,20 @@ static double font_height(Canvas *cv) {
     return fe.ascent + fe.descent;
 }
 
-typedef struct {
-    double L, R, T, B; /* the plot area in pixels */
-    Axis x, y;
-} Frame;
-
-static double px(const Frame *f, double x) { return f->L + (x - f->x.lo) / (f->x.hi - f->x.lo) * (f->R - f->L); }
-static double py(const Frame *f, double y) { return f->B - (y - f->y.lo) / (f->y.hi - f->y.lo) * (f->B - f->T); }
+double plot_px(const Frame *f, double x) { return f->L + (x - f->x.lo) / (f->x.hi - f->x.lo) * (f->R - f->L); }
+double plot_py(const Frame *f, double y) { return f->B - (y - f->y.lo) / (f->y.hi - f->y.lo) * (f->B - f->T); }
 
 static void polyline(cairo_t *cr, const Frame *f, const double *x, const double *y, long n) {
     for (long i = 0; i < n; i++) {
-        if (i == 0) cairo_move_to(cr, px(f, x[i]), py(f, y[i]));
-        else cairo_line_to(cr, px(f, x[i]), py(f, y[i]));
+        if (i == 0) cairo_move_to(cr, plot_px(f, x[i]), plot_py(f, y[i]));
+        else cairo_line_to(cr, plot_px(f, x[i]), plot_py(f, y[i]));
     }
 }
 
 static void dots(Canvas *cv, const Frame *f, const Series *se, double radius) {
     for (long i = 0; i < se->n; i++) {
         cairo_new_sub_path(cv->cr);
-        cairo_arc(cv->cr, px(f, se->x[i]), py(f, se->y[i]), radius * cv->s, 0, 2 * M_PI);
+        cairo_arc(cv->cr, plot_px(f, se->x[i]), plot_py(f, se->y[i]), radius * cv->s, 0, 2 * M_PI);
     }
     cairo_fill(cv->cr);
 }
@@ -353,25 +324,25 @@ static void curve(Canvas *cv, const Frame *f, const Panel *p, const Run *r, int 
                   int pass) {
     cairo_t *cr = cv->cr;
     const Series *se = &r->s[p->series];
-    const unsigned char *c = PALETTE[colour];
+    const unsigned char *c = PLOT_PALETTE[colour];
     int smoothing = p->smoothed && smooth > 1 && se->n > 1;
     if (!se->n) return;
     if (pass == 0) {
         const Series *lo = &r->s[S_W_MIN], *hi = &r->s[S_W_MAX];
         if (p->band && lo->n) {
             polyline(cr, f, lo->x, lo->y, lo->n);
-            for (long i = hi->n - 1; i >= 0; i--) cairo_line_to(cr, px(f, hi->x[i]), py(f, hi->y[i]));
+            for (long i = hi->n - 1; i >= 0; i--) cairo_line_to(cr, plot_px(f, hi->x[i]), plot_py(f, hi->y[i]));
             cairo_close_path(cr);
-            set_rgb(cr, c, 0.16);
+            plot_set_rgb(cr, c, 0.16);
             cairo_fill(cr);
         }
         cairo_set_line_width(cr, (smoothing ? 1.0 : 2.0) * cv->s);
         polyline(cr, f, se->x, se->y, se->n);
-        set_rgb(cr, c, smoothing ? 0.3 : 1.0);
+        plot_set_rgb(cr, c, smoothing ? 0.3 : 1.0);
         cairo_stroke(cr);
         return;
     }
-    set_rgb(cr, c, 1.0);
+    plot_set_rgb(cr, c, 1.0);
     if (smoothing) {
         double *m = xmalloc(se->n * sizeof *m);
         moving_average(se->y, se->n, smooth, m);
@@ -386,7 +357,7 @@ static void curve(Canvas *cv, const Frame *f, const Panel *p, const Run *r, int 
 /* A panel's frame in the cell at (x, y) of height h, its plot area f: a light background,
  * white grid lines on the ticks (on pixel centres), tick labels, axis titles and the panel's
  * title; xticks 0 leaves the x axis to the caller (categories). */
-static void frame_paint(Canvas *cv, const Frame *f, double x, double y, double h, const char *title,
+void plot_frame_paint(Canvas *cv, const Frame *f, double x, double y, double h, const char *title,
                         const char *xlabel, const char *ylabel, int xticks) {
     cairo_t *cr = cv->cr;
     double s = cv->s;
@@ -400,44 +371,44 @@ static void frame_paint(Canvas *cv, const Frame *f, double x, double y, double h
     double off = fmod(fmax(1, round(1.2 * s)), 2) ? 0.5 : 0;
     for (int i = 0; i <= axis_ticks(&f->y); i++) {
         double v = f->y.lo + i * f->y.step;
-        double yy = round(py(f, v)) + off;
+        double yy = round(plot_py(f, v)) + off;
         cairo_move_to(cr, f->L, yy);
         cairo_line_to(cr, f->R, yy);
     }
     for (int i = 0; xticks && i <= axis_ticks(&f->x); i++) {
         double v = f->x.lo + i * f->x.step;
-        double xx = round(px(f, v)) + off;
+        double xx = round(plot_px(f, v)) + off;
         cairo_move_to(cr, xx, f->T);
         cairo_line_to(cr, xx, f->B);
     }
     cairo_stroke(cr);
 
     /* tick labels */
-    font(cv, 11, 0);
+    plot_font(cv, 11, 0);
     cairo_set_source_rgb(cr, 0.33, 0.33, 0.36);
     for (int i = 0; i <= axis_ticks(&f->y); i++) {
         double v = f->y.lo + i * f->y.step;
         tick_label(&f->y, v, buf, sizeof buf);
-        text(cv, buf, f->L - 6 * s, py(f, v), 1, 0.5);
+        plot_text(cv, buf, f->L - 6 * s, plot_py(f, v), 1, 0.5);
     }
     for (int i = 0; xticks && i <= axis_ticks(&f->x); i++) {
         double v = f->x.lo + i * f->x.step;
         tick_label(&f->x, v, buf, sizeof buf);
-        text(cv, buf, px(f, v), f->B + 5 * s, 0.5, 0);
+        plot_text(cv, buf, plot_px(f, v), f->B + 5 * s, 0.5, 0);
     }
     /* axis titles */
     cairo_set_source_rgb(cr, 0.2, 0.2, 0.22);
-    font(cv, 11.5, 0);
-    text(cv, xlabel, (f->L + f->R) / 2, y + h - 6 * s, 0.5, 1);
+    plot_font(cv, 11.5, 0);
+    plot_text(cv, xlabel, (f->L + f->R) / 2, y + h - 6 * s, 0.5, 1);
     cairo_save(cr);
     cairo_translate(cr, x + 12 * s, (f->T + f->B) / 2);
     cairo_rotate(cr, -M_PI / 2);
-    text(cv, ylabel, 0, 0, 0.5, 0.5);
+    plot_text(cv, ylabel, 0, 0, 0.5, 0.5);
     cairo_restore(cr);
     /* panel title */
-    font(cv, 13, 1);
+    plot_font(cv, 13, 1);
     cairo_set_source_rgb(cr, 0.12, 0.12, 0.14);
-    text(cv, title, (f->L + f->R) / 2, f->T - 8 * s, 0.5, 1);
+    plot_text(cv, title, (f->L + f->R) / 2, f->T - 8 * s, 0.5, 1);
 }
 
 /* the panel in the cell (x, y, w, h): title, grid, ticks and their labels, axis titles, the
@@ -460,9 +431,9 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
     f.T = y + 30 * s;
     f.B = y + h - 44 * s;
     f.R = x + w - 16 * s;
-    f.y = axis_make(ylo, yhi, (int)fmax(2, fmin(8, (f.B - f.T) / (48 * s))), 0.04, p->unit, 0);
+    f.y = plot_axis_make(ylo, yhi, (int)fmax(2, fmin(8, (f.B - f.T) / (48 * s))), 0.04, p->unit, 0);
     /* the left margin fits the widest y tick label */
-    font(cv, 11, 0);
+    plot_font(cv, 11, 0);
     double lw = 0;
     char buf[64];
     for (int i = 0; i <= axis_ticks(&f.y); i++) {
@@ -472,8 +443,8 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
     }
     f.L = x + 14 * s + font_height(cv) + 8 * s + lw + 6 * s;
     /* the x ticks from the cell's width, so that every panel has the same */
-    f.x = axis_make(xlo, xhi, (int)fmax(2, fmin(8, (w - 110 * s) / (70 * s))), 0, 0, 1);
-    frame_paint(cv, &f, x, y, h, p->title, "step", p->ylabel, 1);
+    f.x = plot_axis_make(xlo, xhi, (int)fmax(2, fmin(8, (w - 110 * s) / (70 * s))), 0, 0, 1);
+    plot_frame_paint(cv, &f, x, y, h, p->title, "step", p->ylabel, 1);
 
     /* curves, clipped a line width outside the area: an accuracy of 1 is drawn whole */
     cairo_save(cr);
@@ -489,7 +460,7 @@ static void panel_draw(Canvas *cv, const Panel *p, const Run *runs, int nruns, d
 static double legend(Canvas *cv, const Run *runs, int nruns, double y, double w, int draw) {
     cairo_t *cr = cv->cr;
     double s = cv->s, sw = round(12 * s), gap = 8 * s, sep = 26 * s;
-    font(cv, 12, 0);
+    plot_font(cv, 12, 0);
     double lh = fmax(font_height(cv), sw) + 6 * s;
     double rows = 0;
     int first = 0;
@@ -506,11 +477,11 @@ static double legend(Canvas *cv, const Run *runs, int nruns, double y, double w,
             for (int i = first; i < last; i++) {
                 if (i > first) xx += sep;
                 cairo_rectangle(cr, round(xx), round(yc - sw / 2), sw, sw);
-                set_rgb(cr, PALETTE[i], 1.0);
+                plot_set_rgb(cr, PLOT_PALETTE[i], 1.0);
                 cairo_fill(cr);
                 xx += sw + gap;
                 cairo_set_source_rgb(cr, 0.15, 0.15, 0.17);
-                text(cv, runs[i].name, xx, yc, 0, 0.5);
+                plot_text(cv, runs[i].name, xx, yc, 0, 0.5);
                 xx += text_width(cv, runs[i].name);
             }
         }
@@ -526,13 +497,13 @@ static void grid(int n, int *cols, int *rows) {
     *rows = (n + *cols - 1) / *cols;
 }
 
-static cairo_status_t png_to_buffer(void *closure, const unsigned char *data, unsigned int n) {
+cairo_status_t plot_png_to_buffer(void *closure, const unsigned char *data, unsigned int n) {
     sb_append(closure, (const char *)data, n);
     return CAIRO_STATUS_SUCCESS;
 }
 
 /* a context on surf with the plot's font and line settings */
-static cairo_t *context(cairo_surface_t *surf) {
+cairo_t *plot_context(cairo_surface_t *surf) {
     cairo_t *cr = cairo_create(surf);
     cairo_font_options_t *fo = cairo_font_options_create();
     /* grey antialiasing: subpixel colour fringes would stay in the PNG */
@@ -547,12 +518,12 @@ static cairo_t *context(cairo_surface_t *surf) {
 
 /* The title (when given) and the legend from the top of a W-pixel-wide image: drawn when draw
  * is set; returns where the panels start. */
-static double header(Canvas *cv, const Run *runs, int nruns, const char *title, int W, int draw) {
+double plot_header(Canvas *cv, const Run *runs, int nruns, const char *title, int W, int draw) {
     double s = cv->s, y = 12 * s;
     if (title) {
-        font(cv, 16, 1);
+        plot_font(cv, 16, 1);
         cairo_set_source_rgb(cv->cr, 0.1, 0.1, 0.12);
-        if (draw) text(cv, title, W / 2.0, y, 0.5, 0);
+        if (draw) plot_text(cv, title, W / 2.0, y, 0.5, 0);
         y += font_height(cv) + 6 * s;
     }
     y += legend(cv, runs, nruns, y, W - 28 * s, draw);
@@ -563,8 +534,8 @@ static double header(Canvas *cv, const Run *runs, int nruns, const char *title, 
  * scratch surface: the legend may wrap). */
 static int default_height(const Run *runs, int nruns, const char *title, int W, int rows, double s) {
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1);
-    Canvas cv = {context(surf), s};
-    double top = header(&cv, runs, nruns, title, W, 0);
+    Canvas cv = {plot_context(surf), s};
+    double top = plot_header(&cv, runs, nruns, title, W, 0);
     cairo_destroy(cv.cr);
     cairo_surface_destroy(surf);
     return (int)fmin(MAX_SIDE, ceil(top + rows * CELL_H * s + 12 * s));
@@ -578,12 +549,12 @@ static int render(const Run *runs, int nruns, const int *shown, int nshown, cons
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
     MMRM_REQUIRE(cairo_surface_status(surf) == CAIRO_STATUS_SUCCESS, "plot: a %dx%d image: %s", W, H,
                  cairo_status_to_string(cairo_surface_status(surf)));
-    Canvas cv = {context(surf), s};
+    Canvas cv = {plot_context(surf), s};
     cairo_t *cr = cv.cr;
     double m = 12 * s;
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
-    double y = header(&cv, runs, nruns, title, W, 1);
+    double y = plot_header(&cv, runs, nruns, title, W, 1);
     double cw = (W - 2 * m) / cols, ch = (H - y - m) / rows;
     int rc = 0;
     if (cw < 150 * s || ch < 120 * s) {
@@ -606,7 +577,7 @@ static int render(const Run *runs, int nruns, const int *shown, int nshown, cons
         mmrm_set_error("plot: drawing failed: %s", cairo_status_to_string(st));
         rc = -1;
     }
-    if (!rc && (st = cairo_surface_write_to_png_stream(surf, png_to_buffer, png)) != CAIRO_STATUS_SUCCESS) {
+    if (!rc && (st = cairo_surface_write_to_png_stream(surf, plot_png_to_buffer, png)) != CAIRO_STATUS_SUCCESS) {
         mmrm_set_error("plot: PNG encoding failed: %s", cairo_status_to_string(st));
         rc = -1;
     }
@@ -617,202 +588,6 @@ static int render(const Run *runs, int nruns, const int *shown, int nshown, cons
     cairo_debug_reset_static_data();
     FcFini();
     return rc;
-}
-
-/* ---- --results: the demo's figure ---- */
-
-/* the demo's models (bench/demo.sh's run folders) and splits, with their names in the figure */
-static const char *const RES_MODELS[3][2] = {
-    {"pretrain", "oracle (grounding run)"}, {"standard", "standard"}, {"robust", "shortcut-aware"}};
-static const char *const RES_SPLITS[3][2] = {
-    {"test_id", "i.i.d."}, {"test_ood", "o.o.d."}, {"test_oracle", "oracle split"}};
-#define W_BINS 20
-#define TB_MAX_BUCKETS 4096
-
-typedef struct {
-    double acc[3][3];    /* [model][split] */
-    double w[W_BINS];    /* pairs per bin of [0, 1] */
-    double w_num, w_sum; /* pairs and the sum of their w */
-    long w_steps;        /* histograms merged */
-} Results;
-
-/* "accuracy" of DIR/eval_MODEL_SPLIT.json (`mmrm eval --json`) */
-static int results_accuracy(const char *dir, const char *model, const char *split, double *acc) {
-    char name[128], path[PATH_MAX];
-    snprintf(name, sizeof name, "eval_%s_%s.json", model, split);
-    if (!fs_join(path, sizeof path, dir, name)) return -1;
-    char *text = fs_read_file(path, NULL);
-    if (!text) return -1;
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    const cJSON *a = j ? cJSON_GetObjectItemCaseSensitive(j, "accuracy") : NULL;
-    int ok = cJSON_IsNumber(a) && a->valuedouble >= 0 && a->valuedouble <= 1;
-    if (ok) *acc = a->valuedouble;
-    cJSON_Delete(j);
-    MMRM_REQUIRE(ok, "%s: %s (want `mmrm eval --json` output with \"accuracy\" in [0, 1])", path,
-                 !j ? "not JSON" : "field \"accuracy\" is missing or not a number in [0, 1]");
-    return 0;
-}
-
-/* every train/w histogram of the run's TensorBoard events merged into W_BINS bins of [0, 1]:
- * each bucket's pairs at its centre (train writes 20 buckets over the step's own w range) */
-static int results_w(const char *dir, Results *r) {
-    char path[PATH_MAX];
-    if (!fs_join(path, sizeof path, dir, "robust/runs")) return -1;
-    TfEventList l = {0};
-    if (tfevents_collect(path, INT64_MAX, &l)) {
-        tf_list_free(&l);
-        return -1;
-    }
-    double *limit = xmalloc(2 * TB_MAX_BUCKETS * sizeof *limit), *count = limit + TB_MAX_BUCKETS;
-    int err = 0;
-    for (long i = 0; i < l.count && !err; i++) {
-        if (strcmp(l.ev[i].tag, "train/w")) continue;
-        TfHistogram h;
-        int got = tf_event_histogram_parse(l.ev[i].data, l.ev[i].n, &h, limit, count, TB_MAX_BUCKETS);
-        if (got < 0) {
-            mmrm_set_error("%s: the train/w histogram of step %lld is malformed", path, (long long)l.ev[i].step);
-            err = 1;
-        }
-        if (got != 1) continue;
-        for (int k = 0; k < h.n; k++) {
-            double lo = k ? limit[k - 1] : h.min, c = fmin(fmax((lo + limit[k]) / 2, h.min), h.max);
-            int b = (int)floor(c * W_BINS);
-            r->w[b < 0 ? 0 : b >= W_BINS ? W_BINS - 1 : b] += count[k];
-        }
-        r->w_num += h.num;
-        r->w_sum += h.sum;
-        r->w_steps++;
-    }
-    free(limit);
-    tf_list_free(&l);
-    if (err) return -1;
-    MMRM_REQUIRE(r->w_steps > 0 && r->w_num > 0, "%s: no train/w histogram (the shortcut-aware run writes one per "
-                 "logged step with report_to = tensorboard)", path);
-    return 0;
-}
-
-/* the accuracy bars: a group per split, a bar per model */
-static void results_bars(Canvas *cv, const Results *r, double x, double y, double w, double h) {
-    cairo_t *cr = cv->cr;
-    double s = cv->s;
-    Frame f = {.L = x + 58 * s, .R = x + w - 12 * s, .T = y + 30 * s, .B = y + h - 44 * s};
-    f.y = (Axis){0, 1, 0.2, 1};
-    f.x = (Axis){0, 3, 1, 0};
-    frame_paint(cv, &f, x, y, h, "accuracy against the image-grounded truth", "test split", "accuracy", 0);
-    double bw = 0.24;
-    font(cv, 10, 0);
-    for (int g = 0; g < 3; g++) {
-        for (int m = 0; m < 3; m++) {
-            double c = g + 0.5 + (m - 1) * (bw + 0.03), v = r->acc[m][g];
-            double x0 = round(px(&f, c - bw / 2)), x1 = round(px(&f, c + bw / 2)), top = round(py(&f, v));
-            cairo_rectangle(cr, x0, top, x1 - x0, round(f.B) - top);
-            set_rgb(cr, PALETTE[m], 1.0);
-            cairo_fill(cr);
-            char buf[16];
-            snprintf(buf, sizeof buf, "%.2f", v);
-            cairo_set_source_rgb(cr, 0.15, 0.15, 0.17);
-            text(cv, buf, (x0 + x1) / 2, top - 2 * s, 0.5, 1);
-        }
-        font(cv, 11, 0);
-        cairo_set_source_rgb(cr, 0.33, 0.33, 0.36);
-        text(cv, RES_SPLITS[g][1], px(&f, g + 0.5), f.B + 5 * s, 0.5, 0);
-        font(cv, 10, 0);
-    }
-    /* chance */
-    double dash = 4 * s;
-    cairo_set_dash(cr, &dash, 1, 0);
-    cairo_set_line_width(cr, 1.2 * s);
-    cairo_set_source_rgb(cr, 0.35, 0.35, 0.38);
-    cairo_move_to(cr, f.L, round(py(&f, 0.5)) + 0.5);
-    cairo_line_to(cr, f.R, round(py(&f, 0.5)) + 0.5);
-    cairo_stroke(cr);
-    cairo_set_dash(cr, NULL, 0, 0);
-}
-
-/* the histogram of the shortcut-aware run's per-pair weights, as fractions of its pairs */
-static void results_hist(Canvas *cv, const Results *r, double x, double y, double w, double h) {
-    cairo_t *cr = cv->cr;
-    double s = cv->s, top = 0;
-    for (int b = 0; b < W_BINS; b++) top = fmax(top, r->w[b] / r->w_num);
-    Frame f = {.L = x + 58 * s, .R = x + w - 12 * s, .T = y + 30 * s, .B = y + h - 44 * s};
-    f.x = (Axis){0, 1, 0.2, 1};
-    f.y = axis_make(0, top, 5, 0.04, 1, 0);
-    frame_paint(cv, &f, x, y, h, "shortcut-aware run: sample weight w", "w (all logged training steps)",
-                "fraction of pairs", 1);
-    set_rgb(cr, PALETTE[2], 1.0);
-    for (int b = 0; b < W_BINS; b++) {
-        double x0 = round(px(&f, (double)b / W_BINS)) + 1, x1 = round(px(&f, (double)(b + 1) / W_BINS));
-        double t = round(py(&f, r->w[b] / r->w_num));
-        cairo_rectangle(cr, x0, t, x1 - x0, round(f.B) - t);
-    }
-    cairo_fill(cr);
-    char buf[96];
-    snprintf(buf, sizeof buf, "%.0f pairs, mean w %.3f", r->w_num, r->w_sum / r->w_num);
-    font(cv, 11, 0);
-    cairo_set_source_rgb(cr, 0.15, 0.15, 0.17);
-    text(cv, buf, f.R - 6 * s, f.T + 6 * s, 1, 0);
-}
-
-/* the figure into *png: title, legend (the models), bars and histogram side by side */
-static int results_render(const Results *r, const char *title, int W, int H, StrBuf *png) {
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    MMRM_REQUIRE(cairo_surface_status(surf) == CAIRO_STATUS_SUCCESS, "plot: a %dx%d image: %s", W, H,
-                 cairo_status_to_string(cairo_surface_status(surf)));
-    double s = fmax(0.8, fmin(3.0, fmin(W / (2 * CELL_W), H / (CELL_H + 60))));
-    Canvas cv = {context(surf), s};
-    cairo_set_source_rgb(cv.cr, 1, 1, 1);
-    cairo_paint(cv.cr);
-    Run names[3] = {{.name = RES_MODELS[0][1]}, {.name = RES_MODELS[1][1]}, {.name = RES_MODELS[2][1]}};
-    double y = header(&cv, names, 3, title, W, 1), m = 12 * s;
-    double cw = (W - 2 * m) / 2, ch = H - y - m;
-    int rc = 0;
-    if (cw < 200 * s || ch < 160 * s) {
-        mmrm_set_error("plot: %dx%d pixels is too small for the results figure; give a larger "
-                       "--width/--height", W, H);
-        rc = -1;
-    } else {
-        results_bars(&cv, r, m, y, cw, ch);
-        results_hist(&cv, r, m + cw, y, cw, ch);
-    }
-    cairo_status_t st = cairo_status(cv.cr);
-    if (!rc && st != CAIRO_STATUS_SUCCESS) {
-        mmrm_set_error("plot: drawing failed: %s", cairo_status_to_string(st));
-        rc = -1;
-    }
-    if (!rc && (st = cairo_surface_write_to_png_stream(surf, png_to_buffer, png)) != CAIRO_STATUS_SUCCESS) {
-        mmrm_set_error("plot: PNG encoding failed: %s", cairo_status_to_string(st));
-        rc = -1;
-    }
-    cairo_destroy(cv.cr);
-    cairo_surface_destroy(surf);
-    cairo_debug_reset_static_data();
-    FcFini();
-    return rc;
-}
-
-static int plot_results(const char *dir, const char *out, const char *title, int W, int H) {
-    Results r = {0};
-    for (int m = 0; m < 3; m++)
-        for (int g = 0; g < 3; g++)
-            if (results_accuracy(dir, RES_MODELS[m][0], RES_SPLITS[g][0], &r.acc[m][g])) return fail();
-    if (results_w(dir, &r)) return fail();
-    if (!W) W = (int)(2 * CELL_W);
-    if (!H) H = (int)(CELL_H + (title ? 86 : 60));
-    StrBuf png = {0};
-    if (results_render(&r, title, W, H, &png) || fs_write_atomic(out, png.s, png.len)) {
-        sb_free(&png);
-        return fail();
-    }
-    sb_free(&png);
-    printf("%s: %dx%d pixels: accuracy of %s, %s, %s on %s, %s, %s; w histogram of %.0f pairs "
-           "(%ld logged steps), mean w %.4f\n", out, W, H, RES_MODELS[0][1], RES_MODELS[1][1],
-           RES_MODELS[2][1], RES_SPLITS[0][0], RES_SPLITS[1][0], RES_SPLITS[2][0], r.w_num, r.w_steps,
-           r.w_sum / r.w_num);
-    for (int m = 0; m < 3; m++)
-        printf("  %-24s #%02x%02x%02x  %.4f %.4f %.4f\n", RES_MODELS[m][1], PALETTE[m][0], PALETTE[m][1],
-               PALETTE[m][2], r.acc[m][0], r.acc[m][1], r.acc[m][2]);
-    return 0;
 }
 
 /* ---- the command ---- */
@@ -916,7 +691,7 @@ int cmd_plot(int argc, char **argv) {
         err = run_read(&runs[i], dirs[i]) != 0;
     }
     if (err) {
-        fail();
+        plot_fail();
         goto out_runs;
     }
     int shown[NPANELS], nshown = 0;
@@ -944,14 +719,14 @@ int cmd_plot(int argc, char **argv) {
     if (render(runs, ndirs, shown, nshown, title, W, H, s, smooth, &png) ||
         fs_write_atomic(out, png.s, png.len)) {
         sb_free(&png);
-        fail();
+        plot_fail();
         goto out_runs;
     }
     printf("%s: %dx%d pixels, %d panel%s, %d run%s\n", out, W, H, nshown, nshown > 1 ? "s" : "", ndirs,
            ndirs > 1 ? "s" : "");
     for (int i = 0; i < ndirs; i++)
         printf("  %-24s #%02x%02x%02x  %ld training entries, %ld eval entries\n", runs[i].name,
-               PALETTE[i][0], PALETTE[i][1], PALETTE[i][2], runs[i].ntrain, runs[i].neval);
+               PLOT_PALETTE[i][0], PLOT_PALETTE[i][1], PLOT_PALETTE[i][2], runs[i].ntrain, runs[i].neval);
     sb_free(&png);
     rc = 0;
 out_runs:
