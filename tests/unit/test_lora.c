@@ -21,24 +21,8 @@
 #include "runtime/ops.h"
 #include "runtime/safetensors.h"
 #include "tests/harness.h"
+#include "tests/unit/tiny_model.h"
 #include "train/optim.h"
-
-static ModelConfig tiny_config(LlmArch arch) {
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
-    c.vision = (VisionConfig){.hidden = 8, .heads = 2, .intermediate = 12, .layers = 2,
-                              .image_size = 8, .patch = 2, .channels = 3, .qkv_bias = 1,
-                              .qk_norm = 0, .rms_norm = 0, .eps = 1e-6f};
-    c.llm = (LlmConfig){.arch = arch, .hidden = 16, .heads = 4, .kv_heads = 2, .head_dim = 4,
-                        .intermediate = 16, .layers = 2, .vocab = 270, .rope_theta = 10000.0f,
-                        .rms_eps = 1e-6f, .max_positions = 4096};
-    c.image_size = 8;
-    c.select_layer = -1;
-    c.downsample_ratio = 0.5f;
-    snprintf(c.template_name, sizeof c.template_name, "Hermes-2");
-    c.img_context_id = 262;
-    return c;
-}
 
 static LoraConfig lora_cfg(int r, double alpha, double dropout, const char *targets) {
     LoraConfig lc = {.r = r, .alpha = alpha, .dropout = dropout};
@@ -136,7 +120,7 @@ static void check_gradients(LlmArch arch, const char *targets) {
     omp_set_num_threads(1);
     Fixture f;
     LoraConfig lc = lora_cfg(3, 6.0, 0, targets);
-    fixture_init(&f, tiny_config(arch), &lc, 1);
+    fixture_init(&f, test_tiny_config(arch), &lc, 1);
     CHECK(lora_count(&f.m) > 0, "no adapters for %s", targets);
     size_t n_lora = params_count_group(&f.m.ps, PG_LORA);
     CHECK(f.m.ps.n_trainable == n_lora + (size_t)f.m.cfg.llm.hidden,
@@ -167,7 +151,7 @@ TEST(test_lora_internlm2_packed_wqkv_adapter_gradients_match_finite_differences)
 TEST(test_lora_fresh_adapters_leave_the_rewards_bitwise_unchanged) {
     Fixture f;
     LoraConfig lc = lora_cfg(4, 8.0, 0, "");
-    ModelConfig cfg = tiny_config(LLM_QWEN2);
+    ModelConfig cfg = test_tiny_config(LLM_QWEN2);
     fixture_init(&f, cfg, &lc, 0);
     CHECK(lora_count(&f.m) == 7 * cfg.llm.layers, "%d adapters: every LLM linear by default", lora_count(&f.m));
     RewardModel plain, with = f.m;
@@ -189,7 +173,7 @@ TEST(test_lora_fresh_adapters_leave_the_rewards_bitwise_unchanged) {
 TEST(test_lora_adamw_steps_change_adapters_and_head_but_not_the_base) {
     Fixture f;
     LoraConfig lc = lora_cfg(2, 4.0, 0.2, "q_proj,v_proj,down_proj,fc1");
-    fixture_init(&f, tiny_config(LLM_QWEN2), &lc, 0);
+    fixture_init(&f, test_tiny_config(LLM_QWEN2), &lc, 0);
     f.g.training = 1;
     params_alloc_optimizer(&f.m.ps);
     size_t nt = f.m.ps.n_trainable, nall = f.m.ps.numel;
@@ -215,7 +199,7 @@ TEST(test_lora_adamw_steps_change_adapters_and_head_but_not_the_base) {
 TEST(test_lora_dropout_masks_replay_bitwise_under_recompute) {
     Fixture a, b;
     LoraConfig lc = lora_cfg(3, 6.0, 0.3, "q_proj,up_proj,qkv,fc2");
-    ModelConfig cfg = tiny_config(LLM_QWEN2);
+    ModelConfig cfg = test_tiny_config(LLM_QWEN2);
     fixture_init(&a, cfg, &lc, 1);
     fixture_init(&b, cfg, &lc, 1);
     a.g.training = b.g.training = 1;
@@ -239,7 +223,7 @@ TEST(test_lora_dropout_masks_replay_bitwise_under_recompute) {
 TEST(test_lora_merged_weights_score_as_base_plus_adapter) {
     Fixture f;
     LoraConfig lc = lora_cfg(4, 8.0, 0, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,qkv,proj,fc1,fc2,mlp1.1,mlp1.3");
-    fixture_init(&f, tiny_config(LLM_QWEN2), &lc, 1);
+    fixture_init(&f, test_tiny_config(LLM_QWEN2), &lc, 1);
     float ra[TB], rm[TB], r0[TB];
     rewards(&f, ra);
     float *keep = tmalloc(f.m.ps.numel);
@@ -268,7 +252,7 @@ TEST(test_lora_adapter_files_round_trip_bitwise_in_peft_names) {
     snprintf(ad, sizeof ad, "%s/adapter", dir);
     Fixture f;
     LoraConfig lc = lora_cfg(2, 5.0, 0.05, "q_proj,v_proj,fc1,mlp1.3");
-    fixture_init(&f, tiny_config(LLM_QWEN2), &lc, 1);
+    fixture_init(&f, test_tiny_config(LLM_QWEN2), &lc, 1);
     float ra[TB], rb[TB];
     rewards(&f, ra);
     CHECK(rm_save(&f.m, base, "F32") == 0 && lora_save(&f.m, ad, base) == 0, "save: %s", mmrm_last_error());
@@ -307,7 +291,7 @@ TEST(test_lora_adapter_files_round_trip_bitwise_in_peft_names) {
 }
 
 TEST(test_lora_target_names_are_checked_per_model_family) {
-    ModelConfig q = tiny_config(LLM_QWEN2), i = tiny_config(LLM_INTERNLM2);
+    ModelConfig q = test_tiny_config(LLM_QWEN2), i = test_tiny_config(LLM_INTERNLM2);
     LoraConfig lq = lora_cfg(4, 8, 0, "q_proj,fc1"), li = lora_cfg(4, 8, 0, "wqkv,w2");
     CHECK(lora_check(&lq, &q, "t") == 0, "%s", mmrm_last_error());
     CHECK(lora_check(&li, &i, "t") == 0, "%s", mmrm_last_error());

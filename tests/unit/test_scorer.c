@@ -18,25 +18,9 @@
 #include "infer/scorer.h"
 #include "runtime/error.h"
 #include "tests/harness.h"
+#include "tests/unit/tiny_model.h"
 
 #define MAXLEN 400 /* cuts the long response; the prefix with 4 tiles is about 200 tokens */
-
-static ModelConfig tiny_config(void) {
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
-    c.vision = (VisionConfig){.hidden = 8, .heads = 2, .intermediate = 12, .layers = 2,
-                              .image_size = 8, .patch = 2, .channels = 3, .qkv_bias = 1,
-                              .eps = 1e-6};
-    c.llm = (LlmConfig){.arch = LLM_QWEN2, .hidden = 16, .heads = 4, .kv_heads = 2,
-                        .head_dim = 4, .intermediate = 16, .layers = 2, .vocab = 270,
-                        .rope_theta = 10000.0, .rms_eps = 1e-6, .max_positions = 4096};
-    c.image_size = 8; /* G = 4 -> 4 tokens per tile */
-    c.select_layer = -1;
-    c.downsample_ratio = 0.5;
-    snprintf(c.template_name, sizeof c.template_name, "Hermes-2");
-    c.img_context_id = 262;
-    return c;
-}
 
 enum { NGROUPS = 7, MAXRESP = 4 };
 
@@ -68,7 +52,7 @@ static void write_png(const char *path, int w, int h, TRng *r) {
 
 static void fixture_init(Fixture *f) {
     memset(f, 0, sizeof *f);
-    ModelConfig cfg = tiny_config();
+    ModelConfig cfg = test_tiny_config(LLM_QWEN2);
     int freeze[PG_COUNT] = {1, 1, 1, 1, 1};
     rm_create(&f->m, &cfg, DEV_CPU, freeze);
     TRng r = trng(2024);

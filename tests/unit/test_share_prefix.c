@@ -13,23 +13,7 @@
 #include "models/reward_model.h"
 #include "runtime/ops.h"
 #include "tests/harness.h"
-
-static ModelConfig tiny(LlmArch arch) {
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
-    c.vision = (VisionConfig){.hidden = 8, .heads = 2, .intermediate = 12, .layers = 2,
-                              .image_size = 8, .patch = 2, .channels = 3, .qkv_bias = 1,
-                              .qk_norm = 0, .rms_norm = 0, .eps = 1e-6f};
-    c.llm = (LlmConfig){.arch = arch, .hidden = 16, .heads = 4, .kv_heads = 2, .head_dim = 4,
-                        .intermediate = 16, .layers = 2, .vocab = 270, .rope_theta = 10000.0f,
-                        .rms_eps = 1e-6f, .max_positions = 4096};
-    c.image_size = 8;
-    c.select_layer = -1;
-    c.downsample_ratio = 0.5f;
-    snprintf(c.template_name, sizeof c.template_name, "Hermes-2");
-    c.img_context_id = 262;
-    return c;
-}
+#include "tests/unit/tiny_model.h"
 
 enum { MAXB = 12, MAXT = 64 };
 
@@ -117,7 +101,7 @@ static double *to_double(const float *x, size_t n, double *maxabs) {
 }
 
 static void check_modes(LlmArch arch, int blank, uint64_t seed) {
-    ModelConfig cfg = tiny(arch);
+    ModelConfig cfg = test_tiny_config(arch);
     RewardModel m;
     int freeze[PG_COUNT] = {0};
     rm_create(&m, &cfg, DEV_CPU, freeze);
@@ -168,7 +152,7 @@ TEST(test_share_prefix_and_packing_give_the_padded_rewards_and_gradients_internl
 /* identical responses to one prompt tie exactly (best-of-N's --ties relies on it), wherever
  * they sit among the shared branches and the packed stream */
 TEST(test_share_prefix_identical_responses_get_bitwise_identical_rewards) {
-    ModelConfig cfg = tiny(LLM_QWEN2);
+    ModelConfig cfg = test_tiny_config(LLM_QWEN2);
     RewardModel m;
     int freeze[PG_COUNT] = {0};
     rm_create(&m, &cfg, DEV_CPU, freeze);
