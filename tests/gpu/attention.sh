@@ -27,18 +27,9 @@ say "# issue 19 attention targets ($(date -u +%Y-%m-%dT%H:%MZ))"
 say "device: $(timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -n 1)"
 
 # cuDNN / CUDA libraries from pip wheels when the toolkit has none (as tests/gpu/run.sh)
-libdirs=""
-for mod in nvidia.cudnn nvidia.cuda_runtime nvidia.cublas; do
-    d=$(timeout 20 "$py" -c "import importlib, os, sys
-try:
-    m = importlib.import_module('$mod')
-except Exception:
-    sys.exit(0)
-for p in list(m.__path__):
-    for sub in ('lib', 'lib64'):
-        if os.path.isdir(os.path.join(p, sub)): print(os.path.join(p, sub))" 2>/dev/null | head -n 1)
-    [ -n "$d" ] && libdirs="$libdirs:$d"
-done
+# shellcheck source=tests/gpu/nvidia_libs.sh
+. tests/gpu/nvidia_libs.sh
+libdirs=$(nvidia_lib_dirs "$py" nvidia.cudnn nvidia.cuda_runtime nvidia.cublas)
 [ -d build/lib ] && libdirs="$PWD/build/lib$libdirs"
 export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 

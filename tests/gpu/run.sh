@@ -112,20 +112,9 @@ if ! smi=$(timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,co
     exit
 fi
 note "device: $(echo "$smi" | head -n 1)"
-libdirs=""
-if command -v python3 > /dev/null; then
-    for mod in nvidia.cuda_runtime nvidia.cublas nvidia.nccl nvidia.cudnn nvidia.cu13; do
-        d=$(timeout 20 python3 -c "import importlib, os, sys
-try:
-    m = importlib.import_module('$mod')
-except Exception:
-    sys.exit(0)
-for p in list(m.__path__):
-    for sub in ('lib', 'lib64'):
-        if os.path.isdir(os.path.join(p, sub)): print(os.path.join(p, sub))" 2> /dev/null | head -n 1)
-        [ -n "$d" ] && libdirs="$libdirs:$d"
-    done
-fi
+# shellcheck source=tests/gpu/nvidia_libs.sh
+. tests/gpu/nvidia_libs.sh
+libdirs=$(nvidia_lib_dirs python3 nvidia.cuda_runtime nvidia.cublas nvidia.nccl nvidia.cudnn nvidia.cu13)
 [ -d "$BIN/lib" ] && libdirs="$(cd "$BIN/lib" && pwd)$libdirs"
 export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 {
