@@ -139,6 +139,7 @@ static LogEntry log_entry_of(const cJSON *e, int *bad) {
     le.w_mean = jnum(e, "w_mean", &unused);
     le.w_min = jnum(e, "w_min", &unused);
     le.w_max = jnum(e, "w_max", &unused);
+    le.forwards = jcount(e, "forwards", &unused);
     le.skipped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "skipped_nonfinite"));
     return le;
 }

@@ -1,8 +1,10 @@
 /* evaluate.c - evaluation during training (run.h): the main model scores every eval pair
- * once, without gradients; accuracy counts ties as half right; data parallel, each rank
- * scores its share and the sums are reduced. (`mmrm eval` is infer/eval.c.) */
+ * once, without gradients, a batch in chunks within max_tokens_per_batch as in training;
+ * accuracy counts ties as half right; data parallel, each rank scores its share and the sums
+ * are reduced. (`mmrm eval` is infer/eval.c.) */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "runtime/error.h"
 #include "train/run.h"
@@ -16,20 +18,28 @@ static int evaluate(Run *r, double *acc, double *margin, long *n_pairs) {
     const Batch *b;
     double right = 0, msum = 0;
     long n = 0;
-    int prev = graph_set_grad(&r->g, 0), rc;
+    int prev = graph_set_grad(&r->g, 0), rc, *first = NULL;
     while ((rc = batch_loader_next(L, &b)) == 1) {
         if (b->P == 0) continue;
-        graph_reset(&r->g);
-        RmBatch v;
-        batch_rm_view(b, &v);
-        const float *s = graph_host(&r->g, rm_forward(&r->main, &r->g, &v));
-        for (int i = 0; i < b->P; i++) {
-            double d = (double)s[2 * i] - s[2 * i + 1];
-            right += d > 0 ? 1.0 : d == 0 ? 0.5 : 0.0;
-            msum += d;
-            n++;
+        first = xrealloc(first, ((size_t)b->P + 1) * sizeof *first);
+        int nc = chunk_plan(r, b, 0, first);
+        for (int k = 0; k < nc; k++) {
+            graph_reset(&r->g);
+            int P = first[k + 1] - first[k];
+            RmBatch full, v;
+            batch_rm_view(b, &full);
+            chunk_view(&full, first[k], first[k + 1], r->main.cfg.image_size,
+                       graph_scratch(&r->g, 2 * P * sizeof(int)), &v);
+            const float *s = graph_host(&r->g, rm_forward(&r->main, &r->g, &v));
+            for (int i = 0; i < P; i++) {
+                double d = (double)s[2 * i] - s[2 * i + 1];
+                right += d > 0 ? 1.0 : d == 0 ? 0.5 : 0.0;
+                msum += d;
+                n++;
+            }
         }
     }
+    free(first);
     graph_set_grad(&r->g, prev);
     batch_loader_close(L);
     if (rc < 0) return -1;
