@@ -9,20 +9,22 @@
 #include "runtime/error.h"
 #include "train/run.h"
 
-/* pairwise accuracy and mean margin of the main model on the eval set */
-static int evaluate(Run *r, double *acc, double *margin, long *n_pairs) {
+/* pairwise accuracy and mean margin of the main model on the eval set, and the forwards it
+ * took (all ranks) */
+static int evaluate(Run *r, double *acc, double *margin, long *n_pairs, long *forwards) {
     BatchOptions bo = batch_options(r, 1);
     bo.num_workers = 0;
     BatchLoader *L = batch_loader_open(&r->eval, r->tok, &bo);
     if (!L) return -1;
     const Batch *b;
     double right = 0, msum = 0;
-    long n = 0;
+    long n = 0, nf = 0;
     int prev = graph_set_grad(&r->g, 0), rc, *first = NULL;
     while ((rc = batch_loader_next(L, &b)) == 1) {
         if (b->P == 0) continue;
         first = xrealloc(first, ((size_t)b->P + 1) * sizeof *first);
         int nc = chunk_plan(r, b, 0, first);
+        nf += nc;
         for (int k = 0; k < nc; k++) {
             graph_reset(&r->g);
             int P = first[k + 1] - first[k];
@@ -44,20 +46,21 @@ static int evaluate(Run *r, double *acc, double *margin, long *n_pairs) {
     batch_loader_close(L);
     if (rc < 0) return -1;
     if (r->world > 1) {
-        double sums[3] = {right, msum, (double)n};
-        comm_allreduce_sum_f64(r->rt->comm, sums, 3);
-        right = sums[0]; msum = sums[1]; n = (long)sums[2];
+        double sums[4] = {right, msum, (double)n, (double)nf};
+        comm_allreduce_sum_f64(r->rt->comm, sums, 4);
+        right = sums[0]; msum = sums[1]; n = (long)sums[2]; nf = (long)sums[3];
     }
     *acc = n ? right / n : NAN;
     *margin = n ? msum / n : NAN;
     *n_pairs = n;
+    *forwards = nf;
     return 0;
 }
 
 int evaluate_and_log(Run *r, long step) {
     double acc, margin;
-    long n;
-    if (evaluate(r, &acc, &margin, &n)) return -1;
+    long n, nf;
+    if (evaluate(r, &acc, &margin, &n, &nf)) return -1;
     if (!r->rt->quiet && r->rank == 0) {
         if (r->tty) fputc('\n', stderr);
         mmrm_log("eval at step %ld: accuracy %.4f, mean margin %.4f (%ld pairs)", step, acc, margin, n);
@@ -67,6 +70,7 @@ int evaluate_and_log(Run *r, long step) {
     cJSON_AddNumberToObject(ej, "eval_accuracy", acc);
     cJSON_AddNumberToObject(ej, "eval_mean_margin", margin);
     cJSON_AddNumberToObject(ej, "eval_pairs", n);
+    cJSON_AddNumberToObject(ej, "eval_forwards", nf);
     int rc = metrics_write(r, ej);
     cJSON_Delete(ej);
     if (rc) return -1;
