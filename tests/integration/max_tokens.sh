@@ -18,7 +18,7 @@
 set -euo pipefail
 command -v python3 >/dev/null 2>&1 || { echo "skipped: python3 not installed"; exit 77; }
 d=$(mktemp -d)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$d"' EXIT; echo "dir $d"
+trap '[ -n "${KEEP:-}" ] && echo "kept $d" || rm -rf "$d"' EXIT
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 "$MMRM" synth --out "$d/data" --pairs 8 --seed 5 >/dev/null 2>&1
 "$MMRM" init --config configs/model/tiny.json --out "$d/model" >/dev/null 2>&1
