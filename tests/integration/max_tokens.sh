@@ -3,8 +3,9 @@
 # - a budget that splits every micro-batch, and one below a single pair (each pair alone, said
 #   once in the log), give the per-step losses, the evaluation and the final parameters (main
 #   and bias model, as ||a - b|| / ||a||) of the run without a budget within 1e-6 relative
-#   (its evaluation's mean margin within 1e-5); also with LoRA +
-#   grad_checkpoint, and on 2 ranks under mpirun (where present);
+#   (its evaluation's mean margin within 1e-5); also with LoRA + grad_checkpoint, and on 2
+#   ranks under mpirun (where present; there also bitwise with the bucketed all-reduce
+#   started during the last chunk's backward);
 # - the forwards per step (metrics.jsonl) and per evaluation are what the budget implies,
 #   computed here from the rows' tokens (`mmrm tokenize --template`) with the layout's
 #   arithmetic (a pair's rows share their common prefix; the bias model's rows of a chunk all
@@ -236,17 +237,23 @@ done
 if command -v mpirun >/dev/null && grep -q "multi-process: mpi" <<<"$("$MMRM" version)"; then
     mpi="mpirun --allow-run-as-root --oversubscribe -np 2"
     for algo in standard robust; do
-        for b in 0 1; do
+        # 1o: each pair alone with the gradient buckets started during the last chunk's backward
+        for b in 0 1 1o; do
             out="$d/mpi_${algo}_$b"
+            extra=()
+            [ $b = 1o ] && extra=(overlap_grad_reduce=true grad_bucket_mb=0.01)
             $mpi "$MMRM" train "configs/scratch_$algo.ini" dataset_path="$d/data/train16.jsonl" eval_dataset_path= \
                 output_dir="$out" max_steps=4 per_device_train_batch_size=2 gradient_accumulation_steps=$ACCUM \
-                logging_steps=1 save_steps=0 device=cpu num_workers=0 report_to=none max_tokens_per_batch=$b \
-                2>"$out.log" || { tail -n 20 "$out.log"; echo "FAIL: mpirun train"; exit 1; }
+                logging_steps=1 save_steps=0 device=cpu num_workers=0 report_to=none max_tokens_per_batch=${b%o} \
+                "${extra[@]}" 2>"$out.log" || { tail -n 20 "$out.log"; echo "FAIL: mpirun train"; exit 1; }
         done
         w=$(paste <(field "$d/mpi_${algo}_0" loss) <(field "$d/mpi_${algo}_1" loss) | worst)
         within "$w" 1e-6 || { echo "FAIL $algo on 2 ranks: losses differ (worst rel $w)"; exit 1; }
         forwards_are "$algo 2 ranks" "$d/mpi_${algo}_1" $((2 * ACCUM * 2))
-        echo "$algo on 2 ranks: each pair alone gives the losses within 1e-6 (worst rel $w), $((2 * ACCUM * 2)) forwards per step"
+        cmp "$d/mpi_${algo}_1/checkpoint-last/model.safetensors" "$d/mpi_${algo}_1o/checkpoint-last/model.safetensors" ||
+            { echo "FAIL $algo on 2 ranks: the overlapped all-reduce changed the model"; exit 1; }
+        grep -q "started during backward" "$d/mpi_${algo}_1o.log" || { echo "FAIL $algo: no overlapped all-reduce"; exit 1; }
+        echo "$algo on 2 ranks: each pair alone gives the losses within 1e-6 (worst rel $w), $((2 * ACCUM * 2)) forwards per step, the same bytes with the all-reduce overlapping backward"
     done
 else
     echo "note: no mpirun or no MPI build: the 2-rank check did not run"
