@@ -44,7 +44,7 @@ int chunk_plan(Run *r, const Batch *b, int with_bias, int *first) {
     int P = b->P, n = 0;
     long budget = r->c->max_tokens_per_batch;
     first[0] = 0;
-    if (budget <= 0 || P <= 1) {
+    if (budget <= 0) {
         first[1] = P;
         return 1;
     }

@@ -2,8 +2,9 @@
  * scored by the main model (and, shortcut_aware, by the bias model on the blank-image rows)
  * in one forward or, with max_tokens_per_batch, in chunks of whole pairs (chunks.c), each
  * forward's loss backpropagated with weight P_forward / P_step so that the accumulated
- * gradient is that of one big batch (the loss is a mean of per-pair terms: spec/algorithm.md); data parallel, the gradients averaged during the last
- * micro-batch's backward and the logged sums reduced across ranks; then AdamW over both
+ * gradient is that of one big batch (the losses are means of per-pair terms:
+ * spec/algorithm.md); data parallel, the gradients averaged during the step's last
+ * forward's backward and the logged sums reduced across ranks; then AdamW over both
  * models, or nothing when the loss or gradients are not finite. */
 #include <math.h>
 #include <stdio.h>
