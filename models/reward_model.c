@@ -380,10 +380,10 @@ typedef struct {
     long tokens;                    /* compact tokens that are not padding */
 } Layout;
 
-static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
-    int B0 = bt->B, T0 = bt->T;
-    /* docs: a group's prefix length and its rows [b0, b1) */
-    int *d_b0 = ints(g, B0 + 1), *d_pre = ints(g, B0), *d_len = ints(g, B0), nd = 0;
+/* the docs of a layout: doc d is rows [d_b0[d], d_b0[d+1]) (B + 1) of the batch with its
+ * shared prefix d_pre[d] and its d_len[d] tokens (B each); returns their number */
+static int layout_docs(const RmBatch *bt, int share, int *d_b0, int *d_pre, int *d_len) {
+    int B0 = bt->B, T0 = bt->T, nd = 0;
     for (int b0 = 0, b1; b0 < B0; b0 = b1) {
         b1 = b0 + 1;
         if (share)
@@ -403,6 +403,14 @@ static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
         d_b0[nd] = b0, d_pre[nd] = pre, d_len[nd++] = len;
         d_b0[nd] = b1;
     }
+    return nd;
+}
+
+static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
+    int B0 = bt->B, T0 = bt->T;
+    /* docs: a group's prefix length and its rows [b0, b1) */
+    int *d_b0 = ints(g, B0 + 1), *d_pre = ints(g, B0), *d_len = ints(g, B0);
+    int nd = layout_docs(bt, share, d_b0, d_pre, d_len);
     Layout *L = graph_scratch(g, sizeof *L);
     L->tokens = 0;
     for (int d = 0; d < nd; d++) L->tokens += d_len[d];
@@ -528,6 +536,19 @@ static long g_rm_tokens[2]; /* rm_tokens_counted */
 
 void rm_tokens_counted(long *computed, long *in_rows) {
     *computed = g_rm_tokens[0], *in_rows = g_rm_tokens[1];
+}
+
+long rm_forward_tokens(const RewardModel *m, const RmBatch *bt) {
+    if (!m->share_prefix && !m->packing) return (long)bt->B * bt->T;
+    int *d = xmalloc(3 * ((size_t)bt->B + 1) * sizeof *d), B1 = bt->B + 1;
+    int nd = layout_docs(bt, m->share_prefix, d, d + B1, d + 2 * B1), longest = 0;
+    long sum = 0;
+    for (int k = 0; k < nd; k++) {
+        sum += d[2 * B1 + k];
+        if (d[2 * B1 + k] > longest) longest = d[2 * B1 + k];
+    }
+    free(d);
+    return m->packing ? sum : (long)nd * longest; /* layout_build's B x T */
 }
 
 Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {

@@ -95,6 +95,9 @@ int rm_check_batch(const RewardModel *m, const RmBatch *batch);
 /* rewards (B) for the batch; records the tape when grad is enabled. Fatal on a batch that
  * rm_check_batch rejects: callers validate data before it gets here. */
 Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *batch);
+/* the token rows rm_forward's decoder would compute for the batch (its layout's B x T:
+ * after prefix sharing and packing, padding included), on the host without running it */
+long rm_forward_tokens(const RewardModel *m, const RmBatch *batch);
 /* running totals over every rm_forward of the process: the token rows the decoder computed
  * (padding included) and the real tokens of the batches' rows (a shared prefix counted in
  * every row) */

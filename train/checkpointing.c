@@ -122,8 +122,8 @@ static long jcount(const cJSON *o, const char *k, int *bad) {
     return (long)v;
 }
 
-/* one log_history entry (log_json's fields; the margin and the shortcut_aware ones may be
- * absent) */
+/* one log_history entry (log_json's fields; the margin, forwards and the shortcut_aware ones
+ * may be absent) */
 static LogEntry log_entry_of(const cJSON *e, int *bad) {
     LogEntry le = {0};
     le.step = jcount(e, "step", bad);
@@ -139,6 +139,7 @@ static LogEntry log_entry_of(const cJSON *e, int *bad) {
     le.w_mean = jnum(e, "w_mean", &unused);
     le.w_min = jnum(e, "w_min", &unused);
     le.w_max = jnum(e, "w_max", &unused);
+    le.forwards = jcount(e, "forwards", &unused);
     le.skipped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "skipped_nonfinite"));
     return le;
 }

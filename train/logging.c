@@ -37,6 +37,7 @@ cJSON *log_json(const LogEntry *e, TrainAlgorithm algo) {
         cJSON_AddNumberToObject(o, "w_min", e->w_min);
         cJSON_AddNumberToObject(o, "w_max", e->w_max);
     }
+    if (e->forwards > 0) cJSON_AddNumberToObject(o, "forwards", (double)e->forwards);
     if (e->skipped) cJSON_AddTrueToObject(o, "skipped_nonfinite");
     return o;
 }
@@ -150,6 +151,8 @@ void log_progress(const Run *r, const LogEntry *e) {
     if (r->has_bias)
         snprintf(extra, sizeof extra, " | bias loss %.4f acc %.3f | w %.3f [%.3f, %.3f]", e->loss_bias,
                  e->acc_bias, e->w_mean, e->w_min, e->w_max);
+    if (r->c->max_tokens_per_batch > 0) /* the budget's cost: forwards per step, all ranks */
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " | %ld forwards", e->forwards);
     fprintf(stderr, "%sstep %ld/%ld | loss %.4f | acc %.3f%s | %.1f pairs/s | %.0f tok/s | lr %.2e | eta %s%s",
             r->tty ? "\r\033[K" : "mmrm: ", e->step, r->total_steps, e->loss, e->acc, extra, rate, trate,
             e->lr, eta, r->tty ? "" : "\n");

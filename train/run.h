@@ -28,6 +28,8 @@ typedef struct LogEntry {
     double loss, acc, lr, grad_norm;
     double margin;          /* mean reward margin r(chosen) - r(rejected) of the step's pairs */
     double loss_bias, acc_bias, w_mean, w_min, w_max; /* shortcut_aware */
+    long forwards;          /* chunks of pairs forwarded (max_tokens_per_batch), summed over
+                             * ranks; 0 in a history from before it was logged */
     int skipped;
 } LogEntry;
 
@@ -72,6 +74,7 @@ typedef struct Run {
     double t0;              /* clock_seconds() at the first step of this process */
     long pairs_seen, tokens_seen;
     long start_step;        /* the step this process started from */
+    int over_budget_said;   /* a pair over max_tokens_per_batch has been logged */
 } Run;
 
 /* setup.c: the stages that build a run, in train_run's order; 0, or -1 with
@@ -102,6 +105,14 @@ int checkpoint_save_last(Run *r);            /* output_dir/checkpoint-last */
 /* step.c: one optimizer step over gradient_accumulation_steps micro-batches; fills e.
  * 0, or -1 on a data error. */
 int train_step(Run *r, LogEntry *e);
+
+/* chunks.c: max_tokens_per_batch. The pairs of b as chunks: chunk k is pairs [first[k],
+ * first[k+1]) (first: P + 1); returns their number (1 without a budget). with_bias: the bias
+ * model's blank-image rows count too. */
+int chunk_plan(Run *r, const Batch *b, int with_bias, int *first);
+/* the view of pairs [p0, p1) (rows 2 p0 .. 2 p1) of the pair view v: their rows, their images
+ * (pixels of image_size tiles), image_of renumbered into image_of (2 (p1 - p0)) */
+void chunk_view(const RmBatch *v, int p0, int p1, int image_size, int *image_of, RmBatch *out);
 
 /* evaluate.c: pairwise accuracy and mean margin of the main model on the eval set, logged
  * and written to metrics.jsonl */

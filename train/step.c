@@ -1,8 +1,10 @@
 /* step.c - one optimizer step (run.h): gradient_accumulation_steps micro-batches, each
- * scored by the main model (and, shortcut_aware, by the bias model on the blank-image rows),
- * its loss backpropagated with weight P_micro / P_step so that the accumulated gradient is
- * that of one big batch; data parallel, the gradients averaged during the last
- * micro-batch's backward and the logged sums reduced across ranks; then AdamW over both
+ * scored by the main model (and, shortcut_aware, by the bias model on the blank-image rows)
+ * in one forward or, with max_tokens_per_batch, in chunks of whole pairs (chunks.c), each
+ * forward's loss backpropagated with weight P_forward / P_step so that the accumulated
+ * gradient is that of one big batch (the losses are means of per-pair terms:
+ * spec/algorithm.md); data parallel, the gradients averaged during the step's last
+ * forward's backward and the logged sums reduced across ranks; then AdamW over both
  * models, or nothing when the loss or gradients are not finite. */
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +19,7 @@
 /* what a step sums over its micro-batches (and ranks) for its log entry */
 typedef struct Tally {
     double loss, right, margin, loss_b, right_b, wsum, wmin, wmax;
-    long pairs;
+    long pairs, forwards;
     int nonfinite;
 } Tally;
 
@@ -54,24 +56,27 @@ static int debug_nonfinite(const Run *r, const char *kind) {
     return 1;
 }
 
-static Micro forward(Run *r, const Batch *b) {
+/* the graph of pairs [p0, p1) of b */
+static Micro forward(Run *r, const Batch *b, int p0, int p1) {
     Micro m = {0};
     graph_reset(&r->g);
-    RmBatch v;
-    batch_rm_view(b, &v);
-    int P = b->P;
+    int P = p1 - p0;
+    RmBatch full, v;
+    batch_rm_view(b, &full);
+    chunk_view(&full, p0, p1, r->main.cfg.image_size, graph_scratch(&r->g, 2 * P * sizeof(int)), &v);
     Tensor *rw = op_reshape(&r->g, rm_forward(&r->main, &r->g, &v), 2, (int[]){2 * P, 1});
     int *ic = graph_scratch(&r->g, P * sizeof(int)), *ir = graph_scratch(&r->g, P * sizeof(int));
     for (int i = 0; i < P; i++) ic[i] = 2 * i, ir[i] = 2 * i + 1;
     m.rc = op_gather_rows(&r->g, rw, ic, P);
     m.rr = op_gather_rows(&r->g, rw, ir, P);
     if (!r->has_bias) {
-        m.loss = op_bt_loss(&r->g, m.rc, m.rr, b->margin, NULL);
+        m.loss = op_bt_loss(&r->g, m.rc, m.rr, b->margin + p0, NULL);
         return m;
     }
     RmBatch bv;
-    batch_rm_view_blank(b, &bv);
-    bv.vit_cache = r->blank_cache;
+    batch_rm_view_blank(b, &full);
+    full.vit_cache = r->blank_cache;
+    chunk_view(&full, p0, p1, r->bias.cfg.image_size, graph_scratch(&r->g, 2 * P * sizeof(int)), &bv);
     Tensor *bw = op_reshape(&r->g, rm_forward(&r->bias, &r->g, &bv), 2, (int[]){2 * P, 1});
     m.bc = op_gather_rows(&r->g, bw, ic, P);
     m.br = op_gather_rows(&r->g, bw, ir, P);
@@ -82,8 +87,7 @@ static Micro forward(Run *r, const Batch *b) {
 
 /* what is logged is read after backward has been queued: on a GPU the copies then wait for
  * the whole micro-step instead of stalling between forward and backward */
-static void tally(Run *r, const Batch *b, const Micro *m, Tally *t) {
-    int P = b->P;
+static void tally(Run *r, int P, const Micro *m, Tally *t) {
     if (r->has_bias) {
         const float *w = graph_host(&r->g, m->sl.w), *lb = graph_host(&r->g, m->sl.lb);
         const float *bcs = graph_host(&r->g, m->bc), *brs = graph_host(&r->g, m->br);
@@ -109,16 +113,17 @@ static void tally(Run *r, const Batch *b, const Micro *m, Tally *t) {
         t->margin += (double)cs[i] - rs[i];
     }
     t->pairs += P;
-    for (int i = 0; i < 2 * P; i++) r->tokens_seen += b->rows.lengths[i];
+    t->forwards++;
 }
 
 /* every rank must take the same step: the gradients are averaged, sum what is logged */
 static void reduce_tally(Run *r, Tally *t) {
-    double sums[8] = {t->loss, t->right, (double)t->pairs, t->loss_b, t->right_b, t->wsum,
-                      (double)t->nonfinite, t->margin};
-    comm_allreduce_sum_f64(r->rt->comm, sums, 8);
+    double sums[9] = {t->loss, t->right, (double)t->pairs, t->loss_b, t->right_b, t->wsum,
+                      (double)t->nonfinite, t->margin, (double)t->forwards};
+    comm_allreduce_sum_f64(r->rt->comm, sums, 9);
     t->loss = sums[0]; t->right = sums[1]; t->pairs = (long)sums[2]; t->loss_b = sums[3];
     t->right_b = sums[4]; t->wsum = sums[5]; t->nonfinite = sums[6] > 0; t->margin = sums[7];
+    t->forwards = (long)sums[8];
     /* min and max through a sum: each rank fills its own slots */
     double *mm = xcalloc(2 * r->world, sizeof *mm);
     mm[2 * r->rank] = t->wmin;
@@ -164,11 +169,13 @@ int train_step(Run *r, LogEntry *e) {
     int P_step = r->c->per_device_train_batch_size * accum;
     Tally t = {.wmin = INFINITY, .wmax = -INFINITY};
     r->nw_step = 0;
+    int *first = NULL;
     for (int micro = 0; micro < accum; micro++) {
         const Batch *b;
         int rc = batch_loader_next(r->loader, &b);
         if (rc <= 0) {
             if (rc == 0) mmrm_set_error("the batch loader ended early");
+            free(first);
             return -1;
         }
         r->st.cursor = b->next;
@@ -178,13 +185,21 @@ int train_step(Run *r, LogEntry *e) {
             const float nan = NAN;
             device_copy_from_host(r->main.ps.device, r->main.ps.data, &nan, sizeof nan);
         }
-        if (r->gs && micro == accum - 1) gradsync_begin(r->gs, &r->g);
-        if (b->P == 0) continue;
-        Micro m = forward(r, b);
-        float dloss = (float)b->P / (float)P_step; /* the step's loss is the mean over its pairs */
-        graph_backward_from(&r->g, m.loss, &dloss);
-        tally(r, b, &m, &t);
+        first = xrealloc(first, ((size_t)b->P + 1) * sizeof *first);
+        int n = b->P > 0 ? chunk_plan(r, b, r->has_bias, first) : 0;
+        if (r->gs && micro == accum - 1 && n == 0) gradsync_begin(r->gs, &r->g);
+        for (int k = 0; k < n; k++) {
+            /* the buckets watch the step's last forward: its backward finishes the gradients */
+            if (r->gs && micro == accum - 1 && k == n - 1) gradsync_begin(r->gs, &r->g);
+            Micro m = forward(r, b, first[k], first[k + 1]);
+            int P = first[k + 1] - first[k];
+            float dloss = (float)P / (float)P_step; /* the step's loss is the mean over its pairs */
+            graph_backward_from(&r->g, m.loss, &dloss);
+            tally(r, P, &m, &t);
+        }
+        for (int i = 0; i < 2 * b->P; i++) r->tokens_seen += b->rows.lengths[i];
     }
+    free(first);
     if (r->gs) gradsync_finish(r->gs, &r->g); /* ZeRO-1 reduce-scatters in its step */
     if (r->main.ps.grad && debug_nonfinite(r, "grad")) {
         const float inf = INFINITY;
@@ -197,7 +212,7 @@ int train_step(Run *r, LogEntry *e) {
     long pairs = t.pairs;
     *e = (LogEntry){.step = r->st.step + 1, .loss = pairs ? t.loss / pairs : NAN, .acc = pairs ? t.right / pairs : NAN,
                     .margin = pairs ? t.margin / pairs : NAN, .lr = res.lr, .grad_norm = res.grad_norm,
-                    .skipped = res.skipped};
+                    .forwards = t.forwards, .skipped = res.skipped};
     if (r->has_bias && pairs) {
         e->loss_bias = t.loss_b / pairs;
         e->acc_bias = t.right_b / pairs;

@@ -131,6 +131,8 @@ static const Key g_keys[] = {
      .what = "passes over the data"},
     I64(max_steps, -1, LLONG_MAX, "-1", "-1: from num_train_epochs, else optimizer steps"),
     INT(per_device_train_batch_size, 1, 1 << 16, "4", "pairs per rank and micro-step"),
+    INT(max_tokens_per_batch, 0, 1 << 30, "0", "tokens per chunk of pairs a micro-batch runs "
+        "as (main + bias forwards, after prefix sharing and packing), 0: no limit"),
     INT(gradient_accumulation_steps, 1, 1 << 16, "2", "micro-steps per optimizer step"),
     F64(learning_rate, 0, 0, 1, 0, "1e-5", "the peak learning rate"),
     ENUM(lr_scheduler_type, k_schedules, "cosine", "the learning-rate schedule"),

@@ -68,6 +68,7 @@
  * | num_train_epochs            | (0, 1e6], fractional allowed             | 1        | spec |
  * | max_steps                   | -1 (from epochs) or >= 1                 | -1       | HF   |
  * | per_device_train_batch_size | [1, 65536] pairs per rank and micro-step | 4        | spec |
+ * | max_tokens_per_batch        | [0, 2^30] tokens per chunk of pairs, 0: off | 0   | mmrm |
  * | gradient_accumulation_steps | [1, 65536] micro-steps per step          | 2        | spec |
  * | learning_rate               | [0, 1], the peak                         | 1e-5     | spec |
  * | lr_scheduler_type           | cosine, linear, constant, constant_with_warmup | cosine | spec |
@@ -163,6 +164,8 @@ typedef struct TrainConfig {
     double num_train_epochs;
     long long max_steps;        /* -1: from num_train_epochs */
     int per_device_train_batch_size;
+    int max_tokens_per_batch;   /* 0: off; else micro-batches run in chunks of whole pairs
+                                 * whose forwards compute at most this many tokens (step.c) */
     int gradient_accumulation_steps;
     double learning_rate;
     SchedKind lr_scheduler_type;  /* train/optim.h */

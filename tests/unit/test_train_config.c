@@ -657,7 +657,7 @@ TEST(test_printed_config_lists_every_key_once_and_reads_back_as_an_ini) {
         "eval_dataset_path", "image_root", "conv_style", "max_length", "t_bucket", "dynamic_image_size",
         "min_dynamic_patch", "max_dynamic_patch", "use_thumbnail", "force_image_size",
         "on_bad_record", "num_workers", "num_train_epochs", "max_steps",
-        "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+        "per_device_train_batch_size", "max_tokens_per_batch", "gradient_accumulation_steps", "learning_rate",
         "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "adam_beta1",
         "adam_beta2", "adam_epsilon", "max_grad_norm", "shortcut_eps", "seed", "zero_stage", "grad_bucket_mb", "overlap_grad_reduce",
         "output_dir", "overwrite_output_dir", "resume", "logging_steps", "save_steps",
