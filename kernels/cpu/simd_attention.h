@@ -129,25 +129,23 @@ TGT static void ak_pack_range(float *xt, const float *x, size_t stride, int j0, 
     }
 }
 
-/* Query rows t0 .. t1-1 (< L) of query head h of one sequence; q, o at row 0 of the
- * sequence and head (row stride qs), lse at (b, h, 0); k, v at key 0 of the kv head (row
- * stride ks); kr NULL or the rows' key ranges (simd.h). scratch: (2 * HD + 2) * Tp floats,
- * Tp = L rounded up to VW, + VW. */
+/* Query rows t0 .. t1-1 of query head h of one sequence (row i is token i of the piece, or
+ * token ts[i]: simd.h); q, o at row 0 (row stride qs), lse at row 0; k, v at key 0 of the
+ * kv head (row stride ks); kr NULL or the tokens' key ranges (simd.h). scratch:
+ * (2 * HD + 2) * Tp floats, Tp = L rounded up to VW, + VW. */
 TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs, const float *k,
-                                const float *v, size_t ks, const int *kr, int L, int t0, int t1,
-                                int HD, int causal, float scale, float *scratch) {
+                                const float *v, size_t ks, const int *kr, const int *ts, int L,
+                                int t0, int t1, int HD, int causal, float scale, float *scratch) {
     int Tp = (L + VW - 1) / VW * VW + VW; /* + VW: pass 1's last block may start at L - 1 */
     float *kt = scratch, *vt = kt + (size_t)HD * Tp, *s = vt + (size_t)HD * Tp, *s2 = s + Tp;
     /* the keys any of these rows sees: [0, A) and [B2, C2); only the columns the blocks
      * read are packed (a hidden key there is real and finite, or zero past L) */
-    int A = causal ? t1 : L, B2 = L, C2 = 0;
-    if (kr) {
-        A = 0;
-        for (int t = t0; t < t1; t++) {
-            const int *r = kr + 3 * t;
-            A = r[0] > A ? r[0] : A;
-            if (r[2] > r[1]) B2 = r[1] < B2 ? r[1] : B2, C2 = r[2] > C2 ? r[2] : C2;
-        }
+    int A = 0, B2 = L, C2 = 0;
+    for (int i = t0; i < t1; i++) {
+        int a, b, c;
+        ak_range(kr, ts ? ts[i] : i, L, causal, &a, &b, &c);
+        A = a > A ? a : A;
+        if (c > b) B2 = b < B2 ? b : B2, C2 = c > C2 ? c : C2;
     }
     int ja = (A + VW - 1) / VW * VW, jc = C2 + VW < Tp ? C2 + VW : Tp;
     ak_pack_range(kt, k, ks, 0, ja, L, Tp, HD);
@@ -156,11 +154,11 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
         ak_pack_range(vt, v, ks, 0, ja, L, Tp, HD);
         if (C2 > B2) ak_pack_range(vt, v, ks, B2, jc, L, Tp, HD);
     }
-    for (int t = t0; t < t1; t++) {
-        const float *qr = q + (size_t)t * qs;
-        float *orow = o + (size_t)t * qs;
+    for (int i = t0; i < t1; i++) {
+        const float *qr = q + (size_t)i * qs;
+        float *orow = o + (size_t)i * qs;
         int a, b, c;
-        ak_range(kr, t, L, causal, &a, &b, &c);
+        ak_range(kr, ts ? ts[i] : i, L, causal, &a, &b, &c);
         vf mx = ak_splat(-INFINITY);
         AK_PASSES(p, j, a, b, c) {
             vf acc = ak_splat(0.0f);
@@ -193,20 +191,21 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
                     acc = AK_MADD(acc, ak_load((p ? s2 : s) + (j - AK_OFF(p, b))), ak_load(vrow + j));
                 orow[d] = ak_hsum(acc) * inv;
             }
-        lse[t] = m + logf(sum);
+        lse[i] = m + logf(sum);
     }
 }
 
 /* The backward of one sequence and kv head: the query heads h0 .. h0+group-1 (q, dq, dout,
- * out at row 0 of the sequence and head h0, head h0+g at + g*HD, row stride qs; lse at
- * (b, h0, 0), head h0+g at + g*T), every valid row, every visible key (kr and the blocks as
- * in the forward). dk, dv at key 0 of the kv head (row stride ks) get their sums added once
- * at the end. scratch: (4 * HD + 4) * Tp floats. */
+ * out at row 0 of the piece and head h0, head h0+g at + g*HD, row stride qs; lse at row 0
+ * of head h0, head h0+g at + g*T), the query rows 0 .. n-1 (row i is token i of the piece,
+ * or token ts[i]: simd.h), every visible key (kr and the blocks as in the forward). dk, dv
+ * at key 0 of the kv head (row stride ks) get their sums added once at the end. scratch:
+ * (4 * HD + 4) * Tp floats. */
 TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const float *lse, const float *q, size_t qs,
-                                 const float *k, const float *v, size_t ks, const int *kr, int L,
-                                 int T, int group, int HD, int causal, float scale,
-                                 float *scratch) {
+                                 const float *k, const float *v, size_t ks, const int *kr,
+                                 const int *ts, int n, int L, int T, int group, int HD,
+                                 int causal, float scale, float *scratch) {
     int Tp = (L + VW - 1) / VW * VW + VW;
     size_t plane = (size_t)HD * Tp;
     float *kt = scratch, *vt = kt + plane, *dkt = vt + plane, *dvt = dkt + plane;
@@ -215,14 +214,14 @@ TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *d
     ak_pack_t(vt, v, ks, L, Tp, HD);
     memset(dkt, 0, 2 * plane * sizeof(float));
     for (int g = 0; g < group; g++)
-        for (int t = 0; t < L; t++) {
-            size_t off = (size_t)g * HD + (size_t)t * qs;
+        for (int i = 0; i < n; i++) {
+            size_t off = (size_t)g * HD + (size_t)i * qs;
             const float *qr = q + off, *dor = dout + off, *outr = out + off;
             float D = 0.0f;
             for (int d = 0; d < HD; d++) D += dor[d] * outr[d];
-            float l = lse[(size_t)g * T + t];
+            float l = lse[(size_t)g * T + i];
             int a, b, c;
-            ak_range(kr, t, L, causal, &a, &b, &c);
+            ak_range(kr, ts ? ts[i] : i, L, causal, &a, &b, &c);
             AK_PASSES(p, j, a, b, c) {
                 vf sc = ak_splat(0.0f), dp = ak_splat(0.0f);
                 for (int d = 0; d < HD; d++) {
