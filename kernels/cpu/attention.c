@@ -149,7 +149,7 @@ void cpu_attention_forward(float *out,         /* (B, T, NH, HD) */
     for (int i = 0; i < np; i++) maxL = pc[i].len > maxL ? pc[i].len : maxL;
 #pragma omp parallel
     {
-        float *scratch = scratch_alloc((2 * (size_t)HD + 2) * attn_tp(ak, maxL)); /* per thread */
+        float *scratch = scratch_alloc((2 * (size_t)HD + 2 * AK_TILE) * attn_tp(ak, maxL)); /* per thread */
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int x = 0; x < nb; x++)
             for (int h = 0; h < NH; h++) {
@@ -261,7 +261,7 @@ void cpu_attention_rows_forward(float *out,         /* (M, NH, HD) */
     for (int i = 0; i < np; i++) maxL = pc[i].len > maxL ? pc[i].len : maxL;
 #pragma omp parallel
     {
-        float *scratch = scratch_alloc((2 * (size_t)HD + 2) * attn_tp(ak, maxL));
+        float *scratch = scratch_alloc((2 * (size_t)HD + 2 * AK_TILE) * attn_tp(ak, maxL));
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int i = 0; i < np; i++)
             for (int h = 0; h < NH; h++) {

@@ -53,6 +53,8 @@ extern const GemmKernel cpu_gemm_generic, cpu_gemm_avx2, cpu_gemm_avx512;
 /* kr: NULL (row t sees keys [0, causal ? t+1 : L)) or, per row t of the piece, three ints
  * kr[3t], kr[3t+1], kr[3t+2] = a, b, c: row t sees keys [0, a) and [b, c) (a <= b <= c;
  * the segment mask of kernels/op_list.h, cut to one doc by attention.c). */
+/* query rows per tile of the forward (simd_attention.h): its scratch has 2 * AK_TILE score rows */
+enum { AK_TILE = 4 };
 /* ts: NULL (query row i is token i of the piece) or the piece's tokens of the query rows
  * (row i is token ts[i], increasing: a subset of the rows, attention.c's rows ops). */
 typedef struct {

@@ -132,12 +132,18 @@ TGT static void ak_pack_range(float *xt, const float *x, size_t stride, int j0, 
 /* Query rows t0 .. t1-1 of query head h of one sequence (row i is token i of the piece, or
  * token ts[i]: simd.h); q, o at row 0 (row stride qs), lse at row 0; k, v at key 0 of the
  * kv head (row stride ks); kr NULL or the tokens' key ranges (simd.h). scratch:
- * (2 * HD + 2) * Tp floats, Tp = L rounded up to VW, + VW. */
+ * (2 * HD + 2 * AK_TILE) * Tp floats, Tp = L rounded up to VW, + VW.
+ * Rows go in tiles of up to AK_TILE that share their second key range's start (one branch,
+ * or none): each key block loaded serves every row of the tile (scores, then P . V), so a
+ * shared prefix's keys are read once per tile, not once per row. A tile visits the union of
+ * its rows' blocks; a row's blocks past its own range hold -inf scores, i.e. probabilities
+ * 0, which add exact zeros: every row gets the bits it gets alone, whatever its tile. */
 TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs, const float *k,
                                 const float *v, size_t ks, const int *kr, const int *ts, int L,
                                 int t0, int t1, int HD, int causal, float scale, float *scratch) {
+    enum { R = AK_TILE };
     int Tp = (L + VW - 1) / VW * VW + VW; /* + VW: pass 1's last block may start at L - 1 */
-    float *kt = scratch, *vt = kt + (size_t)HD * Tp, *s = vt + (size_t)HD * Tp, *s2 = s + Tp;
+    float *kt = scratch, *vt = kt + (size_t)HD * Tp, *sb = vt + (size_t)HD * Tp;
     /* the keys any of these rows sees: [0, A) and [B2, C2); only the columns the blocks
      * read are packed (a hidden key there is real and finite, or zero past L) */
     int A = 0, B2 = L, C2 = 0;
@@ -154,44 +160,90 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
         ak_pack_range(vt, v, ks, 0, ja, L, Tp, HD);
         if (C2 > B2) ak_pack_range(vt, v, ks, B2, jc, L, Tp, HD);
     }
-    for (int i = t0; i < t1; i++) {
-        const float *qr = q + (size_t)i * qs;
-        float *orow = o + (size_t)i * qs;
-        int a, b, c;
-        ak_range(kr, ts ? ts[i] : i, L, causal, &a, &b, &c);
-        vf mx = ak_splat(-INFINITY);
-        AK_PASSES(p, j, a, b, c) {
-            vf acc = ak_splat(0.0f);
-            for (int d = 0; d < HD; d++) acc = AK_MADD(acc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
-            vf sc = ak_sel(ak_below(j, AK_END(p, a, c)), acc * scale, ak_splat(-INFINITY));
-            ak_store((p ? s2 : s) + (j - AK_OFF(p, b)), sc);
-            mx = ak_sel(sc > mx, sc, mx);
+    for (int i = t0; i < t1;) {
+        /* the tile: rows i .. i+nr-1 with the same second range start (br; -1: empty) */
+        int ra[R], rc[R], nr = 0, br = -1;
+        while (nr < R && i + nr < t1) {
+            int a, b, c;
+            ak_range(kr, ts ? ts[i + nr] : i + nr, L, causal, &a, &b, &c);
+            int cls = c > b ? b : -1;
+            if (nr > 0 && cls != br) break;
+            br = cls, ra[nr] = a, rc[nr++] = c;
         }
-        float m = ak_hmax(mx);
-        vf sumv = ak_splat(0.0f);
-        AK_PASSES(p, j, a, b, c) {
-            float *sp = (p ? s2 : s) + (j - AK_OFF(p, b));
-            vf e = ak_exp(ak_load(sp) - m); /* -inf where hidden: 0 */
-            sumv += e;
-            ak_store(sp, e);
+        int tA = 0, tC = 0;
+        for (int r = 0; r < nr; r++) tA = ra[r] > tA ? ra[r] : tA, tC = rc[r] > tC ? rc[r] : tC;
+        int tB = br >= 0 ? br : tA;
+        if (br < 0) tC = tA;
+        const float *qr[R];
+        float *s[R], *s2[R];
+        for (int r = 0; r < R; r++) { /* short tiles repeat their last row, stored once */
+            int rr = r < nr ? r : nr - 1;
+            if (r >= nr) ra[r] = ra[rr], rc[r] = rc[rr];
+            qr[r] = q + (size_t)(i + rr) * qs;
+            s[r] = sb + (size_t)2 * rr * Tp, s2[r] = s[r] + Tp;
         }
-        float sum = ak_hsum(sumv), inv = 1.0f / sum;
-        if (HD % VW == 0) /* VW head dims at a time from the values' rows: no lane sums */
-            for (int d0 = 0; d0 < HD; d0 += VW) {
-                vf acc = ak_splat(0.0f);
-                for (int j = 0; j < a; j++) acc = AK_MADD(acc, ak_splat(s[j]), ak_load(v + j * ks + d0));
-                for (int j = b; j < c; j++) acc = AK_MADD(acc, ak_splat(s2[j - b]), ak_load(v + j * ks + d0));
-                ak_store(orow + d0, acc * inv);
-            }
-        else
+        vf mx[R];
+        for (int r = 0; r < R; r++) mx[r] = ak_splat(-INFINITY);
+        AK_PASSES(p, j, tA, tB, tC) {
+            vf acc[R];
+            for (int r = 0; r < R; r++) acc[r] = ak_splat(0.0f);
             for (int d = 0; d < HD; d++) {
-                vf acc = ak_splat(0.0f);
-                const float *vrow = vt + (size_t)d * Tp;
-                AK_PASSES(p, j, a, b, c)
-                    acc = AK_MADD(acc, ak_load((p ? s2 : s) + (j - AK_OFF(p, b))), ak_load(vrow + j));
-                orow[d] = ak_hsum(acc) * inv;
+                vf kv = ak_load(kt + (size_t)d * Tp + j);
+                for (int r = 0; r < R; r++) acc[r] = AK_MADD(acc[r], ak_splat(qr[r][d]), kv);
             }
-        lse[i] = m + logf(sum);
+            for (int r = 0; r < R; r++) {
+                vf sc = ak_sel(ak_below(j, p ? rc[r] : ra[r]), acc[r] * scale, ak_splat(-INFINITY));
+                ak_store((p ? s2[r] : s[r]) + (j - AK_OFF(p, tB)), sc);
+                mx[r] = ak_sel(sc > mx[r], sc, mx[r]);
+            }
+        }
+        float inv[R], sum[R];
+        for (int r = 0; r < nr; r++) {
+            float m = ak_hmax(mx[r]);
+            vf sumv = ak_splat(0.0f);
+            AK_PASSES(p, j, tA, tB, tC) {
+                float *sp = (p ? s2[r] : s[r]) + (j - AK_OFF(p, tB));
+                vf e = ak_exp(ak_load(sp) - m); /* -inf where hidden: 0 */
+                sumv += e;
+                ak_store(sp, e);
+            }
+            sum[r] = ak_hsum(sumv), inv[r] = 1.0f / sum[r];
+            lse[i + r] = m + logf(sum[r]);
+        }
+        if (HD % VW == 0) { /* VW head dims at a time from the values' rows: no lane sums */
+            for (int d0 = 0; d0 < HD; d0 += 2 * VW) {
+                int two = d0 + 2 * VW <= HD;
+                vf acc[R][2];
+                for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = ak_splat(0.0f);
+                for (int p = 0; p < 2; p++) {
+                    int j0 = p ? tB : 0, j1 = p ? tC : tA;
+                    for (int j = j0; j < j1; j++) {
+                        const float *vr = v + j * ks + d0;
+                        vf v0 = ak_load(vr), v1 = two ? ak_load(vr + VW) : v0;
+                        for (int r = 0; r < R; r++) {
+                            vf w = ak_splat((p ? s2[r] : s[r])[j - j0]);
+                            acc[r][0] = AK_MADD(acc[r][0], w, v0);
+                            acc[r][1] = AK_MADD(acc[r][1], w, v1);
+                        }
+                    }
+                }
+                for (int r = 0; r < nr; r++) {
+                    float *orow = o + (size_t)(i + r) * qs + d0;
+                    ak_store(orow, acc[r][0] * inv[r]);
+                    if (two) ak_store(orow + VW, acc[r][1] * inv[r]);
+                }
+            }
+        } else {
+            for (int r = 0; r < nr; r++)
+                for (int d = 0; d < HD; d++) {
+                    vf acc = ak_splat(0.0f);
+                    const float *vrow = vt + (size_t)d * Tp;
+                    AK_PASSES(p, j, tA, tB, tC)
+                        acc = AK_MADD(acc, ak_load((p ? s2[r] : s[r]) + (j - AK_OFF(p, tB))), ak_load(vrow + j));
+                    o[(size_t)(i + r) * qs + d] = ak_hsum(acc) * inv[r];
+                }
+        }
+        i += nr;
     }
 }
 
