@@ -196,7 +196,7 @@ void cpu_attention_backward(float *dq,          /* (B, T, NH, HD) or NULL */
     for (int i = 0; i < np; i++) maxL = pc[i].len > maxL ? pc[i].len : maxL;
 #pragma omp parallel
     {
-        float *scratch = scratch_alloc((4 * (size_t)HD + 4) * attn_tp(ak, maxL)); /* per thread */
+        float *scratch = scratch_alloc((4 * (size_t)HD + 4 * AK_TILE) * attn_tp(ak, maxL)); /* per thread */
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int i = 0; i < np; i++)
             for (int kvh = 0; kvh < KV; kvh++) {
@@ -311,7 +311,7 @@ void cpu_attention_rows_backward(float *dq,          /* (M, NH, HD) or NULL */
     for (int i = 0; i < np; i++) maxL = pc[i].len > maxL ? pc[i].len : maxL;
 #pragma omp parallel
     {
-        float *scratch = scratch_alloc((4 * (size_t)HD + 4) * attn_tp(ak, maxL));
+        float *scratch = scratch_alloc((4 * (size_t)HD + 4 * AK_TILE) * attn_tp(ak, maxL));
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int i = 0; i < np; i++)
             for (int kvh = 0; kvh < KV; kvh++) {

@@ -251,70 +251,118 @@ TGT static void ak_forward_rows(float *o, float *lse, const float *q, size_t qs,
  * out at row 0 of the piece and head h0, head h0+g at + g*HD, row stride qs; lse at row 0
  * of head h0, head h0+g at + g*T), the query rows 0 .. n-1 (row i is token i of the piece,
  * or token ts[i]: simd.h), every visible key (kr and the blocks as in the forward). dk, dv
- * at key 0 of the kv head (row stride ks) get their sums added once at the end. scratch:
- * (4 * HD + 4) * Tp floats. */
+ * at key 0 of the kv head (row stride ks) get their sums added once at the end. Rows go in
+ * the forward's tiles: each key block's k, v, and dk, dv sums loaded once per tile, the rows'
+ * terms added in row order (the bits of one row at a time). scratch: (4 * HD + 4 * AK_TILE)
+ * * Tp floats. */
 TGT static void ak_backward_head(float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const float *lse, const float *q, size_t qs,
                                  const float *k, const float *v, size_t ks, const int *kr,
                                  const int *ts, int n, int L, int T, int group, int HD,
                                  int causal, float scale, float *scratch) {
+    enum { R = AK_TILE };
     int Tp = (L + VW - 1) / VW * VW + VW;
     size_t plane = (size_t)HD * Tp;
-    float *kt = scratch, *vt = kt + plane, *dkt = vt + plane, *dvt = dkt + plane;
-    float *pb[2] = {dvt + plane, dvt + plane + Tp}, *dsb[2] = {dvt + plane + 2 * Tp, dvt + plane + 3 * Tp};
+    float *kt = scratch, *vt = kt + plane, *dkt = vt + plane, *dvt = dkt + plane, *sb = dvt + plane;
     ak_pack_t(kt, k, ks, L, Tp, HD);
     ak_pack_t(vt, v, ks, L, Tp, HD);
     memset(dkt, 0, 2 * plane * sizeof(float));
     for (int g = 0; g < group; g++)
-        for (int i = 0; i < n; i++) {
-            size_t off = (size_t)g * HD + (size_t)i * qs;
-            const float *qr = q + off, *dor = dout + off, *outr = out + off;
-            float D = 0.0f;
-            for (int d = 0; d < HD; d++) D += dor[d] * outr[d];
-            float l = lse[(size_t)g * T + i];
-            int a, b, c;
-            ak_range(kr, ts ? ts[i] : i, L, causal, &a, &b, &c);
-            AK_PASSES(p, j, a, b, c) {
-                vf sc = ak_splat(0.0f), dp = ak_splat(0.0f);
-                for (int d = 0; d < HD; d++) {
-                    sc = AK_MADD(sc, ak_splat(qr[d]), ak_load(kt + (size_t)d * Tp + j));
-                    dp = AK_MADD(dp, ak_splat(dor[d]), ak_load(vt + (size_t)d * Tp + j));
-                }
-                vi in = ak_below(j, AK_END(p, a, c));
-                vf pj = ak_sel(in, ak_exp(scale * sc - l), ak_splat(0.0f));
-                ak_store(pb[p] + (j - AK_OFF(p, b)), pj);
-                ak_store(dsb[p] + (j - AK_OFF(p, b)), scale * pj * (dp - D));
+        for (int i = 0; i < n;) {
+            int ra[R], rc[R], nr = 0, br = -1; /* the tile, as in ak_forward_rows */
+            while (nr < R && i + nr < n) {
+                int a, b, c;
+                ak_range(kr, ts ? ts[i + nr] : i + nr, L, causal, &a, &b, &c);
+                int cls = c > b ? b : -1;
+                if (nr > 0 && cls != br) break;
+                br = cls, ra[nr] = a, rc[nr++] = c;
             }
-            if (dq && HD % VW == 0) { /* VW head dims at a time from the keys' rows */
-                float *dqr = dq + off;
-                for (int d0 = 0; d0 < HD; d0 += VW) {
-                    vf acc = ak_splat(0.0f);
-                    for (int j = 0; j < a; j++) acc = AK_MADD(acc, ak_splat(dsb[0][j]), ak_load(k + j * ks + d0));
-                    for (int j = b; j < c; j++) acc = AK_MADD(acc, ak_splat(dsb[1][j - b]), ak_load(k + j * ks + d0));
-                    ak_store(dqr + d0, ak_load(dqr + d0) + acc);
-                }
-            } else if (dq) {
-                float *dqr = dq + off;
+            int tA = 0, tC = 0;
+            for (int r = 0; r < nr; r++) tA = ra[r] > tA ? ra[r] : tA, tC = rc[r] > tC ? rc[r] : tC;
+            int tB = br >= 0 ? br : tA;
+            if (br < 0) tC = tA;
+            const float *qr[R], *dor[R];
+            float *pb[R][2], *dsb[R][2], D[R], l[R];
+            for (int r = 0; r < R; r++) { /* short tiles repeat their last row, stored once */
+                int rr = r < nr ? r : nr - 1;
+                if (r >= nr) ra[r] = ra[rr], rc[r] = rc[rr];
+                size_t off = (size_t)g * HD + (size_t)(i + rr) * qs;
+                qr[r] = q + off, dor[r] = dout + off;
+                float *b4 = sb + (size_t)4 * rr * Tp;
+                pb[r][0] = b4, pb[r][1] = b4 + Tp, dsb[r][0] = b4 + 2 * Tp, dsb[r][1] = b4 + 3 * Tp;
+                const float *outr = out + off;
+                D[r] = 0.0f;
+                for (int d = 0; d < HD; d++) D[r] += dor[r][d] * outr[d];
+                l[r] = lse[(size_t)g * T + i + rr];
+            }
+            AK_PASSES(p, j, tA, tB, tC) {
+                vf sc[R], dp[R];
+                for (int r = 0; r < R; r++) sc[r] = dp[r] = ak_splat(0.0f);
                 for (int d = 0; d < HD; d++) {
-                    vf acc = ak_splat(0.0f);
-                    const float *krow = kt + (size_t)d * Tp;
-                    AK_PASSES(p, j, a, b, c)
-                        acc = AK_MADD(acc, ak_load(dsb[p] + (j - AK_OFF(p, b))), ak_load(krow + j));
-                    dqr[d] += ak_hsum(acc);
+                    vf kv = ak_load(kt + (size_t)d * Tp + j), vv = ak_load(vt + (size_t)d * Tp + j);
+                    for (int r = 0; r < R; r++) {
+                        sc[r] = AK_MADD(sc[r], ak_splat(qr[r][d]), kv);
+                        dp[r] = AK_MADD(dp[r], ak_splat(dor[r][d]), vv);
+                    }
+                }
+                for (int r = 0; r < R; r++) {
+                    vi in = ak_below(j, p ? rc[r] : ra[r]);
+                    vf pj = ak_sel(in, ak_exp(scale * sc[r] - l[r]), ak_splat(0.0f));
+                    ak_store(pb[r][p] + (j - AK_OFF(p, tB)), pj);
+                    ak_store(dsb[r][p] + (j - AK_OFF(p, tB)), scale * pj * (dp[r] - D[r]));
                 }
             }
-            if (dk)
-                for (int d = 0; d < HD; d++) {
-                    float *row = dkt + (size_t)d * Tp;
-                    AK_PASSES(p, j, a, b, c)
-                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(dsb[p] + (j - AK_OFF(p, b))), ak_splat(qr[d])));
+            if (dq && HD % VW == 0) /* VW head dims at a time from the keys' rows */
+                for (int d0 = 0; d0 < HD; d0 += 2 * VW) {
+                    int two = d0 + 2 * VW <= HD;
+                    vf acc[R][2];
+                    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = ak_splat(0.0f);
+                    for (int p = 0; p < 2; p++) {
+                        int j0 = p ? tB : 0, j1 = p ? tC : tA;
+                        for (int j = j0; j < j1; j++) {
+                            const float *kr0 = k + j * ks + d0;
+                            vf k0 = ak_load(kr0), k1 = two ? ak_load(kr0 + VW) : k0;
+                            for (int r = 0; r < R; r++) {
+                                vf w = ak_splat(dsb[r][p][j - j0]);
+                                acc[r][0] = AK_MADD(acc[r][0], w, k0);
+                                acc[r][1] = AK_MADD(acc[r][1], w, k1);
+                            }
+                        }
+                    }
+                    for (int r = 0; r < nr; r++) {
+                        float *dqr = dq + (size_t)g * HD + (size_t)(i + r) * qs + d0;
+                        ak_store(dqr, ak_load(dqr) + acc[r][0]);
+                        if (two) ak_store(dqr + VW, ak_load(dqr + VW) + acc[r][1]);
+                    }
                 }
-            if (dv)
-                for (int d = 0; d < HD; d++) {
-                    float *row = dvt + (size_t)d * Tp;
-                    AK_PASSES(p, j, a, b, c)
-                        ak_store(row + j, AK_MADD(ak_load(row + j), ak_load(pb[p] + (j - AK_OFF(p, b))), ak_splat(dor[d])));
+            else if (dq)
+                for (int r = 0; r < nr; r++) {
+                    float *dqr = dq + (size_t)g * HD + (size_t)(i + r) * qs;
+                    for (int d = 0; d < HD; d++) {
+                        vf acc = ak_splat(0.0f);
+                        const float *krow = kt + (size_t)d * Tp;
+                        AK_PASSES(p, j, tA, tB, tC)
+                            acc = AK_MADD(acc, ak_load(dsb[r][p] + (j - AK_OFF(p, tB))), ak_load(krow + j));
+                        dqr[d] += ak_hsum(acc);
+                    }
                 }
+            for (int d = 0; d < HD; d++) { /* dk, dv: the tile's rows in order */
+                float *krow = dkt + (size_t)d * Tp, *vrow = dvt + (size_t)d * Tp;
+                AK_PASSES(p, j, tA, tB, tC) {
+                    size_t o = (size_t)(j - AK_OFF(p, tB));
+                    if (dk) {
+                        vf x = ak_load(krow + j);
+                        for (int r = 0; r < nr; r++) x = AK_MADD(x, ak_load(dsb[r][p] + o), ak_splat(qr[r][d]));
+                        ak_store(krow + j, x);
+                    }
+                    if (dv) {
+                        vf x = ak_load(vrow + j);
+                        for (int r = 0; r < nr; r++) x = AK_MADD(x, ak_load(pb[r][p] + o), ak_splat(dor[r][d]));
+                        ak_store(vrow + j, x);
+                    }
+                }
+            }
+            i += nr;
         }
     for (int j = 0; j < L; j++)
         for (int d = 0; d < HD; d++) {
