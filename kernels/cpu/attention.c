@@ -19,7 +19,9 @@
  * prefix and its own branch (kr, kernels/cpu/simd.h), and the kernels visit only the vector
  * blocks those ranges touch. Forward tasks are (piece, head, query block), backward tasks
  * (piece, kv head). Without seg a sequence is one piece and the bits are those of the plain
- * causal/padding mask. */
+ * causal/padding mask. The rows ops run the same kernels on a subset of the query rows (their
+ * tokens passed as ts: simd.h), per (piece, head) / (piece, kv head) holding any of them, so
+ * each row gets the bits of the full op. Scratch is allocated once per thread. */
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/simd.h"
 #include "runtime/error.h"
