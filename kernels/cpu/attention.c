@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { QB = 32 }; /* query rows per forward task */
+enum { QB = 128 }; /* query rows per forward task (each packs the keys its rows see) */
 
 const AttnKernel *cpu_attn_kernel(CpuIsa isa) {
     switch (isa) {

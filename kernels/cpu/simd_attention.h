@@ -25,7 +25,16 @@ typedef uint32_t vu __attribute__((vector_size(VW * sizeof(float))));
 
 TGT static inline vf ak_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 TGT static inline void ak_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
-TGT static inline vf ak_splat(float x) { return (vf){0} + x; }
+/* a broadcast: (vf){0} + x would add 0.0f to x first, an addition per use (and -0 made +0) */
+#if VW == 4
+#define AK_LANES(x) x, x, x, x
+#elif VW == 8
+#define AK_LANES(x) x, x, x, x, x, x, x, x
+#elif VW == 16
+#define AK_LANES(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+#endif
+TGT static inline vf ak_splat(float x) { return (vf){AK_LANES(x)}; }
+#undef AK_LANES
 /* m ? a : b lane by lane (m all ones or all zeros) */
 TGT static inline vf ak_sel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
 TGT static inline float ak_hsum(vf v) {
