@@ -36,6 +36,7 @@ typedef struct KernelOps {
 #define KERNEL_OP_POINTER(name, params) void(*name) params;
     KERNEL_OPS(KERNEL_OP_POINTER)
     KERNEL_OPS_OPTIONAL(KERNEL_OP_POINTER)
+    KERNEL_OPS_CPU_FIRST(KERNEL_OP_POINTER)
 #undef KERNEL_OP_POINTER
 } KernelOps;
 

@@ -303,7 +303,10 @@ Tensor *rm_connector(RewardModel *m, Graph *g, Tensor *x) {
 
 /* ---------------------------------------------------------------- decoder */
 
-typedef struct { RewardModel *m; int layer, B, T; const int *pos, *lengths, *seg, *q_rows, *k_rows, *v_rows; } LlmCtx;
+/* rows: NULL, or the layer's output rows (n_rows of the B*T, increasing; row_pos their
+ * positions, q_rows theirs): the last layer computes q, attention, o_proj and the MLP only
+ * there (K and V for every token), its output (1, n_rows, H) */
+typedef struct { RewardModel *m; int layer, B, T, n_rows; const int *pos, *lengths, *seg, *q_rows, *k_rows, *v_rows, *rows, *row_pos; } LlmCtx;
 
 static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, int nout) {
     (void)nin; (void)nout;
@@ -312,25 +315,30 @@ static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     const LlmConfig *l = &m->cfg.llm;
     LlmLayer *L = &m->llm[c->layer];
     int B = c->B, T = c->T, NH = l->heads, KV = l->kv_heads, hd = l->head_dim;
+    int Bq = c->rows ? 1 : B, Tq = c->rows ? c->n_rows : T; /* the query rows */
     Tensor *x = in[0];
     Tensor *h = op_rmsnorm(g, x, L->attn_norm, l->rms_eps);
     Tensor *q, *k, *v;
     if (L->wqkv) {
         Tensor *rows = op_reshape(g, lora_linear(g, m, h, L->wqkv, NULL), 2,
                                   (int[]){B * T * (NH + 2 * KV), hd});
-        q = op_gather_rows(g, rows, c->q_rows, B * T * NH);
+        q = op_gather_rows(g, rows, c->q_rows, Bq * Tq * NH);
         k = op_gather_rows(g, rows, c->k_rows, B * T * KV);
         v = op_gather_rows(g, rows, c->v_rows, B * T * KV);
     } else {
-        q = lora_linear(g, m, h, L->q_w, L->q_b);
+        q = lora_linear(g, m, c->rows ? op_gather_rows(g, h, c->rows, Tq) : h, L->q_w, L->q_b);
         k = lora_linear(g, m, h, L->k_w, L->k_b);
         v = lora_linear(g, m, h, L->v_w, L->v_b);
     }
-    q = op_rope(g, op_reshape(g, q, 4, (int[]){B, T, NH, hd}), c->pos, l->rope_theta);
+    q = op_rope(g, op_reshape(g, q, 4, (int[]){Bq, Tq, NH, hd}), c->rows ? c->row_pos : c->pos,
+                l->rope_theta);
     k = op_rope(g, op_reshape(g, k, 4, (int[]){B, T, KV, hd}), c->pos, l->rope_theta);
     v = op_reshape(g, v, 4, (int[]){B, T, KV, hd});
-    Tensor *a = op_attention(g, q, k, v, c->lengths, c->seg, 1);
-    a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){B, T, NH * hd}), L->o_w, NULL);
+    Tensor *a = c->rows ? op_attention_rows(g, op_reshape(g, q, 3, (int[]){Tq, NH, hd}), k, v,
+                                            c->lengths, c->seg, 1, c->rows)
+                        : op_attention(g, q, k, v, c->lengths, c->seg, 1);
+    a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){Bq, Tq, NH * hd}), L->o_w, NULL);
+    if (c->rows) x = op_reshape(g, op_gather_rows(g, x, c->rows, Tq), 3, (int[]){Bq, Tq, l->hidden});
     x = op_add(g, x, a);
     h = op_rmsnorm(g, x, L->ffn_norm, l->rms_eps);
     h = op_swiglu(g, lora_linear(g, m, h, L->gate_w, NULL), lora_linear(g, m, h, L->up_w, NULL));
@@ -444,8 +452,11 @@ static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
 }
 
 /* images, splice and decoder layers: (B, T, H) before the final norm; lay NULL: the
- * batch's own rows, else its compact rows (lay->B, lay->T) */
-static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt, const Layout *lay) {
+ * batch's own rows, else its compact rows (lay->B, lay->T); rows NULL, or the n_rows
+ * (increasing) of those that the caller reads: then (1, n_rows, H), the last layer computed
+ * past its K and V at those rows only (LlmCtx) */
+static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt, const Layout *lay,
+                       const int *rows, int n_rows) {
     const ModelConfig *cfg = &m->cfg;
     const LlmConfig *l = &cfg->llm;
     int B = lay ? lay->B : bt->B, T = lay ? lay->T : bt->T, H = l->hidden;
@@ -499,7 +510,7 @@ static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt, const Layout
     if (V) x = op_reshape(g, op_gather_rows(g, op_concat_rows(g, E, V), idx, B * T), 3, (int[]){B, T, H});
 
     int NH = l->heads, KV = l->kv_heads, gs = NH / KV, W = NH + 2 * KV;
-    LlmCtx ctx = {m, 0, B, T, NULL, NULL, NULL, NULL, NULL, NULL};
+    LlmCtx ctx = {m, 0, B, T, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     if (lay) {
         ctx.pos = lay->pos, ctx.lengths = lay->lengths, ctx.seg = lay->seg;
     } else {
@@ -522,6 +533,15 @@ static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt, const Layout
     }
     for (int i = 0; i < l->layers; i++) {
         ctx.layer = i;
+        if (rows && i == l->layers - 1) {
+            int *rp = ints(g, n_rows), *rq = ints(g, (size_t)n_rows * NH);
+            for (int j = 0; j < n_rows; j++) {
+                rp[j] = ctx.pos[rows[j]];
+                for (int h = 0; h < NH && ctx.q_rows; h++) rq[j * NH + h] = ctx.q_rows[rows[j] * NH + h];
+            }
+            ctx.rows = rows, ctx.n_rows = n_rows, ctx.row_pos = rp;
+            if (ctx.q_rows) ctx.q_rows = rq;
+        }
         Tensor *out;
         if (m->grad_checkpoint)
             graph_checkpoint(g, llm_layer, &ctx, sizeof ctx, &x, 1, &out, 1);
@@ -533,6 +553,11 @@ static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt, const Layout
 }
 
 static long g_rm_tokens[2]; /* rm_tokens_counted */
+
+static int int_cmp(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
 
 void rm_tokens_counted(long *computed, long *in_rows) {
     *computed = g_rm_tokens[0], *in_rows = g_rm_tokens[1];
@@ -557,14 +582,31 @@ Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
     int B = bt->B, T = bt->T;
     const Layout *lay = NULL;
     if (m->share_prefix || m->packing) lay = layout_build(g, bt, m->share_prefix, m->packing);
-    Tensor *x = decoder(m, g, bt, lay);
-    /* the final norm is row-wise, so only the pooled rows need it */
-    int *last = ints(g, B);
+    /* the final norm is row-wise, so only the pooled rows need it; with the compact rows
+     * the last layer too computes past K and V only there (decoder): then x holds the rows
+     * rows[0 .. n) (the distinct pooled rows, increasing) and last[b] indexes them */
+    int *last = ints(g, B), *rows = NULL, n = 0;
     long in_rows = 0;
     for (int b = 0; b < B; b++) {
         last[b] = lay ? lay->last[b] : b * T + bt->lengths[b] - 1;
         in_rows += bt->lengths[b];
     }
+    if (lay && op_attention_rows_supported(g)) {
+        rows = ints(g, B);
+        memcpy(rows, last, B * sizeof(int));
+        qsort(rows, B, sizeof(int), int_cmp);
+        for (int b = 0; b < B; b++)
+            if (n == 0 || rows[b] != rows[n - 1]) rows[n++] = rows[b];
+        for (int b = 0; b < B; b++) {
+            int lo = 0, hi = n - 1;
+            while (lo < hi) {
+                int mid = (lo + hi) / 2;
+                if (rows[mid] < last[b]) lo = mid + 1; else hi = mid;
+            }
+            last[b] = lo;
+        }
+    }
+    Tensor *x = decoder(m, g, bt, lay, rows, n);
     g_rm_tokens[0] += lay ? (long)lay->B * lay->T : (long)B * T;
     g_rm_tokens[1] += in_rows;
     Tensor *h = op_rmsnorm(g, op_gather_rows(g, x, last, B), m->final_norm, l->rms_eps);
@@ -573,7 +615,7 @@ Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
 
 Tensor *rm_hidden_states(RewardModel *m, Graph *g, const RmBatch *bt) {
     if (rm_check_batch(m, bt) != 0) MMRM_FATAL("rm_hidden_states: %s", mmrm_last_error());
-    return op_rmsnorm(g, decoder(m, g, bt, NULL), m->final_norm, m->cfg.llm.rms_eps);
+    return op_rmsnorm(g, decoder(m, g, bt, NULL, NULL, 0), m->final_norm, m->cfg.llm.rms_eps);
 }
 
 /* ---------------------------------------------------------------- cost */

@@ -311,6 +311,54 @@ Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengt
     return y;
 }
 
+typedef struct { float *lse; int *rows, *lengths, *seg; int M, B, T, causal, precision; } AttnRowsCtx;
+
+static void attention_rows_bw(Graph *g, TapeEntry *e) {
+    Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2], *y = e->out[0];
+    AttnRowsCtx *c = e->ctx;
+    float *dq = gin(g, q), *dk = gin(g, k), *dv = gin(g, v);
+    g->K->attention_rows_backward(dq, dk, dv, y->grad, in32(g, y), c->lse, in32(g, q),
+                                  in32(g, k), in32(g, v), c->rows, c->lengths, c->seg, c->M,
+                                  c->B, c->T, q->shape[1], k->shape[2], q->shape[2], c->causal,
+                                  c->precision);
+    done(g);
+}
+
+int op_attention_rows_supported(const Graph *g) {
+    return g->K->attention_rows_forward && g->K->attention_rows_backward;
+}
+
+Tensor *op_attention_rows(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths,
+                          const int *seg, int causal, const int *rows) {
+    char bq[200], bk[200];
+    MMRM_CHECK(q->ndim == 3 && k->ndim == 4 && tensor_same_shape(k, v) &&
+                   q->shape[2] == k->shape[3] && k->shape[2] > 0 && q->shape[1] % k->shape[2] == 0,
+               "attention rows: q %s and k/v %s must be (M, NH, HD) and (B, T, KV, HD) with NH a "
+               "multiple of KV", tensor_describe(q, bq, sizeof bq), tensor_describe(k, bk, sizeof bk));
+    MMRM_CHECK(op_attention_rows_supported(g), "attention rows: the %s kernels do not have it "
+               "(op_attention_rows_supported)", g->K->name);
+    int M = q->shape[0], B = k->shape[0], T = k->shape[1], NH = q->shape[1], KV = k->shape[2];
+    for (int b = 0; b < B; b++)
+        MMRM_CHECK(lengths[b] >= 0 && lengths[b] <= T,
+                   "attention rows: sequence %d has length %d outside [0, %d]", b, lengths[b], T);
+    Tensor *y = like(g, q, "attention_rows");
+    AttnRowsCtx *c = graph_scratch(g, sizeof *c);
+    c->lse = arena_alloc(&g->act, (size_t)NH * M * sizeof(float));
+    c->rows = copy_ints(g, rows, M);
+    c->lengths = copy_ints(g, lengths, B);
+    c->seg = seg ? copy_ints(g, seg, (size_t)B * T) : NULL;
+    c->M = M, c->B = B, c->T = T, c->causal = causal, c->precision = g->precision;
+    float *yf = out32(g, y);
+    g->K->attention_rows_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->rows,
+                                 c->lengths, c->seg, M, B, T, NH, KV, q->shape[2], causal,
+                                 c->precision);
+    put(g, y, yf);
+    done(g);
+    TapeEntry *e = graph_record(g, "attention_rows", attention_rows_bw, (Tensor *[]){q, k, v}, 3, &y, 1);
+    if (e) e->ctx = c;
+    return y;
+}
+
 /* ---------------------------------------------------------------- patches, pixel shuffle */
 
 static void im2col_bw(Graph *g, TapeEntry *e) {

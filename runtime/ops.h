@@ -27,6 +27,12 @@ Tensor *op_rope(Graph *g, Tensor *x, const int *pos, float theta);
  * memory; the mask of kernels/op_list.h) -> (B, T, NH, HD) */
 Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths,
                      const int *seg, int causal);
+/* op_attention at the query rows rows[m] = b*T + t only (M of them, increasing): q (M, NH,
+ * HD), k/v (B, T, KV, HD) -> (M, NH, HD), each row what op_attention gives token (b, t).
+ * Only where op_attention_rows_supported (the CPU kernels; elsewhere run op_attention). */
+Tensor *op_attention_rows(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths,
+                          const int *seg, int causal, const int *rows);
+int op_attention_rows_supported(const Graph *g);
 /* img (B, CH, H, W), w (C, CH, p, p), b (C) -> (B, (H/p)*(W/p), C); patches row-major */
 Tensor *op_patch_embed(Graph *g, Tensor *img, Tensor *w, Tensor *b);
 /* (B, G*G, C) -> (B, (G/2)^2, 4C), pixel shuffle v2 */

@@ -16,6 +16,8 @@
 #include "kernels/cpu/simd.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #define INV_SQRT_2PI 0.39894228040143267794
 
@@ -40,6 +42,20 @@ void cpu_gelu_backward(float *dinp, const float *dout, const float *inp, size_t 
 
 enum { ACT_CHUNK = 1024 };
 
+/* a where g's sign bit is set, else b (g >= 0 ? b : a but for -0, where SiLU's two forms
+ * agree): bit operations, because gcc keeps a ?: on floats as a branch under the default
+ * -ftrapping-math and then does not vectorise the loop */
+static inline float neg_sel(float g, float a, float b) {
+    uint32_t gi, ai, bi;
+    memcpy(&gi, &g, sizeof gi);
+    memcpy(&ai, &a, sizeof ai);
+    memcpy(&bi, &b, sizeof bi);
+    uint32_t m = 0u - (gi >> 31), ri = (ai & m) | (bi & ~m);
+    float r;
+    memcpy(&r, &ri, sizeof r);
+    return r;
+}
+
 /* e[j] = exp(-|g[j]|) for j < m (m <= ACT_CHUNK); libm's expf past |g| = 87, where the
  * result is subnormal and the vectorised one flushes it to 0 */
 static void exp_neg_abs(float *e, const float *g, size_t m, const AttnKernel *ak) {
@@ -62,7 +78,7 @@ void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n
         /* sigmoid(g) = 1 / (1 + e) for g >= 0, e / (1 + e) below */
         for (size_t j = 0; j < m; j++) {
             float r = 1.0f / (1.0f + e[j]), p = e[j] * r;
-            o[j] = g[j] * (g[j] >= 0 ? r : p) * u[j];
+            o[j] = g[j] * neg_sel(g[j], p, r) * u[j];
         }
     }
 }
@@ -83,7 +99,7 @@ void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const floa
             float *dg = dgate + i0;
             for (size_t j = 0; j < m; j++) {
                 float r = 1.0f / (1.0f + e[j]), p = e[j] * r;
-                float s = g[j] >= 0 ? r : p, oms = g[j] >= 0 ? p : r;
+                float s = neg_sel(g[j], p, r), oms = neg_sel(g[j], r, p);
                 dg[j] += d[j] * u[j] * (s * (1.0f + g[j] * oms));
             }
         }
@@ -91,7 +107,7 @@ void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const floa
             float *du = dup + i0;
             for (size_t j = 0; j < m; j++) {
                 float r = 1.0f / (1.0f + e[j]), p = e[j] * r;
-                du[j] += d[j] * (g[j] * (g[j] >= 0 ? r : p));
+                du[j] += d[j] * (g[j] * neg_sel(g[j], p, r));
             }
         }
     }

@@ -19,7 +19,9 @@
  * prefix and its own branch (kr, kernels/cpu/simd.h), and the kernels visit only the vector
  * blocks those ranges touch. Forward tasks are (piece, head, query block), backward tasks
  * (piece, kv head). Without seg a sequence is one piece and the bits are those of the plain
- * causal/padding mask. */
+ * causal/padding mask. The rows ops run the same kernels on a subset of the query rows (their
+ * tokens passed as ts: simd.h), per (piece, head) / (piece, kv head) holding any of them, so
+ * each row gets the bits of the full op. Scratch is allocated once per thread. */
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/simd.h"
 #include "runtime/error.h"
@@ -29,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { QB = 32 }; /* query rows per forward task */
+enum { QB = 128 }; /* query rows per forward task (each packs the keys its rows see) */
 
 const AttnKernel *cpu_attn_kernel(CpuIsa isa) {
     switch (isa) {
@@ -45,6 +47,10 @@ static void *xalloc(size_t n, const char *what) {
     return p;
 }
 static float *scratch_alloc(size_t n) { return xalloc(n * sizeof(float), "scratch"); }
+/* the kernels' Tp for a piece of L tokens (simd_attention.h) */
+static size_t attn_tp(const AttnKernel *ak, int L) {
+    return (size_t)(L + ak->vw - 1) / ak->vw * ak->vw + ak->vw;
+}
 
 /* One piece: the tokens s0 .. s0+len-1 of sequence b that attend among themselves only (a
  * whole sequence without seg, one doc with it). */
@@ -141,21 +147,26 @@ void cpu_attention_forward(float *out,         /* (B, T, NH, HD) */
     int(*blk)[2] = xalloc((size_t)(nb ? nb : 1) * sizeof *blk, "blocks"); /* piece, first row */
     for (int i = 0, m = 0; i < np; i++)
         for (int t0 = 0; t0 < pc[i].len; t0 += QB) blk[m][0] = i, blk[m++][1] = t0;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
-    for (int x = 0; x < nb; x++)
-        for (int h = 0; h < NH; h++) {
-            const Piece *p = &pc[blk[x][0]];
-            int L = p->len, t0 = blk[x][1], t1 = t0 + QB < L ? t0 + QB : L;
-            size_t r0 = (size_t)p->b * T + p->s0;   /* the piece's first token */
-            size_t q0 = r0 * qs + (size_t)h * HD;   /* its row of head h */
-            size_t kv0 = r0 * ks + (size_t)(h / group) * HD;
-            float *l0 = lse + ((size_t)p->b * NH + h) * T + p->s0;
-            size_t Tp = (size_t)(L + ak->vw - 1) / ak->vw * ak->vw + ak->vw; /* simd_attention.h */
-            float *scratch = scratch_alloc((2 * (size_t)HD + 2) * Tp);
-            ak->forward_rows(out + q0, l0, q + q0, qs, k + kv0, v + kv0, ks,
-                             kr ? kr + 3 * r0 : NULL, L, t0, t1, HD, causal, scale, scratch);
-            free(scratch);
-        }
+    int maxL = 0;
+    for (int i = 0; i < np; i++) maxL = pc[i].len > maxL ? pc[i].len : maxL;
+#pragma omp parallel
+    {
+        float *scratch = scratch_alloc((2 * (size_t)HD + 2 * AK_TILE) * attn_tp(ak, maxL)); /* per thread */
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int x = 0; x < nb; x++)
+            for (int h = 0; h < NH; h++) {
+                const Piece *p = &pc[blk[x][0]];
+                int L = p->len, t0 = blk[x][1], t1 = t0 + QB < L ? t0 + QB : L;
+                size_t r0 = (size_t)p->b * T + p->s0;   /* the piece's first token */
+                size_t q0 = r0 * qs + (size_t)h * HD;   /* its row of head h */
+                size_t kv0 = r0 * ks + (size_t)(h / group) * HD;
+                float *l0 = lse + ((size_t)p->b * NH + h) * T + p->s0;
+                ak->forward_rows(out + q0, l0, q + q0, qs, k + kv0, v + kv0, ks,
+                                 kr ? kr + 3 * r0 : NULL, NULL, L, t0, t1, HD, causal, scale,
+                                 scratch);
+            }
+        free(scratch);
+    }
     free(blk);
     free(pc);
     free(kr);
@@ -183,23 +194,143 @@ void cpu_attention_backward(float *dq,          /* (B, T, NH, HD) or NULL */
     Piece *pc;
     int *kr;
     int np = attn_pieces(lengths, seg, B, T, causal, &pc, &kr);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
-    for (int i = 0; i < np; i++)
-        for (int kvh = 0; kvh < KV; kvh++) {
-            const Piece *p = &pc[i];
-            int L = p->len;
-            size_t r0 = (size_t)p->b * T + p->s0;
-            size_t Tp = (size_t)(L + ak->vw - 1) / ak->vw * ak->vw + ak->vw;
-            float *scratch = scratch_alloc((4 * (size_t)HD + 4) * Tp);
-            size_t q0 = r0 * qs + (size_t)kvh * group * HD;
-            size_t kv0 = r0 * ks + (size_t)kvh * HD;
-            ak->backward_head(dq ? dq + q0 : NULL, dk ? dk + kv0 : NULL, dv ? dv + kv0 : NULL,
-                              dout + q0, out + q0,
-                              lse + ((size_t)p->b * NH + (size_t)kvh * group) * T + p->s0, q + q0,
-                              qs, k + kv0, v + kv0, ks, kr ? kr + 3 * r0 : NULL, L, T, group, HD,
-                              causal, scale, scratch);
-            free(scratch);
-        }
+    int maxL = 0;
+    for (int i = 0; i < np; i++) maxL = pc[i].len > maxL ? pc[i].len : maxL;
+#pragma omp parallel
+    {
+        float *scratch = scratch_alloc((4 * (size_t)HD + 4 * AK_TILE) * attn_tp(ak, maxL)); /* per thread */
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int i = 0; i < np; i++)
+            for (int kvh = 0; kvh < KV; kvh++) {
+                const Piece *p = &pc[i];
+                size_t r0 = (size_t)p->b * T + p->s0;
+                size_t q0 = r0 * qs + (size_t)kvh * group * HD;
+                size_t kv0 = r0 * ks + (size_t)kvh * HD;
+                ak->backward_head(dq ? dq + q0 : NULL, dk ? dk + kv0 : NULL, dv ? dv + kv0 : NULL,
+                                  dout + q0, out + q0,
+                                  lse + ((size_t)p->b * NH + (size_t)kvh * group) * T + p->s0,
+                                  q + q0, qs, k + kv0, v + kv0, ks, kr ? kr + 3 * r0 : NULL, NULL,
+                                  p->len, p->len, T, group, HD, causal, scale, scratch);
+            }
+        free(scratch);
+    }
+    free(pc);
+    free(kr);
+}
+
+/* The query rows of the rows ops (kernels/op_list.h) by piece: ts (M) each row's token in
+ * its piece, first (np + 1) the rows of piece i are first[i] .. first[i+1]-1. Fails naming
+ * a row that is out of order or not a valid token. */
+static void rows_by_piece(const int *rows, int M, const Piece *pc, int np, int T, int *ts,
+                          int *first) {
+    int i = 0;
+    for (int m = 0; m < M; m++) {
+        if (m > 0 && rows[m] <= rows[m - 1])
+            MMRM_FATAL("attention rows: row %d (%d) after %d: the rows must increase", m, rows[m],
+                       rows[m - 1]);
+        int b = rows[m] / T, t = rows[m] % T;
+        while (i < np && (pc[i].b < b || (pc[i].b == b && pc[i].s0 + pc[i].len <= t)))
+            first[++i] = m;
+        if (rows[m] < 0 || i == np || pc[i].b != b || t < pc[i].s0)
+            MMRM_FATAL("attention rows: row %d (%d) is not a valid token (sequence %d token %d)",
+                       m, rows[m], b, t);
+        ts[m] = t - pc[i].s0;
+    }
+    while (i < np) first[++i] = M;
+}
+
+void cpu_attention_rows_forward(float *out,         /* (M, NH, HD) */
+                                float *lse,         /* (NH, M) */
+                                const float *q,     /* (M, NH, HD) */
+                                const float *k,     /* (B, T, KV, HD) */
+                                const float *v,     /* (B, T, KV, HD) */
+                                const int *rows,    /* (M) */
+                                const int *lengths, /* (B) in [0, T] */
+                                const int *seg,     /* (B, T) or NULL */
+                                int M, int B, int T, int NH, int KV, int HD, int causal,
+                                int precision) { /* fp32 at every precision */
+    (void)precision;
+    const AttnKernel *ak = cpu_attn_kernel(cpu_isa_active());
+    int group = NH / KV;
+    float scale = (float)(1.0 / sqrt((double)HD));
+    size_t qs = (size_t)NH * HD, ks = (size_t)KV * HD;
+    Piece *pc;
+    int *kr;
+    int np = attn_pieces(lengths, seg, B, T, causal, &pc, &kr), maxL = 0;
+    int *ts = xalloc((size_t)(M ? M : 1) * sizeof *ts, "rows"), *first = xalloc((np + 1) * sizeof *first, "rows");
+    first[0] = 0;
+    rows_by_piece(rows, M, pc, np, T, ts, first);
+    for (int i = 0; i < np; i++) maxL = pc[i].len > maxL ? pc[i].len : maxL;
+#pragma omp parallel
+    {
+        float *scratch = scratch_alloc((2 * (size_t)HD + 2 * AK_TILE) * attn_tp(ak, maxL));
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int i = 0; i < np; i++)
+            for (int h = 0; h < NH; h++) {
+                const Piece *p = &pc[i];
+                int m0 = first[i], n = first[i + 1] - m0;
+                if (n == 0) continue;
+                size_t r0 = (size_t)p->b * T + p->s0, kv0 = r0 * ks + (size_t)(h / group) * HD;
+                size_t q0 = (size_t)m0 * qs + (size_t)h * HD;
+                ak->forward_rows(out + q0, lse + (size_t)h * M + m0, q + q0, qs, k + kv0, v + kv0,
+                                 ks, kr ? kr + 3 * r0 : NULL, ts + m0, p->len, 0, n, HD, causal,
+                                 scale, scratch);
+            }
+        free(scratch);
+    }
+    free(ts);
+    free(first);
+    free(pc);
+    free(kr);
+}
+
+void cpu_attention_rows_backward(float *dq,          /* (M, NH, HD) or NULL */
+                                 float *dk,          /* (B, T, KV, HD) or NULL */
+                                 float *dv,          /* (B, T, KV, HD) or NULL */
+                                 const float *dout,  /* (M, NH, HD) */
+                                 const float *out,   /* (M, NH, HD) */
+                                 const float *lse,   /* (NH, M) */
+                                 const float *q,     /* (M, NH, HD) */
+                                 const float *k,     /* (B, T, KV, HD) */
+                                 const float *v,     /* (B, T, KV, HD) */
+                                 const int *rows,    /* (M) */
+                                 const int *lengths, /* (B) in [0, T] */
+                                 const int *seg,     /* (B, T) or NULL */
+                                 int M, int B, int T, int NH, int KV, int HD, int causal,
+                                 int precision) { /* fp32 at every precision */
+    (void)precision;
+    if (!dq && !dk && !dv) return;
+    const AttnKernel *ak = cpu_attn_kernel(cpu_isa_active());
+    int group = NH / KV;
+    float scale = (float)(1.0 / sqrt((double)HD));
+    size_t qs = (size_t)NH * HD, ks = (size_t)KV * HD;
+    Piece *pc;
+    int *kr;
+    int np = attn_pieces(lengths, seg, B, T, causal, &pc, &kr), maxL = 0;
+    int *ts = xalloc((size_t)(M ? M : 1) * sizeof *ts, "rows"), *first = xalloc((np + 1) * sizeof *first, "rows");
+    first[0] = 0;
+    rows_by_piece(rows, M, pc, np, T, ts, first);
+    for (int i = 0; i < np; i++) maxL = pc[i].len > maxL ? pc[i].len : maxL;
+#pragma omp parallel
+    {
+        float *scratch = scratch_alloc((4 * (size_t)HD + 4 * AK_TILE) * attn_tp(ak, maxL));
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int i = 0; i < np; i++)
+            for (int kvh = 0; kvh < KV; kvh++) {
+                const Piece *p = &pc[i];
+                int m0 = first[i], n = first[i + 1] - m0;
+                if (n == 0) continue;
+                size_t r0 = (size_t)p->b * T + p->s0, kv0 = r0 * ks + (size_t)kvh * HD;
+                size_t q0 = (size_t)m0 * qs + (size_t)kvh * group * HD;
+                ak->backward_head(dq ? dq + q0 : NULL, dk ? dk + kv0 : NULL, dv ? dv + kv0 : NULL,
+                                  dout + q0, out + q0, lse + (size_t)kvh * group * M + m0, q + q0,
+                                  qs, k + kv0, v + kv0, ks, kr ? kr + 3 * r0 : NULL, ts + m0, n,
+                                  p->len, M, group, HD, causal, scale, scratch);
+            }
+        free(scratch);
+    }
+    free(ts);
+    free(first);
     free(pc);
     free(kr);
 }

@@ -11,6 +11,7 @@
 
 #define CPU_KERNEL_DECL(name, params) void cpu_##name params;
 KERNEL_OPS(CPU_KERNEL_DECL)
+KERNEL_OPS_CPU_FIRST(CPU_KERNEL_DECL)
 #undef CPU_KERNEL_DECL
 
 #endif

@@ -53,14 +53,19 @@ extern const GemmKernel cpu_gemm_generic, cpu_gemm_avx2, cpu_gemm_avx512;
 /* kr: NULL (row t sees keys [0, causal ? t+1 : L)) or, per row t of the piece, three ints
  * kr[3t], kr[3t+1], kr[3t+2] = a, b, c: row t sees keys [0, a) and [b, c) (a <= b <= c;
  * the segment mask of kernels/op_list.h, cut to one doc by attention.c). */
+/* query rows per tile of the forward (simd_attention.h): its scratch has 2 * AK_TILE score rows */
+enum { AK_TILE = 4 };
+/* ts: NULL (query row i is token i of the piece) or the piece's tokens of the query rows
+ * (row i is token ts[i], increasing: a subset of the rows, attention.c's rows ops). */
 typedef struct {
     void (*forward_rows)(float *o, float *lse, const float *q, size_t qs, const float *k,
-                         const float *v, size_t ks, const int *kr, int L, int t0, int t1,
-                         int HD, int causal, float scale, float *scratch);
+                         const float *v, size_t ks, const int *kr, const int *ts, int L,
+                         int t0, int t1, int HD, int causal, float scale, float *scratch);
     void (*backward_head)(float *dq, float *dk, float *dv, const float *dout, const float *out,
                           const float *lse, const float *q, size_t qs, const float *k,
-                          const float *v, size_t ks, const int *kr, int L, int T, int group,
-                          int HD, int causal, float scale, float *scratch);
+                          const float *v, size_t ks, const int *kr, const int *ts, int n,
+                          int L, int T, int group, int HD, int causal, float scale,
+                          float *scratch);
     /* y[i] = expf(x[i]) within 2 ulp on [-87.3, 88] (simd_attention.h) */
     void (*exp_array)(float *y, const float *x, size_t n);
     int vw; /* floats per vector: scratch rows are rounded up to it */

@@ -3,7 +3,9 @@
  * relative to the largest value, fp32), for Qwen2 and InternLM2, with images of one tile
  * and of several (tiles + thumbnail), text-only pairs, responses of very different
  * lengths, pairs whose responses share their first tokens or are a prefix of one another,
- * and a bias-model-like batch where every row shows the same (blank) image; plus the
+ * and a bias-model-like batch where every row shows the same (blank) image, also with every
+ * layer a recompute segment (the compact rows also compute the last layer past K and V only
+ * at the rewarded tokens, so this covers that too); plus the
  * token counts: the shared layouts compute fewer tokens than the rows hold. */
 #include <math.h>
 #include <stdio.h>
@@ -75,11 +77,14 @@ static void make_data(Data *d, const ModelConfig *cfg, int P, int blank, uint64_
     fill_normal(&r, d->pixels, (size_t)ntiles * 3 * S * S, 1.0f);
 }
 
-/* rewards (B) and the full gradient of sum_b w_b r_b (n_trainable) in one mode */
-static void run(RewardModel *m, const Data *d, int share, int pack, float *rw, float *grad) {
+/* rewards (B) and the full gradient of sum_b w_b r_b (n_trainable) in one mode, each layer
+ * a recompute segment or not */
+static void run_rc(RewardModel *m, const Data *d, int share, int pack, int recompute, float *rw,
+                   float *grad) {
     Graph g;
     graph_init(&g, DEV_CPU, 1 << 20, 5);
     m->share_prefix = share, m->packing = pack;
+    m->grad_checkpoint = g.recompute = recompute;
     RmBatch bt = {d->B, d->T, d->ids, d->lengths, d->n_images, d->tiles, d->pixels, d->image_of, NULL};
     params_zero_grad(&m->ps);
     Tensor *r = rm_forward(m, &g, &bt);
@@ -89,7 +94,11 @@ static void run(RewardModel *m, const Data *d, int share, int pack, float *rw, f
     graph_backward_from(&g, r, w);
     memcpy(grad, m->ps.grad, m->ps.n_trainable * sizeof(float));
     graph_free(&g);
-    m->share_prefix = m->packing = 0;
+    m->share_prefix = m->packing = m->grad_checkpoint = 0;
+}
+
+static void run(RewardModel *m, const Data *d, int share, int pack, float *rw, float *grad) {
+    run_rc(m, d, share, pack, 0, rw, grad);
 }
 
 static double *to_double(const float *x, size_t n, double *maxabs) {
@@ -118,15 +127,16 @@ static void check_modes(LlmArch arch, int blank, uint64_t seed) {
     run(&m, &d, 0, 0, ref_r, ref_g);
     double rmax, gmax, *rr = to_double(ref_r, d.B, &rmax), *rg = to_double(ref_g, n, &gmax);
     CHECK(gmax > 0, "no gradient at all");
-    for (int mode = 1; mode < 4; mode++) {
-        int share = mode & 1, pack = mode >> 1;
+    for (int mode = 1; mode < 5; mode++) { /* 4: both on, layers recomputed */
+        int share = mode == 4 || mode & 1, pack = mode >= 2;
         long c0, r0, c1, r1;
         rm_tokens_counted(&c0, &r0);
-        run(&m, &d, share, pack, got_r, got_g);
+        run_rc(&m, &d, share, pack, mode == 4, got_r, got_g);
         rm_tokens_counted(&c1, &r1);
         CHECK(EXPECT_CLOSE("rewards", got_r, rr, d.B, 1e-6, 1e-6 * rmax) &
                   EXPECT_CLOSE("gradient", got_g, rg, n, 1e-6, 1e-6 * gmax),
-              "arch %d blank %d share_prefix %d packing %d", arch, blank, share, pack);
+              "arch %d blank %d share_prefix %d packing %d recompute %d", arch, blank, share,
+              pack, mode == 4);
         long rows = 0, pad = (long)d.B * d.T;
         for (int b = 0; b < d.B; b++) rows += d.lengths[b];
         CHECK(r1 - r0 == rows, "tokens in rows %ld, want %ld", r1 - r0, rows);
