@@ -228,8 +228,9 @@
                             float eps, float weight_decay, int t,                            \
                             const float *grad_scale /* (1) */))                              \
                                                                                              \
-    /* ---- bf16 storage (activations staged through fp32 by runtime/ops.c, the weight      \
-     * copies of runtime/memory.c): round to nearest even (NaN stays NaN), exact widening */ \
+    /* ---- bf16 storage (activations staged through fp32 by runtime/ops.c where an op has \
+     * no *_x16 entry, the weight copies of runtime/memory.c): round to nearest even (NaN    \
+     * stays NaN), exact widening */                                                         \
     X(f32_to_bf16, (uint16_t *dst, const float *src, size_t n))                              \
     X(bf16_to_f32, (float *dst, const uint16_t *src, size_t n))
 

@@ -24,7 +24,11 @@
 // without a copy) is converted into scratch slots 2-4 first (round to nearest even, the
 // tensor cores' rounding of FAST_16BF). Where cuBLASLt has no algorithm for bf16 storage,
 // the fp32 operands go to CUBLAS_COMPUTE_32F_FAST_16BF instead (the same rounding of the
-// inputs, inside cuBLASLt); KP_BF16_FP32_OPERANDS asks for that path directly.
+// inputs, inside cuBLASLt); KP_BF16_FP32_OPERANDS asks for that path directly. A bf16
+// output (matmul_forward_x16 with out16: a bf16 activation) is a CUDA_R_16BF C/D layout with
+// the fp32 bias in the epilogue (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE), rounded once from the
+// fp32 accumulator; without such an algorithm (or with an unaligned bias) the fp32 result
+// goes to scratch slot 6 and is rounded from there.
 //
 // Algorithms. cublasLtMatmulAlgoGetHeuristic assumes 256-byte aligned A/B/C/D unless told
 // otherwise (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256), and it reads the bias
