@@ -10,13 +10,17 @@
  * to 1e-4 (fp32 row sums against the CPU's double ones). Gradients start from the same
  * random values on both sides (+=). Sizes have odd tails, and some cases start every array
  * one element past a 16-byte boundary, so both the 16-byte vector path and the scalar path
- * of every kernel run. */
+ * of every kernel run. Last, a small network of ops (runtime/ops.c) with bf16 activations
+ * runs forward and backward with no fp32 staging at all (Graph.staged_bytes stays 0), and
+ * gives the values of the same network staged through fp32 (the table without its *_x16
+ * entries but the GEMMs'). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/scalar.h"
+#include "runtime/ops.h"
 #include "tests/gpu/parity.h"
 
 static const double kTol16 = 4e-3, kTolRound = 1e-3, kTol32 = 1e-4;
@@ -365,9 +369,101 @@ static void parity_matmul_out16(Parity *p) {
     }
 }
 
+/* ---- ops.c's dispatch: a network of every non-attention op over bf16 activations ---- */
+
+enum { GB = 2, GT = 8, GC = 64, GV = 11, GI = 96, GNH = 4 };
+
+typedef struct {
+    Graph g;
+    Tensor *w[12];  /* table, norm1, q, gate, up, down, norm2, norm3, bias3, scale, head1, head2 */
+    float *out;     /* (9) the network's outputs, host */
+    float *grads;   /* the parameter gradients, host, concatenated */
+    size_t ngrads;
+    size_t staged;  /* Graph.staged_bytes after forward + backward */
+} Net;
+
+static void net_run(Net *n, const KernelOps *K, uint64_t seed) {
+    static const int shapes[12][2] = {{GV, GC}, {GC, 1}, {GC, GC}, {GI, GC}, {GI, GC}, {GC, GI},
+                                      {GC, 1},  {GC, 1}, {GC, 1},  {GC, 1},  {1, 4 * GC}, {1, GC}};
+    Graph *g = &n->g;
+    graph_init(g, DEV_CUDA, 8 << 20, 7);
+    g->K = K;
+    graph_set_act_dtype(g, DT_BF16);
+    graph_set_precision(g, KP_BF16);
+    g->training = 1;
+    Rng r = rng_make(seed, 3);
+    for (int i = 0; i < 12; i++) {
+        int nd = shapes[i][1] == 1 ? 1 : 2;
+        n->w[i] = graph_tensor(g, "w", nd, (int[]){shapes[i][0], shapes[i][1]});
+        size_t ne = n->w[i]->numel;
+        float *h = xmalloc(ne * 4);
+        int norm = i == 1 || i == 6 || i == 7 || i == 9;
+        rng_fill_uniform(&r, h, ne, norm ? 0.5f : -0.3f, norm ? 1.5f : 0.3f);
+        device_copy_from_host(DEV_CUDA, n->w[i]->data, h, ne * 4);
+        free(h);
+        n->w[i]->requires_grad = 1;
+    }
+    int ids[GB * GT], pos[GB * GT], idx[5] = {0, 3, 3, 9, 15};
+    for (int i = 0; i < GB * GT; i++) ids[i] = (int)rng_below(&r, GV), pos[i] = i % GT;
+    Tensor **w = n->w;
+    Tensor *x = op_embedding(g, w[0], ids, GB, GT); /* (B, T, C) */
+    Tensor *h = op_rmsnorm(g, x, w[1], 1e-6f);
+    Tensor *q = op_rope(g, op_reshape(g, op_linear(g, h, w[2], NULL), 4, (int[]){GB, GT, GNH, GC / GNH}),
+                        pos, 1e4f);
+    Tensor *m = op_swiglu(g, op_linear(g, h, w[3], NULL), op_linear(g, h, w[4], NULL));
+    Tensor *s, *s2;
+    Tensor *h2 = op_add_rmsnorm(g, x, op_linear(g, m, w[5], NULL), w[6], 1e-6f, &s);
+    Tensor *h3 = op_add_layernorm(g, op_reshape(g, q, 3, (int[]){GB, GT, GC}), h2, w[7], w[8], 1e-5f, &s2);
+    Tensor *d = op_drop_path(g, op_channel_scale(g, op_gelu(g, op_add(g, h3, s)), w[9]), 0.3f);
+    Tensor *o1 = op_linear_f32(g, op_pixel_shuffle(g, op_reshape(g, d, 3, (int[]){1, GB * GT, GC})),
+                               w[10], NULL);                     /* (1, 4, 1) */
+    Tensor *o2 = op_linear_f32(g, op_gather_rows(g, op_add(g, d, s2), idx, 5), w[11], NULL); /* (5, 1) */
+    Tensor *out = op_concat_rows(g, o1, o2);                     /* (9, 1), bf16 */
+    float proj[9];
+    rng_fill_uniform(&r, proj, 9, -1, 1);
+    graph_backward_from(g, out, proj);
+    n->out = xmalloc(9 * 4);
+    memcpy(n->out, graph_host(g, out), 9 * 4);
+    n->ngrads = 0;
+    for (int i = 0; i < 12; i++) n->ngrads += w[i]->numel;
+    n->grads = xmalloc(n->ngrads * 4);
+    size_t at = 0;
+    for (int i = 0; i < 12; i++) {
+        device_copy_to_host(DEV_CUDA, n->grads + at, w[i]->grad, w[i]->numel * 4);
+        at += w[i]->numel;
+    }
+    n->staged = g->staged_bytes;
+    graph_free(g);
+}
+
+static void parity_graph16(Parity *p) {
+    KernelOps staged = kernels_cuda;
+#define NO_X16(name, params) staged.name = NULL;
+    KERNEL_OPS_OPTIONAL(NO_X16)
+#undef NO_X16
+    staged.matmul_forward_x16 = kernels_cuda.matmul_forward_x16;
+    staged.matmul_backward_x16 = kernels_cuda.matmul_backward_x16;
+    Net a, b;
+    net_run(&a, &kernels_cuda, 5);
+    net_run(&b, &staged, 5);
+    int ok = a.staged == 0 && b.staged > 0;
+    printf("%s ops over bf16 activations, no attention: %zu bytes staged through fp32 (%zu with "
+           "the non-GEMM ops staged)\n", ok ? "ok  " : "FAIL", a.staged, b.staged);
+    if (ok) p->passed++;
+    else p->failed++;
+    parity_check(p, "ops over bf16 activations: outputs (vs staged)", b.out, a.out, 9, 1e-2);
+    parity_check(p, "ops over bf16 activations: parameter gradients (vs staged)", b.grads, a.grads,
+                 a.ngrads, 1e-2);
+    free(a.out);
+    free(a.grads);
+    free(b.out);
+    free(b.grads);
+}
+
 void parity_bf16act(Parity *p) {
     parity_norms16(p);
     parity_flat16(p);
     parity_layout16(p);
     parity_matmul_out16(p);
+    parity_graph16(p);
 }
