@@ -291,7 +291,28 @@
     X(channel_scale_backward_x16, (float *dinp, float *dscale, const float *dout,            \
                                    const uint16_t *inp, const float *scale, int N, int C))   \
     X(drop_path_forward_x16, (uint16_t *out, const uint16_t *inp, const float *keep_scale,   \
-                              int B, size_t per_sample))
+                              int B, size_t per_sample))                                    \
+                                                                                             \
+    /* ---- the fused residual add + norm's backward in one pass: g = dsum + the norm's      \
+     * input gradient from dout (dsum NULL: 0), dx += g, da += g (each may be NULL), the     \
+     * weight/bias gradients as the norm's backward; the values of layernorm_backward /      \
+     * rmsnorm_backward into the sum's gradient followed by add_backward (what runtime/ops.c \
+     * does where these are NULL, as on the CPU). sum fp32, or bf16 for the _x16 forms ---- */ \
+    X(add_layernorm_backward, (float *dx, float *da, /* (N, C) each, or NULL */              \
+                               float *dweight, float *dbias, /* (C) each, or NULL */         \
+                               const float *dsum, /* (N, C) or NULL */                       \
+                               const float *dout, const float *sum, const float *weight,     \
+                               const float *mean, const float *rstd, int N, int C))          \
+    X(add_rmsnorm_backward, (float *dx, float *da, float *dweight, const float *dsum,        \
+                             const float *dout, const float *sum, const float *weight,       \
+                             const float *rstd, int N, int C))                               \
+    X(add_layernorm_backward_x16, (float *dx, float *da, float *dweight, float *dbias,       \
+                                   const float *dsum, const float *dout, const uint16_t *sum, \
+                                   const float *weight, const float *mean, const float *rstd, \
+                                   int N, int C))                                            \
+    X(add_rmsnorm_backward_x16, (float *dx, float *da, float *dweight, const float *dsum,    \
+                                 const float *dout, const uint16_t *sum, const float *weight, \
+                                 const float *rstd, int N, int C))
 /* clang-format on */
 
 #endif

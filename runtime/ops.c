@@ -243,12 +243,37 @@ static void add_norm_fw(Graph *g, Tensor *s, Tensor *y, NormCtx *c, Tensor *x, T
 }
 
 /* the fused op's backward: the norm's gradient joins the sum's (from the residual stream
- * downstream), and the add hands the total to x and a */
+ * downstream), and the add hands the total to x and a; in one kernel where the table has
+ * it (the CUDA one), else the norm's backward into the sum's gradient, then the add's */
 static void add_norm_bw(Graph *g, TapeEntry *e) {
-    Tensor *x = e->in[0], *a = e->in[1], *s = e->out[0], *y = e->out[1];
+    Tensor *x = e->in[0], *a = e->in[1], *w = e->in[2], *b = e->in[3], *s = e->out[0];
+    Tensor *y = e->out[1];
+    const KernelOps *K = g->K;
+    const NormCtx *c = e->ctx;
+    int C = last_dim(s), N = (int)(s->numel / C);
+    float *dx = gin(g, x), *da = gin(g, a), *dw = gin(g, w), *db = gin(g, b);
+    int f32 = s->dtype == DT_F32, layer = c->mean != NULL;
+    if (y->grad && layer && (f32 ? K->add_layernorm_backward != NULL
+                                 : x16(K->add_layernorm_backward_x16, s, NULL, NULL))) {
+        if (f32)
+            K->add_layernorm_backward(dx, da, dw, db, s->grad, y->grad, F(s), F(w), c->mean,
+                                      c->rstd, N, C);
+        else
+            K->add_layernorm_backward_x16(dx, da, dw, db, s->grad, y->grad, H(s), F(w), c->mean,
+                                          c->rstd, N, C);
+        return;
+    }
+    if (y->grad && !layer && (f32 ? K->add_rmsnorm_backward != NULL
+                                  : x16(K->add_rmsnorm_backward_x16, s, NULL, NULL))) {
+        if (f32)
+            K->add_rmsnorm_backward(dx, da, dw, s->grad, y->grad, F(s), F(w), c->rstd, N, C);
+        else
+            K->add_rmsnorm_backward_x16(dx, da, dw, s->grad, y->grad, H(s), F(w), c->rstd, N, C);
+        return;
+    }
     float *ds = graph_grad(g, s);
-    if (y->grad) norm_backward(g, ds, y->grad, s, e->in[2], e->in[3], e->ctx);
-    g->K->add_backward(gin(g, x), gin(g, a), ds, s->numel);
+    if (y->grad) norm_backward(g, ds, y->grad, s, w, b, c);
+    K->add_backward(dx, da, ds, s->numel);
 }
 
 /* y = norm(x); with a (the fused residual add) *sum = x + a and y = norm(*sum) */

@@ -146,19 +146,22 @@ norm_forward_kernel(float *out, float *mean, float *rstd, float *sum, const floa
 
 // Shared backward for dinp, one warp per row. With xhat = (x - m) * s, dnorm = dout * w:
 // dinp += s * (dnorm - mean_c(dnorm) - xhat * mean_c(dnorm * xhat)); RMSNorm (no mean)
-// drops the mean_c(dnorm) term and uses m = 0.
-template <bool VEC, bool HAS_MEAN>
+// drops the mean_c(dnorm) term and uses m = 0. ADD (the fused residual add + norm, inp its
+// sum): g = dsum + that (dsum NULL: 0), dinp += g, dadd += g (either may be NULL), the values
+// of the norm's backward into the sum's gradient followed by add_backward.
+template <bool VEC, bool HAS_MEAN, bool ADD>
 __global__ void __launch_bounds__(kThreads)
-norm_backward_dinp_kernel(float *dinp, const float *dout, const float *inp,
-                          const float *weight, const float *mean, const float *rstd, int N,
-                          int C) {
+norm_backward_dinp_kernel(float *dinp, float *dadd, const float *dsum, const float *dout,
+                          const float *inp, const float *weight, const float *mean,
+                          const float *rstd, int N, int C) {
     int lane = threadIdx.x & 31;
     int groups = C / 4, tail0 = 4 * groups;
     size_t stride = (size_t)gridDim.x * kRowsPerBlock;
     for (size_t row = (size_t)blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5); row < (size_t)N;
          row += stride) {
         const float *g = dout + row * C, *x = inp + row * C;
-        float *dx = dinp + row * C;
+        float *dx = dinp ? dinp + row * C : nullptr, *da = dadd ? dadd + row * C : nullptr;
+        const float *ds = dsum ? dsum + row * C : nullptr;
         float m = HAS_MEAN ? mean[row] : 0.0f, s = rstd[row];
         double a = 0.0, b = 0.0; // sum dnorm, sum dnorm * xhat
         auto sums1 = [&](float gc, float xc, float wc) {
@@ -187,14 +190,39 @@ norm_backward_dinp_kernel(float *dinp, const float *dout, const float *inp,
         };
         for (int j = lane; j < groups; j += 32) {
             F4 gv = load4<VEC>(g, j), xv = load4<VEC>(x, j), wv = load4<VEC>(weight, j);
-            F4 dv = load4<VEC>(dx, j);
+            if (!ADD) {
+                F4 dv = load4<VEC>(dx, j);
 #pragma unroll
-            for (int k = 0; k < 4; k++) dv.v[k] += grad1(gv.v[k], xv.v[k], wv.v[k]);
-            store4<VEC>(dx, j, dv);
+                for (int k = 0; k < 4; k++) dv.v[k] += grad1(gv.v[k], xv.v[k], wv.v[k]);
+                store4<VEC>(dx, j, dv);
+                continue;
+            }
+            F4 sv = ds ? load4<VEC>(ds, j) : F4{};
+#pragma unroll
+            for (int k = 0; k < 4; k++) sv.v[k] += grad1(gv.v[k], xv.v[k], wv.v[k]);
+            if (dx) {
+                F4 dv = load4<VEC>(dx, j);
+#pragma unroll
+                for (int k = 0; k < 4; k++) dv.v[k] += sv.v[k];
+                store4<VEC>(dx, j, dv);
+            }
+            if (da) {
+                F4 av = load4<VEC>(da, j);
+#pragma unroll
+                for (int k = 0; k < 4; k++) av.v[k] += sv.v[k];
+                store4<VEC>(da, j, av);
+            }
         }
         if (tail0 + lane < C) {
             int c = tail0 + lane;
-            dx[c] += grad1(g[c], x[c], weight[c]);
+            float t = grad1(g[c], x[c], weight[c]);
+            if (!ADD) {
+                dx[c] += t;
+            } else {
+                t = (ds ? ds[c] : 0.0f) + t;
+                if (dx) dx[c] += t;
+                if (da) da[c] += t;
+            }
         }
     }
 }
@@ -300,20 +328,30 @@ void launch_forward(float *out, float *mean, float *rstd, float *sum, const floa
     CUDA_LAUNCH_CHECK();
 }
 
+// add: the fused residual add + norm's backward (dinp/dadd the gradients of its two inputs,
+// dsum the sum's own gradient or NULL)
 template <bool HAS_MEAN>
 void launch_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                      const float *inp, const float *weight, const float *mean,
-                     const float *rstd, int N, int C) {
-    if (dinp) { // first, as on the CPU
+                     const float *rstd, int N, int C, bool add = false, float *dadd = nullptr,
+                     const float *dsum = nullptr) {
+    if (dinp || dadd) { // first, as on the CPU
         unsigned grid = cuda_blocks((size_t)N, kRowsPerBlock);
         bool vec = C % 4 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) &&
-                   aligned16(weight);
-        if (vec)
-            norm_backward_dinp_kernel<true, HAS_MEAN><<<grid, kThreads, 0, cuda_stream()>>>(
-                dinp, dout, inp, weight, mean, rstd, N, C);
+                   aligned16(weight) && aligned16(dadd) && aligned16(dsum);
+        cudaStream_t st = cuda_stream();
+        if (add && vec)
+            norm_backward_dinp_kernel<true, HAS_MEAN, true><<<grid, kThreads, 0, st>>>(
+                dinp, dadd, dsum, dout, inp, weight, mean, rstd, N, C);
+        else if (add)
+            norm_backward_dinp_kernel<false, HAS_MEAN, true><<<grid, kThreads, 0, st>>>(
+                dinp, dadd, dsum, dout, inp, weight, mean, rstd, N, C);
+        else if (vec)
+            norm_backward_dinp_kernel<true, HAS_MEAN, false><<<grid, kThreads, 0, st>>>(
+                dinp, dadd, dsum, dout, inp, weight, mean, rstd, N, C);
         else
-            norm_backward_dinp_kernel<false, HAS_MEAN><<<grid, kThreads, 0, cuda_stream()>>>(
-                dinp, dout, inp, weight, mean, rstd, N, C);
+            norm_backward_dinp_kernel<false, HAS_MEAN, false><<<grid, kThreads, 0, st>>>(
+                dinp, dadd, dsum, dout, inp, weight, mean, rstd, N, C);
         CUDA_LAUNCH_CHECK();
     }
     if ((dweight || dbias) && C > 0)
@@ -397,12 +435,13 @@ norm_forward_x16_kernel(uint16_t *out, float *mean, float *rstd, uint16_t *sum,
     }
 }
 
-// dinp += s * (dnorm - mean_c(dnorm) - xhat * mean_c(dnorm * xhat)), fp32 row sums
-template <bool VEC, bool HAS_MEAN>
+// dinp += s * (dnorm - mean_c(dnorm) - xhat * mean_c(dnorm * xhat)), fp32 row sums; ADD as
+// norm_backward_dinp_kernel
+template <bool VEC, bool HAS_MEAN, bool ADD>
 __global__ void __launch_bounds__(kThreads)
-norm_backward_dinp_x16_kernel(float *dinp, const float *dout, const uint16_t *inp,
-                              const float *weight, const float *mean, const float *rstd, int N,
-                              int C) {
+norm_backward_dinp_x16_kernel(float *dinp, float *dadd, const float *dsum, const float *dout,
+                              const uint16_t *inp, const float *weight, const float *mean,
+                              const float *rstd, int N, int C) {
     int lane = threadIdx.x & 31;
     int groups = (C + 7) / 8;
     size_t stride = (size_t)gridDim.x * kRowsPerBlock;
@@ -410,7 +449,8 @@ norm_backward_dinp_x16_kernel(float *dinp, const float *dout, const uint16_t *in
          row += stride) {
         const float *g = dout + row * C;
         const uint16_t *x = inp + row * C;
-        float *dx = dinp + row * C;
+        float *dx = dinp ? dinp + row * C : nullptr, *da = dadd ? dadd + row * C : nullptr;
+        const float *ds = dsum ? dsum + row * C : nullptr;
         float m = HAS_MEAN ? mean[row] : 0.0f, s = rstd[row];
         float a = 0.0f, b = 0.0f; // sum dnorm, sum dnorm * xhat (0 past C: g and w read 0)
         for (int j = lane; j < groups; j += 32) {
@@ -427,15 +467,27 @@ norm_backward_dinp_x16_kernel(float *dinp, const float *dout, const uint16_t *in
         float mean_dnorm_xhat = warp_sumf(b) / C;
         for (int j = lane; j < groups; j += 32) {
             V8 gv = ld8<VEC>(g, 8 * j, C), xv = ld8<VEC>(x, 8 * j, C);
-            V8 wv = ld8<VEC>(weight, 8 * j, C), dv = ld8<VEC>(dx, 8 * j, C);
+            V8 wv = ld8<VEC>(weight, 8 * j, C), r;
+            V8 sv = ADD && ds ? ld8<VEC>(ds, 8 * j, C) : V8{};
 #pragma unroll
             for (int k = 0; k < 8; k++) {
                 float xhat = (xv.v[k] - m) * s;
                 float t = __fmul_rn(gv.v[k], wv.v[k]) - mean_dnorm -
                           __fmul_rn(xhat, mean_dnorm_xhat);
-                dv.v[k] += __fmul_rn(t, s);
+                r.v[k] = ADD ? sv.v[k] + __fmul_rn(t, s) : __fmul_rn(t, s);
             }
-            st8<VEC>(dx, 8 * j, C, dv);
+            if (dx) {
+                V8 dv = ld8<VEC>(dx, 8 * j, C);
+#pragma unroll
+                for (int k = 0; k < 8; k++) dv.v[k] += r.v[k];
+                st8<VEC>(dx, 8 * j, C, dv);
+            }
+            if (ADD && da) {
+                V8 av = ld8<VEC>(da, 8 * j, C);
+#pragma unroll
+                for (int k = 0; k < 8; k++) av.v[k] += r.v[k];
+                st8<VEC>(da, 8 * j, C, av);
+            }
         }
     }
 }
@@ -466,17 +518,25 @@ void launch_forward_x16(uint16_t *out, float *mean, float *rstd, uint16_t *sum,
 template <bool HAS_MEAN>
 void launch_backward_x16(float *dinp, float *dweight, float *dbias, const float *dout,
                          const uint16_t *inp, const float *weight, const float *mean,
-                         const float *rstd, int N, int C) {
-    if (dinp) {
+                         const float *rstd, int N, int C, bool add = false,
+                         float *dadd = nullptr, const float *dsum = nullptr) {
+    if (dinp || dadd) {
         unsigned grid = cuda_blocks((size_t)N, kRowsPerBlock);
         bool vec = C % 8 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) &&
-                   aligned16(weight);
-        if (vec)
-            norm_backward_dinp_x16_kernel<true, HAS_MEAN><<<grid, kThreads, 0, cuda_stream()>>>(
-                dinp, dout, inp, weight, mean, rstd, N, C);
+                   aligned16(weight) && aligned16(dadd) && aligned16(dsum);
+        cudaStream_t st = cuda_stream();
+        if (add && vec)
+            norm_backward_dinp_x16_kernel<true, HAS_MEAN, true><<<grid, kThreads, 0, st>>>(
+                dinp, dadd, dsum, dout, inp, weight, mean, rstd, N, C);
+        else if (add)
+            norm_backward_dinp_x16_kernel<false, HAS_MEAN, true><<<grid, kThreads, 0, st>>>(
+                dinp, dadd, dsum, dout, inp, weight, mean, rstd, N, C);
+        else if (vec)
+            norm_backward_dinp_x16_kernel<true, HAS_MEAN, false><<<grid, kThreads, 0, st>>>(
+                dinp, dadd, dsum, dout, inp, weight, mean, rstd, N, C);
         else
-            norm_backward_dinp_x16_kernel<false, HAS_MEAN><<<grid, kThreads, 0, cuda_stream()>>>(
-                dinp, dout, inp, weight, mean, rstd, N, C);
+            norm_backward_dinp_x16_kernel<false, HAS_MEAN, false><<<grid, kThreads, 0, st>>>(
+                dinp, dadd, dsum, dout, inp, weight, mean, rstd, N, C);
         CUDA_LAUNCH_CHECK();
     }
     if ((dweight || dbias) && C > 0)
@@ -572,4 +632,40 @@ extern "C" void cuda_add_rmsnorm_forward_x16(uint16_t *sum, uint16_t *out, float
                                              const float *weight, int N, int C, float eps) {
     if (N <= 0) return;
     launch_forward_x16<false>(out, nullptr, rstd, sum, x, a, weight, nullptr, N, C, eps);
+}
+
+// the fused residual add + norm's backward (KERNEL_OPS_OPTIONAL; sum fp32 or bf16)
+extern "C" void cuda_add_layernorm_backward(float *dx, float *da, float *dweight, float *dbias,
+                                            const float *dsum, const float *dout,
+                                            const float *sum, const float *weight,
+                                            const float *mean, const float *rstd, int N, int C) {
+    if (N <= 0) return;
+    launch_backward<true>(dx, dweight, dbias, dout, sum, weight, mean, rstd, N, C, true, da, dsum);
+}
+
+extern "C" void cuda_add_rmsnorm_backward(float *dx, float *da, float *dweight, const float *dsum,
+                                          const float *dout, const float *sum,
+                                          const float *weight, const float *rstd, int N, int C) {
+    if (N <= 0) return;
+    launch_backward<false>(dx, dweight, nullptr, dout, sum, weight, nullptr, rstd, N, C, true, da,
+                           dsum);
+}
+
+extern "C" void cuda_add_layernorm_backward_x16(float *dx, float *da, float *dweight,
+                                                float *dbias, const float *dsum,
+                                                const float *dout, const uint16_t *sum,
+                                                const float *weight, const float *mean,
+                                                const float *rstd, int N, int C) {
+    if (N <= 0) return;
+    launch_backward_x16<true>(dx, dweight, dbias, dout, sum, weight, mean, rstd, N, C, true, da,
+                              dsum);
+}
+
+extern "C" void cuda_add_rmsnorm_backward_x16(float *dx, float *da, float *dweight,
+                                              const float *dsum, const float *dout,
+                                              const uint16_t *sum, const float *weight,
+                                              const float *rstd, int N, int C) {
+    if (N <= 0) return;
+    launch_backward_x16<false>(dx, dweight, nullptr, dout, sum, weight, nullptr, rstd, N, C, true,
+                               da, dsum);
 }

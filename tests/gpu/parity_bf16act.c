@@ -163,6 +163,51 @@ static void parity_norms16(Parity *p) {
             check16(p, parity_name("add_%s x16 N=%d C=%d%s out", nm, N, C, mt), out, dout.p, n);
             check32(p, parity_name("add_%s x16 N=%d C=%d%s rstd", nm, N, C, mt), rstd, drstd.p, N);
 
+            /* the fused backward, fp32 and bf16 sum, with and without the sum's own gradient:
+             * the CPU reference is the norm's backward into (a copy of) dsum, then the add's */
+            for (int form = 0; form < 4; form++) {
+                int x16 = form & 1, with_dsum = form >> 1;
+                float *ds = h_rand(p, n, -1, 1), *go = h_rand(p, n, -1, 1);
+                float *gx = h_rand(p, n, -1, 1), *ga = h_rand(p, n, -1, 1);
+                float *gw = h_rand(p, C, -1, 1), *gb = h_rand(p, C, -1, 1);
+                Dev Dds = up32(ds, n, mis), Dgo = up32(go, n, mis), Dgx = up32(gx, n, mis),
+                    Dga = up32(ga, n, mis), Dgw = up32(gw, C, 0), Dgb = up32(gb, C, 0);
+                Dev Ds = x16 ? up16(sum, n, mis) : up32(sum, n, mis), Dm = up32(mean, N, 0),
+                    Dr = up32(rstd, N, 0);
+                float *ref = with_dsum ? h_copy(ds, n) : h_zeros(n);
+                const float *dsp = with_dsum ? Dds.p : NULL;
+                if (layer) {
+                    kernels_cpu.layernorm_backward(ref, gw, gb, go, sum, w, mean, rstd, N, C);
+                    if (x16)
+                        kernels_cuda.add_layernorm_backward_x16(Dgx.p, Dga.p, Dgw.p, Dgb.p, dsp, Dgo.p,
+                                                                Ds.p, dw.p, Dm.p, Dr.p, N, C);
+                    else
+                        kernels_cuda.add_layernorm_backward(Dgx.p, Dga.p, Dgw.p, Dgb.p, dsp, Dgo.p,
+                                                            Ds.p, dw.p, Dm.p, Dr.p, N, C);
+                } else {
+                    kernels_cpu.rmsnorm_backward(ref, gw, go, sum, w, rstd, N, C);
+                    if (x16)
+                        kernels_cuda.add_rmsnorm_backward_x16(Dgx.p, Dga.p, Dgw.p, dsp, Dgo.p, Ds.p,
+                                                              dw.p, Dr.p, N, C);
+                    else
+                        kernels_cuda.add_rmsnorm_backward(Dgx.p, Dga.p, Dgw.p, dsp, Dgo.p, Ds.p,
+                                                          dw.p, Dr.p, N, C);
+                }
+                kernels_cpu.add_backward(gx, ga, ref, n);
+                const char *ft = parity_name("add_%s bwd%s N=%d C=%d%s%s", nm, x16 ? " x16" : "",
+                                             N, C, mt, with_dsum ? "" : " dsum=NULL");
+                char tag[200];
+                snprintf(tag, sizeof tag, "%s", ft);
+                check32(p, parity_name("%s dx", tag), gx, Dgx.p, n);
+                check32(p, parity_name("%s da", tag), ga, Dga.p, n);
+                check32(p, parity_name("%s dweight", tag), gw, Dgw.p, C);
+                if (layer) check32(p, parity_name("%s dbias", tag), gb, Dgb.p, C);
+                Dev dv[] = {Dds, Dgo, Dgx, Dga, Dgw, Dgb, Ds, Dm, Dr};
+                for (size_t k = 0; k < sizeof dv / sizeof dv[0]; k++) dfree(dv[k]);
+                float *hv[] = {ds, go, gx, ga, gw, gb, ref};
+                for (size_t k = 0; k < sizeof hv / sizeof hv[0]; k++) free(hv[k]);
+            }
+
             /* the fp32 fused kernels (both tables) */
             float *s32 = h_zeros(n), *o32 = h_zeros(n);
             Dev fx = up32(x, n, mis), fa = up32(a, n, mis), fs = up32(s32, n, mis),
