@@ -33,10 +33,18 @@ static float *out32(Graph *g, Tensor *y) {
     return arena_alloc(&g->stage, y->numel * sizeof(float));
 }
 
-/* the native bf16 entry fn can run: it exists and each of a, b, c is NULL or bf16 */
-static int x16(const void *fn, const Tensor *a, const Tensor *b, const Tensor *c) {
-    return fn && (!a || a->dtype == DT_BF16) && (!b || b->dtype == DT_BF16) &&
+/* each of a, b, c is NULL or bf16 */
+static int all16(const Tensor *a, const Tensor *b, const Tensor *c) {
+    return (!a || a->dtype == DT_BF16) && (!b || b->dtype == DT_BF16) &&
            (!c || c->dtype == DT_BF16);
+}
+
+/* the table's native bf16 entry fn can run on the activations a, b, c (NULL: none) */
+#define x16(fn, a, b, c) ((fn) != NULL && all16(a, b, c))
+
+/* the native norm kernels take fp32 parameters (weight, bias or NULL) */
+static int f32_params(const Tensor *w, const Tensor *b) {
+    return w->dtype == DT_F32 && (!b || b->dtype == DT_F32);
 }
 
 static uint16_t *H(const Tensor *t) { return t ? (uint16_t *)t->data : NULL; }
@@ -170,9 +178,10 @@ static void norm_backward(Graph *g, float *dx, const float *dout, Tensor *x, Ten
                           Tensor *b, const NormCtx *c) {
     int C = last_dim(x), N = (int)(x->numel / C);
     float *dw = gin(g, w), *db = gin(g, b);
-    if (c->mean && x16(g->K->layernorm_backward_x16, x, NULL, NULL))
+    int pf = f32_params(w, b);
+    if (pf && c->mean && x16(g->K->layernorm_backward_x16, x, NULL, NULL))
         g->K->layernorm_backward_x16(dx, dw, db, dout, H(x), F(w), c->mean, c->rstd, N, C);
-    else if (!c->mean && x16(g->K->rmsnorm_backward_x16, x, NULL, NULL))
+    else if (pf && !c->mean && x16(g->K->rmsnorm_backward_x16, x, NULL, NULL))
         g->K->rmsnorm_backward_x16(dx, dw, dout, H(x), F(w), c->rstd, N, C);
     else if (c->mean)
         g->K->layernorm_backward(dx, dw, db, dout, in32(g, x), in32(g, w), c->mean, c->rstd, N, C);
@@ -200,10 +209,10 @@ static void add_fw(Graph *g, Tensor *y, const Tensor *a, const Tensor *b);
 static void norm_fw(Graph *g, Tensor *y, NormCtx *c, Tensor *x, Tensor *w, Tensor *b, float eps,
                     int layer) {
     const KernelOps *K = g->K;
-    int C = last_dim(x), N = (int)(x->numel / C);
-    if (layer && x16(K->layernorm_forward_x16, x, y, NULL)) {
+    int C = last_dim(x), N = (int)(x->numel / C), pf = f32_params(w, b);
+    if (pf && layer && x16(K->layernorm_forward_x16, x, y, NULL)) {
         K->layernorm_forward_x16(H(y), c->mean, c->rstd, H(x), F(w), F(b), N, C, eps);
-    } else if (!layer && x16(K->rmsnorm_forward_x16, x, y, NULL)) {
+    } else if (pf && !layer && x16(K->rmsnorm_forward_x16, x, y, NULL)) {
         K->rmsnorm_forward_x16(H(y), c->rstd, H(x), F(w), N, C, eps);
     } else {
         float *yf = out32(g, y);
@@ -224,10 +233,11 @@ static void add_norm_fw(Graph *g, Tensor *s, Tensor *y, NormCtx *c, Tensor *x, T
     const KernelOps *K = g->K;
     int C = last_dim(x), N = (int)(x->numel / C);
     int f32 = x->dtype == DT_F32 && a->dtype == DT_F32 && y->dtype == DT_F32;
-    if (layer && x16(K->add_layernorm_forward_x16, x, a, y)) {
+    int pf = f32_params(w, b);
+    if (pf && layer && x16(K->add_layernorm_forward_x16, x, a, y)) {
         K->add_layernorm_forward_x16(H(s), H(y), c->mean, c->rstd, H(x), H(a), F(w), F(b), N, C,
                                      eps);
-    } else if (!layer && x16(K->add_rmsnorm_forward_x16, x, a, y)) {
+    } else if (pf && !layer && x16(K->add_rmsnorm_forward_x16, x, a, y)) {
         K->add_rmsnorm_forward_x16(H(s), H(y), c->rstd, H(x), H(a), F(w), N, C, eps);
     } else if (f32 && layer) {
         K->add_layernorm_forward(F(s), F(y), c->mean, c->rstd, F(x), F(a), in32(g, w), in32(g, b),
@@ -253,7 +263,8 @@ static void add_norm_bw(Graph *g, TapeEntry *e) {
     int C = last_dim(s), N = (int)(s->numel / C);
     float *dx = gin(g, x), *da = gin(g, a), *dw = gin(g, w), *db = gin(g, b);
     int f32 = s->dtype == DT_F32, layer = c->mean != NULL;
-    if (y->grad && layer && (f32 ? K->add_layernorm_backward != NULL
+    int fused = y->grad && f32_params(w, b);
+    if (fused && layer && (f32 ? K->add_layernorm_backward != NULL
                                  : x16(K->add_layernorm_backward_x16, s, NULL, NULL))) {
         if (f32)
             K->add_layernorm_backward(dx, da, dw, db, s->grad, y->grad, F(s), F(w), c->mean,
@@ -263,7 +274,7 @@ static void add_norm_bw(Graph *g, TapeEntry *e) {
                                           c->rstd, N, C);
         return;
     }
-    if (y->grad && !layer && (f32 ? K->add_rmsnorm_backward != NULL
+    if (fused && !layer && (f32 ? K->add_rmsnorm_backward != NULL
                                   : x16(K->add_rmsnorm_backward_x16, s, NULL, NULL))) {
         if (f32)
             K->add_rmsnorm_backward(dx, da, dw, s->grad, y->grad, F(s), F(w), c->rstd, N, C);
