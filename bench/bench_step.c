@@ -57,6 +57,8 @@ static void usage(FILE *f) {
             "                  [--precision fp32|bf16 (bf16 on cuda, fp32 on cpu)] [--objective standard|shortcut_aware|both (both)]\n"
             "                  [--pairs P (8)] [--text N (512)] [--tiles N (1)] [--steps N (5)] [--warmup N (2)]\n"
             "                  [--peak-tflops X (989)] [--quick (configs/model/small.json, 2 pairs, 32 text tokens, 1 step)]\n"
+            "                  [--staged-non-gemm (the non-GEMM ops without their bf16 kernels: widened and rounded\n"
+            "                  through fp32 staging, for comparison)]\n"
             "One training step of the reward model at the shape of bench/torch_baseline.py: pairs/s,\n"
             "tokens/s, MFU of the trained part, memory, and the time per phase.\n");
 }
@@ -176,7 +178,7 @@ static size_t store_bytes(const ParamStore *ps) {
 
 int main(int argc, char **argv) {
     const char *cfg_path = NULL, *device = NULL, *precision = NULL, *objective = "both";
-    int pairs = 0, text = 0, tiles = 1, steps = 0, warmup = -1, quick = 0;
+    int pairs = 0, text = 0, tiles = 1, steps = 0, warmup = -1, quick = 0, staged_non_gemm = 0;
     double peak_tflops = 989;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -186,6 +188,8 @@ int main(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--quick")) {
             quick = 1;
+        } else if (!strcmp(a, "--staged-non-gemm")) {
+            staged_non_gemm = 1;
         } else if (has && !strcmp(a, "--config")) {
             cfg_path = argv[++i];
         } else if (has && !strcmp(a, "--device")) {
@@ -281,6 +285,15 @@ int main(int argc, char **argv) {
             graph_set_precision(&b.g, KP_BF16);
         }
         b.g.training = 1;
+        KernelOps staged = *b.g.K;
+        if (staged_non_gemm) { /* the table without the non-GEMM bf16 entries (runtime/ops.c stages) */
+#define NO_X16(name, params) staged.name = NULL;
+            KERNEL_OPS_OPTIONAL(NO_X16)
+#undef NO_X16
+            staged.matmul_forward_x16 = b.g.K->matmul_forward_x16;
+            staged.matmul_backward_x16 = b.g.K->matmul_backward_x16;
+            b.g.K = &staged;
+        }
         make_model(&b, &b.main, &cfg, 1);
         b.batch = (RmBatch){B, S, ids, lengths, P, ntiles, pixels, image_of, NULL};
         if (b.shortcut) {
@@ -295,8 +308,9 @@ int main(int argc, char **argv) {
         long h0 = 0, m0 = 0, h1 = 0, m1 = 0;
 #endif
         long up0 = 0, re0 = 0;
+        size_t st0 = 0;
         for (int s = 0; s < warmup + steps; s++) {
-            if (s == warmup) up0 = b.g.n_uploads, re0 = b.g.n_reused;
+            if (s == warmup) up0 = b.g.n_uploads, re0 = b.g.n_reused, st0 = b.g.staged_bytes;
 #ifdef MMRM_CUDA
             if (s == warmup && dev != DEV_CPU) cuda_matmul_plan_stats(&h0, &m0);
 #endif
@@ -328,9 +342,11 @@ int main(int argc, char **argv) {
                ms[2], ms[3], mem / MIB, plans);
         printf("  model FLOPs per step: trained part %.3g TFLOP (%.3g TFLOP/s), frozen ViT forward %.3g TFLOP; "
                "activation arena peak %.0f MiB (+ %.0f MiB bf16 staging); host inputs per step: %.0f uploaded, "
-               "%.0f reused\n",
+               "%.0f reused; bf16 staging per step %.2f MiB%s\n",
                trained / 1e12, trained / t / 1e12, f_vit / 1e12, b.g.act.peak / MIB, b.g.stage.peak / MIB,
-               (double)(b.g.n_uploads - up0) / steps, (double)(b.g.n_reused - re0) / steps);
+               (double)(b.g.n_uploads - up0) / steps, (double)(b.g.n_reused - re0) / steps,
+               (double)(b.g.staged_bytes - st0) / steps / MIB,
+               staged_non_gemm ? " (--staged-non-gemm)" : "");
         fflush(stdout);
         free(v);
         adamw_free(&b.opt);

@@ -75,6 +75,16 @@
                            const float *dout, const float *inp, const float *weight,         \
                            const float *mean, const float *rstd, int N, int C))              \
                                                                                              \
+    /* ---- residual add + norm in one pass: sum = x + a, out = layernorm(sum) (as          \
+     * add_forward then layernorm_forward, bit for bit on the CPU); backward is               \
+     * layernorm_backward into sum's gradient, then add_backward ---- */                     \
+    X(add_layernorm_forward, (float *sum,         /* (N, C) x + a */                         \
+                              float *out,         /* (N, C) */                               \
+                              float *mean, float *rstd, /* (N) each */                       \
+                              const float *x, const float *a, /* (N, C) each */              \
+                              const float *weight, const float *bias, /* (C), (C) or NULL */ \
+                              int N, int C, float eps))                                      \
+                                                                                             \
     /* ---- RMSNorm: out = x * rsqrt(mean(x^2) + eps) * weight ---- */                       \
     X(rmsnorm_forward, (float *out,               /* (N, C) */                               \
                         float *rstd,              /* (N) */                                  \
@@ -84,6 +94,14 @@
     X(rmsnorm_backward, (float *dinp, float *dweight, /* (N,C) (C) */                        \
                          const float *dout, const float *inp, const float *weight,           \
                          const float *rstd, int N, int C))                                   \
+                                                                                             \
+    /* residual add + RMSNorm: sum = x + a, out = rmsnorm(sum), as add_layernorm_forward */ \
+    X(add_rmsnorm_forward, (float *sum,           /* (N, C) x + a */                         \
+                            float *out,           /* (N, C) */                               \
+                            float *rstd,          /* (N) */                                  \
+                            const float *x, const float *a, /* (N, C) each */                \
+                            const float *weight,  /* (C) */                                  \
+                            int N, int C, float eps))                                        \
                                                                                              \
     /* ---- exact GELU: 0.5 x (1 + erf(x / sqrt 2)) ---- */                                  \
     X(gelu_forward, (float *out, const float *inp, size_t n))                                \
@@ -212,20 +230,91 @@
                             float eps, float weight_decay, int t,                            \
                             const float *grad_scale /* (1) */))                              \
                                                                                              \
-    /* ---- bf16 storage (activations staged through fp32 by runtime/ops.c, the weight      \
-     * copies of runtime/memory.c): round to nearest even (NaN stays NaN), exact widening */ \
+    /* ---- bf16 storage (activations staged through fp32 by runtime/ops.c where an op has \
+     * no *_x16 entry, the weight copies of runtime/memory.c): round to nearest even (NaN    \
+     * stays NaN), exact widening */                                                         \
     X(f32_to_bf16, (uint16_t *dst, const float *src, size_t n))                              \
     X(bf16_to_f32, (float *dst, const uint16_t *src, size_t n))
 
 #define KERNEL_OPS_OPTIONAL(X) \
-    /* matmul_forward/backward with a bf16-stored input, which a bf16 GEMM takes as it is    \
-     * (NULL, as on the CPU: runtime/ops.c widens the input through fp32 instead) */         \
-    X(matmul_forward_x16, (float *out, const uint16_t *inp, const float *weight,             \
+    /* matmul_forward/backward with a bf16-stored input, which a bf16 GEMM takes as it is;   \
+     * forward writes out (fp32) when not NULL, else out16 (bf16, rounded once from the      \
+     * fp32 accumulator: a bf16 activation) (NULL, as on the CPU: runtime/ops.c widens the   \
+     * input through fp32 instead) */                                                        \
+    X(matmul_forward_x16, (float *out, uint16_t *out16, /* (N, OC), one of them */           \
+                           const uint16_t *inp, const float *weight,                         \
                            const uint16_t *weight16, const float *bias, int N, int C,        \
                            int OC, int precision))                                           \
     X(matmul_backward_x16, (float *dinp, float *dweight, float *dbias, const float *dout,    \
                             const uint16_t *inp, const float *weight,                        \
-                            const uint16_t *weight16, int N, int C, int OC, int precision))
+                            const uint16_t *weight16, int N, int C, int OC, int precision))  \
+                                                                                             \
+    /* ---- the non-GEMM ops over bf16-stored activations (runtime/ops.c calls them when     \
+     * every activation of the op is bf16; NULL on the CPU, which stages through fp32).      \
+     * Same semantics as the op above of the same name on inputs widened exactly from bf16,  \
+     * outputs rounded once to nearest even; statistics, reductions and every gradient in   \
+     * fp32 (gradients are never bf16). Parameters (weight, bias, scale, the embedding       \
+     * table) stay fp32. ---- */                                                             \
+    X(embedding_forward_x16, (uint16_t *out, const int *ids, const float *table, int N, int C)) \
+    /* out[n] = x[ids[n]] over bf16 rows (op_gather_rows) */                                 \
+    X(gather_rows_x16, (uint16_t *out, const int *ids, const uint16_t *x, int N, int C))     \
+    X(layernorm_forward_x16, (uint16_t *out, float *mean, float *rstd, const uint16_t *inp,  \
+                              const float *weight, const float *bias, int N, int C,          \
+                              float eps))                                                    \
+    X(layernorm_backward_x16, (float *dinp, float *dweight, float *dbias, const float *dout, \
+                               const uint16_t *inp, const float *weight, const float *mean,  \
+                               const float *rstd, int N, int C))                             \
+    X(add_layernorm_forward_x16, (uint16_t *sum, uint16_t *out, float *mean, float *rstd,    \
+                                  const uint16_t *x, const uint16_t *a, const float *weight, \
+                                  const float *bias, int N, int C, float eps))               \
+    X(rmsnorm_forward_x16, (uint16_t *out, float *rstd, const uint16_t *inp,                 \
+                            const float *weight, int N, int C, float eps))                   \
+    X(rmsnorm_backward_x16, (float *dinp, float *dweight, const float *dout,                 \
+                             const uint16_t *inp, const float *weight, const float *rstd,    \
+                             int N, int C))                                                  \
+    /* sum is rounded to bf16 before the statistics: the norm sees the stored sum */         \
+    X(add_rmsnorm_forward_x16, (uint16_t *sum, uint16_t *out, float *rstd, const uint16_t *x, \
+                                const uint16_t *a, const float *weight, int N, int C,        \
+                                float eps))                                                  \
+    X(gelu_forward_x16, (uint16_t *out, const uint16_t *inp, size_t n))                      \
+    X(gelu_backward_x16, (float *dinp, const float *dout, const uint16_t *inp, size_t n))    \
+    X(swiglu_forward_x16, (uint16_t *out, const uint16_t *gate, const uint16_t *up,          \
+                           size_t n))                                                        \
+    X(swiglu_backward_x16, (float *dgate, float *dup, const float *dout,                     \
+                            const uint16_t *gate, const uint16_t *up, size_t n))             \
+    X(rope_forward_x16, (uint16_t *out, const uint16_t *inp, const int *pos, int N, int NH,  \
+                         int HD, float theta))                                               \
+    X(im2col_forward_x16, (uint16_t *cols, const float *img, int B, int CH, int H, int W,    \
+                           int p))                                                           \
+    X(pixel_shuffle_forward_x16, (uint16_t *out, const uint16_t *inp, int B, int G, int C))  \
+    X(add_forward_x16, (uint16_t *out, const uint16_t *a, const uint16_t *b, size_t n))      \
+    X(channel_scale_forward_x16, (uint16_t *out, const uint16_t *inp, const float *scale,    \
+                                  int N, int C))                                             \
+    X(channel_scale_backward_x16, (float *dinp, float *dscale, const float *dout,            \
+                                   const uint16_t *inp, const float *scale, int N, int C))   \
+    X(drop_path_forward_x16, (uint16_t *out, const uint16_t *inp, const float *keep_scale,   \
+                              int B, size_t per_sample))                                    \
+                                                                                             \
+    /* ---- the fused residual add + norm's backward in one pass: g = dsum + the norm's      \
+     * input gradient from dout (dsum NULL: 0), dx += g, da += g (each may be NULL), the     \
+     * weight/bias gradients as the norm's backward; the values of layernorm_backward /      \
+     * rmsnorm_backward into the sum's gradient followed by add_backward (what runtime/ops.c \
+     * does where these are NULL, as on the CPU). sum fp32, or bf16 for the _x16 forms ---- */ \
+    X(add_layernorm_backward, (float *dx, float *da, /* (N, C) each, or NULL */              \
+                               float *dweight, float *dbias, /* (C) each, or NULL */         \
+                               const float *dsum, /* (N, C) or NULL */                       \
+                               const float *dout, const float *sum, const float *weight,     \
+                               const float *mean, const float *rstd, int N, int C))          \
+    X(add_rmsnorm_backward, (float *dx, float *da, float *dweight, const float *dsum,        \
+                             const float *dout, const float *sum, const float *weight,       \
+                             const float *rstd, int N, int C))                               \
+    X(add_layernorm_backward_x16, (float *dx, float *da, float *dweight, float *dbias,       \
+                                   const float *dsum, const float *dout, const uint16_t *sum, \
+                                   const float *weight, const float *mean, const float *rstd, \
+                                   int N, int C))                                            \
+    X(add_rmsnorm_backward_x16, (float *dx, float *da, float *dweight, const float *dsum,    \
+                                 const float *dout, const uint16_t *sum, const float *weight, \
+                                 const float *rstd, int N, int C))
 
 #define KERNEL_OPS_CPU_FIRST(X) \
     /* attention_forward/backward for a subset of the query rows: q, out, dout, dq hold the  \

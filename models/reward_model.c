@@ -236,8 +236,9 @@ static void vit_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     Tensor *a = op_attention(g, op_reshape(g, q, 4, shape4), op_reshape(g, k, 4, shape4),
                              op_reshape(g, vv, 4, shape4), c->lengths, NULL, 0);
     a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){n, T, C}), L->proj_w, L->proj_b);
-    x = op_add(g, x, op_drop_path(g, op_channel_scale(g, a, L->ls1), rate));
-    h = vit_norm(g, m, x, L->norm2_w, L->norm2_b);
+    a = op_drop_path(g, op_channel_scale(g, a, L->ls1), rate);
+    h = m->cfg.vision.rms_norm ? op_add_rmsnorm(g, x, a, L->norm2_w, v->eps, &x)
+                               : op_add_layernorm(g, x, a, L->norm2_w, L->norm2_b, v->eps, &x);
     h = lora_linear(g, m, op_gelu(g, lora_linear(g, m, h, L->fc1_w, L->fc1_b)), L->fc2_w, L->fc2_b);
     out[0] = op_add(g, x, op_drop_path(g, op_channel_scale(g, h, L->ls2), rate));
 }
@@ -339,8 +340,7 @@ static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
                         : op_attention(g, q, k, v, c->lengths, c->seg, 1);
     a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){Bq, Tq, NH * hd}), L->o_w, NULL);
     if (c->rows) x = op_reshape(g, op_gather_rows(g, x, c->rows, Tq), 3, (int[]){Bq, Tq, l->hidden});
-    x = op_add(g, x, a);
-    h = op_rmsnorm(g, x, L->ffn_norm, l->rms_eps);
+    h = op_add_rmsnorm(g, x, a, L->ffn_norm, l->rms_eps, &x); /* x += a; h = norm(x) */
     h = op_swiglu(g, lora_linear(g, m, h, L->gate_w, NULL), lora_linear(g, m, h, L->up_w, NULL));
     out[0] = op_add(g, x, lora_linear(g, m, h, L->down_w, NULL));
 }

@@ -69,6 +69,9 @@ struct Graph {
     Arena act;       /* tensor data and activation grads, on the device */
     Arena meta;      /* Tensor structs and saved op state, on the host */
     Arena stage;     /* fp32 views of bf16 activations for one op's kernels, on the device */
+    size_t staged_bytes; /* bytes of fp32 views staged there since graph_init (bf16 inputs
+                          * widened, outputs rounded back): zero where every op a bf16 graph
+                          * runs has a native bf16 kernel (the *_x16 entries) */
     DType act_dtype; /* storage of the activations the ops produce: DT_F32 or DT_BF16 */
     KernelPrecision precision; /* of the GEMMs and attention: KP_FP32, or KP_BF16 on a GPU */
     TapeEntry *tape;

@@ -11,21 +11,43 @@ static float *F(const Tensor *t) { return t ? (float *)t->data : NULL; }
 
 /* ---------------------------------------------------------------- activation storage
  * Activations are stored as g->act_dtype (f32, or bf16 for half the memory); the kernels
- * compute in fp32 either way. An op reads every tensor through in32(): an f32 tensor's own
- * data, or a bf16 one widened into the graph's staging arena. It writes each output through
+ * compute in fp32 either way. Where every activation an op reads or writes is bf16 and the
+ * table has the op's native bf16 entry (the *_x16 ops: the CUDA table), the op calls it on
+ * the bf16 data. Otherwise it reads every tensor through in32(): an f32 tensor's own data,
+ * or a bf16 one widened into the graph's staging arena, and writes each output through
  * out32(): an f32 output's own data, or staging that done() rounds into the bf16 tensor.
  * done() also empties the staging, so it holds one op's operands at a time. Backward
- * functions read saved activations the same way; gradients are fp32 and never staged. */
+ * functions read saved activations the same way; gradients are fp32 and never staged.
+ * g->staged_bytes counts the staging (bench_step prints it per step). */
 static const float *in32(Graph *g, const Tensor *t) {
     if (!t || t->dtype == DT_F32) return F(t);
     float *f = arena_alloc(&g->stage, t->numel * sizeof(float));
     g->K->bf16_to_f32(f, t->data, t->numel);
+    g->staged_bytes += t->numel * sizeof(float);
     return f;
 }
 
 static float *out32(Graph *g, Tensor *y) {
-    return y->dtype == DT_F32 ? F(y) : arena_alloc(&g->stage, y->numel * sizeof(float));
+    if (y->dtype == DT_F32) return F(y);
+    g->staged_bytes += y->numel * sizeof(float);
+    return arena_alloc(&g->stage, y->numel * sizeof(float));
 }
+
+/* each of a, b, c is NULL or bf16 */
+static int all16(const Tensor *a, const Tensor *b, const Tensor *c) {
+    return (!a || a->dtype == DT_BF16) && (!b || b->dtype == DT_BF16) &&
+           (!c || c->dtype == DT_BF16);
+}
+
+/* the table's native bf16 entry fn can run on the activations a, b, c (NULL: none) */
+#define x16(fn, a, b, c) ((fn) != NULL && all16(a, b, c))
+
+/* the native norm kernels take fp32 parameters (weight, bias or NULL) */
+static int f32_params(const Tensor *w, const Tensor *b) {
+    return w->dtype == DT_F32 && (!b || b->dtype == DT_F32);
+}
+
+static uint16_t *H(const Tensor *t) { return t ? (uint16_t *)t->data : NULL; }
 
 /* rounds the staged fp32 result f of output y into y (bf16), or nothing for f32 */
 static void put(Graph *g, Tensor *y, const float *f) {
@@ -97,14 +119,16 @@ static Tensor *linear(Graph *g, Tensor *x, Tensor *w, Tensor *b, int f32_out) {
     Tensor *y = f32_out ? graph_tensor(g, "linear", x->ndim, shape)
                         : graph_activation(g, "linear", x->ndim, shape);
     int N = (int)(x->numel / C);
-    float *yf = out32(g, y);
-    if (x->dtype == DT_BF16 && w->dtype == DT_F32 && g->K->matmul_forward_x16)
-        g->K->matmul_forward_x16(yf, x->data, F(w), w16_of(g, w), in32(g, b), N, C, OC,
-                                 g->precision);
-    else
+    if (x->dtype == DT_BF16 && w->dtype == DT_F32 && g->K->matmul_forward_x16) {
+        /* a bf16 output is written by the GEMM itself */
+        g->K->matmul_forward_x16(y->dtype == DT_F32 ? F(y) : NULL, H(y), x->data, F(w),
+                                 w16_of(g, w), in32(g, b), N, C, OC, g->precision);
+    } else {
+        float *yf = out32(g, y);
         g->K->matmul_forward(yf, in32(g, x), in32(g, w), w16_of(g, w), in32(g, b), N, C, OC,
                              g->precision);
-    put(g, y, yf);
+        put(g, y, yf);
+    }
     done(g);
     graph_record(g, "linear", linear_bw, (Tensor *[]){x, w, b}, 3, &y, 1);
     return y;
@@ -132,10 +156,14 @@ Tensor *op_embedding(Graph *g, Tensor *table, const int *ids, int B, int T) {
                    ids[i], i % T, i / T, table->name, V);
     Tensor *y = graph_activation(g, "embedding", 3, (int[]){B, T, C});
     int *dids = copy_ints(g, ids, (size_t)B * T);
-    float *yf = out32(g, y);
-    g->K->embedding_forward(yf, dids, in32(g, table), B * T, C);
-    put(g, y, yf);
-    done(g);
+    if (table->dtype == DT_F32 && x16(g->K->embedding_forward_x16, y, NULL, NULL)) {
+        g->K->embedding_forward_x16(H(y), dids, F(table), B * T, C);
+    } else {
+        float *yf = out32(g, y);
+        g->K->embedding_forward(yf, dids, in32(g, table), B * T, C);
+        put(g, y, yf);
+        done(g);
+    }
     TapeEntry *e = graph_record(g, "embedding", embedding_bw, &table, 1, &y, 1);
     if (e) e->ctx = dids;
     return y;
@@ -143,15 +171,28 @@ Tensor *op_embedding(Graph *g, Tensor *table, const int *ids, int B, int T) {
 
 /* ---------------------------------------------------------------- norms */
 
-typedef struct { float *mean, *rstd; } NormCtx;
+typedef struct { float *mean, *rstd; } NormCtx; /* mean NULL: RMSNorm */
 
-static void layernorm_bw(Graph *g, TapeEntry *e) {
-    Tensor *x = e->in[0], *w = e->in[1], *b = e->in[2], *y = e->out[0];
-    NormCtx *c = e->ctx;
+/* the norm's backward from dout into dx (accumulating), reading the saved input x */
+static void norm_backward(Graph *g, float *dx, const float *dout, Tensor *x, Tensor *w,
+                          Tensor *b, const NormCtx *c) {
     int C = last_dim(x), N = (int)(x->numel / C);
-    float *dx = gin(g, x), *dw = gin(g, w), *db = gin(g, b);
-    g->K->layernorm_backward(dx, dw, db, y->grad, in32(g, x), in32(g, w), c->mean, c->rstd, N, C);
+    float *dw = gin(g, w), *db = gin(g, b);
+    int pf = f32_params(w, b);
+    if (pf && c->mean && x16(g->K->layernorm_backward_x16, x, NULL, NULL))
+        g->K->layernorm_backward_x16(dx, dw, db, dout, H(x), F(w), c->mean, c->rstd, N, C);
+    else if (pf && !c->mean && x16(g->K->rmsnorm_backward_x16, x, NULL, NULL))
+        g->K->rmsnorm_backward_x16(dx, dw, dout, H(x), F(w), c->rstd, N, C);
+    else if (c->mean)
+        g->K->layernorm_backward(dx, dw, db, dout, in32(g, x), in32(g, w), c->mean, c->rstd, N, C);
+    else
+        g->K->rmsnorm_backward(dx, dw, dout, in32(g, x), in32(g, w), c->rstd, N, C);
     done(g);
+}
+
+static void norm_bw(Graph *g, TapeEntry *e) {
+    Tensor *x = e->in[0];
+    norm_backward(g, gin(g, x), e->out[0]->grad, x, e->in[1], e->in[2], e->ctx);
 }
 
 static void check_norm(const char *op, const Tensor *x, const Tensor *w, const Tensor *b) {
@@ -162,42 +203,131 @@ static void check_norm(const char *op, const Tensor *x, const Tensor *w, const T
                tensor_describe(x, bx, sizeof bx));
 }
 
-Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *w, Tensor *b, float eps) {
-    check_norm("layernorm", x, w, b);
+static void add_fw(Graph *g, Tensor *y, const Tensor *a, const Tensor *b);
+
+/* y = norm(x): LayerNorm (layer; bias b or NULL) or RMSNorm, statistics into c */
+static void norm_fw(Graph *g, Tensor *y, NormCtx *c, Tensor *x, Tensor *w, Tensor *b, float eps,
+                    int layer) {
+    const KernelOps *K = g->K;
+    int C = last_dim(x), N = (int)(x->numel / C), pf = f32_params(w, b);
+    if (pf && layer && x16(K->layernorm_forward_x16, x, y, NULL)) {
+        K->layernorm_forward_x16(H(y), c->mean, c->rstd, H(x), F(w), F(b), N, C, eps);
+    } else if (pf && !layer && x16(K->rmsnorm_forward_x16, x, y, NULL)) {
+        K->rmsnorm_forward_x16(H(y), c->rstd, H(x), F(w), N, C, eps);
+    } else {
+        float *yf = out32(g, y);
+        if (layer)
+            K->layernorm_forward(yf, c->mean, c->rstd, in32(g, x), in32(g, w), in32(g, b), N, C, eps);
+        else
+            K->rmsnorm_forward(yf, c->rstd, in32(g, x), in32(g, w), N, C, eps);
+        put(g, y, yf);
+        done(g);
+    }
+}
+
+/* sum = x + a, y = norm(sum) in one kernel where the table has one for the storage (the
+ * fp32 entries for f32 tensors, the *_x16 ones for bf16); else the add, then the norm of
+ * the stored (rounded) sum, which is what the fused bf16 kernels compute too */
+static void add_norm_fw(Graph *g, Tensor *s, Tensor *y, NormCtx *c, Tensor *x, Tensor *a,
+                        Tensor *w, Tensor *b, float eps, int layer) {
+    const KernelOps *K = g->K;
     int C = last_dim(x), N = (int)(x->numel / C);
-    Tensor *y = like(g, x, "layernorm");
+    int f32 = x->dtype == DT_F32 && a->dtype == DT_F32 && y->dtype == DT_F32;
+    int pf = f32_params(w, b);
+    if (pf && layer && x16(K->add_layernorm_forward_x16, x, a, y)) {
+        K->add_layernorm_forward_x16(H(s), H(y), c->mean, c->rstd, H(x), H(a), F(w), F(b), N, C,
+                                     eps);
+    } else if (pf && !layer && x16(K->add_rmsnorm_forward_x16, x, a, y)) {
+        K->add_rmsnorm_forward_x16(H(s), H(y), c->rstd, H(x), H(a), F(w), N, C, eps);
+    } else if (f32 && layer) {
+        K->add_layernorm_forward(F(s), F(y), c->mean, c->rstd, F(x), F(a), in32(g, w), in32(g, b),
+                                 N, C, eps);
+        done(g);
+    } else if (f32) {
+        K->add_rmsnorm_forward(F(s), F(y), c->rstd, F(x), F(a), in32(g, w), N, C, eps);
+        done(g);
+    } else {
+        add_fw(g, s, x, a);
+        norm_fw(g, y, c, s, w, b, eps, layer);
+    }
+}
+
+/* the fused op's backward: the norm's gradient joins the sum's (from the residual stream
+ * downstream), and the add hands the total to x and a; in one kernel where the table has
+ * it (the CUDA one), else the norm's backward into the sum's gradient, then the add's */
+static void add_norm_bw(Graph *g, TapeEntry *e) {
+    Tensor *x = e->in[0], *a = e->in[1], *w = e->in[2], *b = e->in[3], *s = e->out[0];
+    Tensor *y = e->out[1];
+    const KernelOps *K = g->K;
+    const NormCtx *c = e->ctx;
+    int C = last_dim(s), N = (int)(s->numel / C);
+    float *dx = gin(g, x), *da = gin(g, a), *dw = gin(g, w), *db = gin(g, b);
+    int f32 = s->dtype == DT_F32, layer = c->mean != NULL;
+    int fused = y->grad && f32_params(w, b);
+    if (fused && layer && (f32 ? K->add_layernorm_backward != NULL
+                                 : x16(K->add_layernorm_backward_x16, s, NULL, NULL))) {
+        if (f32)
+            K->add_layernorm_backward(dx, da, dw, db, s->grad, y->grad, F(s), F(w), c->mean,
+                                      c->rstd, N, C);
+        else
+            K->add_layernorm_backward_x16(dx, da, dw, db, s->grad, y->grad, H(s), F(w), c->mean,
+                                          c->rstd, N, C);
+        return;
+    }
+    if (fused && !layer && (f32 ? K->add_rmsnorm_backward != NULL
+                                  : x16(K->add_rmsnorm_backward_x16, s, NULL, NULL))) {
+        if (f32)
+            K->add_rmsnorm_backward(dx, da, dw, s->grad, y->grad, F(s), F(w), c->rstd, N, C);
+        else
+            K->add_rmsnorm_backward_x16(dx, da, dw, s->grad, y->grad, H(s), F(w), c->rstd, N, C);
+        return;
+    }
+    float *ds = graph_grad(g, s);
+    if (y->grad) norm_backward(g, ds, y->grad, s, w, b, c);
+    K->add_backward(dx, da, ds, s->numel);
+}
+
+/* y = norm(x); with a (the fused residual add) *sum = x + a and y = norm(*sum) */
+static Tensor *norm(Graph *g, Tensor *x, Tensor *a, Tensor *w, Tensor *b, float eps, int layer,
+                    Tensor **sum) {
+    const char *op = a ? (layer ? "add_layernorm" : "add_rmsnorm") : layer ? "layernorm" : "rmsnorm";
+    check_norm(op, x, w, b);
+    char bx[200], ba[200];
+    MMRM_CHECK(!a || tensor_same_shape(x, a), "%s: %s and %s differ in shape", op,
+               tensor_describe(x, bx, sizeof bx), tensor_describe(a, ba, sizeof ba));
+    int N = (int)(x->numel / last_dim(x));
+    Tensor *s = a ? like(g, x, "residual") : NULL, *y = like(g, x, op);
     NormCtx *c = graph_scratch(g, sizeof *c);
-    c->mean = arena_alloc(&g->act, N * sizeof(float));
+    c->mean = layer ? arena_alloc(&g->act, N * sizeof(float)) : NULL;
     c->rstd = arena_alloc(&g->act, N * sizeof(float));
-    float *yf = out32(g, y);
-    g->K->layernorm_forward(yf, c->mean, c->rstd, in32(g, x), in32(g, w), in32(g, b), N, C, eps);
-    put(g, y, yf);
-    done(g);
-    TapeEntry *e = graph_record(g, "layernorm", layernorm_bw, (Tensor *[]){x, w, b}, 3, &y, 1);
+    TapeEntry *e;
+    if (a) {
+        add_norm_fw(g, s, y, c, x, a, w, b, eps, layer);
+        e = graph_record(g, op, add_norm_bw, (Tensor *[]){x, a, w, b}, 4, (Tensor *[]){s, y}, 2);
+        *sum = s;
+    } else {
+        norm_fw(g, y, c, x, w, b, eps, layer);
+        e = graph_record(g, op, norm_bw, (Tensor *[]){x, w, b}, 3, &y, 1);
+    }
     if (e) e->ctx = c;
     return y;
 }
 
-static void rmsnorm_bw(Graph *g, TapeEntry *e) {
-    Tensor *x = e->in[0], *w = e->in[1], *y = e->out[0];
-    int C = last_dim(x), N = (int)(x->numel / C);
-    float *dx = gin(g, x), *dw = gin(g, w);
-    g->K->rmsnorm_backward(dx, dw, y->grad, in32(g, x), in32(g, w), e->ctx, N, C);
-    done(g);
+Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *w, Tensor *b, float eps) {
+    return norm(g, x, NULL, w, b, eps, 1, NULL);
 }
 
 Tensor *op_rmsnorm(Graph *g, Tensor *x, Tensor *w, float eps) {
-    check_norm("rmsnorm", x, w, NULL);
-    int C = last_dim(x), N = (int)(x->numel / C);
-    Tensor *y = like(g, x, "rmsnorm");
-    float *rstd = arena_alloc(&g->act, N * sizeof(float));
-    float *yf = out32(g, y);
-    g->K->rmsnorm_forward(yf, rstd, in32(g, x), in32(g, w), N, C, eps);
-    put(g, y, yf);
-    done(g);
-    TapeEntry *e = graph_record(g, "rmsnorm", rmsnorm_bw, (Tensor *[]){x, w}, 2, &y, 1);
-    if (e) e->ctx = rstd;
-    return y;
+    return norm(g, x, NULL, w, NULL, eps, 0, NULL);
+}
+
+Tensor *op_add_layernorm(Graph *g, Tensor *x, Tensor *a, Tensor *w, Tensor *b, float eps,
+                         Tensor **sum) {
+    return norm(g, x, a, w, b, eps, 1, sum);
+}
+
+Tensor *op_add_rmsnorm(Graph *g, Tensor *x, Tensor *a, Tensor *w, float eps, Tensor **sum) {
+    return norm(g, x, a, w, NULL, eps, 0, sum);
 }
 
 /* ---------------------------------------------------------------- activations */
@@ -205,17 +335,24 @@ Tensor *op_rmsnorm(Graph *g, Tensor *x, Tensor *w, float eps) {
 static void gelu_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0];
     float *dx = gin(g, x);
-    g->K->gelu_backward(dx, e->out[0]->grad, in32(g, x), x->numel);
+    if (x16(g->K->gelu_backward_x16, x, NULL, NULL))
+        g->K->gelu_backward_x16(dx, e->out[0]->grad, H(x), x->numel);
+    else
+        g->K->gelu_backward(dx, e->out[0]->grad, in32(g, x), x->numel);
     done(g);
 }
 
 Tensor *op_gelu(Graph *g, Tensor *x) {
     require_float("gelu", x);
     Tensor *y = like(g, x, "gelu");
-    float *yf = out32(g, y);
-    g->K->gelu_forward(yf, in32(g, x), x->numel);
-    put(g, y, yf);
-    done(g);
+    if (x16(g->K->gelu_forward_x16, x, y, NULL)) {
+        g->K->gelu_forward_x16(H(y), H(x), x->numel);
+    } else {
+        float *yf = out32(g, y);
+        g->K->gelu_forward(yf, in32(g, x), x->numel);
+        put(g, y, yf);
+        done(g);
+    }
     graph_record(g, "gelu", gelu_bw, &x, 1, &y, 1);
     return y;
 }
@@ -223,7 +360,10 @@ Tensor *op_gelu(Graph *g, Tensor *x) {
 static void swiglu_bw(Graph *g, TapeEntry *e) {
     Tensor *gate = e->in[0], *up = e->in[1];
     float *dg = gin(g, gate), *du = gin(g, up);
-    g->K->swiglu_backward(dg, du, e->out[0]->grad, in32(g, gate), in32(g, up), gate->numel);
+    if (x16(g->K->swiglu_backward_x16, gate, up, NULL))
+        g->K->swiglu_backward_x16(dg, du, e->out[0]->grad, H(gate), H(up), gate->numel);
+    else
+        g->K->swiglu_backward(dg, du, e->out[0]->grad, in32(g, gate), in32(g, up), gate->numel);
     done(g);
 }
 
@@ -232,10 +372,14 @@ Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up) {
     MMRM_CHECK(tensor_same_shape(gate, up), "swiglu: gate %s and up %s differ in shape",
                tensor_describe(gate, ba, sizeof ba), tensor_describe(up, bb, sizeof bb));
     Tensor *y = like(g, gate, "swiglu");
-    float *yf = out32(g, y);
-    g->K->swiglu_forward(yf, in32(g, gate), in32(g, up), gate->numel);
-    put(g, y, yf);
-    done(g);
+    if (x16(g->K->swiglu_forward_x16, gate, up, y)) {
+        g->K->swiglu_forward_x16(H(y), H(gate), H(up), gate->numel);
+    } else {
+        float *yf = out32(g, y);
+        g->K->swiglu_forward(yf, in32(g, gate), in32(g, up), gate->numel);
+        put(g, y, yf);
+        done(g);
+    }
     graph_record(g, "swiglu", swiglu_bw, (Tensor *[]){gate, up}, 2, &y, 1);
     return y;
 }
@@ -261,10 +405,14 @@ Tensor *op_rope(Graph *g, Tensor *x, const int *pos, float theta) {
     RopeCtx *c = graph_scratch(g, sizeof *c);
     c->pos = copy_ints(g, pos, N);
     c->theta = theta;
-    float *yf = out32(g, y);
-    g->K->rope_forward(yf, in32(g, x), c->pos, N, x->shape[2], x->shape[3], theta);
-    put(g, y, yf);
-    done(g);
+    if (x16(g->K->rope_forward_x16, x, y, NULL)) {
+        g->K->rope_forward_x16(H(y), H(x), c->pos, N, x->shape[2], x->shape[3], theta);
+    } else {
+        float *yf = out32(g, y);
+        g->K->rope_forward(yf, in32(g, x), c->pos, N, x->shape[2], x->shape[3], theta);
+        put(g, y, yf);
+        done(g);
+    }
     TapeEntry *e = graph_record(g, "rope", rope_bw, &x, 1, &y, 1);
     if (e) e->ctx = c;
     return y;
@@ -376,13 +524,17 @@ Tensor *op_patch_embed(Graph *g, Tensor *img, Tensor *w, Tensor *b) {
                "patch_embed: image %s and weight %s must be (B, CH, H, W) and (C, CH, p, p) "
                "with H and W multiples of p", tensor_describe(img, bi, sizeof bi),
                tensor_describe(w, bw, sizeof bw));
-    int B = img->shape[0], CH = img->shape[1], H = img->shape[2], W = img->shape[3];
-    int p = w->shape[2], np = (H / p) * (W / p);
+    int B = img->shape[0], CH = img->shape[1], Hh = img->shape[2], W = img->shape[3];
+    int p = w->shape[2], np = (Hh / p) * (W / p);
     Tensor *cols = graph_activation(g, "im2col", 3, (int[]){B, np, CH * p * p});
-    float *cf = out32(g, cols);
-    g->K->im2col_forward(cf, in32(g, img), B, CH, H, W, p);
-    put(g, cols, cf);
-    done(g);
+    if (img->dtype == DT_F32 && x16(g->K->im2col_forward_x16, cols, NULL, NULL)) {
+        g->K->im2col_forward_x16(H(cols), F(img), B, CH, Hh, W, p);
+    } else {
+        float *cf = out32(g, cols);
+        g->K->im2col_forward(cf, in32(g, img), B, CH, Hh, W, p);
+        put(g, cols, cf);
+        done(g);
+    }
     int *pc = graph_scratch(g, sizeof *pc);
     *pc = p;
     TapeEntry *e = graph_record(g, "im2col", im2col_bw, &img, 1, &cols, 1);
@@ -406,10 +558,14 @@ Tensor *op_pixel_shuffle(Graph *g, Tensor *x) {
                tensor_describe(x, bx, sizeof bx));
     int B = x->shape[0], C = x->shape[2];
     Tensor *y = graph_activation(g, "pixel_shuffle", 3, (int[]){B, (G / 2) * (G / 2), 4 * C});
-    float *yf = out32(g, y);
-    g->K->pixel_shuffle_forward(yf, in32(g, x), B, G, C);
-    put(g, y, yf);
-    done(g);
+    if (x16(g->K->pixel_shuffle_forward_x16, x, y, NULL)) {
+        g->K->pixel_shuffle_forward_x16(H(y), H(x), B, G, C);
+    } else {
+        float *yf = out32(g, y);
+        g->K->pixel_shuffle_forward(yf, in32(g, x), B, G, C);
+        put(g, y, yf);
+        done(g);
+    }
     int *pg = graph_scratch(g, sizeof *pg);
     *pg = G;
     TapeEntry *e = graph_record(g, "pixel_shuffle", pixel_shuffle_bw, &x, 1, &y, 1);
@@ -423,15 +579,23 @@ static void add_bw(Graph *g, TapeEntry *e) {
     g->K->add_backward(gin(g, e->in[0]), gin(g, e->in[1]), e->out[0]->grad, e->out[0]->numel);
 }
 
+static void add_fw(Graph *g, Tensor *y, const Tensor *a, const Tensor *b) {
+    if (x16(g->K->add_forward_x16, y, a, b)) {
+        g->K->add_forward_x16(H(y), H(a), H(b), a->numel);
+    } else {
+        float *yf = out32(g, y);
+        g->K->add_forward(yf, in32(g, a), in32(g, b), a->numel);
+        put(g, y, yf);
+        done(g);
+    }
+}
+
 Tensor *op_add(Graph *g, Tensor *a, Tensor *b) {
     char ba[200], bb[200];
     MMRM_CHECK(tensor_same_shape(a, b), "add: %s and %s differ in shape",
                tensor_describe(a, ba, sizeof ba), tensor_describe(b, bb, sizeof bb));
     Tensor *y = like(g, a, "add");
-    float *yf = out32(g, y);
-    g->K->add_forward(yf, in32(g, a), in32(g, b), a->numel);
-    put(g, y, yf);
-    done(g);
+    add_fw(g, y, a, b);
     graph_record(g, "add", add_bw, (Tensor *[]){a, b}, 2, &y, 1);
     return y;
 }
@@ -440,8 +604,12 @@ static void channel_scale_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *s = e->in[1];
     int C = last_dim(x);
     float *dx = gin(g, x), *ds = gin(g, s);
-    g->K->channel_scale_backward(dx, ds, e->out[0]->grad, in32(g, x), in32(g, s),
-                                 (int)(x->numel / C), C);
+    if (s->dtype == DT_F32 && x16(g->K->channel_scale_backward_x16, x, NULL, NULL))
+        g->K->channel_scale_backward_x16(dx, ds, e->out[0]->grad, H(x), F(s),
+                                         (int)(x->numel / C), C);
+    else
+        g->K->channel_scale_backward(dx, ds, e->out[0]->grad, in32(g, x), in32(g, s),
+                                     (int)(x->numel / C), C);
     done(g);
 }
 
@@ -451,10 +619,14 @@ Tensor *op_channel_scale(Graph *g, Tensor *x, Tensor *scale) {
                tensor_describe(scale, bs, sizeof bs), tensor_describe(x, bx, sizeof bx));
     int C = last_dim(x);
     Tensor *y = like(g, x, "channel_scale");
-    float *yf = out32(g, y);
-    g->K->channel_scale_forward(yf, in32(g, x), in32(g, scale), (int)(x->numel / C), C);
-    put(g, y, yf);
-    done(g);
+    if (scale->dtype == DT_F32 && x16(g->K->channel_scale_forward_x16, x, y, NULL)) {
+        g->K->channel_scale_forward_x16(H(y), H(x), F(scale), (int)(x->numel / C), C);
+    } else {
+        float *yf = out32(g, y);
+        g->K->channel_scale_forward(yf, in32(g, x), in32(g, scale), (int)(x->numel / C), C);
+        put(g, y, yf);
+        done(g);
+    }
     graph_record(g, "channel_scale", channel_scale_bw, (Tensor *[]){x, scale}, 2, &y, 1);
     return y;
 }
@@ -474,10 +646,14 @@ Tensor *op_drop_path(Graph *g, Tensor *x, float rate) {
         hkeep[b] = rng_uniform(&g->dropout) < 1.0 - rate ? 1.0f / (1.0f - rate) : 0.0f;
     float *keep = upload(g, hkeep, B * sizeof(float));
     Tensor *y = like(g, x, "drop_path");
-    float *yf = out32(g, y);
-    g->K->drop_path_forward(yf, in32(g, x), keep, B, x->numel / B);
-    put(g, y, yf);
-    done(g);
+    if (x16(g->K->drop_path_forward_x16, x, y, NULL)) {
+        g->K->drop_path_forward_x16(H(y), H(x), keep, B, x->numel / B);
+    } else {
+        float *yf = out32(g, y);
+        g->K->drop_path_forward(yf, in32(g, x), keep, B, x->numel / B);
+        put(g, y, yf);
+        done(g);
+    }
     TapeEntry *e = graph_record(g, "drop_path", drop_path_bw, &x, 1, &y, 1);
     if (e) e->ctx = keep;
     return y;
@@ -515,10 +691,16 @@ Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M) {
     Tensor *y = graph_activation(g, "gather_rows", 2, (int[]){M, C});
     int *didx = copy_ints(g, idx, M);
     /* a gather is an embedding lookup with x as the table */
-    float *yf = out32(g, y);
-    g->K->embedding_forward(yf, didx, in32(g, x), M, C);
-    put(g, y, yf);
-    done(g);
+    if (x16(g->K->gather_rows_x16, x, y, NULL)) {
+        g->K->gather_rows_x16(H(y), didx, H(x), M, C);
+    } else if (x->dtype == DT_F32 && x16(g->K->embedding_forward_x16, y, NULL, NULL)) {
+        g->K->embedding_forward_x16(H(y), didx, F(x), M, C);
+    } else {
+        float *yf = out32(g, y);
+        g->K->embedding_forward(yf, didx, in32(g, x), M, C);
+        put(g, y, yf);
+        done(g);
+    }
     TapeEntry *e = graph_record(g, "gather_rows", gather_rows_bw, &x, 1, &y, 1);
     if (e) e->ctx = didx;
     return y;

@@ -19,6 +19,11 @@ Tensor *op_linear_f32(Graph *g, Tensor *x, Tensor *w, Tensor *b);
 Tensor *op_embedding(Graph *g, Tensor *table, const int *ids, int B, int T);
 Tensor *op_layernorm(Graph *g, Tensor *x, Tensor *w, Tensor *b, float eps); /* over last dim */
 Tensor *op_rmsnorm(Graph *g, Tensor *x, Tensor *w, float eps);
+/* residual add + norm as one op (one kernel): *sum = x + a (the residual stream, same shape
+ * as x), returns norm(*sum); the same values as op_add then op_layernorm / op_rmsnorm */
+Tensor *op_add_layernorm(Graph *g, Tensor *x, Tensor *a, Tensor *w, Tensor *b, float eps,
+                         Tensor **sum);
+Tensor *op_add_rmsnorm(Graph *g, Tensor *x, Tensor *a, Tensor *w, float eps, Tensor **sum);
 Tensor *op_gelu(Graph *g, Tensor *x);
 Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up); /* silu(gate) * up */
 /* x (B, T, NH, HD); pos (B*T) */

@@ -187,3 +187,18 @@ void cpu_rmsnorm_backward(float *dinp,         /* (N, C) or NULL */
                           int N, int C) {
     norm_backward(dinp, dweight, NULL, dout, inp, weight, NULL, rstd, N, C);
 }
+
+/* Residual add + norm: the add, then the norm of the sum, exactly as add_forward followed
+ * by the norm (the fused form exists for the GPU, where it saves a pass over the sum). */
+void cpu_add_layernorm_forward(float *sum, float *out, float *mean, float *rstd,
+                               const float *x, const float *a, const float *weight,
+                               const float *bias, int N, int C, float eps) {
+    cpu_add_forward(sum, x, a, (size_t)N * C);
+    cpu_layernorm_forward(out, mean, rstd, sum, weight, bias, N, C, eps);
+}
+
+void cpu_add_rmsnorm_forward(float *sum, float *out, float *rstd, const float *x,
+                             const float *a, const float *weight, int N, int C, float eps) {
+    cpu_add_forward(sum, x, a, (size_t)N * C);
+    cpu_rmsnorm_forward(out, rstd, sum, weight, N, C, eps);
+}

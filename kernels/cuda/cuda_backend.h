@@ -44,6 +44,8 @@ void cuda_main_wait_side(void);
 void cuda_matmul_paths(long counts[3]);
 /* cuBLASLt plan cache lookups so far: hits, and misses (each a heuristic query) */
 void cuda_matmul_plan_stats(long *hits, long *misses);
+/* GEMMs since the start that wrote their bf16 output directly (a bf16 D in cuBLASLt) */
+long cuda_matmul_out16(void);
 
 /* The implementation of attention_forward/backward at bf16 precision (an AttentionImpl of
  * kernels/kernels.h; ATTN_IMPL_AUTO by default): mmrm's tensor-core kernels

@@ -40,11 +40,12 @@ void *cuda_lt_workspace(size_t *bytes);
 /* grow-only device scratch, one per slot (0..CUDA_SCRATCH_SLOTS-1): valid until the next
  * call for the same slot; allocation happens only when a larger size is first asked for
  * (so not in a steady-state step loop). Stream-ordered: callers use it on cuda_stream(). */
-#define CUDA_SCRATCH_SLOTS 6
+#define CUDA_SCRATCH_SLOTS 7
 void *cuda_scratch(int slot, size_t bytes);
 /* slots: 0 reductions' partial sums (any family), 1 attention's D rows, 2-4 matmul.cu's bf16
  * copies of the GEMM operands (weight, input, output gradient), 5 attention_fa2.cu's and
- * attention_cudnn.cu's bf16 copies of q, k, v (and dout; cuDNN's outputs and workspace) */
+ * attention_cudnn.cu's bf16 copies of q, k, v (and dout; cuDNN's outputs and workspace), 6
+ * matmul.cu's fp32 output of a bf16-output GEMM that cuBLASLt cannot write in bf16 */
 
 /* the sum of v over a block of N threads (N a power of two; sh: N doubles of shared memory)
  * by a fixed tree, valid in every thread: the order depends on N only, so it is

@@ -9,6 +9,7 @@
 // as on the CPU (built with -std=c11, i.e. without contraction). The two reductions are ordered:
 // embedding_backward adds rows in increasing n per column, and channel_scale's dscale
 // sums rows in a fixed chunked order (see colsum_plan below). No float atomics anywhere.
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -240,14 +241,15 @@ __global__ void channel_scale_kernel(float *out, const float *inp, const float *
 // chunk in increasing n. With one chunk it adds straight into dscale, which is the CPU's
 // exact order; otherwise the chunk sums go to `partial` and colsum_finish adds them in
 // chunk order.
+template <class T> // inp fp32 or bf16
 __global__ void dscale_partial_kernel(float *dscale, double *partial, const float *dout,
-                                      const float *inp, int N, int C, int rows, int nchunks) {
+                                      const T *inp, int N, int C, int rows, int nchunks) {
     size_t total = (size_t)nchunks * C;
     for (size_t i = grid_start(); i < total; i += grid_stride()) {
         size_t k = i / (size_t)C, c = i - k * (size_t)C;
         size_t n0 = k * rows, n1 = n0 + rows < (size_t)N ? n0 + rows : (size_t)N;
         double acc = 0.0;
-        for (size_t n = n0; n < n1; n++) acc += (double)dout[n * C + c] * inp[n * C + c];
+        for (size_t n = n0; n < n1; n++) acc += (double)dout[n * C + c] * as_f32(inp[n * C + c]);
         if (nchunks == 1)
             dscale[c] += (float)acc;
         else
@@ -410,9 +412,10 @@ extern "C" void cuda_channel_scale_forward(float *out, const float *inp, const f
     CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void cuda_channel_scale_backward(float *dinp, float *dscale, const float *dout,
-                                            const float *inp, const float *scale, int N,
-                                            int C) {
+// inp fp32 or bf16 (channel_scale_backward_x16): dinp does not read it, dscale sums it
+template <class T>
+static void channel_scale_backward(float *dinp, float *dscale, const float *dout, const T *inp,
+                            const float *scale, int N, int C) {
     if (N <= 0 || C <= 0) return;
     cudaStream_t st = cuda_stream();
     if (dinp) { // first, as on the CPU
@@ -428,7 +431,7 @@ extern "C" void cuda_channel_scale_backward(float *dinp, float *dscale, const fl
         if (nchunks > 1)
             partial = (double *)cuda_scratch(0, (size_t)nchunks * C * sizeof(double));
         size_t threads = (size_t)nchunks * C;
-        dscale_partial_kernel<<<cuda_blocks(threads, kThreads), kThreads, 0, st>>>(
+        dscale_partial_kernel<T><<<cuda_blocks(threads, kThreads), kThreads, 0, st>>>(
             dscale, partial, dout, inp, N, C, rows, nchunks);
         CUDA_LAUNCH_CHECK();
         if (nchunks > 1) {
@@ -437,6 +440,18 @@ extern "C" void cuda_channel_scale_backward(float *dinp, float *dscale, const fl
             CUDA_LAUNCH_CHECK();
         }
     }
+}
+
+extern "C" void cuda_channel_scale_backward(float *dinp, float *dscale, const float *dout,
+                                            const float *inp, const float *scale, int N,
+                                            int C) {
+    channel_scale_backward(dinp, dscale, dout, inp, scale, N, C);
+}
+
+extern "C" void cuda_channel_scale_backward_x16(float *dinp, float *dscale, const float *dout,
+                                                const uint16_t *inp, const float *scale, int N,
+                                                int C) {
+    channel_scale_backward(dinp, dscale, dout, inp, scale, N, C);
 }
 
 extern "C" void cuda_drop_path_forward(float *out, const float *inp, const float *keep_scale,

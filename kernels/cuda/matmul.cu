@@ -24,7 +24,11 @@
 // without a copy) is converted into scratch slots 2-4 first (round to nearest even, the
 // tensor cores' rounding of FAST_16BF). Where cuBLASLt has no algorithm for bf16 storage,
 // the fp32 operands go to CUBLAS_COMPUTE_32F_FAST_16BF instead (the same rounding of the
-// inputs, inside cuBLASLt); KP_BF16_FP32_OPERANDS asks for that path directly.
+// inputs, inside cuBLASLt); KP_BF16_FP32_OPERANDS asks for that path directly. A bf16
+// output (matmul_forward_x16 with out16: a bf16 activation) is a CUDA_R_16BF C/D layout with
+// the fp32 bias in the epilogue (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE), rounded once from the
+// fp32 accumulator; without such an algorithm (or with an unaligned bias) the fp32 result
+// goes to scratch slot 6 and is rounded from there.
 //
 // Algorithms. cublasLtMatmulAlgoGetHeuristic assumes 256-byte aligned A/B/C/D unless told
 // otherwise (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES, default 256), and it reads the bias
@@ -116,6 +120,7 @@ struct PlanKey {
     int bias;           // bias epilogue requested
     int prec;           // 1: bf16 rounding of the inputs requested (KP_BF16*), 0: fp32
     int ab16;           // A and B are bf16 in memory (CUDA_R_16BF layouts)
+    int d16;            // C and D are bf16 (a bf16 activation written by the GEMM)
     int align_a, align_b, align_c, align_d, align_bias; // bytes, 4..256 (align_bias 0: none)
 };
 
@@ -134,6 +139,9 @@ struct Plan {
 // 1 fp32 operands under FAST_16BF, 2 fp32
 long g_paths[3];
 
+// of those, GEMMs that wrote a bf16 D (cuda_matmul_out16)
+long g_out16;
+
 // plan cache lookups since the start (cuda_matmul_plan_stats): [0] hits, [1] misses (a
 // heuristic query); a miss per batch means the shapes change every batch (t_bucket)
 long g_plan_lookups[2];
@@ -145,7 +153,7 @@ int g_plans_next = 0; // round-robin victim once the cache is full
 bool key_equal(const PlanKey &x, const PlanKey &y) {
     return x.m == y.m && x.n == y.n && x.k == y.k && x.transa == y.transa &&
            x.transb == y.transb && x.beta1 == y.beta1 && x.bias == y.bias && x.prec == y.prec &&
-           x.ab16 == y.ab16 &&
+           x.ab16 == y.ab16 && x.d16 == y.d16 &&
            x.align_a == y.align_a && x.align_b == y.align_b && x.align_c == y.align_c &&
            x.align_d == y.align_d && x.align_bias == y.align_bias;
 }
@@ -199,6 +207,11 @@ bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool wi
         // the heuristic reads this pointer's value for the bias alignment
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &bias, sizeof bias));
+        if (key.d16) { // the bias stays fp32 (a parameter) under a bf16 D
+            int32_t bt = CUDA_R_32F;
+            CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                        &bt, sizeof bt));
+        }
     }
     // stored (pre-op) shapes: A is m x k (op N) or k x m (op T); B is k x n or n x k
     uint64_t a_rows = key.transa ? key.k : key.m, a_cols = key.transa ? key.m : key.k;
@@ -207,8 +220,8 @@ bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool wi
     cudaDataType_t ab_type = key.ab16 ? CUDA_R_16BF : CUDA_R_32F;
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, ab_type, a_rows, a_cols, (int64_t)a_rows));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, ab_type, b_rows, b_cols, (int64_t)b_rows));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lcd, CUDA_R_32F, (uint64_t)key.m, (uint64_t)key.n,
-                                            key.m));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lcd, key.d16 ? CUDA_R_16BF : CUDA_R_32F,
+                                            (uint64_t)key.m, (uint64_t)key.n, key.m));
 
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -280,7 +293,9 @@ const Plan *get_plan(const PlanKey &key, const float *bias) {
 
     if (key.ab16) { // bf16 storage: CUBLAS_COMPUTE_32F over CUDA_R_16BF operands, or nothing
         if (key.bias && try_plan(pl, key, CUBLAS_COMPUTE_32F, true, bias)) return pl;
-        if (try_plan(pl, key, CUBLAS_COMPUTE_32F, false, nullptr)) return pl;
+        // a bf16 D takes its bias in the epilogue or not at all (add_bias_kernel is fp32)
+        if ((!key.d16 || !key.bias) && try_plan(pl, key, CUBLAS_COMPUTE_32F, false, nullptr))
+            return pl;
         pl->key = key;
         pl->none = 1;
         pl->used = 1;
@@ -305,12 +320,15 @@ const Plan *get_plan(const PlanKey &key, const float *bias) {
     cuda_fail("cublasLtMatmulAlgoGetHeuristic", what, __FILE__, __LINE__);
 }
 
-// D (m x n, ld m) = op(A) . op(B) + beta * D [+ bias (m)], column-major; D, C and the bias
-// fp32, A and B fp32 (ab16 0) or bf16 (ab16 1). A is stored m x k (transa 0) or k x m
+// D (m x n, ld m) = op(A) . op(B) + beta * D [+ bias (m)], column-major; D and C fp32
+// (d16 0) or bf16 (d16 1: ab16 too, beta 0), the bias fp32, A and B fp32 (ab16 0) or bf16
+// (ab16 1). A is stored m x k (transa 0) or k x m
 // (transa 1) with ld = its row count; likewise B. bias may only be non-NULL when beta == 0.
-// Returns false (nothing ran) only for bf16 operands that cuBLASLt has no algorithm for.
-bool lt_gemm(float *d, const void *a, int transa, const void *b, int transb, int64_t m,
-             int64_t n, int64_t k, float beta, const float *bias, int ab16, int prec) {
+// Returns false (nothing ran) only for bf16 operands that cuBLASLt has no algorithm for, and
+// for a bf16 D whose bias cannot go through the epilogue.
+bool lt_gemm(void *d, const void *a, int transa, const void *b, int transb, int64_t m,
+             int64_t n, int64_t k, float beta, const float *bias, int ab16, int prec,
+             int d16 = 0) {
     PlanKey key;
     memset(&key, 0, sizeof key); // the key is compared field by field, but keep it clean
     key.m = m;
@@ -321,14 +339,16 @@ bool lt_gemm(float *d, const void *a, int transa, const void *b, int transb, int
     key.beta1 = beta != 0.0f;
     key.prec = prec;
     key.ab16 = ab16;
+    key.d16 = d16;
     size_t ab_bytes = ab16 ? 2 : sizeof(float);
     key.align_a = operand_alignment(a, transa ? k : m, ab_bytes);
     key.align_b = operand_alignment(b, transb ? n : k, ab_bytes);
-    key.align_c = key.align_d = operand_alignment(d, m, sizeof(float));
+    key.align_c = key.align_d = operand_alignment(d, m, d16 ? 2 : sizeof(float));
     // the bias epilogue only for a 16-byte aligned bias and output (cuBLASLt's epilogue
     // kernels load the bias vector in 16-byte pieces); otherwise add_bias_kernel
     key.bias = bias && pointer_alignment(bias) >= 16 && pointer_alignment(d) >= 16;
     key.align_bias = key.bias ? pointer_alignment(bias) : 0;
+    if (d16 && bias && !key.bias) return false;
 
     const Plan *pl = get_plan(key, bias);
     if (!pl) return false;
@@ -339,13 +359,14 @@ bool lt_gemm(float *d, const void *a, int transa, const void *b, int transb, int
     void *ws = cuda_lt_workspace(&ws_bytes);
     const float alpha = 1.0f;
     g_paths[ab16 ? 0 : pl->fast16 ? 1 : 2]++;
+    if (d16) g_out16++;
     CUBLAS_CHECK(cublasLtMatmul(cuda_lt(), pl->desc, &alpha, a, pl->a, b, pl->b, &beta, d, pl->cd,
                                 d, pl->cd, &pl->algo, ws, ws_bytes, cuda_stream()));
     if (bias && !pl->epilogue_bias) {
         // D is column-major m x n = row-major (n, m): the bias runs along the rows of length m
         unsigned threads = 256;
         add_bias_kernel<<<cuda_blocks((size_t)m * (size_t)n, threads), threads, 0,
-                          cuda_stream()>>>(d, bias, (size_t)n, (int)m, 0);
+                          cuda_stream()>>>((float *)d, bias, (size_t)n, (int)m, 0);
         CUDA_LAUNCH_CHECK();
     }
     return true;
@@ -358,7 +379,7 @@ const uint16_t *as_bf16(const float *src, size_t n, int slot) {
     return dst;
 }
 
-const int kSlotWeight = 2, kSlotInput = 3, kSlotDout = 4;
+const int kSlotWeight = 2, kSlotInput = 3, kSlotDout = 4, kSlotOut = 6;
 
 // fp32 copy of n bf16 values (a bf16-stored activation) in scratch slot, for the fp32 GEMMs
 const float *widen(const uint16_t *src, size_t n, int slot) {
@@ -397,16 +418,32 @@ extern "C" void cuda_matmul_paths(long counts[3]) {
     for (int i = 0; i < 3; i++) counts[i] = g_paths[i];
 }
 
+extern "C" long cuda_matmul_out16(void) { return g_out16; }
+
 extern "C" void cuda_matmul_plan_stats(long *hits, long *misses) {
     *hits = g_plan_lookups[0];
     *misses = g_plan_lookups[1];
 }
 
-// inp is fp32 (inp) or bf16 (inp16); weight16 the weight's bf16 copy or NULL
-static void matmul_forward(float *out, const float *inp, const uint16_t *inp16, const float *weight,
-                           const uint16_t *weight16, const float *bias, int N, int C, int OC,
-                           int precision) {
+// inp is fp32 (inp) or bf16 (inp16); weight16 the weight's bf16 copy or NULL; the output
+// fp32 (out) or, when out is NULL, bf16 (out16): with KP_BF16 cuBLASLt writes the bf16 D
+// from its fp32 accumulator (bias in the epilogue); otherwise, or without an algorithm for
+// that, the fp32 result goes to scratch slot 6 and is rounded from there (the same values)
+static void matmul_forward(float *out, uint16_t *out16, const float *inp, const uint16_t *inp16,
+                           const float *weight, const uint16_t *weight16, const float *bias,
+                           int N, int C, int OC, int precision) {
     if (N <= 0 || OC <= 0) return;
+    if (!out) {
+        if (precision == KP_BF16 && C > 0) {
+            const uint16_t *w16 = weight16 ? weight16 : as_bf16(weight, (size_t)OC * C, kSlotWeight);
+            const uint16_t *x16 = inp16 ? inp16 : as_bf16(inp, (size_t)N * C, kSlotInput);
+            if (lt_gemm(out16, w16, 1, x16, 0, OC, N, C, 0.0f, bias, 1, 1, 1)) return;
+        }
+        float *tmp = (float *)cuda_scratch(kSlotOut, (size_t)N * OC * sizeof(float));
+        matmul_forward(tmp, nullptr, inp, inp16, weight, weight16, bias, N, C, OC, precision);
+        cuda_f32_to_bf16(out16, tmp, (size_t)N * OC);
+        return;
+    }
     if (C <= 0) { // empty product: out = bias (or 0)
         unsigned threads = 256;
         add_bias_kernel<<<cuda_blocks((size_t)N * OC, threads), threads, 0, cuda_stream()>>>(
@@ -462,7 +499,7 @@ static void matmul_backward(float *dinp, float *dweight, float *dbias, const flo
 extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight,
                                     const uint16_t *weight16, const float *bias, int N, int C,
                                     int OC, int precision) {
-    matmul_forward(out, inp, nullptr, weight, weight16, bias, N, C, OC, precision);
+    matmul_forward(out, nullptr, inp, nullptr, weight, weight16, bias, N, C, OC, precision);
 }
 
 extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
@@ -475,10 +512,10 @@ extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias,
 
 // a bf16-stored input (activations in bf16): with KP_BF16 it is the GEMM operand as it is,
 // otherwise (or when cuBLASLt has no bf16 algorithm) it is widened into scratch
-extern "C" void cuda_matmul_forward_x16(float *out, const uint16_t *inp, const float *weight,
-                                        const uint16_t *weight16, const float *bias, int N,
-                                        int C, int OC, int precision) {
-    matmul_forward(out, nullptr, inp, weight, weight16, bias, N, C, OC, precision);
+extern "C" void cuda_matmul_forward_x16(float *out, uint16_t *out16, const uint16_t *inp,
+                                        const float *weight, const uint16_t *weight16,
+                                        const float *bias, int N, int C, int OC, int precision) {
+    matmul_forward(out, out16, nullptr, inp, weight, weight16, bias, N, C, OC, precision);
 }
 
 extern "C" void cuda_matmul_backward_x16(float *dinp, float *dweight, float *dbias,

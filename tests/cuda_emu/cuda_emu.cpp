@@ -1141,6 +1141,7 @@ struct LtDesc {
     int32_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
     uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     const void *bias = nullptr;
+    int32_t bias_type = -1; // -1: the type of D (cuBLASLt's default)
 };
 struct LtLayout {
     uint64_t rows, cols;
@@ -1206,9 +1207,11 @@ size_t extent_bytes(const LtLayout &l) {
     return ((l.cols - 1) * (uint64_t)l.ld + l.rows) * l.elem();
 }
 
-// the operand types of a problem, recorded in the algorithm (bit 0: A bf16, bit 1: B bf16)
-uint64_t type_bits(const LtLayout &A, const LtLayout &B) {
-    return (uint64_t)(A.type == CUDA_R_16BF) | (uint64_t)(B.type == CUDA_R_16BF) << 1;
+// the operand types of a problem, recorded in the algorithm (bit 0: A bf16, bit 1: B bf16,
+// bit 2: D bf16)
+uint64_t type_bits(const LtLayout &A, const LtLayout &B, const LtLayout &D) {
+    return (uint64_t)(A.type == CUDA_R_16BF) | (uint64_t)(B.type == CUDA_R_16BF) << 1 |
+           (uint64_t)(D.type == CUDA_R_16BF) << 2;
 }
 
 bool overlap(const void *a, size_t na, const void *b, size_t nb) {
@@ -1290,6 +1293,11 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
             return lt_error(CUBLAS_STATUS_INVALID_VALUE, "BIAS_POINTER: %zu bytes, want %zu", bytes,
                             sizeof(void *));
         memcpy(&d->bias, buf, sizeof(void *));
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
+        if (bytes != sizeof(int32_t))
+            return lt_error(CUBLAS_STATUS_INVALID_VALUE, "BIAS_DATA_TYPE: %zu bytes, want 4", bytes);
+        memcpy(&d->bias_type, buf, 4);
         return CUBLAS_STATUS_SUCCESS;
     default:
         return lt_error(CUBLAS_STATUS_NOT_SUPPORTED,
@@ -1405,15 +1413,20 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT && d.epilogue != CUBLASLT_EPILOGUE_BIAS)
         return lt_error(CUBLAS_STATUS_NOT_SUPPORTED, "heuristic: epilogue %u not emulated",
                         d.epilogue);
-    // the emulated type combinations: all fp32, or bf16 A and B with fp32 C and D under
-    // CUBLAS_COMPUTE_32F (cuBLASLt's table has more; mmrm uses these)
-    if (A.type != B.type || C.type != CUDA_R_32F || D.type != CUDA_R_32F ||
-        (A.type == CUDA_R_16BF && d.compute != CUBLAS_COMPUTE_32F))
+    // the emulated type combinations: all fp32, or bf16 A and B with fp32 or bf16 C and D
+    // (C and D alike) under CUBLAS_COMPUTE_32F, a bias of D's type or fp32 (cuBLASLt's
+    // table has more; mmrm uses these)
+    if (A.type != B.type || C.type != D.type ||
+        (D.type == CUDA_R_16BF && A.type != CUDA_R_16BF) ||
+        (A.type == CUDA_R_16BF && d.compute != CUBLAS_COMPUTE_32F) ||
+        (d.bias_type != -1 && d.bias_type != CUDA_R_32F && d.bias_type != (int32_t)D.type))
         return lt_error(CUBLAS_STATUS_NOT_SUPPORTED,
                         "heuristic: types A %d B %d C %d D %d with compute %d not emulated",
                         (int)A.type, (int)B.type, (int)C.type, (int)D.type, (int)d.compute);
     if (A.type == CUDA_R_16BF && lt_rejects("bf16io"))
         return CUBLAS_STATUS_NOT_SUPPORTED; // (EMU_LT_REJECT) no algorithm for bf16 storage
+    if (D.type == CUDA_R_16BF && lt_rejects("bf16out"))
+        return CUBLAS_STATUS_NOT_SUPPORTED; // (EMU_LT_REJECT) no algorithm for a bf16 D
     if ((d.epilogue == CUBLASLT_EPILOGUE_BIAS && lt_rejects("bias")) ||
         (d.compute == CUBLAS_COMPUTE_32F_FAST_16BF && lt_rejects("bf16")) ||
         (d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 && lt_rejects("tf32")))
@@ -1424,7 +1437,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     r.algo.data[1] = m;
     r.algo.data[2] = n;
     r.algo.data[3] = k;
-    r.algo.data[4] = (uint64_t)d.ta | (uint64_t)d.tb << 1 | type_bits(A, B) << 4 |
+    r.algo.data[4] = (uint64_t)d.ta | (uint64_t)d.tb << 1 | type_bits(A, B, D) << 4 |
                      (uint64_t)d.epilogue << 8 | (uint64_t)d.compute << 32;
     r.algo.data[5] = (uint64_t)p.align[0] | (uint64_t)p.align[1] << 16 |
                      (uint64_t)p.align[2] << 32 | (uint64_t)p.align[3] << 48;
@@ -1460,7 +1473,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     const LtLayout &A = *(LtLayout *)Adesc, &B = *(LtLayout *)Bdesc, &C = *(LtLayout *)Cdesc,
                    &D = *(LtLayout *)Ddesc;
     const uint64_t m = D.rows, n = D.cols, k = d.ta ? A.rows : A.cols;
-    const uint64_t ops = (uint64_t)d.ta | (uint64_t)d.tb << 1 | type_bits(A, B) << 4 |
+    const uint64_t ops = (uint64_t)d.ta | (uint64_t)d.tb << 1 | type_bits(A, B, D) << 4 |
                          (uint64_t)d.epilogue << 8 | (uint64_t)d.compute << 32;
     if (algo->data[1] != m || algo->data[2] != n || algo->data[3] != k || algo->data[4] != ops)
         return lt_error(
@@ -1508,10 +1521,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         overlap(Dptr, extent_bytes(D), Bptr, extent_bytes(B)) ||
         (Cptr != Dptr && be != 0.0f && overlap(Dptr, extent_bytes(D), Cptr, extent_bytes(C))))
         return lt_error(CUBLAS_STATUS_INVALID_VALUE, "matmul: D overlaps an input");
-    const float *bias = nullptr;
+    const void *bias = nullptr;
+    const bool bias16 = d.bias_type == -1 ? D.type == CUDA_R_16BF : d.bias_type == CUDA_R_16BF;
     if (d.epilogue == CUBLASLT_EPILOGUE_BIAS) {
-        bias = (const float *)d.bias;
-        if (!bias || !device_range(bias, m * sizeof(float), &why))
+        bias = d.bias;
+        if (!bias || !device_range(bias, m * (bias16 ? 2 : sizeof(float)), &why))
             return lt_error(CUBLAS_STATUS_INVALID_VALUE,
                             "matmul: bias epilogue: bias (%llu floats) %s", (unsigned long long)m,
                             bias ? why.c_str() : "is NULL");
@@ -1519,7 +1533,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
             return lt_error(
                 CUBLAS_STATUS_INVALID_VALUE,
                 "matmul: bias at %p is %u-byte aligned, but was %llu-byte aligned when the algorithm was chosen",
-                (const void *)bias, pointer_alignment(bias), (unsigned long long)algo->data[6]);
+                bias, pointer_alignment(bias), (unsigned long long)algo->data[6]);
     }
     const size_t need_ws = (size_t)algo->data[7];
     if (need_ws && (workspace_bytes < need_ws || !device_range(workspace, need_ws, &why)))
@@ -1534,8 +1548,22 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     std::vector<double> pa, pb;
     pack(pa, Aptr, A, d.ta == CUBLAS_OP_T, m, k, drop);
     pack(pb, Bptr, B, d.tb == CUBLAS_OP_N, n, k, drop); // op(B)^T: n x k
-    const float *Cf = (const float *)Cptr;
-    float *Df = (float *)Dptr;
+    // a bf16 C is widened exactly; a bf16 D (and bias) rounded to nearest even from the
+    // float result
+    auto bf16_to_f = [](uint16_t h) {
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    };
+    auto f_to_bf16 = [](float f) {
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+        u += 0x7fffu + ((u >> 16) & 1u);
+        return (uint16_t)(u >> 16);
+    };
+    const bool d16 = D.type == CUDA_R_16BF;
 #pragma omp parallel for schedule(static) if (m * n * k > (1u << 20))
     for (uint64_t j = 0; j < n; j++)
         for (uint64_t i = 0; i < m; i++) {
@@ -1546,9 +1574,16 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                 for (int u = 0; u < 4; u++) s[u] += x[l + u] * y[l + u];
             for (; l < k; l++) s[0] += x[l] * y[l];
             double r = (double)al * ((s[0] + s[1]) + (s[2] + s[3]));
-            if (be != 0.0f) r += (double)be * Cf[i + j * (uint64_t)C.ld];
-            if (bias) r += bias[i];
-            Df[i + j * (uint64_t)D.ld] = (float)r;
+            const uint64_t ci = i + j * (uint64_t)C.ld, di = i + j * (uint64_t)D.ld;
+            if (be != 0.0f)
+                r += (double)be * (d16 ? bf16_to_f(((const uint16_t *)Cptr)[ci])
+                                       : ((const float *)Cptr)[ci]);
+            if (bias)
+                r += bias16 ? bf16_to_f(((const uint16_t *)bias)[i]) : ((const float *)bias)[i];
+            if (d16)
+                ((uint16_t *)Dptr)[di] = f_to_bf16((float)r);
+            else
+                ((float *)Dptr)[di] = (float)r;
         }
     return CUBLAS_STATUS_SUCCESS;
 }

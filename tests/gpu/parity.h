@@ -52,6 +52,7 @@ void d_free(void *d);
 void parity_elementwise(Parity *p); /* embedding, gelu, swiglu, rope, im2col, pixel shuffle,
                                         add, channel scale, drop_path */
 void parity_norm(Parity *p);        /* layernorm, rmsnorm */
+void parity_bf16act(Parity *p);     /* the kernels over bf16 activations (*_x16), add + norm */
 void parity_loss_optim(Parity *p);  /* bt_loss, shortcut_loss, adamw, sum_squares, scale */
 void parity_matmul(Parity *p);      /* matmul forward/backward */
 void parity_attention(Parity *p);   /* attention forward/backward */

@@ -241,7 +241,7 @@ static void run_case_x16(Parity *p, const MatmulCase *c) {
     kernels_cpu.matmul_forward(ref16, inpr, w16, NULL, c->bias ? b : NULL, N, C, OC, KP_FP32);
     long before[3], after[3];
     cuda_matmul_paths(before);
-    kernels_cuda.matmul_forward_x16(d_out, d_x, d_w, NULL, c->bias ? d_b : NULL, N, C, OC, PREC(p));
+    kernels_cuda.matmul_forward_x16(d_out, NULL, d_x, d_w, NULL, c->bias ? d_b : NULL, N, C, OC, PREC(p));
     cuda_matmul_paths(after);
     d_download(got, d_out, nout);
     int path = p->bf16 ? gemm_path(before, after) : 0;

@@ -8,7 +8,9 @@
 #      seeded random order: a result that depends on the order (a missing barrier, a race
 #      between threads) fails the comparison in one of the orders;
 #   4. matmul with the fake cuBLASLt finding no algorithm for the bias epilogue or for bf16,
-#      so matmul.cu's fallbacks (add_bias_kernel, fp32 GEMMs in bf16 mode) run.
+#      so matmul.cu's fallbacks (add_bias_kernel, fp32 GEMMs in bf16 mode) run; the kernels
+#      over bf16 activations (group bf16act) in reverse order, and with no bf16-D algorithm
+#      (a bf16 GEMM output then goes through fp32 scratch).
 # --quick runs the model group on the tiny config only (the small one is for real GPUs).
 #   5. the model group in bf16 mode (its tolerance is 5e-2: bf16 GEMM inputs alone move the
 #      whole model's rewards and gradients by 1-3e-2; tests/cuda_emu/README.md).
@@ -47,4 +49,6 @@ check "attention bf16 (FA2 tensor-core forward and backward)" "$emu" --quick --p
 check "attention bf16, warps skewed" env EMU_ORDER=warps "$emu" --quick --precision bf16 --only attention
 check "mma primitives, warps skewed" env EMU_ORDER=warps "$emu" --quick --precision fp32 --only mma
 check "matmul, cuBLASLt fallbacks" env EMU_LT_REJECT=bias,bf16 "$emu" --quick --precision both --only matmul
+check "bf16 activation kernels, reverse order" env EMU_ORDER=reverse "$emu" --quick --precision fp32 --only bf16act
+check "bf16 activation kernels, no bf16 D or bias epilogue" env EMU_LT_REJECT=bf16out,bias "$emu" --quick --precision fp32 --only bf16act
 exit "$failed"
