@@ -90,10 +90,11 @@ static Micro forward_backward(Run *r, const Batch *b, float dloss) {
 /* what makes two micro-batches one graph: the batch's shapes and the graph they built (tape
  * length, arena use). A key names an exec that each new capture updates (a replay never
  * runs stale arguments); tests/integration/cuda_graphs.sh checks under EMU_GRAPH_STRICT=1
- * that within a key no argument changes */
+ * that within a key no argument changes. */
 static uint64_t shape_key(const Run *r, const Batch *b) {
-    const long v[] = {b->P, b->rows.B, b->rows.T, b->rows.total, b->blank.B, b->blank.T,
-                      b->blank.total, r->g.ntape, (long)(r->g.act.used + r->g.act.overflow_used), (long)r->g.inputs.used,
+    /* a packed stream's length is a shape; padded rows' lengths are data (uploaded) */
+    const long v[] = {b->P, b->rows.B, b->rows.T, b->rows.packed ? b->rows.total : -1, b->blank.B, b->blank.T,
+                      b->blank.packed ? b->blank.total : -1, r->g.ntape, (long)(r->g.act.used + r->g.act.overflow_used), (long)r->g.inputs.used,
                       (long)r->g.stage.used};
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)

@@ -98,12 +98,13 @@ extern "C" void cuda_graph_begin(void) {
         fprintf(stderr, "mmrm: cuda_graph_begin: a capture is already running\n");
         exit(1);
     }
-    if (!g_stage_extra.empty() || g_stage_high > g_stage_cap) {
+    if (!g_stage || !g_stage_extra.empty() || g_stage_high > g_stage_cap) {
         for (void *p : g_stage_extra) cuda_free(p);
         g_stage_extra.clear();
         g_extra_cur = nullptr;
         if (g_stage) cuda_free(g_stage);
         g_stage_cap = g_stage_high + g_stage_high / 4;
+        if (g_stage_cap < (1u << 20)) g_stage_cap = 1u << 20;
         g_stage = (char *)cuda_malloc(g_stage_cap);
     }
     g_stage_used = g_stage_high = 0;
