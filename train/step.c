@@ -93,12 +93,14 @@ static Micro forward_backward(Run *r, const Batch *b, float dloss) {
  * that within a key no argument changes. */
 static uint64_t shape_key(const Run *r, const Batch *b) {
     /* a packed stream's length is a shape; padded rows' lengths are data (uploaded) */
-    const long v[] = {b->P, b->rows.B, b->rows.T, b->rows.packed ? b->rows.total : -1, b->blank.B, b->blank.T,
-                      b->blank.packed ? b->blank.total : -1, r->g.ntape, (long)(r->g.act.used + r->g.act.overflow_used), (long)r->g.inputs.used,
+    const long v[] = {b->P, b->rows.B, b->rows.T, b->rows.packed ? b->rows.total : -1,
+                      b->blank.B, b->blank.T, b->blank.packed ? b->blank.total : -1, r->g.ntape,
+                      (long)(r->g.act.used + r->g.act.overflow_used), (long)r->g.inputs.used,
                       (long)r->g.stage.used};
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        for (int k = 0; k < 8; k++) h = (h ^ (uint64_t)((unsigned long)v[i] >> (8 * k) & 0xff)) * 1099511628211ull;
+        for (int k = 0; k < 8; k++)
+            h = (h ^ (uint64_t)((unsigned long)v[i] >> (8 * k) & 0xff)) * 1099511628211ull;
     return h;
 }
 

@@ -7,7 +7,8 @@
 # (padded rows, t_bucket = 32: with a short system message the synth rows are 111-149
 # tokens long, buckets 128 and 160), with graphs both
 # captured and replayed and the log saying so; the first micro-batch must fall back to
-# eager (its GEMM plans are not cached yet: a heuristic query cannot be captured) and say why.
+# eager (its GEMM plans are not cached yet: a heuristic query cannot be captured) and say why,
+# and so must a whole run whose gradient all-reduce overlaps backward.
 # Stale arguments: every graph run sets EMU_GRAPH_STRICT=1, under which the emulator stops
 # when a new capture of a key changes any argument (pointer or value) of any node: a replay
 # of the old exec would then have run stale arguments. That this check fires (and that the
@@ -56,6 +57,14 @@ for algo in standard robust; do
     grep -q "step 1: a micro-batch runs eagerly: a cuBLASLt plan-cache miss" "$d/${algo}_graphs.log" ||
         { echo "FAIL $algo: the first micro-batch did not fall back with its reason"; tail -n 20 "$d/${algo}_graphs.log"; exit 1; }
 done
+
+# a run that cannot use graphs at all says why: the bucketed all-reduce overlapping backward
+# (one process through the NCCL path, MMRM_NCCL=1) would run collectives inside the capture
+MMRM_NCCL=1 steps=1 train standard "$d/nccl" true || { tail -n 20 "$d/nccl.log"; exit 1; }
+grep -q "cuda_graphs = true: every micro-batch runs eagerly: the gradient all-reduce runs during backward" "$d/nccl.log" ||
+    { echo "FAIL MMRM_NCCL=1: no eager fallback with its reason"; tail -n 20 "$d/nccl.log"; exit 1; }
+grep -q "cuda_graphs: [0-9]* graph" "$d/nccl.log" && { echo "FAIL MMRM_NCCL=1: graphs were used"; exit 1; }
+echo "MMRM_NCCL=1 (all-reduce during backward): eager, reason logged"
 
 # the emulator's argument check fires: the parity suite's graph group captures a scale by one
 # factor, then under the same key by another (the update must give the replay the new factor)
