@@ -46,12 +46,16 @@ counts() { # log -> "captured replayed eager"
     sed -n 's/.*cuda_graphs: \([0-9]*\) graph(s) captured, \([0-9]*\) replay(s), \([0-9]*\) micro.*/\1 \2 \3/p' "$1"
 }
 
+# standard: 4 steps of 2 accumulated micro-batches; robust: 8 steps of one
 for algo in standard robust; do
-    train "$algo" "$d/${algo}_eager" false || { tail -n 20 "$d/${algo}_eager.log"; exit 1; }
-    EMU_GRAPH_STRICT=1 train "$algo" "$d/${algo}_graphs" true || { tail -n 20 "$d/${algo}_graphs.log"; exit 1; }
+    steps=8 accum=1
+    [ "$algo" = standard ] && steps=4 accum=2
+    train "$algo" "$d/${algo}_eager" false gradient_accumulation_steps=$accum || { tail -n 20 "$d/${algo}_eager.log"; exit 1; }
+    EMU_GRAPH_STRICT=1 train "$algo" "$d/${algo}_graphs" true gradient_accumulation_steps=$accum ||
+        { tail -n 20 "$d/${algo}_graphs.log"; exit 1; }
     same "$d/${algo}_eager" "$d/${algo}_graphs" "$algo"
     read -r cap rep eager <<<"$(counts "$d/${algo}_graphs.log")"
-    echo "$algo: cuda_graphs = true equals eager bitwise over $steps steps: $cap graph(s) captured, $rep replay(s), $eager eager micro-batch(es)"
+    echo "$algo: cuda_graphs = true equals eager bitwise over $steps steps of $accum micro-batch(es): $cap graph(s) captured, $rep replay(s), $eager eager micro-batch(es)"
     [ "${cap:-0}" -ge 2 ] && [ "${rep:-0}" -ge 1 ] ||
         { echo "FAIL $algo: want >= 2 graphs (two T buckets) and >= 1 replay"; exit 1; }
     grep -q "step 1: a micro-batch runs eagerly: a cuBLASLt plan-cache miss" "$d/${algo}_graphs.log" ||
