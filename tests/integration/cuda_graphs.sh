@@ -30,8 +30,8 @@ train() { # algo out graphs [extra]
     "$emu" train "configs/scratch_$algo.ini" dataset_path="$d/data/train.jsonl" eval_dataset_path= \
         init_model_config="$d/tiny.json" $( [ "$algo" = robust ] && echo init_bias_model_config="$d/tiny.json") \
         output_dir="$out" max_steps=$steps per_device_train_batch_size=1 logging_steps=1 save_steps=0 \
-        device=cuda precision=fp32 share_prefix=false packing=false t_bucket=32 \
-        cuda_graphs="$graphs" "$@" 2> "$out.log"
+        device=cuda share_prefix=false packing=false t_bucket=32 \
+        cuda_graphs="$graphs" precision=fp32 "$@" 2> "$out.log"
 }
 losses() { grep -o '"loss":[^,}]*' "$1/metrics.jsonl" | cut -d: -f2; }
 sums() { # the final checkpoint's files
@@ -61,6 +61,17 @@ for algo in standard robust; do
     grep -q "step 1: a micro-batch runs eagerly: a cuBLASLt plan-cache miss" "$d/${algo}_graphs.log" ||
         { echo "FAIL $algo: the first micro-batch did not fall back with its reason"; tail -n 20 "$d/${algo}_graphs.log"; exit 1; }
 done
+
+# bf16 (activations in bf16, the staging arena of one op's operands) with recompute segments
+# (the arena compacted by overlapping device copies, captured too)
+steps=6
+train standard "$d/bf16_eager" false precision=bf16 grad_checkpoint=true || { tail -n 20 "$d/bf16_eager.log"; exit 1; }
+EMU_GRAPH_STRICT=1 train standard "$d/bf16_graphs" true precision=bf16 grad_checkpoint=true ||
+    { tail -n 20 "$d/bf16_graphs.log"; exit 1; }
+same "$d/bf16_eager" "$d/bf16_graphs" "bf16 + grad_checkpoint"
+read -r cap rep eager <<<"$(counts "$d/bf16_graphs.log")"
+echo "bf16 + grad_checkpoint: equal bitwise over $steps steps: $cap graph(s) captured, $rep replay(s), $eager eager"
+[ "${rep:-0}" -ge 1 ] || { echo "FAIL bf16: no replay"; exit 1; }
 
 # a run that cannot use graphs at all says why: the bucketed all-reduce overlapping backward
 # (one process through the NCCL path, MMRM_NCCL=1) would run collectives inside the capture
