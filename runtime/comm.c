@@ -572,6 +572,11 @@ void comm_allreduce_mean_f32_device(const Comm *c, float *dbuf, size_t n, void *
                                 (cudaStream_t)stream));
 }
 
+void comm_allreduce_sum_f64_device(const Comm *c, double *dbuf, size_t n, void *stream) {
+    NCCL_CHECK(c, ncclAllReduce(dbuf, dbuf, n, ncclDouble, ncclSum, nccl_of(c),
+                                (cudaStream_t)stream));
+}
+
 void comm_broadcast_device(const Comm *c, void *dbuf, size_t bytes, int root, void *stream) {
     MMRM_CHECK(root >= 0 && root < c->world, "comm_broadcast_device: root %d outside world %d",
                root, c->world);
@@ -607,6 +612,11 @@ void comm_allreduce_sum_f32_device(const Comm *c, float *dbuf, size_t n, void *s
 }
 
 void comm_allreduce_mean_f32_device(const Comm *c, float *dbuf, size_t n, void *stream) {
+    (void)c, (void)dbuf, (void)n, (void)stream;
+    no_nccl("device all-reduce");
+}
+
+void comm_allreduce_sum_f64_device(const Comm *c, double *dbuf, size_t n, void *stream) {
     (void)c, (void)dbuf, (void)n, (void)stream;
     no_nccl("device all-reduce");
 }

@@ -103,6 +103,8 @@ int comm_work_queue(const Comm *c, size_t n, CommTaskFn run, CommDoneFn done, vo
 void comm_nccl_init(Comm *c);
 void comm_allreduce_sum_f32_device(const Comm *c, float *dbuf, size_t n, void *stream);
 void comm_allreduce_mean_f32_device(const Comm *c, float *dbuf, size_t n, void *stream);
+/* doubles summed (ZeRO-1's squared gradient norm, kept on the device) */
+void comm_allreduce_sum_f64_device(const Comm *c, double *dbuf, size_t n, void *stream);
 void comm_broadcast_device(const Comm *c, void *dbuf, size_t bytes, int root, void *stream);
 /* dbuf holds comm_padded_size(n, W) floats; dshard gets S floats */
 void comm_reduce_scatter_sum_f32_device(const Comm *c, const float *dbuf, float *dshard,

@@ -181,6 +181,25 @@ void device_sync(Device d) {
     (void)d;
 }
 
+void device_graph_begin(Device d) {
+    ON_CUDA(d, cuda_graph_begin());
+    MMRM_FATAL("CUDA graphs need a GPU (device %s)", device_name(d));
+}
+
+const char *device_graph_end(Device d, uint64_t key) {
+#ifdef MMRM_CUDA
+    if (d == DEV_CUDA) return cuda_graph_end(key);
+#endif
+    (void)key;
+    MMRM_FATAL("CUDA graphs need a GPU (device %s)", device_name(d));
+}
+
+void device_graph_counts(Device d, long *captured, long *replayed) {
+    *captured = *replayed = 0;
+    ON_CUDA(d, cuda_graph_counts(captured, replayed));
+    (void)d;
+}
+
 void *device_stream(Device d) {
 #ifdef MMRM_CUDA
     if (d == DEV_CUDA) return cuda_stream_handle();

@@ -62,6 +62,15 @@ void device_copy_to_host(Device d, void *host_dst, const void *src, size_t bytes
 void device_sync(Device d);
 /* the device's compute stream (a cudaStream_t) for libraries that take one (NCCL); NULL on the CPU */
 void *device_stream(Device d);
+/* CUDA graphs of a step (train key cuda_graphs; kernels/cuda/graph.cu): between begin and
+ * end the work queued on a GPU is captured, not run, and uploads from the host are staged;
+ * end returns NULL when the capture was launched as a graph (the one kept under key, updated
+ * to this capture, or a new one), else the reason it cannot be and nothing captured has run
+ * (the caller runs the work again eagerly). Only for a GPU (fatal on the CPU). */
+void device_graph_begin(Device d);
+const char *device_graph_end(Device d, uint64_t key);
+/* graphs instantiated and replayed so far (0 on the CPU) */
+void device_graph_counts(Device d, long *captured, long *replayed);
 /* whether this build carries the CUDA backend */
 int device_cuda_compiled(void);
 /* visible GPUs (0 in a build without CUDA, or with no GPU or driver; never fatal) */

@@ -173,6 +173,12 @@ void log_summary(const Run *r) {
     else
         mmrm_log("activation arena per rank: %.1f MiB at peak (activations and gradients fp32)",
                  r->g.act.peak / 1048576.0);
+    if (r->graphs) {
+        long captured, replayed;
+        device_graph_counts(r->g.device, &captured, &replayed);
+        mmrm_log("cuda_graphs: %ld graph(s) captured, %ld replay(s), %ld micro-batch(es) run eagerly",
+                 captured, replayed, r->graph_eager);
+    }
     if (r->gs) {
         GradSyncStats gst = gradsync_stats(r->gs);
         if (gst.steps && !gst.staged)

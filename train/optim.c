@@ -5,7 +5,6 @@
 
 #include <stdlib.h>
 
-#include "kernels/scalar.h"
 #include "runtime/error.h"
 
 double lr_at(const AdamW *o, long s) {
@@ -92,20 +91,33 @@ void zero_shard_free(ZeroShard *z) {
     z->g = z->m = z->v = NULL;
 }
 
-/* AdamW over [a, b) of the store (global indices) within the shard */
+/* AdamW over [a, b) of the store (global indices) within the shard; coef: the device's clip
+ * coefficient (NaN: a non-finite norm, nothing is updated) */
 static void shard_update(const KernelOps *K, ParamStore *ps, ZeroShard *z, size_t a, size_t b,
-                         const AdamW *o, double lr, double wd, float coef) {
+                         const AdamW *o, double lr, double wd, const float *coef) {
     size_t lo = a > z->lo ? a : z->lo, hi = b < z->lo + z->count ? b : z->lo + z->count;
     if (lo >= hi) return;
     size_t k = lo - z->lo;
-    K->adamw_update(ps->data + lo, ps->w16 ? ps->w16 + lo : NULL, z->g + k, z->m + k, z->v + k, hi - lo, (float)lr, (float)o->beta1,
-                    (float)o->beta2, (float)o->eps, (float)wd, (int)o->t, coef);
+    K->adamw_update_scaled(ps->data + lo, ps->w16 ? ps->w16 + lo : NULL, z->g + k, z->m + k, z->v + k, hi - lo,
+                           (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)wd, (int)o->t, coef);
 }
 
+/* The norm stays on the device as in adamw_step: each rank sums the squares of its shards,
+ * the sums are all-reduced (NCCL on GPUs, MPI on the CPU), the coefficient is computed and
+ * applied there; the host reads the norm once, after the update and the all-gather are
+ * queued (a skipped step's AdamW changes nothing, so gathering its shards changes nothing). */
 StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamStore **stores,
                             ZeroShard *z, int n, long s) {
     StepResult r = {0, lr_at(o, s), 0};
-    double sq = 0;
+    Device d = stores[0]->device;
+    if (o->clip && o->clip_device != d) adamw_free(o);
+    if (!o->clip) {
+        o->clip = device_alloc(d, 2 * sizeof(double));
+        o->clip_device = d;
+    }
+    double *sq = o->clip;
+    float *coef = (float *)(o->clip + 1);
+    device_memset0(d, sq, sizeof *sq);
     for (int i = 0; i < n; i++) {
         if (!z[i].n) continue;
         if (z[i].device == DEV_CPU)
@@ -113,23 +125,19 @@ StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamSt
         else /* NCCL, on the compute stream; the grad buffer is padded to W * S */
             comm_reduce_scatter_sum_f32_device(c, stores[i]->grad, z[i].g, z[i].n, device_stream(z[i].device));
         K->scale_inplace(z[i].g, 1.0f / (float)c->world, z[i].count);
-        float part = 0;
-        if (z[i].count) K->sum_squares(&part, z[i].g, z[i].count);
-        sq += part;
+        if (z[i].count) K->sum_squares_acc(sq, z[i].g, z[i].count);
     }
-    comm_allreduce_sum_f64(c, &sq, 1);
-    r.grad_norm = sqrt(sq);
-    if (!isfinite(r.grad_norm)) {
-        r.skipped = 1;
-        return r;
-    }
-    double coef = kscalar_clip_coef(sq, o->max_grad_norm);
-    o->t++;
+    if (d == DEV_CPU)
+        comm_allreduce_sum_f64(c, sq, 1);
+    else
+        comm_allreduce_sum_f64_device(c, sq, 1, device_stream(d));
+    K->clip_coef(coef, sq, o->max_grad_norm);
+    o->t++; /* taken back below when the norm is not finite */
     for (int i = 0; i < n; i++) {
         if (!z[i].n) continue;
         ParamStore *ps = stores[i];
-        shard_update(K, ps, &z[i], 0, ps->n_decay, o, r.lr, o->weight_decay, (float)coef);
-        shard_update(K, ps, &z[i], ps->n_decay, ps->n_trainable, o, r.lr, 0.0, (float)coef);
+        shard_update(K, ps, &z[i], 0, ps->n_decay, o, r.lr, o->weight_decay, coef);
+        shard_update(K, ps, &z[i], ps->n_decay, ps->n_trainable, o, r.lr, 0.0, coef);
         if (z[i].device == DEV_CPU) {
             comm_allgather_f32(c, ps->data + (z[i].lo < z[i].n ? z[i].lo : z[i].n), ps->data, z[i].n);
         } else {
@@ -144,6 +152,13 @@ StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamSt
             params_refresh_bf16(ps, 0, lo);
             params_refresh_bf16(ps, hi, z[i].n - hi);
         }
+    }
+    double h;
+    device_copy_to_host(d, &h, sq, sizeof h); /* the one read of the step, after its work */
+    r.grad_norm = sqrt(h);
+    if (!isfinite(r.grad_norm)) {
+        r.skipped = 1;
+        o->t--;
     }
     return r;
 }

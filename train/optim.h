@@ -64,8 +64,10 @@ typedef struct ZeroShard {
 void zero_shard_init(ZeroShard *z, ParamStore *ps, const Comm *c);
 void zero_shard_free(ZeroShard *z);
 /* The ZeRO-1 step: gradients reduce-scattered (mean over ranks) into the shards, the global
- * norm from the shards' sums of squares, AdamW on each shard, parameters all-gathered. Every
- * rank ends with identical parameters. Same clipping, schedule and skipping as adamw_step. */
+ * norm from the shards' sums of squares (on the device, all-reduced by NCCL on GPUs, by MPI on
+ * the CPU), AdamW on each shard scaled by the device's clip coefficient, parameters
+ * all-gathered. Every rank ends with identical parameters. Same clipping, schedule and
+ * skipping as adamw_step; the host reads the norm once, after the work is queued. */
 StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamStore **stores,
                             ZeroShard *shards, int n, long s);
 

@@ -63,6 +63,9 @@ typedef struct Run {
     int zero;               /* ZeRO-1 active (zero_stage 1 and world > 1) */
     ZeroShard zs[2];        /* per store: main, bias */
     GradSync *gs;           /* data parallel without ZeRO-1: the bucketed all-reduce */
+    int graphs;             /* cuda_graphs in effect: micro-batches captured (step.c) */
+    long graph_eager;       /* micro-batches whose capture could not be launched */
+    char graph_reasons[4][160]; /* the distinct reasons, each logged once (the first 4) */
     FILE *metrics;          /* metrics.jsonl, rank 0 */
     cJSON *resumed_evals;   /* a resume: the earlier metrics.jsonl's evaluation lines up to
                              * the checkpoint (metrics_open keeps them; tb_open too) */
@@ -84,6 +87,7 @@ int setup_tokenizer(Run *r);    /* tokenizer and chat template */
 int setup_data(Run *r);         /* pair sets, graph, batch loader, the number of steps */
 int setup_optimizer(Run *r);    /* AdamW state, ZeRO-1 shards */
 void setup_grad_sync(Run *r);   /* data parallel: the bucketed all-reduce */
+void setup_cuda_graphs(Run *r); /* cuda_graphs: in effect, or why not (logged) */
 void setup_bf16_weights(Run *r); /* precision = bf16: the weight copies; the memory report */
 void setup_blank_cache(Run *r); /* shortcut_aware, frozen ViT: the blank tile's features */
 /* the batches of the training (eval = 0) or eval set (eval = 1) */

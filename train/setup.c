@@ -345,6 +345,23 @@ void setup_grad_sync(Run *r) {
                              : "after backward");
 }
 
+void setup_cuda_graphs(Run *r) {
+    if (!r->c->cuda_graphs) return;
+    if (r->g.device != DEV_CUDA) {
+        mmrm_log("cuda_graphs = true: ignored on the CPU (CUDA graphs are a GPU feature)");
+        return;
+    }
+    if (r->gs) { /* its collectives and host staging run inside backward */
+        mmrm_log("cuda_graphs = true: every micro-batch runs eagerly: the gradient all-reduce runs "
+                 "during backward (data parallel without zero_stage = 1, whose reduce-scatter "
+                 "follows backward, can use graphs)");
+        return;
+    }
+    r->graphs = 1;
+    mmrm_log("cuda_graphs: each micro-batch's forward and backward captured as a CUDA graph, one per "
+             "shape, and replayed; the optimizer step runs eagerly");
+}
+
 void setup_bf16_weights(Run *r) {
     const TrainRuntime *rt = r->rt;
     /* bf16: the weights as the GEMMs read them, from here on kept current by AdamW */

@@ -85,6 +85,52 @@ static Micro forward(Run *r, const Batch *b, int p0, int p1) {
     return m;
 }
 
+/* the micro-batch's forward and backward, queued on the device */
+static Micro forward_backward(Run *r, const Batch *b, int p0, int p1, float dloss) {
+    Micro m = forward(r, b, p0, p1);
+    graph_backward_from(&r->g, m.loss, &dloss);
+    return m;
+}
+
+/* what makes two micro-batches one graph: the batch's shapes and the graph they built (tape
+ * length, arena use). A key names an exec that each new capture updates (a replay never
+ * runs stale arguments); tests/integration/cuda_graphs.sh checks under EMU_GRAPH_STRICT=1
+ * that within a key no argument changes. */
+static uint64_t shape_key(const Run *r, const Batch *b, int P) {
+    /* a packed stream's length is a shape; padded rows' lengths are data (uploaded); P: the
+     * chunk's pairs (max_tokens_per_batch) */
+    const long v[] = {P, b->rows.B, b->rows.T, b->rows.packed ? b->rows.total : -1,
+                      b->blank.B, b->blank.T, b->blank.packed ? b->blank.total : -1, r->g.ntape,
+                      (long)(r->g.act.used + r->g.act.overflow_used), (long)r->g.inputs.used,
+                      (long)r->g.stage.used};
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        for (int k = 0; k < 8; k++)
+            h = (h ^ (uint64_t)((unsigned long)v[i] >> (8 * k) & 0xff)) * 1099511628211ull;
+    return h;
+}
+
+/* cuda_graphs: the micro-batch is captured and launched as a graph; one that cannot be (a
+ * host read or wait inside, a GEMM plan not yet cached: the first micro-batch of a shape)
+ * runs again eagerly, each distinct reason logged once */
+static Micro run_micro(Run *r, const Batch *b, int p0, int p1, float dloss) {
+    if (!r->graphs) return forward_backward(r, b, p0, p1, dloss);
+    uint64_t counter = r->g.dropout.counter; /* the eager rerun draws the same masks */
+    device_graph_begin(r->g.device);
+    Micro m = forward_backward(r, b, p0, p1, dloss);
+    const char *why = device_graph_end(r->g.device, shape_key(r, b, p1 - p0));
+    if (!why) return m;
+    r->graph_eager++;
+    int n = 0, seen = 0;
+    for (; n < 4 && r->graph_reasons[n][0]; n++) seen |= strcmp(r->graph_reasons[n], why) == 0;
+    if (!seen && n < 4) {
+        snprintf(r->graph_reasons[n], sizeof r->graph_reasons[n], "%s", why);
+        mmrm_log("cuda_graphs: step %ld: a micro-batch runs eagerly: %s (said once)", r->st.step + 1, why);
+    }
+    r->g.dropout.counter = counter;
+    return forward_backward(r, b, p0, p1, dloss);
+}
+
 /* what is logged is read after backward has been queued: on a GPU the copies then wait for
  * the whole micro-step instead of stalling between forward and backward */
 static void tally(Run *r, int P, const Micro *m, Tally *t) {
@@ -191,10 +237,9 @@ int train_step(Run *r, LogEntry *e) {
         for (int k = 0; k < n; k++) {
             /* the buckets watch the step's last forward: its backward finishes the gradients */
             if (r->gs && micro == accum - 1 && k == n - 1) gradsync_begin(r->gs, &r->g);
-            Micro m = forward(r, b, first[k], first[k + 1]);
             int P = first[k + 1] - first[k];
             float dloss = (float)P / (float)P_step; /* the step's loss is the mean over its pairs */
-            graph_backward_from(&r->g, m.loss, &dloss);
+            Micro m = run_micro(r, b, first[k], first[k + 1], dloss);
             tally(r, P, &m, &t);
         }
         for (int i = 0; i < 2 * b->P; i++) r->tokens_seen += b->rows.lengths[i];

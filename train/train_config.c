@@ -110,6 +110,8 @@ static const Key g_keys[] = {
     ENUM(attention_impl, k_attention_impls, "auto",
          "bf16 attention on a GPU: auto (cuDNN where it covers the shape), mmrm, cudnn; the CPU "
          "ignores it"),
+    BOOL(cuda_graphs, "false", "GPU: capture each micro-batch's forward and backward as a CUDA graph "
+                               "per shape and replay it (the CPU ignores it)"),
     {.name = "dataset_path", .type = T_LIST, .off = F(dataset_paths),
      .count_off = F(n_dataset_paths), .def = "", .group = "data",
      .what = "the training JSONL file(s), comma-separated"},

@@ -52,6 +52,7 @@
  * | precision                   | auto (fp32 on CPU, bf16 on CUDA), fp32, bf16 | auto | spec |
  * | device                      | auto, cpu, cuda                          | auto     | mmrm |
  * | attention_impl              | auto, mmrm, cudnn (bf16 on a GPU)        | auto     | mmrm |
+ * | cuda_graphs                 | bool (GPU: each micro-batch a CUDA graph) | false   | mmrm |
  * | dataset_path                | JSONL file(s), comma-separated           | unset    | req  |
  * | eval_dataset_path           | JSONL file(s), comma-separated           | unset    | mmrm |
  * | image_root                  | folder for relative img_path values      | unset    | mmrm |
@@ -144,6 +145,7 @@ typedef struct TrainConfig {
     TrainPrecision precision;
     TrainDevice device;
     int attention_impl;         /* an AttentionImpl (kernels/kernels.h) */
+    int cuda_graphs;            /* GPU: micro-batches captured as CUDA graphs and replayed */
     /* data */
     char **dataset_paths;       /* (n_dataset_paths,) in the order given */
     int n_dataset_paths;

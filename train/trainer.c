@@ -101,6 +101,7 @@ static int setup(Run *r) {
         setup_optimizer(r))
         return -1;
     setup_grad_sync(r);
+    setup_cuda_graphs(r);
     setup_bf16_weights(r);
     setup_blank_cache(r);
     return metrics_open(r) || tb_open(r) ? -1 : 0;

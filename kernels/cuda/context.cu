@@ -126,7 +126,9 @@ void *cuda_scratch(int slot, size_t bytes) {
     }
     if (bytes > g_scratch_bytes[slot]) {
         cuda_backend_init();
-        if (g_scratch[slot]) {
+        if (g_scratch[slot] && cuda_graph_capturing()) {
+            cuda_graph_defer_free(g_scratch[slot]); // the captured kernels still read it
+        } else if (g_scratch[slot]) {
             CUDA_CHECK(cudaStreamSynchronize(g_stream)); // earlier kernels may still read it
             CUDA_CHECK(cudaFree(g_scratch[slot]));
         }
@@ -140,6 +142,10 @@ void *cuda_scratch(int slot, size_t bytes) {
 extern "C" void *cuda_stream_handle(void) { return (void *)cuda_stream(); }
 
 extern "C" void cuda_synchronize(void) {
+    if (cuda_graph_capturing()) {
+        cuda_graph_fail("a host wait for the GPU");
+        return;
+    }
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
     if (g_side) CUDA_CHECK(cudaStreamSynchronize(g_side));
 }
@@ -162,6 +168,10 @@ extern "C" void *cuda_side_stream_handle(void) { return (void *)side_stream(); }
 
 // waiter waits for the work queued on producer so far (mark: producer's reusable event)
 static void stream_wait(cudaStream_t waiter, cudaStream_t producer, cudaEvent_t mark) {
+    if (cuda_graph_capturing()) {
+        cuda_graph_fail("a wait between the compute stream and the collectives' side stream");
+        return;
+    }
     CUDA_CHECK(cudaEventRecord(mark, producer));
     CUDA_CHECK(cudaStreamWaitEvent(waiter, mark, 0));
 }
@@ -196,6 +206,10 @@ extern "C" void *cuda_malloc(size_t bytes) {
 
 extern "C" void cuda_free(void *p) {
     if (!p) return;
+    if (cuda_graph_capturing()) {
+        cuda_graph_defer_free(p);
+        return;
+    }
     if (g_ready) CUDA_CHECK(cudaStreamSynchronize(g_stream));
     CUDA_CHECK(cudaFree(p));
 }
@@ -237,6 +251,11 @@ extern "C" void cuda_copy_h2d(void *dst, const void *src, size_t bytes) {
     // is reused only after its previous transfer has finished (its event).
     if (!bytes) return;
     cuda_backend_init();
+    if (cuda_graph_capturing()) { // the graph copies from a buffer filled before each launch
+        void *staged = cuda_graph_stage_upload(src, bytes);
+        CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyDeviceToDevice, cuda_stream()));
+        return;
+    }
     if (bytes < STAGE_MIN) {
         CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_stream()));
         return;
@@ -257,6 +276,11 @@ extern "C" void cuda_copy_h2d(void *dst, const void *src, size_t bytes) {
 
 extern "C" void cuda_copy_d2h(void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
+    if (cuda_graph_capturing()) { // the captured work has not run: nothing to read yet
+        cuda_graph_fail("a read of device memory by the host");
+        memset(dst, 0, bytes);
+        return;
+    }
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cuda_stream()));
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
 }

@@ -58,6 +58,18 @@ int cuda_cudnn_compiled(void);
 /* "cuDNN 9.19.0 (compiled against 9.19.0)", or why there is none */
 const char *cuda_cudnn_describe(void);
 
+/* CUDA graphs (train key cuda_graphs, kernels/cuda/graph.cu). cuda_graph_begin starts
+ * capturing the compute stream: until cuda_graph_end the kernels, device copies and memsets
+ * queued there are recorded, not run; host-to-device copies are staged and issued after the
+ * capture. cuda_graph_end returns NULL when the capture became a graph: the exec kept under
+ * key was updated to it (or one instantiated), the staged copies queued and the exec
+ * launched. Otherwise it returns why the capture cannot be replayed (a host read of device
+ * memory, a host wait, a cuBLASLt heuristic query, ...) and nothing of it ran. */
+void cuda_graph_begin(void);
+const char *cuda_graph_end(uint64_t key);
+/* execs instantiated, and launches of an exec updated to a new capture of its key */
+void cuda_graph_counts(long *captured, long *replayed);
+
 /* device memory, stream-ordered with the kernels */
 void *cuda_malloc(size_t bytes);
 void cuda_free(void *p);

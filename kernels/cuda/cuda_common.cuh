@@ -42,6 +42,15 @@ void *cuda_lt_workspace(size_t *bytes);
  * (so not in a steady-state step loop). Stream-ordered: callers use it on cuda_stream(). */
 #define CUDA_SCRATCH_SLOTS 7
 void *cuda_scratch(int slot, size_t bytes);
+/* graph.cu's side of a capture (cuda_graph_begin), for context.cu: while capturing, a
+ * host-to-device copy goes through a staging buffer filled after the capture
+ * (cuda_graph_stage_upload returns it, holding src's bytes by the time the graph runs), a
+ * free waits until the graph has run, and what a graph cannot replay marks the capture
+ * unusable with a reason (cuda_graph_fail) */
+int cuda_graph_capturing(void);
+void *cuda_graph_stage_upload(const void *src, size_t bytes);
+void cuda_graph_defer_free(void *p);
+void cuda_graph_fail(const char *why);
 /* slots: 0 reductions' partial sums (any family), 1 attention's D rows, 2-4 matmul.cu's bf16
  * copies of the GEMM operands (weight, input, output gradient), 5 attention_fa2.cu's and
  * attention_cudnn.cu's bf16 copies of q, k, v (and dout; cuDNN's outputs and workspace), 6

@@ -146,6 +146,11 @@ extern "C" void cuda_sum_squares(float *out, const float *g, size_t n) {
         out[0] = 0.0f; // what cpu_sum_squares writes for an empty buffer
         return;
     }
+    if (cuda_graph_capturing()) { // a graph cannot hand a value to the host
+        cuda_graph_fail("sum_squares (its result is read by the host)");
+        out[0] = 0.0f;
+        return;
+    }
     cudaStream_t st = cuda_stream();
     double *partial = (double *)cuda_scratch(0, (kSumsqBlocks + 1) * sizeof(double));
     double *result = partial + kSumsqBlocks;

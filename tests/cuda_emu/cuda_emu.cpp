@@ -26,6 +26,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -306,6 +307,57 @@ bool device_range(const void *p, size_t bytes, std::string *why) {
 
 std::set<const void *> g_streams, g_events;
 bool stream_ok(cudaStream_t s) { return s == nullptr || g_streams.count(s); }
+
+// ---------------------------------------------------------------------------------------
+// CUDA graphs. A capture (cudaStreamBeginCapture) records the kernel launches, device-to-
+// device copies, memsets and cuBLASLt products queued on its stream, with their arguments,
+// instead of running them; cudaGraphInstantiate copies the nodes into an exec,
+// cudaGraphExecUpdate gives an exec the nodes of a graph of the same topology, and
+// cudaGraphLaunch runs an exec's nodes in order, each checked again as at a launch (memory
+// freed since the capture is an error). What CUDA forbids inside a capture or would replay
+// wrongly invalidates it (cudaStreamEndCapture then fails): a host wait for the capturing
+// stream (stream or device synchronize, an event recorded in the capture), a copy between
+// host memory and the device on the capturing stream (a replay would read the host buffer
+// as it is then), cudaFree, and cudaMalloc outside the relaxed mode. EMU_GRAPH_STRICT=1: an
+// update that changes any argument of any node is fatal, i.e. every replay runs exactly the
+// launches that were captured (a replay without the update would have been correct).
+// ---------------------------------------------------------------------------------------
+struct GraphNode {
+    enum Kind { KERNEL, COPY, SET, LT } kind;
+    std::string name;
+    LaunchConfig cfg{};
+    const void *kernel = nullptr;
+    ThreadBody body = nullptr;
+    std::shared_ptr<void> ctx; // KERNEL: the converted arguments
+    std::vector<const void *> ptrs;
+    void *dst = nullptr; // COPY, SET
+    const void *src = nullptr;
+    size_t bytes = 0;
+    int value = 0;
+    std::function<void()> run; // LT: the product with its operands bound
+    std::vector<unsigned char> args; // every parameter's bytes: what an update compares
+};
+struct EmuGraph {
+    std::vector<GraphNode> nodes;
+};
+std::set<const void *> g_graphs, g_execs;
+bool g_cap_active = false;
+cudaStream_t g_cap_stream = nullptr;
+cudaStreamCaptureMode g_cap_mode = cudaStreamCaptureModeGlobal;
+EmuGraph *g_cap_graph = nullptr;
+std::string g_cap_invalid; // the first reason the capture cannot become a graph
+std::set<const void *> g_cap_events;
+
+bool cap_on(cudaStream_t s) { return g_cap_active && s != nullptr && s == g_cap_stream; }
+// a call CUDA refuses during a capture: the capture is invalidated, the error returned
+cudaError_t cap_refuse(cudaError_t code, const char *what) {
+    if (g_cap_invalid.empty()) g_cap_invalid = what;
+    return api_error(code, "%s during a stream capture (the capture is invalidated)", what);
+}
+template <class T> void put_bytes(std::vector<unsigned char> &v, const T &x) {
+    const unsigned char *p = (const unsigned char *)&x;
+    v.insert(v.end(), p, p + sizeof x);
+}
 
 // ---------------------------------------------------------------------------------------
 // fiber switching
@@ -674,8 +726,10 @@ cudaError_t func_set_attribute(const void *kernel, cudaFuncAttribute attr, int v
                      (int)attr);
 }
 
-void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadBody body, void *ctx,
-            const void *const *ptrs, int nptrs) {
+// the driver's checks of a launch (at the launch, or when a capture records it): false with
+// the error recorded for cudaGetLastError when the launch is refused
+static bool launch_ok(const LaunchConfig &c, const char *name, const void *kernel,
+                      const void *const *ptrs, int nptrs) {
     init_once();
     if (g_cur)
         fatal("kernel %s launched from inside a kernel (dynamic parallelism is not emulated)",
@@ -688,7 +742,7 @@ void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadB
                       "launch of %s refused: grid (%u,%u,%u) / block (%u,%u,%u) has a zero "
                       "dimension",
                       name, g.x, g.y, g.z, b.x, b.y, b.z);
-        return;
+        return false;
     }
     if (b.x > 1024 || b.y > 1024 || b.z > 64 || threads > kMaxThreads) {
         g_last_error =
@@ -696,21 +750,21 @@ void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadB
                       "launch of %s refused: block (%u,%u,%u) = %llu threads (at most 1024, "
                       "dims 1024 x 1024 x 64)",
                       name, b.x, b.y, b.z, threads);
-        return;
+        return false;
     }
     if (g.x > 2147483647u || g.y > 65535 || g.z > 65535) {
         g_last_error =
             api_error(cudaErrorInvalidConfiguration,
                       "launch of %s refused: grid (%u,%u,%u) exceeds 2^31-1 x 65535 x 65535", name,
                       g.x, g.y, g.z);
-        return;
+        return false;
     }
     if (c.max_threads && threads > c.max_threads) {
         g_last_error = api_error(cudaErrorLaunchOutOfResources,
                                  "launch of %s refused: %llu threads per block, but the kernel is "
                                  "compiled for __launch_bounds__(%u)",
                                  name, threads, c.max_threads);
-        return;
+        return false;
     }
     size_t limit = kSmemDefault;
     auto it = g_func_smem.find(kernel);
@@ -722,12 +776,12 @@ void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadB
                       "allows %zu (cudaFuncSetAttribute(MaxDynamicSharedMemorySize) raises "
                       "the 48 KiB default)",
                       name, c.smem, limit);
-        return;
+        return false;
     }
     if (!stream_ok(c.stream)) {
         g_last_error = api_error(cudaErrorInvalidResourceHandle,
                                  "launch of %s refused: unknown stream %p", name, (void *)c.stream);
-        return;
+        return false;
     }
     for (int i = 0; i < nptrs; i++)
         if (ptrs[i] && !find_alloc(g_device, ptrs[i], true, nullptr, nullptr) &&
@@ -735,6 +789,14 @@ void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadB
             fatal("kernel %s: pointer argument %d (%p) is neither device memory nor pinned host "
                   "memory (a host pointer passed to the GPU?)",
                   name, i + 1, ptrs[i]);
+    return true;
+}
+
+void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadBody body, void *ctx,
+            const void *const *ptrs, int nptrs) {
+    if (!launch_ok(c, name, kernel, ptrs, nptrs)) return;
+    const dim3 g = c.grid, b = c.block;
+    const unsigned long long threads = (unsigned long long)b.x * b.y * b.z;
 
     // dynamic shared memory: exactly the launch's size, then a guard zone; filled with 0xff
     // (NaN as floats) before every block, as the GPU leaves it uninitialised
@@ -783,6 +845,30 @@ void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadB
 #endif
     free(L.smem);
     g_launch = nullptr;
+}
+
+bool capturing(cudaStream_t s) { return cap_on(s); }
+
+void record_launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadBody body,
+                   std::shared_ptr<void> ctx, const void *const *ptrs, int nptrs,
+                   const unsigned char *args, size_t args_bytes) {
+    if (!launch_ok(c, name, kernel, ptrs, nptrs)) {
+        if (g_cap_invalid.empty()) g_cap_invalid = "a refused kernel launch";
+        return;
+    }
+    GraphNode n;
+    n.kind = GraphNode::KERNEL;
+    n.name = name;
+    n.cfg = c;
+    n.kernel = kernel;
+    n.body = body;
+    n.ctx = std::move(ctx);
+    n.ptrs.assign(ptrs, ptrs + nptrs);
+    n.args.assign(args, args + args_bytes);
+    put_bytes(n.args, c.grid);
+    put_bytes(n.args, c.block);
+    put_bytes(n.args, c.smem);
+    g_cap_graph->nodes.push_back(std::move(n));
 }
 
 } // namespace cuda_emu
@@ -844,7 +930,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device) {
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+    if (g_cap_active) return cap_refuse(cudaErrorStreamCaptureUnsupported, "cudaDeviceSynchronize");
+    return cudaSuccess;
+}
 
 cudaError_t cudaGetLastError(void) {
     cudaError_t e = g_last_error;
@@ -868,6 +957,11 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
+    case cudaErrorGraphExecUpdateFailure: return "cudaErrorGraphExecUpdateFailure";
+    case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
     }
     return "cudaErrorUnknown";
 }
@@ -886,6 +980,11 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
+    case cudaErrorGraphExecUpdateFailure: return "the graph update was not performed because it included changes which violated constraints specific to instantiated graph update";
+    case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorIllegalState: return "an operation was performed that is not allowed in the current state";
     }
     return "unrecognized error code";
 }
@@ -895,6 +994,11 @@ const char *cudaGetErrorString(cudaError_t e) {
 // exactly the requested size, so kernels reading or writing past it are reported.
 cudaError_t cudaMalloc(void **ptr, size_t bytes) {
     init_once();
+    if (g_cap_active && g_cap_mode != cudaStreamCaptureModeRelaxed) {
+        *ptr = nullptr;
+        return cap_refuse(cudaErrorStreamCaptureUnsupported,
+                          "cudaMalloc outside cudaStreamCaptureModeRelaxed");
+    }
     if (g_device_bytes + bytes > kTotalMem) {
         *ptr = nullptr;
         return api_error(cudaErrorMemoryAllocation,
@@ -914,6 +1018,9 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
 
 cudaError_t cudaFree(void *ptr) {
     if (!ptr) return cudaSuccess;
+    if (g_cap_active)
+        return cap_refuse(cudaErrorStreamCaptureUnsupported,
+                          "cudaFree (the captured work may still use the memory)");
     auto it = g_device.find((uintptr_t)ptr);
     if (it == g_device.end())
         return api_error(cudaErrorInvalidDevicePointer,
@@ -986,6 +1093,19 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
             cudaErrorInvalidValue,
             "cudaMemcpyAsync: source [%p, +%zu) and destination %p overlap (undefined in CUDA)",
             src, bytes, dst);
+    if (cap_on(stream)) {
+        if (!dst_dev || !src_dev)
+            return cap_refuse(cudaErrorStreamCaptureUnsupported,
+                              "cudaMemcpyAsync between host memory and the device on the capturing "
+                              "stream (a replay would read the host buffer as it is then)");
+        GraphNode n;
+        n.kind = GraphNode::COPY;
+        n.name = "cudaMemcpyAsync (device to device)";
+        n.dst = dst, n.src = src, n.bytes = bytes;
+        put_bytes(n.args, dst), put_bytes(n.args, src), put_bytes(n.args, bytes);
+        g_cap_graph->nodes.push_back(std::move(n));
+        return cudaSuccess;
+    }
     memcpy(dst, src, bytes);
     return cudaSuccess;
 }
@@ -1003,6 +1123,15 @@ cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t str
     std::string why;
     if (!device_range(ptr, bytes, &why))
         return api_error(cudaErrorInvalidValue, "cudaMemsetAsync: %s", why.c_str());
+    if (cap_on(stream)) {
+        GraphNode n;
+        n.kind = GraphNode::SET;
+        n.name = "cudaMemsetAsync";
+        n.dst = ptr, n.value = value, n.bytes = bytes;
+        put_bytes(n.args, ptr), put_bytes(n.args, value), put_bytes(n.args, bytes);
+        g_cap_graph->nodes.push_back(std::move(n));
+        return cudaSuccess;
+    }
     memset(ptr, value, bytes);
     return cudaSuccess;
 }
@@ -1046,6 +1175,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     if (!stream_ok(stream))
         return api_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream %p",
                          (void *)stream);
+    if (cap_on(stream))
+        return cap_refuse(cudaErrorStreamCaptureUnsupported, "cudaStreamSynchronize of the capturing stream");
     return cudaSuccess;
 }
 
@@ -1079,7 +1210,13 @@ static cudaError_t event_on_stream(const char *what, cudaEvent_t event, cudaStre
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-    return event_on_stream("cudaEventRecord", event, stream);
+    cudaError_t rc = event_on_stream("cudaEventRecord", event, stream);
+    if (rc != cudaSuccess) return rc;
+    if (cap_on(stream))
+        g_cap_events.insert(event);
+    else
+        g_cap_events.erase(event);
+    return cudaSuccess;
 }
 
 // for the emulated NCCL (nccl_emu.c): 1 when [p, p + bytes) lies in one emulated device
@@ -1100,6 +1237,10 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
     if (rc != cudaSuccess) return rc;
     if (flags != 0)
         return api_error(cudaErrorInvalidValue, "cudaStreamWaitEvent: flags %u", flags);
+    if (g_cap_events.count(event) && !cap_on(stream))
+        return cap_refuse(cudaErrorStreamCaptureUnsupported,
+                          "cudaStreamWaitEvent of another stream on an event of the capture (joining "
+                          "a second stream into a capture is not emulated)");
     return cudaSuccess;
 }
 
@@ -1107,6 +1248,8 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
     if (!g_events.count(event))
         return api_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event %p",
                          (void *)event);
+    if (g_cap_active && g_cap_events.count(event))
+        return cap_refuse(cudaErrorCapturedEvent, "cudaEventSynchronize of an event recorded in the capture");
     return cudaSuccess;
 }
 
@@ -1114,6 +1257,151 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) 
     if (!g_events.count(start) || !g_events.count(end))
         return api_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: unknown event");
     *ms = 0.0f;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+    init_once();
+    if (!stream || !g_streams.count(stream))
+        return api_error(cudaErrorInvalidResourceHandle,
+                         "cudaStreamBeginCapture: %p is not a created stream (the legacy stream "
+                         "cannot be captured)",
+                         (void *)stream);
+    if (g_cap_active)
+        return api_error(cudaErrorIllegalState,
+                         "cudaStreamBeginCapture: a capture is already active (one at a time is "
+                         "emulated)");
+    g_cap_active = true;
+    g_cap_stream = stream;
+    g_cap_mode = mode;
+    g_cap_graph = new EmuGraph;
+    g_cap_invalid.clear();
+    g_cap_events.clear();
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
+    *graph = nullptr;
+    if (!cap_on(stream))
+        return api_error(cudaErrorIllegalState, "cudaStreamEndCapture: stream %p is not capturing",
+                         (void *)stream);
+    g_cap_active = false;
+    g_cap_stream = nullptr;
+    g_cap_events.clear();
+    if (!g_cap_invalid.empty()) {
+        delete g_cap_graph;
+        g_cap_graph = nullptr;
+        return api_error(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: invalidated by %s",
+                         g_cap_invalid.c_str());
+    }
+    g_graphs.insert(g_cap_graph);
+    *graph = (cudaGraph_t)g_cap_graph;
+    g_cap_graph = nullptr;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus *status) {
+    if (!stream_ok(stream))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaStreamIsCapturing: unknown stream %p",
+                         (void *)stream);
+    *status = !cap_on(stream)            ? cudaStreamCaptureStatusNone
+              : g_cap_invalid.empty() ? cudaStreamCaptureStatusActive
+                                      : cudaStreamCaptureStatusInvalidated;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t *nodes, size_t *count) {
+    if (!g_graphs.count(graph))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaGraphGetNodes: unknown graph");
+    if (nodes) return api_error(cudaErrorInvalidValue, "cudaGraphGetNodes: only the count is emulated");
+    *count = ((EmuGraph *)graph)->nodes.size();
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags) {
+    if (!g_graphs.count(graph))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaGraphInstantiate: unknown graph");
+    if (flags) return api_error(cudaErrorInvalidValue, "cudaGraphInstantiate: flags %llu", flags);
+    EmuGraph *e = new EmuGraph(*(EmuGraph *)graph);
+    g_execs.insert(e);
+    *exec = (cudaGraphExec_t)e;
+    return cudaSuccess;
+}
+
+// same topology: as many nodes, each of the same kind and (kernels) the same function
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph,
+                                cudaGraphExecUpdateResultInfo *info) {
+    if (!g_execs.count(exec) || !g_graphs.count(graph))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaGraphExecUpdate: unknown exec or graph");
+    EmuGraph *x = (EmuGraph *)exec, *g = (EmuGraph *)graph;
+    *info = cudaGraphExecUpdateResultInfo{cudaGraphExecUpdateSuccess, nullptr, nullptr};
+    if (x->nodes.size() != g->nodes.size()) {
+        info->result = cudaGraphExecUpdateErrorTopologyChanged;
+        return cudaErrorGraphExecUpdateFailure;
+    }
+    static const bool strict = getenv("EMU_GRAPH_STRICT") && strcmp(getenv("EMU_GRAPH_STRICT"), "0");
+    for (size_t i = 0; i < g->nodes.size(); i++) {
+        const GraphNode &a = x->nodes[i], &b = g->nodes[i];
+        if (a.kind != b.kind || a.name != b.name) {
+            info->result = cudaGraphExecUpdateErrorNodeTypeChanged;
+            return cudaErrorGraphExecUpdateFailure;
+        }
+        if (a.kernel != b.kernel) {
+            info->result = cudaGraphExecUpdateErrorFunctionChanged;
+            return cudaErrorGraphExecUpdateFailure;
+        }
+        if (strict && a.args != b.args) {
+            size_t k = 0;
+            while (k < a.args.size() && k < b.args.size() && a.args[k] == b.args[k]) k++;
+            fatal("cudaGraphExecUpdate (EMU_GRAPH_STRICT=1): node %zu of %zu, %s, was captured with "
+                  "other arguments than the exec holds (first difference at parameter byte %zu of "
+                  "%zu): a replay of the exec without this update would run stale arguments",
+                  i, g->nodes.size(), b.name.c_str(), k, b.args.size());
+        }
+    }
+    x->nodes = g->nodes;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+    if (!g_execs.count(exec))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaGraphLaunch: unknown exec");
+    if (!stream_ok(stream))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaGraphLaunch: unknown stream %p", (void *)stream);
+    if (cap_on(stream))
+        return cap_refuse(cudaErrorStreamCaptureUnsupported, "cudaGraphLaunch into the capturing stream");
+    for (const GraphNode &n : ((EmuGraph *)exec)->nodes) {
+        cudaError_t rc = cudaSuccess;
+        switch (n.kind) {
+        case GraphNode::KERNEL: {
+            LaunchConfig c = n.cfg;
+            c.stream = stream;
+            if (!launch_ok(c, n.name.c_str(), n.kernel, n.ptrs.data(), (int)n.ptrs.size()))
+                rc = cudaErrorInvalidConfiguration;
+            else
+                launch(c, n.name.c_str(), n.kernel, n.body, n.ctx.get(), n.ptrs.data(), (int)n.ptrs.size());
+            break;
+        }
+        case GraphNode::COPY: rc = cudaMemcpyAsync(n.dst, n.src, n.bytes, cudaMemcpyDeviceToDevice, stream); break;
+        case GraphNode::SET: rc = cudaMemsetAsync(n.dst, n.value, n.bytes, stream); break;
+        case GraphNode::LT: n.run(); break;
+        }
+        if (rc != cudaSuccess) fatal("cudaGraphLaunch: node %s failed at the replay", n.name.c_str());
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    if (!g_execs.erase(exec))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaGraphExecDestroy: unknown exec");
+    delete (EmuGraph *)exec;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    if (!g_graphs.erase(graph))
+        return api_error(cudaErrorInvalidResourceHandle, "cudaGraphDestroy: unknown graph");
+    delete (EmuGraph *)graph;
     return cudaSuccess;
 }
 
@@ -1545,6 +1833,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     const int drop = d.compute == CUBLAS_COMPUTE_32F_FAST_16BF   ? 16
                      : d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 ? 13
                                                                  : 0;
+    // the product, with every operand bound by value (a capture replays it as it was queued)
+    auto work = [=]() {
     std::vector<double> pa, pb;
     pack(pa, Aptr, A, d.ta == CUBLAS_OP_T, m, k, drop);
     pack(pb, Bptr, B, d.tb == CUBLAS_OP_N, n, k, drop); // op(B)^T: n x k
@@ -1585,6 +1875,27 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
             else
                 ((float *)Dptr)[di] = (float)r;
         }
+    };
+    if (cap_on(stream)) {
+        GraphNode nd;
+        nd.kind = GraphNode::LT;
+        nd.name = "cublasLtMatmul";
+        nd.run = [=]() {
+            std::string w;
+            if (!device_range(Aptr, extent_bytes(A), &w) || !device_range(Bptr, extent_bytes(B), &w) ||
+                !device_range(Dptr, extent_bytes(D), &w))
+                fatal("cublasLtMatmul replayed by cudaGraphLaunch: an operand %s", w.c_str());
+            work();
+        };
+        const void *ptr[5] = {Aptr, Bptr, Cptr, Dptr, bias};
+        const uint64_t dims[4] = {m, n, k, ops};
+        const int64_t lds[4] = {A.ld, B.ld, C.ld, D.ld};
+        put_bytes(nd.args, ptr), put_bytes(nd.args, dims), put_bytes(nd.args, lds);
+        put_bytes(nd.args, al), put_bytes(nd.args, be), put_bytes(nd.args, drop);
+        g_cap_graph->nodes.push_back(std::move(nd));
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    work();
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -86,9 +87,39 @@ typedef enum cudaError {
     cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
     cudaErrorLaunchOutOfResources = 701,
+    cudaErrorIllegalState = 401,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorCapturedEvent = 907,
+    cudaErrorGraphExecUpdateFailure = 910,
 } cudaError_t;
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
+/* CUDA graphs: stream capture, instantiation, update, launch (cuda_emu.cpp) */
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphExec_st *cudaGraphExec_t;
+typedef struct CUgraphNode_st *cudaGraphNode_t;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2,
+};
+enum cudaGraphExecUpdateResult {
+    cudaGraphExecUpdateSuccess = 0,
+    cudaGraphExecUpdateError = 1,
+    cudaGraphExecUpdateErrorTopologyChanged = 2,
+    cudaGraphExecUpdateErrorNodeTypeChanged = 3,
+    cudaGraphExecUpdateErrorFunctionChanged = 4,
+};
+struct cudaGraphExecUpdateResultInfo {
+    cudaGraphExecUpdateResult result;
+    cudaGraphNode_t errorNode, errorFromNode;
+};
 enum cudaMemcpyKind {
     cudaMemcpyHostToHost = 0,
     cudaMemcpyHostToDevice = 1,
@@ -153,6 +184,15 @@ cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGraphExecUpdateResultInfo *info);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t *nodes, size_t *count);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -302,6 +342,20 @@ template <class T> inline void collect_pointer(const void **ptrs, int &n, const 
     if constexpr (std::is_pointer_v<T>) ptrs[n++] = (const void *)x;
 }
 
+/* stream capture: true while work queued on s is recorded into a graph instead of run */
+bool capturing(cudaStream_t s);
+/* a launch on a capturing stream: checked like a launch, then recorded with its converted
+ * arguments (ctx, kept alive by the graph) and their bytes (args: what cudaGraphExecUpdate
+ * compares, and what EMU_GRAPH_STRICT=1 requires to be unchanged) */
+void record_launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadBody body,
+                   std::shared_ptr<void> ctx, const void *const *ptrs, int nptrs,
+                   const unsigned char *args, size_t args_bytes);
+template <class T> inline void append_bytes(unsigned char *&out, const T &x) {
+    static_assert(std::is_trivially_copyable_v<T>, "cuda_emu: a kernel argument that is not trivially copyable");
+    std::memcpy(out, &x, sizeof x);
+    out += sizeof x;
+}
+
 /* kernel<<<cfg>>>(args) after translate.pl: the arguments are converted to the kernel's
  * parameter types once, at the launch (as CUDA does), and every thread gets its own copy */
 template <class... P, class... A>
@@ -314,12 +368,19 @@ void launch_kernel(const LaunchConfig &c, const char *name, void (*kernel)(P...)
     const void *ptrs[sizeof...(P) + 1];
     int n = 0;
     std::apply([&](const auto &...x) { (collect_pointer(ptrs, n, x), ...); }, ctx.a);
-    launch(c, name, reinterpret_cast<const void *>(kernel),
-           [](void *p) {
-               Ctx *x = static_cast<Ctx *>(p);
-               std::apply(x->k, x->a);
-           },
-           &ctx, ptrs, n);
+    ThreadBody body = [](void *p) {
+        Ctx *x = static_cast<Ctx *>(p);
+        std::apply(x->k, x->a);
+    };
+    if (capturing(c.stream)) {
+        unsigned char bytes[(0 + ... + sizeof(std::decay_t<P>)) + 1], *end = bytes;
+        std::apply([&](const auto &...x) { (append_bytes(end, x), ...); }, ctx.a);
+        std::shared_ptr<void> own(new Ctx(ctx), [](void *p) { delete static_cast<Ctx *>(p); });
+        record_launch(c, name, reinterpret_cast<const void *>(kernel), body, own, ptrs, n, bytes,
+                      (size_t)(end - bytes));
+        return;
+    }
+    launch(c, name, reinterpret_cast<const void *>(kernel), body, &ctx, ptrs, n);
 }
 
 } // namespace cuda_emu

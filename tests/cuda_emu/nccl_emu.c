@@ -117,10 +117,11 @@ static ncclResult_t check(const char *what, ncclComm_t comm, const void *buf, si
         if (rc_ != ncclSuccess) return rc_;     \
     } while (0)
 
-/* the reductions mmrm uses: float sums and averages */
+/* the reductions mmrm uses: float sums and averages, double sums (all-reduce only) */
 static ncclResult_t float_sum(const char *what, ncclDataType_t dt, ncclRedOp_t op) {
     if (dt == ncclFloat && (op == ncclSum || op == ncclAvg)) return ncclSuccess;
-    return fail(ncclInvalidArgument, "%s: only float sum/avg are emulated%s", what, "");
+    if (dt == ncclDouble && op == ncclSum && strcmp(what, "ncclAllReduce") == 0) return ncclSuccess;
+    return fail(ncclInvalidArgument, "%s: only float sum/avg (and double sums in ncclAllReduce) are emulated%s", what, "");
 }
 
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t dt,
@@ -134,7 +135,7 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
     float *r = recv;
     for (size_t off = 0; off < count && comm->nranks > 1;) {
         int n = count - off > (1u << 30) ? 1 << 30 : (int)(count - off);
-        MPI_Allreduce(MPI_IN_PLACE, r + off, n, mt, MPI_SUM, comm->mpi);
+        MPI_Allreduce(MPI_IN_PLACE, (char *)recv + off * es, n, mt, MPI_SUM, comm->mpi);
         off += (size_t)n;
     }
     if (op == ncclAvg)

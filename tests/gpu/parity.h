@@ -58,5 +58,6 @@ void parity_matmul(Parity *p);      /* matmul forward/backward */
 void parity_attention(Parity *p);   /* attention forward/backward */
 void parity_model(Parity *p);       /* tiny model rewards/grads, training CPU vs GPU */
 void parity_mma(Parity *p);         /* tensor-core primitives (kernels/cuda/mma.cuh) */
+void parity_graph(Parity *p);       /* CUDA graphs: capture, update, replay, refusal */
 
 #endif

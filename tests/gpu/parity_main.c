@@ -1,7 +1,8 @@
 /* parity_main.c - build/gpu_parity: the CUDA backend checked against the CPU backend on
  * random inputs (tests/gpu/parity.h). Built by `make cuda`; run by tests/gpu/run.sh on a
  * GPU machine. Usage: gpu_parity [--precision fp32|bf16|both] [--only GROUP] [--seed S]
- * [--quick]. GROUP: elementwise, norm, loss, matmul, attention, model, mma, bf16act. --quick (for the CPU
+ * [--quick]. GROUP: elementwise, norm, loss, matmul, attention, model, mma, bf16act, graph.
+ * --quick (for the CPU
  * emulator, build/emu_parity) runs the model group on the tiny config only. Exit status 0
  * when every check passes. */
 #include <math.h>
@@ -114,7 +115,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else {
             fprintf(stderr, "usage: gpu_parity [--precision fp32|bf16|both] [--only GROUP] [--seed S] [--quick]\n"
-                            "groups: elementwise norm loss matmul attention model mma\n");
+                            "groups: elementwise norm loss matmul attention model mma graph\n");
             return 2;
         }
     }
@@ -127,7 +128,8 @@ int main(int argc, char **argv) {
     const Group groups[] = {{"elementwise", parity_elementwise}, {"norm", parity_norm},
                             {"loss", parity_loss_optim},         {"matmul", parity_matmul},
                             {"attention", parity_attention},     {"model", parity_model},
-                            {"mma", parity_mma},                 {"bf16act", parity_bf16act}};
+                            {"mma", parity_mma},                 {"bf16act", parity_bf16act},
+                            {"graph", parity_graph}};
     int passes[2] = {!strcmp(precision, "fp32") || !strcmp(precision, "both"),
                      !strcmp(precision, "bf16") || !strcmp(precision, "both")};
     int passed = 0, failed = 0;

@@ -13,7 +13,8 @@
 # CPU's scores within 1e-4 (2e-2 with --precision bf16); 2 ranks on the device must equal 1 rank with the same global
 # batch, both with two ranks sharing one GPU (gradients staged through the host) and with a
 # GPU per rank (bucketed NCCL all-reduce overlapped with backward, NCCL emulated over MPI),
-# and ZeRO-1 on the device must equal unsharded training and resume bitwise.
+# and ZeRO-1 on the device must equal unsharded training (also with clipping active: the
+# norm from the shards, all-reduced and applied on the device) and resume bitwise.
 set -euo pipefail
 emu="$(dirname "$MMRM")/emu_mmrm"
 # under ASan/UBSan (build/san) the emulator runs 3-4x slower: the checks that only repeat
@@ -174,6 +175,21 @@ if command -v mpirun > /dev/null && grep -q "multi-process: mpi" <<<"$("$emu" ve
     ww=$(paste <(weights "$d/nccl_robust/checkpoint-last") <(weights "$d/zero/checkpoint-last") | worst)
     echo "robust: ZeRO-1 on 2 emulated GPUs vs unsharded NCCL: losses worst rel $w, weights $ww"
     awk -v w="$w" -v ww="$ww" 'BEGIN { exit !(w <= 1e-5 && ww <= 1e-5) }' || { echo "FAIL ZeRO-1 differs"; exit 1; }
+    # with clipping active (max_grad_norm = 0.01, below every step's norm): the norm from the
+    # shards' sums of squares, all-reduced by NCCL and applied on the device, equals the
+    # unsharded run's (its own device-side norm) within 1e-7
+    zero "$d/zclip" max_grad_norm=0.01 save_steps=0 || { tail -n 20 "$d/zclip.log"; exit 1; }
+    (export OMPI_MCA_rmaps_base_oversubscribe=1 EMU_DEVICES=2
+     mpirun --allow-run-as-root --oversubscribe -np 2 "$emu" train configs/scratch_robust.ini \
+        dataset_path="$d/data/train.jsonl" eval_dataset_path= output_dir="$d/nclip" max_steps=2 \
+        per_device_train_batch_size=1 logging_steps=1 save_steps=0 device=cuda precision=fp32 \
+        max_grad_norm=0.01 2> "$d/nclip.log") || { tail -n 20 "$d/nclip.log"; exit 1; }
+    norms() { grep -o '"grad_norm":[^,}]*' "$1/metrics.jsonl" | cut -d: -f2; }
+    awk '{ if ($1 <= 0.01) bad = 1 } END { exit bad }' <(norms "$d/zclip") || { echo "FAIL the clip test did not clip"; exit 1; }
+    wn=$(paste <(norms "$d/nclip") <(norms "$d/zclip") | worst)
+    ww=$(paste <(weights "$d/nclip/checkpoint-last") <(weights "$d/zclip/checkpoint-last") | worst)
+    echo "robust, clipping active: ZeRO-1 vs unsharded NCCL: grad norms worst rel $wn, weights $ww"
+    awk -v w="$wn" -v ww="$ww" 'BEGIN { exit !(w <= 1e-7 && ww <= 1e-7) }' || { echo "FAIL ZeRO-1 clipping differs"; exit 1; }
     if [ $sanitized = 0 ]; then
     MMRM_DEBUG_ABORT_AT_MICRO=1 zero "$d/zcut" && { echo "FAIL the ZeRO-1 run meant to stop finished"; exit 1; }
     [ -d "$d/zcut/checkpoint-1" ] || { echo "FAIL no ZeRO-1 checkpoint-1"; tail -n 20 "$d/zcut.log"; exit 1; }

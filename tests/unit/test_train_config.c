@@ -472,6 +472,7 @@ static int same_config(const TrainConfig *a, const TrainConfig *b) {
                 "lora_target_modules differ");
     SAME(precision);
     SAME(device);
+    SAME(cuda_graphs);
     ok &= CHECK(same_list(a->dataset_paths, a->n_dataset_paths, b->dataset_paths,
                           b->n_dataset_paths),
                 "dataset_paths differ");
@@ -653,7 +654,7 @@ TEST(test_printed_config_lists_every_key_once_and_reads_back_as_an_ini) {
         "model_name_or_path", "init_model_config", "algorithm", "bias_model_path",
         "init_bias_model_config", "tokenizer_path", "freeze_llm", "freeze_backbone", "freeze_mlp",
         "grad_checkpoint", "share_prefix", "packing", "drop_path_rate", "lora_r", "lora_alpha", "lora_dropout",
-        "lora_target_modules", "precision", "device", "attention_impl", "dataset_path",
+        "lora_target_modules", "precision", "device", "attention_impl", "cuda_graphs", "dataset_path",
         "eval_dataset_path", "image_root", "conv_style", "max_length", "t_bucket", "dynamic_image_size",
         "min_dynamic_patch", "max_dynamic_patch", "use_thumbnail", "force_image_size",
         "on_bad_record", "num_workers", "num_train_epochs", "max_steps",
