@@ -91,6 +91,14 @@
     X(swiglu_forward, (float *out, const float *gate, const float *up, size_t n))            \
     X(swiglu_backward, (float *dgate, float *dup, const float *dout,                         \
                         const float *gate, const float *up, size_t n))                       \
+    /* the same over one fused gate/up GEMM output: row n of gu is [gate (I) | up (I)] */     \
+    X(swiglu_fused_forward, (float *out,          /* (N, I) */                               \
+                             const float *gu,     /* (N, 2I) */                              \
+                             int N, int I))                                                  \
+    X(swiglu_fused_backward, (float *dgu,         /* (N, 2I) */                              \
+                              const float *dout,  /* (N, I) */                               \
+                              const float *gu,    /* (N, 2I) */                              \
+                              int N, int I))                                                 \
                                                                                              \
     /* ---- rotate-half RoPE; row n of every head rotates by pos[n] * theta^(-2i/HD) ---- */  \
     X(rope_forward, (float *out,                  /* (N, NH, HD) */                          \

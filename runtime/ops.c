@@ -240,6 +240,29 @@ Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up) {
     return y;
 }
 
+static void swiglu_fused_bw(Graph *g, TapeEntry *e) {
+    Tensor *gu = e->in[0];
+    int I = last_dim(gu) / 2, N = (int)(gu->numel / (2 * (size_t)I));
+    g->K->swiglu_fused_backward(gin(g, gu), e->out[0]->grad, in32(g, gu), N, I);
+    done(g);
+}
+
+Tensor *op_swiglu_fused(Graph *g, Tensor *gu) {
+    char b[200];
+    MMRM_CHECK(last_dim(gu) % 2 == 0, "swiglu_fused: %s must end in 2I (gate | up)",
+               tensor_describe(gu, b, sizeof b));
+    int shape[TENSOR_MAX_DIMS], I = last_dim(gu) / 2, N = (int)(gu->numel / (2 * (size_t)I));
+    memcpy(shape, gu->shape, sizeof shape);
+    shape[gu->ndim - 1] = I;
+    Tensor *y = graph_activation(g, "swiglu", gu->ndim, shape);
+    float *yf = out32(g, y);
+    g->K->swiglu_fused_forward(yf, in32(g, gu), N, I);
+    put(g, y, yf);
+    done(g);
+    graph_record(g, "swiglu_fused", swiglu_fused_bw, &gu, 1, &y, 1);
+    return y;
+}
+
 /* ---------------------------------------------------------------- rope, attention */
 
 typedef struct { int *pos; float theta; } RopeCtx;
@@ -450,6 +473,33 @@ Tensor *op_reshape(Graph *g, Tensor *x, int ndim, const int *shape) {
         y->grad = graph_grad(g, x);
         y->requires_grad = 1;
     }
+    return y;
+}
+
+Tensor *op_param_rows(Graph *g, Tensor *const *parts, int n, const char *name) {
+    Tensor *p0 = parts[0];
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        Tensor *p = parts[i];
+        if (!p || !p->is_param || p->dtype != p0->dtype || p->requires_grad != p0->requires_grad ||
+            p->numel / p->shape[0] != p0->numel / p0->shape[0])
+            return NULL;
+        if (i > 0) { /* data, gradient and bf16 copy each continue where the previous part ends */
+            Tensor *q = parts[i - 1];
+            size_t step = q->numel * dtype_size(q->dtype);
+            if ((char *)p->data != (char *)q->data + step || (!p->grad) != (!q->grad) ||
+                (p->grad && p->grad != q->grad + q->numel) || (!p->w16) != (!q->w16) ||
+                (p->w16 && p->w16 != q->w16 + q->numel))
+                return NULL;
+        }
+        rows += p->shape[0];
+    }
+    Tensor *y = graph_scratch(g, sizeof *y);
+    *y = *p0;
+    int shape[TENSOR_MAX_DIMS];
+    memcpy(shape, p0->shape, sizeof shape);
+    shape[0] = rows;
+    tensor_set_shape(y, name, p0->ndim, shape);
     return y;
 }
 

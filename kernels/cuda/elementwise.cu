@@ -1,7 +1,7 @@
 // elementwise.cu - the CUDA ops that touch each element once (kernels/cpu/embed.c,
-// activation.c, rope.c, residual.c): token embedding, exact GELU, SwiGLU, rotate-half
-// RoPE, im2col / col2im, pixel shuffle v2, residual add, per-channel scale and drop_path,
-// forward and backward.
+// activation.c, rope.c, residual.c): token embedding, exact GELU, SwiGLU (also over one
+// fused [gate | up] tensor), rotate-half RoPE, im2col / col2im, pixel shuffle v2, residual
+// add, per-channel scale and drop_path, forward and backward.
 //
 // Every output element is computed by exactly one thread with the CPU's formula and
 // precision (GELU and RoPE in double as on the CPU). In float expressions a product that
@@ -113,6 +113,30 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *do
         sigmoid_pair(g, &s, &oms);
         if (dgate) dgate[i] += __fmul_rn(dout[i] * up[i], s * (1.0f + __fmul_rn(g, oms)));
         if (dup) dup[i] += __fmul_rn(dout[i], g * s);
+    }
+}
+
+// The same over the fused gate/up GEMM output gu (N, 2I): one thread per output element
+// (n, i) reads gate gu[n, i] and up gu[n, I + i] and, backward, writes both gradients.
+__global__ void swiglu_fused_forward_kernel(float *out, const float *gu, int N, int I) {
+    size_t total = (size_t)N * I;
+    for (size_t j = grid_start(); j < total; j += grid_stride()) {
+        size_t n = j / (size_t)I, g = j + n * (size_t)I; // gu offset of gate (n, i)
+        float s, oms;
+        sigmoid_pair(gu[g], &s, &oms);
+        out[j] = gu[g] * s * gu[g + I];
+    }
+}
+
+__global__ void swiglu_fused_backward_kernel(float *dgu, const float *dout, const float *gu,
+                                             int N, int I) {
+    size_t total = (size_t)N * I;
+    for (size_t j = grid_start(); j < total; j += grid_stride()) {
+        size_t n = j / (size_t)I, gi = j + n * (size_t)I;
+        float g = gu[gi], u = gu[gi + I], s, oms;
+        sigmoid_pair(g, &s, &oms);
+        dgu[gi] += __fmul_rn(dout[j] * u, s * (1.0f + __fmul_rn(g, oms)));
+        dgu[gi + I] += __fmul_rn(dout[j], g * s);
     }
 }
 
@@ -332,6 +356,23 @@ extern "C" void cuda_swiglu_backward(float *dgate, float *dup, const float *dout
     if ((!dgate && !dup) || n == 0) return;
     swiglu_backward_kernel<<<cuda_blocks(n, kThreads), kThreads, 0, cuda_stream()>>>(
         dgate, dup, dout, gate, up, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_swiglu_fused_forward(float *out, const float *gu, int N, int I) {
+    size_t total = (size_t)N * I;
+    if (N <= 0 || I <= 0) return;
+    swiglu_fused_forward_kernel<<<cuda_blocks(total, kThreads), kThreads, 0, cuda_stream()>>>(
+        out, gu, N, I);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_swiglu_fused_backward(float *dgu, const float *dout, const float *gu, int N,
+                                           int I) {
+    size_t total = (size_t)N * I;
+    if (!dgu || N <= 0 || I <= 0) return;
+    swiglu_fused_backward_kernel<<<cuda_blocks(total, kThreads), kThreads, 0, cuda_stream()>>>(
+        dgu, dout, gu, N, I);
     CUDA_LAUNCH_CHECK();
 }
 

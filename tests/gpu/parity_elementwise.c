@@ -1,5 +1,5 @@
 /* parity_elementwise.c - CUDA vs CPU for the elementwise ops (kernels/cuda/elementwise.cu):
- * embedding, GELU, SwiGLU, RoPE, im2col, pixel shuffle, add, channel scale, drop_path.
+ * embedding, GELU, SwiGLU (and its fused gate/up variant), RoPE, im2col, pixel shuffle, add, channel scale, drop_path.
  *
  * Every op runs on both tables from the same random inputs; gradient buffers start from
  * the same random values on both sides (so the += contract is checked too), and every
@@ -120,6 +120,28 @@ static void parity_swiglu(Parity *p) {
         free(gate), free(up), free(out), free(dout), free(dgate), free(dup);
         d_free(d_gate), d_free(d_up), d_free(d_out), d_free(d_dout), d_free(d_dgate),
             d_free(d_dup);
+    }
+}
+
+/* the fused gate/up variant: gu (N, 2I) rows [gate | up] */
+static void parity_swiglu_fused(Parity *p) {
+    static const struct { int N, I; } S[] = {{1, 1}, {7, 5}, {33, 64}, {3, 1100}};
+    for (size_t s = 0; s < sizeof S / sizeof S[0]; s++) {
+        int N = S[s].N, I = S[s].I;
+        size_t n = (size_t)N * I;
+        float *gu = h_rand(p, 2 * n, -8, 8), *out = h_rand(p, n, -1, 1);
+        float *dout = h_rand(p, n, -1, 1), *dgu = h_rand(p, 2 * n, -1, 1);
+        float *d_gu = d_upload(gu, 2 * n), *d_out = d_upload(out, n), *d_dout = d_upload(dout, n),
+              *d_dgu = d_upload(dgu, 2 * n);
+        kernels_cpu.swiglu_fused_forward(out, gu, N, I);
+        kernels_cuda.swiglu_fused_forward(d_out, d_gu, N, I);
+        parity_check_dev(p, parity_name("swiglu_fused fwd N=%d I=%d out", N, I), out, d_out, n);
+        kernels_cpu.swiglu_fused_backward(dgu, dout, gu, N, I);
+        kernels_cuda.swiglu_fused_backward(d_dgu, d_dout, d_gu, N, I);
+        parity_check_dev(p, parity_name("swiglu_fused bwd N=%d I=%d dgu", N, I), dgu, d_dgu, 2 * n);
+        kernels_cuda.swiglu_fused_backward(NULL, d_dout, d_gu, N, I);
+        free(gu), free(out), free(dout), free(dgu);
+        d_free(d_gu), d_free(d_out), d_free(d_dout), d_free(d_dgu);
     }
 }
 
@@ -317,6 +339,7 @@ void parity_elementwise(Parity *p) {
     parity_embedding(p);
     parity_gelu(p);
     parity_swiglu(p);
+    parity_swiglu_fused(p);
     parity_rope(p);
     parity_im2col(p);
     parity_pixel_shuffle(p);
