@@ -44,6 +44,9 @@ void cuda_main_wait_side(void);
 void cuda_matmul_paths(long counts[3]);
 /* cuBLASLt plan cache lookups so far: hits, and misses (each a heuristic query) */
 void cuda_matmul_plan_stats(long *hits, long *misses);
+/* bias gradients since the start: by the dweight GEMM's BGRADB epilogue, by the column-sum
+ * kernels (no algorithm with the epilogue) */
+void cuda_matmul_bgrad_stats(long *epilogue, long *colsum);
 
 /* The implementation of attention_forward/backward at bf16 precision (an AttentionImpl of
  * kernels/kernels.h; ATTN_IMPL_AUTO by default): mmrm's tensor-core kernels
