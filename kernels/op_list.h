@@ -58,8 +58,8 @@
     /* scatter-add; deterministic (rows are added in increasing n for every column) */       \
     X(embedding_backward, (float *dtable,         /* (V, C) */                               \
                            const float *dout,     /* (N, C) */                               \
-                           const int *ids,        /* (N) */                                  \
-                           int N, int C))                                                    \
+                           const int *ids,        /* (N) in [0, V) */                        \
+                           int N, int C, int V))                                             \
                                                                                              \
     /* ---- LayerNorm over the last dim; mean/rstd saved for backward ---- */                \
     X(layernorm_forward, (float *out,             /* (N, C) */                               \

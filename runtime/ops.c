@@ -119,7 +119,7 @@ Tensor *op_linear_f32(Graph *g, Tensor *x, Tensor *w, Tensor *b) { return linear
 static void embedding_bw(Graph *g, TapeEntry *e) {
     Tensor *table = e->in[0], *y = e->out[0];
     int C = table->shape[1], N = (int)(y->numel / C);
-    g->K->embedding_backward(gin(g, table), y->grad, e->ctx, N, C);
+    g->K->embedding_backward(gin(g, table), y->grad, e->ctx, N, C, table->shape[0]);
 }
 
 Tensor *op_embedding(Graph *g, Tensor *table, const int *ids, int B, int T) {
@@ -506,7 +506,8 @@ Tensor *op_param_rows(Graph *g, Tensor *const *parts, int n, const char *name) {
 static void gather_rows_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *y = e->out[0];
     int C = last_dim(x);
-    g->K->embedding_backward(gin(g, x), y->grad, e->ctx, (int)(y->numel / C), C);
+    g->K->embedding_backward(gin(g, x), y->grad, e->ctx, (int)(y->numel / C), C,
+                             (int)(x->numel / C));
 }
 
 Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M) {

@@ -22,10 +22,12 @@ void cpu_embedding_forward(float *out, const int *ids, const float *table, int N
         memcpy(out + (size_t)n * C, table + (size_t)ids[n] * C, (size_t)C * sizeof(float));
 }
 
-void cpu_embedding_backward(float *dtable, const float *dout, const int *ids, int N, int C) {
+void cpu_embedding_backward(float *dtable, const float *dout, const int *ids, int N, int C,
+                            int V) {
     /* dtable (V, C) += scatter of dout (N, C) by ids (N). Repeated ids make rows collide,
      * so threads own column ranges (64 floats: false sharing only at range edges) and
      * every column sums its rows in increasing n. */
+    (void)V;
     if (!dtable) return;
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= PARALLEL_MIN)
     for (int c0 = 0; c0 < C; c0 += 64) {

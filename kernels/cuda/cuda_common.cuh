@@ -42,7 +42,8 @@ void *cuda_lt_workspace(size_t *bytes);
  * (so not in a steady-state step loop). Stream-ordered: callers use it on cuda_stream(). */
 #define CUDA_SCRATCH_SLOTS 6
 void *cuda_scratch(int slot, size_t bytes);
-/* slots: 0 reductions' partial sums (any family), 1 attention's D rows, 2-4 matmul.cu's bf16
+/* slots: 0 reductions' partial sums (any family; matmul.cu's BGRADB bias gradient), 1
+ * attention's D rows and the embedding backward's row sort, 2-4 matmul.cu's bf16
  * copies of the GEMM operands (weight, input, output gradient), 5 attention_fa2.cu's and
  * attention_cudnn.cu's bf16 copies of q, k, v (and dout; cuDNN's outputs and workspace) */
 

@@ -35,7 +35,8 @@ static int *rand_ids(Parity *p, int N, int V) {
 static void parity_embedding(Parity *p) {
     static const struct { int N, V, C; } S[] = {
         {1, 1, 1},     {7, 5, 3},      {33, 9, 31},    {41, 2, 5}, /* V = 2: long chains */
-        {130, 40, 64}, {130, 17, 257}, {64, 100, 1024}};
+        {130, 40, 64}, {130, 17, 257}, {64, 100, 1024},
+        {3000, 1, 7}, {5000, 3000, 64}}; /* one id for all rows; ids over a large table */
     for (size_t s = 0; s < sizeof S / sizeof S[0]; s++) {
         int N = S[s].N, V = S[s].V, C = S[s].C;
         size_t nt = (size_t)V * C, no = (size_t)N * C;
@@ -50,11 +51,17 @@ static void parity_embedding(Parity *p) {
 
         float *dout = h_rand(p, no, -1, 1), *dtable = h_rand(p, nt, -1, 1);
         float *d_dout = d_upload(dout, no), *d_dtable = d_upload(dtable, nt);
-        kernels_cpu.embedding_backward(dtable, dout, ids, N, C);
-        kernels_cuda.embedding_backward(d_dtable, d_dout, d_ids, N, C);
+        kernels_cpu.embedding_backward(dtable, dout, ids, N, C, V);
+        kernels_cuda.embedding_backward(d_dtable, d_dout, d_ids, N, C, V);
         parity_check_dev(p, parity_name("embedding bwd N=%d V=%d C=%d dtable", N, V, C), dtable, d_dtable, nt);
+        /* rows sum in increasing n on both sides: the same bits */
+        float *got = h_zeros(nt);
+        d_download(got, d_dtable, nt);
+        parity_check(p, parity_name("embedding bwd N=%d V=%d C=%d dtable bitwise", N, V, C), dtable,
+                     got, nt, 0.0);
+        free(got);
         /* NULL: nothing to do, nothing changes */
-        kernels_cuda.embedding_backward(NULL, d_dout, d_ids, N, C);
+        kernels_cuda.embedding_backward(NULL, d_dout, d_ids, N, C, V);
         parity_check_dev(p, parity_name("embedding bwd N=%d V=%d C=%d dtable=NULL (dtable kept)", N, V, C),
                   dtable, d_dtable, nt);
 

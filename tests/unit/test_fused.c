@@ -4,7 +4,7 @@
  * (RewardModel.unfused) within 1e-6 relative to the largest value, for Qwen2 (biases),
  * Llama and InternLM2, with frozen groups and with LoRA adapters on some of the fused
  * modules (those layers stay unfused); the fused weight is a view whose rows are the HF
- * tensors; swiglu_fused equals swiglu on the two halves. */
+ * tensors; swiglu_fused equals swiglu on the two halves; a frozen embedding has no backward. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,4 +184,31 @@ TEST(test_swiglu_fused_equals_swiglu_on_the_gate_and_up_halves) {
     kernels_cpu.swiglu_fused_backward(NULL, dout, gu, N, I); /* nothing requested: no-op */
     free(ref); free(gu); free(gate); free(up); free(dout); free(y1); free(y2); free(dgu);
     free(dg); free(du);
+}
+
+/* a frozen embedding table gets no backward at all: op_embedding records no tape entry (its
+ * only input needs no gradient), so neither the CPU's nor the GPU's scatter-add runs */
+TEST(test_frozen_embedding_records_no_backward) {
+    ModelConfig cfg = test_tiny_config(LLM_QWEN2);
+    Data d;
+    make_data(&d, &cfg, 2400);
+    for (int frozen = 0; frozen < 2; frozen++) {
+        RewardModel m;
+        int freeze[PG_COUNT] = {0};
+        freeze[PG_VISION] = 1;
+        freeze[PG_LLM] = frozen;
+        rm_create(&m, &cfg, DEV_CPU, freeze);
+        rm_init_random(&m, 2401);
+        Graph g;
+        graph_init(&g, DEV_CPU, 1 << 20, 5);
+        RmBatch bt = {B, T, d.ids, d.lengths, 1, d.tiles, d.pixels, d.image_of, NULL};
+        rm_forward(&m, &g, &bt);
+        int n = 0;
+        for (int i = 0; i < g.ntape; i++) n += !strcmp(g.tape[i].op, "embedding");
+        CHECK(n == !frozen, "decoder %s: %d embedding backward entries", frozen ? "frozen" : "trained", n);
+        CHECK(g.ntape > 0, "the head still records its backward");
+        graph_free(&g);
+        rm_free(&m);
+    }
+    free(d.pixels);
 }
