@@ -43,20 +43,24 @@ static void make_data(Data *d, const ModelConfig *cfg, uint64_t seed) {
     fill_normal(&r, d->pixels, (size_t)3 * S * S, 1.0f);
 }
 
-/* rewards (B) and the gradient of sum_b w_b r_b over the trainable parameters */
-static void run(RewardModel *m, const Data *d, int unfused, float *rw, float *grad) {
+/* rewards (B) and the gradient of sum_b w_b r_b over the trainable parameters; returns the
+ * GEMMs (linear ops) the forward recorded */
+static int run(RewardModel *m, const Data *d, int unfused, float *rw, float *grad) {
     Graph g;
     graph_init(&g, DEV_CPU, 1 << 20, 5);
     m->unfused = unfused;
     RmBatch bt = {B, T, d->ids, d->lengths, 1, d->tiles, d->pixels, d->image_of, NULL};
     params_zero_grad(&m->ps);
     Tensor *r = rm_forward(m, &g, &bt);
+    int gemms = 0;
+    for (int i = 0; i < g.ntape; i++) gemms += !strcmp(g.tape[i].op, "linear");
     float w[B] = {1.0f, -0.7f, 0.4f, -1.3f};
     memcpy(rw, graph_host(&g, r), B * sizeof(float));
     graph_backward_from(&g, r, w);
     memcpy(grad, m->ps.grad, m->ps.n_trainable * sizeof(float));
     graph_free(&g);
     m->unfused = 0;
+    return gemms;
 }
 
 static double *to_double(const float *x, size_t n, double *maxabs) {
@@ -67,7 +71,9 @@ static double *to_double(const float *x, size_t n, double *maxabs) {
     return y;
 }
 
-static void check_fused(LlmArch arch, int freeze_llm, const char *lora_targets, uint64_t seed) {
+/* saved: the GEMMs per decoder layer that fusion saves (all layers fused) */
+static void check_fused(LlmArch arch, int freeze_llm, const char *lora_targets, int saved,
+                        uint64_t seed) {
     ModelConfig cfg = test_tiny_config(arch);
     RewardModel m;
     int freeze[PG_COUNT] = {0};
@@ -89,8 +95,11 @@ static void check_fused(LlmArch arch, int freeze_llm, const char *lora_targets, 
     make_data(&d, &cfg, seed + 2);
     size_t n = m.ps.n_trainable;
     float ref_r[B], got_r[B], *ref_g = tmalloc(n), *got_g = tmalloc(n);
-    run(&m, &d, 1, ref_r, ref_g);
-    run(&m, &d, 0, got_r, got_g);
+    int g_unfused = run(&m, &d, 1, ref_r, ref_g), g_fused = run(&m, &d, 0, got_r, got_g);
+    if (saved >= 0)
+        CHECK(g_unfused - g_fused == saved * cfg.llm.layers,
+              "arch %d: %d GEMMs unfused, %d fused (want %d fewer per layer)", arch, g_unfused,
+              g_fused, saved);
     double rmax, gmax, *rr = to_double(ref_r, B, &rmax), *rg = to_double(ref_g, n, &gmax);
     CHECK(gmax > 0, "no gradient at all");
     CHECK(EXPECT_CLOSE("rewards", got_r, rr, B, 1e-6, 1e-6 * rmax) &
@@ -101,16 +110,18 @@ static void check_fused(LlmArch arch, int freeze_llm, const char *lora_targets, 
 }
 
 TEST(test_fused_qkv_and_gate_up_give_the_unfused_rewards_and_gradients) {
-    check_fused(LLM_QWEN2, 0, NULL, 2000);
-    check_fused(LLM_LLAMA, 0, NULL, 2010);
-    check_fused(LLM_INTERNLM2, 0, NULL, 2020);
-    check_fused(LLM_QWEN2, 1, NULL, 2030); /* frozen decoder: only the head and the ViT learn */
+    /* per decoder layer: q, k, v, o, gate, up, down -> qkv, o, gate_up, down; InternLM2's
+     * wqkv is one GEMM already: wqkv, wo, w1, w3, w2 -> wqkv, wo, w1_w3, w2 */
+    check_fused(LLM_QWEN2, 0, NULL, 3, 2000);
+    check_fused(LLM_LLAMA, 0, NULL, 3, 2010);
+    check_fused(LLM_INTERNLM2, 0, NULL, 1, 2020);
+    check_fused(LLM_QWEN2, 1, NULL, -1, 2030); /* frozen decoder: only the head and the ViT learn */
 }
 
 TEST(test_fused_gemms_with_lora_adapters_give_the_unfused_rewards_and_gradients) {
-    check_fused(LLM_QWEN2, 1, "q_proj,up_proj", 2100); /* adapted layers stay unfused */
-    check_fused(LLM_QWEN2, 0, "o_proj,down_proj", 2110); /* all fused, adapters elsewhere */
-    check_fused(LLM_INTERNLM2, 1, "w1,wqkv", 2120);
+    check_fused(LLM_QWEN2, 1, "q_proj,up_proj", -1, 2100); /* adapted layers stay unfused */
+    check_fused(LLM_QWEN2, 0, "o_proj,down_proj", -1, 2110); /* all fused, adapters elsewhere */
+    check_fused(LLM_INTERNLM2, 1, "w1,wqkv", -1, 2120);
 }
 
 /* the fused weight and bias are views whose row ranges are the HF tensors the checkpoint
