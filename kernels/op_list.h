@@ -60,6 +60,12 @@
                            const float *dout,     /* (N, C) */                               \
                            const int *ids,        /* (N) in [0, V) */                        \
                            int N, int C, int V))                                             \
+    /* the same when the ids are distinct (a row gather that picks each row at most once: the \
+     * q/k/v head split): no two rows meet, so every element is one add, in any order */     \
+    X(scatter_rows_add, (float *dtable,           /* (V, C) */                               \
+                         const float *dout,       /* (N, C) */                               \
+                         const int *ids,          /* (N) distinct, in [0, V) */              \
+                         int N, int C))                                                      \
                                                                                              \
     /* ---- LayerNorm over the last dim; mean/rstd saved for backward ---- */                \
     X(layernorm_forward, (float *out,             /* (N, C) */                               \

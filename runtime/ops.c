@@ -3,6 +3,7 @@
  * weights, data) are passed to the kernels as NULL and never computed. */
 #include "runtime/ops.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/error.h"
@@ -510,6 +511,24 @@ static void gather_rows_bw(Graph *g, TapeEntry *e) {
                              (int)(x->numel / C));
 }
 
+/* every row of x gathered at most once (head splits, dropping rows): a plain scatter */
+static void gather_rows_unique_bw(Graph *g, TapeEntry *e) {
+    Tensor *x = e->in[0], *y = e->out[0];
+    int C = last_dim(x);
+    g->K->scatter_rows_add(gin(g, x), y->grad, e->ctx, (int)(y->numel / C), C);
+}
+
+/* whether idx (M) picks each of N rows at most once */
+static int distinct_rows(const int *idx, int M, int N) {
+    if (M > N) return 0;
+    unsigned char *seen = calloc((size_t)N + 1, 1);
+    MMRM_CHECK(seen, "gather_rows: out of memory (%d rows)", N);
+    int ok = 1;
+    for (int m = 0; m < M && ok; m++) ok = !seen[idx[m]]++;
+    free(seen);
+    return ok;
+}
+
 Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M) {
     int C = last_dim(x), N = (int)(x->numel / C);
     for (int m = 0; m < M; m++)
@@ -522,7 +541,9 @@ Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M) {
     g->K->embedding_forward(yf, didx, in32(g, x), M, C);
     put(g, y, yf);
     done(g);
-    TapeEntry *e = graph_record(g, "gather_rows", gather_rows_bw, &x, 1, &y, 1);
+    BackwardFn bw = gather_rows_bw;
+    if (g->grad_enabled && x->requires_grad && distinct_rows(idx, M, N)) bw = gather_rows_unique_bw;
+    TapeEntry *e = graph_record(g, "gather_rows", bw, &x, 1, &y, 1);
     if (e) e->ctx = didx;
     return y;
 }

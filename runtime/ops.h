@@ -47,7 +47,9 @@ Tensor *op_reshape(Graph *g, Tensor *x, int ndim, const int *shape);
 Tensor *op_param_rows(Graph *g, Tensor *const *parts, int n, const char *name);
 /* rows of x viewed as (N, C), C = x's last dim: out (M, C) with out[m] = x[idx[m]].
  * idx (M) host array, each in [0, N), duplicates allowed (gradients add up). Used for head
- * selection, CLS/position broadcast, dropping rows, image splicing and last-token pooling. */
+ * selection, CLS/position broadcast, dropping rows, image splicing and last-token pooling.
+ * Its backward is a plain scatter when idx picks each row at most once (checked here), else
+ * the embedding backward's ordered sums. */
 Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M);
 /* (Na, C) and (Nb, C) (leading dims flattened) -> (Na + Nb, C) */
 Tensor *op_concat_rows(Graph *g, Tensor *a, Tensor *b);

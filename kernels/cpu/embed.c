@@ -44,6 +44,16 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int *ids, in
         }
 }
 
+void cpu_scatter_rows_add(float *dtable, const float *dout, const int *ids, int N, int C) {
+    if (!dtable) return;
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PARALLEL_MIN)
+    for (int n = 0; n < N; n++) {
+        float *dst = dtable + (size_t)ids[n] * C;
+        const float *src = dout + (size_t)n * C;
+        for (int c = 0; c < C; c++) dst[c] += src[c];
+    }
+}
+
 /* cols (B*Gh*Gw, CH*p*p) with Gh = H/p, Gw = W/p; row (b*Gh + y)*Gw + x holds the patch
  * at grid cell (y, x) in conv-weight order (ch, ky, kx); img (B, CH, H, W). The caller
  * guarantees p divides H and W, so patches tile the image without overlap. */

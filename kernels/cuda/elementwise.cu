@@ -110,6 +110,16 @@ __global__ void emb_sum_kernel(float *dtable, const float *__restrict__ dout,
     }
 }
 
+// distinct ids: one thread per element, one add each
+__global__ void scatter_rows_add_kernel(float *dtable, const float *__restrict__ dout,
+                                        const int *__restrict__ ids, int N, int C) {
+    size_t total = (size_t)N * C;
+    for (size_t i = grid_start(); i < total; i += grid_stride()) {
+        size_t n = i / (size_t)C, c = i - n * (size_t)C;
+        dtable[(size_t)ids[n] * C + c] += dout[i];
+    }
+}
+
 // ---- exact GELU, in double like activation.c: x * Phi(x), Phi(x) = erfc(-x/sqrt2)/2 ----
 
 __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
@@ -381,6 +391,15 @@ extern "C" void cuda_embedding_backward(float *dtable, const float *dout, const 
     unsigned threads = (unsigned)min((C + 31) / 32 * 32, (int)kThreads);
     emb_sum_kernel<<<(unsigned)min(N, 65535), threads, 0, cuda_stream()>>>(dtable, dout, sorted,
                                                                            cnt, ids, N, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_scatter_rows_add(float *dtable, const float *dout, const int *ids, int N,
+                                      int C) {
+    size_t total = (size_t)N * C;
+    if (!dtable || N <= 0 || C <= 0) return;
+    scatter_rows_add_kernel<<<cuda_blocks(total, kThreads), kThreads, 0, cuda_stream()>>>(
+        dtable, dout, ids, N, C);
     CUDA_LAUNCH_CHECK();
 }
 

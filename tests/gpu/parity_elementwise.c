@@ -36,7 +36,7 @@ static void parity_embedding(Parity *p) {
     static const struct { int N, V, C; } S[] = {
         {1, 1, 1},     {7, 5, 3},      {33, 9, 31},    {41, 2, 5}, /* V = 2: long chains */
         {130, 40, 64}, {130, 17, 257}, {64, 100, 1024},
-        {3000, 1, 7}, {5000, 3000, 64}}; /* one id for all rows; ids over a large table */
+        {3000, 1, 7}, {5000, 3000, 64}, {2000, 5000, 64}}; /* one id for all rows; large tables */
     for (size_t s = 0; s < sizeof S / sizeof S[0]; s++) {
         int N = S[s].N, V = S[s].V, C = S[s].C;
         size_t nt = (size_t)V * C, no = (size_t)N * C;
@@ -60,6 +60,13 @@ static void parity_embedding(Parity *p) {
         parity_check(p, parity_name("embedding bwd N=%d V=%d C=%d dtable bitwise", N, V, C), dtable,
                      got, nt, 0.0);
         free(got);
+        if (N <= V) { /* distinct ids (rand_ids uses each id once while n < V): the plain scatter */
+            kernels_cpu.scatter_rows_add(dtable, dout, ids, N, C);
+            kernels_cuda.scatter_rows_add(d_dtable, d_dout, d_ids, N, C);
+            parity_check_dev(p, parity_name("scatter_rows_add N=%d V=%d C=%d dtable", N, V, C), dtable,
+                             d_dtable, nt);
+            kernels_cuda.scatter_rows_add(NULL, d_dout, d_ids, N, C);
+        }
         /* NULL: nothing to do, nothing changes */
         kernels_cuda.embedding_backward(NULL, d_dout, d_ids, N, C, V);
         parity_check_dev(p, parity_name("embedding bwd N=%d V=%d C=%d dtable=NULL (dtable kept)", N, V, C),

@@ -88,6 +88,23 @@ TEST(test_embedding_backward_scatter_adds_into_prefilled_table_gradient) {
     }
 }
 
+/* distinct ids (a permutation's prefix): the plain scatter equals the ordered scatter-add,
+ * bit for bit, and accumulates */
+TEST(test_scatter_rows_add_equals_the_embedding_backward_for_distinct_ids) {
+    enum { N = 300, V = 500, C = 130 };
+    TRng r = trng(40);
+    int *perm = random_ids(&r, V, V); /* every id once, shuffled */
+    float *dout = tmalloc((size_t)N * C), *a = tmalloc((size_t)V * C), *b = tmalloc((size_t)V * C);
+    fill_normal(&r, dout, (size_t)N * C, 1.0f);
+    fill_normal(&r, a, (size_t)V * C, 1.0f);
+    memcpy(b, a, (size_t)V * C * sizeof(float));
+    kernels_cpu.embedding_backward(a, dout, perm, N, C, V);
+    kernels_cpu.scatter_rows_add(b, dout, perm, N, C);
+    EXPECT_SAME("scatter_rows_add vs embedding_backward", b, a, (size_t)V * C);
+    kernels_cpu.scatter_rows_add(NULL, dout, perm, N, C); /* nothing requested: a no-op */
+    free(perm); free(dout); free(a); free(b);
+}
+
 typedef struct {
     float *table, *out, *proj;
     const int *ids;
