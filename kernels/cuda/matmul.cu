@@ -366,7 +366,7 @@ bool lt_gemm(float *d, const void *a, int transa, const void *b, int transb, int
     if (pl->epilogue != CUBLASLT_EPILOGUE_DEFAULT)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &vec, sizeof vec));
-    if (pl->epilogue == CUBLASLT_EPILOGUE_BGRADB) *bgrad_done = true;
+    if (pl->epilogue == CUBLASLT_EPILOGUE_BGRADB && bgrad_done) *bgrad_done = true;
     size_t ws_bytes = 0;
     void *ws = cuda_lt_workspace(&ws_bytes);
     const float alpha = 1.0f;
