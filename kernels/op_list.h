@@ -60,8 +60,14 @@
     /* scatter-add; deterministic (rows are added in increasing n for every column) */       \
     X(embedding_backward, (float *dtable,         /* (V, C) */                               \
                            const float *dout,     /* (N, C) */                               \
-                           const int *ids,        /* (N) */                                  \
-                           int N, int C))                                                    \
+                           const int *ids,        /* (N) in [0, V) */                        \
+                           int N, int C, int V))                                             \
+    /* the same when the ids are distinct (a row gather that picks each row at most once: the \
+     * q/k/v head split): no two rows meet, so every element is one add, in any order */     \
+    X(scatter_rows_add, (float *dtable,           /* (V, C) */                               \
+                         const float *dout,       /* (N, C) */                               \
+                         const int *ids,          /* (N) distinct, in [0, V) */              \
+                         int N, int C))                                                      \
                                                                                              \
     /* ---- LayerNorm over the last dim; mean/rstd saved for backward ---- */                \
     X(layernorm_forward, (float *out,             /* (N, C) */                               \
@@ -111,6 +117,14 @@
     X(swiglu_forward, (float *out, const float *gate, const float *up, size_t n))            \
     X(swiglu_backward, (float *dgate, float *dup, const float *dout,                         \
                         const float *gate, const float *up, size_t n))                       \
+    /* the same over one fused gate/up GEMM output: row n of gu is [gate (I) | up (I)] */     \
+    X(swiglu_fused_forward, (float *out,          /* (N, I) */                               \
+                             const float *gu,     /* (N, 2I) */                              \
+                             int N, int I))                                                  \
+    X(swiglu_fused_backward, (float *dgu,         /* (N, 2I) */                              \
+                              const float *dout,  /* (N, I) */                               \
+                              const float *gu,    /* (N, 2I) */                              \
+                              int N, int I))                                                 \
                                                                                              \
     /* ---- rotate-half RoPE; row n of every head rotates by pos[n] * theta^(-2i/HD) ---- */  \
     X(rope_forward, (float *out,                  /* (N, NH, HD) */                          \

@@ -145,6 +145,10 @@ void lora_init(RewardModel *m, uint64_t seed) {
     }
 }
 
+int lora_has(const RewardModel *m, const Tensor *w) {
+    return m->lora_of && m->lora_of[w - base_store(m)->params] >= 0;
+}
+
 Tensor *lora_linear(Graph *g, RewardModel *m, Tensor *x, Tensor *w, Tensor *b) {
     Tensor *y = op_linear(g, x, w, b);
     int a = m->lora_of ? m->lora_of[w - base_store(m)->params] : -1;

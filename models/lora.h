@@ -68,6 +68,9 @@ int lora_adapts_group(const struct RewardModel *m, int g);
 int lora_create_shared(struct RewardModel *m, const struct RewardModel *base, uint64_t seed,
                        int init_score, const char *adapter);
 
+/* 1 when the weight w (a parameter of m's base store) has an adapter: the decoder then keeps
+ * that layer's q/k/v or gate/up GEMMs separate rather than fused */
+int lora_has(const struct RewardModel *m, const struct Tensor *w);
 /* y = x w^T + b, plus the adapter of w when it has one */
 struct Tensor *lora_linear(struct Graph *g, struct RewardModel *m, struct Tensor *x,
                            struct Tensor *w, struct Tensor *b);

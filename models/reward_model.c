@@ -309,6 +309,22 @@ Tensor *rm_connector(RewardModel *m, Graph *g, Tensor *x) {
  * there (K and V for every token), its output (1, n_rows, H) */
 typedef struct { RewardModel *m; int layer, B, T, n_rows; const int *pos, *lengths, *seg, *q_rows, *k_rows, *v_rows, *rows, *row_pos; } LlmCtx;
 
+/* x W^T + b with W the parts' rows stacked, as one GEMM: the fused [q; k; v] and [gate; up]
+ * weights, which the store keeps back to back under their HF names (declared in that
+ * order). NULL where the layer keeps separate GEMMs: m->unfused, an adapter on a part
+ * (lora_linear adds it per module), or parts that are not adjacent. */
+static Tensor *fused_linear(Graph *g, RewardModel *m, Tensor *x, Tensor **w, Tensor **b, int n,
+                            const char *name) {
+    if (m->unfused) return NULL;
+    for (int i = 0; i < n; i++)
+        if (lora_has(m, w[i])) return NULL;
+    char bn[64];
+    snprintf(bn, sizeof bn, "%s.bias", name);
+    Tensor *W = op_param_rows(g, w, n, name), *bias = b[0] ? op_param_rows(g, b, n, bn) : NULL;
+    if (!W || (b[0] && !bias)) return NULL;
+    return op_linear(g, x, W, bias);
+}
+
 static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, int nout) {
     (void)nin; (void)nout;
     LlmCtx *c = vctx;
@@ -320,9 +336,11 @@ static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     Tensor *x = in[0];
     Tensor *h = op_rmsnorm(g, x, L->attn_norm, l->rms_eps);
     Tensor *q, *k, *v;
-    if (L->wqkv) {
-        Tensor *rows = op_reshape(g, lora_linear(g, m, h, L->wqkv, NULL), 2,
-                                  (int[]){B * T * (NH + 2 * KV), hd});
+    Tensor *qkv = L->wqkv ? lora_linear(g, m, h, L->wqkv, NULL)
+                          : fused_linear(g, m, h, (Tensor *[]){L->q_w, L->k_w, L->v_w},
+                                         (Tensor *[]){L->q_b, L->k_b, L->v_b}, 3, "qkv_proj");
+    if (qkv) { /* head rows of hd values; c->q_rows etc. pick q, k and v */
+        Tensor *rows = op_reshape(g, qkv, 2, (int[]){B * T * (NH + 2 * KV), hd});
         q = op_gather_rows(g, rows, c->q_rows, Bq * Tq * NH);
         k = op_gather_rows(g, rows, c->k_rows, B * T * KV);
         v = op_gather_rows(g, rows, c->v_rows, B * T * KV);
@@ -341,7 +359,10 @@ static void llm_layer(Graph *g, void *vctx, Tensor **in, int nin, Tensor **out, 
     a = lora_linear(g, m, op_reshape(g, a, 3, (int[]){Bq, Tq, NH * hd}), L->o_w, NULL);
     if (c->rows) x = op_reshape(g, op_gather_rows(g, x, c->rows, Tq), 3, (int[]){Bq, Tq, l->hidden});
     h = op_add_rmsnorm(g, x, a, L->ffn_norm, l->rms_eps, &x); /* x += a; h = norm(x) */
-    h = op_swiglu(g, lora_linear(g, m, h, L->gate_w, NULL), lora_linear(g, m, h, L->up_w, NULL));
+    Tensor *gu = fused_linear(g, m, h, (Tensor *[]){L->gate_w, L->up_w}, (Tensor *[]){NULL, NULL},
+                              2, "gate_up_proj");
+    h = gu ? op_swiglu_fused(g, gu)
+           : op_swiglu(g, lora_linear(g, m, h, L->gate_w, NULL), lora_linear(g, m, h, L->up_w, NULL));
     out[0] = op_add(g, x, lora_linear(g, m, h, L->down_w, NULL));
 }
 
@@ -520,17 +541,19 @@ static Tensor *decoder(RewardModel *m, Graph *g, const RmBatch *bt, const Layout
         ctx.pos = pos;
         ctx.lengths = lengths;
     }
-    if (l->arch == LLM_INTERNLM2) { /* wqkv rows per token: kv group k holds gs q heads, k, v */
-        int *qr = ints(g, (size_t)B * T * NH), *kr = ints(g, (size_t)B * T * KV), *vr = ints(g, (size_t)B * T * KV);
-        for (int r = 0; r < B * T; r++) {
-            for (int j = 0; j < NH; j++) qr[r * NH + j] = r * W + (j / gs) * (gs + 2) + j % gs;
-            for (int kk = 0; kk < KV; kk++) {
-                kr[r * KV + kk] = r * W + kk * (gs + 2) + gs;
-                vr[r * KV + kk] = r * W + kk * (gs + 2) + gs + 1;
-            }
+    /* the head rows of each token's fused q/k/v output: InternLM2's wqkv holds per kv group k
+     * its gs q heads, k, v; the fused [q; k; v] of Qwen2 / Llama all q heads, then k, then v */
+    int ilm = l->arch == LLM_INTERNLM2;
+    int *qr = ints(g, (size_t)B * T * NH), *kr = ints(g, (size_t)B * T * KV), *vr = ints(g, (size_t)B * T * KV);
+    for (int r = 0; r < B * T; r++) {
+        for (int j = 0; j < NH; j++)
+            qr[r * NH + j] = r * W + (ilm ? (j / gs) * (gs + 2) + j % gs : j);
+        for (int kk = 0; kk < KV; kk++) {
+            kr[r * KV + kk] = r * W + (ilm ? kk * (gs + 2) + gs : NH + kk);
+            vr[r * KV + kk] = r * W + (ilm ? kk * (gs + 2) + gs + 1 : NH + KV + kk);
         }
-        ctx.q_rows = qr; ctx.k_rows = kr; ctx.v_rows = vr;
     }
+    ctx.q_rows = qr; ctx.k_rows = kr; ctx.v_rows = vr;
     for (int i = 0; i < l->layers; i++) {
         ctx.layer = i;
         if (rows && i == l->layers - 1) {

@@ -40,6 +40,10 @@ typedef struct RewardModel {
     LlmLayer *llm;
     Tensor *final_norm, *score;
     int grad_checkpoint; /* each ViT and decoder layer is a recompute segment */
+    /* 0 (default): the decoder runs q/k/v and gate/up as one GEMM each over their adjacent
+     * weights (fused_linear); 1: one GEMM per HF module, the same results within fp32
+     * rounding (what the tests compare against) */
+    int unfused;
     /* rm_forward's layout (the same rewards with less work; rm_hidden_states ignores it).
      * share_prefix: consecutive rows showing the same image (image_of, -1 included) are one
      * group; its rows' longest common token prefix (kept short of every row's last token) is

@@ -41,7 +41,8 @@ struct TapeEntry {
 /* Observers of parameter use, for starting each gradient bucket's all-reduce as soon as
  * backward has finished with it (runtime/gradsync.h). While hooks are set and the graph is
  * not in backward, `use` sees every input that already holds a gradient buffer when an
- * op records (parameters and views of them; also activation views, which the observer
+ * op records (parameters and views of them, a view possibly spanning several adjacent
+ * parameters: op_param_rows's fused weights; also activation views, which the observer
  * ignores), with the index the op's top-level tape entry has or will have (inside a
  * recompute segment: the segment's entry). During graph_backward/graph_backward_from,
  * `done(i)` follows top-level entry i (run or skipped): from then on no entry left can

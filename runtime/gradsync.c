@@ -105,14 +105,17 @@ static void hook_use(void *ctx, const Tensor *t, int tape_index) {
             if (param_off(ps, si->by_off[mid]) <= off) lo = mid;
             else hi = mid - 1;
         }
-        int p = si->by_off[lo];
-        if (si->seen[p] == s->stamp) return;
-        si->seen[p] = s->stamp;
-        if (s->nused == s->cap_used) {
-            s->cap_used = s->cap_used ? 2 * s->cap_used : 256;
-            s->used = xrealloc(s->used, s->cap_used * sizeof *s->used);
+        /* every parameter the tensor covers: a fused view (op_param_rows) spans several */
+        for (int j = lo; j < si->ntrain && param_off(ps, si->by_off[j]) < off + t->numel; j++) {
+            int p = si->by_off[j];
+            if (si->seen[p] == s->stamp) continue;
+            si->seen[p] = s->stamp;
+            if (s->nused == s->cap_used) {
+                s->cap_used = s->cap_used ? 2 * s->cap_used : 256;
+                s->used = xrealloc(s->used, s->cap_used * sizeof *s->used);
+            }
+            s->used[s->nused++] = (Use){k, p, tape_index};
         }
-        s->used[s->nused++] = (Use){k, p, tape_index};
         s->ready_end = s->nused;
         return;
     }

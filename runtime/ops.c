@@ -3,6 +3,7 @@
  * weights, data) are passed to the kernels as NULL and never computed. */
 #include "runtime/ops.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/error.h"
@@ -143,7 +144,7 @@ Tensor *op_linear_f32(Graph *g, Tensor *x, Tensor *w, Tensor *b) { return linear
 static void embedding_bw(Graph *g, TapeEntry *e) {
     Tensor *table = e->in[0], *y = e->out[0];
     int C = table->shape[1], N = (int)(y->numel / C);
-    g->K->embedding_backward(gin(g, table), y->grad, e->ctx, N, C);
+    g->K->embedding_backward(gin(g, table), y->grad, e->ctx, N, C, table->shape[0]);
 }
 
 Tensor *op_embedding(Graph *g, Tensor *table, const int *ids, int B, int T) {
@@ -381,6 +382,29 @@ Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up) {
         done(g);
     }
     graph_record(g, "swiglu", swiglu_bw, (Tensor *[]){gate, up}, 2, &y, 1);
+    return y;
+}
+
+static void swiglu_fused_bw(Graph *g, TapeEntry *e) {
+    Tensor *gu = e->in[0];
+    int I = last_dim(gu) / 2, N = (int)(gu->numel / (2 * (size_t)I));
+    g->K->swiglu_fused_backward(gin(g, gu), e->out[0]->grad, in32(g, gu), N, I);
+    done(g);
+}
+
+Tensor *op_swiglu_fused(Graph *g, Tensor *gu) {
+    char b[200];
+    MMRM_CHECK(last_dim(gu) % 2 == 0, "swiglu_fused: %s must end in 2I (gate | up)",
+               tensor_describe(gu, b, sizeof b));
+    int shape[TENSOR_MAX_DIMS], I = last_dim(gu) / 2, N = (int)(gu->numel / (2 * (size_t)I));
+    memcpy(shape, gu->shape, sizeof shape);
+    shape[gu->ndim - 1] = I;
+    Tensor *y = graph_activation(g, "swiglu", gu->ndim, shape);
+    float *yf = out32(g, y);
+    g->K->swiglu_fused_forward(yf, in32(g, gu), N, I);
+    put(g, y, yf);
+    done(g);
+    graph_record(g, "swiglu_fused", swiglu_fused_bw, &gu, 1, &y, 1);
     return y;
 }
 
@@ -677,10 +701,56 @@ Tensor *op_reshape(Graph *g, Tensor *x, int ndim, const int *shape) {
     return y;
 }
 
+Tensor *op_param_rows(Graph *g, Tensor *const *parts, int n, const char *name) {
+    Tensor *p0 = parts[0];
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        Tensor *p = parts[i];
+        if (!p || !p->is_param || p->dtype != p0->dtype || p->requires_grad != p0->requires_grad ||
+            p->numel / p->shape[0] != p0->numel / p0->shape[0])
+            return NULL;
+        if (i > 0) { /* data, gradient and bf16 copy each continue where the previous part ends */
+            Tensor *q = parts[i - 1];
+            size_t step = q->numel * dtype_size(q->dtype);
+            if ((char *)p->data != (char *)q->data + step || (!p->grad) != (!q->grad) ||
+                (p->grad && p->grad != q->grad + q->numel) || (!p->w16) != (!q->w16) ||
+                (p->w16 && p->w16 != q->w16 + q->numel))
+                return NULL;
+        }
+        rows += p->shape[0];
+    }
+    Tensor *y = graph_scratch(g, sizeof *y);
+    *y = *p0;
+    int shape[TENSOR_MAX_DIMS];
+    memcpy(shape, p0->shape, sizeof shape);
+    shape[0] = rows;
+    tensor_set_shape(y, name, p0->ndim, shape);
+    return y;
+}
+
 static void gather_rows_bw(Graph *g, TapeEntry *e) {
     Tensor *x = e->in[0], *y = e->out[0];
     int C = last_dim(x);
-    g->K->embedding_backward(gin(g, x), y->grad, e->ctx, (int)(y->numel / C), C);
+    g->K->embedding_backward(gin(g, x), y->grad, e->ctx, (int)(y->numel / C), C,
+                             (int)(x->numel / C));
+}
+
+/* every row of x gathered at most once (head splits, dropping rows): a plain scatter */
+static void gather_rows_unique_bw(Graph *g, TapeEntry *e) {
+    Tensor *x = e->in[0], *y = e->out[0];
+    int C = last_dim(x);
+    g->K->scatter_rows_add(gin(g, x), y->grad, e->ctx, (int)(y->numel / C), C);
+}
+
+/* whether idx (M) picks each of N rows at most once */
+static int distinct_rows(const int *idx, int M, int N) {
+    if (M > N) return 0;
+    unsigned char *seen = calloc((size_t)N + 1, 1);
+    MMRM_CHECK(seen, "gather_rows: out of memory (%d rows)", N);
+    int ok = 1;
+    for (int m = 0; m < M && ok; m++) ok = !seen[idx[m]]++;
+    free(seen);
+    return ok;
 }
 
 Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M) {
@@ -701,7 +771,9 @@ Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M) {
         put(g, y, yf);
         done(g);
     }
-    TapeEntry *e = graph_record(g, "gather_rows", gather_rows_bw, &x, 1, &y, 1);
+    BackwardFn bw = gather_rows_bw;
+    if (g->grad_enabled && x->requires_grad && distinct_rows(idx, M, N)) bw = gather_rows_unique_bw;
+    TapeEntry *e = graph_record(g, "gather_rows", bw, &x, 1, &y, 1);
     if (e) e->ctx = didx;
     return y;
 }

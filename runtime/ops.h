@@ -26,6 +26,8 @@ Tensor *op_add_layernorm(Graph *g, Tensor *x, Tensor *a, Tensor *w, Tensor *b, f
 Tensor *op_add_rmsnorm(Graph *g, Tensor *x, Tensor *a, Tensor *w, float eps, Tensor **sum);
 Tensor *op_gelu(Graph *g, Tensor *x);
 Tensor *op_swiglu(Graph *g, Tensor *gate, Tensor *up); /* silu(gate) * up */
+/* gu (..., 2I), the fused gate/up GEMM's output: [gate | up] per row -> (..., I) */
+Tensor *op_swiglu_fused(Graph *g, Tensor *gu);
 /* x (B, T, NH, HD); pos (B*T) */
 Tensor *op_rope(Graph *g, Tensor *x, const int *pos, float theta);
 /* q (B, T, NH, HD), k/v (B, T, KV, HD), lengths (B), seg (B, T) segment ids or NULL (host
@@ -49,9 +51,16 @@ Tensor *op_channel_scale(Graph *g, Tensor *x, Tensor *scale); /* x (..., C) * sc
 Tensor *op_drop_path(Graph *g, Tensor *x, float rate);
 /* same numel; a view: shares x's data and (when grad flows) x's gradient buffer */
 Tensor *op_reshape(Graph *g, Tensor *x, int ndim, const int *shape);
+/* parameters parts[0..n) (same row size, dtype, requires_grad) that lie back to back in
+ * their store (data, gradient and bf16 copy) seen as one tensor of their rows stacked, named
+ * name: the fused q/k/v and gate/up weights, whose parts keep their HF names for checkpoints.
+ * Gradients written into the view land in the parts'. NULL when they are not adjacent. */
+Tensor *op_param_rows(Graph *g, Tensor *const *parts, int n, const char *name);
 /* rows of x viewed as (N, C), C = x's last dim: out (M, C) with out[m] = x[idx[m]].
  * idx (M) host array, each in [0, N), duplicates allowed (gradients add up). Used for head
- * selection, CLS/position broadcast, dropping rows, image splicing and last-token pooling. */
+ * selection, CLS/position broadcast, dropping rows, image splicing and last-token pooling.
+ * Its backward is a plain scatter when idx picks each row at most once (checked here), else
+ * the embedding backward's ordered sums. */
 Tensor *op_gather_rows(Graph *g, Tensor *x, const int *idx, int M);
 /* (Na, C) and (Nb, C) (leading dims flattened) -> (Na + Nb, C) */
 Tensor *op_concat_rows(Graph *g, Tensor *a, Tensor *b);

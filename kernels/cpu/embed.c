@@ -3,7 +3,7 @@
  * convolution done as im2col + matmul) and InternVL's pixel shuffle v2 between the ViT and
  * the connector. Apart from the embedding backward, every output element has exactly one
  * source element, so any split over threads gives the same results; the embedding
- * backward splits over columns and adds rows in increasing n. Gradient pointers may be
+ * backward splits over columns (and ids) and adds rows in increasing n. Gradient pointers may be
  * NULL (nothing to do), as everywhere in kernels.h.
  */
 #include "kernels/cpu/cpu.h"
@@ -22,19 +22,35 @@ void cpu_embedding_forward(float *out, const int *ids, const float *table, int N
         memcpy(out + (size_t)n * C, table + (size_t)ids[n] * C, (size_t)C * sizeof(float));
 }
 
-void cpu_embedding_backward(float *dtable, const float *dout, const int *ids, int N, int C) {
+void cpu_embedding_backward(float *dtable, const float *dout, const int *ids, int N, int C,
+                            int V) {
     /* dtable (V, C) += scatter of dout (N, C) by ids (N). Repeated ids make rows collide,
-     * so threads own column ranges (64 floats: false sharing only at range edges) and
-     * every column sums its rows in increasing n. */
+     * so each unit of work owns a column range (64 floats: false sharing only at range
+     * edges) of the ids in one of nb classes (id mod nb), and every element sums its rows
+     * in increasing n. Narrow tables (the head rows of the q/k/v split, hd <= 64 columns)
+     * get 8 id classes, so they spread over threads too. */
+    if (!dtable) return;
+    int ncr = (C + 63) / 64, nb = ncr >= 8 || V < 8 ? 1 : 8;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)N * C >= PARALLEL_MIN)
+    for (int cr = 0; cr < ncr; cr++)
+        for (int b = 0; b < nb; b++) {
+            int c0 = cr * 64, c1 = imin(c0 + 64, C);
+            for (int n = 0; n < N; n++) {
+                if (nb > 1 && ids[n] % nb != b) continue;
+                float *dst = dtable + (size_t)ids[n] * C;
+                const float *src = dout + (size_t)n * C;
+                for (int c = c0; c < c1; c++) dst[c] += src[c];
+            }
+        }
+}
+
+void cpu_scatter_rows_add(float *dtable, const float *dout, const int *ids, int N, int C) {
     if (!dtable) return;
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= PARALLEL_MIN)
-    for (int c0 = 0; c0 < C; c0 += 64) {
-        int c1 = imin(c0 + 64, C);
-        for (int n = 0; n < N; n++) {
-            float *dst = dtable + (size_t)ids[n] * C;
-            const float *src = dout + (size_t)n * C;
-            for (int c = c0; c < c1; c++) dst[c] += src[c];
-        }
+    for (int n = 0; n < N; n++) {
+        float *dst = dtable + (size_t)ids[n] * C;
+        const float *src = dout + (size_t)n * C;
+        for (int c = 0; c < C; c++) dst[c] += src[c];
     }
 }
 

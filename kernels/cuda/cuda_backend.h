@@ -46,6 +46,9 @@ void cuda_matmul_paths(long counts[3]);
 void cuda_matmul_plan_stats(long *hits, long *misses);
 /* GEMMs since the start that wrote their bf16 output directly (a bf16 D in cuBLASLt) */
 long cuda_matmul_out16(void);
+/* bias gradients since the start: by the dweight GEMM's BGRADB epilogue, by the column-sum
+ * kernels (no algorithm with the epilogue) */
+void cuda_matmul_bgrad_stats(long *epilogue, long *colsum);
 
 /* The implementation of attention_forward/backward at bf16 precision (an AttentionImpl of
  * kernels/kernels.h; ATTN_IMPL_AUTO by default): mmrm's tensor-core kernels

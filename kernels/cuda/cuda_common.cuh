@@ -51,7 +51,8 @@ int cuda_graph_capturing(void);
 void *cuda_graph_stage_upload(const void *src, size_t bytes);
 void cuda_graph_defer_free(void *p);
 void cuda_graph_fail(const char *why);
-/* slots: 0 reductions' partial sums (any family), 1 attention's D rows, 2-4 matmul.cu's bf16
+/* slots: 0 reductions' partial sums (any family; matmul.cu's BGRADB bias gradient), 1
+ * attention's D rows and the embedding backward's row sort, 2-4 matmul.cu's bf16
  * copies of the GEMM operands (weight, input, output gradient), 5 attention_fa2.cu's and
  * attention_cudnn.cu's bf16 copies of q, k, v (and dout; cuDNN's outputs and workspace), 6
  * matmul.cu's fp32 output of a bf16-output GEMM that cuBLASLt cannot write in bf16 */

@@ -1,14 +1,15 @@
 // elementwise.cu - the CUDA ops that touch each element once (kernels/cpu/embed.c,
-// activation.c, rope.c, residual.c): token embedding, exact GELU, SwiGLU, rotate-half
-// RoPE, im2col / col2im, pixel shuffle v2, residual add, per-channel scale and drop_path,
-// forward and backward.
+// activation.c, rope.c, residual.c): token embedding, exact GELU, SwiGLU (also over one
+// fused [gate | up] tensor), rotate-half RoPE, im2col / col2im, pixel shuffle v2, residual
+// add, per-channel scale and drop_path, forward and backward.
 //
 // Every output element is computed by exactly one thread with the CPU's formula and
 // precision (GELU and RoPE in double as on the CPU). In float expressions a product that
 // feeds an add is written __fmul_rn, which nvcc never contracts into an FMA, so it rounds
 // as on the CPU (built with -std=c11, i.e. without contraction). The two reductions are ordered:
 // embedding_backward adds rows in increasing n per column, and channel_scale's dscale
-// sums rows in a fixed chunked order (see colsum_plan below). No float atomics anywhere.
+// sums rows in a fixed chunked order (see colsum_plan below). No float atomics anywhere
+// (the embedding backward's integer atomics only count and place rows; the sums are ordered).
 #include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -35,38 +36,88 @@ __global__ void embedding_forward_kernel(float *out, const int *ids, const float
     }
 }
 
-// One thread per column walks the rows in increasing n, so every table element receives
-// its rows in the CPU's order (bit for bit the same sums). Rows go in windows of
-// kEmbWindow: the window's table values are loaded together (one memory latency per
-// window instead of one per row), each row adds onto the latest earlier value of the same
-// id in the window (or the loaded one), and the values are stored back in row order, so a
-// repeated id ends with its last, complete sum. The ids are the same for every thread:
-// the comparisons never diverge.
-constexpr int kEmbWindow = 8;
+// The backward groups the rows by id (a stable counting sort, ints only) and sums each id's
+// rows in one block, one thread per column, in increasing n: every table element receives
+// its rows in the CPU's order, so the sums are bit for bit the CPU's, whatever the launch
+// order, and all ids (and all columns) run in parallel. The sort: count the rows of each id
+// (integer atomics: the counts do not depend on their order), an exclusive scan gives each
+// id its slot range, the rows are scattered into their id's range (in atomic order) and then
+// each row's rank among the rows of its id is counted, which puts every range in increasing
+// n. Scratch slot 1: cnt (V + 1), fill (V), perm (N), sorted (N) ints.
+constexpr unsigned kScanThreads = 1024;
 
-__global__ void embedding_backward_kernel(float *dtable, const float *__restrict__ dout,
-                                          const int *__restrict__ ids, int N, int C) {
-    for (size_t c = grid_start(); c < (size_t)C; c += grid_stride()) {
-        int n = 0;
-        for (; n <= N - kEmbWindow; n += kEmbWindow) {
-            int id[kEmbWindow];
-            float v[kEmbWindow];
-#pragma unroll
-            for (int k = 0; k < kEmbWindow; k++) id[k] = ids[n + k];
-#pragma unroll
-            for (int k = 0; k < kEmbWindow; k++) v[k] = dtable[(size_t)id[k] * C + c];
-#pragma unroll
-            for (int k = 0; k < kEmbWindow; k++) {
-                float base = v[k];
-#pragma unroll
-                for (int j = 0; j < k; j++)
-                    if (id[j] == id[k]) base = v[j]; // latest earlier row of this id
-                v[k] = base + dout[(size_t)(n + k) * C + c];
-            }
-#pragma unroll
-            for (int k = 0; k < kEmbWindow; k++) dtable[(size_t)id[k] * C + c] = v[k];
+__global__ void emb_count_kernel(int *cnt, const int *ids, int N) {
+    for (size_t n = grid_start(); n < (size_t)N; n += grid_stride()) atomicAdd(&cnt[ids[n]], 1);
+}
+
+// cnt (V + 1) -> exclusive prefix sums in place (cnt[V] = N), one block: each thread scans a
+// contiguous piece, thread 0 scans the piece totals
+__global__ void __launch_bounds__(kScanThreads) emb_scan_kernel(int *cnt, int V) {
+    __shared__ int part[kScanThreads];
+    int per = (V + (int)kScanThreads - 1) / (int)kScanThreads;
+    int lo = min((int)threadIdx.x * per, V), hi = min(lo + per, V), s = 0;
+    for (int v = lo; v < hi; v++) s += cnt[v];
+    part[threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int run = 0;
+        for (unsigned t = 0; t < kScanThreads; t++) {
+            int x = part[t];
+            part[t] = run;
+            run += x;
         }
-        for (; n < N; n++) dtable[(size_t)ids[n] * C + c] += dout[(size_t)n * C + c];
+        cnt[V] = run;
+    }
+    __syncthreads();
+    int run = part[threadIdx.x];
+    for (int v = lo; v < hi; v++) {
+        int x = cnt[v];
+        cnt[v] = run;
+        run += x;
+    }
+}
+
+__global__ void emb_scatter_kernel(int *perm, int *fill, const int *off, const int *ids, int N) {
+    for (size_t n = grid_start(); n < (size_t)N; n += grid_stride()) {
+        int v = ids[n];
+        perm[off[v] + atomicAdd(&fill[v], 1)] = (int)n;
+    }
+}
+
+// sorted[off[v] + rank] = n, rank = rows of id v before n (the ranges are short: an id's rows)
+__global__ void emb_rank_kernel(int *sorted, const int *perm, const int *off, const int *ids,
+                                int N) {
+    for (size_t s = grid_start(); s < (size_t)N; s += grid_stride()) {
+        int n = perm[s], v = ids[n], lo = off[v], hi = off[v + 1], rank = 0;
+        for (int t = lo; t < hi; t++) rank += perm[t] < n;
+        sorted[lo + rank] = n;
+    }
+}
+
+// one block per id range (blocks whose slot does not start a range return), one thread per
+// column: dtable[v] += rows of v in increasing n
+__global__ void emb_sum_kernel(float *dtable, const float *__restrict__ dout,
+                               const int *__restrict__ sorted, const int *__restrict__ off,
+                               const int *__restrict__ ids, int N, int C) {
+    for (size_t s = blockIdx.x; s < (size_t)N; s += gridDim.x) {
+        int v = ids[sorted[s]];
+        if (off[v] != (int)s) continue;
+        int hi = off[v + 1];
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float acc = dtable[(size_t)v * C + c];
+            for (int t = (int)s; t < hi; t++) acc += dout[(size_t)sorted[t] * C + c];
+            dtable[(size_t)v * C + c] = acc;
+        }
+    }
+}
+
+// distinct ids: one thread per element, one add each
+__global__ void scatter_rows_add_kernel(float *dtable, const float *__restrict__ dout,
+                                        const int *__restrict__ ids, int N, int C) {
+    size_t total = (size_t)N * C;
+    for (size_t i = grid_start(); i < total; i += grid_stride()) {
+        size_t n = i / (size_t)C, c = i - n * (size_t)C;
+        dtable[(size_t)ids[n] * C + c] += dout[i];
     }
 }
 
@@ -114,6 +165,30 @@ __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *do
         sigmoid_pair(g, &s, &oms);
         if (dgate) dgate[i] += __fmul_rn(dout[i] * up[i], s * (1.0f + __fmul_rn(g, oms)));
         if (dup) dup[i] += __fmul_rn(dout[i], g * s);
+    }
+}
+
+// The same over the fused gate/up GEMM output gu (N, 2I): one thread per output element
+// (n, i) reads gate gu[n, i] and up gu[n, I + i] and, backward, writes both gradients.
+__global__ void swiglu_fused_forward_kernel(float *out, const float *gu, int N, int I) {
+    size_t total = (size_t)N * I;
+    for (size_t j = grid_start(); j < total; j += grid_stride()) {
+        size_t n = j / (size_t)I, g = j + n * (size_t)I; // gu offset of gate (n, i)
+        float s, oms;
+        sigmoid_pair(gu[g], &s, &oms);
+        out[j] = gu[g] * s * gu[g + I];
+    }
+}
+
+__global__ void swiglu_fused_backward_kernel(float *dgu, const float *dout, const float *gu,
+                                             int N, int I) {
+    size_t total = (size_t)N * I;
+    for (size_t j = grid_start(); j < total; j += grid_stride()) {
+        size_t n = j / (size_t)I, gi = j + n * (size_t)I;
+        float g = gu[gi], u = gu[gi + I], s, oms;
+        sigmoid_pair(g, &s, &oms);
+        dgu[gi] += __fmul_rn(dout[j] * u, s * (1.0f + __fmul_rn(g, oms)));
+        dgu[gi + I] += __fmul_rn(dout[j], g * s);
     }
 }
 
@@ -300,10 +375,33 @@ extern "C" void cuda_embedding_forward(float *out, const int *ids, const float *
 }
 
 extern "C" void cuda_embedding_backward(float *dtable, const float *dout, const int *ids,
-                                        int N, int C) {
+                                        int N, int C, int V) {
+    if (!dtable || N <= 0 || C <= 0 || V <= 0) return;
+    int *cnt = (int *)cuda_scratch(1, (2 * (size_t)V + 1 + 2 * (size_t)N) * sizeof(int));
+    int *fill = cnt + V + 1, *perm = fill + V, *sorted = perm + N;
+    CUDA_CHECK(cudaMemsetAsync(cnt, 0, (2 * (size_t)V + 1) * sizeof(int), cuda_stream()));
+    unsigned blocks = cuda_blocks((size_t)N, kThreads);
+    emb_count_kernel<<<blocks, kThreads, 0, cuda_stream()>>>(cnt, ids, N);
+    CUDA_LAUNCH_CHECK();
+    emb_scan_kernel<<<1, kScanThreads, 0, cuda_stream()>>>(cnt, V);
+    CUDA_LAUNCH_CHECK();
+    emb_scatter_kernel<<<blocks, kThreads, 0, cuda_stream()>>>(perm, fill, cnt, ids, N);
+    CUDA_LAUNCH_CHECK();
+    emb_rank_kernel<<<blocks, kThreads, 0, cuda_stream()>>>(sorted, perm, cnt, ids, N);
+    CUDA_LAUNCH_CHECK();
+    // a warp per 32 columns up to kThreads threads; at most 65535 blocks stride over the slots
+    unsigned threads = (unsigned)min((C + 31) / 32 * 32, (int)kThreads);
+    emb_sum_kernel<<<(unsigned)min(N, 65535), threads, 0, cuda_stream()>>>(dtable, dout, sorted,
+                                                                           cnt, ids, N, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_scatter_rows_add(float *dtable, const float *dout, const int *ids, int N,
+                                      int C) {
+    size_t total = (size_t)N * C;
     if (!dtable || N <= 0 || C <= 0) return;
-    embedding_backward_kernel<<<cuda_blocks((size_t)C, kThreads), kThreads, 0,
-                                cuda_stream()>>>(dtable, dout, ids, N, C);
+    scatter_rows_add_kernel<<<cuda_blocks(total, kThreads), kThreads, 0, cuda_stream()>>>(
+        dtable, dout, ids, N, C);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -334,6 +432,23 @@ extern "C" void cuda_swiglu_backward(float *dgate, float *dup, const float *dout
     if ((!dgate && !dup) || n == 0) return;
     swiglu_backward_kernel<<<cuda_blocks(n, kThreads), kThreads, 0, cuda_stream()>>>(
         dgate, dup, dout, gate, up, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_swiglu_fused_forward(float *out, const float *gu, int N, int I) {
+    size_t total = (size_t)N * I;
+    if (N <= 0 || I <= 0) return;
+    swiglu_fused_forward_kernel<<<cuda_blocks(total, kThreads), kThreads, 0, cuda_stream()>>>(
+        out, gu, N, I);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_swiglu_fused_backward(float *dgu, const float *dout, const float *gu, int N,
+                                           int I) {
+    size_t total = (size_t)N * I;
+    if (!dgu || N <= 0 || I <= 0) return;
+    swiglu_fused_backward_kernel<<<cuda_blocks(total, kThreads), kThreads, 0, cuda_stream()>>>(
+        dgu, dout, gu, N, I);
     CUDA_LAUNCH_CHECK();
 }
 

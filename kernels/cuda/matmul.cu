@@ -42,15 +42,20 @@
 //
 // Fallbacks, all decided once per cache key:
 // - bias not 16-byte aligned, out not 16-byte aligned, or no algorithm with the bias
-//   epilogue: plain matmul (beta 0) then add_bias_kernel;
+//   epilogue: plain matmul (beta 0) then add_bias_kernel; no algorithm with BGRADB: the
+//   column-sum kernels;
 // - bf16 storage and no algorithm for it: fp32 storage with FAST_16BF (a negative cache
 //   entry remembers the shape, so the heuristic is asked once);
 // - bf16 mode and no FAST_16BF algorithm for this shape/alignment: plain fp32 (more exact);
 // - nothing at all: a fatal error naming m, n, k.
 //
-// dbias is a deterministic column sum: rows are cut into fixed chunks (a function of N
-// only), each chunk is summed in increasing row order by one thread per column into
-// scratch slot 0, and one thread per column then adds the chunk sums in chunk order.
+// dbias comes from the dweight GEMM's BGRADB epilogue (cuBLASLt sums the columns of its B
+// operand, dout, over k = N while it reads dout anyway; stored into scratch slot 0 and added
+// to dbias, since the epilogue overwrites) when the heuristic has an algorithm for it (a
+// 16-byte aligned vector), else from a deterministic column sum: rows are cut into fixed
+// chunks (a function of N only), each chunk is summed in increasing row order by one thread
+// per column into scratch slot 0, and one thread per column then adds the chunk sums in
+// chunk order. cuda_matmul_bgrad_stats counts both.
 //
 // Host state (the cache) is not locked: the backend is driven by one host thread.
 #include <stdint.h>
@@ -100,6 +105,12 @@ __global__ void colsum_final_kernel(float *dbias, const float *partial, int nchu
     dbias[o] += s;
 }
 
+// dbias[o] += v[o] (the BGRADB epilogue's column sums)
+__global__ void add_kernel(float *dbias, const float *v, int OC) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o < OC) dbias[o] += v[o];
+}
+
 // single-pass version when one chunk covers all rows: dbias[o] += sum_n dout[n][o]
 __global__ void colsum_direct_kernel(float *dbias, const float *dout, int N, int OC) {
     int o = blockIdx.x * blockDim.x + threadIdx.x;
@@ -118,6 +129,7 @@ struct PlanKey {
     int transa, transb; // 0 = N, 1 = T
     int beta1;          // beta != 0 (accumulate)
     int bias;           // bias epilogue requested
+    int bgrad;          // bias gradient epilogue (BGRADB) requested
     int prec;           // 1: bf16 rounding of the inputs requested (KP_BF16*), 0: fp32
     int ab16;           // A and B are bf16 in memory (CUDA_R_16BF layouts)
     int d16;            // C and D are bf16 (a bf16 activation written by the GEMM)
@@ -130,7 +142,8 @@ struct Plan {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, cd; // C and D share one layout (in place)
     cublasLtMatmulAlgo_t algo;
-    int epilogue_bias; // 1: the bias epilogue is in the descriptor; 0: add_bias_kernel after
+    uint32_t epilogue; // in the descriptor: DEFAULT (then add_bias_kernel / the column sum
+                       // after, when asked for), BIAS or BGRADB
     int none;          // negative entry: no algorithm for this key (nothing was created)
     int fast16;        // the compute type is CUBLAS_COMPUTE_32F_FAST_16BF
 };
@@ -141,6 +154,9 @@ long g_paths[3];
 
 // of those, GEMMs that wrote a bf16 D (cuda_matmul_out16)
 long g_out16;
+// bias gradients since the start (cuda_matmul_bgrad_stats): [0] by the BGRADB epilogue,
+// [1] by the column-sum kernels
+long g_bgrad[2];
 
 // plan cache lookups since the start (cuda_matmul_plan_stats): [0] hits, [1] misses (a
 // heuristic query); a miss per batch means the shapes change every batch (t_bucket)
@@ -152,8 +168,8 @@ int g_plans_next = 0; // round-robin victim once the cache is full
 
 bool key_equal(const PlanKey &x, const PlanKey &y) {
     return x.m == y.m && x.n == y.n && x.k == y.k && x.transa == y.transa &&
-           x.transb == y.transb && x.beta1 == y.beta1 && x.bias == y.bias && x.prec == y.prec &&
-           x.ab16 == y.ab16 && x.d16 == y.d16 &&
+           x.transb == y.transb && x.beta1 == y.beta1 && x.bias == y.bias &&
+           x.bgrad == y.bgrad && x.prec == y.prec && x.ab16 == y.ab16 && x.d16 == y.d16 &&
            x.align_a == y.align_a && x.align_b == y.align_b && x.align_c == y.align_c &&
            x.align_d == y.align_d && x.align_bias == y.align_bias;
 }
@@ -191,8 +207,9 @@ void destroy_plan(Plan *pl) {
 
 // Builds descriptor + layouts for (key, compute type, epilogue) into pl and asks the
 // heuristic for the best algorithm. Returns true when one was found; on false pl holds
-// nothing (everything created was destroyed).
-bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool with_bias,
+// nothing (everything created was destroyed). bias: the bias (BIAS) or the bias gradient
+// (BGRADB) vector, whose alignment the heuristic reads.
+bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, uint32_t epilogue,
               const float *bias) {
     cublasLtMatmulDesc_t desc;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F));
@@ -200,10 +217,9 @@ bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool wi
     int32_t tb = key.transb ? CUBLAS_OP_T : CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    if (with_bias) {
-        uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
-                                                    sizeof epi));
+    if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                    &epilogue, sizeof epilogue));
         // the heuristic reads this pointer's value for the bias alignment
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &bias, sizeof bias));
@@ -265,7 +281,7 @@ bool try_plan(Plan *pl, const PlanKey &key, cublasComputeType_t compute, bool wi
     pl->b = lb;
     pl->cd = lcd;
     pl->algo = res.algo;
-    pl->epilogue_bias = with_bias ? 1 : 0;
+    pl->epilogue = epilogue;
     pl->none = 0;
     pl->fast16 = compute == CUBLAS_COMPUTE_32F_FAST_16BF;
     pl->used = 1;
@@ -291,10 +307,16 @@ const Plan *get_plan(const PlanKey &key, const float *bias) {
         destroy_plan(pl);
     }
 
+    // the epilogue asked for (bias or bias gradient), tried before none
+    uint32_t epi = key.bias ? CUBLASLT_EPILOGUE_BIAS
+                   : key.bgrad ? CUBLASLT_EPILOGUE_BGRADB
+                               : CUBLASLT_EPILOGUE_DEFAULT;
     if (key.ab16) { // bf16 storage: CUBLAS_COMPUTE_32F over CUDA_R_16BF operands, or nothing
-        if (key.bias && try_plan(pl, key, CUBLAS_COMPUTE_32F, true, bias)) return pl;
+        if (epi != CUBLASLT_EPILOGUE_DEFAULT && try_plan(pl, key, CUBLAS_COMPUTE_32F, epi, bias))
+            return pl;
         // a bf16 D takes its bias in the epilogue or not at all (add_bias_kernel is fp32)
-        if ((!key.d16 || !key.bias) && try_plan(pl, key, CUBLAS_COMPUTE_32F, false, nullptr))
+        if ((!key.d16 || !key.bias) &&
+            try_plan(pl, key, CUBLAS_COMPUTE_32F, CUBLASLT_EPILOGUE_DEFAULT, nullptr))
             return pl;
         pl->key = key;
         pl->none = 1;
@@ -307,8 +329,9 @@ const Plan *get_plan(const PlanKey &key, const float *bias) {
     cublasComputeType_t computes[2] = {want, CUBLAS_COMPUTE_32F};
     int ncompute = key.prec ? 2 : 1;
     for (int c = 0; c < ncompute; c++) {
-        if (key.bias && try_plan(pl, key, computes[c], true, bias)) return pl;
-        if (try_plan(pl, key, computes[c], false, nullptr)) return pl;
+        if (epi != CUBLASLT_EPILOGUE_DEFAULT && try_plan(pl, key, computes[c], epi, bias))
+            return pl;
+        if (try_plan(pl, key, computes[c], CUBLASLT_EPILOGUE_DEFAULT, nullptr)) return pl;
     }
     char what[256];
     snprintf(what, sizeof what,
@@ -324,11 +347,13 @@ const Plan *get_plan(const PlanKey &key, const float *bias) {
 // (d16 0) or bf16 (d16 1: ab16 too, beta 0), the bias fp32, A and B fp32 (ab16 0) or bf16
 // (ab16 1). A is stored m x k (transa 0) or k x m
 // (transa 1) with ld = its row count; likewise B. bias may only be non-NULL when beta == 0.
-// Returns false (nothing ran) only for bf16 operands that cuBLASLt has no algorithm for, and
-// for a bf16 D whose bias cannot go through the epilogue.
+// bgrad (n floats, 16-byte aligned, or NULL): where the BGRADB epilogue may store the column
+// sums of op(B) over k (overwriting); *bgrad_done says whether it did (else nothing was
+// written there). Returns false (nothing ran) only for bf16 operands that cuBLASLt has no
+// algorithm for, and for a bf16 D whose bias cannot go through the epilogue.
 bool lt_gemm(void *d, const void *a, int transa, const void *b, int transb, int64_t m,
              int64_t n, int64_t k, float beta, const float *bias, int ab16, int prec,
-             int d16 = 0) {
+             int d16 = 0, float *bgrad = nullptr, bool *bgrad_done = nullptr) {
     PlanKey key;
     memset(&key, 0, sizeof key); // the key is compared field by field, but keep it clean
     key.m = m;
@@ -347,14 +372,18 @@ bool lt_gemm(void *d, const void *a, int transa, const void *b, int transb, int6
     // the bias epilogue only for a 16-byte aligned bias and output (cuBLASLt's epilogue
     // kernels load the bias vector in 16-byte pieces); otherwise add_bias_kernel
     key.bias = bias && pointer_alignment(bias) >= 16 && pointer_alignment(d) >= 16;
-    key.align_bias = key.bias ? pointer_alignment(bias) : 0;
+    key.bgrad = bgrad && pointer_alignment(bgrad) >= 16;
+    key.align_bias = key.bias ? pointer_alignment(bias) : key.bgrad ? pointer_alignment(bgrad) : 0;
+    if (bgrad_done) *bgrad_done = false;
     if (d16 && bias && !key.bias) return false;
 
-    const Plan *pl = get_plan(key, bias);
+    const float *vec = key.bias ? bias : key.bgrad ? bgrad : nullptr;
+    const Plan *pl = get_plan(key, vec);
     if (!pl) return false;
-    if (pl->epilogue_bias)
+    if (pl->epilogue != CUBLASLT_EPILOGUE_DEFAULT)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias, sizeof bias));
+                                                    &vec, sizeof vec));
+    if (pl->epilogue == CUBLASLT_EPILOGUE_BGRADB && bgrad_done) *bgrad_done = true;
     size_t ws_bytes = 0;
     void *ws = cuda_lt_workspace(&ws_bytes);
     const float alpha = 1.0f;
@@ -362,7 +391,7 @@ bool lt_gemm(void *d, const void *a, int transa, const void *b, int transb, int6
     if (d16) g_out16++;
     CUBLAS_CHECK(cublasLtMatmul(cuda_lt(), pl->desc, &alpha, a, pl->a, b, pl->b, &beta, d, pl->cd,
                                 d, pl->cd, &pl->algo, ws, ws_bytes, cuda_stream()));
-    if (bias && !pl->epilogue_bias) {
+    if (bias && pl->epilogue != CUBLASLT_EPILOGUE_BIAS) {
         // D is column-major m x n = row-major (n, m): the bias runs along the rows of length m
         unsigned threads = 256;
         add_bias_kernel<<<cuda_blocks((size_t)m * (size_t)n, threads), threads, 0,
@@ -399,17 +428,22 @@ struct Operand {
 };
 
 // lt_gemm over bf16 operands for KP_BF16 when cuBLASLt has an algorithm for them;
-// otherwise over fp32 operands (FAST_16BF for KP_BF16*, else exact fp32)
-void gemm_any(float *d, Operand a, int transa, Operand b, int transb, int64_t m, int64_t n,
-              int64_t k, float beta, const float *bias, int precision) {
+// otherwise over fp32 operands (FAST_16BF for KP_BF16*, else exact fp32). bgrad, bgrad_done:
+// lt_gemm's; returns *bgrad_done.
+bool gemm_any(float *d, Operand a, int transa, Operand b, int transb, int64_t m, int64_t n,
+              int64_t k, float beta, const float *bias, int precision, float *bgrad = nullptr) {
+    bool done = false;
     if (precision == KP_BF16) {
         const uint16_t *a16 = a.h ? a.h : as_bf16(a.f, a.ne, a.slot);
         const uint16_t *b16 = b.h ? b.h : as_bf16(b.f, b.ne, b.slot);
-        if (lt_gemm(d, a16, transa, b16, transb, m, n, k, beta, bias, 1, 1)) return;
+        if (lt_gemm(d, a16, transa, b16, transb, m, n, k, beta, bias, 1, 1, 0, bgrad, &done))
+            return done;
     }
     const float *a32 = a.f ? a.f : widen(a.h, a.ne, a.slot);
     const float *b32 = b.f ? b.f : widen(b.h, b.ne, b.slot);
-    lt_gemm(d, a32, transa, b32, transb, m, n, k, beta, bias, 0, precision != KP_FP32);
+    lt_gemm(d, a32, transa, b32, transb, m, n, k, beta, bias, 0, precision != KP_FP32, 0, bgrad,
+            &done);
+    return done;
 }
 
 } // namespace
@@ -419,6 +453,10 @@ extern "C" void cuda_matmul_paths(long counts[3]) {
 }
 
 extern "C" long cuda_matmul_out16(void) { return g_out16; }
+extern "C" void cuda_matmul_bgrad_stats(long *epilogue, long *colsum) {
+    *epilogue = g_bgrad[0];
+    *colsum = g_bgrad[1];
+}
 
 extern "C" void cuda_matmul_plan_stats(long *hits, long *misses) {
     *hits = g_plan_lookups[0];
@@ -469,9 +507,23 @@ static void matmul_backward(float *dinp, float *dweight, float *dbias, const flo
     Operand x = {inp, inp16, (size_t)N * C, kSlotInput};
     if (dinp && C > 0) // dinp^T (C x N) += op_N(W^T: C x OC, ld C) . op_N(dout^T: OC x N, ld OC)
         gemm_any(dinp, w, 0, g, 0, C, N, OC, 1.0f, nullptr, precision);
-    if (dweight && C > 0) // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC)
-        gemm_any(dweight, x, 0, g, 1, C, OC, N, 1.0f, nullptr, precision);
-    if (dbias) {
+    // dweight^T (C x OC) += op_N(inp^T: C x N, ld C) . op_T(dout^T: OC x N, ld OC); its
+    // B operand is dout (k = N, n = OC), so the BGRADB epilogue sums dout's columns: dbias
+    // from the same pass over dout, into scratch (the epilogue overwrites) and added after
+    bool bgrad_done = false;
+    if (dweight && C > 0) {
+        float *bgrad = dbias ? (float *)cuda_scratch(0, (size_t)OC * sizeof(float)) : nullptr;
+        bgrad_done = gemm_any(dweight, x, 0, g, 1, C, OC, N, 1.0f, nullptr, precision, bgrad);
+        if (bgrad_done) {
+            const int threads = 256;
+            add_kernel<<<(unsigned)((OC + threads - 1) / threads), threads, 0, cuda_stream()>>>(
+                dbias, bgrad, OC);
+            CUDA_LAUNCH_CHECK();
+            g_bgrad[0]++;
+        }
+    }
+    if (dbias && !bgrad_done) {
+        g_bgrad[1]++;
         const int threads = 256;
         const int rows_per_chunk = 256; // fixed: the summation order depends on N only
         int nchunks = (N + rows_per_chunk - 1) / rows_per_chunk;

@@ -1410,7 +1410,8 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
 // ---------------------------------------------------------------------------------------
 // cuBLASLt: D = alpha * op(A) op(B) + beta * C (+ bias[i] on row i), column-major, fp32
 // storage (A and B may be CUDA_R_16BF under CUBLAS_COMPUTE_32F, widened exactly); the
-// product is exact: float products summed in double, rounded once. In
+// product is exact: float products summed in double, rounded once. The BGRADB epilogue
+// stores the sums of op(B) over k (n floats; B as the product reads it), likewise in double. In
 // CUBLAS_COMPUTE_32F_FAST_16BF mode A and B are first rounded to bf16 (round to nearest
 // even), FAST_TF32 to tf32, as the tensor cores take them. The heuristic returns one
 // algorithm, which records the problem it was chosen for (shape, ops, epilogue, compute
@@ -1418,9 +1419,9 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
 // refuses (CUBLAS_STATUS_INVALID_VALUE, with a message) an algorithm used for another
 // problem or with operands less aligned than promised, operands outside device memory, an
 // in-place product with different C and D layouts, an output overlapping an input, and a
-// workspace smaller than the algorithm's. EMU_LT_REJECT=bias,bf16,tf32,bf16io makes the
-// heuristic find nothing for the bias epilogue / those compute types / bf16 A and B (to
-// exercise fallbacks).
+// workspace smaller than the algorithm's. EMU_LT_REJECT=bias,bgrad,bf16,tf32,bf16io makes the
+// heuristic find nothing for the bias / bias gradient epilogue / those compute types / bf16 A
+// and B (to exercise fallbacks).
 // ---------------------------------------------------------------------------------------
 namespace {
 
@@ -1698,7 +1699,8 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
             (unsigned long long)am, (unsigned long long)k, (unsigned long long)bk,
             (unsigned long long)bn, (unsigned long long)C.rows, (unsigned long long)C.cols,
             (unsigned long long)m, (unsigned long long)n);
-    if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT && d.epilogue != CUBLASLT_EPILOGUE_BIAS)
+    if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT && d.epilogue != CUBLASLT_EPILOGUE_BIAS &&
+        d.epilogue != CUBLASLT_EPILOGUE_BGRADB)
         return lt_error(CUBLAS_STATUS_NOT_SUPPORTED, "heuristic: epilogue %u not emulated",
                         d.epilogue);
     // the emulated type combinations: all fp32, or bf16 A and B with fp32 or bf16 C and D
@@ -1716,6 +1718,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (D.type == CUDA_R_16BF && lt_rejects("bf16out"))
         return CUBLAS_STATUS_NOT_SUPPORTED; // (EMU_LT_REJECT) no algorithm for a bf16 D
     if ((d.epilogue == CUBLASLT_EPILOGUE_BIAS && lt_rejects("bias")) ||
+        (d.epilogue == CUBLASLT_EPILOGUE_BGRADB && lt_rejects("bgrad")) ||
         (d.compute == CUBLAS_COMPUTE_32F_FAST_16BF && lt_rejects("bf16")) ||
         (d.compute == CUBLAS_COMPUTE_32F_FAST_TF32 && lt_rejects("tf32")))
         return CUBLAS_STATUS_NOT_SUPPORTED; // (EMU_LT_REJECT) no algorithm, quietly as cuBLASLt
@@ -1730,8 +1733,9 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     r.algo.data[5] = (uint64_t)p.align[0] | (uint64_t)p.align[1] << 16 |
                      (uint64_t)p.align[2] << 32 | (uint64_t)p.align[3] << 48;
     // the bias pointer's alignment is read now (as cuBLASLt does) and assumed later
-    r.algo.data[6] =
-        d.epilogue == CUBLASLT_EPILOGUE_BIAS ? (d.bias ? pointer_alignment(d.bias) : 256) : 0;
+    r.algo.data[6] = d.epilogue != CUBLASLT_EPILOGUE_DEFAULT
+                         ? (d.bias ? pointer_alignment(d.bias) : 256)
+                         : 0;
     r.algo.data[7] = std::min<uint64_t>(p.workspace, kAlgoWorkspace);
     r.workspaceSize = (size_t)r.algo.data[7];
     r.state = CUBLAS_STATUS_SUCCESS;
@@ -1810,18 +1814,27 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         (Cptr != Dptr && be != 0.0f && overlap(Dptr, extent_bytes(D), Cptr, extent_bytes(C))))
         return lt_error(CUBLAS_STATUS_INVALID_VALUE, "matmul: D overlaps an input");
     const void *bias = nullptr;
+    float *bgrad = nullptr;
     const bool bias16 = d.bias_type == -1 ? D.type == CUDA_R_16BF : d.bias_type == CUDA_R_16BF;
-    if (d.epilogue == CUBLASLT_EPILOGUE_BIAS) {
+    if (d.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+        const bool grad = d.epilogue == CUBLASLT_EPILOGUE_BGRADB;
+        const uint64_t len = grad ? n : m; // BIAS: one per row of D; BGRADB: per column
+        const size_t esz = !grad && bias16 ? 2 : sizeof(float); // a bias gradient is fp32
         bias = d.bias;
-        if (!bias || !device_range(bias, m * (bias16 ? 2 : sizeof(float)), &why))
+        if (!bias || !device_range(bias, len * esz, &why))
             return lt_error(CUBLAS_STATUS_INVALID_VALUE,
-                            "matmul: bias epilogue: bias (%llu floats) %s", (unsigned long long)m,
-                            bias ? why.c_str() : "is NULL");
-        if (pointer_alignment(bias) < algo->data[6])
+                            "matmul: %s epilogue: vector (%llu floats) %s", grad ? "BGRADB" : "bias",
+                            (unsigned long long)len, bias ? why.c_str() : "is NULL");
+        if (grad && (overlap(bias, len * sizeof(float), Dptr, extent_bytes(D)) ||
+                     overlap(bias, len * sizeof(float), Bptr, extent_bytes(B))))
+            return lt_error(CUBLAS_STATUS_INVALID_VALUE,
+                            "matmul: BGRADB epilogue: the bias gradient overlaps B or D");
+        if (grad) bgrad = (float *)d.bias, bias = nullptr;
+        if (pointer_alignment(d.bias) < algo->data[6])
             return lt_error(
                 CUBLAS_STATUS_INVALID_VALUE,
                 "matmul: bias at %p is %u-byte aligned, but was %llu-byte aligned when the algorithm was chosen",
-                bias, pointer_alignment(bias), (unsigned long long)algo->data[6]);
+                d.bias, pointer_alignment(d.bias), (unsigned long long)algo->data[6]);
     }
     const size_t need_ws = (size_t)algo->data[7];
     if (need_ws && (workspace_bytes < need_ws || !device_range(workspace, need_ws, &why)))
@@ -1875,6 +1888,12 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
             else
                 ((float *)Dptr)[di] = (float)r;
         }
+    if (bgrad)
+        for (uint64_t j = 0; j < n; j++) {
+            double s = 0.0;
+            for (uint64_t l = 0; l < k; l++) s += pb[j * k + l];
+            bgrad[j] = (float)s;
+        }
     };
     if (cap_on(stream)) {
         GraphNode nd;
@@ -1887,7 +1906,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                 fatal("cublasLtMatmul replayed by cudaGraphLaunch: an operand %s", w.c_str());
             work();
         };
-        const void *ptr[5] = {Aptr, Bptr, Cptr, Dptr, bias};
+        const void *ptr[6] = {Aptr, Bptr, Cptr, Dptr, bias, bgrad};
         const uint64_t dims[4] = {m, n, k, ops};
         const int64_t lds[4] = {A.ld, B.ld, C.ld, D.ld};
         put_bytes(nd.args, ptr), put_bytes(nd.args, dims), put_bytes(nd.args, lds);

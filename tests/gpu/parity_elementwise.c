@@ -1,5 +1,5 @@
 /* parity_elementwise.c - CUDA vs CPU for the elementwise ops (kernels/cuda/elementwise.cu):
- * embedding, GELU, SwiGLU, RoPE, im2col, pixel shuffle, add, channel scale, drop_path.
+ * embedding, GELU, SwiGLU (and its fused gate/up variant), RoPE, im2col, pixel shuffle, add, channel scale, drop_path.
  *
  * Every op runs on both tables from the same random inputs; gradient buffers start from
  * the same random values on both sides (so the += contract is checked too), and every
@@ -35,7 +35,8 @@ static int *rand_ids(Parity *p, int N, int V) {
 static void parity_embedding(Parity *p) {
     static const struct { int N, V, C; } S[] = {
         {1, 1, 1},     {7, 5, 3},      {33, 9, 31},    {41, 2, 5}, /* V = 2: long chains */
-        {130, 40, 64}, {130, 17, 257}, {64, 100, 1024}};
+        {130, 40, 64}, {130, 17, 257}, {64, 100, 1024},
+        {3000, 1, 7}, {5000, 3000, 64}, {2000, 5000, 64}}; /* one id for all rows; large tables */
     for (size_t s = 0; s < sizeof S / sizeof S[0]; s++) {
         int N = S[s].N, V = S[s].V, C = S[s].C;
         size_t nt = (size_t)V * C, no = (size_t)N * C;
@@ -50,11 +51,24 @@ static void parity_embedding(Parity *p) {
 
         float *dout = h_rand(p, no, -1, 1), *dtable = h_rand(p, nt, -1, 1);
         float *d_dout = d_upload(dout, no), *d_dtable = d_upload(dtable, nt);
-        kernels_cpu.embedding_backward(dtable, dout, ids, N, C);
-        kernels_cuda.embedding_backward(d_dtable, d_dout, d_ids, N, C);
+        kernels_cpu.embedding_backward(dtable, dout, ids, N, C, V);
+        kernels_cuda.embedding_backward(d_dtable, d_dout, d_ids, N, C, V);
         parity_check_dev(p, parity_name("embedding bwd N=%d V=%d C=%d dtable", N, V, C), dtable, d_dtable, nt);
+        /* rows sum in increasing n on both sides: the same bits */
+        float *got = h_zeros(nt);
+        d_download(got, d_dtable, nt);
+        parity_check(p, parity_name("embedding bwd N=%d V=%d C=%d dtable bitwise", N, V, C), dtable,
+                     got, nt, 0.0);
+        free(got);
+        if (N <= V) { /* distinct ids (rand_ids uses each id once while n < V): the plain scatter */
+            kernels_cpu.scatter_rows_add(dtable, dout, ids, N, C);
+            kernels_cuda.scatter_rows_add(d_dtable, d_dout, d_ids, N, C);
+            parity_check_dev(p, parity_name("scatter_rows_add N=%d V=%d C=%d dtable", N, V, C), dtable,
+                             d_dtable, nt);
+            kernels_cuda.scatter_rows_add(NULL, d_dout, d_ids, N, C);
+        }
         /* NULL: nothing to do, nothing changes */
-        kernels_cuda.embedding_backward(NULL, d_dout, d_ids, N, C);
+        kernels_cuda.embedding_backward(NULL, d_dout, d_ids, N, C, V);
         parity_check_dev(p, parity_name("embedding bwd N=%d V=%d C=%d dtable=NULL (dtable kept)", N, V, C),
                   dtable, d_dtable, nt);
 
@@ -120,6 +134,28 @@ static void parity_swiglu(Parity *p) {
         free(gate), free(up), free(out), free(dout), free(dgate), free(dup);
         d_free(d_gate), d_free(d_up), d_free(d_out), d_free(d_dout), d_free(d_dgate),
             d_free(d_dup);
+    }
+}
+
+/* the fused gate/up variant: gu (N, 2I) rows [gate | up] */
+static void parity_swiglu_fused(Parity *p) {
+    static const struct { int N, I; } S[] = {{1, 1}, {7, 5}, {33, 64}, {3, 1100}};
+    for (size_t s = 0; s < sizeof S / sizeof S[0]; s++) {
+        int N = S[s].N, I = S[s].I;
+        size_t n = (size_t)N * I;
+        float *gu = h_rand(p, 2 * n, -8, 8), *out = h_rand(p, n, -1, 1);
+        float *dout = h_rand(p, n, -1, 1), *dgu = h_rand(p, 2 * n, -1, 1);
+        float *d_gu = d_upload(gu, 2 * n), *d_out = d_upload(out, n), *d_dout = d_upload(dout, n),
+              *d_dgu = d_upload(dgu, 2 * n);
+        kernels_cpu.swiglu_fused_forward(out, gu, N, I);
+        kernels_cuda.swiglu_fused_forward(d_out, d_gu, N, I);
+        parity_check_dev(p, parity_name("swiglu_fused fwd N=%d I=%d out", N, I), out, d_out, n);
+        kernels_cpu.swiglu_fused_backward(dgu, dout, gu, N, I);
+        kernels_cuda.swiglu_fused_backward(d_dgu, d_dout, d_gu, N, I);
+        parity_check_dev(p, parity_name("swiglu_fused bwd N=%d I=%d dgu", N, I), dgu, d_dgu, 2 * n);
+        kernels_cuda.swiglu_fused_backward(NULL, d_dout, d_gu, N, I);
+        free(gu), free(out), free(dout), free(dgu);
+        d_free(d_gu), d_free(d_out), d_free(d_dout), d_free(d_dgu);
     }
 }
 
@@ -317,6 +353,7 @@ void parity_elementwise(Parity *p) {
     parity_embedding(p);
     parity_gelu(p);
     parity_swiglu(p);
+    parity_swiglu_fused(p);
     parity_rope(p);
     parity_im2col(p);
     parity_pixel_shuffle(p);

@@ -149,16 +149,24 @@ static void run_case(Parity *p, const MatmulCase *c) {
     float *d_dw = r_dw ? upload_at(dw0, nw, off, &d_dw_base) : NULL;
     float *d_db = r_db ? upload_at(db0, (size_t)OC, off, &d_db_base) : NULL;
     kernels_cpu.matmul_backward(r_dinp, r_dw, r_db, dout, inp, w, NULL, N, C, OC, KP_FP32);
+    long bg0[2], bg1[2];
     cuda_matmul_paths(before);
+    cuda_matmul_bgrad_stats(&bg0[0], &bg0[1]);
     kernels_cuda.matmul_backward(d_dinp, d_dw, d_db, d_dout, d_inp, d_w, NULL, N, C, OC, PREC(p));
     cuda_matmul_paths(after);
+    cuda_matmul_bgrad_stats(&bg1[0], &bg1[1]);
     const int bpath = gemm_path(before, after);
-    /* bf16: the oracle over rounded operands (dbias sums the fp32 dout on both sides) */
-    float *e_dinp = NULL, *e_dw = NULL;
+    /* dbias by the dweight GEMM's BGRADB epilogue sums the B operand that GEMM read: dout
+     * rounded to bf16 on the bf16-operand path; else (fp32 operands, the column-sum kernels)
+     * the fp32 dout */
+    const int bgrad16 = bg1[0] > bg0[0] && bpath == 1;
+    /* bf16: the oracle over rounded operands */
+    float *e_dinp = NULL, *e_dw = NULL, *e_db = NULL;
     if (p->bf16) {
         e_dinp = r_dinp ? h_copy(dinp0, nin) : NULL;
         e_dw = r_dw ? h_copy(dw0, nw) : NULL;
-        kernels_cpu.matmul_backward(e_dinp, e_dw, NULL, dout16, inp16, w16, NULL, N, C, OC, KP_FP32);
+        e_db = r_db && bgrad16 ? h_copy(db0, (size_t)OC) : NULL;
+        kernels_cpu.matmul_backward(e_dinp, e_dw, e_db, dout16, inp16, w16, NULL, N, C, OC, KP_FP32);
     }
     const struct {
         const char *what;
@@ -166,7 +174,7 @@ static void run_case(Parity *p, const MatmulCase *c) {
         size_t n;
     } grads[3] = {{"dinp", r_dinp, d_dinp, e_dinp, dinp0, nin},
                   {"dweight", r_dw, d_dw, e_dw, dw0, nw},
-                  {"dbias", r_db, d_db, r_db, db0, (size_t)OC}};
+                  {"dbias", r_db, d_db, e_db ? e_db : r_db, db0, (size_t)OC}};
     for (int i = 0; i < 3; i++) {
         if (!grads[i].ref) continue;
         float *h = h_zeros(grads[i].n);
@@ -174,7 +182,7 @@ static void run_case(Parity *p, const MatmulCase *c) {
         snprintf(name, sizeof name, "matmul bwd %s: %s", tag, grads[i].what);
         if (p->bf16) {
             check_increment(p, name, grads[i].ref, h, grads[i].init, grads[i].n, tol);
-            int path = i < 2 ? bpath : 0; /* dbias: a column sum of the fp32 dout */
+            int path = i < 2 ? bpath : e_db ? 1 : 0;
             snprintf(name, sizeof name, "matmul bwd %s: %s (%s)", tag, grads[i].what,
                      path == 1 ? "bf16 operands" : "fp32");
             check_exact(p, name, path, grads[i].exact, grads[i].ref, h, grads[i].n);
@@ -188,6 +196,7 @@ static void run_case(Parity *p, const MatmulCase *c) {
     free(dout16);
     free(e_dinp);
     free(e_dw);
+    free(e_db);
 
     d_free(d_inp_base);
     d_free(d_w_base);
@@ -417,9 +426,14 @@ void parity_matmul(Parity *p) {
         {1000, 129, 64, 1, G_DINP, 4},
         {7, 1000, 1, 0, G_ALL, 1},
     };
+    long e0, c0, e1, c1;
+    cuda_matmul_bgrad_stats(&e0, &c0);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(p, &cases[i]);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         if ((double)cases[i].N * cases[i].C * cases[i].OC < 5e7) run_case_x16(p, &cases[i]);
+    cuda_matmul_bgrad_stats(&e1, &c1);
+    printf("matmul bias gradients: %ld by the BGRADB epilogue, %ld by column sums\n", e1 - e0,
+           c1 - c0);
     if (p->bf16) parity_bf16_weights(p);
     else parity_conversions(p);
 }

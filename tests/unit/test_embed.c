@@ -75,7 +75,7 @@ TEST(test_embedding_backward_scatter_adds_into_prefilled_table_gradient) {
                 ref[ids[n] * C + c] += dout[n * C + c];
                 inorder[ids[n] * C + c] += dout[n * C + c];
             }
-        kernels_cpu.embedding_backward(dtable, dout, ids, N, C);
+        kernels_cpu.embedding_backward(dtable, dout, ids, N, C, V);
         CHECK(EXPECT_CLOSE("dtable", dtable, ref, (size_t)V * C, 1e-5, 1e-5),
               "shape N=%d V=%d C=%d", N, V, C);
         /* kernels.h: rows are added in increasing n, so the float sums are reproducible */
@@ -83,9 +83,26 @@ TEST(test_embedding_backward_scatter_adds_into_prefilled_table_gradient) {
                           (size_t)V * C),
               "shape N=%d V=%d C=%d", N, V, C);
         free(inorder);
-        kernels_cpu.embedding_backward(NULL, dout, ids, N, C); /* nothing requested: a no-op */
+        kernels_cpu.embedding_backward(NULL, dout, ids, N, C, V); /* nothing requested: a no-op */
         free(ids); free(dout); free(dtable); free(ref);
     }
+}
+
+/* distinct ids (a permutation's prefix): the plain scatter equals the ordered scatter-add,
+ * bit for bit, and accumulates */
+TEST(test_scatter_rows_add_equals_the_embedding_backward_for_distinct_ids) {
+    enum { N = 300, V = 500, C = 130 };
+    TRng r = trng(40);
+    int *perm = random_ids(&r, V, V); /* every id once, shuffled */
+    float *dout = tmalloc((size_t)N * C), *a = tmalloc((size_t)V * C), *b = tmalloc((size_t)V * C);
+    fill_normal(&r, dout, (size_t)N * C, 1.0f);
+    fill_normal(&r, a, (size_t)V * C, 1.0f);
+    memcpy(b, a, (size_t)V * C * sizeof(float));
+    kernels_cpu.embedding_backward(a, dout, perm, N, C, V);
+    kernels_cpu.scatter_rows_add(b, dout, perm, N, C);
+    EXPECT_SAME("scatter_rows_add vs embedding_backward", b, a, (size_t)V * C);
+    kernels_cpu.scatter_rows_add(NULL, dout, perm, N, C); /* nothing requested: a no-op */
+    free(perm); free(dout); free(a); free(b);
 }
 
 typedef struct {
@@ -108,7 +125,7 @@ TEST(test_embedding_backward_matches_finite_differences) {
     fill_normal(&r, x.table, (size_t)V * C, 1.0f);
     fill_normal(&r, x.proj, (size_t)N * C, 1.0f);
     float *dtable = tmalloc((size_t)V * C);
-    kernels_cpu.embedding_backward(dtable, x.proj, ids, N, C);
+    kernels_cpu.embedding_backward(dtable, x.proj, ids, N, C, V);
     GRAD_CHECK("dtable", embedding_loss, &x, x.table, dtable, (size_t)V * C, 1e-3);
     free(ids); free(x.table); free(x.out); free(x.proj); free(dtable);
 }
@@ -337,7 +354,7 @@ TEST(test_embed_kernels_are_bitwise_independent_of_thread_count) {
         memcpy(res[t][3], img, len[3] * sizeof(float));
         memcpy(res[t][5], ps, len[5] * sizeof(float));
         kernels_cpu.embedding_forward(res[t][0], ids, table, N, C);
-        kernels_cpu.embedding_backward(res[t][1], dout, ids, N, C);
+        kernels_cpu.embedding_backward(res[t][1], dout, ids, N, C, V);
         kernels_cpu.im2col_forward(res[t][2], img, B, CH, H, W, P);
         kernels_cpu.im2col_backward(res[t][3], dcols, B, CH, H, W, P);
         kernels_cpu.pixel_shuffle_forward(res[t][4], ps, B, G, C);

@@ -307,10 +307,16 @@ static int probe_param(HookProbe *p, const float *grad) {
     return -1; /* an activation view */
 }
 
+/* t may span several parameters (the decoder's fused q/k/v and gate/up views) */
 static void probe_use(void *ctx, const Tensor *t, int tape_index) {
     HookProbe *p = ctx;
-    int i = probe_param(p, t->grad);
-    if (i >= 0 && p->first_use[i] < 0) p->first_use[i] = tape_index;
+    for (size_t k = 0; k < t->numel;) {
+        int i = probe_param(p, t->grad + k);
+        if (i < 0) return;
+        if (p->first_use[i] < 0) p->first_use[i] = tape_index;
+        Tensor *q = params_get(p->ps, i);
+        k = (size_t)(q->grad + q->numel - t->grad);
+    }
 }
 
 static void probe_done(void *ctx, int tape_index) {
