@@ -138,37 +138,49 @@ static int final_losses(const TrainConfig *o, double *loss, int cap) {
     return k;
 }
 
-static void check_learns(TrainAlgorithm algo) {
+/* one 60-step run with seed: its mean loss over the first and the last 8 steps, and its
+ * training accuracy over the last 16 steps (from metrics.jsonl) */
+static void learn_once(TrainAlgorithm algo, int seed, double *first, double *last, double *acc) {
     TrainConfig o;
     options(&o, algo, algo == TRAIN_STANDARD ? "learn_std" : "learn_sa");
-    o.max_steps = 40;
-    o.learning_rate = 1e-2;
+    o.max_steps = 60;
+    o.learning_rate = 3e-3;
+    o.seed = seed;
     CHECK(train_run(&o, &quiet) == 0, "training failed: %s", mmrm_last_error());
     double loss[64];
     int n = final_losses(&o, loss, 64);
-    CHECK(n == 40, "log history has %d losses", n);
-    if (n == 40) {
-        double first = 0, last = 0;
-        for (int i = 0; i < 8; i++) first += loss[i] / 8, last += loss[n - 8 + i] / 8;
-        printf("    mean loss, first 8 steps %.4f, last 8 steps %.4f\n", first, last);
-        CHECK(last < 0.8 * first, "loss did not fall enough: %.4f -> %.4f", first, last);
-    }
-    /* accuracy on the training pairs from the final model, computed by the eval path */
+    CHECK(n == 60, "log history has %d losses", n);
+    *first = *last = *acc = 0;
+    if (n == 60)
+        for (int i = 0; i < 8; i++) *first += loss[i] / 8, *last += loss[n - 8 + i] / 8;
     char p[700];
     snprintf(p, sizeof p, "%s/metrics.jsonl", o.output_dir);
     FILE *f = fopen(p, "r");
-    double acc_last = 0;
     char line[2048];
     int k = 0;
     while (f && fgets(line, sizeof line, f)) {
         char *a = strstr(line, "\"accuracy\":");
-        if (a && ++k > 32) acc_last += atof(a + 11) / 8;
+        if (a && ++k > 44) *acc += atof(a + 11) / 16;
     }
     if (f) fclose(f);
-    printf("    mean training accuracy over the last 8 steps %.3f\n", acc_last);
-    CHECK(acc_last > 0.68, "accuracy did not rise (half the pairs are text-learnable: about 0.75 expected): %.3f", acc_last);
     rm_out(algo == TRAIN_STANDARD ? "learn_std" : "learn_sa");
     train_config_free(&o);
+}
+
+/* Averaged over 4 seeds at lr 3e-3: one 40-step run at lr 1e-2 was chaotic enough that
+ * rounding-level changes to the kernels (fused GEMMs) moved its last-steps accuracy by
+ * 0.1 to 0.4 */
+static void check_learns(TrainAlgorithm algo) {
+    double first = 0, last = 0, acc = 0;
+    for (int s = 5; s < 9; s++) {
+        double f1, l1, a1;
+        learn_once(algo, s, &f1, &l1, &a1);
+        printf("    seed %d: mean loss, first 8 steps %.4f, last 8 steps %.4f; accuracy over the last 16 steps %.3f\n",
+               s, f1, l1, a1);
+        first += f1 / 4, last += l1 / 4, acc += a1 / 4;
+    }
+    CHECK(last < 0.8 * first, "loss did not fall enough: %.4f -> %.4f", first, last);
+    CHECK(acc > 0.68, "accuracy did not rise (half the pairs are text-learnable: about 0.75 expected): %.3f", acc);
 }
 
 TEST(test_standard_training_lowers_the_loss_and_raises_accuracy) { check_learns(TRAIN_STANDARD); }
