@@ -40,7 +40,7 @@ void *cuda_lt_workspace(size_t *bytes);
 /* grow-only device scratch, one per slot (0..CUDA_SCRATCH_SLOTS-1): valid until the next
  * call for the same slot; allocation happens only when a larger size is first asked for
  * (so not in a steady-state step loop). Stream-ordered: callers use it on cuda_stream(). */
-#define CUDA_SCRATCH_SLOTS 7
+#define CUDA_SCRATCH_SLOTS 8
 void *cuda_scratch(int slot, size_t bytes);
 /* graph.cu's side of a capture (cuda_graph_begin), for context.cu: while capturing, a
  * host-to-device copy goes through a staging buffer filled after the capture
@@ -52,10 +52,12 @@ void *cuda_graph_stage_upload(const void *src, size_t bytes);
 void cuda_graph_defer_free(void *p);
 void cuda_graph_fail(const char *why);
 /* slots: 0 reductions' partial sums (any family; matmul.cu's BGRADB bias gradient), 1
- * attention's D rows and the embedding backward's row sort, 2-4 matmul.cu's bf16
+ * attention's D rows, 2-4 matmul.cu's bf16
  * copies of the GEMM operands (weight, input, output gradient), 5 attention_fa2.cu's and
  * attention_cudnn.cu's bf16 copies of q, k, v (and dout; cuDNN's outputs and workspace), 6
- * matmul.cu's fp32 output of a bf16-output GEMM that cuBLASLt cannot write in bf16 */
+ * matmul.cu's fp32 output of a bf16-output GEMM that cuBLASLt cannot write in bf16, 7 the
+ * embedding backward's row sort (its own slot: sharing attention's made that slot grow
+ * between the steps of one cuda_graphs shape key) */
 
 /* the sum of v over a block of N threads (N a power of two; sh: N doubles of shared memory)
  * by a fixed tree, valid in every thread: the order depends on N only, so it is

@@ -377,7 +377,7 @@ extern "C" void cuda_embedding_forward(float *out, const int *ids, const float *
 extern "C" void cuda_embedding_backward(float *dtable, const float *dout, const int *ids,
                                         int N, int C, int V) {
     if (!dtable || N <= 0 || C <= 0 || V <= 0) return;
-    int *cnt = (int *)cuda_scratch(1, (2 * (size_t)V + 1 + 2 * (size_t)N) * sizeof(int));
+    int *cnt = (int *)cuda_scratch(7, (2 * (size_t)V + 1 + 2 * (size_t)N) * sizeof(int));
     int *fill = cnt + V + 1, *perm = fill + V, *sorted = perm + N;
     CUDA_CHECK(cudaMemsetAsync(cnt, 0, (2 * (size_t)V + 1) * sizeof(int), cuda_stream()));
     unsigned blocks = cuda_blocks((size_t)N, kThreads);
