@@ -15,7 +15,10 @@ seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
 mmrm=${MMRM:-build/mmrm}
 base=${OUT:-build/grounding}
+# demo.sh's default, read from its gpairs= line (the single quotes are sed's)
+# shellcheck disable=SC2016
 gpairs=${GROUND_PAIRS:-$(sed -n 's/^gpairs=\${GROUND_PAIRS:-\([0-9]*\)}$/\1/p' bench/demo.sh)}
+[ -n "$gpairs" ] || { echo "bench/grounding.sh: no default GROUND_PAIRS in bench/demo.sh; set GROUND_PAIRS" >&2; exit 1; }
 pextra=${PRETRAIN_EXTRA:-}
 jobs=${JOBS:-1}
 [ -x /usr/bin/time ] || { echo "bench/grounding.sh: needs /usr/bin/time (Debian package time)" >&2; exit 1; }
