@@ -448,6 +448,13 @@ static void attention_bw(Graph *g, TapeEntry *e) {
     Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2], *y = e->out[0];
     AttnCtx *c = e->ctx;
     float *dq = gin(g, q), *dk = gin(g, k), *dv = gin(g, v);
+    int native = 0;
+    if (x16(g->K->attention_backward_x16, q, k, v) && y->dtype == DT_BF16)
+        g->K->attention_backward_x16(&native, dq, dk, dv, y->grad, H(y), c->lse, H(q), H(k),
+                                     H(v), c->lengths, c->seg, q->shape[0], q->shape[1],
+                                     q->shape[2], k->shape[2], q->shape[3], c->causal,
+                                     c->precision);
+    if (native) return;
     g->K->attention_backward(dq, dk, dv, y->grad, in32(g, y), c->lse, in32(g, q), in32(g, k),
                              in32(g, v), c->lengths, c->seg, q->shape[0], q->shape[1], q->shape[2],
                              k->shape[2], q->shape[3], c->causal, c->precision);
@@ -473,11 +480,17 @@ Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengt
     c->seg = seg ? copy_ints(g, seg, (size_t)B * T) : NULL;
     c->causal = causal;
     c->precision = g->precision; /* the backward runs at the forward's precision */
-    float *yf = out32(g, y);
-    g->K->attention_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->lengths, c->seg,
-                            B, T, NH, KV, HD, causal, c->precision);
-    put(g, y, yf);
-    done(g);
+    int native = 0; /* the native entry decides whether it takes the call (op_list.h) */
+    if (x16(g->K->attention_forward_x16, q, k, v) && y->dtype == DT_BF16)
+        g->K->attention_forward_x16(&native, H(y), c->lse, H(q), H(k), H(v), c->lengths, c->seg,
+                                    B, T, NH, KV, HD, causal, c->precision);
+    if (!native) {
+        float *yf = out32(g, y);
+        g->K->attention_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->lengths,
+                                c->seg, B, T, NH, KV, HD, causal, c->precision);
+        put(g, y, yf);
+        done(g);
+    }
     TapeEntry *e = graph_record(g, "attention", attention_bw, (Tensor *[]){q, k, v}, 3, &y, 1);
     if (e) e->ctx = c;
     return y;
