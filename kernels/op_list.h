@@ -308,6 +308,21 @@
                                    const uint16_t *inp, const float *scale, int N, int C))   \
     X(drop_path_forward_x16, (uint16_t *out, const uint16_t *inp, const float *keep_scale,   \
                               int B, size_t per_sample))                                    \
+    /* attention over bf16 q, k, v, out (runtime/ops.c calls these when all four are bf16). \
+     * The entry decides whether it takes the call: *native = 1 when it ran it on the bf16  \
+     * data (CUDA: a bf16 precision with the FA2 kernels chosen, attention.cu), else        \
+     * *native = 0 and nothing is done: the caller stages through fp32 and calls            \
+     * attention_forward/backward (CUDA: cuDNN, other head dims, KP_FP32). Where native,    \
+     * the same bits as that staged call: out rounded once from fp32, dout fp32. */         \
+    X(attention_forward_x16, (int *native, uint16_t *out, float *lse, const uint16_t *q,    \
+                              const uint16_t *k, const uint16_t *v, const int *lengths,     \
+                              const int *seg, int B, int T, int NH, int KV, int HD,          \
+                              int causal, int precision))                                    \
+    X(attention_backward_x16, (int *native, float *dq, float *dk, float *dv,                \
+                               const float *dout, const uint16_t *out, const float *lse,     \
+                               const uint16_t *q, const uint16_t *k, const uint16_t *v,      \
+                               const int *lengths, const int *seg, int B, int T, int NH,     \
+                               int KV, int HD, int causal, int precision))                   \
                                                                                              \
     /* ---- the fused residual add + norm's backward in one pass: g = dsum + the norm's      \
      * input gradient from dout (dsum NULL: 0), dx += g, da += g (each may be NULL), the     \

@@ -50,6 +50,7 @@ extern "C" int cuda_attention_cudnn_backward(float *, float *, float *, const fl
                                              int, int, int, int, int) {
     return 0;
 }
+extern "C" int cuda_attention_cudnn_covers(int, int, int, int, int, int, int) { return 0; }
 
 #else
 
@@ -461,6 +462,13 @@ extern "C" const char *cuda_cudnn_describe(void) {
     snprintf(buf, sizeof buf, "cuDNN %zu.%zu.%zu (compiled against %d.%d.%d)", v / 10000,
              v / 100 % 100, v % 100, CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL);
     return buf;
+}
+
+extern "C" int cuda_attention_cudnn_covers(int B, int T, int NH, int KV, int HD, int causal,
+                                           int bwd) {
+    if (!covered(HD) || (bwd && NH != KV)) return 0;
+    int64_t ws = 0;
+    return get_plan(Shape{B, T, NH, KV, HD, causal, bwd ? 1 : 0}, 0, &ws) != NULL;
 }
 
 extern "C" int cuda_attention_cudnn_forward(float *out, float *lse, const float *q, const float *k,

@@ -4,7 +4,8 @@
 // (attention_impl); the contract is attention's,
 // kernels/op_list.h and attention.cu, on q, k, v rounded to bf16).
 //
-// q, k, v are first converted to bf16 (round to nearest even) into scratch slot 5. A CTA of
+// q, k, v are first converted to bf16 (round to nearest even) into scratch slot 5 (the _x16
+// forms over bf16 activations read them as they are: attention_forward_x16). A CTA of
 // 4 warps owns BM = 64 query rows of one (b, h), 16 rows per warp; grid (ceil(T/64), NH, B).
 // K/V tiles of BN = 64 keys stream through shared memory with cp.async, double buffered
 // (tile i+1 is in flight while tile i is used). Shared rows are HD + 8 bf16 long (16 bytes of
@@ -483,10 +484,17 @@ fa2_bwd_dq_kernel(float *__restrict__ dq, const uint16_t *__restrict__ q,
     }
 }
 
+// out as stored: fp32 (the staged path) or bf16 (the native one), widened exactly
+__device__ __forceinline__ float rd_out(const float *o, size_t i) { return o[i]; }
+__device__ __forceinline__ float rd_out(const uint16_t *o, size_t i) {
+    return __uint_as_float((uint32_t)o[i] << 16);
+}
+
 // D[(b*NH + h)*T + t] = dout . out of row (b, t, h) with dout in bf16 (as the dP = dO V^T
 // products see it), 0 for padded rows; one warp per row, fixed butterfly order
+template <typename O>
 __global__ void fa2_rowdot_kernel(float *__restrict__ Dbuf, const uint16_t *__restrict__ dO,
-                                  const float *__restrict__ out, const int *__restrict__ lengths,
+                                  const O *__restrict__ out, const int *__restrict__ lengths,
                                   int B, int T, int NH, int HD) {
     const int lane = threadIdx.x % 32;
     const size_t nrows = (size_t)B * T * NH, warps = (size_t)gridDim.x * (blockDim.x / 32);
@@ -497,7 +505,7 @@ __global__ void fa2_rowdot_kernel(float *__restrict__ Dbuf, const uint16_t *__re
         float s = 0.0f;
         if (t < L) {
             for (int d = lane; d < HD; d += 32)
-                s += __uint_as_float((uint32_t)dO[r * HD + d] << 16) * out[r * HD + d];
+                s += __uint_as_float((uint32_t)dO[r * HD + d] << 16) * rd_out(out, r * HD + d);
             for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
         }
         if (lane == 0) Dbuf[((size_t)b * NH + h) * T + t] = s;
@@ -552,6 +560,35 @@ void fa2_launch(float *out, float *lse, const uint16_t *q, const uint16_t *k, co
     CUDA_LAUNCH_CHECK();
 }
 
+// the forward on bf16 q, k, v into fp32 out
+void fa2_forward16(float *out, float *lse, const uint16_t *q16, const uint16_t *k16,
+                   const uint16_t *v16, const int *lengths, const int *seg, int B, int T, int NH,
+                   int KV, int HD, int causal) {
+    const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
+    if (HD == 64) fa2_launch<64>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
+    else fa2_launch<128>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
+}
+
+// the backward on bf16 q, k, v and out (O: float or uint16_t) with fp32 dout, rounded to bf16
+// into o16 (nq elements of scratch slot 5 the caller owns)
+template <typename O>
+void fa2_backward16(float *dq, float *dk, float *dv, const float *dout, uint16_t *o16,
+                    const O *out, const float *lse, const uint16_t *q16, const uint16_t *k16,
+                    const uint16_t *v16, const int *lengths, const int *seg, int B, int T, int NH,
+                    int KV, int HD, int causal) {
+    cuda_f32_to_bf16(o16, dout, (size_t)B * T * NH * HD);
+    const size_t nrows = (size_t)B * T * NH;
+    float *Dbuf = (float *)cuda_scratch(1, nrows * sizeof(float));
+    fa2_rowdot_kernel<O><<<cuda_blocks(nrows * 32, 256), 256, 0, cuda_stream()>>>(
+        Dbuf, o16, out, lengths, B, T, NH, HD);
+    CUDA_LAUNCH_CHECK();
+    const float scale = (float)(1.0 / sqrt((double)HD));
+    if (HD == 64)
+        fa2_launch_bwd<64>(dq, dk, dv, q16, k16, v16, o16, lse, Dbuf, lengths, seg, B, T, NH, KV, causal, scale);
+    else
+        fa2_launch_bwd<128>(dq, dk, dv, q16, k16, v16, o16, lse, Dbuf, lengths, seg, B, T, NH, KV, causal, scale);
+}
+
 } // namespace
 
 extern "C" int cuda_attention_fa2_forward(float *out, float *lse, const float *q, const float *k,
@@ -565,9 +602,7 @@ extern "C" int cuda_attention_fa2_forward(float *out, float *lse, const float *q
     cuda_f32_to_bf16(q16, q, nq);
     cuda_f32_to_bf16(k16, k, nkv);
     cuda_f32_to_bf16(v16, v, nkv);
-    const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
-    if (HD == 64) fa2_launch<64>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
-    else fa2_launch<128>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
+    fa2_forward16(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, HD, causal);
     return 1;
 }
 
@@ -583,16 +618,32 @@ extern "C" int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, cons
     cuda_f32_to_bf16(q16, q, nq);
     cuda_f32_to_bf16(k16, k, nkv);
     cuda_f32_to_bf16(v16, v, nkv);
-    cuda_f32_to_bf16(o16, dout, nq);
-    const size_t nrows = (size_t)B * T * NH;
-    float *Dbuf = (float *)cuda_scratch(1, nrows * sizeof(float));
-    fa2_rowdot_kernel<<<cuda_blocks(nrows * 32, 256), 256, 0, cuda_stream()>>>(Dbuf, o16, out,
-                                                                               lengths, B, T, NH, HD);
-    CUDA_LAUNCH_CHECK();
-    const float scale = (float)(1.0 / sqrt((double)HD));
-    if (HD == 64)
-        fa2_launch_bwd<64>(dq, dk, dv, q16, k16, v16, o16, lse, Dbuf, lengths, seg, B, T, NH, KV, causal, scale);
-    else
-        fa2_launch_bwd<128>(dq, dk, dv, q16, k16, v16, o16, lse, Dbuf, lengths, seg, B, T, NH, KV, causal, scale);
+    fa2_backward16<float>(dq, dk, dv, dout, o16, out, lse, q16, k16, v16, lengths, seg, B, T, NH,
+                          KV, HD, causal);
     return 1;
+}
+
+// the native forms (attention.cu has decided the call goes to these kernels, HD 64 or 128):
+// q, k, v read as they are, out rounded once from an fp32 copy in scratch slot 5 (the
+// kernel's epilogue stores fp32; the same bits as the staged path's f32_to_bf16 of out)
+extern "C" void cuda_attention_fa2_forward_x16(uint16_t *out, float *lse, const uint16_t *q,
+                                               const uint16_t *k, const uint16_t *v,
+                                               const int *lengths, const int *seg, int B, int T,
+                                               int NH, int KV, int HD, int causal) {
+    const size_t nq = (size_t)B * T * NH * HD;
+    float *of = (float *)cuda_scratch(5, nq * sizeof(float));
+    fa2_forward16(of, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal);
+    cuda_f32_to_bf16(out, of, nq);
+}
+
+extern "C" void cuda_attention_fa2_backward_x16(float *dq, float *dk, float *dv,
+                                                const float *dout, const uint16_t *out,
+                                                const float *lse, const uint16_t *q,
+                                                const uint16_t *k, const uint16_t *v,
+                                                const int *lengths, const int *seg, int B, int T,
+                                                int NH, int KV, int HD, int causal) {
+    const size_t nq = (size_t)B * T * NH * HD;
+    uint16_t *o16 = (uint16_t *)cuda_scratch(5, nq * sizeof(uint16_t));
+    fa2_backward16<uint16_t>(dq, dk, dv, dout, o16, out, lse, q, k, v, lengths, seg, B, T, NH,
+                             KV, HD, causal);
 }

@@ -32,6 +32,18 @@ int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, const float *do
                                 const float *k, const float *v, const int *lengths,
                                 const int *seg, int B, int T, int NH, int KV, int HD, int causal);
 
+/* the same kernels on bf16 q, k, v (and out), for attention_forward_x16/backward_x16 once
+ * attention.cu has chosen them (HD 64 or 128) */
+void cuda_attention_fa2_forward_x16(uint16_t *out, float *lse, const uint16_t *q,
+                                    const uint16_t *k, const uint16_t *v, const int *lengths,
+                                    const int *seg, int B, int T, int NH, int KV, int HD,
+                                    int causal);
+void cuda_attention_fa2_backward_x16(float *dq, float *dk, float *dv, const float *dout,
+                                     const uint16_t *out, const float *lse, const uint16_t *q,
+                                     const uint16_t *k, const uint16_t *v, const int *lengths,
+                                     const int *seg, int B, int T, int NH, int KV, int HD,
+                                     int causal);
+
 /* attention_forward/backward by cuDNN's fused flash attention (attention_cudnn.cu: bf16,
  * one cached execution plan per shape), taken by attention.cu at a bf16 precision without
  * segments when attention_impl is auto or cudnn. Return 0 (nothing done) where cuDNN does
@@ -45,6 +57,10 @@ int cuda_attention_cudnn_backward(float *dq, float *dk, float *dv, const float *
                                   const float *out, const float *lse, const float *q,
                                   const float *k, const float *v, const int *lengths, int B, int T,
                                   int NH, int KV, int HD, int causal, int required);
+
+/* 1 where cuda_attention_cudnn_forward (bwd 0) or _backward (bwd 1) with required = 0
+ * would run the call (the plan is built and cached), else 0 */
+int cuda_attention_cudnn_covers(int B, int T, int NH, int KV, int HD, int causal, int bwd);
 
 #ifdef __cplusplus
 }

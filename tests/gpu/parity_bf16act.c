@@ -13,7 +13,8 @@
  * of every kernel run. Last, a small network of ops (runtime/ops.c) with bf16 activations
  * runs forward and backward with no fp32 staging at all (Graph.staged_bytes stays 0), and
  * gives the values of the same network staged through fp32 (the table without its *_x16
- * entries but the GEMMs'). */
+ * entries but the GEMMs'). Attention over bf16 activations (the native entries) gives the
+ * staged path's bits (parity_attn16). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -505,10 +506,102 @@ static void parity_graph16(Parity *p) {
     free(b.grads);
 }
 
+/* ---- attention over bf16 q, k, v, out (attention_forward_x16 / backward_x16) against the
+ * same op staged through fp32 (the table without those two entries): where the native
+ * entry takes the call (bf16 precision, HD 64/128, the FA2 kernels) the math is the same
+ * (q, k, v and out widened exactly, out rounded once from the same fp32 values), so out and
+ * the q, k, v gradients must be bit-identical and nothing is staged; HD 32 and fp32
+ * precision keep the staged path (the entry declines: the same staged bytes both ways). */
+
+typedef struct {
+    float *out, *grads; /* host: out (widened bf16), then dq | dk | dv */
+    size_t nout, ngrads, staged;
+} Attn16;
+
+static void attn16_run(Attn16 *a, const KernelOps *K, int B, int T, int NH, int KV, int HD,
+                       int causal, int segmented, KernelPrecision prec, uint64_t seed) {
+    Graph g;
+    graph_init(&g, DEV_CUDA, 16 << 20, 7);
+    g.K = K;
+    graph_set_act_dtype(&g, DT_BF16);
+    graph_set_precision(&g, prec);
+    g.training = 1;
+    Rng r = rng_make(seed, 11);
+    Tensor *t[3];
+    for (int i = 0; i < 3; i++) {
+        t[i] = graph_activation(&g, "qkv", 4, (int[]){B, T, i ? KV : NH, HD});
+        size_t n = t[i]->numel;
+        float *h = xmalloc(n * 4);
+        uint16_t *h16 = xmalloc(n * 2);
+        rng_fill_uniform(&r, h, n, -2, 2);
+        for (size_t j = 0; j < n; j++) h16[j] = kscalar_bf16_rn(h[j]);
+        device_copy_from_host(DEV_CUDA, t[i]->data, h16, n * 2);
+        free(h);
+        free(h16);
+        t[i]->requires_grad = 1;
+    }
+    int lengths[4], seg[4 * 80];
+    for (int b = 0; b < B; b++) lengths[b] = T - 9 * b;
+    for (int i = 0; i < B * T; i++) { /* doc 0: prefix, branch 1, branch 2; doc 1 */
+        int tt = i % T;
+        seg[i] = tt < 24 ? (tt < 12 ? 0 : tt < 18 ? 1 : 2) : 1 << 16;
+    }
+    Tensor *y = op_attention(&g, t[0], t[1], t[2], lengths, segmented ? seg : NULL, causal);
+    a->nout = y->numel;
+    float *proj = xmalloc(a->nout * 4);
+    rng_fill_uniform(&r, proj, a->nout, -1, 1);
+    graph_backward_from(&g, y, proj);
+    free(proj);
+    a->out = xmalloc(a->nout * 4);
+    memcpy(a->out, graph_host(&g, y), a->nout * 4);
+    a->ngrads = t[0]->numel + 2 * t[1]->numel;
+    a->grads = xmalloc(a->ngrads * 4);
+    size_t at = 0;
+    for (int i = 0; i < 3; i++) {
+        device_copy_to_host(DEV_CUDA, a->grads + at, t[i]->grad, t[i]->numel * 4);
+        at += t[i]->numel;
+    }
+    a->staged = g.staged_bytes;
+    graph_free(&g);
+}
+
+static void parity_attn16(Parity *p) {
+    KernelOps staged = kernels_cuda;
+    staged.attention_forward_x16 = NULL;
+    staged.attention_backward_x16 = NULL;
+    static const struct { int B, T, NH, KV, HD, causal, seg, prec; } cases[] = {
+        {2, 40, 4, 2, 64, 1, 1, KP_BF16},  {2, 70, 2, 2, 64, 0, 0, KP_BF16},
+        {1, 40, 2, 1, 128, 1, 0, KP_BF16}, {2, 33, 4, 2, 128, 0, 1, KP_BF16},
+        {2, 40, 4, 2, 32, 1, 1, KP_BF16},  {2, 40, 2, 1, 64, 1, 0, KP_FP32},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int B = cases[c].B, T = cases[c].T, NH = cases[c].NH, KV = cases[c].KV, HD = cases[c].HD;
+        Attn16 a, b;
+        attn16_run(&a, &kernels_cuda, B, T, NH, KV, HD, cases[c].causal, cases[c].seg,
+                   cases[c].prec, 100 + c);
+        attn16_run(&b, &staged, B, T, NH, KV, HD, cases[c].causal, cases[c].seg, cases[c].prec,
+                   100 + c);
+        int native = cases[c].prec != KP_FP32 && (HD == 64 || HD == 128);
+        int same = !memcmp(a.out, b.out, a.nout * 4) && !memcmp(a.grads, b.grads, a.ngrads * 4);
+        int ok = same && b.staged > 0 && (native ? a.staged == 0 : a.staged == b.staged);
+        printf("%s attention over bf16 activations, HD %d NH %d KV %d causal %d seg %d %s: %s "
+               "bits as staged, %zu bytes staged (%zu staged path)\n", ok ? "ok  " : "FAIL", HD,
+               NH, KV, cases[c].causal, cases[c].seg, native ? "native" : "declined",
+               same ? "same" : "DIFFERENT", a.staged, b.staged);
+        if (ok) p->passed++;
+        else p->failed++;
+        free(a.out);
+        free(a.grads);
+        free(b.out);
+        free(b.grads);
+    }
+}
+
 void parity_bf16act(Parity *p) {
     parity_norms16(p);
     parity_flat16(p);
     parity_layout16(p);
     parity_matmul_out16(p);
     parity_graph16(p);
+    parity_attn16(p);
 }
