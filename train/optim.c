@@ -28,17 +28,23 @@ void adamw_free(AdamW *o) {
     o->clip = NULL;
 }
 
-StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, long s) {
-    StepResult r = {0, lr_at(o, s), 0};
-    Device d = stores[0]->device;
+/* the device words of the clipping (sum of squares, zeroed; then the coefficient), kept on
+ * o for its device */
+static double *clip_scratch(AdamW *o, Device d) {
     if (o->clip && o->clip_device != d) adamw_free(o);
     if (!o->clip) {
         o->clip = device_alloc(d, 2 * sizeof(double));
         o->clip_device = d;
     }
-    double *sq = o->clip;
-    float *coef = (float *)(o->clip + 1);
-    device_memset0(d, sq, sizeof *sq);
+    device_memset0(d, o->clip, sizeof(double));
+    return o->clip;
+}
+
+StepResult adamw_step(AdamW *o, const KernelOps *K, ParamStore **stores, int n, long s) {
+    StepResult r = {0, lr_at(o, s), 0};
+    Device d = stores[0]->device;
+    double *sq = clip_scratch(o, d);
+    float *coef = (float *)(sq + 1);
     for (int i = 0; i < n; i++)
         if (stores[i]->n_trainable) K->sum_squares_acc(sq, stores[i]->grad, stores[i]->n_trainable);
     K->clip_coef(coef, sq, o->max_grad_norm);
@@ -110,14 +116,8 @@ StepResult adamw_step_zero1(AdamW *o, const KernelOps *K, const Comm *c, ParamSt
                             ZeroShard *z, int n, long s) {
     StepResult r = {0, lr_at(o, s), 0};
     Device d = stores[0]->device;
-    if (o->clip && o->clip_device != d) adamw_free(o);
-    if (!o->clip) {
-        o->clip = device_alloc(d, 2 * sizeof(double));
-        o->clip_device = d;
-    }
-    double *sq = o->clip;
-    float *coef = (float *)(o->clip + 1);
-    device_memset0(d, sq, sizeof *sq);
+    double *sq = clip_scratch(o, d);
+    float *coef = (float *)(sq + 1);
     for (int i = 0; i < n; i++) {
         if (!z[i].n) continue;
         if (z[i].device == DEV_CPU)
