@@ -310,9 +310,9 @@
                               int B, size_t per_sample))                                    \
     /* attention over bf16 q, k, v, out (runtime/ops.c calls these when all four are bf16). \
      * The entry decides whether it takes the call: *native = 1 when it ran it on the bf16  \
-     * data (CUDA: a bf16 precision with the FA2 kernels chosen, attention.cu), else        \
-     * *native = 0 and nothing is done: the caller stages through fp32 and calls            \
-     * attention_forward/backward (CUDA: cuDNN, other head dims, KP_FP32). Where native,    \
+     * data (CUDA: a bf16 precision with cuDNN or the FA2 kernels chosen, attention.cu),    \
+     * else *native = 0 and nothing is done: the caller stages through fp32 and calls       \
+     * attention_forward/backward (CUDA: head dims neither covers, KP_FP32). Where native,  \
      * the same bits as that staged call: out rounded once from fp32, dout fp32. */         \
     X(attention_forward_x16, (int *native, uint16_t *out, float *lse, const uint16_t *q,    \
                               const uint16_t *k, const uint16_t *v, const int *lengths,     \

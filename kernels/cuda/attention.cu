@@ -538,20 +538,11 @@ extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const f
     }
 }
 
-// the native bf16 forms: the FA2 kernels on the bf16 tensors where cuda_attention_forward /
-// backward would call them (a bf16 precision, HD 64 or 128, and attention_impl mmrm, or
-// segments, or auto with cuDNN not covering the call); elsewhere *native = 0 and nothing is
-// done: runtime/ops.c stages through fp32 and calls those, which keep today's choices
-namespace {
-int fa2_native(const int *seg, int B, int T, int NH, int KV, int HD, int causal, int precision,
-               int bwd) {
-    if (precision == KP_FP32 || (HD != 64 && HD != 128)) return 0;
-    if (g_attn_impl == ATTN_IMPL_MMRM || seg) return 1;
-    if (g_attn_impl == ATTN_IMPL_CUDNN) return 0; // cuDNN, or its fatal error
-    return !cuda_attention_cudnn_covers(B, T, NH, KV, HD, causal, bwd);
-}
-} // namespace
-
+// the native bf16 forms: the choice of cuda_attention_forward / backward at a bf16 precision
+// (cuDNN with attention_impl auto or cudnn and no segments where it covers the call, else the
+// FA2 kernels for HD 64 or 128) made on the bf16 tensors, each run without staging; elsewhere
+// (KP_FP32, other head dims, a tensor cuDNN cannot take and FA2 does not cover) *native = 0
+// and nothing is done: runtime/ops_attention.c stages through fp32 and calls those
 extern "C" void cuda_attention_forward_x16(int *native, uint16_t *out, float *lse,
                                            const uint16_t *q, const uint16_t *k,
                                            const uint16_t *v, const int *lengths, const int *seg,
@@ -560,7 +551,14 @@ extern "C" void cuda_attention_forward_x16(int *native, uint16_t *out, float *ls
     *native = 0;
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
-    if (!fa2_native(seg, B, T, NH, KV, HD, causal, precision, 0)) return;
+    if (precision == KP_FP32) return;
+    if (g_attn_impl != ATTN_IMPL_MMRM && !seg &&
+        cuda_attention_cudnn_forward_x16(out, lse, q, k, v, lengths, B, T, NH, KV, HD, causal,
+                                         g_attn_impl == ATTN_IMPL_CUDNN)) {
+        *native = 1;
+        return;
+    }
+    if (HD != 64 && HD != 128) return;
     cuda_attention_fa2_forward_x16(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal);
     *native = 1;
 }
@@ -574,9 +572,19 @@ extern "C" void cuda_attention_backward_x16(int *native, float *dq, float *dk, f
     *native = 0;
     if (B <= 0 || T <= 0) return;
     check_shape(B, T, NH, KV, HD);
-    if (!fa2_native(seg, B, T, NH, KV, HD, causal, precision, 1)) return;
-    *native = 1;
-    if (!dq && !dk && !dv) return;
+    if (precision == KP_FP32) return;
+    if (!dq && !dk && !dv) { // nothing to compute on any path
+        *native = 1;
+        return;
+    }
+    if (g_attn_impl != ATTN_IMPL_MMRM && !seg &&
+        cuda_attention_cudnn_backward_x16(dq, dk, dv, dout, out, lse, q, k, v, lengths, B, T, NH,
+                                          KV, HD, causal, g_attn_impl == ATTN_IMPL_CUDNN)) {
+        *native = 1;
+        return;
+    }
+    if (HD != 64 && HD != 128) return;
     cuda_attention_fa2_backward_x16(dq, dk, dv, dout, out, lse, q, k, v, lengths, seg, B, T, NH,
                                     KV, HD, causal);
+    *native = 1;
 }

@@ -14,9 +14,13 @@
 //             RESHAPE, a transposed view).
 // One execution plan per shape (B, T, NH, KV, HD, causal, direction), built on first use by
 // heuristics mode A (the first engine config that finalises) and cached for the process.
-// q, k, v, dout are rounded to bf16 into scratch slot 5 (as attention_fa2.cu), O and the
-// gradients come back in bf16 and are widened: out and lse are written with rows t >= L set
-// to 0, gradients are added (+=) into dq, dk, dv.
+// Two forms share one path (forward16 / backward16, pointers passed in): the staged entries
+// (cuda_attention_cudnn_forward/backward, fp32 tensors) round q, k, v (and out) to bf16 into
+// scratch slot 5 and widen O back; the native ones (_x16, bf16 activations,
+// attention_forward_x16/backward_x16) hand the bf16 tensors to cuDNN as they are, O written
+// straight into the bf16 out. Either way lse is cuDNN's stats written in place, rows t >= L
+// of out and lse are then set to 0, dout (an fp32 gradient) is rounded to bf16 in slot 5 and
+// the bf16 gradients are added (+=) into the fp32 dq, dk, dv.
 // Coverage: HD a multiple of 8 up to 128; the backward with NH == KV (grouped KV heads' dK/dV
 // need a head reduction that this graph does not have: attention.cu then runs mmrm's
 // backward, which takes cuDNN's lse). A graph no engine takes falls back to mmrm's kernels
@@ -48,6 +52,18 @@ extern "C" int cuda_attention_cudnn_backward(float *, float *, float *, const fl
                                              const float *, const float *, const float *,
                                              const float *, const float *, const int *, int, int,
                                              int, int, int, int, int) {
+    return 0;
+}
+extern "C" int cuda_attention_cudnn_forward_x16(uint16_t *, float *, const uint16_t *,
+                                                const uint16_t *, const uint16_t *, const int *,
+                                                int, int, int, int, int, int, int) {
+    return 0;
+}
+extern "C" int cuda_attention_cudnn_backward_x16(float *, float *, float *, const float *,
+                                                 const uint16_t *, const float *,
+                                                 const uint16_t *, const uint16_t *,
+                                                 const uint16_t *, const int *, int, int, int,
+                                                 int, int, int, int) {
     return 0;
 }
 extern "C" int cuda_attention_cudnn_covers(int, int, int, int, int, int, int) { return 0; }
@@ -419,26 +435,28 @@ void execute(Desc plan, int n, const int64_t *uids, void *const *ptrs, void *wor
 
 bool covered(int HD) { return HD % 8 == 0 && HD <= 128; }
 
-__device__ __forceinline__ float widen(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
-
-__global__ void to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = kscalar_bf16_rn(src[i]);
+// the cached plan of a call cuDNN may cover (NULL: not covered, see get_plan)
+Desc plan_for(const Shape &s, int required, int64_t *workspace) {
+    *workspace = 0;
+    if (!covered(s.HD) || (s.bwd && s.NH != s.KV)) return NULL;
+    return get_plan(s, required, workspace);
 }
 
-// out (fp32) = O16 on rows t < L, 0 on the others; lse likewise
-__global__ void widen_out_kernel(float *out, float *lse, const uint16_t *o16, const float *stats,
-                                 const int *lengths, int T, int NH, int HD, size_t n) {
+size_t up256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+__device__ __forceinline__ float widen(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+// rows t >= L of out (bf16) and lse set to 0 (cuDNN's masked rows hold the mean of V and
+// -1e30 + log T); the other elements are left as cuDNN wrote them
+__global__ void zero_padded_kernel(uint16_t *out, float *lse, const int *lengths, int T, int NH,
+                                   int HD, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const size_t row = i / HD; // (b, t, h)
     const int h = (int)(row % NH), t = (int)(row / NH % T), b = (int)(row / NH / T);
-    const bool live = t < lengths[b];
-    out[i] = live ? widen(o16[i]) : 0.0f;
-    if (i % HD == 0) {
-        const size_t l = ((size_t)b * NH + h) * T + t;
-        lse[l] = live ? stats[l] : 0.0f;
-    }
+    if (t < lengths[b]) return;
+    out[i] = 0;
+    if (i % HD == 0) lse[((size_t)b * NH + h) * T + t] = 0.0f;
 }
 
 __global__ void accumulate_kernel(float *g, const uint16_t *g16, size_t n) {
@@ -446,11 +464,59 @@ __global__ void accumulate_kernel(float *g, const uint16_t *g16, size_t n) {
     if (i < n) g[i] += widen(g16[i]);
 }
 
-uint16_t *to_bf16(uint16_t *dst, const float *src, size_t n) {
-    to_bf16_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_stream()>>>(dst, src, n);
+// The forward on bf16 q, k, v into bf16 o16 and fp32 lse (cuDNN's stats written in place),
+// rows t >= L of both zeroed; work: the plan's workspace. Both entries run it: the staged
+// one on its slot-5 copies, the native one on the activations.
+void forward16(Desc plan, void *work, uint16_t *o16, float *lse, const uint16_t *q16,
+               const uint16_t *k16, const uint16_t *v16, const int *lengths, const Shape &s) {
+    float scale = (float)(1.0 / sqrt((double)s.HD)), neg = -1e30f;
+    const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE, U_NEG, U_SEQ_Q, U_SEQ_KV};
+    void *ptrs[] = {(void *)q16, (void *)k16, (void *)v16, o16, lse, &scale, &neg,
+                    (void *)lengths, (void *)lengths};
+    execute(plan, 9, uids, ptrs, work);
+    const size_t nq = (size_t)s.B * s.T * s.NH * s.HD;
+    zero_padded_kernel<<<cuda_blocks(nq, 256), 256, 0, cuda_stream()>>>(o16, lse, lengths, s.T,
+                                                                         s.NH, s.HD, nq);
     CUDA_LAUNCH_CHECK();
-    return dst;
 }
+
+// slot-5 bytes the backward needs after the caller's own buffers: dout, dq, dk, dv in bf16,
+// Dsum, the workspace
+size_t backward16_bytes(const Shape &s, int64_t ws) {
+    const size_t n = (size_t)s.B * s.T * s.NH * s.HD, nl = (size_t)s.B * s.NH * s.T;
+    return 4 * up256(n * 2) + up256(nl * 4) + (size_t)ws;
+}
+
+// The backward (NH == KV) on bf16 q, k, v, o16 and the fp32 dout (an fp32 gradient, rounded
+// to bf16 here), the bf16 gradients added (+=) into dq, dk, dv (each may be NULL); tail:
+// backward16_bytes of slot 5 (256-byte aligned). Shared by both entries.
+void backward16(Desc plan, char *tail, float *dq, float *dk, float *dv, const float *dout,
+                const uint16_t *o16, const float *lse, const uint16_t *q16, const uint16_t *k16,
+                const uint16_t *v16, const int *lengths, const Shape &s) {
+    const size_t n = (size_t)s.B * s.T * s.NH * s.HD, bn = up256(n * 2);
+    uint16_t *do16 = (uint16_t *)tail, *g16[3];
+    for (int i = 0; i < 3; i++) g16[i] = (uint16_t *)(tail + (1 + i) * bn);
+    float *dsum = (float *)(tail + 4 * bn);
+    void *work = tail + 4 * bn + up256((size_t)s.B * s.NH * s.T * 4);
+    cuda_f32_to_bf16(do16, dout, n);
+    float scale = (float)(1.0 / sqrt((double)s.HD)), neg = -1e30f;
+    const int64_t uids[] = {U_Q,     U_K + 1000, U_K,   U_V,   U_O,    U_DO,   U_STATS, U_DSUM,
+                            U_SCALE, U_SCALE + 1000, U_NEG, U_SEQ_Q, U_SEQ_KV, U_DQ, U_DK, U_DV};
+    void *ptrs[] = {(void *)q16, (void *)k16, (void *)k16, (void *)v16, (void *)o16, do16,
+                    (void *)lse, dsum, &scale, &scale, &neg, (void *)lengths, (void *)lengths,
+                    g16[0], g16[1], g16[2]};
+    execute(plan, 16, uids, ptrs, work);
+    float *grads[3] = {dq, dk, dv};
+    for (int i = 0; i < 3; i++)
+        if (grads[i]) {
+            accumulate_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_stream()>>>(grads[i], g16[i], n);
+            CUDA_LAUNCH_CHECK();
+        }
+}
+
+// cuDNN's tensors are declared 16-byte aligned: an activation that is not (a view) is not
+// covered by the native entries
+bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 } // namespace
 
@@ -466,38 +532,30 @@ extern "C" const char *cuda_cudnn_describe(void) {
 
 extern "C" int cuda_attention_cudnn_covers(int B, int T, int NH, int KV, int HD, int causal,
                                            int bwd) {
-    if (!covered(HD) || (bwd && NH != KV)) return 0;
     int64_t ws = 0;
-    return get_plan(Shape{B, T, NH, KV, HD, causal, bwd ? 1 : 0}, 0, &ws) != NULL;
+    return plan_for(Shape{B, T, NH, KV, HD, causal, bwd ? 1 : 0}, 0, &ws) != NULL;
 }
 
+// the staged entries: q, k, v (and out) rounded to bf16 into slot 5, out widened back
 extern "C" int cuda_attention_cudnn_forward(float *out, float *lse, const float *q, const float *k,
                                             const float *v, const int *lengths, int B, int T,
                                             int NH, int KV, int HD, int causal, int required) {
-    if (!covered(HD)) return 0;
+    if (!aligned16(lse)) return 0; // cuDNN writes its stats there
     const Shape s = {B, T, NH, KV, HD, causal, 0};
     int64_t ws = 0;
-    Desc plan = get_plan(s, required, &ws);
+    Desc plan = plan_for(s, required, &ws);
     if (!plan) return 0;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
-    const size_t nl = (size_t)B * NH * T;
-    // slot 5: q, k, v, O in bf16, then stats (fp32) and the workspace, 256-byte aligned
-    auto up = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
-    const size_t bq = up(nq * 2), bkv = up(nkv * 2), bl = up(nl * 4);
-    char *base = (char *)cuda_scratch(5, 2 * bq + 2 * bkv + bl + (size_t)ws);
-    uint16_t *q16 = to_bf16((uint16_t *)base, q, nq);
-    uint16_t *k16 = to_bf16((uint16_t *)(base + bq), k, nkv);
-    uint16_t *v16 = to_bf16((uint16_t *)(base + bq + bkv), v, nkv);
-    uint16_t *o16 = (uint16_t *)(base + bq + 2 * bkv);
-    float *stats = (float *)(base + 2 * bq + 2 * bkv);
-    void *work = base + 2 * bq + 2 * bkv + bl;
-    float scale = (float)(1.0 / sqrt((double)HD)), neg = -1e30f;
-    const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE, U_NEG, U_SEQ_Q, U_SEQ_KV};
-    void *ptrs[] = {q16, k16, v16, o16, stats, &scale, &neg, (void *)lengths, (void *)lengths};
-    execute(plan, 9, uids, ptrs, work);
-    widen_out_kernel<<<cuda_blocks(nq, 256), 256, 0, cuda_stream()>>>(out, lse, o16, stats,
-                                                                       lengths, T, NH, HD, nq);
-    CUDA_LAUNCH_CHECK();
+    // slot 5: q, k, v, O in bf16, then the workspace, 256-byte aligned
+    const size_t bq = up256(nq * 2), bkv = up256(nkv * 2);
+    char *base = (char *)cuda_scratch(5, 2 * bq + 2 * bkv + (size_t)ws);
+    uint16_t *q16 = (uint16_t *)base, *k16 = (uint16_t *)(base + bq);
+    uint16_t *v16 = (uint16_t *)(base + bq + bkv), *o16 = (uint16_t *)(base + bq + 2 * bkv);
+    cuda_f32_to_bf16(q16, q, nq);
+    cuda_f32_to_bf16(k16, k, nkv);
+    cuda_f32_to_bf16(v16, v, nkv);
+    forward16(plan, base + 2 * bq + 2 * bkv, o16, lse, q16, k16, v16, lengths, s);
+    cuda_bf16_to_f32(out, o16, nq);
     return 1;
 }
 
@@ -506,37 +564,55 @@ extern "C" int cuda_attention_cudnn_backward(float *dq, float *dk, float *dv, co
                                              const float *k, const float *v, const int *lengths,
                                              int B, int T, int NH, int KV, int HD, int causal,
                                              int required) {
-    if (!covered(HD) || NH != KV) return 0;
     const Shape s = {B, T, NH, KV, HD, causal, 1};
     int64_t ws = 0;
-    Desc plan = get_plan(s, required, &ws);
+    Desc plan = plan_for(s, required, &ws);
     if (!plan) return 0;
-    const size_t n = (size_t)B * T * NH * HD, nl = (size_t)B * NH * T;
-    auto up = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
-    const size_t bn = up(n * 2), bl = up(nl * 4);
-    // slot 5: q, k, v, out, dout, dq, dk, dv in bf16, Dsum, workspace
-    char *base = (char *)cuda_scratch(5, 8 * bn + bl + (size_t)ws);
-    uint16_t *t16[8];
-    for (int i = 0; i < 8; i++) t16[i] = (uint16_t *)(base + i * bn);
-    to_bf16(t16[0], q, n);
-    to_bf16(t16[1], k, n);
-    to_bf16(t16[2], v, n);
-    to_bf16(t16[3], out, n);
-    to_bf16(t16[4], dout, n);
-    float *dsum = (float *)(base + 8 * bn);
-    void *work = base + 8 * bn + bl;
-    float scale = (float)(1.0 / sqrt((double)HD)), neg = -1e30f;
-    const int64_t uids[] = {U_Q,     U_K + 1000, U_K,   U_V,   U_O,    U_DO,   U_STATS, U_DSUM,
-                            U_SCALE, U_SCALE + 1000, U_NEG, U_SEQ_Q, U_SEQ_KV, U_DQ, U_DK, U_DV};
-    void *ptrs[] = {t16[0], t16[1], t16[1], t16[2], t16[3], t16[4], (void *)lse, dsum,
-                    &scale, &scale, &neg, (void *)lengths, (void *)lengths, t16[5], t16[6], t16[7]};
-    execute(plan, 16, uids, ptrs, work);
-    float *grads[3] = {dq, dk, dv};
-    for (int i = 0; i < 3; i++)
-        if (grads[i]) {
-            accumulate_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_stream()>>>(grads[i], t16[5 + i], n);
-            CUDA_LAUNCH_CHECK();
-        }
+    const size_t n = (size_t)B * T * NH * HD, bn = up256(n * 2);
+    // slot 5: q, k, v, out in bf16, then backward16's part
+    char *base = (char *)cuda_scratch(5, 4 * bn + backward16_bytes(s, ws));
+    uint16_t *t16[4];
+    const float *src[4] = {q, k, v, out};
+    for (int i = 0; i < 4; i++) {
+        t16[i] = (uint16_t *)(base + i * bn);
+        cuda_f32_to_bf16(t16[i], src[i], n);
+    }
+    backward16(plan, base + 4 * bn, dq, dk, dv, dout, t16[3], lse, t16[0], t16[1], t16[2],
+               lengths, s);
+    return 1;
+}
+
+// the native entries: q, k, v (and out) read where they are, O written in bf16 into out;
+// slot 5 holds only the workspace (forward), dout in bf16, the bf16 gradients and Dsum
+extern "C" int cuda_attention_cudnn_forward_x16(uint16_t *out, float *lse, const uint16_t *q,
+                                                const uint16_t *k, const uint16_t *v,
+                                                const int *lengths, int B, int T, int NH, int KV,
+                                                int HD, int causal, int required) {
+    if (!aligned16(out) || !aligned16(lse) || !aligned16(q) || !aligned16(k) || !aligned16(v))
+        return 0;
+    const Shape s = {B, T, NH, KV, HD, causal, 0};
+    int64_t ws = 0;
+    Desc plan = plan_for(s, required, &ws);
+    if (!plan) return 0;
+    void *work = ws ? cuda_scratch(5, (size_t)ws) : NULL;
+    forward16(plan, work, out, lse, q, k, v, lengths, s);
+    return 1;
+}
+
+extern "C" int cuda_attention_cudnn_backward_x16(float *dq, float *dk, float *dv,
+                                                 const float *dout, const uint16_t *out,
+                                                 const float *lse, const uint16_t *q,
+                                                 const uint16_t *k, const uint16_t *v,
+                                                 const int *lengths, int B, int T, int NH,
+                                                 int KV, int HD, int causal, int required) {
+    if (!aligned16(out) || !aligned16(lse) || !aligned16(q) || !aligned16(k) || !aligned16(v))
+        return 0;
+    const Shape s = {B, T, NH, KV, HD, causal, 1};
+    int64_t ws = 0;
+    Desc plan = plan_for(s, required, &ws);
+    if (!plan) return 0;
+    char *tail = (char *)cuda_scratch(5, backward16_bytes(s, ws));
+    backward16(plan, tail, dq, dk, dv, dout, out, lse, q, k, v, lengths, s);
     return 1;
 }
 

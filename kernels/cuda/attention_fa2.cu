@@ -5,7 +5,8 @@
 // kernels/op_list.h and attention.cu, on q, k, v rounded to bf16).
 //
 // q, k, v are first converted to bf16 (round to nearest even) into scratch slot 5 (the _x16
-// forms over bf16 activations read them as they are: attention_forward_x16). A CTA of
+// forms over bf16 activations read them as they are: attention_forward_x16, whose out is
+// stored in bf16 by the epilogue, fa2_fwd_kernel<HD, uint16_t>). A CTA of
 // 4 warps owns BM = 64 query rows of one (b, h), 16 rows per warp; grid (ceil(T/64), NH, B).
 // K/V tiles of BN = 64 keys stream through shared memory with cp.async, double buffered
 // (tile i+1 is in flight while tile i is used). Shared rows are HD + 8 bf16 long (16 bytes of
@@ -74,9 +75,14 @@ __device__ __forceinline__ void fa_doc_range(const int *segb, int L, int r0, int
     *hi = fa_doc_lower(segb, L, (segb[r1 - 1] >> 16) + 1);
 }
 
-template <int HD>
+// the forward epilogue's store: fp32 as is, or bf16 rounded to nearest even (the bits of
+// cuda_f32_to_bf16 of the fp32 value, NaN included)
+__device__ __forceinline__ void fa_store(float *p, float x) { *p = x; }
+__device__ __forceinline__ void fa_store(uint16_t *p, float x) { *p = kscalar_bf16_rn(x); }
+
+template <int HD, typename O>
 __global__ void __launch_bounds__(FA_THREADS)
-fa2_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const uint16_t *__restrict__ q,
+fa2_fwd_kernel(O *__restrict__ out, float *__restrict__ lse, const uint16_t *__restrict__ q,
                const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
                const int *__restrict__ lengths, const int *__restrict__ seg, int T, int NH,
                int KV, int causal, float scale) {
@@ -95,7 +101,7 @@ fa2_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const uint16_t 
     if (q0 >= L) { // every row of the block is padding (or past T)
         for (int i = tid; i < BM * HD; i += FA_THREADS) {
             const int t = q0 + i / HD;
-            if (t < T) out[((size_t)b * T + t) * qstride + (size_t)h * HD + i % HD] = 0.0f;
+            if (t < T) fa_store(out + ((size_t)b * T + t) * qstride + (size_t)h * HD + i % HD, 0.0f);
         }
         for (int r = tid; r < BM; r += FA_THREADS)
             if (q0 + r < T) lse[((size_t)b * NH + h) * T + q0 + r] = 0.0f;
@@ -228,11 +234,11 @@ fa2_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const uint16_t 
         if (t >= T) continue;
         const bool valid = t < L;
         const float inv = valid ? 1.0f / sum : 0.0f;
-        float *orow = out + ((size_t)b * T + t) * qstride + (size_t)h * HD;
+        O *orow = out + ((size_t)b * T + t) * qstride + (size_t)h * HD;
 #pragma unroll
         for (int n = 0; n < ND; n++) {
-            orow[8 * n + c2] = valid ? o[n][2 * i] * inv : 0.0f;
-            orow[8 * n + c2 + 1] = valid ? o[n][2 * i + 1] * inv : 0.0f;
+            fa_store(orow + 8 * n + c2, valid ? o[n][2 * i] * inv : 0.0f);
+            fa_store(orow + 8 * n + c2 + 1, valid ? o[n][2 * i + 1] * inv : 0.0f);
         }
         if (lane % 4 == 0) lse[((size_t)b * NH + h) * T + t] = valid ? m[i] + logf(sum) : 0.0f;
     }
@@ -543,30 +549,31 @@ void fa2_launch_bwd(float *dq, float *dk, float *dv, const uint16_t *q, const ui
     }
 }
 
-template <int HD>
-void fa2_launch(float *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+template <int HD, typename O>
+void fa2_launch(O *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
                 const int *lengths, const int *seg, int B, int T, int NH, int KV, int causal,
                 float scale) {
     static size_t opted = 0;
     const size_t bytes = fa_smem_bytes(HD);
     if (bytes > 48 * 1024 && bytes > opted) {
-        CUDA_CHECK(cudaFuncSetAttribute(fa2_fwd_kernel<HD>,
+        CUDA_CHECK(cudaFuncSetAttribute(fa2_fwd_kernel<HD, O>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
         opted = bytes;
     }
     dim3 grid((unsigned)((T + BM - 1) / BM), (unsigned)NH, (unsigned)B);
-    fa2_fwd_kernel<HD><<<grid, FA_THREADS, bytes, cuda_stream()>>>(out, lse, q, k, v, lengths, seg,
+    fa2_fwd_kernel<HD, O><<<grid, FA_THREADS, bytes, cuda_stream()>>>(out, lse, q, k, v, lengths, seg,
                                                                     T, NH, KV, causal, scale);
     CUDA_LAUNCH_CHECK();
 }
 
-// the forward on bf16 q, k, v into fp32 out
-void fa2_forward16(float *out, float *lse, const uint16_t *q16, const uint16_t *k16,
+// the forward on bf16 q, k, v into out: fp32, or bf16 rounded by the kernel's epilogue
+template <typename O>
+void fa2_forward16(O *out, float *lse, const uint16_t *q16, const uint16_t *k16,
                    const uint16_t *v16, const int *lengths, const int *seg, int B, int T, int NH,
                    int KV, int HD, int causal) {
     const float scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
-    if (HD == 64) fa2_launch<64>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
-    else fa2_launch<128>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
+    if (HD == 64) fa2_launch<64, O>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
+    else fa2_launch<128, O>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, causal, scale);
 }
 
 // the backward on bf16 q, k, v and out (O: float or uint16_t) with fp32 dout, rounded to bf16
@@ -602,7 +609,7 @@ extern "C" int cuda_attention_fa2_forward(float *out, float *lse, const float *q
     cuda_f32_to_bf16(q16, q, nq);
     cuda_f32_to_bf16(k16, k, nkv);
     cuda_f32_to_bf16(v16, v, nkv);
-    fa2_forward16(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, HD, causal);
+    fa2_forward16<float>(out, lse, q16, k16, v16, lengths, seg, B, T, NH, KV, HD, causal);
     return 1;
 }
 
@@ -624,16 +631,13 @@ extern "C" int cuda_attention_fa2_backward(float *dq, float *dk, float *dv, cons
 }
 
 // the native forms (attention.cu has decided the call goes to these kernels, HD 64 or 128):
-// q, k, v read as they are, out rounded once from an fp32 copy in scratch slot 5 (the
-// kernel's epilogue stores fp32; the same bits as the staged path's f32_to_bf16 of out)
+// q, k, v read as they are, out stored in bf16 by the forward's epilogue (rounded once from
+// the fp32 result: the same bits as the staged path's f32_to_bf16 of out; no scratch)
 extern "C" void cuda_attention_fa2_forward_x16(uint16_t *out, float *lse, const uint16_t *q,
                                                const uint16_t *k, const uint16_t *v,
                                                const int *lengths, const int *seg, int B, int T,
                                                int NH, int KV, int HD, int causal) {
-    const size_t nq = (size_t)B * T * NH * HD;
-    float *of = (float *)cuda_scratch(5, nq * sizeof(float));
-    fa2_forward16(of, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal);
-    cuda_f32_to_bf16(out, of, nq);
+    fa2_forward16<uint16_t>(out, lse, q, k, v, lengths, seg, B, T, NH, KV, HD, causal);
 }
 
 extern "C" void cuda_attention_fa2_backward_x16(float *dq, float *dk, float *dv,

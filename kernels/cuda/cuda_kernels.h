@@ -58,6 +58,19 @@ int cuda_attention_cudnn_backward(float *dq, float *dk, float *dv, const float *
                                   const float *k, const float *v, const int *lengths, int B, int T,
                                   int NH, int KV, int HD, int causal, int required);
 
+/* the same on bf16 q, k, v (and out) where they are, O written by cuDNN into the bf16 out,
+ * for attention_forward_x16/backward_x16 (attention.cu); the same coverage, and 0 where a
+ * tensor is not 16-byte aligned; the same bits as the fp32 entries on the widened tensors */
+int cuda_attention_cudnn_forward_x16(uint16_t *out, float *lse, const uint16_t *q,
+                                     const uint16_t *k, const uint16_t *v, const int *lengths,
+                                     int B, int T, int NH, int KV, int HD, int causal,
+                                     int required);
+int cuda_attention_cudnn_backward_x16(float *dq, float *dk, float *dv, const float *dout,
+                                      const uint16_t *out, const float *lse, const uint16_t *q,
+                                      const uint16_t *k, const uint16_t *v, const int *lengths,
+                                      int B, int T, int NH, int KV, int HD, int causal,
+                                      int required);
+
 /* 1 where cuda_attention_cudnn_forward (bwd 0) or _backward (bwd 1) with required = 0
  * would run the call (the plan is built and cached), else 0 */
 int cuda_attention_cudnn_covers(int B, int T, int NH, int KV, int HD, int causal, int bwd);

@@ -7,11 +7,13 @@
 # build/gpu_attention) is written whatever happens: device, libraries (ldd of bench_cuda,
 # the libcudnn files the process loaded), the tables, and the targets at head dim 128,
 # T >= 1024: FA2 forward >= 80% and backward >= 70% of cuDNN, forward >= 300 TFLOP/s (H200).
+# Then gpu_parity's bf16 attention groups when build/gpu_parity is carried too (cuDNN's native
+# bf16 entries vs its staged ones and FA2: tests/gpu/parity_attention.c).
 # Build: a carried CUDA build (build/bench_cuda with build/.flags naming MMRM_CUDA; build it
-# here with `make cuda MPI=0` and carry build/bench_cuda, build/lib, build/.flags), else
-# `make CUDA=1 MPI=0 build/bench_cuda` on the machine. TORCH_PYTHON: the interpreter with
+# here with `make cuda MPI=0` and carry build/bench_cuda, build/gpu_parity, build/lib, build/.flags), else
+# `make CUDA=1 MPI=0 build/bench_cuda build/gpu_parity` on the machine. TORCH_PYTHON: the interpreter with
 # torch (default python3; its torch part is skipped when torch is missing). tests/gpu/run.sh
-# may call this script. Exit status: 0 when the lab's checks passed (the targets are reported,
+# may call this script. Exit status: 0 when the lab's checks (and the parity) passed (the targets are reported,
 # not enforced).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,8 +38,8 @@ export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [ -x build/bench_cuda ] && grep -q MMRM_CUDA build/.flags 2>/dev/null; then
     say "build: carried build/bench_cuda"
 else
-    say "build: make CUDA=1 MPI=0 build/bench_cuda"
-    timeout 240 make -j"$(nproc)" CUDA=1 MPI=0 build/bench_cuda > "$OUT/build.log" 2>&1 ||
+    say "build: make CUDA=1 MPI=0 build/bench_cuda build/gpu_parity"
+    timeout 240 make -j"$(nproc)" CUDA=1 MPI=0 build/bench_cuda build/gpu_parity > "$OUT/build.log" 2>&1 ||
         { say "BUILD FAILED: $(tail -n 3 "$OUT/build.log" | tr '\n' ' ')"; rc=1; exit 1; }
     grep -q "no cuDNN under" "$OUT/build.log" && say "build: $(grep -m1 'no cuDNN under' "$OUT/build.log")"
 fi
@@ -56,6 +58,20 @@ grep -E "^  (FAIL|fail)" "$OUT/lab.log" | head -n 10 | tee -a "$summary"
 grep -E "^mmrm: " "$OUT/lab.log" | head -n 5 | tee -a "$summary"
 say ""
 sed -n '/^attention at the model shapes/,$p' "$OUT/lab.log" | grep -v "^  ok " | tee -a "$summary"
+
+# the bf16 attention parity: FA2 and cuDNN against the CPU, cuDNN's native bf16 entries
+# against its staged ones (bitwise) and FA2, the op over bf16 activations against the staged op
+if [ -x build/gpu_parity ] && grep -q MMRM_CUDA build/.flags 2>/dev/null; then
+    for group in attention bf16act; do
+        timeout 150 build/gpu_parity --precision bf16 --only $group > "$OUT/parity_$group.log" 2>&1
+        r=$?
+        [ $r -eq 0 ] || rc=1
+        say "gpu_parity bf16 $group: exit $r$([ $r -eq 124 ] && echo ' (timed out)'); $(tail -n 1 "$OUT/parity_$group.log")"
+        grep -E "^FAIL|^note" "$OUT/parity_$group.log" | head -n 10 | tee -a "$summary"
+    done
+else
+    say "gpu_parity: skipped: no CUDA build/gpu_parity (carry it with build/bench_cuda)"
+fi
 
 # the targets: head dim 128, T >= 1024, FA2 (v3) against cuDNN (v4) from the lab's table
 say ""

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_kernels.h" /* the cuDNN entries, checked directly (as bench/lab) */
 #include "kernels/scalar.h"
 #include "tests/gpu/parity.h"
 
@@ -177,6 +178,170 @@ static void run_case_bf16(Parity *p, const AttnCase *c, int impl) {
     if (seg) d_free(d_seg), free(seg);
 }
 
+/* bf16 device copies of x (rounded as kscalar_bf16_rn) */
+static uint16_t *d_upload16(const float *x, size_t n) {
+    uint16_t *h = malloc(n * 2 + 2), *d = cuda_malloc(n * 2 + 2);
+    if (!h) abort();
+    for (size_t i = 0; i < n; i++) h[i] = kscalar_bf16_rn(x[i]);
+    cuda_copy_h2d(d, h, n * 2);
+    free(h);
+    return d;
+}
+
+static float *h_download16(const uint16_t *d, size_t n) {
+    uint16_t *h = malloc(n * 2 + 2);
+    float *f = h_zeros(n);
+    if (!h) abort();
+    cuda_copy_d2h(h, d, n * 2);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(&f[i], &u, 4);
+    }
+    free(h);
+    return f;
+}
+
+/* a result that must be bitwise `ref`; where it is not, `again` (ref's call repeated, NULL:
+ * none) tells whether the library itself reproduces its bits: if not, the check falls back
+ * to 1e-5 and says so */
+static void check_bits(Parity *p, const char *what, const float *ref, const float *got,
+                       const float *again, size_t n) {
+    if (memcmp(ref, got, n * 4) && again && memcmp(ref, again, n * 4))
+        parity_check(p, parity_name("%s (cuDNN's staged run is not bitwise reproducible: 1e-5)",
+                                    what), ref, got, n, 1e-5);
+    else
+        parity_check(p, what, ref, got, n, 0.0);
+}
+
+/* cuDNN's native bf16 entries (cuda_attention_cudnn_forward_x16 / backward_x16, reached by
+ * attention_forward_x16 / backward_x16 with attention_impl auto) against the staged ones
+ * (cuda_attention_cudnn_forward / backward on the same bf16 values widened to fp32): the same
+ * bits, out and lse, then the gradient increments (backward: NH == KV); and against the FA2
+ * kernels' native forms (attention_impl mmrm) to the tolerance of the cuDNN-vs-CPU checks.
+ * Only in a build with cuDNN, where cuDNN takes the shape (else a note line). */
+static void run_case_cudnn_x16(Parity *p, const AttnCase *c) {
+    const int B = c->B, T = c->T, NH = c->NH, KV = c->KV, HD = c->HD;
+    const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
+    const size_t nlse = (size_t)B * NH * T;
+    char tag[144];
+    int n = snprintf(tag, sizeof tag, "B=%d T=%d NH=%d KV=%d HD=%d %s len=", B, T, NH, KV, HD,
+                     c->causal ? "causal" : "bidir");
+    for (int b = 0; b < B && n > 0 && (size_t)n < sizeof tag; b++)
+        n += snprintf(tag + n, sizeof tag - (size_t)n, b ? ",%d" : "%d", c->lengths[b]);
+    if (!cuda_attention_cudnn_covers(B, T, NH, KV, HD, c->causal, 0)) {
+        printf("note cudnn x16 %s: cuDNN takes no plan for this forward (FA2 runs it)\n", tag);
+        return;
+    }
+    float *q = h_rand(p, nq, -1.0f, 1.0f), *k = h_rand(p, nkv, -1.0f, 1.0f);
+    float *v = h_rand(p, nkv, -1.0f, 1.0f), *dout = h_rand(p, nq, -1.0f, 1.0f);
+    float *qr = round_bf16(q, nq), *kr = round_bf16(k, nkv), *vr = round_bf16(v, nkv);
+    float *d_q = d_upload(qr, nq), *d_k = d_upload(kr, nkv), *d_v = d_upload(vr, nkv);
+    uint16_t *q16 = d_upload16(q, nq), *k16 = d_upload16(k, nkv), *v16 = d_upload16(v, nkv);
+    float *garbage = h_rand(p, nq, -100.0f, 100.0f), *garbage_lse = h_rand(p, nlse, -100.0f, 100.0f);
+    int *d_len = d_upload_i(c->lengths, (size_t)B);
+    const int fa2 = HD == 64 || HD == 128;
+
+    /* forward: staged (fp32 tensors), native (impl auto: cuDNN), FA2 native (impl mmrm) */
+    float *d_out = d_upload(garbage, nq), *d_lse = d_upload(garbage_lse, nlse);
+    float *d_lse16 = d_upload(garbage_lse, nlse), *d_lsef = d_upload(garbage_lse, nlse);
+    uint16_t *o16 = d_upload16(garbage, nq), *of16 = d_upload16(garbage, nq);
+    cuda_attention_cudnn_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD, c->causal, 1);
+    cuda_attention_set_impl(ATTN_IMPL_AUTO);
+    int native = 0;
+    kernels_cuda.attention_forward_x16(&native, o16, d_lse16, q16, k16, v16, d_len, NULL, B, T,
+                                       NH, KV, HD, c->causal, KP_BF16);
+    float *out = h_zeros(nq), *lse = h_zeros(nlse), *lse16 = h_zeros(nlse);
+    d_download(out, d_out, nq);
+    d_download(lse, d_lse, nlse);
+    d_download(lse16, d_lse16, nlse);
+    float *got = h_download16(o16, nq), *again = NULL;
+    if (memcmp(out, got, nq * 4)) { /* is the staged call itself reproducible? */
+        cuda_attention_cudnn_forward(d_out, d_lse, d_q, d_k, d_v, d_len, B, T, NH, KV, HD, c->causal, 1);
+        again = h_zeros(nq);
+        d_download(again, d_out, nq);
+    }
+    printf("%s attn cudnn x16 %s: attention_forward_x16 takes the call natively (%d)\n",
+           native ? "ok  " : "FAIL", tag, native);
+    if (native) p->passed++;
+    else p->failed++;
+    check_bits(p, parity_name("attn cudnn x16 %s: out = staged cuDNN's bits", tag), out, got, again, nq);
+    check_bits(p, parity_name("attn cudnn x16 %s: lse = staged cuDNN's bits", tag), lse, lse16,
+               NULL, nlse);
+    if (fa2) {
+        cuda_attention_set_impl(ATTN_IMPL_MMRM);
+        kernels_cuda.attention_forward_x16(&native, of16, d_lsef, q16, k16, v16, d_len, NULL, B,
+                                           T, NH, KV, HD, c->causal, KP_BF16);
+        cuda_attention_set_impl(ATTN_IMPL_AUTO);
+        float *fo = h_download16(of16, nq), *fl = h_zeros(nlse);
+        d_download(fl, d_lsef, nlse);
+        parity_check(p, parity_name("attn cudnn x16 %s: out vs FA2 x16", tag), fo, got, nq,
+                     parity_tol(p));
+        parity_check(p, parity_name("attn cudnn x16 %s: lse vs FA2 x16", tag), fl, lse16, nlse, 1e-5);
+        free(fo), free(fl);
+    }
+
+    /* backward (NH == KV) from the native forward's out and lse, gradients from random starts */
+    if (cuda_attention_cudnn_covers(B, T, NH, KV, HD, c->causal, 1)) {
+        float *d_dout = d_upload(dout, nq), *d_outw = d_upload(got, nq);
+        float *g0 = h_rand(p, nq, -1.0f, 1.0f); /* NH == KV: the three have nq elements */
+        float *dst[3], *nat[3], *fa[3], *h[3][3];
+        for (int i = 0; i < 3; i++)
+            dst[i] = d_upload(g0, nq), nat[i] = d_upload(g0, nq), fa[i] = d_upload(g0, nq);
+        cuda_attention_cudnn_backward(dst[0], dst[1], dst[2], d_dout, d_outw, d_lse16, d_q, d_k,
+                                      d_v, d_len, B, T, NH, KV, HD, c->causal, 1);
+        kernels_cuda.attention_backward_x16(&native, nat[0], nat[1], nat[2], d_dout, o16, d_lse16,
+                                            q16, k16, v16, d_len, NULL, B, T, NH, KV, HD,
+                                            c->causal, KP_BF16);
+        printf("%s attn cudnn x16 %s: attention_backward_x16 takes the call natively (%d)\n",
+               native ? "ok  " : "FAIL", tag, native);
+        if (native) p->passed++;
+        else p->failed++;
+        if (fa2) {
+            cuda_attention_set_impl(ATTN_IMPL_MMRM);
+            kernels_cuda.attention_backward_x16(&native, fa[0], fa[1], fa[2], d_dout, o16, d_lse16,
+                                                q16, k16, v16, d_len, NULL, B, T, NH, KV, HD,
+                                                c->causal, KP_BF16);
+            cuda_attention_set_impl(ATTN_IMPL_AUTO);
+        }
+        for (int i = 0; i < 3; i++) {
+            float **src[3] = {dst, nat, fa};
+            for (int w = 0; w < 3; w++) {
+                h[i][w] = h_zeros(nq);
+                d_download(h[i][w], src[w][i], nq);
+                for (size_t j = 0; j < nq; j++) h[i][w][j] -= g0[j]; /* the increments */
+            }
+        }
+        float *redo[3] = {NULL, NULL, NULL};
+        if (memcmp(h[0][0], h[0][1], nq * 4) || memcmp(h[1][0], h[1][1], nq * 4) ||
+            memcmp(h[2][0], h[2][1], nq * 4)) { /* is the staged call reproducible? */
+            for (int i = 0; i < 3; i++) cuda_copy_h2d(dst[i], g0, nq * 4);
+            cuda_attention_cudnn_backward(dst[0], dst[1], dst[2], d_dout, d_outw, d_lse16, d_q,
+                                          d_k, d_v, d_len, B, T, NH, KV, HD, c->causal, 1);
+            for (int i = 0; i < 3; i++) {
+                redo[i] = h_zeros(nq);
+                d_download(redo[i], dst[i], nq);
+                for (size_t j = 0; j < nq; j++) redo[i][j] -= g0[j];
+            }
+        }
+        static const char *gname[3] = {"dq", "dk", "dv"};
+        for (int i = 0; i < 3; i++) {
+            check_bits(p, parity_name("attn cudnn x16 %s: %s increment = staged cuDNN's bits",
+                                      tag, gname[i]), h[i][0], h[i][1], redo[i], nq);
+            if (fa2)
+                parity_check(p, parity_name("attn cudnn x16 %s: %s increment vs FA2 x16", tag,
+                                            gname[i]), h[i][2], h[i][1], nq, parity_tol(p));
+            for (int w = 0; w < 3; w++) free(h[i][w]);
+            free(redo[i]);
+            d_free(dst[i]), d_free(nat[i]), d_free(fa[i]);
+        }
+        d_free(d_dout), d_free(d_outw), free(g0);
+    }
+    d_free(d_q), d_free(d_k), d_free(d_v), d_free(q16), d_free(k16), d_free(v16), d_free(d_len);
+    d_free(d_out), d_free(d_lse), d_free(d_lse16), d_free(d_lsef), d_free(o16), d_free(of16);
+    free(q), free(k), free(v), free(dout), free(qr), free(kr), free(vr), free(garbage);
+    free(garbage_lse), free(out), free(lse), free(lse16), free(got), free(again);
+}
+
 static void run_case(Parity *p, const AttnCase *c) {
     const int B = c->B, T = c->T, NH = c->NH, KV = c->KV, HD = c->HD;
     const size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * KV * HD;
@@ -315,7 +480,20 @@ void parity_attention(Parity *p) {
                  * it takes the call, FA2 elsewhere), to the same tolerances */
                 if (cuda_cudnn_compiled() && (bf16_cases[i].HD == 64 || bf16_cases[i].HD == 128))
                     run_case_bf16(p, &bf16_cases[i], ATTN_IMPL_AUTO);
+                /* and its native bf16 form against the staged one and FA2 (no segments) */
+                if (cuda_cudnn_compiled() && !bf16_cases[i].seg)
+                    run_case_cudnn_x16(p, &bf16_cases[i]);
             }
+        if (!cuda_cudnn_compiled()) { /* the native cuDNN entries answer "not covered" */
+            int f = cuda_attention_cudnn_forward_x16(NULL, NULL, NULL, NULL, NULL, NULL, 1, 64, 2,
+                                                     2, 64, 1, 0);
+            int b = cuda_attention_cudnn_backward_x16(NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                                      NULL, NULL, NULL, 1, 64, 2, 2, 64, 1, 0);
+            printf("%s no cuDNN: its native entries answer not covered (%d %d)\n",
+                   !f && !b ? "ok  " : "FAIL", f, b);
+            if (!f && !b) p->passed++;
+            else p->failed++;
+        }
         return;
     }
     static const AttnCase cases[] = {
