@@ -22,6 +22,16 @@
  * GPU). Memory: parameters (fp32 masters, bf16 copies), gradients, AdamW moments and the
  * activation arena's high-water mark (+ bf16 staging), i.e. what mmrm allocates.
  *
+ * --cuda-graphs off|on|both (default off): on, the step's forward and backward are captured
+ * as a CUDA graph and launched (train key cuda_graphs, kernels/cuda/graph.cu: one exec per
+ * shape key, each later step captured again and the exec updated; a step that cannot be, such
+ * as the first with GEMM plans not yet cached, runs again eagerly); both: each objective
+ * measured eagerly, then with graphs, on the same model, one row each. With graphs the forward
+ * and backward are one launch: their time is in the backward column ("fwd+bwd"), dec fwd
+ * shows "-". --packing / --share-prefix: RewardModel.packing / .share_prefix (the rows here
+ * are all full length, so packing makes one stream of 2P x S tokens and share_prefix computes
+ * each pair's image block once).
+ *
  * Build: `make build/bench_step` (CPU), `make cuda` (with the CUDA backend),
  * `make build/emu_bench_step` (the emulated GPU, for checking that it runs).
  * It is a measurement, not a test: nothing is asserted. */
@@ -59,6 +69,8 @@ static void usage(FILE *f) {
             "                  [--peak-tflops X (989)] [--quick (configs/model/small.json, 2 pairs, 32 text tokens, 1 step)]\n"
             "                  [--staged-non-gemm (the non-GEMM ops without their bf16 kernels: widened and rounded\n"
             "                  through fp32 staging, for comparison)]\n"
+            "                  [--cuda-graphs off|on|both (off): the forward and backward as one CUDA graph; both: a row each]\n"
+            "                  [--packing] [--share-prefix] (the model's compact layouts; default: padded rows)\n"
             "One training step of the reward model at the shape of bench/torch_baseline.py: pairs/s,\n"
             "tokens/s, MFU of the trained part, memory, and the time per phase.\n");
 }
@@ -76,6 +88,8 @@ static int parse_int(const char *opt, const char *s, int lo) {
 typedef struct {
     Device dev;
     int bf16, shortcut;
+    int graphs;           /* the forward and backward captured as a CUDA graph */
+    long graph_eager;     /* steps that could not be and ran again eagerly */
     RewardModel main, bias;
     RmBatch batch, blank; /* the pairs' rows with their images; the same rows with the blank tile */
     float *blank_cache;   /* (1, tokens_per_tile, 4C) the bias ViT's features of the blank tile */
@@ -120,9 +134,33 @@ static Tensor *pick(Graph *g, Tensor *rewards, int P, int which) {
     return op_gather_rows(g, op_reshape(g, rewards, 2, (int[]){2 * P, 1}), idx, P);
 }
 
+/* the forward (the loss) queued */
+static Tensor *forward(Bench *b) {
+    int P = b->batch.B / 2;
+    graph_reset(&b->g);
+    Tensor *r = rm_forward(&b->main, &b->g, &b->batch);
+    Tensor *rc = pick(&b->g, r, P, 0), *rr = pick(&b->g, r, P, 1), *loss;
+    if (b->shortcut) {
+        Tensor *q = rm_forward(&b->bias, &b->g, &b->blank);
+        loss = op_shortcut_loss(&b->g, rc, rr, pick(&b->g, q, P, 0), pick(&b->g, q, P, 1), 1e-7f).loss;
+    } else {
+        loss = op_bt_loss(&b->g, rc, rr, NULL, NULL);
+    }
+    return loss;
+}
+
+/* the graph's shape key, as train/step.c's: tape length and arena use (the shapes are fixed) */
+static uint64_t graph_key(const Graph *g) {
+    const long v[] = {g->ntape, (long)(g->act.used + g->act.overflow_used), (long)g->inputs.used,
+                      (long)g->stage.used};
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        for (int k = 0; k < 8; k++) h = (h ^ (uint64_t)((unsigned long)v[i] >> (8 * k) & 0xff)) * 1099511628211ull;
+    return h;
+}
+
 static Phases step(Bench *b, long s) {
     Phases ph = {0};
-    int P = b->batch.B / 2;
     /* the frozen ViT alone, no grad: the vision share of the forward below */
     double t0 = now_s();
     int prev = graph_set_grad(&b->g, 0);
@@ -133,17 +171,28 @@ static Phases step(Bench *b, long s) {
     ph.vision = now_s() - t0;
 
     t0 = now_s();
-    graph_reset(&b->g);
     params_zero_grad(&b->main.ps);
     if (b->shortcut) params_zero_grad(&b->bias.ps);
-    Tensor *r = rm_forward(&b->main, &b->g, &b->batch);
-    Tensor *rc = pick(&b->g, r, P, 0), *rr = pick(&b->g, r, P, 1), *loss;
-    if (b->shortcut) {
-        Tensor *q = rm_forward(&b->bias, &b->g, &b->blank);
-        loss = op_shortcut_loss(&b->g, rc, rr, pick(&b->g, q, P, 0), pick(&b->g, q, P, 1), 1e-7f).loss;
-    } else {
-        loss = op_bt_loss(&b->g, rc, rr, NULL, NULL);
+    if (b->graphs) { /* forward and backward as one graph: timed together */
+        device_graph_begin(b->dev);
+        graph_backward(&b->g, forward(b));
+        if (device_graph_end(b->dev, graph_key(&b->g))) {
+            b->graph_eager++;
+            graph_backward(&b->g, forward(b));
+        }
+        device_sync(b->dev);
+        double t2 = now_s();
+        ParamStore *stores[2] = {&b->main.ps, &b->bias.ps};
+        StepResult sr = adamw_step(&b->opt, b->g.K, stores, b->shortcut ? 2 : 1, s);
+        device_sync(b->dev);
+        MMRM_CHECK(!sr.skipped, "bench_step: non-finite gradient norm at step %ld", s);
+        ph.forward = NAN;
+        ph.backward = t2 - t0;
+        ph.optim = now_s() - t2;
+        ph.total = now_s() - t0;
+        return ph;
     }
+    Tensor *loss = forward(b);
     device_sync(b->dev);
     double t1 = now_s();
     graph_backward(&b->g, loss);
@@ -178,7 +227,9 @@ static size_t store_bytes(const ParamStore *ps) {
 
 int main(int argc, char **argv) {
     const char *cfg_path = NULL, *device = NULL, *precision = NULL, *objective = "both";
+    const char *graphs = "off";
     int pairs = 0, text = 0, tiles = 1, steps = 0, warmup = -1, quick = 0, staged_non_gemm = 0;
+    int packing = 0, share_prefix = 0;
     double peak_tflops = 989;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -190,6 +241,12 @@ int main(int argc, char **argv) {
             quick = 1;
         } else if (!strcmp(a, "--staged-non-gemm")) {
             staged_non_gemm = 1;
+        } else if (!strcmp(a, "--packing")) {
+            packing = 1;
+        } else if (!strcmp(a, "--share-prefix")) {
+            share_prefix = 1;
+        } else if (has && !strcmp(a, "--cuda-graphs")) {
+            graphs = argv[++i];
         } else if (has && !strcmp(a, "--config")) {
             cfg_path = argv[++i];
         } else if (has && !strcmp(a, "--device")) {
@@ -239,6 +296,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: --objective '%s': expected standard, shortcut_aware or both\n", objective);
         return 2;
     }
+    int n_modes = 0, modes[2];
+    if (!strcmp(graphs, "off") || !strcmp(graphs, "both")) modes[n_modes++] = 0;
+    if (!strcmp(graphs, "on") || !strcmp(graphs, "both")) modes[n_modes++] = 1;
+    if (!n_modes) {
+        fprintf(stderr, "bench_step: --cuda-graphs '%s': expected off, on or both\n", graphs);
+        return 2;
+    }
+    if (modes[n_modes - 1] && dev == DEV_CPU) {
+        fprintf(stderr, "bench_step: --cuda-graphs %s needs --device cuda (CUDA graphs are a GPU feature)\n", graphs);
+        return 2;
+    }
     ModelConfig cfg;
     if (config_load(cfg_path, &cfg) != 0) {
         fprintf(stderr, "bench_step: %s\n", mmrm_last_error());
@@ -269,10 +337,12 @@ int main(int argc, char **argv) {
 
     printf("bench_step: %s on %s, precision %s\n", cfg_path, device_describe(dev), precision);
     printf("shape: %d pairs/step, 2 sequences per pair x (%d image + %d text tokens), %d tile(s) of %dpx per pair, ViT frozen; "
-           "median of %d steps after %d warm-up\n",
-           P, tiles * tpt, text, tiles, cfg.image_size, steps, warmup);
-    printf("%-15s %9s %9s %10s %8s %9s %10s %10s %10s %10s %12s\n", "objective", "step ms", "pairs/s", "tokens/s",
-           "MFU", "vision", "dec fwd", "backward", "optimizer", "memory", "plan hits");
+           "median of %d steps after %d warm-up; layout: %s\n",
+           P, tiles * tpt, text, tiles, cfg.image_size, steps, warmup,
+           packing && share_prefix ? "shared prefix, packed" : packing ? "packed" : share_prefix ? "shared prefix" : "padded rows");
+    printf("%-15s %9s %9s %10s %8s %9s %10s %10s %10s %10s %12s  %s\n", "objective", "step ms", "pairs/s", "tokens/s",
+           "MFU", "vision", "dec fwd", "backward", "optimizer", "memory", "plan hits",
+           "graphs (captured/replayed/eager in the timed steps; with graphs, backward = fwd+bwd)");
     for (int k = 0; k < n_obj; k++) {
         Bench b;
         memset(&b, 0, sizeof b);
@@ -303,52 +373,67 @@ int main(int argc, char **argv) {
         }
         b.opt = (AdamW){.lr = 1e-5, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-8, .weight_decay = 0.05,
                         .max_grad_norm = 1.0, .sched = SCHED_CONSTANT, .total_steps = warmup + steps};
-        double *v = xmalloc(5 * (size_t)steps * sizeof(double));
+        b.main.packing = b.bias.packing = packing;
+        b.main.share_prefix = b.bias.share_prefix = share_prefix;
+        for (int gm = 0; gm < n_modes; gm++) {
+            b.graphs = modes[gm];
+            b.graph_eager = 0;
+            long cap0 = 0, rep0 = 0, eag0 = 0;
+            double *v = xmalloc(5 * (size_t)steps * sizeof(double));
 #ifdef MMRM_CUDA
-        long h0 = 0, m0 = 0, h1 = 0, m1 = 0;
+            long h0 = 0, m0 = 0, h1 = 0, m1 = 0;
 #endif
-        long up0 = 0, re0 = 0;
-        size_t st0 = 0;
-        for (int s = 0; s < warmup + steps; s++) {
-            if (s == warmup) up0 = b.g.n_uploads, re0 = b.g.n_reused, st0 = b.g.staged_bytes;
+            long up0 = 0, re0 = 0;
+            size_t st0 = 0;
+            for (int s = 0; s < warmup + steps; s++) {
+                if (s == warmup) up0 = b.g.n_uploads, re0 = b.g.n_reused, st0 = b.g.staged_bytes;
+                if (s == warmup) device_graph_counts(dev, &cap0, &rep0), eag0 = b.graph_eager;
 #ifdef MMRM_CUDA
-            if (s == warmup && dev != DEV_CPU) cuda_matmul_plan_stats(&h0, &m0);
+                if (s == warmup && dev != DEV_CPU) cuda_matmul_plan_stats(&h0, &m0);
 #endif
-            Phases ph = step(&b, s);
-            if (s < warmup) continue;
-            int j = s - warmup;
-            v[j] = ph.total;
-            v[steps + j] = ph.vision;
-            v[2 * steps + j] = ph.forward - ph.vision;
-            v[3 * steps + j] = ph.backward;
-            v[4 * steps + j] = ph.optim;
+                Phases ph = step(&b, s);
+                if (s < warmup) continue;
+                int j = s - warmup;
+                v[j] = ph.total;
+                v[steps + j] = ph.vision;
+                v[2 * steps + j] = ph.forward - ph.vision;
+                v[3 * steps + j] = ph.backward;
+                v[4 * steps + j] = ph.optim;
+            }
+            char plans[32] = "-";
+#ifdef MMRM_CUDA
+            if (dev != DEV_CPU) {
+                cuda_matmul_plan_stats(&h1, &m1);
+                snprintf(plans, sizeof plans, "%ld/%ld", h1 - h0, (h1 - h0) + (m1 - m0));
+            }
+#endif
+            double t = median(v, steps), ms[4];
+            for (int q = 0; q < 4; q++) ms[q] = 1e3 * median(v + (q + 1) * steps, steps);
+            double trained = 3.0 * B * f_llm_seq * (b.shortcut ? 2 : 1);
+            size_t mem = store_bytes(&b.main.ps) + (b.shortcut ? store_bytes(&b.bias.ps) : 0) + b.g.act.peak +
+                         b.g.stage.peak;
+            char mfu[16] = "-", gr[64] = "off", fwd[16] = "-";
+            if (b.graphs) {
+                long cap1, rep1;
+                device_graph_counts(dev, &cap1, &rep1);
+                snprintf(gr, sizeof gr, "on: %ld/%ld/%ld", cap1 - cap0, rep1 - rep0, b.graph_eager - eag0);
+            } else {
+                snprintf(fwd, sizeof fwd, "%.1f", ms[1]);
+            }
+            if (dev != DEV_CPU && peak_tflops > 0) snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * trained / t / (peak_tflops * 1e12));
+            printf("%-15s %9.1f %9.2f %10.0f %8s %9.1f %10s %10.1f %10.1f %7.0f MiB %12s  %s\n",
+                   b.shortcut ? "shortcut_aware" : "standard", 1e3 * t, P / t, B * (double)S / t, mfu, ms[0], fwd,
+                   ms[2], ms[3], mem / MIB, plans, gr);
+            printf("  model FLOPs per step: trained part %.3g TFLOP (%.3g TFLOP/s), frozen ViT forward %.3g TFLOP; "
+                   "activation arena peak %.0f MiB (+ %.0f MiB bf16 staging); host inputs per step: %.0f uploaded, "
+                   "%.0f reused; bf16 staging per step %.2f MiB%s\n",
+                   trained / 1e12, trained / t / 1e12, f_vit / 1e12, b.g.act.peak / MIB, b.g.stage.peak / MIB,
+                   (double)(b.g.n_uploads - up0) / steps, (double)(b.g.n_reused - re0) / steps,
+                   (double)(b.g.staged_bytes - st0) / steps / MIB,
+                   staged_non_gemm ? " (--staged-non-gemm)" : "");
+            fflush(stdout);
+            free(v);
         }
-        char plans[32] = "-";
-#ifdef MMRM_CUDA
-        if (dev != DEV_CPU) {
-            cuda_matmul_plan_stats(&h1, &m1);
-            snprintf(plans, sizeof plans, "%ld/%ld", h1 - h0, (h1 - h0) + (m1 - m0));
-        }
-#endif
-        double t = median(v, steps), ms[4];
-        for (int q = 0; q < 4; q++) ms[q] = 1e3 * median(v + (q + 1) * steps, steps);
-        double trained = 3.0 * B * f_llm_seq * (b.shortcut ? 2 : 1);
-        size_t mem = store_bytes(&b.main.ps) + (b.shortcut ? store_bytes(&b.bias.ps) : 0) + b.g.act.peak +
-                     b.g.stage.peak;
-        char mfu[16] = "-";
-        if (dev != DEV_CPU && peak_tflops > 0) snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * trained / t / (peak_tflops * 1e12));
-        printf("%-15s %9.1f %9.2f %10.0f %8s %9.1f %10.1f %10.1f %10.1f %7.0f MiB %12s\n",
-               b.shortcut ? "shortcut_aware" : "standard", 1e3 * t, P / t, B * (double)S / t, mfu, ms[0], ms[1],
-               ms[2], ms[3], mem / MIB, plans);
-        printf("  model FLOPs per step: trained part %.3g TFLOP (%.3g TFLOP/s), frozen ViT forward %.3g TFLOP; "
-               "activation arena peak %.0f MiB (+ %.0f MiB bf16 staging); host inputs per step: %.0f uploaded, "
-               "%.0f reused; bf16 staging per step %.2f MiB%s\n",
-               trained / 1e12, trained / t / 1e12, f_vit / 1e12, b.g.act.peak / MIB, b.g.stage.peak / MIB,
-               (double)(b.g.n_uploads - up0) / steps, (double)(b.g.n_reused - re0) / steps,
-               (double)(b.g.staged_bytes - st0) / steps / MIB,
-               staged_non_gemm ? " (--staged-non-gemm)" : "");
-        fflush(stdout);
-        free(v);
         adamw_free(&b.opt);
         free(b.blank_cache);
         graph_free(&b.g);

@@ -435,7 +435,12 @@ static int layout_docs(const RmBatch *bt, int share, int *d_b0, int *d_pre, int 
     return nd;
 }
 
-static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
+/* n rounded up to a multiple of bucket (RewardModel.t_bucket; 0 or 1: n) */
+static long round_up(long n, int bucket) {
+    return bucket > 1 ? (n + bucket - 1) / bucket * bucket : n;
+}
+
+static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack, int bucket) {
     int B0 = bt->B, T0 = bt->T;
     /* docs: a group's prefix length and its rows [b0, b1) */
     int *d_b0 = ints(g, B0 + 1), *d_pre = ints(g, B0), *d_len = ints(g, B0);
@@ -443,13 +448,16 @@ static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
     Layout *L = graph_scratch(g, sizeof *L);
     L->tokens = 0;
     for (int d = 0; d < nd; d++) L->tokens += d_len[d];
-    MMRM_CHECK(!pack || nd <= 32767, "rm_forward: %d sequences in one packed stream", nd);
     if (pack) {
-        L->B = 1, L->T = (int)L->tokens;
+        L->B = 1, L->T = (int)round_up(L->tokens, bucket);
     } else {
         L->B = nd, L->T = 0;
         for (int d = 0; d < nd; d++) L->T = d_len[d] > L->T ? d_len[d] : L->T;
+        L->T = (int)round_up(L->T, bucket);
     }
+    /* the packed stream's bucket tail: one more doc */
+    int tail = pack ? L->T - (int)L->tokens : 0;
+    MMRM_CHECK(!pack || nd + (tail > 0) <= 32767, "rm_forward: %d sequences in one packed stream", nd);
     size_t n = (size_t)L->B * L->T;
     L->src = ints(g, n), L->pos = ints(g, n), L->seg = ints(g, n);
     L->lengths = ints(g, L->B), L->last = ints(g, B0);
@@ -467,7 +475,13 @@ static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack) {
                 L->src[r] = b * T0 + t, L->pos[r] = t, L->seg[r] = doc << 16 | (b - b0 + 1);
             L->last[b] = r - 1;
         }
-        L->lengths[row] = pack ? (int)L->tokens : d_len[d];
+        L->lengths[row] = pack ? L->T : d_len[d];
+    }
+    /* a doc of its own at valid positions: it attends only to itself and nothing attends to
+     * it; no reward is read there, so its gradient is exactly 0 and adds 0 everywhere */
+    for (int t = 0; t < tail; t++) {
+        size_t r = (size_t)L->tokens + t;
+        L->pos[r] = t, L->seg[r] = nd << 16;
     }
     return L;
 }
@@ -596,7 +610,8 @@ long rm_forward_tokens(const RewardModel *m, const RmBatch *bt) {
         if (d[2 * B1 + k] > longest) longest = d[2 * B1 + k];
     }
     free(d);
-    return m->packing ? sum : (long)nd * longest; /* layout_build's B x T */
+    /* layout_build's B x T */
+    return m->packing ? round_up(sum, m->t_bucket) : (long)nd * round_up(longest, m->t_bucket);
 }
 
 Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
@@ -604,7 +619,7 @@ Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {
     const LlmConfig *l = &m->cfg.llm;
     int B = bt->B, T = bt->T;
     const Layout *lay = NULL;
-    if (m->share_prefix || m->packing) lay = layout_build(g, bt, m->share_prefix, m->packing);
+    if (m->share_prefix || m->packing) lay = layout_build(g, bt, m->share_prefix, m->packing, m->t_bucket);
     /* the final norm is row-wise, so only the pooled rows need it; with the compact rows
      * the last layer too computes past K and V only there (decoder): then x holds the rows
      * rows[0 .. n) (the distinct pooled rows, increasing) and last[b] indexes them */

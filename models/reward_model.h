@@ -53,6 +53,12 @@ typedef struct RewardModel {
      * segment mask (kernels/op_list.h); on a device whose attention lacks it (CUDA for now)
      * rm_forward computes the padded rows and logs that once. */
     int share_prefix, packing;
+    /* with share_prefix or packing: the compact rows' length (the packed stream's, or the
+     * groups' longest) rounded up to a multiple of t_bucket (0 or 1: not rounded), so that
+     * the GEMM shapes repeat across batches (a GPU reuses its plans and CUDA graphs). The
+     * packed stream's tail is a doc of its own (it sees only itself), rows past a group's
+     * length are padding; no reward is read there, so nothing else changes */
+    int t_bucket;
     LoraConfig lora;     /* lora.r 0: no adapters */
     int *lora_of;        /* (n of the base's store) index in ps of the lora_A adapting base
                           * parameter i (its lora_B follows), else -1; NULL without adapters */

@@ -200,6 +200,12 @@ void device_graph_counts(Device d, long *captured, long *replayed) {
     (void)d;
 }
 
+void device_plan_stats(Device d, long *hits, long *misses) {
+    *hits = *misses = 0;
+    ON_CUDA(d, cuda_matmul_plan_stats(hits, misses));
+    (void)d;
+}
+
 void *device_stream(Device d) {
 #ifdef MMRM_CUDA
     if (d == DEV_CUDA) return cuda_stream_handle();

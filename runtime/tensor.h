@@ -71,6 +71,9 @@ void device_graph_begin(Device d);
 const char *device_graph_end(Device d, uint64_t key);
 /* graphs instantiated and replayed so far (0 on the CPU) */
 void device_graph_counts(Device d, long *captured, long *replayed);
+/* GEMM plan-cache lookups so far: hits, and misses (a cuBLASLt heuristic query each; a miss
+ * per batch means its shapes change every batch: t_bucket); 0 on the CPU */
+void device_plan_stats(Device d, long *hits, long *misses);
 /* whether this build carries the CUDA backend */
 int device_cuda_compiled(void);
 /* visible GPUs (0 in a build without CUDA, or with no GPU or driver; never fatal) */

@@ -173,6 +173,11 @@ void log_summary(const Run *r) {
     else
         mmrm_log("activation arena per rank: %.1f MiB at peak (activations and gradients fp32)",
                  r->g.act.peak / 1048576.0);
+    if (r->g.device != DEV_CPU) { /* bounded by buckets x GEMM shapes, not by steps */
+        long hits, misses;
+        device_plan_stats(r->g.device, &hits, &misses);
+        mmrm_log("plans: %ld hits, %ld misses", hits, misses);
+    }
     if (r->graphs) {
         long captured, replayed;
         device_graph_counts(r->g.device, &captured, &replayed);

@@ -166,14 +166,25 @@ static int bias_model(Run *r) {
     return 0;
 }
 
+/* t_bucket's value: auto is 64 on a GPU (GEMM plans reused across batches), except under
+ * lora_dropout, whose element-wise masks are drawn over the padded (B, T, C) layout: padding
+ * would change the mask each real element gets, and the run would no longer match the CPU's.
+ * The padded rows and the compact rows (packed stream) are rounded alike. */
+static int t_bucket(const Run *r) {
+    const TrainConfig *c = r->c;
+    return c->t_bucket ? c->t_bucket : r->rt->device != DEV_CPU && !(c->lora_r > 0 && c->lora_dropout > 0) ? 64 : 1;
+}
+
 int setup_models(Run *r) {
     const TrainConfig *c = r->c;
     if (main_model(r)) return -1;
     r->main.grad_checkpoint = c->grad_checkpoint;
     r->main.share_prefix = c->share_prefix, r->main.packing = c->packing;
+    r->main.t_bucket = t_bucket(r);
     log_lora(r, &r->main, "main");
     r->has_bias = c->algorithm == TRAIN_SHORTCUT_AWARE;
     if (r->has_bias && bias_model(r)) return -1;
+    if (r->has_bias) r->bias.t_bucket = t_bucket(r);
     if (r->has_bias) log_lora(r, &r->bias, "bias");
     /* the checkpoints record how this run cut its images, so that scoring them cuts alike */
     RewardModel *rms[2] = {&r->main, r->has_bias ? &r->bias : NULL};
@@ -236,10 +247,7 @@ BatchOptions batch_options(const Run *r, int eval) {
     b.template_kind = r->tmpl;
     b.system_message = config_system_message(&r->main.cfg);
     b.max_length = c->max_length;
-    /* auto: 64 on a GPU (GEMM plans reused across batches), except under lora_dropout, whose
-     * element-wise masks are drawn over the padded (B, T, C) layout: padding would change
-     * the mask each real element gets, and the run would no longer match the CPU's */
-    b.t_bucket = c->t_bucket ? c->t_bucket : r->rt->device != DEV_CPU && !(c->lora_r > 0 && c->lora_dropout > 0) ? 64 : 1;
+    b.t_bucket = t_bucket(r);
     b.tokens_per_tile = config_tokens_per_tile(&r->main.cfg);
     const ModelConfig *mc = &r->main.cfg; /* setup_models recorded the run's tiling there */
     b.image = (ImageConfig){mc->image_size, mc->min_dynamic_patch, mc->max_dynamic_patch,

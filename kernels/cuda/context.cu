@@ -126,6 +126,7 @@ void *cuda_scratch(int slot, size_t bytes) {
     }
     if (bytes > g_scratch_bytes[slot]) {
         cuda_backend_init();
+        if (g_scratch[slot]) cuda_graph_memory_freed();
         if (g_scratch[slot] && cuda_graph_capturing()) {
             cuda_graph_defer_free(g_scratch[slot]); // the captured kernels still read it
         } else if (g_scratch[slot]) {
@@ -206,6 +207,7 @@ extern "C" void *cuda_malloc(size_t bytes) {
 
 extern "C" void cuda_free(void *p) {
     if (!p) return;
+    cuda_graph_memory_freed();
     if (cuda_graph_capturing()) {
         cuda_graph_defer_free(p);
         return;

@@ -51,6 +51,10 @@ int cuda_graph_capturing(void);
 void *cuda_graph_stage_upload(const void *src, size_t bytes);
 void cuda_graph_defer_free(void *p);
 void cuda_graph_fail(const char *why);
+/* device memory was freed (a scratch slot or the arena grew): the execs kept per key may
+ * hold its address, so cuda_graph_end drops them all before the next launch (each key is
+ * instantiated again): within a key an exec's arguments then never change */
+void cuda_graph_memory_freed(void);
 /* slots: 0 reductions' partial sums (any family; matmul.cu's BGRADB bias gradient), 1
  * attention's D rows, 2-4 matmul.cu's bf16
  * copies of the GEMM operands (weight, input, output gradient), 5 attention_fa2.cu's and

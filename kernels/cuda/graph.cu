@@ -43,6 +43,7 @@ struct Exec {
     long used;
 } g_execs[EXECS];
 long g_clock = 0, g_captured = 0, g_replayed = 0;
+bool g_stale = false; // device memory was freed since the execs were made
 
 void fail(const char *why) {
     if (!g_why[0]) snprintf(g_why, sizeof g_why, "%s", why);
@@ -83,6 +84,8 @@ void exec_destroy(Exec *e) {
 int cuda_graph_capturing(void) { return g_on; }
 
 void cuda_graph_fail(const char *why) { fail(why); }
+
+void cuda_graph_memory_freed(void) { g_stale = true; }
 
 void *cuda_graph_stage_upload(const void *src, size_t bytes) {
     void *dev = stage_alloc(bytes);
@@ -135,6 +138,11 @@ extern "C" const char *cuda_graph_end(uint64_t key) {
         g_uploads.clear();
         release_graveyard();
         return g_why;
+    }
+    if (g_stale) { // the execs may hold freed addresses: made again under their keys
+        for (int i = 0; i < EXECS; i++)
+            if (g_execs[i].exec) exec_destroy(&g_execs[i]);
+        g_stale = false;
     }
     Exec *e = nullptr, *lru = &g_execs[0];
     for (int i = 0; i < EXECS; i++) {

@@ -24,7 +24,9 @@
 #   2. build/bench_cuda: GEMM/norm/attention throughput, the reward-model step
 #   3. the same training step in PyTorch (bench/torch_baseline.py: transformers' Qwen2 with
 #      sdpa, bf16 autocast, fused AdamW) and in mmrm (build/bench_step), InternVL2-1B shape,
-#      frozen ViT, 1 tile + 512 text tokens, 8 pairs/step, standard and shortcut-aware
+#      frozen ViT, 1 tile + 512 text tokens, 8 pairs/step, standard and shortcut-aware;
+#      bench_step with CUDA graphs off and on (--cuda-graphs both: a row each, 3 timed steps
+#      after 2 warm-up), the pairs/s of both in the summary
 #   4. tests/gpu/attention.sh when present (ATTENTION_SCRIPT= empty skips it: the control-flow
 #      test, whose stubs time the other steps)
 #   5. build/gpu_parity --precision bf16 (kernels, FA2 attention, model)
@@ -167,8 +169,12 @@ else
     note "- PyTorch baseline: skipped (python3 with torch + transformers and a visible GPU not found)"
 fi
 if [ -x "$BIN/bench_step" ]; then
-    run bench_step 150 "$BIN/bench_step" --device cuda --precision bf16 "${shape[@]}"
-    line "mmrm step (bench_step, bf16)"
+    run bench_step 150 "$BIN/bench_step" --device cuda --precision bf16 "${shape[@]}" --steps 3 --warmup 2 --cuda-graphs both
+    # pairs/s of each objective with graphs off and on (rows "... off" / "... on: C/R/E")
+    graphs=$(awk '/^(standard|shortcut_aware) / { m = / on: / ? "on" : "off"; r[$1 " " m] = $3; if (!($1 in seen)) { seen[$1] = 1; o[++n] = $1 } }
+                  END { for (i = 1; i <= n; i++) { k = o[i]; printf "%s%s %s -> %s pairs/s", (i > 1 ? "; " : ""), k, r[k " off"] ? r[k " off"] : "?", r[k " on"] ? r[k " on"] : "?"
+                                                   if (r[k " off"] > 0 && r[k " on"] > 0) printf " (x%.2f)", r[k " on"] / r[k " off"] } }' "$OUT/bench_step.log")
+    line "mmrm step (bench_step, bf16)" "cuda graphs off -> on: ${graphs:-no rows}"
     grep -E "^(objective|standard|shortcut_aware|  )" "$OUT/bench_step.log" | sed 's/^/    /' >> "$summary"
 else
     res="FAIL (not built)"; secs=0; fails+=(bench_step); line "mmrm step (bench_step)"

@@ -9,6 +9,13 @@
 # captured and replayed and the log saying so; the first micro-batch must fall back to
 # eager (its GEMM plans are not cached yet: a heuristic query cannot be captured) and say why,
 # and so must a whole run whose gradient all-reduce overlaps backward.
+# Packing (the compact rows: the stream's length rounded up to t_bucket with a tail of its own):
+# micro-batches of different stream lengths within one bucket replay a graph and training
+# equals eager bitwise (standard packed, and shortcut-aware with both layouts on: the blank
+# rows' stream too); without the bucket (t_bucket = 1) the same run replays nothing and its
+# GEMM plan cache misses more; with one bucket for every batch the misses ("plans: H hits,
+# M misses", logged on a GPU) are the same after 1 step and after 4: bounded by the buckets x
+# GEMM shapes, not by the steps.
 # Stale arguments: every graph run sets EMU_GRAPH_STRICT=1, under which the emulator stops
 # when a new capture of a key changes any argument (pointer or value) of any node: a replay
 # of the old exec would then have run stale arguments. That this check fires (and that the
@@ -33,6 +40,7 @@ train() { # algo out graphs [extra]
         device=cuda share_prefix=false packing=false t_bucket=32 \
         cuda_graphs="$graphs" precision=fp32 "$@" 2> "$out.log"
 }
+misses() { sed -n 's/.*plans: [0-9]* hits, \([0-9]*\) misses.*/\1/p' "$1"; }
 losses() { grep -o '"loss":[^,}]*' "$1/metrics.jsonl" | cut -d: -f2; }
 sums() { # the final checkpoint's files
     (cd "$1/checkpoint-last" && sha256sum model.safetensors $( [ -f bias/model.safetensors ] && echo bias/model.safetensors))
@@ -61,6 +69,42 @@ for algo in standard robust; do
     grep -q "step 1: a micro-batch runs eagerly: a cuBLASLt plan-cache miss" "$d/${algo}_graphs.log" ||
         { echo "FAIL $algo: the first micro-batch did not fall back with its reason"; tail -n 20 "$d/${algo}_graphs.log"; exit 1; }
 done
+
+# packing: standard packed alone (4 steps of 2 micro-batches), shortcut-aware with prefix
+# sharing and packing (the defaults; 8 steps of one, t_bucket = 64: its key holds four
+# lengths, the main and blank rows' and their streams', and the tiles)
+for algo in standard robust; do
+    steps=4 accum=2 lay="share_prefix=false packing=true"
+    [ "$algo" = robust ] && steps=8 accum=1 lay="share_prefix=true packing=true t_bucket=64"
+    # shellcheck disable=SC2086
+    train "$algo" "$d/${algo}_pk_eager" false gradient_accumulation_steps=$accum $lay || { tail -n 20 "$d/${algo}_pk_eager.log"; exit 1; }
+    # shellcheck disable=SC2086
+    EMU_GRAPH_STRICT=1 train "$algo" "$d/${algo}_pk_graphs" true gradient_accumulation_steps=$accum $lay ||
+        { tail -n 20 "$d/${algo}_pk_graphs.log"; exit 1; }
+    same "$d/${algo}_pk_eager" "$d/${algo}_pk_graphs" "$algo packing"
+    read -r cap rep eager <<<"$(counts "$d/${algo}_pk_graphs.log")"
+    echo "$algo, $lay: graphs equal eager bitwise over $steps steps of $accum micro-batch(es): $cap captured, $rep replay(s), $eager eager; $(grep -o 'plans: .*' "$d/${algo}_pk_graphs.log")"
+    [ "${rep:-0}" -ge 1 ] || { echo "FAIL $algo packing: no replay within a bucket"; exit 1; }
+done
+# the same packed run without the bucket: every micro-batch a new shape
+steps=4
+EMU_GRAPH_STRICT=1 train standard "$d/pk_nobucket" true gradient_accumulation_steps=2 share_prefix=false packing=true t_bucket=1 ||
+    { tail -n 20 "$d/pk_nobucket.log"; exit 1; }
+read -r cap rep eager <<<"$(counts "$d/pk_nobucket.log")"
+m1=$(misses "$d/pk_nobucket.log") m32=$(misses "$d/standard_pk_graphs.log")
+echo "packed, t_bucket = 1: $cap captured, $rep replay(s), $eager eager; plan misses $m1 (t_bucket = 32: $m32)"
+[ "${rep:-1}" = 0 ] && [ "${m1:-0}" -gt "${m32:-0}" ] ||
+    { echo "FAIL: the unbucketed packed run replayed or missed no more plans than the bucketed one"; exit 1; }
+# one bucket for every batch (rows: 512 = max_length; streams of two rows: 512): the misses
+# of the first micro-batch are all there are
+for s in 1 4; do
+    steps=$s
+    train standard "$d/pk_one$s" false gradient_accumulation_steps=2 share_prefix=false packing=true t_bucket=512 ||
+        { tail -n 20 "$d/pk_one$s.log"; exit 1; }
+done
+a=$(misses "$d/pk_one1.log") b=$(misses "$d/pk_one4.log")
+echo "packed, one bucket: plan misses $a after 1 step, $b after 4 ($(grep -o 'plans: .*' "$d/pk_one4.log"))"
+[ -n "$a" ] && [ "$a" -gt 0 ] && [ "$a" = "$b" ] || { echo "FAIL: plan misses grow with the steps within one bucket"; exit 1; }
 
 # bf16 (activations in bf16, the staging arena of one op's operands) with recompute segments
 # (the arena compacted by overlapping device copies, captured too)

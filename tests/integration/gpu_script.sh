@@ -29,7 +29,17 @@ echo "== precision fp32: 1 passed, 0 failed, worst rel/tol 0.100"
 echo "1 passed, 0 failed"
 STUB
 printf '#!/bin/sh\necho "bench stub failing"\nexit 4\n' > "$d/bin/bench_cuda"
-printf '#!/bin/sh\necho "objective  step ms"\necho "standard   1.0"\n' > "$d/bin/bench_step"
+# bench_step: a row per objective with graphs off and on (--cuda-graphs both), pairs/s third
+cat > "$d/bin/bench_step" <<'STUB'
+#!/bin/sh
+case "$*" in
+*"--cuda-graphs both"*) ;;
+*) echo "bench_step stub: run without --cuda-graphs both"; exit 5 ;;
+esac
+echo "objective  step ms  pairs/s"
+echo "standard   100.0    8.00   off"
+echo "standard   80.0     10.00  on: 0/3/0"
+STUB
 printf '#!/bin/sh\n[ "$1" = version ] && { echo "mmrm 0.1.0"; echo "backends: cpu cuda"; exit 0; }\nexit 1\n' > "$d/bin/mmrm"
 echo "MMRM_CUDA" > "$d/bin/.flags"
 cp "$d/bin/mmrm" "$d/nobuild/mmrm"
@@ -60,6 +70,8 @@ s="$d/out3/summary.txt"
 grep -q "^device: NVIDIA H100" "$s" || fail "$s" "device line"
 grep -q "^- kernel + model parity fp32 (gpu_parity): ok" "$s" || fail "$s" "the passing step"
 grep -q "^- bench_cuda: FAIL rc 4" "$s" || fail "$s" "the failing step"
+grep -q "^- mmrm step (bench_step, bf16): ok .*cuda graphs off -> on: standard 8.00 -> 10.00 pairs/s (x1.25)" "$s" ||
+    fail "$s" "bench_step's graphs off/on line"
 grep -q "^- kernel + model parity bf16 (gpu_parity): TIMEOUT" "$s" || fail "$s" "the hanging step"
 grep -q "skipped (out of time)" "$s" || fail "$s" "steps past the budget"
 grep -q "^ended: completed" "$s" && grep -q "^failed: [1-9]" "$s" || fail "$s" "last lines"
