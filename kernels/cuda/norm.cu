@@ -323,19 +323,11 @@ __global__ void norm_param_finish_kernel(float *dweight, float *dbias, const dou
     }
 }
 
-// Rows per chunk of the column sums: enough chunks that nchunks * C threads fill the GPU
-// (about 256k), at least 32 rows each so a chunk is worth a thread.
-int colsum_rows(int N, int C) {
-    long max_chunks = 262144L / C > 1 ? 262144L / C : 1;
-    long rows = ((long)N + max_chunks - 1) / max_chunks;
-    return (int)(rows > 32 ? rows : 32);
-}
-
 template <class T>
 void norm_param_backward(float *dweight, float *dbias, const float *dout, const T *inp,
                          const float *mean, const float *rstd, int N, int C) {
     cudaStream_t st = cuda_stream();
-    int rows = colsum_rows(N, C);
+    int rows = cuda_colsum_rows(N, C);
     int nchunks = (int)(((long)N + rows - 1) / rows);
     double *pw = nullptr, *pb = nullptr;
     if (nchunks > 1) {
@@ -424,124 +416,64 @@ void launch_backward(float *dinp, float *dweight, float *dbias, const float *dou
 // ---------------------------------------------------------------------------------------
 // launchers (kernels/kernels.h semantics; device pointers; cuda_stream())
 
-extern "C" void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                                       const float *weight, const float *bias, int N, int C,
-                                       float eps) {
-    if (N <= 0) return;
-    launch_forward<true>(out, mean, rstd, nullptr, inp, nullptr, weight, bias, N, C, eps);
-}
+// one set per storage type: T the activations (inp, out, the residual sum), SFX the entry
+// names' suffix (none for fp32, _x16 for bf16)
+#define NORM_ENTRIES(SFX, T)                                                                   \
+    extern "C" void cuda_layernorm_forward##SFX(T *out, float *mean, float *rstd, const T *inp,  \
+                                                const float *weight, const float *bias, int N, \
+                                                int C, float eps) {                             \
+        if (N <= 0) return;                                                                    \
+        launch_forward<true>(out, mean, rstd, nullptr, inp, nullptr, weight, bias, N, C, eps); \
+    }                                                                                          \
+    extern "C" void cuda_layernorm_backward##SFX(float *dinp, float *dweight, float *dbias,     \
+                                                 const float *dout, const T *inp,              \
+                                                 const float *weight, const float *mean,       \
+                                                 const float *rstd, int N, int C) {            \
+        if (N <= 0) return;                                                                    \
+        launch_backward<true>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);      \
+    }                                                                                          \
+    extern "C" void cuda_rmsnorm_forward##SFX(T *out, float *rstd, const T *inp,               \
+                                              const float *weight, int N, int C, float eps) {  \
+        if (N <= 0) return;                                                                    \
+        launch_forward<false>(out, nullptr, rstd, nullptr, inp, nullptr, weight, nullptr, N, C, \
+                              eps);                                                            \
+    }                                                                                          \
+    extern "C" void cuda_rmsnorm_backward##SFX(float *dinp, float *dweight, const float *dout, \
+                                               const T *inp, const float *weight,              \
+                                               const float *rstd, int N, int C) {              \
+        if (N <= 0) return;                                                                    \
+        launch_backward<false>(dinp, dweight, nullptr, dout, inp, weight, nullptr, rstd, N, C); \
+    }                                                                                          \
+    extern "C" void cuda_add_layernorm_forward##SFX(T *sum, T *out, float *mean, float *rstd,  \
+                                                    const T *x, const T *a,                    \
+                                                    const float *weight, const float *bias,    \
+                                                    int N, int C, float eps) {                 \
+        if (N <= 0) return;                                                                    \
+        launch_forward<true>(out, mean, rstd, sum, x, a, weight, bias, N, C, eps);             \
+    }                                                                                          \
+    extern "C" void cuda_add_rmsnorm_forward##SFX(T *sum, T *out, float *rstd, const T *x,     \
+                                                  const T *a, const float *weight, int N,      \
+                                                  int C, float eps) {                          \
+        if (N <= 0) return;                                                                    \
+        launch_forward<false>(out, nullptr, rstd, sum, x, a, weight, nullptr, N, C, eps);      \
+    }                                                                                          \
+    /* the fused residual add + norm's backward (KERNEL_OPS_OPTIONAL) */                       \
+    extern "C" void cuda_add_layernorm_backward##SFX(                                          \
+        float *dx, float *da, float *dweight, float *dbias, const float *dsum,                 \
+        const float *dout, const T *sum, const float *weight, const float *mean,               \
+        const float *rstd, int N, int C) {                                                     \
+        if (N <= 0) return;                                                                    \
+        launch_backward<true>(dx, dweight, dbias, dout, sum, weight, mean, rstd, N, C, true,   \
+                              da, dsum);                                                       \
+    }                                                                                          \
+    extern "C" void cuda_add_rmsnorm_backward##SFX(float *dx, float *da, float *dweight,       \
+                                                   const float *dsum, const float *dout,       \
+                                                   const T *sum, const float *weight,          \
+                                                   const float *rstd, int N, int C) {          \
+        if (N <= 0) return;                                                                    \
+        launch_backward<false>(dx, dweight, nullptr, dout, sum, weight, nullptr, rstd, N, C,   \
+                               true, da, dsum);                                                \
+    }
 
-extern "C" void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias,
-                                        const float *dout, const float *inp,
-                                        const float *weight, const float *mean,
-                                        const float *rstd, int N, int C) {
-    if (N <= 0) return;
-    launch_backward<true>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
-}
-
-extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
-                                     const float *weight, int N, int C, float eps) {
-    if (N <= 0) return;
-    launch_forward<false>(out, nullptr, rstd, nullptr, inp, nullptr, weight, nullptr, N, C, eps);
-}
-
-extern "C" void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
-                                      const float *inp, const float *weight, const float *rstd,
-                                      int N, int C) {
-    if (N <= 0) return;
-    launch_backward<false>(dinp, dweight, nullptr, dout, inp, weight, nullptr, rstd, N, C);
-}
-
-extern "C" void cuda_add_layernorm_forward(float *sum, float *out, float *mean, float *rstd,
-                                           const float *x, const float *a, const float *weight,
-                                           const float *bias, int N, int C, float eps) {
-    if (N <= 0) return;
-    launch_forward<true>(out, mean, rstd, sum, x, a, weight, bias, N, C, eps);
-}
-
-extern "C" void cuda_add_rmsnorm_forward(float *sum, float *out, float *rstd, const float *x,
-                                         const float *a, const float *weight, int N, int C,
-                                         float eps) {
-    if (N <= 0) return;
-    launch_forward<false>(out, nullptr, rstd, sum, x, a, weight, nullptr, N, C, eps);
-}
-
-extern "C" void cuda_layernorm_forward_x16(uint16_t *out, float *mean, float *rstd,
-                                           const uint16_t *inp, const float *weight,
-                                           const float *bias, int N, int C, float eps) {
-    if (N <= 0) return;
-    launch_forward<true>(out, mean, rstd, nullptr, inp, nullptr, weight, bias, N, C, eps);
-}
-
-extern "C" void cuda_layernorm_backward_x16(float *dinp, float *dweight, float *dbias,
-                                            const float *dout, const uint16_t *inp,
-                                            const float *weight, const float *mean,
-                                            const float *rstd, int N, int C) {
-    if (N <= 0) return;
-    launch_backward<true>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
-}
-
-extern "C" void cuda_add_layernorm_forward_x16(uint16_t *sum, uint16_t *out, float *mean,
-                                               float *rstd, const uint16_t *x,
-                                               const uint16_t *a, const float *weight,
-                                               const float *bias, int N, int C, float eps) {
-    if (N <= 0) return;
-    launch_forward<true>(out, mean, rstd, sum, x, a, weight, bias, N, C, eps);
-}
-
-extern "C" void cuda_rmsnorm_forward_x16(uint16_t *out, float *rstd, const uint16_t *inp,
-                                         const float *weight, int N, int C, float eps) {
-    if (N <= 0) return;
-    launch_forward<false>(out, nullptr, rstd, nullptr, inp, nullptr, weight, nullptr, N, C,
-                              eps);
-}
-
-extern "C" void cuda_rmsnorm_backward_x16(float *dinp, float *dweight, const float *dout,
-                                          const uint16_t *inp, const float *weight,
-                                          const float *rstd, int N, int C) {
-    if (N <= 0) return;
-    launch_backward<false>(dinp, dweight, nullptr, dout, inp, weight, nullptr, rstd, N, C);
-}
-
-extern "C" void cuda_add_rmsnorm_forward_x16(uint16_t *sum, uint16_t *out, float *rstd,
-                                             const uint16_t *x, const uint16_t *a,
-                                             const float *weight, int N, int C, float eps) {
-    if (N <= 0) return;
-    launch_forward<false>(out, nullptr, rstd, sum, x, a, weight, nullptr, N, C, eps);
-}
-
-// the fused residual add + norm's backward (KERNEL_OPS_OPTIONAL; sum fp32 or bf16)
-extern "C" void cuda_add_layernorm_backward(float *dx, float *da, float *dweight, float *dbias,
-                                            const float *dsum, const float *dout,
-                                            const float *sum, const float *weight,
-                                            const float *mean, const float *rstd, int N, int C) {
-    if (N <= 0) return;
-    launch_backward<true>(dx, dweight, dbias, dout, sum, weight, mean, rstd, N, C, true, da, dsum);
-}
-
-extern "C" void cuda_add_rmsnorm_backward(float *dx, float *da, float *dweight, const float *dsum,
-                                          const float *dout, const float *sum,
-                                          const float *weight, const float *rstd, int N, int C) {
-    if (N <= 0) return;
-    launch_backward<false>(dx, dweight, nullptr, dout, sum, weight, nullptr, rstd, N, C, true, da,
-                           dsum);
-}
-
-extern "C" void cuda_add_layernorm_backward_x16(float *dx, float *da, float *dweight,
-                                                float *dbias, const float *dsum,
-                                                const float *dout, const uint16_t *sum,
-                                                const float *weight, const float *mean,
-                                                const float *rstd, int N, int C) {
-    if (N <= 0) return;
-    launch_backward<true>(dx, dweight, dbias, dout, sum, weight, mean, rstd, N, C, true, da,
-                              dsum);
-}
-
-extern "C" void cuda_add_rmsnorm_backward_x16(float *dx, float *da, float *dweight,
-                                              const float *dsum, const float *dout,
-                                              const uint16_t *sum, const float *weight,
-                                              const float *rstd, int N, int C) {
-    if (N <= 0) return;
-    launch_backward<false>(dx, dweight, nullptr, dout, sum, weight, nullptr, rstd, N, C, true,
-                               da, dsum);
-}
+NORM_ENTRIES(, float)
+NORM_ENTRIES(_x16, uint16_t)
