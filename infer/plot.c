@@ -541,37 +541,19 @@ static int default_height(const Run *runs, int nruns, const char *title, int W, 
     return (int)fmin(MAX_SIDE, ceil(top + rows * CELL_H * s + 12 * s));
 }
 
-/* The image into *png (the caller frees it) at scale s: 0, or -1 with the error set. */
-static int render(const Run *runs, int nruns, const int *shown, int nshown, const char *title,
-                  int W, int H, double s, int smooth, StrBuf *png) {
-    int cols, rows;
-    grid(nshown, &cols, &rows);
+/* The image lifecycle of both figures (the curves, plot_results.c's): a W x H white image at
+ * scale s, the header (title, legend of runs), body below it, the PNG into *png (the caller
+ * frees it): 0, or -1 with the error set. */
+int plot_render(int W, int H, double s, const Run *runs, int nruns, const char *title,
+                PlotBody body, const void *ctx, StrBuf *png) {
     cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
     MMRM_REQUIRE(cairo_surface_status(surf) == CAIRO_STATUS_SUCCESS, "plot: a %dx%d image: %s", W, H,
                  cairo_status_to_string(cairo_surface_status(surf)));
     Canvas cv = {plot_context(surf), s};
     cairo_t *cr = cv.cr;
-    double m = 12 * s;
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
-    double y = plot_header(&cv, runs, nruns, title, W, 1);
-    double cw = (W - 2 * m) / cols, ch = (H - y - m) / rows;
-    int rc = 0;
-    if (cw < 150 * s || ch < 120 * s) {
-        mmrm_set_error("plot: %dx%d pixels is too small for %d panels (%d x %d); give a larger "
-                       "--width/--height", W, H, nshown, cols, rows);
-        rc = -1;
-    }
-    double xlo = INFINITY, xhi = -INFINITY;
-    for (int i = 0; i < nruns; i++)
-        for (int k = 0; k < NSERIES; k++)
-            for (long j = 0; j < runs[i].s[k].n; j++) {
-                xlo = fmin(xlo, runs[i].s[k].x[j]);
-                xhi = fmax(xhi, runs[i].s[k].x[j]);
-            }
-    for (int i = 0; !rc && i < nshown; i++)
-        panel_draw(&cv, &PANELS[shown[i]], runs, nruns, xlo, xhi, m + (i % cols) * cw,
-                   y + (i / cols) * ch, cw, ch, smooth);
+    int rc = body(&cv, plot_header(&cv, runs, nruns, title, W, 1), ctx);
     cairo_status_t st = cairo_status(cr);
     if (!rc && st != CAIRO_STATUS_SUCCESS) {
         mmrm_set_error("plot: drawing failed: %s", cairo_status_to_string(st));
@@ -588,6 +570,34 @@ static int render(const Run *runs, int nruns, const int *shown, int nshown, cons
     cairo_debug_reset_static_data();
     FcFini();
     return rc;
+}
+
+typedef struct {
+    const Run *runs;
+    int nruns, nshown, W, H, smooth;
+    const int *shown;
+} Curves;
+
+/* the panels of the curves below the header (top): 0, or -1 with the error set */
+static int curves_body(Canvas *cv, double top, const void *ctx) {
+    const Curves *c = ctx;
+    double s = cv->s, m = 12 * s;
+    int cols, rows;
+    grid(c->nshown, &cols, &rows);
+    double cw = (c->W - 2 * m) / cols, ch = (c->H - top - m) / rows;
+    MMRM_REQUIRE(cw >= 150 * s && ch >= 120 * s, "plot: %dx%d pixels is too small for %d panels "
+                 "(%d x %d); give a larger --width/--height", c->W, c->H, c->nshown, cols, rows);
+    double xlo = INFINITY, xhi = -INFINITY;
+    for (int i = 0; i < c->nruns; i++)
+        for (int k = 0; k < NSERIES; k++)
+            for (long j = 0; j < c->runs[i].s[k].n; j++) {
+                xlo = fmin(xlo, c->runs[i].s[k].x[j]);
+                xhi = fmax(xhi, c->runs[i].s[k].x[j]);
+            }
+    for (int i = 0; i < c->nshown; i++)
+        panel_draw(cv, &PANELS[c->shown[i]], c->runs, c->nruns, xlo, xhi, m + (i % cols) * cw,
+                   top + (i / cols) * ch, cw, ch, c->smooth);
+    return 0;
 }
 
 /* ---- the command ---- */
@@ -716,7 +726,8 @@ int cmd_plot(int argc, char **argv) {
     if (!H) H = default_height(runs, ndirs, title, W, nrows, s);
     else s = fmax(0.8, fmin(s, H / (nrows * CELL_H + 12 + (title ? 26 : 0) + 24)));
     StrBuf png = {0};
-    if (render(runs, ndirs, shown, nshown, title, W, H, s, smooth, &png) ||
+    Curves curves = {runs, ndirs, nshown, W, H, smooth, shown};
+    if (plot_render(W, H, s, runs, ndirs, title, curves_body, &curves, &png) ||
         fs_write_atomic(out, png.s, png.len)) {
         sb_free(&png);
         plot_fail();

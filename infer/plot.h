@@ -5,6 +5,8 @@
 
 #include <cairo/cairo.h>
 
+#include "runtime/strbuf.h"
+
 #define MAX_RUNS 10
 #define CELL_W 440.0
 #define CELL_H 330.0
@@ -53,6 +55,12 @@ void plot_frame_paint(Canvas *cv, const Frame *f, double x, double y, double h, 
 /* the title and the legend of runs (nruns 0: title only); its height (draw 0: measure only) */
 double plot_header(Canvas *cv, const Run *runs, int nruns, const char *title, int W, int draw);
 cairo_t *plot_context(cairo_surface_t *surf);
+/* draws a figure's body below the header (top: its height); 0, or -1 with the error set */
+typedef int (*PlotBody)(Canvas *cv, double top, const void *ctx);
+/* a W x H white image at scale s: the header (title, legend of runs), body(cv, top, ctx), and
+ * the PNG into *png (the caller frees it); 0, or -1 with the error set */
+int plot_render(int W, int H, double s, const Run *runs, int nruns, const char *title,
+                PlotBody body, const void *ctx, StrBuf *png);
 cairo_status_t plot_png_to_buffer(void *closure, const unsigned char *data, unsigned int n);
 
 /* --results DEMO_DIR: the demo's figure into out (W, H: 0 = default); 0, or 1 (reported) */

@@ -31,6 +31,7 @@ typedef struct {
     double w[W_BINS];    /* pairs per bin of [0, 1] */
     double w_num, w_sum; /* pairs and the sum of their w */
     long w_steps;        /* histograms merged */
+    int W, H;            /* the image */
 } Results;
 
 /* "accuracy" of DIR/eval_MODEL_SPLIT.json (`mmrm eval --json`) */
@@ -151,41 +152,24 @@ static void results_hist(Canvas *cv, const Results *r, double x, double y, doubl
     plot_text(cv, buf, f.R - 6 * s, f.T + 6 * s, 1, 0);
 }
 
+/* the bars and the histogram side by side below the header (top) */
+static int results_body(Canvas *cv, double top, const void *ctx) {
+    const Results *r = ctx;
+    double m = 12 * cv->s, cw = (r->W - 2 * m) / 2, ch = r->H - top - m;
+    MMRM_REQUIRE(cw >= 200 * cv->s && ch >= 160 * cv->s, "plot: %dx%d pixels is too small for the "
+                 "results figure; give a larger --width/--height", r->W, r->H);
+    results_bars(cv, r, m, top, cw, ch);
+    results_hist(cv, r, m + cw, top, cw, ch);
+    return 0;
+}
+
 /* the figure into *png: title, legend (the models), bars and histogram side by side */
-static int results_render(const Results *r, const char *title, int W, int H, StrBuf *png) {
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    MMRM_REQUIRE(cairo_surface_status(surf) == CAIRO_STATUS_SUCCESS, "plot: a %dx%d image: %s", W, H,
-                 cairo_status_to_string(cairo_surface_status(surf)));
+static int results_render(Results *r, const char *title, int W, int H, StrBuf *png) {
     double s = fmax(0.8, fmin(3.0, fmin(W / (2 * CELL_W), H / (CELL_H + 60))));
-    Canvas cv = {plot_context(surf), s};
-    cairo_set_source_rgb(cv.cr, 1, 1, 1);
-    cairo_paint(cv.cr);
     Run names[3] = {{.name = RES_MODELS[0][1]}, {.name = RES_MODELS[1][1]}, {.name = RES_MODELS[2][1]}};
-    double y = plot_header(&cv, names, 3, title, W, 1), m = 12 * s;
-    double cw = (W - 2 * m) / 2, ch = H - y - m;
-    int rc = 0;
-    if (cw < 200 * s || ch < 160 * s) {
-        mmrm_set_error("plot: %dx%d pixels is too small for the results figure; give a larger "
-                       "--width/--height", W, H);
-        rc = -1;
-    } else {
-        results_bars(&cv, r, m, y, cw, ch);
-        results_hist(&cv, r, m + cw, y, cw, ch);
-    }
-    cairo_status_t st = cairo_status(cv.cr);
-    if (!rc && st != CAIRO_STATUS_SUCCESS) {
-        mmrm_set_error("plot: drawing failed: %s", cairo_status_to_string(st));
-        rc = -1;
-    }
-    if (!rc && (st = cairo_surface_write_to_png_stream(surf, plot_png_to_buffer, png)) != CAIRO_STATUS_SUCCESS) {
-        mmrm_set_error("plot: PNG encoding failed: %s", cairo_status_to_string(st));
-        rc = -1;
-    }
-    cairo_destroy(cv.cr);
-    cairo_surface_destroy(surf);
-    cairo_debug_reset_static_data();
-    FcFini();
-    return rc;
+    r->W = W;
+    r->H = H;
+    return plot_render(W, H, s, names, 3, title, results_body, r, png);
 }
 
 int plot_results(const char *dir, const char *out, const char *title, int W, int H) {

@@ -83,4 +83,13 @@ static inline unsigned cuda_blocks(size_t n, unsigned threads) {
     return (unsigned)(b > 1048576 ? 1048576 : (b ? b : 1)); /* grid-stride loops cover the rest */
 }
 
+/* rows per chunk of an ordered column sum over (N, C) rows (norm.cu's dweight/dbias,
+ * elementwise.cu's dscale): enough chunks that nchunks * C threads fill the GPU (about
+ * 256k), at least 32 rows each so a chunk is worth a thread; a function of N and C only */
+static inline int cuda_colsum_rows(int N, int C) {
+    long max_chunks = 262144L / C > 1 ? 262144L / C : 1;
+    long rows = ((long)N + max_chunks - 1) / max_chunks;
+    return (int)(rows > 32 ? rows : 32);
+}
+
 #endif

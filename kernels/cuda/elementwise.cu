@@ -4,7 +4,8 @@
 // add, per-channel scale and drop_path, forward and backward.
 //
 // Every output element is computed by exactly one thread with the CPU's formula and
-// precision (GELU and RoPE in double as on the CPU). In float expressions a product that
+// precision (GELU and RoPE in double as on the CPU; the formulas, shared with
+// elementwise_bf16.cu, are in elementwise.cuh). In float expressions a product that
 // feeds an add is written __fmul_rn, which nvcc never contracts into an FMA, so it rounds
 // as on the CPU (built with -std=c11, i.e. without contraction). The two reductions are ordered:
 // embedding_backward adds rows in increasing n per column, and channel_scale's dscale
@@ -13,17 +14,11 @@
 #include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/elementwise.cuh"
 
 namespace {
 
 constexpr unsigned kThreads = 256;
-constexpr double kSqrt1_2 = 0.70710678118654752440;     // M_SQRT1_2, as the CPU uses
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // INV_SQRT_2PI of activation.c
-
-__device__ __forceinline__ size_t grid_start() {
-    return (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ size_t grid_stride() { return (size_t)gridDim.x * blockDim.x; }
 
 // ---- token embedding ----
 
@@ -124,47 +119,28 @@ __global__ void scatter_rows_add_kernel(float *dtable, const float *__restrict__
 // ---- exact GELU, in double like activation.c: x * Phi(x), Phi(x) = erfc(-x/sqrt2)/2 ----
 
 __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
-    for (size_t i = grid_start(); i < n; i += grid_stride()) {
-        double x = inp[i];
-        out[i] = (float)(0.5 * x * erfc(-x * kSqrt1_2));
-    }
+    for (size_t i = grid_start(); i < n; i += grid_stride()) out[i] = gelu1(inp[i]);
 }
 
 __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float *inp,
                                      size_t n) {
-    for (size_t i = grid_start(); i < n; i += grid_stride()) {
-        double x = inp[i];
-        double d = 0.5 * erfc(-x * kSqrt1_2) + x * exp(-0.5 * x * x) * kInvSqrt2Pi;
-        dinp[i] += (float)(dout[i] * d);
-    }
+    for (size_t i = grid_start(); i < n; i += grid_stride()) dinp[i] += gelu_grad1(dout[i], inp[i]);
 }
 
 // ---- SwiGLU: out = silu(gate) * up, float math as activation.c ----
 
-// sigmoid(g) and 1 - sigmoid(g) from e = exp(-|g|) <= 1 (never overflows)
-__device__ __forceinline__ void sigmoid_pair(float g, float *sig, float *one_minus_sig) {
-    float e = expf(-fabsf(g));
-    float r = 1.0f / (1.0f + e), p = e * r;
-    *sig = g >= 0 ? r : p;
-    *one_minus_sig = g >= 0 ? p : r;
-}
-
 __global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up,
                                       size_t n) {
-    for (size_t i = grid_start(); i < n; i += grid_stride()) {
-        float s, oms;
-        sigmoid_pair(gate[i], &s, &oms);
-        out[i] = gate[i] * s * up[i];
-    }
+    for (size_t i = grid_start(); i < n; i += grid_stride()) out[i] = swiglu1(gate[i], up[i]);
 }
 
 __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout,
                                        const float *gate, const float *up, size_t n) {
     for (size_t i = grid_start(); i < n; i += grid_stride()) {
-        float g = gate[i], s, oms;
-        sigmoid_pair(g, &s, &oms);
-        if (dgate) dgate[i] += __fmul_rn(dout[i] * up[i], s * (1.0f + __fmul_rn(g, oms)));
-        if (dup) dup[i] += __fmul_rn(dout[i], g * s);
+        float dg, du;
+        swiglu_grad1(dout[i], gate[i], up[i], &dg, &du);
+        if (dgate) dgate[i] += dg;
+        if (dup) dup[i] += du;
     }
 }
 
@@ -174,9 +150,7 @@ __global__ void swiglu_fused_forward_kernel(float *out, const float *gu, int N, 
     size_t total = (size_t)N * I;
     for (size_t j = grid_start(); j < total; j += grid_stride()) {
         size_t n = j / (size_t)I, g = j + n * (size_t)I; // gu offset of gate (n, i)
-        float s, oms;
-        sigmoid_pair(gu[g], &s, &oms);
-        out[j] = gu[g] * s * gu[g + I];
+        out[j] = swiglu1(gu[g], gu[g + I]);
     }
 }
 
@@ -185,10 +159,10 @@ __global__ void swiglu_fused_backward_kernel(float *dgu, const float *dout, cons
     size_t total = (size_t)N * I;
     for (size_t j = grid_start(); j < total; j += grid_stride()) {
         size_t n = j / (size_t)I, gi = j + n * (size_t)I;
-        float g = gu[gi], u = gu[gi + I], s, oms;
-        sigmoid_pair(g, &s, &oms);
-        dgu[gi] += __fmul_rn(dout[j] * u, s * (1.0f + __fmul_rn(g, oms)));
-        dgu[gi + I] += __fmul_rn(dout[j], g * s);
+        float dg, du;
+        swiglu_grad1(dout[j], gu[gi], gu[gi + I], &dg, &du);
+        dgu[gi] += dg;
+        dgu[gi + I] += du;
     }
 }
 
@@ -205,14 +179,13 @@ __global__ void rope_kernel(float *y, const float *x, const int *pos, int N, int
     for (size_t idx = grid_start(); idx < total; idx += grid_stride()) {
         size_t n = idx / (size_t)half;
         int i = (int)(idx - n * (size_t)half);
-        double inv_freq = pow((double)theta, -2.0 * i / HD);
         double s, c;
-        sincos((double)pos[n] * inv_freq, &s, &c);
+        rope_angle(theta, i, HD, pos[n], &s, &c);
         s *= dir;
         for (int h = 0; h < NH; h++) {
             size_t base = ((size_t)n * NH + h) * HD + i;
-            double a = x[base], b = x[base + half];
-            double ya = a * c - b * s, yb = b * c + a * s;
+            double ya, yb;
+            rope_rotate(x[base], x[base + half], c, s, &ya, &yb);
             if (ACCUMULATE) {
                 y[base] = (float)(y[base] + ya);
                 y[base + half] = (float)(y[base + half] + yb);
@@ -338,14 +311,6 @@ __global__ void colsum_finish_kernel(float *dst, const double *partial, int C, i
         for (int k = 0; k < nchunks; k++) acc += partial[(size_t)k * C + c];
         dst[c] += (float)acc;
     }
-}
-
-// Rows per chunk of the dscale reduction: enough chunks that nchunks * C threads fill the
-// GPU (about 256k), at least 32 rows each so a chunk is worth a thread.
-int colsum_rows(int N, int C) {
-    long max_chunks = 262144L / C > 1 ? 262144L / C : 1;
-    long rows = ((long)N + max_chunks - 1) / max_chunks;
-    return (int)(rows > 32 ? rows : 32);
 }
 
 template <bool ACCUMULATE>
@@ -540,7 +505,7 @@ static void channel_scale_backward(float *dinp, float *dscale, const float *dout
         CUDA_LAUNCH_CHECK();
     }
     if (dscale) {
-        int rows = colsum_rows(N, C);
+        int rows = cuda_colsum_rows(N, C);
         int nchunks = (int)(((long)N + rows - 1) / rows);
         double *partial = nullptr;
         if (nchunks > 1)

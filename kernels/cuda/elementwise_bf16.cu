@@ -1,28 +1,23 @@
 // elementwise_bf16.cu - the element-wise ops of elementwise.cu over bf16-stored activations
 // (the table's *_x16 entries, kernels/op_list.h): embedding and row gathers, pixel shuffle,
 // im2col, GELU, SwiGLU, RoPE, residual add, channel scale, drop_path. Inputs are widened
-// exactly, every element is computed with the fp32 kernel's formula (GELU and RoPE in
-// double, products that feed an add as __fmul_rn), and outputs are rounded once to nearest
-// even; gradients stay fp32. So each result equals the fp32 kernel's on the widened inputs,
-// rounded as runtime/ops.c's staging would have rounded it.
+// exactly, every element is computed with the fp32 kernel's formula (elementwise.cuh:
+// GELU and RoPE in double, products that feed an add as __fmul_rn), and outputs are rounded
+// once to nearest even; gradients stay fp32. So each result equals the fp32 kernel's on the
+// widened inputs, rounded as runtime/ops.c's staging would have rounded it.
 //
-// A thread handles groups of 8 consecutive elements (bf16.cuh): one 16-byte load or store
-// per bf16 group (two per fp32 group) when every pointer of the launch is 16-byte aligned
-// (and the rows hold whole groups where rows matter), scalar accesses for the rest.
+// A thread handles groups of 8 consecutive elements (bf16.cuh; the flat maps through
+// elementwise.cuh's map8): one 16-byte load or store per bf16 group (two per fp32 group)
+// when every pointer of the launch is 16-byte aligned (and the rows hold whole groups where
+// rows matter), scalar accesses for the rest.
 #include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/elementwise.cuh"
 
 namespace {
 
 constexpr unsigned kThreads = 256;
-constexpr double kSqrt1_2 = 0.70710678118654752440;    // as elementwise.cu
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-
-__device__ __forceinline__ size_t grid_start() {
-    return (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ size_t grid_stride() { return (size_t)gridDim.x * blockDim.x; }
 
 bool al(const void *p) { return bf16_aligned16(p); }
 
@@ -51,13 +46,7 @@ struct GeluForward {
     const uint16_t *inp;
     template <bool VEC>
     __device__ void apply(size_t i, size_t n) const {
-        V8 x = ld8<VEC>(inp, i, n), r;
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            double xd = x.v[k];
-            r.v[k] = (float)(0.5 * xd * erfc(-xd * kSqrt1_2));
-        }
-        st8<VEC>(out, i, n, r);
+        map8<VEC>(out, i, n, [](size_t, float x) { return gelu1(x); }, inp);
     }
 };
 
@@ -67,38 +56,17 @@ struct GeluBackward {
     const uint16_t *inp;
     template <bool VEC>
     __device__ void apply(size_t i, size_t n) const {
-        V8 x = ld8<VEC>(inp, i, n), g = ld8<VEC>(dout, i, n), d = ld8<VEC>(dinp, i, n);
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            double xd = x.v[k];
-            double dd = 0.5 * erfc(-xd * kSqrt1_2) + xd * exp(-0.5 * xd * xd) * kInvSqrt2Pi;
-            d.v[k] += (float)(g.v[k] * dd);
-        }
-        st8<VEC>(dinp, i, n, d);
+        map8<VEC>(dinp, i, n, [](size_t, float x, float g, float d) { return d + gelu_grad1(g, x); },
+                  inp, dout, dinp);
     }
 };
-
-// sigmoid(g) and 1 - sigmoid(g) from e = exp(-|g|), as elementwise.cu
-__device__ __forceinline__ void sigmoid_pair(float g, float *sig, float *one_minus_sig) {
-    float e = expf(-fabsf(g));
-    float r = 1.0f / (1.0f + e), p = e * r;
-    *sig = g >= 0 ? r : p;
-    *one_minus_sig = g >= 0 ? p : r;
-}
 
 struct SwigluForward {
     uint16_t *out;
     const uint16_t *gate, *up;
     template <bool VEC>
     __device__ void apply(size_t i, size_t n) const {
-        V8 g = ld8<VEC>(gate, i, n), u = ld8<VEC>(up, i, n), r;
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            float s, oms;
-            sigmoid_pair(g.v[k], &s, &oms);
-            r.v[k] = g.v[k] * s * u.v[k];
-        }
-        st8<VEC>(out, i, n, r);
+        map8<VEC>(out, i, n, [](size_t, float g, float u) { return swiglu1(g, u); }, gate, up);
     }
 };
 
@@ -112,10 +80,10 @@ struct SwigluBackward {
         V8 dg = dgate ? ld8<VEC>(dgate, i, n) : V8{}, du = dup ? ld8<VEC>(dup, i, n) : V8{};
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            float s, oms;
-            sigmoid_pair(g.v[k], &s, &oms);
-            dg.v[k] += __fmul_rn(go.v[k] * u.v[k], s * (1.0f + __fmul_rn(g.v[k], oms)));
-            du.v[k] += __fmul_rn(go.v[k], g.v[k] * s);
+            float tg, tu;
+            swiglu_grad1(go.v[k], g.v[k], u.v[k], &tg, &tu);
+            dg.v[k] += tg;
+            du.v[k] += tu;
         }
         if (dgate) st8<VEC>(dgate, i, n, dg);
         if (dup) st8<VEC>(dup, i, n, du);
@@ -127,10 +95,7 @@ struct AddForward {
     const uint16_t *a, *b;
     template <bool VEC>
     __device__ void apply(size_t i, size_t n) const {
-        V8 x = ld8<VEC>(a, i, n), y = ld8<VEC>(b, i, n);
-#pragma unroll
-        for (int k = 0; k < 8; k++) x.v[k] += y.v[k];
-        st8<VEC>(out, i, n, x);
+        map8<VEC>(out, i, n, [](size_t, float x, float y) { return x + y; }, a, b);
     }
 };
 
@@ -143,7 +108,6 @@ struct ChannelScaleForward {
     int C;
     template <bool VEC>
     __device__ void apply(size_t i, size_t n) const {
-        V8 x = ld8<VEC>(inp, i, n), r;
         size_t c0 = i % (size_t)C;
         V8 s;
         if (VEC) {
@@ -152,9 +116,7 @@ struct ChannelScaleForward {
 #pragma unroll
             for (int k = 0; k < 8; k++) s.v[k] = scale[(i + k) % (size_t)C];
         }
-#pragma unroll
-        for (int k = 0; k < 8; k++) r.v[k] = x.v[k] * s.v[k];
-        st8<VEC>(out, i, n, r);
+        map8<VEC>(out, i, n, [&](size_t e, float x) { return x * s.v[e - i]; }, inp);
     }
 };
 
@@ -165,11 +127,9 @@ struct DropPathForward {
     size_t per_sample;
     template <bool VEC>
     __device__ void apply(size_t i, size_t n) const {
-        V8 x = ld8<VEC>(inp, i, n), r;
-#pragma unroll
-        for (int k = 0; k < 8; k++)
-            r.v[k] = i + k < n ? x.v[k] * keep_scale[(i + k) / per_sample] : 0.0f;
-        st8<VEC>(out, i, n, r);
+        map8<VEC>(out, i, n,
+                  [&](size_t e, float x) { return e < n ? x * keep_scale[e / per_sample] : 0.0f; },
+                  inp);
     }
 };
 
@@ -181,20 +141,13 @@ struct Im2colForward {
     template <bool VEC>
     __device__ void apply(size_t i0, size_t n) const {
         size_t Gh = H / p, Gw = W / p, pp = (size_t)p * p, K = CH * pp;
-        V8 r;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            size_t i = i0 + j;
-            if (i >= n) {
-                r.v[j] = 0.0f;
-                continue;
-            }
+        map8<VEC>(cols, i0, n, [&](size_t i) {
+            if (i >= n) return 0.0f;
             size_t row = i / K, k = i - row * K;
             size_t ch = k / pp, rr = k - ch * pp, ky = rr / p, kx = rr - ky * p;
             size_t x = row % Gw, y = (row / Gw) % Gh, b = row / (Gw * Gh);
-            r.v[j] = img[((b * CH + ch) * H + y * p + ky) * W + x * p + kx];
-        }
-        st8<VEC>(cols, i0, n, r);
+            return img[((b * CH + ch) * H + y * p + ky) * W + x * p + kx];
+        });
     }
 };
 
@@ -247,18 +200,15 @@ __global__ void rope_x16_kernel(uint16_t *y, const uint16_t *x, const int *pos, 
         size_t n = idx / gph, i0 = 8 * (idx - n * gph);
         double c[8], s[8];
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            double inv_freq = pow((double)theta, -2.0 * (double)(i0 + k) / HD);
-            sincos((double)pos[n] * inv_freq, &s[k], &c[k]);
-        }
+        for (int k = 0; k < 8; k++) rope_angle(theta, (double)(i0 + k), HD, pos[n], &s[k], &c[k]);
         for (int h = 0; h < NH; h++) {
             size_t base = ((size_t)n * NH + h) * HD;
             V8 a = ld8<VEC>(x + base, i0, half), b = ld8<VEC>(x + base + half, i0, half), ya, yb;
 #pragma unroll
             for (int k = 0; k < 8; k++) {
-                double ad = a.v[k], bd = b.v[k];
-                ya.v[k] = (float)(ad * c[k] - bd * s[k]);
-                yb.v[k] = (float)(bd * c[k] + ad * s[k]);
+                double ra, rb;
+                rope_rotate(a.v[k], b.v[k], c[k], s[k], &ra, &rb);
+                ya.v[k] = (float)ra, yb.v[k] = (float)rb;
             }
             st8<VEC>(y + base, i0, half, ya);
             st8<VEC>(y + base + half, i0, half, yb);
