@@ -79,6 +79,16 @@ __device__ __forceinline__ void fa_doc_range(const int *segb, int L, int r0, int
 // cuda_f32_to_bf16 of the fp32 value, NaN included)
 __device__ __forceinline__ void fa_store(float *p, float x) { *p = x; }
 __device__ __forceinline__ void fa_store(uint16_t *p, float x) { *p = kscalar_bf16_rn(x); }
+// two adjacent columns (the accumulator's pair): one 8-byte or 4-byte store where aligned
+__device__ __forceinline__ void fa_store2(float *p, float x, float y) {
+    if (((uintptr_t)p & 7) == 0) *(float2 *)p = make_float2(x, y);
+    else p[0] = x, p[1] = y;
+}
+__device__ __forceinline__ void fa_store2(uint16_t *p, float x, float y) {
+    if (((uintptr_t)p & 3) == 0)
+        *(uint32_t *)p = (uint32_t)kscalar_bf16_rn(x) | (uint32_t)kscalar_bf16_rn(y) << 16;
+    else p[0] = kscalar_bf16_rn(x), p[1] = kscalar_bf16_rn(y);
+}
 
 template <int HD, typename O>
 __global__ void __launch_bounds__(FA_THREADS)
@@ -237,8 +247,8 @@ fa2_fwd_kernel(O *__restrict__ out, float *__restrict__ lse, const uint16_t *__r
         O *orow = out + ((size_t)b * T + t) * qstride + (size_t)h * HD;
 #pragma unroll
         for (int n = 0; n < ND; n++) {
-            fa_store(orow + 8 * n + c2, valid ? o[n][2 * i] * inv : 0.0f);
-            fa_store(orow + 8 * n + c2 + 1, valid ? o[n][2 * i + 1] * inv : 0.0f);
+            fa_store2(orow + 8 * n + c2, valid ? o[n][2 * i] * inv : 0.0f,
+                      valid ? o[n][2 * i + 1] * inv : 0.0f);
         }
         if (lane % 4 == 0) lse[((size_t)b * NH + h) * T + t] = valid ? m[i] + logf(sum) : 0.0f;
     }
