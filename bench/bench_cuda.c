@@ -133,8 +133,7 @@ static void full_body(void *p) {
 }
 
 static void rows_bench(void) {
-    printf("
-attention rows (last layer, 1 row/seq) vs full, causal    fwd ms   bwd ms  (full fwd, bwd)\n");
+    printf("\nattention rows (last layer, 1 row/seq) vs full, causal    fwd ms   bwd ms  (full fwd, bwd)\n");
     for (int prec = 0; prec < 2; prec++) {
         Ar1 r = {{16, 768, 14, 2, 64, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
                  16, NULL, NULL, NULL, NULL, NULL, NULL, prec ? KP_BF16 : KP_FP32};
