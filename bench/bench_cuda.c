@@ -4,7 +4,7 @@
  * operands converted per call, and in bf16 with the weight read from its bf16 copy (what
  * training with precision = bf16 runs: the ParamStore's copy passed as weight16), LayerNorm/RMSNorm GB/s against a device-to-device
  * copy measured in the same run, and attention TFLOP/s (forward, backward) of the
- * hand-written kernel; in a build with NCCL (`make cuda NCCL=1`), the NCCL all-reduce's time
+ * hand-written kernel, the attention rows op against the full attention (milliseconds); in a build with NCCL (`make cuda NCCL=1`), the NCCL all-reduce's time
  * and bandwidth at gradient-buffer sizes (under mpirun, across the ranks); and a reward-model
  * training step (forward + backward, precision bf16) with activations stored in fp32 vs bf16:
  * time and activation arena. Times with CUDA events on the backend's stream, median of REPS.
@@ -102,6 +102,66 @@ static void at_body(void *p) {
     else
         kernels_cuda.attention_backward(a->dq, a->dk, a->dv, a->dout, a->o, a->lse, a->q, a->k, a->v, a->len, NULL, a->B,
                                         a->T, a->NH, a->KV, a->HD, a->causal, KP_FP32);
+}
+
+/* the decoder's last layer at the rewarded rows (share_prefix / packing): attention_rows at
+ * one row per sequence (its last token, which sees every key) against the full attention
+ * whose result at those rows is the same, forward and backward, at InternVL2-1B's LLM shape
+ * (Qwen2-0.5B: NH 14, KV 2, HD 64), 16 sequences (8 pairs) of 1 tile + 512 text tokens */
+typedef struct { At a; int M, *rows; float *qm, *om, *lm, *dqm, *doutm; int prec; } Ar1;
+static void rows_body(void *p) {
+    Ar1 *r = p;
+    At *a = &r->a;
+    if (!a->bwd)
+        kernels_cuda.attention_rows_forward(r->om, r->lm, r->qm, a->k, a->v, r->rows, a->len, NULL,
+                                            r->M, a->B, a->T, a->NH, a->KV, a->HD, 1, r->prec);
+    else
+        kernels_cuda.attention_rows_backward(r->dqm, a->dk, a->dv, r->doutm, r->om, r->lm, r->qm,
+                                             a->k, a->v, r->rows, a->len, NULL, r->M, a->B, a->T,
+                                             a->NH, a->KV, a->HD, 1, r->prec);
+}
+static void full_body(void *p) {
+    Ar1 *r = p;
+    At *a = &r->a;
+    if (!a->bwd)
+        kernels_cuda.attention_forward(a->o, a->lse, a->q, a->k, a->v, a->len, NULL, a->B, a->T,
+                                       a->NH, a->KV, a->HD, 1, r->prec);
+    else
+        kernels_cuda.attention_backward(a->dq, a->dk, a->dv, a->dout, a->o, a->lse, a->q, a->k,
+                                        a->v, a->len, NULL, a->B, a->T, a->NH, a->KV, a->HD, 1,
+                                        r->prec);
+}
+
+static void rows_bench(void) {
+    printf("\nattention rows (last layer, 1 row/seq) vs full, causal    fwd ms   bwd ms  (full fwd, bwd)\n");
+    for (int prec = 0; prec < 2; prec++) {
+        Ar1 r = {{16, 768, 14, 2, 64, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+                 16, NULL, NULL, NULL, NULL, NULL, NULL, prec ? KP_BF16 : KP_FP32};
+        At *a = &r.a;
+        size_t nq = (size_t)a->B * a->T * a->NH * a->HD, nk = (size_t)a->B * a->T * a->KV * a->HD;
+        size_t nm = (size_t)r.M * a->NH * a->HD;
+        a->q = drand(nq, 31); a->k = drand(nk, 32); a->v = drand(nk, 33); a->o = drand(nq, 34);
+        a->lse = drand((size_t)a->B * a->NH * a->T, 35);
+        a->dq = drand(nq, 36); a->dk = drand(nk, 37); a->dv = drand(nk, 38); a->dout = drand(nq, 39);
+        r.qm = drand(nm, 41); r.om = drand(nm, 42); r.lm = drand((size_t)r.M * a->NH, 43);
+        r.dqm = drand(nm, 44); r.doutm = drand(nm, 45);
+        int hl[16], hr[16];
+        for (int b = 0; b < a->B; b++) hl[b] = a->T, hr[b] = b * a->T + a->T - 1;
+        a->len = cuda_malloc(sizeof hl);
+        r.rows = cuda_malloc(sizeof hr);
+        cuda_copy_h2d(a->len, hl, sizeof hl);
+        cuda_copy_h2d(r.rows, hr, sizeof hr);
+        float rf = time_ms(rows_body, &r), ff = time_ms(full_body, &r);
+        a->bwd = 1;
+        float rb = time_ms(rows_body, &r), fb = time_ms(full_body, &r);
+        printf("B=%d T=%d NH=%d KV=%d HD=%d M=%d %-4s        %8.3f %8.3f  (%.3f, %.3f: %.0fx, %.0fx)\n",
+               a->B, a->T, a->NH, a->KV, a->HD, r.M, prec ? "bf16" : "fp32", rf, rb, ff, fb,
+               ff / rf, fb / rb);
+        cuda_free(a->q); cuda_free(a->k); cuda_free(a->v); cuda_free(a->o); cuda_free(a->lse);
+        cuda_free(a->dq); cuda_free(a->dk); cuda_free(a->dv); cuda_free(a->dout); cuda_free(a->len);
+        cuda_free(r.rows); cuda_free(r.qm); cuda_free(r.om); cuda_free(r.lm); cuda_free(r.dqm);
+        cuda_free(r.doutm);
+    }
 }
 
 #ifdef MMRM_NCCL
@@ -320,6 +380,7 @@ int main(int argc, char **argv) {
         cuda_free(a.q); cuda_free(a.k); cuda_free(a.v); cuda_free(a.o); cuda_free(a.lse);
         cuda_free(a.dq); cuda_free(a.dk); cuda_free(a.dv); cuda_free(a.dout); cuda_free(a.len);
     }
+    rows_bench();
     model_bench();
 #ifdef MMRM_NCCL
     comm_nccl_init(comm);

@@ -3,7 +3,7 @@
  * KERNEL_OPS(X) expands X(name, (parameters)) for every op both backends implement;
  * KERNEL_OPS_OPTIONAL(X) for ops a backend may leave NULL (callers test the pointer);
  * KERNEL_OPS_CPU_FIRST(X) for ops the CPU table implements and others do not yet (NULL
- * there: callers test the pointer and take a path without them).
+ * there: callers test the pointer and take a path without them; none at present).
  * From this list come the KernelOps struct (kernels.h), the declarations of both backends
  * (kernels/cpu/cpu.h: cpu_NAME, kernels/cuda/cuda_kernels.h: cuda_NAME) and both tables
  * (kernels/cpu/table.c, kernels/cuda/table.cu). Adding or changing an op: edit its entry
@@ -248,7 +248,29 @@
      * no *_x16 entry, the weight copies of runtime/memory.c): round to nearest even (NaN    \
      * stays NaN), exact widening */                                                         \
     X(f32_to_bf16, (uint16_t *dst, const float *src, size_t n))                              \
-    X(bf16_to_f32, (float *dst, const uint16_t *src, size_t n))
+    X(bf16_to_f32, (float *dst, const uint16_t *src, size_t n))                             \
+                                                                                             \
+    /* ---- attention_forward/backward for a subset of the query rows: q, out, dout, dq      \
+     * hold the M rows rows[m] = b*T + t (increasing, each t < lengths[b]) of the (B, T)     \
+     * token grid; k, v, dk, dv, lengths, seg, causal, precision as there, so row m sees the \
+     * keys token (b, t) sees there (the decoder's last layer at the rewarded rows): the CPU \
+     * gives the full op's bits at those rows, CUDA its values up to the summation order     \
+     * (kernels/cuda/attention_rows.cu) ---- */                                              \
+    X(attention_rows_forward, (float *out,        /* (M, NH, HD) */                          \
+                               float *lse,        /* (NH, M) */                              \
+                               const float *q,    /* (M, NH, HD) */                          \
+                               const float *k,    /* (B, T, KV, HD) */                       \
+                               const float *v,    /* (B, T, KV, HD) */                       \
+                               const int *rows,   /* (M) */                                  \
+                               const int *lengths, const int *seg, /* (B) (B, T) or NULL */  \
+                               int M, int B, int T, int NH, int KV, int HD, int causal,      \
+                               int precision))                                               \
+    X(attention_rows_backward, (float *dq, float *dk, float *dv, /* shapes of q, k, v */     \
+                                const float *dout, const float *out, const float *lse,       \
+                                const float *q, const float *k, const float *v,              \
+                                const int *rows, const int *lengths, const int *seg,         \
+                                int M, int B, int T, int NH, int KV, int HD, int causal,     \
+                                int precision))
 
 #define KERNEL_OPS_OPTIONAL(X) \
     /* matmul_forward/backward with a bf16-stored input, which a bf16 GEMM takes as it is;   \
@@ -345,26 +367,7 @@
                                  const float *dout, const uint16_t *sum, const float *weight, \
                                  const float *rstd, int N, int C))
 
-#define KERNEL_OPS_CPU_FIRST(X) \
-    /* attention_forward/backward for a subset of the query rows: q, out, dout, dq hold the  \
-     * M rows rows[m] = b*T + t (increasing, each t < lengths[b]) of the (B, T) token grid;  \
-     * k, v, dk, dv, lengths, seg, causal as there, so row m sees the keys token (b, t)      \
-     * sees there and gets the same bits (the decoder's last layer at the rewarded rows) */  \
-    X(attention_rows_forward, (float *out,        /* (M, NH, HD) */                          \
-                               float *lse,        /* (NH, M) */                              \
-                               const float *q,    /* (M, NH, HD) */                          \
-                               const float *k,    /* (B, T, KV, HD) */                       \
-                               const float *v,    /* (B, T, KV, HD) */                       \
-                               const int *rows,   /* (M) */                                  \
-                               const int *lengths, const int *seg, /* (B) (B, T) or NULL */  \
-                               int M, int B, int T, int NH, int KV, int HD, int causal,      \
-                               int precision))                                               \
-    X(attention_rows_backward, (float *dq, float *dk, float *dv, /* shapes of q, k, v */     \
-                                const float *dout, const float *out, const float *lse,       \
-                                const float *q, const float *k, const float *v,              \
-                                const int *rows, const int *lengths, const int *seg,         \
-                                int M, int B, int T, int NH, int KV, int HD, int causal,     \
-                                int precision))
+#define KERNEL_OPS_CPU_FIRST(X) /* none at present */
 /* clang-format on */
 
 #endif

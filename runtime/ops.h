@@ -36,7 +36,8 @@ Tensor *op_attention(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengt
                      const int *seg, int causal);
 /* op_attention at the query rows rows[m] = b*T + t only (M of them, increasing): q (M, NH,
  * HD), k/v (B, T, KV, HD) -> (M, NH, HD), each row what op_attention gives token (b, t).
- * Only where op_attention_rows_supported (the CPU kernels; elsewhere run op_attention). */
+ * Only where op_attention_rows_supported (the CPU and CUDA kernels; elsewhere run
+ * op_attention). */
 Tensor *op_attention_rows(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *lengths,
                           const int *seg, int causal, const int *rows);
 int op_attention_rows_supported(const Graph *g);

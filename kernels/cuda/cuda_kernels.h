@@ -1,6 +1,6 @@
 /* cuda_kernels.h - the CUDA implementations behind kernels_cuda: host launchers cuda_NAME
  * for every op of kernels/op_list.h, optional ones included (device pointers, launched on
- * cuda_stream()). Families: matmul.cu (cuBLASLt), attention.cu, norm.cu, elementwise.cu
+ * cuda_stream()). Families: matmul.cu (cuBLASLt), attention.cu, attention_rows.cu, norm.cu, elementwise.cu
  * (embedding, activations, rope, im2col, pixel shuffle, residual, drop_path),
  * elementwise_bf16.cu (those over bf16 activations), loss.cu, optimizer.cu, bf16.cu. Only kernels/ and runtime/ include this header. */
 #ifndef MMRM_KERNELS_CUDA_H

@@ -131,6 +131,7 @@ cudaError_t g_last_error = cudaSuccess;
 struct Stats {
     unsigned long long launches, blocks, threads, waits, rounds;
 } g_stats;
+std::map<std::string, unsigned long long> *g_kernel_launches; // EMU_KERNELS: per kernel
 
 } // namespace
 
@@ -252,6 +253,13 @@ void init_once() {
     asm volatile("fnstcw %0" : "=m"(cw));
     g_fpu_state = mxcsr | (uint64_t)cw << 32;
 #endif
+    if (getenv("EMU_KERNELS") && strcmp(getenv("EMU_KERNELS"), "0")) {
+        g_kernel_launches = new std::map<std::string, unsigned long long>;
+        atexit([] {
+            for (const auto &kv : *g_kernel_launches)
+                fprintf(stderr, "cuda_emu: kernel %s: %llu launches\n", kv.first.c_str(), kv.second);
+        });
+    }
     if (getenv("EMU_STATS"))
         atexit([] {
             fprintf(
@@ -812,6 +820,7 @@ void launch(const LaunchConfig &c, const char *name, const void *kernel, ThreadB
     g_gridDim = g;
     g_blockDim = b;
     g_stats.launches++;
+    if (g_kernel_launches) (*g_kernel_launches)[name]++;
 
     const unsigned long long nblocks = (unsigned long long)g.x * g.y * g.z;
     std::vector<unsigned long long> perm;

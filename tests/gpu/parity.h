@@ -55,7 +55,8 @@ void parity_norm(Parity *p);        /* layernorm, rmsnorm */
 void parity_bf16act(Parity *p);     /* the kernels over bf16 activations (*_x16), add + norm */
 void parity_loss_optim(Parity *p);  /* bt_loss, shortcut_loss, adamw, sum_squares, scale */
 void parity_matmul(Parity *p);      /* matmul forward/backward */
-void parity_attention(Parity *p);   /* attention forward/backward */
+void parity_attention(Parity *p);   /* attention forward/backward (and the rows op's) */
+void parity_attention_rows(Parity *p); /* attention_rows forward/backward, run by the above */
 void parity_model(Parity *p);       /* tiny model rewards/grads, training CPU vs GPU */
 void parity_mma(Parity *p);         /* tensor-core primitives (kernels/cuda/mma.cuh) */
 void parity_graph(Parity *p);       /* CUDA graphs: capture, update, replay, refusal */

@@ -445,6 +445,7 @@ static void run_case(Parity *p, const AttnCase *c) {
 }
 
 void parity_attention(Parity *p) {
+    parity_attention_rows(p);
     if (p->bf16) {
         /* head dims 64 and 128 (80: the fp32 kernel's fallback), causal and bidirectional,
          * GQA, padded and empty sequences, odd T, partial and several 64-row/key tiles */

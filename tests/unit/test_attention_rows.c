@@ -1,4 +1,4 @@
-/* test_attention_rows.c - the attention rows ops (kernels/op_list.h, KERNEL_OPS_CPU_FIRST:
+/* test_attention_rows.c - the attention rows ops (kernels/op_list.h, the CPU table:
  * attention at a subset of the query rows, the decoder's last layer at the rewarded rows)
  * give, bitwise, what the full attention gives at those rows: out and lse in the forward;
  * dq at the rows and dk, dv in the backward when the full op's upstream gradient is zero
