@@ -249,12 +249,15 @@ rows_fwd_kernel(E *__restrict__ out, float *__restrict__ lse, const E *__restric
 // backward
 // ---------------------------------------------------------------------------------------
 
-// D[h*M + m] = dout . out of (row m, head h), dout as the products see it; 0 for invalid rows
-template <bool BF, class E>
+// D[h*M + m] = dout . out of (row m, head h), dout as the products see it; 0 for invalid rows.
+// out is fp32 (out) or bf16 (out16), the other NULL (the launch's name keeps only BF, which
+// tests/integration/cuda_emu_rows.sh reads from the emulator's kernel counts)
+template <bool BF>
 __global__ void rows_rowdot_kernel(float *__restrict__ Dbuf, const float *__restrict__ dout,
-                                   const E *__restrict__ out, const int *__restrict__ rows,
-                                   const int *__restrict__ lengths, int M, int T, int NH,
-                                   int HD) {
+                                   const float *__restrict__ out,
+                                   const uint16_t *__restrict__ out16,
+                                   const int *__restrict__ rows, const int *__restrict__ lengths,
+                                   int M, int T, int NH, int HD) {
     const int lane = threadIdx.x % 32;
     const size_t n = (size_t)M * NH, warps = (size_t)gridDim.x * (blockDim.x / 32);
     for (size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; w < n; w += warps) {
@@ -262,8 +265,10 @@ __global__ void rows_rowdot_kernel(float *__restrict__ Dbuf, const float *__rest
         const int rr = rows[m], b = rr / T, t = rr % T;
         float s = 0.0f;
         if (rr >= 0 && t < clamp_len(lengths[b], T)) {
-            for (int d = lane; d < HD; d += 32)
-                s += rd<BF>(dout[w * HD + d]) * as_f32(out[w * HD + d]);
+            for (int d = lane; d < HD; d += 32) {
+                const size_t i = w * HD + d;
+                s += rd<BF>(dout[i]) * (out16 ? bf16_widen(out16[i]) : out[i]);
+            }
             s = warp_sum(s);
         }
         if (lane == 0) Dbuf[(size_t)h * M + m] = s;
@@ -573,6 +578,10 @@ void rows_forward(E *out, float *lse, const E *q, const E *k, const E *v, const 
     dispatch<Fwd>(a, rows_bf16(HD, precision));
 }
 
+// out as the row-dot kernel's (out, out16) pair
+void split_out(const float *out, const float **o32, const uint16_t **) { *o32 = out; }
+void split_out(const uint16_t *out, const float **, const uint16_t **o16) { *o16 = out; }
+
 template <class E>
 void rows_backward(float *dq, float *dk, float *dv, const float *dout, const E *out,
                    const float *lse, const E *q, const E *k, const E *v, const int *rows,
@@ -584,12 +593,15 @@ void rows_backward(float *dq, float *dk, float *dv, const float *dout, const E *
     const bool bf = rows_bf16(HD, precision);
     const size_t n = (size_t)M * NH;
     float *Dbuf = (float *)cuda_scratch(1, n * sizeof(float));
+    const float *o32 = nullptr;
+    const uint16_t *o16 = nullptr;
+    split_out(out, &o32, &o16);
     if (bf)
-        rows_rowdot_kernel<true, E><<<cuda_blocks(n * 32, 256), 256, 0, cuda_stream()>>>(
-            Dbuf, dout, out, rows, lengths, M, T, NH, HD);
+        rows_rowdot_kernel<true><<<cuda_blocks(n * 32, 256), 256, 0, cuda_stream()>>>(
+            Dbuf, dout, o32, o16, rows, lengths, M, T, NH, HD);
     else
-        rows_rowdot_kernel<false, E><<<cuda_blocks(n * 32, 256), 256, 0, cuda_stream()>>>(
-            Dbuf, dout, out, rows, lengths, M, T, NH, HD);
+        rows_rowdot_kernel<false><<<cuda_blocks(n * 32, 256), 256, 0, cuda_stream()>>>(
+            Dbuf, dout, o32, o16, rows, lengths, M, T, NH, HD);
     CUDA_LAUNCH_CHECK();
     RowsArgs<E> a = {};
     a.dq = dq, a.dk = dk, a.dv = dv, a.dout = dout, a.Dbuf = Dbuf, a.lse = lse;
