@@ -14,7 +14,8 @@
  * runs forward and backward with no fp32 staging at all (Graph.staged_bytes stays 0), and
  * gives the values of the same network staged through fp32 (the table without its *_x16
  * entries but the GEMMs'). Attention over bf16 activations (the native entries) gives the
- * staged path's bits (parity_attn16). */
+ * staged path's bits (parity_attn16), and so do the attention rows ops (rows16_ops,
+ * rows16_kernels). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
