@@ -493,7 +493,7 @@ size_t dkdv_bytes(int HD) {
 // one call's arguments; E the storage type of q, k, v and out (float or bf16)
 template <class E> struct RowsArgs {
     E *out;
-    const E *oin, *q, *k, *v;
+    const E *q, *k, *v;
     float *lse_out, *dq, *dk, *dv;
     const float *dout, *lse, *Dbuf;
     const int *rows, *lengths, *seg;
