@@ -345,6 +345,20 @@
                                const uint16_t *q, const uint16_t *k, const uint16_t *v,      \
                                const int *lengths, const int *seg, int B, int T, int NH,     \
                                int KV, int HD, int causal, int precision))                   \
+    /* attention_rows over bf16 q, k, v, out, the same convention (*native: the entry took   \
+     * the call; else the caller stages through fp32): out rounded once from fp32, dout and  \
+     * the gradients fp32 (CUDA: takes every call, the staged path's bits) */               \
+    X(attention_rows_forward_x16, (int *native, uint16_t *out, float *lse,                  \
+                                   const uint16_t *q, const uint16_t *k, const uint16_t *v,  \
+                                   const int *rows, const int *lengths, const int *seg,      \
+                                   int M, int B, int T, int NH, int KV, int HD, int causal,  \
+                                   int precision))                                           \
+    X(attention_rows_backward_x16, (int *native, float *dq, float *dk, float *dv,           \
+                                    const float *dout, const uint16_t *out, const float *lse, \
+                                    const uint16_t *q, const uint16_t *k, const uint16_t *v, \
+                                    const int *rows, const int *lengths, const int *seg,     \
+                                    int M, int B, int T, int NH, int KV, int HD, int causal, \
+                                    int precision))                                          \
                                                                                              \
     /* ---- the fused residual add + norm's backward in one pass: g = dsum + the norm's      \
      * input gradient from dout (dsum NULL: 0), dx += g, da += g (each may be NULL), the     \

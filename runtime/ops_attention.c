@@ -102,10 +102,16 @@ static void attention_rows_bw(Graph *g, TapeEntry *e) {
     Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2], *y = e->out[0];
     AttnRowsCtx *c = e->ctx;
     float *dq = gin(g, q), *dk = gin(g, k), *dv = gin(g, v);
+    const int NH = q->shape[1], KV = k->shape[2], HD = q->shape[2];
+    int native = 0;
+    if (x16(g->K->attention_rows_backward_x16, q, k, v) && y->dtype == DT_BF16)
+        g->K->attention_rows_backward_x16(&native, dq, dk, dv, y->grad, H(y), c->lse, H(q), H(k),
+                                          H(v), c->rows, c->lengths, c->seg, c->M, c->B, c->T,
+                                          NH, KV, HD, c->causal, c->precision);
+    if (native) return;
     g->K->attention_rows_backward(dq, dk, dv, y->grad, in32(g, y), c->lse, in32(g, q),
                                   in32(g, k), in32(g, v), c->rows, c->lengths, c->seg, c->M,
-                                  c->B, c->T, q->shape[1], k->shape[2], q->shape[2], c->causal,
-                                  c->precision);
+                                  c->B, c->T, NH, KV, HD, c->causal, c->precision);
     done(g);
 }
 
@@ -133,12 +139,21 @@ Tensor *op_attention_rows(Graph *g, Tensor *q, Tensor *k, Tensor *v, const int *
     c->lengths = copy_ints(g, lengths, B);
     c->seg = seg ? copy_ints(g, seg, (size_t)B * T) : NULL;
     c->M = M, c->B = B, c->T = T, c->causal = causal, c->precision = g->precision;
-    float *yf = out32(g, y);
-    g->K->attention_rows_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->rows,
-                                 c->lengths, c->seg, M, B, T, NH, KV, q->shape[2], causal,
-                                 c->precision);
-    put(g, y, yf);
-    done(g);
+    /* bf16 activations: the native entry reads K and V where they are (no fp32 copy of the
+     * (B, T, KV, HD) K and V per call) where the table has it and it takes the call */
+    int native = 0;
+    if (x16(g->K->attention_rows_forward_x16, q, k, v) && y->dtype == DT_BF16)
+        g->K->attention_rows_forward_x16(&native, H(y), c->lse, H(q), H(k), H(v), c->rows,
+                                         c->lengths, c->seg, M, B, T, NH, KV, q->shape[2], causal,
+                                         c->precision);
+    if (!native) {
+        float *yf = out32(g, y);
+        g->K->attention_rows_forward(yf, c->lse, in32(g, q), in32(g, k), in32(g, v), c->rows,
+                                     c->lengths, c->seg, M, B, T, NH, KV, q->shape[2], causal,
+                                     c->precision);
+        put(g, y, yf);
+        done(g);
+    }
     TapeEntry *e = graph_record(g, "attention_rows", attention_rows_bw, (Tensor *[]){q, k, v}, 3, &y, 1);
     if (e) e->ctx = c;
     return y;

@@ -9,6 +9,12 @@
 // FA2 does, accumulating in fp32; elsewhere they are exact fp32 like attention.cu's kernels.
 // The summation order differs from the full op's (a few ulps; parity_attention_rows.c).
 //
+// Every kernel is one body over the storage type E of q, k, v and out: float, or uint16_t
+// for the native bf16 entries (attention_rows_forward_x16/backward_x16), which read the
+// bf16 activations where they are (widened exactly, as the staging would) and store the
+// forward's out rounded once to nearest even (as the staging's f32_to_bf16): the staged
+// path's bits at every head dim and precision, without the fp32 copies of K and V.
+//
 // M is a few rows per sequence and T long, so the work is split over keys:
 //  forward (rows_fwd_kernel): one CTA per (row, head), grid (M, NH), NW warps; warp w takes
 //    the 32-key tiles w, w + NW, ... of the keys the row sees (the row's doc only, with
@@ -57,6 +63,11 @@ __device__ __forceinline__ float warp_max(float v) {
 // x as the tensor-core path sees it: rounded to bf16 (BF) or as it is
 template <bool BF> __device__ __forceinline__ float rd(float x) {
     return BF ? bf16_widen(bf16_round(x)) : x;
+}
+
+// element i of an fp32 or bf16 array as the products see it
+template <bool BF, class E> __device__ __forceinline__ float ld(const E *p, size_t i) {
+    return rd<BF>(as_f32(p[i]));
 }
 
 __device__ __forceinline__ int clamp_len(int L, int T) { return L < 0 ? 0 : (L > T ? T : L); }
@@ -123,13 +134,13 @@ __device__ __forceinline__ RowInfo row_info(const int *rows, const int *lengths,
 }
 
 // keys j0 .. j0+tn-1 of one (b, kv head) into a warp's shared rows (stride ss), rounded
-template <bool BF>
-__device__ __forceinline__ void warp_stage(float *dst, const float *__restrict__ src,
-                                           size_t kv0, size_t kvstride, int j0, int tn, int HD,
-                                           int ss, int lane) {
+template <bool BF, class E>
+__device__ __forceinline__ void warp_stage(float *dst, const E *__restrict__ src, size_t kv0,
+                                           size_t kvstride, int j0, int tn, int HD, int ss,
+                                           int lane) {
     for (int jj = 0; jj < tn; jj++) {
-        const float *s = src + kv0 + (size_t)(j0 + jj) * kvstride;
-        for (int d = lane; d < HD; d += 32) dst[jj * ss + d] = rd<BF>(s[d]);
+        const E *s = src + kv0 + (size_t)(j0 + jj) * kvstride;
+        for (int d = lane; d < HD; d += 32) dst[jj * ss + d] = ld<BF>(s, d);
     }
     __syncwarp();
 }
@@ -138,10 +149,10 @@ __device__ __forceinline__ void warp_stage(float *dst, const float *__restrict__
 // forward
 // ---------------------------------------------------------------------------------------
 
-template <int NI, bool BF>
+template <int NI, bool BF, class E>
 __global__ void __launch_bounds__(128)
-rows_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *__restrict__ q,
-                const float *__restrict__ k, const float *__restrict__ v,
+rows_fwd_kernel(E *__restrict__ out, float *__restrict__ lse, const E *__restrict__ q,
+                const E *__restrict__ k, const E *__restrict__ v,
                 const int *__restrict__ rows, const int *__restrict__ lengths,
                 const int *__restrict__ seg, int M, int T, int NH, int KV, int HD, int causal,
                 float scale) {
@@ -157,11 +168,11 @@ rows_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
     const RowInfo r = row_info(rows, lengths, seg, m, T, causal);
     const size_t orow = ((size_t)m * NH + h) * HD;
     if (!r.valid) { // not a valid token: out = 0, lse = 0 (as a padded row of the full op)
-        for (int d = threadIdx.x; d < HD; d += blockDim.x) out[orow + d] = 0.0f;
+        for (int d = threadIdx.x; d < HD; d += blockDim.x) st1(out + orow + d, 0.0f);
         if (threadIdx.x == 0) lse[(size_t)h * M + m] = 0.0f;
         return;
     }
-    for (int d = threadIdx.x; d < HD; d += blockDim.x) qs[d] = rd<BF>(q[orow + d]);
+    for (int d = threadIdx.x; d < HD; d += blockDim.x) qs[d] = ld<BF>(q, orow + d);
     __syncthreads();
 
     const int *segb = seg ? seg + (size_t)r.b * T : nullptr;
@@ -193,11 +204,11 @@ rows_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
         for (int i = 0; i < NI; i++) acc[i] *= c;
         for (int jj = 0; jj < jn; jj++) {
             const float pj = __shfl_sync(FULL, pv, jj);
-            const float *vr = v + kv0 + (size_t)(j0 + jj) * kvstride;
+            const E *vr = v + kv0 + (size_t)(j0 + jj) * kvstride;
 #pragma unroll
             for (int i = 0; i < NI; i++) {
                 const int d = lane + 32 * i;
-                if (d < HD) acc[i] += pj * rd<BF>(vr[d]);
+                if (d < HD) acc[i] += pj * ld<BF>(vr, d);
             }
         }
         mx = mnew;
@@ -229,7 +240,7 @@ rows_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
 #pragma unroll
     for (int i = 0; i < NI; i++) {
         const int d = lane + 32 * i;
-        if (d < HD) out[orow + d] = o[i] * inv;
+        if (d < HD) st1(out + orow + d, o[i] * inv); // bf16: rounded once
     }
     if (lane == 0) lse[(size_t)h * M + m] = m_all + logf(tot);
 }
@@ -238,12 +249,15 @@ rows_fwd_kernel(float *__restrict__ out, float *__restrict__ lse, const float *_
 // backward
 // ---------------------------------------------------------------------------------------
 
-// D[h*M + m] = dout . out of (row m, head h), dout as the products see it; 0 for invalid rows
+// D[h*M + m] = dout . out of (row m, head h), dout as the products see it; 0 for invalid rows.
+// out is fp32 (out) or bf16 (out16), the other NULL (the launch's name keeps only BF, which
+// tests/integration/cuda_emu_rows.sh reads from the emulator's kernel counts)
 template <bool BF>
 __global__ void rows_rowdot_kernel(float *__restrict__ Dbuf, const float *__restrict__ dout,
-                                   const float *__restrict__ out, const int *__restrict__ rows,
-                                   const int *__restrict__ lengths, int M, int T, int NH,
-                                   int HD) {
+                                   const float *__restrict__ out,
+                                   const uint16_t *__restrict__ out16,
+                                   const int *__restrict__ rows, const int *__restrict__ lengths,
+                                   int M, int T, int NH, int HD) {
     const int lane = threadIdx.x % 32;
     const size_t n = (size_t)M * NH, warps = (size_t)gridDim.x * (blockDim.x / 32);
     for (size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; w < n; w += warps) {
@@ -251,21 +265,24 @@ __global__ void rows_rowdot_kernel(float *__restrict__ Dbuf, const float *__rest
         const int rr = rows[m], b = rr / T, t = rr % T;
         float s = 0.0f;
         if (rr >= 0 && t < clamp_len(lengths[b], T)) {
-            for (int d = lane; d < HD; d += 32) s += rd<BF>(dout[w * HD + d]) * out[w * HD + d];
+            for (int d = lane; d < HD; d += 32) {
+                const size_t i = w * HD + d;
+                s += rd<BF>(dout[i]) * (out16 ? bf16_widen(out16[i]) : out[i]);
+            }
             s = warp_sum(s);
         }
         if (lane == 0) Dbuf[(size_t)h * M + m] = s;
     }
 }
 
-template <int NI, bool BF>
+template <int NI, bool BF, class E>
 __global__ void __launch_bounds__(128)
 rows_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
                const float *__restrict__ lse, const float *__restrict__ Dbuf,
-               const float *__restrict__ q, const float *__restrict__ k,
-               const float *__restrict__ v, const int *__restrict__ rows,
-               const int *__restrict__ lengths, const int *__restrict__ seg, int M, int T, int NH,
-               int KV, int HD, int causal, float scale) {
+               const E *__restrict__ q, const E *__restrict__ k, const E *__restrict__ v,
+               const int *__restrict__ rows, const int *__restrict__ lengths,
+               const int *__restrict__ seg, int M, int T, int NH, int KV, int HD, int causal,
+               float scale) {
     extern __shared__ float smem[];
     const int NW = blockDim.x / 32, ss = rstride(HD);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -278,7 +295,7 @@ rows_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
     if (!r.valid) return; // no gradient
     const size_t orow = ((size_t)m * NH + h) * HD;
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-        qs[d] = rd<BF>(q[orow + d]);
+        qs[d] = ld<BF>(q, orow + d);
         os[d] = rd<BF>(dout[orow + d]);
     }
     __syncthreads();
@@ -330,14 +347,14 @@ rows_dq_kernel(float *__restrict__ dq, const float *__restrict__ dout,
     }
 }
 
-template <int NI, bool BF>
+template <int NI, bool BF, class E>
 __global__ void __launch_bounds__(KWARPS * 32)
 rows_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float *__restrict__ dout,
                  const float *__restrict__ lse, const float *__restrict__ Dbuf,
-                 const float *__restrict__ q, const float *__restrict__ k,
-                 const float *__restrict__ v, const int *__restrict__ rows,
-                 const int *__restrict__ lengths, const int *__restrict__ seg, int M, int T,
-                 int NH, int KV, int HD, int causal, float scale) {
+                 const E *__restrict__ q, const E *__restrict__ k, const E *__restrict__ v,
+                 const int *__restrict__ rows, const int *__restrict__ lengths,
+                 const int *__restrict__ seg, int M, int T, int NH, int KV, int HD, int causal,
+                 float scale) {
     extern __shared__ float smem[];
     const int ss = rstride(HD);
     float *Qt = smem;            // (TILE, ss): q rows of the tile
@@ -365,8 +382,8 @@ rows_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float *__
     float *kw = Kw + warp * HD, *vw = Vw + warp * HD;
     if (key_valid)
         for (int d = lane; d < HD; d += 32) {
-            kw[d] = rd<BF>(k[krow * HD + d]);
-            vw[d] = rd<BF>(v[krow * HD + d]);
+            kw[d] = ld<BF>(k, krow * HD + d);
+            vw[d] = ld<BF>(v, krow * HD + d);
         }
     // causal: the rows before j0 see no key of the block
     const int mstart = causal ? lower_bound(rows, M, b * T + j0) : mlo;
@@ -380,7 +397,7 @@ rows_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const float *__
             for (int idx = threadIdx.x; idx < tn * HD; idx += KWARPS * 32) {
                 const int ii = idx / HD, d = idx - ii * HD;
                 const size_t g = ((size_t)(m0 + ii) * NH + h) * HD + d;
-                Qt[ii * ss + d] = rd<BF>(q[g]);
+                Qt[ii * ss + d] = ld<BF>(q, g);
                 Ot[ii * ss + d] = rd<BF>(dout[g]);
             }
             for (int ii = threadIdx.x; ii < tn; ii += KWARPS * 32) {
@@ -473,74 +490,126 @@ size_t dkdv_bytes(int HD) {
     return (size_t)(2 * TILE * rstride(HD) + 3 * TILE + 2 * KWARPS * HD) * sizeof(float);
 }
 
-struct RowsArgs {
-    float *out, *lse_out, *dq, *dk, *dv;
-    const float *dout, *lse, *Dbuf, *q, *k, *v;
+// one call's arguments; E the storage type of q, k, v and out (float or bf16)
+template <class E> struct RowsArgs {
+    E *out;
+    const E *q, *k, *v;
+    float *lse_out, *dq, *dk, *dv;
+    const float *dout, *lse, *Dbuf;
     const int *rows, *lengths, *seg;
     int M, B, T, NH, KV, HD, causal;
     float scale;
 };
 
-template <int NI, bool BF> void launch_fwd(const RowsArgs &a) {
+template <int NI, bool BF, class E> void launch_fwd(const RowsArgs<E> &a) {
     const int NW = rows_warps(a.HD);
     const size_t bytes = fwd_bytes(a.HD, NW);
     static size_t opted = 0;
-    opt_in(rows_fwd_kernel<NI, BF>, bytes, &opted);
-    rows_fwd_kernel<NI, BF><<<dim3((unsigned)a.M, (unsigned)a.NH), NW * 32, bytes, cuda_stream()>>>(
-        a.out, a.lse_out, a.q, a.k, a.v, a.rows, a.lengths, a.seg, a.M, a.T, a.NH, a.KV, a.HD,
-        a.causal, a.scale);
+    opt_in(rows_fwd_kernel<NI, BF, E>, bytes, &opted);
+    rows_fwd_kernel<NI, BF, E><<<dim3((unsigned)a.M, (unsigned)a.NH), NW * 32, bytes,
+                                 cuda_stream()>>>(a.out, a.lse_out, a.q, a.k, a.v, a.rows,
+                                                  a.lengths, a.seg, a.M, a.T, a.NH, a.KV, a.HD,
+                                                  a.causal, a.scale);
     CUDA_LAUNCH_CHECK();
 }
 
-template <int NI, bool BF> void launch_bwd(const RowsArgs &a) {
+template <int NI, bool BF, class E> void launch_bwd(const RowsArgs<E> &a) {
     if (a.dq) {
         const int NW = rows_warps(a.HD);
         const size_t bytes = dq_bytes(a.HD, NW);
         static size_t opted = 0;
-        opt_in(rows_dq_kernel<NI, BF>, bytes, &opted);
-        rows_dq_kernel<NI, BF><<<dim3((unsigned)a.M, (unsigned)a.NH), NW * 32, bytes,
-                                 cuda_stream()>>>(a.dq, a.dout, a.lse, a.Dbuf, a.q, a.k, a.v,
-                                                  a.rows, a.lengths, a.seg, a.M, a.T, a.NH, a.KV,
-                                                  a.HD, a.causal, a.scale);
+        opt_in(rows_dq_kernel<NI, BF, E>, bytes, &opted);
+        rows_dq_kernel<NI, BF, E><<<dim3((unsigned)a.M, (unsigned)a.NH), NW * 32, bytes,
+                                    cuda_stream()>>>(a.dq, a.dout, a.lse, a.Dbuf, a.q, a.k, a.v,
+                                                     a.rows, a.lengths, a.seg, a.M, a.T, a.NH,
+                                                     a.KV, a.HD, a.causal, a.scale);
         CUDA_LAUNCH_CHECK();
     }
     if (a.dk || a.dv) {
         const size_t bytes = dkdv_bytes(a.HD);
         static size_t opted = 0;
-        opt_in(rows_dkdv_kernel<NI, BF>, bytes, &opted);
+        opt_in(rows_dkdv_kernel<NI, BF, E>, bytes, &opted);
         const dim3 grid((unsigned)((a.T + KWARPS - 1) / KWARPS), (unsigned)a.KV, (unsigned)a.B);
-        rows_dkdv_kernel<NI, BF><<<grid, KWARPS * 32, bytes, cuda_stream()>>>(
+        rows_dkdv_kernel<NI, BF, E><<<grid, KWARPS * 32, bytes, cuda_stream()>>>(
             a.dk, a.dv, a.dout, a.lse, a.Dbuf, a.q, a.k, a.v, a.rows, a.lengths, a.seg, a.M, a.T,
             a.NH, a.KV, a.HD, a.causal, a.scale);
         CUDA_LAUNCH_CHECK();
     }
 }
 
-// launcher L<NI, BF> for NI = ceil(HD / 32) and the precision's BF
-template <template <int, bool> class L> void dispatch(const RowsArgs &a, bool bf) {
+// launcher L<NI, BF, E> for NI = ceil(HD / 32) and the precision's BF
+template <template <int, bool, class> class L, class E>
+void dispatch(const RowsArgs<E> &a, bool bf) {
     if (bf) { // HD 64 or 128 only
-        if (a.HD == 64) L<2, true>::run(a);
-        else L<4, true>::run(a);
+        if (a.HD == 64) L<2, true, E>::run(a);
+        else L<4, true, E>::run(a);
         return;
     }
     switch ((a.HD + 31) / 32) {
-    case 1: L<1, false>::run(a); break;
-    case 2: L<2, false>::run(a); break;
-    case 3: L<3, false>::run(a); break;
-    case 4: L<4, false>::run(a); break;
-    case 5: L<5, false>::run(a); break;
-    case 6: L<6, false>::run(a); break;
-    case 7: L<7, false>::run(a); break;
-    default: L<8, false>::run(a); break;
+    case 1: L<1, false, E>::run(a); break;
+    case 2: L<2, false, E>::run(a); break;
+    case 3: L<3, false, E>::run(a); break;
+    case 4: L<4, false, E>::run(a); break;
+    case 5: L<5, false, E>::run(a); break;
+    case 6: L<6, false, E>::run(a); break;
+    case 7: L<7, false, E>::run(a); break;
+    default: L<8, false, E>::run(a); break;
     }
 }
 
-template <int NI, bool BF> struct Fwd {
-    static void run(const RowsArgs &a) { launch_fwd<NI, BF>(a); }
+template <int NI, bool BF, class E> struct Fwd {
+    static void run(const RowsArgs<E> &a) { launch_fwd<NI, BF, E>(a); }
 };
-template <int NI, bool BF> struct Bwd {
-    static void run(const RowsArgs &a) { launch_bwd<NI, BF>(a); }
+template <int NI, bool BF, class E> struct Bwd {
+    static void run(const RowsArgs<E> &a) { launch_bwd<NI, BF, E>(a); }
 };
+
+template <class E>
+void rows_forward(E *out, float *lse, const E *q, const E *k, const E *v, const int *rows,
+                  const int *lengths, const int *seg, int M, int B, int T, int NH, int KV, int HD,
+                  int causal, int precision) {
+    if (M <= 0 || B <= 0 || T <= 0) return;
+    rows_check_shape(M, B, T, NH, KV, HD);
+    RowsArgs<E> a = {};
+    a.out = out, a.lse_out = lse, a.q = q, a.k = k, a.v = v;
+    a.rows = rows, a.lengths = lengths, a.seg = seg;
+    a.M = M, a.B = B, a.T = T, a.NH = NH, a.KV = KV, a.HD = HD, a.causal = causal;
+    a.scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
+    dispatch<Fwd>(a, rows_bf16(HD, precision));
+}
+
+// out as the row-dot kernel's (out, out16) pair
+void split_out(const float *out, const float **o32, const uint16_t **) { *o32 = out; }
+void split_out(const uint16_t *out, const float **, const uint16_t **o16) { *o16 = out; }
+
+template <class E>
+void rows_backward(float *dq, float *dk, float *dv, const float *dout, const E *out,
+                   const float *lse, const E *q, const E *k, const E *v, const int *rows,
+                   const int *lengths, const int *seg, int M, int B, int T, int NH, int KV,
+                   int HD, int causal, int precision) {
+    if (!dq && !dk && !dv) return;
+    if (M <= 0 || B <= 0 || T <= 0) return;
+    rows_check_shape(M, B, T, NH, KV, HD);
+    const bool bf = rows_bf16(HD, precision);
+    const size_t n = (size_t)M * NH;
+    float *Dbuf = (float *)cuda_scratch(1, n * sizeof(float));
+    const float *o32 = nullptr;
+    const uint16_t *o16 = nullptr;
+    split_out(out, &o32, &o16);
+    if (bf)
+        rows_rowdot_kernel<true><<<cuda_blocks(n * 32, 256), 256, 0, cuda_stream()>>>(
+            Dbuf, dout, o32, o16, rows, lengths, M, T, NH, HD);
+    else
+        rows_rowdot_kernel<false><<<cuda_blocks(n * 32, 256), 256, 0, cuda_stream()>>>(
+            Dbuf, dout, o32, o16, rows, lengths, M, T, NH, HD);
+    CUDA_LAUNCH_CHECK();
+    RowsArgs<E> a = {};
+    a.dq = dq, a.dk = dk, a.dv = dv, a.dout = dout, a.Dbuf = Dbuf, a.lse = lse;
+    a.q = q, a.k = k, a.v = v, a.rows = rows, a.lengths = lengths, a.seg = seg;
+    a.M = M, a.B = B, a.T = T, a.NH = NH, a.KV = KV, a.HD = HD, a.causal = causal;
+    a.scale = (float)(1.0 / sqrt((double)HD));
+    dispatch<Bwd>(a, bf);
+}
 
 } // namespace
 
@@ -548,14 +617,7 @@ extern "C" void cuda_attention_rows_forward(float *out, float *lse, const float 
                                             const float *v, const int *rows, const int *lengths,
                                             const int *seg, int M, int B, int T, int NH, int KV,
                                             int HD, int causal, int precision) {
-    if (M <= 0 || B <= 0 || T <= 0) return;
-    rows_check_shape(M, B, T, NH, KV, HD);
-    RowsArgs a = {};
-    a.out = out, a.lse_out = lse, a.q = q, a.k = k, a.v = v;
-    a.rows = rows, a.lengths = lengths, a.seg = seg;
-    a.M = M, a.B = B, a.T = T, a.NH = NH, a.KV = KV, a.HD = HD, a.causal = causal;
-    a.scale = (float)(1.0 / sqrt((double)HD)); // as the CPU
-    dispatch<Fwd>(a, rows_bf16(HD, precision));
+    rows_forward(out, lse, q, k, v, rows, lengths, seg, M, B, T, NH, KV, HD, causal, precision);
 }
 
 extern "C" void cuda_attention_rows_backward(float *dq, float *dk, float *dv, const float *dout,
@@ -564,23 +626,31 @@ extern "C" void cuda_attention_rows_backward(float *dq, float *dk, float *dv, co
                                              const int *lengths, const int *seg, int M, int B,
                                              int T, int NH, int KV, int HD, int causal,
                                              int precision) {
-    if (!dq && !dk && !dv) return;
-    if (M <= 0 || B <= 0 || T <= 0) return;
-    rows_check_shape(M, B, T, NH, KV, HD);
-    const bool bf = rows_bf16(HD, precision);
-    const size_t n = (size_t)M * NH;
-    float *Dbuf = (float *)cuda_scratch(1, n * sizeof(float));
-    if (bf)
-        rows_rowdot_kernel<true><<<cuda_blocks(n * 32, 256), 256, 0, cuda_stream()>>>(
-            Dbuf, dout, out, rows, lengths, M, T, NH, HD);
-    else
-        rows_rowdot_kernel<false><<<cuda_blocks(n * 32, 256), 256, 0, cuda_stream()>>>(
-            Dbuf, dout, out, rows, lengths, M, T, NH, HD);
-    CUDA_LAUNCH_CHECK();
-    RowsArgs a = {};
-    a.dq = dq, a.dk = dk, a.dv = dv, a.dout = dout, a.Dbuf = Dbuf, a.lse = lse;
-    a.q = q, a.k = k, a.v = v, a.rows = rows, a.lengths = lengths, a.seg = seg;
-    a.M = M, a.B = B, a.T = T, a.NH = NH, a.KV = KV, a.HD = HD, a.causal = causal;
-    a.scale = (float)(1.0 / sqrt((double)HD));
-    dispatch<Bwd>(a, bf);
+    rows_backward(dq, dk, dv, dout, out, lse, q, k, v, rows, lengths, seg, M, B, T, NH, KV, HD,
+                  causal, precision);
+}
+
+// The native bf16 forms take every call: the kernels read bf16 where they are (exact
+// widening) and round out once, so they give the staged path's bits at every head dim,
+// precision and alignment (scalar loads), and *native is always 1.
+extern "C" void cuda_attention_rows_forward_x16(int *native, uint16_t *out, float *lse,
+                                                const uint16_t *q, const uint16_t *k,
+                                                const uint16_t *v, const int *rows,
+                                                const int *lengths, const int *seg, int M, int B,
+                                                int T, int NH, int KV, int HD, int causal,
+                                                int precision) {
+    rows_forward(out, lse, q, k, v, rows, lengths, seg, M, B, T, NH, KV, HD, causal, precision);
+    *native = 1;
+}
+
+extern "C" void cuda_attention_rows_backward_x16(int *native, float *dq, float *dk, float *dv,
+                                                 const float *dout, const uint16_t *out,
+                                                 const float *lse, const uint16_t *q,
+                                                 const uint16_t *k, const uint16_t *v,
+                                                 const int *rows, const int *lengths,
+                                                 const int *seg, int M, int B, int T, int NH,
+                                                 int KV, int HD, int causal, int precision) {
+    rows_backward(dq, dk, dv, dout, out, lse, q, k, v, rows, lengths, seg, M, B, T, NH, KV, HD,
+                  causal, precision);
+    *native = 1;
 }

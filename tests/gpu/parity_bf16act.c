@@ -14,7 +14,8 @@
  * runs forward and backward with no fp32 staging at all (Graph.staged_bytes stays 0), and
  * gives the values of the same network staged through fp32 (the table without its *_x16
  * entries but the GEMMs'). Attention over bf16 activations (the native entries) gives the
- * staged path's bits (parity_attn16). */
+ * staged path's bits (parity_attn16), and so do the attention rows ops (rows16_ops,
+ * rows16_kernels). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -615,6 +616,223 @@ static void parity_attn16(Parity *p) {
     }
 }
 
+/* ---- attention_rows over bf16 q, k, v, out (attention_rows_forward_x16 / backward_x16):
+ * the kernels read the bf16 data where it is (exact widening) and round out once, so at
+ * every head dim and precision they give the bits of the same op staged through fp32 (the
+ * table without those two entries), nothing staged. An entry that declines (*native = 0,
+ * a stand-in here: the CUDA ones take every call) leaves op_attention_rows on the staged
+ * path: its bits and bytes. Then the entries themselves on arrays one element past a
+ * 16-byte boundary against the fp32 entries on the widened data. */
+
+/* the rows of (B, T) with lengths T - 9b: per sequence 11, 17, 23 (the ends of the prefix
+ * and branches of attn16's docs) and its last token, increasing; returns M */
+static int rows16_pick(int B, int T, int *rows) {
+    int M = 0;
+    for (int b = 0; b < B; b++) {
+        const int L = T - 9 * b, cand[4] = {11, 17, 23, L - 1};
+        for (int i = 0, prev = -1; i < 4; i++)
+            if (cand[i] < L && cand[i] > prev) rows[M++] = b * T + cand[i], prev = cand[i];
+    }
+    return M;
+}
+
+static void rows16_decline_fwd(int *native, uint16_t *out, float *lse, const uint16_t *q,
+                               const uint16_t *k, const uint16_t *v, const int *rows,
+                               const int *lengths, const int *seg, int M, int B, int T, int NH,
+                               int KV, int HD, int causal, int precision) {
+    (void)out, (void)lse, (void)q, (void)k, (void)v, (void)rows, (void)lengths, (void)seg;
+    (void)M, (void)B, (void)T, (void)NH, (void)KV, (void)HD, (void)causal, (void)precision;
+    *native = 0;
+}
+
+static void rows16_decline_bwd(int *native, float *dq, float *dk, float *dv, const float *dout,
+                               const uint16_t *out, const float *lse, const uint16_t *q,
+                               const uint16_t *k, const uint16_t *v, const int *rows,
+                               const int *lengths, const int *seg, int M, int B, int T, int NH,
+                               int KV, int HD, int causal, int precision) {
+    (void)dq, (void)dk, (void)dv, (void)dout, (void)out, (void)lse, (void)q, (void)k, (void)v;
+    (void)rows, (void)lengths, (void)seg, (void)M, (void)B, (void)T, (void)NH, (void)KV;
+    (void)HD, (void)causal, (void)precision;
+    *native = 0;
+}
+
+/* op_attention_rows forward + backward on the table K; ties as attn16_run (both keys seen) */
+static void rows16_run(Attn16 *a, const KernelOps *K, int B, int T, int NH, int KV, int HD,
+                       int causal, int segmented, int ties, KernelPrecision prec, uint64_t seed) {
+    Graph g;
+    graph_init(&g, DEV_CUDA, 16 << 20, 7);
+    g.K = K;
+    graph_set_act_dtype(&g, DT_BF16);
+    graph_set_precision(&g, prec);
+    g.training = 1;
+    Rng r = rng_make(seed, 13);
+    int rows[4 * 4], lengths[4], seg[4 * 80];
+    const int M = rows16_pick(B, T, rows);
+    Tensor *t[3];
+    for (int i = 0; i < 3; i++) {
+        t[i] = i ? graph_activation(&g, "kv", 4, (int[]){B, T, KV, HD})
+                 : graph_activation(&g, "q", 3, (int[]){M, NH, HD});
+        size_t n = t[i]->numel;
+        float *h = xmalloc(n * 4);
+        uint16_t *h16 = xmalloc(n * 2);
+        if (ties) rng_fill_uniform(&r, h, n, i == 2 ? 1.0f : 0.0f, i == 2 ? 1.99f : 0.0f);
+        else rng_fill_uniform(&r, h, n, -2, 2);
+        for (size_t j = 0; j < n; j++) h16[j] = kscalar_bf16_rn(h[j]);
+        device_copy_from_host(DEV_CUDA, t[i]->data, h16, n * 2);
+        free(h);
+        free(h16);
+        t[i]->requires_grad = 1;
+    }
+    for (int b = 0; b < B; b++) lengths[b] = T - 9 * b;
+    for (int i = 0; i < B * T; i++) { /* doc 0: prefix, branch 1, branch 2; doc 1 */
+        int tt = i % T;
+        seg[i] = tt < 24 ? (tt < 12 ? 0 : tt < 18 ? 1 : 2) : 1 << 16;
+    }
+    Tensor *y = op_attention_rows(&g, t[0], t[1], t[2], lengths, segmented ? seg : NULL, causal,
+                                  rows);
+    a->nout = y->numel;
+    float *proj = xmalloc(a->nout * 4);
+    rng_fill_uniform(&r, proj, a->nout, -1, 1);
+    graph_backward_from(&g, y, proj);
+    free(proj);
+    a->out = xmalloc(a->nout * 4);
+    memcpy(a->out, graph_host(&g, y), a->nout * 4);
+    a->ngrads = t[0]->numel + 2 * t[1]->numel;
+    a->grads = xmalloc(a->ngrads * 4);
+    size_t at = 0;
+    for (int i = 0; i < 3; i++) {
+        device_copy_to_host(DEV_CUDA, a->grads + at, t[i]->grad, t[i]->numel * 4);
+        at += t[i]->numel;
+    }
+    a->staged = g.staged_bytes;
+    graph_free(&g);
+}
+
+static int same_bits(const Attn16 *a, const Attn16 *b) {
+    return a->nout == b->nout && a->ngrads == b->ngrads &&
+           !memcmp(a->out, b->out, a->nout * 4) && !memcmp(a->grads, b->grads, a->ngrads * 4);
+}
+
+static void rows16_ops(Parity *p) {
+    KernelOps staged = kernels_cuda, declining = kernels_cuda;
+    staged.attention_rows_forward_x16 = NULL;
+    staged.attention_rows_backward_x16 = NULL;
+    declining.attention_rows_forward_x16 = rows16_decline_fwd;
+    declining.attention_rows_backward_x16 = rows16_decline_bwd;
+    static const struct { int B, T, NH, KV, HD, causal, seg, ties, prec; } cases[] = {
+        {2, 40, 4, 2, 64, 1, 1, 0, KP_BF16},  {2, 70, 2, 2, 64, 0, 0, 0, KP_BF16},
+        {1, 40, 2, 1, 128, 1, 0, 0, KP_BF16}, {2, 33, 4, 2, 128, 0, 1, 0, KP_BF16},
+        {2, 40, 4, 2, 33, 1, 1, 0, KP_BF16},  {2, 40, 2, 1, 64, 1, 0, 0, KP_FP32},
+        {2, 45, 6, 3, 80, 0, 0, 0, KP_BF16},  {1, 2, 4, 2, 64, 0, 0, 1, KP_BF16},
+        {1, 2, 2, 2, 128, 0, 1, 1, KP_BF16},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int B = cases[c].B, T = cases[c].T, NH = cases[c].NH, KV = cases[c].KV, HD = cases[c].HD;
+        Attn16 a, b, d;
+        const KernelOps *tables[3] = {&kernels_cuda, &staged, &declining};
+        Attn16 *res[3] = {&a, &b, &d};
+        for (int i = 0; i < 3; i++)
+            rows16_run(res[i], tables[i], B, T, NH, KV, HD, cases[c].causal, cases[c].seg,
+                       cases[c].ties, cases[c].prec, 200 + c);
+        const int same = same_bits(&a, &b), dsame = same_bits(&d, &b);
+        const int ok = same && dsame && a.staged == 0 && b.staged > 0 && d.staged == b.staged;
+        printf("%s attention rows over bf16 activations, HD %d NH %d KV %d causal %d seg %d%s "
+               "%s: %s bits as staged, %zu bytes staged (%zu staged path; declined: %s bits, "
+               "%zu bytes)\n", ok ? "ok  " : "FAIL", HD, NH, KV, cases[c].causal, cases[c].seg,
+               cases[c].ties ? " (rounding ties)" : "", cases[c].prec == KP_FP32 ? "fp32" : "bf16",
+               same ? "same" : "DIFFERENT", a.staged, b.staged, dsame ? "same" : "DIFFERENT",
+               d.staged);
+        if (ok) p->passed++;
+        else p->failed++;
+        for (int i = 0; i < 3; i++) free(res[i]->out), free(res[i]->grads);
+    }
+}
+
+/* a device array's bits against a host array's */
+static void check_bits(Parity *p, const char *what, const void *host, const void *dev,
+                       size_t bytes) {
+    void *h = xmalloc(bytes);
+    cuda_copy_d2h(h, dev, bytes);
+    const int ok = !memcmp(h, host, bytes);
+    printf("%s %s: %s\n", ok ? "ok  " : "FAIL", what, ok ? "same bits" : "DIFFERENT bits");
+    if (ok) p->passed++;
+    else p->failed++;
+    free(h);
+}
+
+static void rows16_kernels(Parity *p) {
+    static const struct { int HD, prec, causal, seg; } S[] = {
+        {64, KP_BF16, 1, 1}, {128, KP_BF16, 0, 0}, {33, KP_BF16, 1, 0}, {64, KP_FP32, 0, 1}};
+    const int B = 2, T = 37, NH = 4, KV = 2;
+    int rows[8], lengths[2] = {T, T - 9}, seg[2 * 37];
+    const int M = rows16_pick(B, T, rows);
+    for (int i = 0; i < B * T; i++) seg[i] = i % T < 24 ? 0 : 1 << 16;
+    int *d_rows = d_upload_i(rows, (size_t)M), *d_len = d_upload_i(lengths, 2);
+    int *d_seg = d_upload_i(seg, (size_t)B * T);
+    for (size_t c = 0; c < sizeof S / sizeof S[0]; c++) {
+        const int HD = S[c].HD, prec = S[c].prec, causal = S[c].causal;
+        const int *sg = S[c].seg ? d_seg : NULL;
+        const size_t nq = (size_t)M * NH * HD, nkv = (size_t)B * T * KV * HD, nl = (size_t)NH * M;
+        float *q = r16(p, nq, -2, 2), *k = r16(p, nkv, -2, 2), *v = r16(p, nkv, -2, 2);
+        float *dout = h_rand(p, nq, -1, 1), *g0[3] = {h_rand(p, nq, -1, 1),
+                                                      h_rand(p, nkv, -1, 1), h_rand(p, nkv, -1, 1)};
+        /* the fp32 entries on the widened data, then the output rounded as the staging does */
+        Dev q32 = up32(q, nq, 0), k32 = up32(k, nkv, 0), v32 = up32(v, nkv, 0);
+        Dev o32 = up32(dout, nq, 0), l32 = up32(dout, nl, 0), do32 = up32(dout, nq, 0);
+        kernels_cuda.attention_rows_forward(o32.p, l32.p, q32.p, k32.p, v32.p, d_rows, d_len, sg,
+                                            M, B, T, NH, KV, HD, causal, prec);
+        float *o = xmalloc(nq * 4), *lse = xmalloc(nl * 4);
+        uint16_t *o16 = xmalloc(nq * 2);
+        cuda_copy_d2h(o, o32.p, nq * 4);
+        cuda_copy_d2h(lse, l32.p, nl * 4);
+        for (size_t i = 0; i < nq; i++) o16[i] = kscalar_bf16_rn(o[i]), o[i] = widen(o16[i]);
+        cuda_copy_h2d(o32.p, o, nq * 4); /* the backward reads the rounded out */
+        Dev gs[3], gn[3];
+        const size_t gsz[3] = {nq, nkv, nkv};
+        for (int i = 0; i < 3; i++) gs[i] = up32(g0[i], gsz[i], 0), gn[i] = up32(g0[i], gsz[i], 1);
+        kernels_cuda.attention_rows_backward(gs[0].p, gs[1].p, gs[2].p, do32.p, o32.p, l32.p,
+                                             q32.p, k32.p, v32.p, d_rows, d_len, sg, M, B, T, NH,
+                                             KV, HD, causal, prec);
+        /* the native entries, every array one element past a 16-byte boundary */
+        Dev q16 = up16(q, nq, 1), k16 = up16(k, nkv, 1), v16 = up16(v, nkv, 1);
+        Dev on = up16(dout, nq, 1), ln = up32(dout, nl, 1), don = up32(dout, nq, 1);
+        int nat[2] = {0, 0};
+        kernels_cuda.attention_rows_forward_x16(&nat[0], on.p, ln.p, q16.p, k16.p, v16.p, d_rows,
+                                                d_len, sg, M, B, T, NH, KV, HD, causal, prec);
+        kernels_cuda.attention_rows_backward_x16(&nat[1], gn[0].p, gn[1].p, gn[2].p, don.p, on.p,
+                                                 ln.p, q16.p, k16.p, v16.p, d_rows, d_len, sg, M,
+                                                 B, T, NH, KV, HD, causal, prec);
+        char what[160];
+        snprintf(what, sizeof what, "attention rows x16 entries, HD %d %s causal %d seg %d, "
+                 "misaligned: taken (%d, %d)", HD, prec == KP_FP32 ? "fp32" : "bf16", causal,
+                 S[c].seg, nat[0], nat[1]);
+        const int taken = nat[0] == 1 && nat[1] == 1;
+        printf("%s %s\n", taken ? "ok  " : "FAIL", what);
+        if (taken) p->passed++;
+        else p->failed++;
+        static const char *gname[3] = {"dq", "dk", "dv"};
+        snprintf(what, sizeof what, "attention rows x16 HD %d %s: out = bf16(staged)", HD,
+                 prec == KP_FP32 ? "fp32" : "bf16");
+        check_bits(p, what, o16, on.p, nq * 2);
+        snprintf(what, sizeof what, "attention rows x16 HD %d %s: lse", HD,
+                 prec == KP_FP32 ? "fp32" : "bf16");
+        check_bits(p, what, lse, ln.p, nl * 4);
+        for (int i = 0; i < 3; i++) {
+            float *h = xmalloc(gsz[i] * 4);
+            cuda_copy_d2h(h, gs[i].p, gsz[i] * 4);
+            snprintf(what, sizeof what, "attention rows x16 HD %d %s: %s", HD,
+                     prec == KP_FP32 ? "fp32" : "bf16", gname[i]);
+            check_bits(p, what, h, gn[i].p, gsz[i] * 4);
+            free(h), free(g0[i]);
+            dfree(gs[i]), dfree(gn[i]);
+        }
+        Dev all[12] = {q32, k32, v32, o32, l32, do32, q16, k16, v16, on, ln, don};
+        for (int i = 0; i < 12; i++) dfree(all[i]);
+        free(q), free(k), free(v), free(dout), free(o), free(lse), free(o16);
+    }
+    d_free(d_rows), d_free(d_len), d_free(d_seg);
+}
+
 void parity_bf16act(Parity *p) {
     parity_norms16(p);
     parity_flat16(p);
@@ -622,4 +840,6 @@ void parity_bf16act(Parity *p) {
     parity_matmul_out16(p);
     parity_graph16(p);
     parity_attn16(p);
+    rows16_ops(p);
+    rows16_kernels(p);
 }
