@@ -36,10 +36,12 @@
 #include <stdlib.h>
 
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
 
 namespace {
+using namespace attn;
 
 constexpr int WARPS = 8;      // rows (forward, dq) or keys (dk/dv) per block
 constexpr int TILE = 32;      // keys (or queries) per shared-memory tile: one per lane
@@ -47,28 +49,10 @@ constexpr int THREADS = WARPS * 32;
 constexpr int MAX_HD = 256;   // NI = HD/32 <= 8 accumulators per lane
 constexpr unsigned FULL = 0xffffffffu;
 
-__device__ __forceinline__ float warp_sum(float v) {
-    // butterfly: every lane ends with the same value (IEEE addition is commutative)
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL, v, off);
-    return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL, v, off));
-    return v;
-}
-
 // odd row stride >= HD: lane j reading element d of row j hits bank (j*ss + d) % 32, a
 // permutation of the lanes when ss is odd
 __host__ __device__ __forceinline__ int smem_stride(int HD) { return HD | 1; }
 
-__device__ __forceinline__ int clamp_len(int L, int T) { return L < 0 ? 0 : (L > T ? T : L); }
-
-// the segment rule of kernels/op_list.h: key (seg sj) is visible to query (seg st) iff same
-// doc (seg >> 16) and the key's branch (seg & 0xffff) is 0 (the shared prefix) or the query's
-__host__ __device__ __forceinline__ bool seg_visible(int st, int sj) {
-    return (st >> 16) == (sj >> 16) && ((sj & 0xffff) == 0 || (sj & 0xffff) == (st & 0xffff));
-}
 
 // keys/values j0 .. j0+tn-1 of one (b, kv head) into shared memory rows of stride ss; the
 // whole block cooperates (callers put __syncthreads around it)

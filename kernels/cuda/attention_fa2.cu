@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/mma.cuh"
@@ -50,29 +51,12 @@ __device__ __forceinline__ void fa_load_rows(uint16_t *dst, const uint16_t *base
     }
 }
 
-// Segments (seg, kernels/op_list.h): key j is visible to query t iff same doc (seg >> 16) and
-// the key's branch (seg & 0xffff) is 0 or the query's
-__device__ __forceinline__ bool fa_seg_visible(int st, int sj) {
-    return (st >> 16) == (sj >> 16) && ((sj & 0xffff) == 0 || (sj & 0xffff) == (st & 0xffff));
-}
-
-// first index in [0, L) whose doc is >= d (docs are non-decreasing along the valid tokens)
-__device__ __forceinline__ int fa_doc_lower(const int *segb, int L, int d) {
-    int lo = 0, hi = L;
-    while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if ((segb[mid] >> 16) < d) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
 // [*lo, *hi): the tokens of the docs of rows r0 .. r1-1 (0 <= r0 < r1 <= L), the only ones
 // they can see or be seen by: whole tiles outside it are skipped
 __device__ __forceinline__ void fa_doc_range(const int *segb, int L, int r0, int r1, int *lo,
                                              int *hi) {
-    *lo = fa_doc_lower(segb, L, segb[r0] >> 16);
-    *hi = fa_doc_lower(segb, L, (segb[r1 - 1] >> 16) + 1);
+    *lo = attn::doc_lower(segb, L, segb[r0] >> 16);
+    *hi = attn::doc_lower(segb, L, (segb[r1 - 1] >> 16) + 1);
 }
 
 // the forward epilogue's store: fp32 as is, or bf16 rounded to nearest even (the bits of
@@ -189,7 +173,7 @@ fa2_fwd_kernel(O *__restrict__ out, float *__restrict__ lse, const uint16_t *__r
                 for (int e = 0; e < 2; e++) {
                     const int j = j0 + 8 * n + c2 + e;
                     const bool vis = t < L && j < L && (!causal || j <= t) &&
-                                     (!segb || fa_seg_visible(tseg[i], segb[j]));
+                                     (!segb || attn::seg_visible(tseg[i], segb[j]));
                     const float x = vis ? scale * s[n][2 * i + e] : -INFINITY;
                     s[n][2 * i + e] = x;
                     mx = fmaxf(mx, x);
@@ -388,7 +372,7 @@ fa2_bwd_dkdv_kernel(float *__restrict__ dk, float *__restrict__ dv, const uint16
                     for (int e = 0; e < 2; e++) {
                         const int tl = 8 * n + c2 + e, t = tq0 + tl, j = jrow[i];
                         const bool vis = t < L && j < L && (!causal || j <= t) &&
-                                         (!segb || fa_seg_visible(segb[t], jseg[i]));
+                                         (!segb || attn::seg_visible(segb[t], jseg[i]));
                         const float p = vis ? expf(scale * st[n][2 * i + e] - Ls[tl]) : 0.0f;
                         const float ds = vis ? scale * p * (dpt[n][2 * i + e] - Ds[tl]) : 0.0f;
                         st[n][2 * i + e] = p;
@@ -482,7 +466,7 @@ fa2_bwd_dq_kernel(float *__restrict__ dq, const uint16_t *__restrict__ q,
                 for (int e = 0; e < 2; e++) {
                     const int j = j0 + 8 * n + c2 + e, t = trow[i];
                     const bool vis = t < L && j < L && (!causal || j <= t) &&
-                                     (!segb || fa_seg_visible(tseg[i], segb[j]));
+                                     (!segb || attn::seg_visible(tseg[i], segb[j]));
                     const float p = vis ? expf(scale * s[n][2 * i + e] - lse_r[i]) : 0.0f;
                     s[n][2 * i + e] = vis ? scale * p * (dp[n][2 * i + e] - D_r[i]) : 0.0f;
                 }

@@ -34,11 +34,13 @@
 #include <stdlib.h>
 
 #include "kernels/cuda/bf16.cuh"
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/kernels.h"
 
 namespace {
+using namespace attn;
 
 constexpr int TILE = 32;     // keys (or query rows) per tile: one per lane
 constexpr int KWARPS = 8;    // keys per dk/dv block
@@ -50,16 +52,6 @@ int rows_warps(int HD) { return HD <= 64 ? 4 : (HD <= 128 ? 2 : 1); }
 
 __host__ __device__ __forceinline__ int rstride(int HD) { return HD | 1; } // conflict-free rows
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL, v, off);
-    return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL, v, off));
-    return v;
-}
-
 // x as the tensor-core path sees it: rounded to bf16 (BF) or as it is
 template <bool BF> __device__ __forceinline__ float rd(float x) {
     return BF ? bf16_widen(bf16_round(x)) : x;
@@ -70,12 +62,6 @@ template <bool BF, class E> __device__ __forceinline__ float ld(const E *p, size
     return rd<BF>(as_f32(p[i]));
 }
 
-__device__ __forceinline__ int clamp_len(int L, int T) { return L < 0 ? 0 : (L > T ? T : L); }
-
-// the segment rule of kernels/op_list.h (as attention.cu)
-__device__ __forceinline__ bool seg_visible(int st, int sj) {
-    return (st >> 16) == (sj >> 16) && ((sj & 0xffff) == 0 || (sj & 0xffff) == (st & 0xffff));
-}
 
 // first index in [0, n) with a[i] >= x (a non-decreasing)
 __device__ __forceinline__ int lower_bound(const int *a, int n, int x) {
@@ -88,16 +74,6 @@ __device__ __forceinline__ int lower_bound(const int *a, int n, int x) {
     return lo;
 }
 
-// first token in [0, L) of doc >= d (docs are non-decreasing along the valid tokens)
-__device__ __forceinline__ int doc_lower(const int *segb, int L, int d) {
-    int lo = 0, hi = L;
-    while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if ((segb[mid] >> 16) < d) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
 
 // The keys [*lo, *hi) row t of sequence b (t < L) can see: causal/length, and its doc.
 __device__ __forceinline__ void row_keys(const int *segb, int L, int t, int causal, int *lo,
