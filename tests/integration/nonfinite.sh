@@ -22,16 +22,23 @@ common=(init_model_config=configs/model/tiny.json init_bias_model_config=configs
 
 # header length, then the data section as float32 (mmrm saves checkpoints in F32)
 st_offset() { echo $((8 + $(od -An -t u8 -N 8 "$1" | tr -d ' '))); }
-all_finite() { # every float of every safetensors file under DIR
-    local f bad=0
-    while IFS= read -r f; do
-        # (no grep -q: it would stop reading at the first match, od would die of SIGPIPE,
-        # and pipefail would turn the match into a failure)
-        if [ "$(od -An -v -t f4 -j "$(st_offset "$f")" "$f" | grep -ci 'nan\|inf')" != 0 ]; then
-            echo "non-finite values in $f"; bad=1
-        fi
-    done < <(find "$1" -name '*.safetensors')
-    return $bad
+all_finite() { # every float of every safetensors file under DIR (one perl over all of them:
+    # an exponent of all ones is a NaN or an Inf; od | grep in bash took minutes here)
+    local files
+    mapfile -t files < <(find "$1" -name '*.safetensors')
+    [ "${#files[@]}" -gt 0 ] || { echo "no safetensors files under $1"; return 1; }
+    perl -e '
+        my $bad = 0;
+        for my $f (@ARGV) {
+            open(my $fh, "<:raw", $f) or die "$f: $!\n";
+            local $/; my $b = <$fh>; close $fh;
+            length($b) >= 8 or die "$f: shorter than a safetensors header\n";
+            my $off = 8 + unpack("Q<", substr($b, 0, 8));
+            $off <= length($b) or die "$f: header length past the end\n";
+            my $n = grep { ($_ & 0x7f800000) == 0x7f800000 } unpack("V*", substr($b, $off));
+            if ($n) { print "non-finite values in $f ($n)\n"; $bad = 1 }
+        }
+        exit $bad' "${files[@]}"
 }
 
 # standard: every fault; shortcut_aware (the bias model is saved too): an Inf gradient
@@ -77,7 +84,15 @@ model=$tmp/nan_model
 mkdir "$model"
 cp "$tmp/ref_standard/checkpoint-1/"{config.json,model.safetensors,mmrm_tokenizer.json} "$model/"
 printf '\x00\x00\xc0\x7f' | dd of="$model/model.safetensors" bs=1 seek="$(st_offset "$model/model.safetensors")" conv=notrunc status=none
-all_finite "$model" >/dev/null && { echo "the crafted model has no NaN"; exit 1; }
+bad=$(all_finite "$model") && { echo "the crafted model has no NaN"; exit 1; }
+grep -qx "non-finite values in $model/model.safetensors (1)" <<<"$bad" || { echo "all_finite: '$bad' for one NaN"; exit 1; }
+# and the reader goes to the end of the data section: one +Inf as the last float of a copy
+mkdir "$tmp/last_inf"
+cp "$tmp/ref_standard/checkpoint-1/model.safetensors" "$tmp/last_inf/"
+all_finite "$tmp/last_inf"
+printf '\x00\x00\x80\x7f' | dd of="$tmp/last_inf/model.safetensors" bs=1 seek=$(($(stat -c %s "$tmp/last_inf/model.safetensors") - 4)) conv=notrunc status=none
+bad=$(all_finite "$tmp/last_inf") && { echo "all_finite missed an Inf as the last float"; exit 1; }
+grep -qx "non-finite values in $tmp/last_inf/model.safetensors (1)" <<<"$bad" || { echo "all_finite: '$bad' for one Inf"; exit 1; }
 for save in 1; do
     out=$tmp/crafted_$save
     rc=0
@@ -103,8 +118,10 @@ for case in $cases; do
     kind=${case%:*} prec=${case#*:}
     out=$tmp/emu_${kind}_$prec
     rc=0
+    # (2 steps of 2 pairs: the fault at step 2 and the checkpoints around it are all this
+    # checks; the emulated step is what makes this script slow)
     MMRM_DEBUG_NONFINITE=$kind:2 "$emu" train "$cfg" "${common[@]}" algorithm=standard device=cuda precision=$prec \
-        output_dir="$out" 2>"$tmp/log" || rc=$?
+        max_steps=2 per_device_train_batch_size=2 output_dir="$out" 2>"$tmp/log" || rc=$?
     grep -q "injecting a non-finite $kind at step 2" "$tmp/log" || { echo "emulated GPU: $kind was not injected"; tail -n 5 "$tmp/log"; exit 1; }
     if [ "$kind" = weight ]; then
         [ "$rc" = 1 ] && grep -q "error: the main model's weights hold a non-finite value" "$tmp/log" \
