@@ -523,46 +523,47 @@ typedef struct {
     size_t nout, ngrads, staged;
 } Attn16;
 
-/* ties: q = 0 and v on the bf16 grid of [1, 2) (T = 2, both keys seen): every out element
- * is (v0 + v1) / 2 exactly, half of them halfway between two bf16 values, so an out rounded
- * other than to nearest even (ties away, truncation) differs from the staged path's */
-static void attn16_run(Attn16 *a, const KernelOps *K, int B, int T, int NH, int KV, int HD,
-                       int causal, int segmented, int ties, KernelPrecision prec, uint64_t seed) {
-    Graph g;
-    graph_init(&g, DEV_CUDA, 16 << 20, 7);
-    g.K = K;
-    graph_set_act_dtype(&g, DT_BF16);
-    graph_set_precision(&g, prec);
-    g.training = 1;
-    Rng r = rng_make(seed, 11);
-    Tensor *t[3];
-    for (int i = 0; i < 3; i++) {
-        t[i] = graph_activation(&g, "qkv", 4, (int[]){B, T, i ? KV : NH, HD});
-        size_t n = t[i]->numel;
-        float *h = xmalloc(n * 4);
-        uint16_t *h16 = xmalloc(n * 2);
-        if (ties) rng_fill_uniform(&r, h, n, i == 2 ? 1.0f : 0.0f, i == 2 ? 1.99f : 0.0f);
-        else rng_fill_uniform(&r, h, n, -2, 2);
-        for (size_t j = 0; j < n; j++) h16[j] = kscalar_bf16_rn(h[j]);
-        device_copy_from_host(DEV_CUDA, t[i]->data, h16, n * 2);
-        free(h);
-        free(h16);
-        t[i]->requires_grad = 1;
-    }
-    int lengths[4], seg[4 * 80];
+/* what attn16_run and rows16_run share: the bf16 graph on the table K; an input filled with
+ * bf16-exact values (ties: q = k = 0, v on the bf16 grid of [1, 2)); the lengths and segments
+ * of the B sequences; backward from a random projection, then out, dq | dk | dv and the staged
+ * bytes collected and the graph freed */
+static void a16_graph(Graph *g, const KernelOps *K, KernelPrecision prec) {
+    graph_init(g, DEV_CUDA, 16 << 20, 7);
+    g->K = K;
+    graph_set_act_dtype(g, DT_BF16);
+    graph_set_precision(g, prec);
+    g->training = 1;
+}
+
+static void a16_fill(Tensor *x, int is_v, int ties, Rng *r) {
+    size_t n = x->numel;
+    float *h = xmalloc(n * 4);
+    uint16_t *h16 = xmalloc(n * 2);
+    if (ties) rng_fill_uniform(r, h, n, is_v ? 1.0f : 0.0f, is_v ? 1.99f : 0.0f);
+    else rng_fill_uniform(r, h, n, -2, 2);
+    for (size_t j = 0; j < n; j++) h16[j] = kscalar_bf16_rn(h[j]);
+    device_copy_from_host(DEV_CUDA, x->data, h16, n * 2);
+    free(h);
+    free(h16);
+    x->requires_grad = 1;
+}
+
+static void a16_segments(int B, int T, int *lengths, int *seg) {
     for (int b = 0; b < B; b++) lengths[b] = T - 9 * b;
     for (int i = 0; i < B * T; i++) { /* doc 0: prefix, branch 1, branch 2; doc 1 */
         int tt = i % T;
         seg[i] = tt < 24 ? (tt < 12 ? 0 : tt < 18 ? 1 : 2) : 1 << 16;
     }
-    Tensor *y = op_attention(&g, t[0], t[1], t[2], lengths, segmented ? seg : NULL, causal);
+}
+
+static void a16_collect(Attn16 *a, Graph *g, Tensor *y, Tensor *t[3], Rng *r) {
     a->nout = y->numel;
     float *proj = xmalloc(a->nout * 4);
-    rng_fill_uniform(&r, proj, a->nout, -1, 1);
-    graph_backward_from(&g, y, proj);
+    rng_fill_uniform(r, proj, a->nout, -1, 1);
+    graph_backward_from(g, y, proj);
     free(proj);
     a->out = xmalloc(a->nout * 4);
-    memcpy(a->out, graph_host(&g, y), a->nout * 4);
+    memcpy(a->out, graph_host(g, y), a->nout * 4);
     a->ngrads = t[0]->numel + 2 * t[1]->numel;
     a->grads = xmalloc(a->ngrads * 4);
     size_t at = 0;
@@ -570,8 +571,27 @@ static void attn16_run(Attn16 *a, const KernelOps *K, int B, int T, int NH, int 
         device_copy_to_host(DEV_CUDA, a->grads + at, t[i]->grad, t[i]->numel * 4);
         at += t[i]->numel;
     }
-    a->staged = g.staged_bytes;
-    graph_free(&g);
+    a->staged = g->staged_bytes;
+    graph_free(g);
+}
+
+/* ties: q = 0 and v on the bf16 grid of [1, 2) (T = 2, both keys seen): every out element
+ * is (v0 + v1) / 2 exactly, half of them halfway between two bf16 values, so an out rounded
+ * other than to nearest even (ties away, truncation) differs from the staged path's */
+static void attn16_run(Attn16 *a, const KernelOps *K, int B, int T, int NH, int KV, int HD,
+                       int causal, int segmented, int ties, KernelPrecision prec, uint64_t seed) {
+    Graph g;
+    a16_graph(&g, K, prec);
+    Rng r = rng_make(seed, 11);
+    Tensor *t[3];
+    for (int i = 0; i < 3; i++) {
+        t[i] = graph_activation(&g, "qkv", 4, (int[]){B, T, i ? KV : NH, HD});
+        a16_fill(t[i], i == 2, ties, &r);
+    }
+    int lengths[4], seg[4 * 80];
+    a16_segments(B, T, lengths, seg);
+    Tensor *y = op_attention(&g, t[0], t[1], t[2], lengths, segmented ? seg : NULL, causal);
+    a16_collect(a, &g, y, t, &r);
 }
 
 static void parity_attn16(Parity *p) {
@@ -660,11 +680,7 @@ static void rows16_decline_bwd(int *native, float *dq, float *dk, float *dv, con
 static void rows16_run(Attn16 *a, const KernelOps *K, int B, int T, int NH, int KV, int HD,
                        int causal, int segmented, int ties, KernelPrecision prec, uint64_t seed) {
     Graph g;
-    graph_init(&g, DEV_CUDA, 16 << 20, 7);
-    g.K = K;
-    graph_set_act_dtype(&g, DT_BF16);
-    graph_set_precision(&g, prec);
-    g.training = 1;
+    a16_graph(&g, K, prec);
     Rng r = rng_make(seed, 13);
     int rows[4 * 4], lengths[4], seg[4 * 80];
     const int M = rows16_pick(B, T, rows);
@@ -672,40 +688,12 @@ static void rows16_run(Attn16 *a, const KernelOps *K, int B, int T, int NH, int 
     for (int i = 0; i < 3; i++) {
         t[i] = i ? graph_activation(&g, "kv", 4, (int[]){B, T, KV, HD})
                  : graph_activation(&g, "q", 3, (int[]){M, NH, HD});
-        size_t n = t[i]->numel;
-        float *h = xmalloc(n * 4);
-        uint16_t *h16 = xmalloc(n * 2);
-        if (ties) rng_fill_uniform(&r, h, n, i == 2 ? 1.0f : 0.0f, i == 2 ? 1.99f : 0.0f);
-        else rng_fill_uniform(&r, h, n, -2, 2);
-        for (size_t j = 0; j < n; j++) h16[j] = kscalar_bf16_rn(h[j]);
-        device_copy_from_host(DEV_CUDA, t[i]->data, h16, n * 2);
-        free(h);
-        free(h16);
-        t[i]->requires_grad = 1;
+        a16_fill(t[i], i == 2, ties, &r);
     }
-    for (int b = 0; b < B; b++) lengths[b] = T - 9 * b;
-    for (int i = 0; i < B * T; i++) { /* doc 0: prefix, branch 1, branch 2; doc 1 */
-        int tt = i % T;
-        seg[i] = tt < 24 ? (tt < 12 ? 0 : tt < 18 ? 1 : 2) : 1 << 16;
-    }
+    a16_segments(B, T, lengths, seg);
     Tensor *y = op_attention_rows(&g, t[0], t[1], t[2], lengths, segmented ? seg : NULL, causal,
                                   rows);
-    a->nout = y->numel;
-    float *proj = xmalloc(a->nout * 4);
-    rng_fill_uniform(&r, proj, a->nout, -1, 1);
-    graph_backward_from(&g, y, proj);
-    free(proj);
-    a->out = xmalloc(a->nout * 4);
-    memcpy(a->out, graph_host(&g, y), a->nout * 4);
-    a->ngrads = t[0]->numel + 2 * t[1]->numel;
-    a->grads = xmalloc(a->ngrads * 4);
-    size_t at = 0;
-    for (int i = 0; i < 3; i++) {
-        device_copy_to_host(DEV_CUDA, a->grads + at, t[i]->grad, t[i]->numel * 4);
-        at += t[i]->numel;
-    }
-    a->staged = g.staged_bytes;
-    graph_free(&g);
+    a16_collect(a, &g, y, t, &r);
 }
 
 static int same_bits(const Attn16 *a, const Attn16 *b) {
