@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-rank mmrm score on a tiny random model: 2 ranks write the byte-identical output of 1
-# rank (per response and --grouped), with both ranks taking chunks; a rank slowed to a tenth of
+# rank (per response and --grouped), with both ranks taking chunks; a rank slowed to a fifteenth of
 # its speed takes fewer chunks (work is handed out on request, not split in advance); a
 # 2-rank job frozen mid-run refuses a second job on the same output, and once killed (with a
 # torn line in a part file) a 2-rank rerun completes the output: every response once, in
@@ -84,22 +84,24 @@ $mpi "$MMRM" score --model "$tmp/model" --no-dynamic --input "$tmp/data/small.js
 check "$tmp/data/small.jsonl" "$tmp/g1.jsonl" "$tmp/g1.jsonl" grouped
 cmp "$tmp/g1.jsonl" "$tmp/g2.jsonl" || { echo "--grouped: 2 ranks wrote another output than 1"; exit 1; }
 
-# ---- a slow rank takes fewer chunks: rank 1 runs a tenth of the time (SIGSTOP/SIGCONT)
+# ---- a slow rank takes fewer chunks: rank 1 runs a fifteenth of the time (SIGSTOP/SIGCONT),
+# over the 160-chunk input (small.jsonl's 32 chunks were over in a few stop/run cycles, so the
+# split depended on where the first windows fell: 21 vs 11 chunks once in CI)
 cat >"$tmp/slow.sh" <<'EOF'
 "$@" &
 p=$!
 while kill -0 "$p" 2>/dev/null; do
-    sleep 0.02; kill -STOP "$p" 2>/dev/null; sleep 0.18; kill -CONT "$p" 2>/dev/null
+    sleep 0.02; kill -STOP "$p" 2>/dev/null; sleep 0.28; kill -CONT "$p" 2>/dev/null
 done
 wait "$p"
 EOF
 mpirun --allow-run-as-root --oversubscribe -np 1 "$MMRM" score "${opts[@]}" \
-    --input "$tmp/data/small.jsonl" --output "$tmp/slow.jsonl" : -np 1 bash "$tmp/slow.sh" \
-    "$MMRM" score "${opts[@]}" --input "$tmp/data/small.jsonl" --output "$tmp/slow.jsonl" \
+    --input "$in" --output "$tmp/slow.jsonl" : -np 1 bash "$tmp/slow.sh" \
+    "$MMRM" score "${opts[@]}" --input "$in" --output "$tmp/slow.jsonl" \
     2>"$tmp/log3" || { cat "$tmp/log3"; exit 1; }
 read -r a b < <(chunks "$tmp/log3" | tr ',' ' ') || true
 [ "${a:-0}" -gt $((2 * ${b:-0})) ] || { echo "chunks by rank: $a, $b: the slow rank was not left behind"; exit 1; }
-check "$tmp/data/small.jsonl" "$tmp/one.jsonl" "$tmp/slow.jsonl"
+check "$in" "$tmp/one.jsonl" "$tmp/slow.jsonl"
 echo "chunks taken by a fast and a slowed rank: $a, $b"
 
 # ---- a job frozen mid-run refuses a second job; killed, plus a torn part line, rerun on 2 ranks
