@@ -126,13 +126,9 @@ void *cuda_scratch(int slot, size_t bytes) {
     }
     if (bytes > g_scratch_bytes[slot]) {
         cuda_backend_init();
-        if (g_scratch[slot]) cuda_graph_memory_freed();
-        if (g_scratch[slot] && cuda_graph_capturing()) {
-            cuda_graph_defer_free(g_scratch[slot]); // the captured kernels still read it
-        } else if (g_scratch[slot]) {
-            CUDA_CHECK(cudaStreamSynchronize(g_stream)); // earlier kernels may still read it
-            CUDA_CHECK(cudaFree(g_scratch[slot]));
-        }
+        // cuda_free: the graphs' execs are told, a capture defers the free (the captured
+        // kernels still read it), else it waits for the stream (earlier kernels may)
+        cuda_free(g_scratch[slot]);
         size_t want = bytes + bytes / 4;
         CUDA_CHECK(cudaMalloc(&g_scratch[slot], want));
         g_scratch_bytes[slot] = want;
