@@ -225,6 +225,15 @@ static size_t store_bytes(const ParamStore *ps) {
     return w + 3 * ps->n_trainable * sizeof(float); /* gradients, m, v */
 }
 
+/* an option taking a, b or both: out[] gets 0 for a and 1 for b, in that order; the count
+ * (0: the value is none of them) */
+static int pick_both(const char *v, const char *a, const char *b, int out[2]) {
+    int n = 0;
+    if (!strcmp(v, a) || !strcmp(v, "both")) out[n++] = 0;
+    if (!strcmp(v, b) || !strcmp(v, "both")) out[n++] = 1;
+    return n;
+}
+
 int main(int argc, char **argv) {
     const char *cfg_path = NULL, *device = NULL, *precision = NULL, *objective = "both";
     const char *graphs = "off";
@@ -289,16 +298,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: --precision '%s': expected fp32 or bf16\n", precision);
         return 2;
     }
-    int n_obj = 0, objs[2];
-    if (!strcmp(objective, "standard") || !strcmp(objective, "both")) objs[n_obj++] = 0;
-    if (!strcmp(objective, "shortcut_aware") || !strcmp(objective, "both")) objs[n_obj++] = 1;
+    int objs[2], n_obj = pick_both(objective, "standard", "shortcut_aware", objs);
     if (!n_obj) {
         fprintf(stderr, "bench_step: --objective '%s': expected standard, shortcut_aware or both\n", objective);
         return 2;
     }
-    int n_modes = 0, modes[2];
-    if (!strcmp(graphs, "off") || !strcmp(graphs, "both")) modes[n_modes++] = 0;
-    if (!strcmp(graphs, "on") || !strcmp(graphs, "both")) modes[n_modes++] = 1;
+    int modes[2], n_modes = pick_both(graphs, "off", "on", modes);
     if (!n_modes) {
         fprintf(stderr, "bench_step: --cuda-graphs '%s': expected off, on or both\n", graphs);
         return 2;
