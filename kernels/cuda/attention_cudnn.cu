@@ -517,6 +517,10 @@ void backward16(Desc plan, char *tail, float *dq, float *dk, float *dv, const fl
 // cuDNN's tensors are declared 16-byte aligned: an activation that is not (a view) is not
 // covered by the native entries
 bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+bool aligned16_all(const void *out, const void *lse, const void *q, const void *k,
+                   const void *v) {
+    return aligned16(out) && aligned16(lse) && aligned16(q) && aligned16(k) && aligned16(v);
+}
 
 } // namespace
 
@@ -588,8 +592,7 @@ extern "C" int cuda_attention_cudnn_forward_x16(uint16_t *out, float *lse, const
                                                 const uint16_t *k, const uint16_t *v,
                                                 const int *lengths, int B, int T, int NH, int KV,
                                                 int HD, int causal, int required) {
-    if (!aligned16(out) || !aligned16(lse) || !aligned16(q) || !aligned16(k) || !aligned16(v))
-        return 0;
+    if (!aligned16_all(out, lse, q, k, v)) return 0;
     const Shape s = {B, T, NH, KV, HD, causal, 0};
     int64_t ws = 0;
     Desc plan = plan_for(s, required, &ws);
@@ -605,8 +608,7 @@ extern "C" int cuda_attention_cudnn_backward_x16(float *dq, float *dk, float *dv
                                                  const uint16_t *k, const uint16_t *v,
                                                  const int *lengths, int B, int T, int NH,
                                                  int KV, int HD, int causal, int required) {
-    if (!aligned16(out) || !aligned16(lse) || !aligned16(q) || !aligned16(k) || !aligned16(v))
-        return 0;
+    if (!aligned16_all(out, lse, q, k, v)) return 0;
     const Shape s = {B, T, NH, KV, HD, causal, 1};
     int64_t ws = 0;
     Desc plan = plan_for(s, required, &ws);
