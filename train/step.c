@@ -3,9 +3,10 @@
  * in one forward or, with max_tokens_per_batch, in chunks of whole pairs (chunks.c), each
  * forward's loss backpropagated with weight P_forward / P_step so that the accumulated
  * gradient is that of one big batch (the losses are means of per-pair terms:
- * spec/algorithm.md); data parallel, the gradients averaged during the step's last
- * forward's backward and the logged sums reduced across ranks; then AdamW over both
- * models, or nothing when the loss or gradients are not finite. */
+ * spec/algorithm.md), what it logs kept on the device and read once after the last
+ * forward (no host wait between micro-batches); data parallel, the gradients averaged
+ * during the step's last forward's backward and the logged sums reduced across ranks; then
+ * AdamW over both models, or nothing when the loss or gradients are not finite. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,8 +158,10 @@ static void tally_reserve(Run *r, size_t bytes) {
     if (tb->used + bytes <= tb->cap) return;
     size_t cap = 2 * (tb->used + bytes);
     void *dev = device_alloc(r->g.device, cap);
-    device_memcpy(r->g.device, dev, tb->dev, tb->used);
-    if (tb->dev) device_free(r->g.device, tb->dev);
+    if (tb->dev) {
+        device_memcpy(r->g.device, dev, tb->dev, tb->used);
+        device_free(r->g.device, tb->dev);
+    }
     tb->dev = dev;
     tb->cap = cap;
 }
@@ -186,7 +189,12 @@ static void tally_keep(Run *r, int P, const Micro *m) {
     }
     TallyForward *f = &tb->fw[tb->nfw++];
     *f = (TallyForward){.P = P};
-    if (r->has_bias) f->w = keep(r, m->sl.w), f->lb = keep(r, m->sl.lb), f->bc = keep(r, m->bc), f->br = keep(r, m->br);
+    if (r->has_bias) {
+        f->w = keep(r, m->sl.w);
+        f->lb = keep(r, m->sl.lb);
+        f->bc = keep(r, m->bc);
+        f->br = keep(r, m->br);
+    }
     f->loss = keep(r, m->loss);
     f->rc = keep(r, m->rc);
     f->rr = keep(r, m->rr);
@@ -204,6 +212,7 @@ static const float *kept_f32(const TallyBuf *tb, Kept k, size_t n, float *tmp) {
  * the order they ran (the same sums as reading each forward at once) */
 static void tally_read(Run *r, Tally *t) {
     TallyBuf *tb = &r->tally;
+    if (!tb->nfw) return; /* no pairs on this rank this step */
     if (tb->used > tb->hcap) {
         tb->hcap = tb->cap;
         tb->host = xrealloc(tb->host, tb->hcap);
@@ -217,7 +226,8 @@ static void tally_read(Run *r, Tally *t) {
         int P = f->P;
         if (r->has_bias) {
             const float *w = kept_f32(tb, f->w, P, tmp), *lb = kept_f32(tb, f->lb, P, tmp + P);
-            const float *bcs = kept_f32(tb, f->bc, P, tmp + 2 * P), *brs = kept_f32(tb, f->br, P, tmp + 3 * P);
+            const float *bcs = kept_f32(tb, f->bc, P, tmp + 2 * P);
+            const float *brs = kept_f32(tb, f->br, P, tmp + 3 * P);
             if (r->nw_step + P > r->capw_step) {
                 r->capw_step = 2 * (r->nw_step + P);
                 r->w_step = xrealloc(r->w_step, r->capw_step * sizeof *r->w_step);
