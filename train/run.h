@@ -44,6 +44,18 @@ typedef struct State {
     long nlog, caplog;
 } State;
 
+/* step.c: the values a step logs, copied device to device after each forward and read to
+ * the host once at the step's end */
+typedef struct TallyForward TallyForward;
+typedef struct TallyBuf {
+    void *dev;              /* on the run's device: cap bytes, used of them this step */
+    size_t cap, used;
+    unsigned char *host;    /* the step's read, hcap bytes */
+    size_t hcap;
+    TallyForward *fw;       /* (nfw,) what each forward of the step kept, and where */
+    long nfw, capfw;
+} TallyBuf;
+
 typedef struct Run {
     const TrainConfig *c;
     const TrainRuntime *rt;
@@ -73,6 +85,7 @@ typedef struct Run {
     float *w_step;          /* shortcut_aware: the step's per-pair weights w (all ranks' on
                              * rank 0), for the TensorBoard histogram; nw_step of them */
     long nw_step, capw_step;
+    TallyBuf tally;         /* step.c */
     int tty;                /* rank 0 logs to a terminal: the progress line redraws */
     double t0;              /* clock_seconds() at the first step of this process */
     long pairs_seen, tokens_seen;
@@ -109,6 +122,8 @@ int checkpoint_save_last(Run *r);            /* output_dir/checkpoint-last */
 /* step.c: one optimizer step over gradient_accumulation_steps micro-batches; fills e.
  * 0, or -1 on a data error. */
 int train_step(Run *r, LogEntry *e);
+/* frees r->tally (before the graph: on its device) */
+void tally_free(Run *r);
 
 /* chunks.c: max_tokens_per_batch. The pairs of b as chunks: chunk k is pairs [first[k],
  * first[k+1]) (first: P + 1); returns their number (1 without a budget). with_bias: the bias

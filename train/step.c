@@ -3,9 +3,10 @@
  * in one forward or, with max_tokens_per_batch, in chunks of whole pairs (chunks.c), each
  * forward's loss backpropagated with weight P_forward / P_step so that the accumulated
  * gradient is that of one big batch (the losses are means of per-pair terms:
- * spec/algorithm.md); data parallel, the gradients averaged during the step's last
- * forward's backward and the logged sums reduced across ranks; then AdamW over both
- * models, or nothing when the loss or gradients are not finite. */
+ * spec/algorithm.md), what it logs kept on the device and read once after the last
+ * forward (no host wait between micro-batches); data parallel, the gradients averaged
+ * during the step's last forward's backward and the logged sums reduced across ranks; then
+ * AdamW over both models, or nothing when the loss or gradients are not finite. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,35 +132,134 @@ static Micro run_micro(Run *r, const Batch *b, int p0, int p1, float dloss) {
     return forward_backward(r, b, p0, p1, dloss);
 }
 
-/* what is logged is read after backward has been queued: on a GPU the copies then wait for
- * the whole micro-step instead of stalling between forward and backward */
-static void tally(Run *r, int P, const Micro *m, Tally *t) {
+/* Logging without a host wait inside the step: after each forward has been queued, the
+ * tensors a step logs are copied device to device (on the compute stream, so before the next
+ * forward reuses the activation arena; with cuda_graphs after the launch, outside the
+ * capture) into r->tally, a device buffer kept for the run; the step reads it to the host
+ * once at its end (tally_read) and sums it in the order the forwards ran. */
+
+/* where one logged tensor lies in r->tally.dev, and its dtype (f32, or bf16 activations) */
+typedef struct Kept {
+    size_t off;
+    DType dtype;
+} Kept;
+
+/* one forward's logged tensors: loss (1), the rewards rc, rr and, shortcut_aware, bc, br,
+ * the weights w and the bias losses lb (P each) */
+struct TallyForward {
+    int P;
+    Kept loss, rc, rr, w, lb, bc, br;
+};
+
+/* room for bytes more in the device buffer: grown geometrically (a device free drops the
+ * CUDA graph execs, so it should happen in the first step only), the kept bytes copied */
+static void tally_reserve(Run *r, size_t bytes) {
+    TallyBuf *tb = &r->tally;
+    if (tb->used + bytes <= tb->cap) return;
+    size_t cap = 2 * (tb->used + bytes);
+    void *dev = device_alloc(r->g.device, cap);
+    if (tb->dev) {
+        device_memcpy(r->g.device, dev, tb->dev, tb->used);
+        device_free(r->g.device, tb->dev);
+    }
+    tb->dev = dev;
+    tb->cap = cap;
+}
+
+/* bytes of a logged tensor of n values, rounded to 4 so that every slot stays f32-aligned */
+static size_t kept_bytes(DType dt, size_t n) { return (n * dtype_size(dt) + 3) & ~(size_t)3; }
+
+static Kept keep(Run *r, const Tensor *t) {
+    MMRM_CHECK(t->dtype == DT_F32 || t->dtype == DT_BF16, "tally: %s is %s (f32 or bf16 expected)",
+               t->name, dtype_name(t->dtype));
+    size_t bytes = kept_bytes(t->dtype, t->numel);
+    tally_reserve(r, bytes);
+    Kept k = {r->tally.used, t->dtype};
+    device_memcpy(r->g.device, (char *)r->tally.dev + k.off, t->data, t->numel * dtype_size(t->dtype));
+    r->tally.used += bytes;
+    return k;
+}
+
+/* queues the copies of the forward's logged tensors (P pairs) */
+static void tally_keep(Run *r, int P, const Micro *m) {
+    TallyBuf *tb = &r->tally;
+    if (tb->nfw == tb->capfw) {
+        tb->capfw = 2 * tb->capfw + 4;
+        tb->fw = xrealloc(tb->fw, tb->capfw * sizeof *tb->fw);
+    }
+    TallyForward *f = &tb->fw[tb->nfw++];
+    *f = (TallyForward){.P = P};
     if (r->has_bias) {
-        const float *w = graph_host(&r->g, m->sl.w), *lb = graph_host(&r->g, m->sl.lb);
-        const float *bcs = graph_host(&r->g, m->bc), *brs = graph_host(&r->g, m->br);
-        if (r->nw_step + P > r->capw_step) {
-            r->capw_step = 2 * (r->nw_step + P);
-            r->w_step = xrealloc(r->w_step, r->capw_step * sizeof *r->w_step);
+        f->w = keep(r, m->sl.w);
+        f->lb = keep(r, m->sl.lb);
+        f->bc = keep(r, m->bc);
+        f->br = keep(r, m->br);
+    }
+    f->loss = keep(r, m->loss);
+    f->rc = keep(r, m->rc);
+    f->rr = keep(r, m->rr);
+}
+
+/* the values of slot k (n of them) as floats: in place when f32, else widened into tmp */
+static const float *kept_f32(const TallyBuf *tb, Kept k, size_t n, float *tmp) {
+    const unsigned char *h = tb->host + k.off;
+    if (k.dtype == DT_F32) return (const float *)h;
+    bf16_to_f32_array(tmp, (const uint16_t *)h, n);
+    return tmp;
+}
+
+/* the step's one read of the device: the kept tensors summed into t, forward by forward in
+ * the order they ran (the same sums as reading each forward at once) */
+static void tally_read(Run *r, Tally *t) {
+    TallyBuf *tb = &r->tally;
+    if (!tb->nfw) return; /* no pairs on this rank this step */
+    if (tb->used > tb->hcap) {
+        tb->hcap = tb->cap;
+        tb->host = xrealloc(tb->host, tb->hcap);
+    }
+    device_copy_to_host(r->g.device, tb->host, tb->dev, tb->used);
+    int maxP = 1;
+    for (long j = 0; j < tb->nfw; j++) maxP = tb->fw[j].P > maxP ? tb->fw[j].P : maxP;
+    float *tmp = xmalloc(4 * (size_t)maxP * sizeof *tmp);
+    for (long j = 0; j < tb->nfw; j++) {
+        const TallyForward *f = &tb->fw[j];
+        int P = f->P;
+        if (r->has_bias) {
+            const float *w = kept_f32(tb, f->w, P, tmp), *lb = kept_f32(tb, f->lb, P, tmp + P);
+            const float *bcs = kept_f32(tb, f->bc, P, tmp + 2 * P);
+            const float *brs = kept_f32(tb, f->br, P, tmp + 3 * P);
+            if (r->nw_step + P > r->capw_step) {
+                r->capw_step = 2 * (r->nw_step + P);
+                r->w_step = xrealloc(r->w_step, r->capw_step * sizeof *r->w_step);
+            }
+            for (int i = 0; i < P; i++) {
+                r->w_step[r->nw_step++] = w[i];
+                t->wsum += w[i];
+                t->wmin = fmin(t->wmin, w[i]);
+                t->wmax = fmax(t->wmax, w[i]);
+                t->loss_b += lb[i];
+                t->right_b += bcs[i] > brs[i] ? 1.0 : bcs[i] == brs[i] ? 0.5 : 0.0;
+            }
         }
+        float lv = kept_f32(tb, f->loss, 1, tmp)[0];
+        if (!isfinite(lv)) t->nonfinite = 1;
+        t->loss += (double)lv * P;
+        const float *cs = kept_f32(tb, f->rc, P, tmp), *rs = kept_f32(tb, f->rr, P, tmp + P);
         for (int i = 0; i < P; i++) {
-            r->w_step[r->nw_step++] = w[i];
-            t->wsum += w[i];
-            t->wmin = fmin(t->wmin, w[i]);
-            t->wmax = fmax(t->wmax, w[i]);
-            t->loss_b += lb[i];
-            t->right_b += bcs[i] > brs[i] ? 1.0 : bcs[i] == brs[i] ? 0.5 : 0.0;
+            t->right += cs[i] > rs[i] ? 1.0 : cs[i] == rs[i] ? 0.5 : 0.0;
+            t->margin += (double)cs[i] - rs[i];
         }
+        t->pairs += P;
+        t->forwards++;
     }
-    float lv = graph_host(&r->g, m->loss)[0];
-    if (!isfinite(lv)) t->nonfinite = 1;
-    t->loss += (double)lv * P;
-    const float *cs = graph_host(&r->g, m->rc), *rs = graph_host(&r->g, m->rr);
-    for (int i = 0; i < P; i++) {
-        t->right += cs[i] > rs[i] ? 1.0 : cs[i] == rs[i] ? 0.5 : 0.0;
-        t->margin += (double)cs[i] - rs[i];
-    }
-    t->pairs += P;
-    t->forwards++;
+    free(tmp);
+}
+
+void tally_free(Run *r) {
+    if (r->tally.dev) device_free(r->g.device, r->tally.dev);
+    free(r->tally.host);
+    free(r->tally.fw);
+    memset(&r->tally, 0, sizeof r->tally);
 }
 
 /* every rank must take the same step: the gradients are averaged, sum what is logged */
@@ -215,6 +315,9 @@ int train_step(Run *r, LogEntry *e) {
     int P_step = r->c->per_device_train_batch_size * accum;
     Tally t = {.wmin = INFINITY, .wmax = -INFINITY};
     r->nw_step = 0;
+    r->tally.used = 0, r->tally.nfw = 0;
+    /* a forward keeps at most 24 bytes a pair and 4 for its loss, and has at least one pair */
+    tally_reserve(r, (size_t)28 * P_step);
     int *first = NULL;
     for (int micro = 0; micro < accum; micro++) {
         const Batch *b;
@@ -240,11 +343,12 @@ int train_step(Run *r, LogEntry *e) {
             int P = first[k + 1] - first[k];
             float dloss = (float)P / (float)P_step; /* the step's loss is the mean over its pairs */
             Micro m = run_micro(r, b, first[k], first[k + 1], dloss);
-            tally(r, P, &m, &t);
+            tally_keep(r, P, &m);
         }
         for (int i = 0; i < 2 * b->P; i++) r->tokens_seen += b->rows.lengths[i];
     }
     free(first);
+    tally_read(r, &t);
     if (r->gs) gradsync_finish(r->gs, &r->g); /* ZeRO-1 reduce-scatters in its step */
     if (r->main.ps.grad && debug_nonfinite(r, "grad")) {
         const float inf = INFINITY;

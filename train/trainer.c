@@ -26,6 +26,7 @@ static void run_free(Run *r) {
     cJSON_Delete(r->resumed_evals);
     tfevents_close(r->tb);
     free(r->w_step);
+    tally_free(r);
     if (r->g.tape) graph_free(&r->g);
     if (r->main.ps.data) rm_free(&r->main);
     if (r->bias.ps.data) rm_free(&r->bias);

@@ -130,6 +130,7 @@ size_t g_host_stack_size;
 cudaError_t g_last_error = cudaSuccess;
 struct Stats {
     unsigned long long launches, blocks, threads, waits, rounds;
+    unsigned long long d2h, syncs; // copies into host memory, host waits (synchronize calls)
 } g_stats;
 std::map<std::string, unsigned long long> *g_kernel_launches; // EMU_KERNELS: per kernel
 
@@ -265,8 +266,9 @@ void init_once() {
             fprintf(
                 stderr,
                 "cuda_emu: %llu launches, %llu blocks, %llu threads, %llu waits at collectives, "
-                "%llu scheduling rounds\n",
-                g_stats.launches, g_stats.blocks, g_stats.threads, g_stats.waits, g_stats.rounds);
+                "%llu scheduling rounds, %llu device-to-host copies, %llu host waits\n",
+                g_stats.launches, g_stats.blocks, g_stats.threads, g_stats.waits, g_stats.rounds,
+                g_stats.d2h, g_stats.syncs);
         });
 }
 
@@ -941,6 +943,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device) {
 
 cudaError_t cudaDeviceSynchronize(void) {
     if (g_cap_active) return cap_refuse(cudaErrorStreamCaptureUnsupported, "cudaDeviceSynchronize");
+    g_stats.syncs++;
     return cudaSuccess;
 }
 
@@ -1115,6 +1118,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
         g_cap_graph->nodes.push_back(std::move(n));
         return cudaSuccess;
     }
+    if (src_dev && !dst_dev) g_stats.d2h++;
     memcpy(dst, src, bytes);
     return cudaSuccess;
 }
@@ -1186,6 +1190,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
                          (void *)stream);
     if (cap_on(stream))
         return cap_refuse(cudaErrorStreamCaptureUnsupported, "cudaStreamSynchronize of the capturing stream");
+    g_stats.syncs++;
     return cudaSuccess;
 }
 
@@ -1259,6 +1264,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
                          (void *)event);
     if (g_cap_active && g_cap_events.count(event))
         return cap_refuse(cudaErrorCapturedEvent, "cudaEventSynchronize of an event recorded in the capture");
+    g_stats.syncs++;
     return cudaSuccess;
 }
 

@@ -2,9 +2,11 @@
 # The GPU code paths of the command line, end to end, on the CPU emulator (tests/cuda_emu):
 # build/emu_mmrm is mmrm with the emulated CUDA backend. For both algorithms, 2 training
 # steps with device = cuda (precision = fp32) must give the same per-step losses as
-# device = cpu within 1e-4 relative (also with LoRA adapters, and a bias model on the main
-# model's base), and final weights within 1e-4 (models moved to the device, uploads of
-# every op input, logging read back after backward, checkpoints and optimizer state staged
+# device = cpu within 1e-4 relative (also with LoRA adapters, a bias model on the main
+# model's base, and 3 micro-batches forwarded pair by pair, whose logged values the host
+# reads as often as 1 forward's: once a step), and final weights within 1e-4 (models moved
+# to the device, uploads of every op input, logging read back once a step after the last
+# backward, checkpoints and optimizer state staged
 # through the host); precision = bf16 (activations stored in bf16,
 # GEMMs over bf16 weight copies kept by the fused AdamW) equals GEMMs over the fp32 master
 # weights, alone and under ZeRO-1, and its losses stay within 1e-2 of fp32 on the CPU;
@@ -55,6 +57,26 @@ for algo in standard robust; do
     echo "$algo: final weights cpu vs cuda: worst rel $ww"
     awk -v w="$ww" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL $algo weights differ"; exit 1; }
 done
+
+# the host reads a step's logged values (losses, rewards, shortcut weights) once, after its
+# last micro-batch (train/step.c copies them on the device after each forward): the
+# emulator's count of copies into host memory (EMU_STATS) is the same for 2 steps of 1
+# forward and 2 steps of 3 micro-batches forwarded pair by pair (max_tokens_per_batch = 1:
+# 6 forwards a step); the latter's losses equal the CPU's within 1e-4
+sed 's/^{/{ "system_message": "Rate the answer.",/' configs/model/tiny.json > "$d/short.json"
+short=(init_model_config="$d/short.json" init_bias_model_config="$d/short.json")
+EMU_STATS=1 train robust cuda "$d/reads1" "${short[@]}"
+EMU_STATS=1 train robust cuda "$d/reads6" "${short[@]}" gradient_accumulation_steps=3 max_tokens_per_batch=1
+train robust cpu "$d/reads6_cpu" "${short[@]}" gradient_accumulation_steps=3 max_tokens_per_batch=1
+reads() { sed -n 's/.* \([0-9]*\) device-to-host copies.*/\1/p' "$1.log"; }
+r1=$(reads "$d/reads1") r6=$(reads "$d/reads6")
+fw=$(grep -o '"forwards":[0-9]*' "$d/reads6/metrics.jsonl" | cut -d: -f2 | sort -u | tr '\n' ' ')
+echo "robust: device-to-host copies over 2 steps: $r1 with 1 forward a step, $r6 with ${fw% } (3 micro-batches)"
+[ "$fw" = "6 " ] || { echo "FAIL the pair-by-pair run did not forward 6 times a step: $fw"; exit 1; }
+[ -n "$r1" ] && [ "$r1" = "$r6" ] || { echo "FAIL the host reads grow with the forwards of a step"; exit 1; }
+w=$(paste <(losses "$d/reads6_cpu") <(losses "$d/reads6") | worst)
+echo "robust, 3 micro-batches pair by pair: per-step loss cpu vs cuda (emulated): worst rel $w"
+awk -v w="$w" 'BEGIN { exit !(w <= 1e-4) }' || { echo "FAIL pair-by-pair losses differ"; exit 1; }
 
 # LoRA (adapters on the LLM and the ViT, dropout on: the masks are drawn on the host): the
 # adapter GEMMs go through the device's op table like every other linear
