@@ -91,6 +91,13 @@ static int check_options(const RewardModel *m, const ScorerOptions *o) {
                        o->max_length, cfg->llm.max_positions);
         return -1;
     }
+    /* a forward's T never passes max_length; a larger bucket would only grow the packed
+     * stream's tail (RewardModel.t_bucket is not capped) */
+    if (o->t_bucket < 0 || o->t_bucket > o->max_length) {
+        mmrm_set_error("t_bucket %d (--t-bucket) outside [0, %d] (0: auto; at most max_length)",
+                       o->t_bucket, o->max_length);
+        return -1;
+    }
     const ImageConfig *ic = &o->image;
     if (ic->image_size != cfg->image_size) {
         mmrm_set_error("image_size %d differs from the model's %d (tiles must match the "
@@ -125,6 +132,20 @@ static int check_tokenizer(const Scorer *s) {
     return rc == TEMPLATE_ERROR ? -1 : 0;
 }
 
+/* the plan-cache lookups between begin and end are this scorer's (the cache and its
+ * counters are the process's, shared with any other scorer) */
+static void plans_begin(Scorer *s) {
+    long h, m;
+    device_plan_stats(s->g.device, &h, &m);
+    s->st.plan_hits -= h, s->st.plan_misses -= m;
+}
+
+static void plans_end(Scorer *s) {
+    long h, m;
+    device_plan_stats(s->g.device, &h, &m);
+    s->st.plan_hits += h, s->st.plan_misses += m;
+}
+
 Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o) {
     if (check_options(m, o)) return NULL;
     TemplateKind kind;
@@ -133,6 +154,8 @@ Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o)
     s->m = m;
     s->tok = tok;
     s->o = *o;
+    if (s->o.t_bucket == 0) /* training's rule (train/setup.c t_bucket) */
+        s->o.t_bucket = m->ps.device == DEV_CPU ? 1 : o->max_length < 64 ? o->max_length : 64;
     s->kind = kind;
     s->system = config_system_message(&m->cfg);
     s->tpt = config_tokens_per_tile(&m->cfg);
@@ -174,11 +197,13 @@ Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o)
     graph_set_grad(&s->g, 0);
     s->g.training = 0;
     if (o->blank) {
+        plans_begin(s);
         Tensor *f = rm_vit_features(m, &s->g, s->blank_px, 1);
         size_t bytes = f->numel * sizeof(float);
         s->blank_feat = xmalloc(bytes); /* host memory, like every RmBatch input */
         memcpy(s->blank_feat, graph_host(&s->g, f), bytes);
         graph_reset(&s->g);
+        plans_end(s);
     }
     return s;
 }
@@ -190,6 +215,8 @@ static void held_clear(Scorer *s) {
 
 void scorer_free(Scorer *s) {
     if (!s) return;
+    if (s->g.device != DEV_CPU && s->st.forwards > 0) /* the count training logs too */
+        mmrm_log("plans: %ld hits, %ld misses", s->st.plan_hits, s->st.plan_misses);
     held_clear(s);
     graph_free(&s->g);
     free(s->rows);
@@ -214,10 +241,14 @@ const ScorerOptions *scorer_options(const Scorer *s) { return &s->o; }
  * later forward can show are released; with keep_last the newest held image (the group
  * being templated) stays. */
 static int flush(Scorer *s, int keep_last) {
-    int B = s->npending, L = s->o.max_length, T = 0;
+    int B = s->npending, L = s->o.max_length, T = 0, tb = s->o.t_bucket;
     if (B == 0) return 0;
     for (int b = 0; b < B; b++)
         if (s->lengths[b] > T) T = s->lengths[b];
+    if (tb > 1) { /* ids has room for B x max_length */
+        long t = ((long)T + tb - 1) / tb * tb;
+        T = t < L ? (int)t : L;
+    }
     for (int b = 0; b < B; b++) {
         int *dst = s->ids + (size_t)b * T;
         memcpy(dst, s->rows + (size_t)b * L, (size_t)s->lengths[b] * sizeof *dst);
@@ -261,12 +292,15 @@ static int flush(Scorer *s, int keep_last) {
     double t0 = clock_seconds();
     graph_reset(&s->g);
     s->m->share_prefix = s->o.share_prefix, s->m->packing = s->o.packing;
+    s->m->t_bucket = tb;
     long c0, c1, in_rows;
     rm_tokens_counted(&c0, &in_rows);
+    plans_begin(s);
     Tensor *r = rm_forward(s->m, &s->g, &bt);
+    const float *scores = graph_host(&s->g, r);
+    plans_end(s);
     rm_tokens_counted(&c1, &in_rows);
     s->st.computed += c1 - c0;
-    const float *scores = graph_host(&s->g, r);
     for (int b = 0; b < B; b++) s->dst[b]->score = scores[b];
     s->st.forward_seconds += clock_seconds() - t0;
     s->st.forwards++;
@@ -418,6 +452,10 @@ const char SCORER_CLI_USAGE[] =
     "                          per forward; a longer row runs alone (default: no limit)\n"
     "  --max-length N          tokens per sequence; longer responses are cut, keeping the\n"
     "                          final <|im_end|> (default min(4096, max_position_embeddings))\n"
+    "  --t-bucket N            a forward's length rounded up to a multiple of N (at most\n"
+    "                          --max-length, which N must not pass) so a GPU reuses its GEMM\n"
+    "                          plans; the scores do not change; 0: auto, 64 on a GPU, 1 on\n"
+    "                          the CPU (default 0)\n"
     "  --max-dynamic-patch N   most tiles per image; tiling defaults come from the model's\n"
     "                          config.json (dynamic_image_size, use_thumbnail, min/\n"
     "                          max_dynamic_patch; mmrm train records its own there), else\n"
@@ -465,6 +503,7 @@ int scorer_cli_option(ScorerCli *c, int argc, char **argv, int *i) {
     if (!strcmp(a, "--batch-size")) return int_value(argc, argv, i, 1, 1 << 16, &c->batch_size);
     if (!strcmp(a, "--max-tokens")) return int_value(argc, argv, i, 1, 1 << 30, &c->max_tokens);
     if (!strcmp(a, "--max-length")) return int_value(argc, argv, i, 1, 1 << 24, &c->max_length);
+    if (!strcmp(a, "--t-bucket")) return int_value(argc, argv, i, 0, 1 << 20, &c->t_bucket);
     if (!strcmp(a, "--max-dynamic-patch"))
         return int_value(argc, argv, i, 1, IMAGE_MAX_NUM, &c->max_patch);
     if (!strcmp(a, "--min-dynamic-patch"))
@@ -519,6 +558,7 @@ void scorer_cli_options(const ScorerCli *c, const ModelConfig *cfg, ScorerOption
     if (c->batch_size) o->batch_size = c->batch_size;
     if (c->max_tokens) o->max_tokens = c->max_tokens;
     if (c->max_length) o->max_length = c->max_length;
+    o->t_bucket = c->t_bucket;
     if (c->max_patch) o->image.max_num = c->max_patch;
     if (c->min_patch) o->image.min_num = c->min_patch;
     if (c->thumbnail) o->image.use_thumbnail = 1;

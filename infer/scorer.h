@@ -40,11 +40,17 @@ typedef struct ScorerOptions {
     int blank;         /* every group shows the blank image as one tile */
     int share_prefix;  /* a forward's responses to one prompt share its prefix (default 1) */
     int packing;       /* a forward's rows as one stream without padding (default 1) */
+    int t_bucket;      /* a forward's padded T (and with share_prefix / packing the compact
+                        * rows' length, RewardModel.t_bucket) rounded up to a multiple, at
+                        * most max_length, so GEMM shapes repeat across forwards (a GPU reuses
+                        * its cuBLASLt plans); padding is never read, so no score changes.
+                        * <= max_length; 0: auto, 64 (at most max_length) on a GPU and 1 on
+                        * the CPU (training's rule) */
 } ScorerOptions;
 
 /* batch 8, max_length min(4096, max_position_embeddings), the InternVL2 tiling (image_size
  * from cfg, tiles 1..6, thumbnail, dynamic), blank off, share_prefix and packing on (the
- * model's layout, RewardModel.share_prefix: the same scores with less work) */
+ * model's layout, RewardModel.share_prefix: the same scores with less work), t_bucket auto */
 void scorer_default_options(const ModelConfig *cfg, ScorerOptions *o);
 
 typedef enum {
@@ -87,6 +93,8 @@ typedef struct ScorerStats {
     long tiles;         /* tiles through the ViT (an image spanning k forwards counts k times;
                          * blank mode runs it once, in scorer_new, and counts 0) */
     double image_seconds, forward_seconds;
+    long plan_hits, plan_misses; /* GEMM plan-cache lookups of its forwards (0 on the CPU);
+                                  * a miss is a cuBLASLt heuristic query (t_bucket) */
 } ScorerStats;
 
 typedef struct Scorer Scorer;
@@ -95,6 +103,7 @@ typedef struct Scorer Scorer;
  * mmrm_last_error() for bad options, an unknown template name in the model config, or a
  * tokenizer the template cannot use. */
 Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o);
+/* on a GPU, a scorer that ran forwards logs its "plans: H hits, M misses" line first */
 void scorer_free(Scorer *s);
 
 /* Scores every response of groups[0..n) into out (sum of the groups' n entries). msg (may
@@ -106,6 +115,7 @@ int scorer_score(Scorer *s, const ScoreGroup *groups, int n, ScoreOut *out,
                  char (*msg)[SCORER_MSG_LEN]);
 
 const ScorerStats *scorer_stats(const Scorer *s);
+/* the options in effect (t_bucket auto resolved for the model's device) */
 const ScorerOptions *scorer_options(const Scorer *s);
 
 /* ---- what score and eval share on the command line ---- */
@@ -124,6 +134,7 @@ int scorer_load_model_adapter(const char *dir, const char *adapter, Device d, in
 typedef struct ScorerCli {
     int batch_size, max_length;
     int max_tokens;            /* --max-tokens */
+    int t_bucket;              /* --t-bucket (0: auto) */
     int min_patch, max_patch;  /* dynamic tiles */
     int no_thumbnail, no_dynamic;
     int no_share_prefix, no_packing;

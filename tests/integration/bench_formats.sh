@@ -175,5 +175,5 @@ printf '{"prompt": "q", "img_path": "%s", "chosen": "a cat", "rejected": "a dog"
     "$PWD/tests/fixtures/images/rgb_37x23.png" >"$tmp/own.jsonl"
 "$MMRM" eval --model "$tmp/model" --data "$tmp/own.jsonl" --format auto --json 2>/dev/null |
     python3 -c "import json, sys; e = json.load(sys.stdin); assert e['benchmark'] is None and e['pairs'] == 1, e"
-"$MMRM" eval --help | grep -q -- "--format F"
+"$MMRM" eval --help | grep -- "--format F" >/dev/null
 echo "bench formats: 3 layouts match score, 8 malformed records rejected with file:line and field"

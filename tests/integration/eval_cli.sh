@@ -122,4 +122,4 @@ set +e
 rc=$?
 set -e
 [ "$rc" = 2 ] || { echo "--text-only with --text-only-model exited $rc, want 2"; exit 1; }
-"$MMRM" eval --help | grep -q "usage: mmrm eval"
+"$MMRM" eval --help | grep "usage: mmrm eval" >/dev/null

@@ -239,6 +239,58 @@ TEST(test_scorer_blank_mode_equals_forwards_on_the_blank_image_tile) {
     fixture_free(&f);
 }
 
+/* scores with options o (batch 3, MAXLEN) into out; the scorer's stats into st */
+static void score_with(Fixture *f, ScorerOptions *o, ScoreOut *out, ScorerStats *st, int *tb) {
+    o->batch_size = 3;
+    o->max_length = MAXLEN;
+    memset(st, 0, sizeof *st);
+    *tb = -1;
+    Scorer *s = scorer_new(&f->m, f->tok, o);
+    CHECK(s != NULL, "scorer_new: %s", mmrm_last_error());
+    if (!s) return;
+    CHECK(scorer_score(s, f->groups, NGROUPS, out, NULL) == 0, "scorer_score: %s", mmrm_last_error());
+    *st = *scorer_stats(s);
+    *tb = scorer_options(s)->t_bucket;
+    scorer_free(s);
+}
+
+TEST(test_scorer_t_bucket_pads_forwards_without_changing_a_score) {
+    Fixture f;
+    fixture_init(&f);
+    static const int layouts[3][2] = {{1, 1}, {1, 0}, {0, 0}}; /* share_prefix, packing */
+    int total = 0;
+    for (int gi = 0; gi < NGROUPS; gi++) total += f.groups[gi].n;
+    for (int l = 0; l < 3; l++) {
+        ScoreOut ref[NGROUPS * MAXRESP], out[NGROUPS * MAXRESP];
+        ScorerStats st1, st;
+        int tb;
+        ScorerOptions o;
+        scorer_default_options(&f.m.cfg, &o);
+        o.share_prefix = layouts[l][0], o.packing = layouts[l][1];
+        score_with(&f, &o, ref, &st1, &tb);
+        CHECK(tb == 1, "auto t_bucket on the CPU is %d, want 1", tb);
+        for (int bucket = 7; bucket <= MAXLEN; bucket += MAXLEN - 7) { /* 7, and MAXLEN */
+            o.t_bucket = bucket;
+            score_with(&f, &o, out, &st, &tb);
+            CHECK(tb == bucket, "t_bucket %d became %d", bucket, tb);
+            for (int k = 0; k < total; k++)
+                CHECK(out[k].status == ref[k].status &&
+                          (ref[k].status != SCORE_OK ||
+                           memcmp(&out[k].score, &ref[k].score, sizeof(float)) == 0),
+                      "layout %d t_bucket %d: response %d scored %.9g, unbucketed %.9g", l, bucket,
+                      k, out[k].score, ref[k].score);
+            /* the rounding happened: padded slots grew; MAXLEN pads every row to MAXLEN */
+            CHECK(st.padded > st1.padded && st.computed >= st1.computed,
+                  "layout %d t_bucket %d: padded %ld computed %ld, unbucketed %ld %ld", l, bucket,
+                  st.padded, st.computed, st1.padded, st1.computed);
+            if (bucket == MAXLEN)
+                CHECK(st.padded == st.sequences * MAXLEN, "t_bucket MAXLEN: %ld padded for %ld rows",
+                      st.padded, st.sequences);
+        }
+    }
+    fixture_free(&f);
+}
+
 TEST(test_scorer_rejects_options_that_do_not_fit_the_model) {
     Fixture f;
     fixture_init(&f);
@@ -255,6 +307,13 @@ TEST(test_scorer_rejects_options_that_do_not_fit_the_model) {
     o.max_length = f.m.cfg.llm.max_positions + 1;
     CHECK(!scorer_new(&f.m, f.tok, &o) && strstr(mmrm_last_error(), "max_length"),
           "max_length past the positions accepted (%s)", mmrm_last_error());
+    for (int tb = -1; tb <= MAXLEN + 1; tb += MAXLEN + 2) { /* -1, and past max_length */
+        scorer_default_options(&f.m.cfg, &o);
+        o.max_length = MAXLEN;
+        o.t_bucket = tb;
+        CHECK(!scorer_new(&f.m, f.tok, &o) && strstr(mmrm_last_error(), "t_bucket"),
+              "t_bucket %d accepted with max_length %d (%s)", tb, MAXLEN, mmrm_last_error());
+    }
     Tokenizer *bos = tokenizer_byte_new(1); /* Hermes-2 adds no BOS */
     scorer_default_options(&f.m.cfg, &o);
     CHECK(!scorer_new(&f.m, bos, &o), "a tokenizer contradicting the template was accepted");
