@@ -7,13 +7,7 @@
 # MM-RLHF cal_performance_mmreweard_bench.py); --format auto detects each layout; malformed
 # records stop the run naming file:line and the field. python3 stdlib only (json).
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
 fx=tests/fixtures/benchmarks
 
 "$MMRM" init --config configs/model/tiny.json --out "$tmp/model" --seed 2 >/dev/null

@@ -5,13 +5,7 @@
 # tied set (reproducible for a seed); --compare-text-only reports both picks and the agreement;
 # bad options exit 2, a missing input 1 with no output written. python3 stdlib json checks.
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
 
 "$MMRM" init --config configs/model/tiny.json --out "$tmp/model" --seed 3 >/dev/null
 mkdir "$tmp/img"

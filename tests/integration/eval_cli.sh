@@ -6,13 +6,7 @@
 # model agrees with --text-only; the table prints the SFD definition. Checked with python3's
 # json module (skipped without python3).
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
 
 "$MMRM" init --config configs/model/tiny.json --out "$tmp/model" --seed 2 >/dev/null
 mkdir "$tmp/img"

@@ -6,13 +6,7 @@
 # python3 recomputes from the per-pair scores file (--scores); the table shows the per-category
 # SFD; --scores is written atomically (no temporary file left) and names each pair's line.
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
 
 "$MMRM" synth --out "$tmp/data" --pairs 80 --seed 4 --task mixed --cue hedge >/dev/null 2>&1
 "$MMRM" train configs/scratch_robust.ini dataset_path="$tmp/data/train.jsonl" eval_dataset_path= \

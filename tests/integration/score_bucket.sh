@@ -11,13 +11,7 @@
 # --t-bucket 1 over the same input, and both give the CPU's scores within 1e-4 (the
 # tolerance of tests/integration/cuda_emu_train.sh's score check).
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
 fail() { echo "FAIL $*"; exit 1; }
 
 "$MMRM" init --config configs/model/tiny.json --out "$tmp/model" >/dev/null

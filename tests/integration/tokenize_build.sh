@@ -8,13 +8,7 @@
 # frequent first, ties by text), and a tiny model trained from scratch with it runs and saves
 # the same tokenizer. Bad options exit 2 naming the option.
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
 
 "$MMRM" tokenize build --help | grep -q "usage: mmrm tokenize build"
 "$MMRM" synth --out "$tmp/s" --pairs 120 --seed 6 >/dev/null 2>&1
