@@ -10,13 +10,7 @@
 # with a message naming the file and line or option, and leave no output and no temporary
 # file; a failed plot leaves an older image in place.
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
 
 grep -q "usage: mmrm plot RUN_DIR" <<<"$("$MMRM" plot --help)"
 

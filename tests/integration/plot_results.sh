@@ -9,13 +9,7 @@
 # events, RUN_DIRs with --results) exit 1 or 2 with a message naming the file or option and
 # leave no image.
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
 fail() { echo "FAIL $*"; exit 1; }
 
 "$MMRM" plot --help | grep -q -- "--results DEMO_DIR" || fail "--help does not describe --results"
