@@ -244,41 +244,50 @@ static float float_dot(const float *x, size_t xs, const float *w, size_t ws, int
 }
 
 TEST(test_matmul_each_kernel_equals_its_float_loop_bitwise) {
-    /* forward, dinp and dweight (operands read through both strides) at every shape */
-    FOR_EACH_ISA(isa)
+    /* forward, dinp and dweight (operands read through both strides) at every shape; the
+     * float loops depend on the kernel only through its fma flag, so they are computed once
+     * per flag, and every kernel accumulates into fresh copies of the same dinp, dweight */
     for (int s = 0; s < NSHAPES; s++) {
-        int N = SHAPES[s].N, C = SHAPES[s].C, OC = SHAPES[s].OC, fma = cpu_isa_fma((CpuIsa)isa);
+        int N = SHAPES[s].N, C = SHAPES[s].C, OC = SHAPES[s].OC, ref_fma = -1;
         size_t nin = (size_t)N * C, nw = (size_t)OC * C, nout = (size_t)N * OC;
         TRng r = trng(600 + s);
         float *inp = tmalloc(nin), *weight = tmalloc(nw), *bias = tmalloc(OC);
         float *dout = tmalloc(nout), *out = tmalloc(nout), *dinp = tmalloc(nin);
-        float *dweight = tmalloc(nw);
+        float *dweight = tmalloc(nw), *dinp0 = tmalloc(nin), *dweight0 = tmalloc(nw);
         float *rout = tmalloc(nout), *rinp = tmalloc(nin), *rweight = tmalloc(nw);
         fill_normal(&r, inp, nin, 1.0f);
         fill_normal(&r, weight, nw, 1.0f);
         fill_normal(&r, bias, OC, 1.0f);
         fill_normal(&r, dout, nout, 1.0f);
-        fill_normal(&r, dinp, nin, 1.0f);
-        fill_normal(&r, dweight, nw, 1.0f);
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++)
-                rout[n * OC + o] = float_dot(inp + n * C, 1, weight + o * C, 1, C, bias[o], fma);
-        for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++)
-                rinp[n * C + c] = float_dot(dout + n * OC, 1, weight + c, C, OC, dinp[n * C + c], fma);
-        for (int o = 0; o < OC; o++)
-            for (int c = 0; c < C; c++)
-                rweight[o * C + c] = float_dot(dout + o, OC, inp + c, C, N, dweight[o * C + c], fma);
-        kernels_cpu.matmul_forward(out, inp, weight, NULL, bias, N, C, OC, KP_FP32);
-        kernels_cpu.matmul_backward(dinp, dweight, NULL, dout, inp, weight, NULL, N, C, OC, KP_FP32);
-        CHECK(EXPECT_SAME("out", out, rout, nout), "kernel %s, N=%d C=%d OC=%d",
-              cpu_isa_name((CpuIsa)isa), N, C, OC);
-        CHECK(EXPECT_SAME("dinp", dinp, rinp, nin), "kernel %s, N=%d C=%d OC=%d",
-              cpu_isa_name((CpuIsa)isa), N, C, OC);
-        CHECK(EXPECT_SAME("dweight", dweight, rweight, nw), "kernel %s, N=%d C=%d OC=%d",
-              cpu_isa_name((CpuIsa)isa), N, C, OC);
+        fill_normal(&r, dinp0, nin, 1.0f);
+        fill_normal(&r, dweight0, nw, 1.0f);
+        FOR_EACH_ISA(isa) {
+            int fma = cpu_isa_fma((CpuIsa)isa);
+            if (fma != ref_fma) {
+                for (int n = 0; n < N; n++)
+                    for (int o = 0; o < OC; o++)
+                        rout[n * OC + o] = float_dot(inp + n * C, 1, weight + o * C, 1, C, bias[o], fma);
+                for (int n = 0; n < N; n++)
+                    for (int c = 0; c < C; c++)
+                        rinp[n * C + c] = float_dot(dout + n * OC, 1, weight + c, C, OC, dinp0[n * C + c], fma);
+                for (int o = 0; o < OC; o++)
+                    for (int c = 0; c < C; c++)
+                        rweight[o * C + c] = float_dot(dout + o, OC, inp + c, C, N, dweight0[o * C + c], fma);
+                ref_fma = fma;
+            }
+            memcpy(dinp, dinp0, nin * sizeof *dinp);
+            memcpy(dweight, dweight0, nw * sizeof *dweight);
+            kernels_cpu.matmul_forward(out, inp, weight, NULL, bias, N, C, OC, KP_FP32);
+            kernels_cpu.matmul_backward(dinp, dweight, NULL, dout, inp, weight, NULL, N, C, OC, KP_FP32);
+            CHECK(EXPECT_SAME("out", out, rout, nout), "kernel %s, N=%d C=%d OC=%d",
+                  cpu_isa_name((CpuIsa)isa), N, C, OC);
+            CHECK(EXPECT_SAME("dinp", dinp, rinp, nin), "kernel %s, N=%d C=%d OC=%d",
+                  cpu_isa_name((CpuIsa)isa), N, C, OC);
+            CHECK(EXPECT_SAME("dweight", dweight, rweight, nw), "kernel %s, N=%d C=%d OC=%d",
+                  cpu_isa_name((CpuIsa)isa), N, C, OC);
+        }
         free(inp); free(weight); free(bias); free(dout); free(out); free(dinp); free(dweight);
-        free(rout); free(rinp); free(rweight);
+        free(dinp0); free(dweight0); free(rout); free(rinp); free(rweight);
     }
     unsetenv("MMRM_CPU_ISA");
 }
