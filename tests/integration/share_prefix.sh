@@ -6,13 +6,8 @@
 # bias model); mmrm score's scores with the defaults equal --no-share-prefix --no-packing's
 # within 1e-5 relative, and its throughput line shows fewer tokens computed than the rows hold.
 set -euo pipefail
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "skipped: python3 not installed"
-    exit 77
-fi
-d=$(mktemp -d)
-trap 'rm -rf "$d"' EXIT
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+source "$(dirname "$0")/../python_prelude.sh"
+d=$tmp
 "$MMRM" synth --out "$d/data" --pairs 24 --seed 3 >/dev/null
 
 train() { # algo out [extra]
