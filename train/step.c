@@ -151,19 +151,15 @@ struct TallyForward {
     Kept loss, rc, rr, w, lb, bc, br;
 };
 
-/* room for bytes more in the device buffer: grown geometrically (a device free drops the
- * CUDA graph execs, so it should happen in the first step only), the kept bytes copied */
-static void tally_reserve(Run *r, size_t bytes) {
+/* the step's start: room for bytes in the device buffer, which is empty (a device free drops
+ * the CUDA graph execs, so the room is made for the step's worst case, in its first step) */
+static void tally_begin(Run *r, size_t bytes) {
     TallyBuf *tb = &r->tally;
-    if (tb->used + bytes <= tb->cap) return;
-    size_t cap = 2 * (tb->used + bytes);
-    void *dev = device_alloc(r->g.device, cap);
-    if (tb->dev) {
-        device_memcpy(r->g.device, dev, tb->dev, tb->used);
-        device_free(r->g.device, tb->dev);
-    }
-    tb->dev = dev;
-    tb->cap = cap;
+    tb->used = 0, tb->nfw = 0;
+    if (bytes <= tb->cap) return;
+    if (tb->dev) device_free(r->g.device, tb->dev);
+    tb->dev = device_alloc(r->g.device, bytes);
+    tb->cap = bytes;
 }
 
 /* bytes of a logged tensor of n values, rounded to 4 so that every slot stays f32-aligned */
@@ -173,7 +169,8 @@ static Kept keep(Run *r, const Tensor *t) {
     MMRM_CHECK(t->dtype == DT_F32 || t->dtype == DT_BF16, "tally: %s is %s (f32 or bf16 expected)",
                t->name, dtype_name(t->dtype));
     size_t bytes = kept_bytes(t->dtype, t->numel);
-    tally_reserve(r, bytes);
+    MMRM_CHECK(r->tally.used + bytes <= r->tally.cap, "tally: %s does not fit the step's %zu bytes",
+               t->name, r->tally.cap);
     Kept k = {r->tally.used, t->dtype};
     device_memcpy(r->g.device, (char *)r->tally.dev + k.off, t->data, t->numel * dtype_size(t->dtype));
     r->tally.used += bytes;
@@ -315,9 +312,8 @@ int train_step(Run *r, LogEntry *e) {
     int P_step = r->c->per_device_train_batch_size * accum;
     Tally t = {.wmin = INFINITY, .wmax = -INFINITY};
     r->nw_step = 0;
-    r->tally.used = 0, r->tally.nfw = 0;
     /* a forward keeps at most 24 bytes a pair and 4 for its loss, and has at least one pair */
-    tally_reserve(r, (size_t)28 * P_step);
+    tally_begin(r, (size_t)28 * P_step);
     int *first = NULL;
     for (int micro = 0; micro < accum; micro++) {
         const Batch *b;
