@@ -155,7 +155,7 @@ Scorer *scorer_new(RewardModel *m, const Tokenizer *tok, const ScorerOptions *o)
     s->tok = tok;
     s->o = *o;
     if (s->o.t_bucket == 0) /* training's rule (train/setup.c t_bucket) */
-        s->o.t_bucket = m->ps.device == DEV_CPU ? 1 : o->max_length < 64 ? o->max_length : 64;
+        s->o.t_bucket = m->ps.device == DEV_CPU ? 1 : o->max_length < RM_T_BUCKET_GPU ? o->max_length : RM_T_BUCKET_GPU;
     s->kind = kind;
     s->system = config_system_message(&m->cfg);
     s->tpt = config_tokens_per_tile(&m->cfg);
@@ -245,10 +245,8 @@ static int flush(Scorer *s, int keep_last) {
     if (B == 0) return 0;
     for (int b = 0; b < B; b++)
         if (s->lengths[b] > T) T = s->lengths[b];
-    if (tb > 1) { /* ids has room for B x max_length */
-        long t = ((long)T + tb - 1) / tb * tb;
-        T = t < L ? (int)t : L;
-    }
+    long t = rm_bucket_round(T, tb); /* ids has room for B x max_length */
+    T = t < L ? (int)t : L;
     for (int b = 0; b < B; b++) {
         int *dst = s->ids + (size_t)b * T;
         memcpy(dst, s->rows + (size_t)b * L, (size_t)s->lengths[b] * sizeof *dst);

@@ -205,10 +205,8 @@ static void rows_finish(BatchRows *r, int B, int stride, int t_bucket, int pad_i
     r->T = 0;
     for (int b = 0; b < B; b++)
         if (r->lengths[b] > r->T) r->T = r->lengths[b];
-    if (t_bucket > 1) {
-        long t = ((long)r->T + t_bucket - 1) / t_bucket * t_bucket;
-        r->T = t < stride ? (int)t : stride;
-    }
+    long t = rm_bucket_round(r->T, t_bucket);
+    r->T = t < stride ? (int)t : stride;
     if (r->ids) {
         /* row b moves down from b * stride to b * T (T <= stride): it never overlaps a row
          * already placed, and its padding ends before row b + 1's source */

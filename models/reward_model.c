@@ -435,11 +435,6 @@ static int layout_docs(const RmBatch *bt, int share, int *d_b0, int *d_pre, int 
     return nd;
 }
 
-/* n rounded up to a multiple of bucket (RewardModel.t_bucket; 0 or 1: n) */
-static long round_up(long n, int bucket) {
-    return bucket > 1 ? (n + bucket - 1) / bucket * bucket : n;
-}
-
 static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack, int bucket) {
     int B0 = bt->B, T0 = bt->T;
     /* docs: a group's prefix length and its rows [b0, b1) */
@@ -449,11 +444,11 @@ static Layout *layout_build(Graph *g, const RmBatch *bt, int share, int pack, in
     L->tokens = 0;
     for (int d = 0; d < nd; d++) L->tokens += d_len[d];
     if (pack) {
-        L->B = 1, L->T = (int)round_up(L->tokens, bucket);
+        L->B = 1, L->T = (int)rm_bucket_round(L->tokens, bucket);
     } else {
         L->B = nd, L->T = 0;
         for (int d = 0; d < nd; d++) L->T = d_len[d] > L->T ? d_len[d] : L->T;
-        L->T = (int)round_up(L->T, bucket);
+        L->T = (int)rm_bucket_round(L->T, bucket);
     }
     /* the packed stream's bucket tail: one more doc */
     int tail = pack ? L->T - (int)L->tokens : 0;
@@ -611,7 +606,7 @@ long rm_forward_tokens(const RewardModel *m, const RmBatch *bt) {
     }
     free(d);
     /* layout_build's B x T */
-    return m->packing ? round_up(sum, m->t_bucket) : (long)nd * round_up(longest, m->t_bucket);
+    return m->packing ? rm_bucket_round(sum, m->t_bucket) : (long)nd * rm_bucket_round(longest, m->t_bucket);
 }
 
 Tensor *rm_forward(RewardModel *m, Graph *g, const RmBatch *bt) {

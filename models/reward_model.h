@@ -66,6 +66,15 @@ typedef struct RewardModel {
                           * this one uses: ps then holds only its adapters and score head */
 } RewardModel;
 
+/* t_bucket's auto value on a GPU (training's and scoring's): batches of one bucket reuse
+ * their cuBLASLt plans; the CPU's is 1 */
+enum { RM_T_BUCKET_GPU = 64 };
+
+/* n rounded up to a multiple of bucket (0 or 1: n): a batch's padded T, the compact rows */
+static inline long rm_bucket_round(long n, int bucket) {
+    return bucket > 1 ? (n + bucket - 1) / bucket * bucket : n;
+}
+
 /* A batch of sequences and the images they show. Sequence b shows image image_of[b]
  * (-1: none); image i has tiles[i] tiles, stored consecutively in pixels. */
 typedef struct RmBatch {

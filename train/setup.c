@@ -172,7 +172,8 @@ static int bias_model(Run *r) {
  * The padded rows and the compact rows (packed stream) are rounded alike. */
 static int t_bucket(const Run *r) {
     const TrainConfig *c = r->c;
-    return c->t_bucket ? c->t_bucket : r->rt->device != DEV_CPU && !(c->lora_r > 0 && c->lora_dropout > 0) ? 64 : 1;
+    return c->t_bucket ? c->t_bucket
+                       : r->rt->device != DEV_CPU && !(c->lora_r > 0 && c->lora_dropout > 0) ? RM_T_BUCKET_GPU : 1;
 }
 
 int setup_models(Run *r) {
