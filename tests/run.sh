@@ -34,16 +34,17 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 
 # start NAME: run it in the background; its output goes to $work/NAME.log, its exit status
-# to $work/NAME.rc when it ends
+# to $work/NAME.rc when it ends (renamed into place, so reap never reads a half-written one)
 declare -A t0
+done_rc() { echo "$2" >"$work/$1.rc.part" && mv "$work/$1.rc.part" "$work/$1.rc"; }
 start() {
     local name=$1
     t0[$name]=$SECONDS
     if [ "$name" = unit ]; then
-        ( "$build/test_unit" >"$work/unit.log" 2>&1; echo $? >"$work/unit.rc" ) &
+        ( "$build/test_unit" >"$work/unit.log" 2>&1; done_rc unit $? ) &
     else
         ( rc=0; MMRM="$build/mmrm" bash "$here/integration/$name.sh" >"$work/$name.log" 2>&1 || rc=$?
-          echo $rc >"$work/$name.rc" ) &
+          done_rc "$name" $rc ) &
     fi
 }
 
